@@ -1,0 +1,173 @@
+// Package activities holds the Temporal activities of the control plane and of the
+// node agents. Each is a method on a struct whose dependencies (the store, the node's
+// worker pool) are injected, so tests build them with fakes.
+package activities
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	"go.temporal.io/sdk/activity"
+	"go.temporal.io/sdk/temporal"
+
+	"github.com/burla-temporal/burla/job"
+	"github.com/burla-temporal/burla/names"
+	"github.com/burla-temporal/burla/store"
+)
+
+// PlaceInput asks where a job should run.
+type PlaceInput struct {
+	Spec job.Spec
+}
+
+// Assignment is one node's share of a job.
+type Assignment struct {
+	NodeID    string
+	TaskQueue string
+	Workers   int // calls the node runs at once
+}
+
+// PlaceOutput is where a job runs.
+type PlaceOutput struct {
+	Nodes []Assignment
+}
+
+// Control holds the activities the control-plane worker runs.
+type Control struct {
+	Nodes store.Nodes
+	Queue store.Queue
+	Jobs  store.Jobs
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+}
+
+func (c *Control) now() time.Time {
+	if c.Now != nil {
+		return c.Now()
+	}
+	return time.Now()
+}
+
+// PlaceNodes picks nodes for a job: idle nodes first, then the largest, until the
+// job's parallelism (inputs, max parallelism) is covered. It is a simple placement
+// that reads the live-node registry; the cluster workflow will replace it.
+func (c *Control) PlaceNodes(ctx context.Context, in PlaceInput) (PlaceOutput, error) {
+	nodes, err := c.Nodes.ListNodes(ctx)
+	if err != nil {
+		return PlaceOutput{}, fmt.Errorf("place job %s: %w", in.Spec.ID, err)
+	}
+	return Place(in.Spec, nodes)
+}
+
+// Place is PlaceNodes' decision, apart from its I/O.
+func Place(spec job.Spec, nodes []store.Node) (PlaceOutput, error) {
+	if len(nodes) == 0 {
+		return PlaceOutput{}, temporal.NewNonRetryableApplicationError(
+			"the cluster has no live nodes; start some with `burla dev --nodes N` (or wait for the cluster's nodes to register)",
+			names.ErrNoNodes, nil)
+	}
+	slices.SortFunc(nodes, func(a, b store.Node) int {
+		if (a.Job == "") != (b.Job == "") {
+			if a.Job == "" {
+				return -1
+			}
+			return 1
+		}
+		if a.CPUs != b.CPUs {
+			return b.CPUs - a.CPUs
+		}
+		return compareStrings(a.ID, b.ID)
+	})
+	want := spec.Inputs
+	if spec.MaxParallelism > 0 {
+		want = min(want, spec.MaxParallelism)
+	}
+	want = max(want, 1)
+	var out PlaceOutput
+	largest := 0
+	for _, n := range nodes {
+		largest = max(largest, n.CPUs)
+		slots := n.CPUs / spec.FuncCPU
+		if spec.FuncRAMMB > 0 && n.RAMMB > 0 {
+			slots = min(slots, n.RAMMB/spec.FuncRAMMB)
+		}
+		if slots < 1 {
+			continue
+		}
+		slots = min(slots, want)
+		out.Nodes = append(out.Nodes, Assignment{NodeID: n.ID, TaskQueue: n.TaskQueue, Workers: slots})
+		if want -= slots; want == 0 {
+			break
+		}
+	}
+	if len(out.Nodes) == 0 {
+		return PlaceOutput{}, temporal.NewNonRetryableApplicationError(
+			fmt.Sprintf("no node can run a call with func_cpu=%d func_ram=%dMB (the largest node has %d CPUs)", spec.FuncCPU, spec.FuncRAMMB, largest),
+			names.ErrNoNodes, nil)
+	}
+	return out, nil
+}
+
+func compareStrings(a, b string) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}
+
+// WatchInput names a job whose client must keep heartbeating.
+type WatchInput struct {
+	JobID   string
+	Timeout time.Duration
+	// Poll is how often the heartbeat is checked; zero means one second.
+	Poll time.Duration
+}
+
+// WatchClient returns a ClientGone error once the job's client has not heartbeated for
+// Timeout, and runs until then or until it is cancelled.
+func (c *Control) WatchClient(ctx context.Context, in WatchInput) error {
+	poll := in.Poll
+	if poll <= 0 {
+		poll = time.Second
+	}
+	start := c.now()
+	t := time.NewTicker(poll)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-t.C:
+		}
+		activity.RecordHeartbeat(ctx)
+		last, err := c.Jobs.LastHeartbeat(ctx, in.JobID)
+		switch {
+		case errors.Is(err, store.ErrNotFound):
+			last = start
+		case err != nil:
+			continue // the store is unreachable: that says nothing about the client
+		}
+		if silent := c.now().Sub(last); silent > in.Timeout {
+			return temporal.NewNonRetryableApplicationError(
+				fmt.Sprintf("the client stopped heartbeating %v ago (timeout %v); run with burla.Detach() to keep a job going without its client", silent.Round(time.Second), in.Timeout),
+				names.ErrClientGone, nil)
+		}
+	}
+}
+
+// FinishInput names a job that has ended.
+type FinishInput struct {
+	JobID string
+}
+
+// FinishJob drops what is left of a finished job's input queue. Results and logs stay
+// for the store's retention period so that the job can still be read.
+func (c *Control) FinishJob(ctx context.Context, in FinishInput) error {
+	return c.Queue.DeleteInputs(ctx, in.JobID)
+}

@@ -1,0 +1,92 @@
+package activities
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"go.temporal.io/sdk/activity"
+	"go.temporal.io/sdk/temporal"
+
+	"github.com/burla-temporal/burla/job"
+	"github.com/burla-temporal/burla/names"
+	"github.com/burla-temporal/burla/store"
+)
+
+// RunInput is one node's share of a job.
+type RunInput struct {
+	Spec    job.Spec
+	Workers int
+}
+
+// RunOutput reports what the node saw when the job ended.
+type RunOutput struct {
+	Drained bool // every chunk of the job is done
+}
+
+// Runner runs a job's calls on a node's workers. It is the node agent's worker pool.
+type Runner interface {
+	// Start sets n workers on the job. They claim chunks until Stop; failures that end
+	// the job arrive on the returned channel, which is closed by Stop.
+	Start(ctx context.Context, spec job.Spec, n int) (<-chan error, error)
+	// Stop takes the workers off the job and waits until they are idle.
+	Stop(ctx context.Context, jobID string)
+}
+
+// Node holds the activity a node agent runs.
+type Node struct {
+	Runner Runner
+	Queue  store.Queue
+	// Poll is how often the job's queue is checked for completion; zero means 100ms.
+	Poll time.Duration
+}
+
+// RunJobOnNode runs a job on this node's workers until the job's queue is drained, a
+// call fails (UserError) or the activity is cancelled. Any node finding the queue
+// drained means the whole job is done, because every chunk is removed only after its
+// results are stored.
+func (a *Node) RunJobOnNode(ctx context.Context, in RunInput) (RunOutput, error) {
+	poll := a.Poll
+	if poll <= 0 {
+		poll = 100 * time.Millisecond
+	}
+	errs, err := a.Runner.Start(ctx, in.Spec, in.Workers)
+	if err != nil {
+		return RunOutput{}, err
+	}
+	defer a.Runner.Stop(context.WithoutCancel(ctx), in.Spec.ID)
+	t := time.NewTicker(poll)
+	defer t.Stop()
+	lastBeat := time.Time{}
+	for {
+		select {
+		case <-ctx.Done():
+			return RunOutput{}, ctx.Err()
+		case err, ok := <-errs:
+			if !ok {
+				return RunOutput{}, fmt.Errorf("job %s: workers stopped", in.Spec.ID)
+			}
+			return RunOutput{}, err
+		case <-t.C:
+		}
+		p, err := a.Queue.Progress(ctx, in.Spec.ID)
+		if errors.Is(err, store.ErrNotFound) {
+			// The queue is gone: the job was finished elsewhere.
+			return RunOutput{}, temporal.NewNonRetryableApplicationError("input queue deleted", "QueueGone", err)
+		}
+		if err == nil && p.Drained() {
+			return RunOutput{Drained: true}, nil
+		}
+		if time.Since(lastBeat) >= time.Second/2 {
+			activity.RecordHeartbeat(ctx, p)
+			lastBeat = time.Now()
+		}
+	}
+}
+
+// UserError is the error a node returns when a call fails; its details carry the
+// failed input's index.
+func UserError(message string, index int64) error {
+	return temporal.NewNonRetryableApplicationError(message, names.ErrUserError, nil, index)
+}

@@ -1,0 +1,174 @@
+// Command burla runs a Burla cluster and its parts:
+//
+//	burla dev               a whole local cluster: Temporal, NATS, control plane, nodes
+//	burla node-agent        one node's agent (started by a cluster, not by hand)
+//	burla container-worker  one worker on a node (started by a node agent)
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"github.com/burla-temporal/burla/containerworker"
+	"github.com/burla-temporal/burla/devcluster"
+	"github.com/burla-temporal/burla/nodeagent"
+	"github.com/burla-temporal/burla/store/natsstore"
+)
+
+const usage = `usage: burla <command> [flags]
+
+commands:
+  dev               run a local cluster (embedded Temporal and NATS, node agents as processes)
+  node-agent        run one node's agent
+  container-worker  run one container worker (its node agent starts it)
+  version           print the version
+
+Run 'burla <command> -h' for a command's flags.
+`
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "dev"
+
+func main() {
+	if len(os.Args) < 2 {
+		fmt.Fprint(os.Stderr, usage)
+		os.Exit(2)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	var err error
+	switch cmd, args := os.Args[1], os.Args[2:]; cmd {
+	case "dev":
+		err = runDev(ctx, args)
+	case "node-agent":
+		err = runNodeAgent(ctx, args)
+	case "container-worker":
+		err = runContainerWorker(ctx, args)
+	case "version":
+		fmt.Println("burla", version)
+	case "-h", "-help", "--help", "help":
+		fmt.Print(usage)
+	default:
+		fmt.Fprintf(os.Stderr, "burla: unknown command %q\n\n%s", cmd, usage)
+		os.Exit(2)
+	}
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "burla: %v\n", err)
+		os.Exit(1)
+	}
+}
+
+func logger(verbose bool, attrs ...any) *slog.Logger {
+	level := slog.LevelWarn
+	if verbose {
+		level = slog.LevelDebug
+	}
+	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level})).With(attrs...)
+}
+
+func runDev(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("burla dev", flag.ExitOnError)
+	home, _ := os.UserHomeDir()
+	dataDir := fs.String("data-dir", filepath.Join(home, ".burla", "dev"), "where the cluster keeps its state (Temporal's SQLite database, NATS's streams, node caches)")
+	nodes := fs.Int("nodes", 2, "number of nodes")
+	cpus := fs.Int("cpus", 2, "CPUs per node: each node keeps one warm worker per CPU")
+	host := fs.String("host", "127.0.0.1", "address to listen on")
+	temporalPort := fs.Int("temporal-port", 7233, "Temporal frontend port (0: any free port)")
+	uiPort := fs.Int("ui-port", 8233, "Temporal Web UI port (0: any free port)")
+	natsPort := fs.Int("nats-port", 4222, "NATS port (0: any free port)")
+	readyFile := fs.String("ready-file", "", "write the cluster's addresses as JSON to this file once it is ready")
+	verbose := fs.Bool("v", false, "log verbosely")
+	fs.Parse(args)
+	anyPort := func(p int) int {
+		if p == 0 {
+			return -1
+		}
+		return p
+	}
+	log := logger(*verbose, "component", "dev")
+	start := time.Now()
+	c, err := devcluster.Start(ctx, devcluster.Config{
+		DataDir: *dataDir, Nodes: *nodes, CPUs: *cpus, Host: *host,
+		TemporalPort: anyPort(*temporalPort), UIPort: anyPort(*uiPort), NATSPort: anyPort(*natsPort),
+		Logger: log,
+	})
+	if err != nil {
+		return err
+	}
+	defer func() {
+		fmt.Fprintln(os.Stderr, "burla dev: stopping")
+		if err := c.Close(); err != nil {
+			log.Error("stop", "error", err)
+		}
+		fmt.Fprintln(os.Stderr, "burla dev: stopped")
+	}()
+	a := c.Addresses()
+	fmt.Printf("burla dev is ready (%v)\n", time.Since(start).Round(time.Millisecond))
+	fmt.Printf("  Temporal  %s  (namespace %q)\n", a.Temporal, a.Namespace)
+	if a.UI != "" {
+		fmt.Printf("  Web UI    %s\n", a.UI)
+	}
+	fmt.Printf("  NATS      %s\n", a.NATS)
+	fmt.Printf("  Nodes     %d × %d CPUs, process runtime\n", a.Nodes, a.CPUs)
+	fmt.Printf("  Data      %s\n", *dataDir)
+	fmt.Printf("Programs connect with BURLA_TEMPORAL_ADDRESS=%s BURLA_NATS_URL=%s (the defaults). Ctrl-C stops the cluster.\n", a.Temporal, a.NATS)
+	if *readyFile != "" {
+		if err := c.WriteReadyFile(*readyFile); err != nil {
+			return fmt.Errorf("write ready file: %w", err)
+		}
+	}
+	<-ctx.Done()
+	return nil
+}
+
+func runNodeAgent(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("burla node-agent", flag.ExitOnError)
+	id := fs.String("id", "", "node ID (lower-case letters, digits, dashes)")
+	cpus := fs.Int("cpus", 2, "CPUs: one warm worker per CPU")
+	ramMB := fs.Int("ram-mb", 0, "memory in MB (0: not limited)")
+	temporal := fs.String("temporal", "127.0.0.1:7233", "Temporal frontend host:port")
+	namespace := fs.String("namespace", "default", "Temporal namespace")
+	nats := fs.String("nats", "nats://127.0.0.1:4222", "NATS URL")
+	cacheDir := fs.String("cache-dir", "", "the node's cache directory")
+	verbose := fs.Bool("v", false, "log verbosely")
+	fs.Parse(args)
+	if *id == "" || *cacheDir == "" {
+		return fmt.Errorf("node-agent: --id and --cache-dir are required")
+	}
+	exe, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	return nodeagent.Run(ctx, nodeagent.Config{
+		ID: *id, CPUs: *cpus, RAMMB: *ramMB,
+		TemporalAddress: *temporal, Namespace: *namespace, NATSURL: *nats,
+		CacheDir:   *cacheDir,
+		WorkerArgv: []string{exe, "container-worker", "--node", *id, "--nats", *nats, "--cache-dir", *cacheDir},
+		Logger:     logger(*verbose, "component", "node-agent"),
+	})
+}
+
+func runContainerWorker(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("burla container-worker", flag.ExitOnError)
+	node := fs.String("node", "", "node ID")
+	slot := fs.Int("slot", 0, "the worker's slot on its node")
+	nats := fs.String("nats", "nats://127.0.0.1:4222", "NATS URL")
+	_ = fs.String("cache-dir", "", "the node's cache directory")
+	verbose := fs.Bool("v", false, "log verbosely")
+	fs.Parse(args)
+	log := logger(*verbose, "component", "container-worker", "node", *node, "container", *slot)
+	st, err := natsstore.Connect(ctx, *nats, fmt.Sprintf("burla-worker-%s-%d", *node, *slot))
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	w := containerworker.New(containerworker.Config{Store: st, Blobs: st, Logger: log})
+	return w.Serve(ctx, os.Stdin, os.Stdout)
+}

@@ -1,0 +1,330 @@
+package containerworker
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/burla-temporal/burla/store"
+	"github.com/burla-temporal/burla/wire"
+)
+
+// helloTimeout bounds how long a program may take to start in worker mode.
+const helloTimeout = 15 * time.Second
+
+// markerWait bounds how long a worker waits, after a call's result, for the call's
+// end-of-call markers on stdout and stderr (they are written before the result).
+const markerWait = 2 * time.Second
+
+// proc is the user's program running in worker mode: one call at a time.
+type proc struct {
+	cmd     *exec.Cmd
+	calls   *wire.Writer
+	callsW  *os.File
+	results chan wire.Result // closed when the program closes its result stream
+	hello   wire.Hello
+
+	current        atomic.Int64 // index of the call whose output is being captured
+	stdout, stderr *capture
+	waitOnce       sync.Once
+	waitErr        error
+}
+
+// startProc starts the program at path in worker mode. lines receives what it prints.
+func startProc(path string, limit int, lines func(store.LogLine)) (*proc, error) {
+	var nonce [12]byte
+	if _, err := rand.Read(nonce[:]); err != nil {
+		return nil, err
+	}
+	marker := wire.Marker(hex.EncodeToString(nonce[:]))
+	callsR, callsW, err := os.Pipe()
+	if err != nil {
+		return nil, err
+	}
+	resR, resW, err := os.Pipe()
+	if err != nil {
+		callsR.Close()
+		callsW.Close()
+		return nil, err
+	}
+	outR, outW, err := os.Pipe()
+	if err != nil {
+		return nil, err
+	}
+	errR, errW, err := os.Pipe()
+	if err != nil {
+		return nil, err
+	}
+	p := &proc{results: make(chan wire.Result, 1), callsW: callsW, calls: wire.NewWriter(callsW)}
+	p.current.Store(-1)
+	p.stdout = newCapture(store.Stdout, outR, marker, limit, &p.current, lines)
+	p.stderr = newCapture(store.Stderr, errR, marker, limit, &p.current, lines)
+	cmd := exec.Command(path)
+	cmd.Env = append(os.Environ(), wire.EnvWorker+"=1", wire.EnvMarker+"="+hex.EncodeToString(nonce[:]))
+	cmd.Stdin = nil
+	cmd.Stdout, cmd.Stderr = outW, errW
+	cmd.ExtraFiles = []*os.File{callsR, resW} // fds 3 and 4
+	// Its own process group, so that a timeout kills whatever it started too; and it
+	// dies with this worker.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	err = cmd.Start()
+	// The child holds its ends now; ours must close so that EOF means it is gone.
+	callsR.Close()
+	resW.Close()
+	outW.Close()
+	errW.Close()
+	if err != nil {
+		callsW.Close()
+		resR.Close()
+		outR.Close()
+		errR.Close()
+		return nil, fmt.Errorf("start %s: %w", path, err)
+	}
+	p.cmd = cmd
+	go p.stdout.run()
+	go p.stderr.run()
+
+	hello := make(chan error, 1)
+	go func() {
+		defer resR.Close()
+		r := wire.NewReader(resR)
+		h, err := r.ReadHello()
+		p.hello = h
+		hello <- err
+		if err != nil {
+			close(p.results)
+			return
+		}
+		for {
+			res, err := r.ReadResult()
+			if err != nil {
+				close(p.results)
+				return
+			}
+			p.results <- res
+		}
+	}()
+	select {
+	case err = <-hello:
+	case <-time.After(helloTimeout):
+		err = fmt.Errorf("no hello within %v", helloTimeout)
+	}
+	if err != nil {
+		p.kill()
+		status := p.wait()
+		return nil, fmt.Errorf("the program did not start in worker mode (%v; %s); is burla.Main() the first call in its main?%s", err, status, p.stderr.tailNote())
+	}
+	if p.hello.Version != wire.Version {
+		p.kill()
+		return nil, fmt.Errorf("the program speaks worker protocol %d, this worker speaks %d: rebuild it against this version of burla", p.hello.Version, wire.Version)
+	}
+	return p, nil
+}
+
+// callOutcome is what happened to one call.
+type callOutcome struct {
+	res  wire.Result
+	died bool // the program is gone; start a new one before the next call
+}
+
+// call runs one call with an optional timeout.
+func (p *proc) call(ctx context.Context, c wire.Call, timeout time.Duration) (callOutcome, error) {
+	p.current.Store(c.Index)
+	if timeout > 0 {
+		c.TimeoutMillis = timeout.Milliseconds()
+	}
+	if err := p.calls.WriteCall(c); err != nil {
+		// The program is gone; its exit status says why.
+		return p.died(c.Index), nil
+	}
+	var timer <-chan time.Time
+	if timeout > 0 {
+		t := time.NewTimer(timeout)
+		defer t.Stop()
+		timer = t.C
+	}
+	select {
+	case res, ok := <-p.results:
+		if !ok {
+			return p.died(c.Index), nil
+		}
+		p.stdout.awaitEnd()
+		p.stderr.awaitEnd()
+		return callOutcome{res: res}, nil
+	case <-timer:
+		p.kill()
+		p.wait()
+		return callOutcome{died: true, res: wire.Result{Index: c.Index, Err: &wire.Error{
+			Kind: store.KindTimeout, Message: fmt.Sprintf("input %d ran past its timeout of %v and was killed", c.Index, timeout)}}}, nil
+	case <-ctx.Done():
+		p.kill()
+		p.wait()
+		return callOutcome{}, ctx.Err()
+	}
+}
+
+func (p *proc) died(index int64) callOutcome {
+	status := p.wait()
+	// Let the captures reach EOF so that the call's last lines are shipped first.
+	p.stdout.awaitClosed(markerWait)
+	p.stderr.awaitClosed(markerWait)
+	return callOutcome{died: true, res: wire.Result{Index: index, Err: &wire.Error{
+		Kind:    store.KindExit,
+		Message: fmt.Sprintf("the function's process %s while running input %d", status, index),
+		Stack:   p.stderr.tail(),
+	}}}
+}
+
+// wait reaps the program and describes how it ended.
+func (p *proc) wait() string {
+	p.waitOnce.Do(func() {
+		p.callsW.Close()
+		p.waitErr = p.cmd.Wait()
+	})
+	var ee *exec.ExitError
+	switch {
+	case p.waitErr == nil:
+		return "exited with status 0"
+	case errors.As(p.waitErr, &ee):
+		if ws, ok := ee.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+			return "was killed by signal " + ws.Signal().String()
+		}
+		return fmt.Sprintf("exited with status %d", ee.ExitCode())
+	}
+	return p.waitErr.Error()
+}
+
+func (p *proc) kill() {
+	if p.cmd.Process != nil {
+		_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
+	}
+}
+
+// close ends the program: it exits when its call stream closes.
+func (p *proc) close() {
+	p.callsW.Close()
+	done := make(chan struct{})
+	go func() { p.wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(2 * time.Second):
+		p.kill()
+		<-done
+	}
+}
+
+// capture reads one of the program's output streams, splits it into lines,
+// attributes each to the call in progress, and cuts a call's output at a limit.
+type capture struct {
+	stream  uint8
+	r       io.ReadCloser
+	marker  []byte
+	limit   int
+	current *atomic.Int64
+	lines   func(store.LogLine)
+
+	ends   chan struct{} // one token per end-of-call marker seen
+	closed chan struct{} // closed at EOF
+
+	used      int  // bytes shipped for the current call
+	truncated bool // the current call's cut-off note was sent
+
+	mu    sync.Mutex
+	tailB []byte // the last bytes seen, for error reports
+}
+
+const tailBytes = 4 << 10
+
+func newCapture(stream uint8, r io.ReadCloser, marker []byte, limit int, current *atomic.Int64, lines func(store.LogLine)) *capture {
+	return &capture{stream: stream, r: r, marker: marker, limit: limit, current: current, lines: lines,
+		ends: make(chan struct{}, 64), closed: make(chan struct{})}
+}
+
+func (c *capture) run() {
+	defer close(c.closed)
+	defer c.r.Close()
+	br := bufio.NewReaderSize(c.r, 64<<10)
+	for {
+		line, err := br.ReadSlice('\n')
+		switch {
+		case bytes.HasSuffix(line, c.marker):
+			if text := line[:len(line)-len(c.marker)]; len(text) > 0 {
+				c.emit(text)
+			}
+			c.used, c.truncated = 0, false
+			c.ends <- struct{}{}
+		case len(line) > 0:
+			c.emit(bytes.TrimSuffix(bytes.TrimSuffix(line, []byte("\n")), []byte("\r")))
+		}
+		if err != nil && !errors.Is(err, bufio.ErrBufferFull) {
+			return
+		}
+	}
+}
+
+func (c *capture) emit(text []byte) {
+	c.mu.Lock()
+	c.tailB = append(c.tailB, text...)
+	c.tailB = append(c.tailB, '\n')
+	if len(c.tailB) > 2*tailBytes {
+		c.tailB = append(c.tailB[:0], c.tailB[len(c.tailB)-tailBytes:]...)
+	}
+	c.mu.Unlock()
+	idx := c.current.Load()
+	if c.used >= c.limit {
+		if !c.truncated {
+			c.truncated = true
+			c.lines(store.LogLine{Index: idx, Stream: c.stream,
+				Text: fmt.Sprintf("[burla: output of input %d cut after %d bytes; the rest of this call's output is dropped]", idx, c.limit)})
+		}
+		return
+	}
+	c.used += len(text) + 1
+	c.lines(store.LogLine{Index: idx, Stream: c.stream, Text: string(text)})
+}
+
+// awaitEnd waits for the current call's end-of-call marker.
+func (c *capture) awaitEnd() {
+	select {
+	case <-c.ends:
+	case <-c.closed:
+	case <-time.After(markerWait):
+	}
+}
+
+func (c *capture) awaitClosed(d time.Duration) {
+	select {
+	case <-c.closed:
+	case <-time.After(d):
+	}
+}
+
+// tail is the last few KiB the stream carried.
+func (c *capture) tail() string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	b := c.tailB
+	if len(b) > tailBytes {
+		b = b[len(b)-tailBytes:]
+	}
+	return string(b)
+}
+
+func (c *capture) tailNote() string {
+	c.awaitClosed(500 * time.Millisecond)
+	if t := c.tail(); t != "" {
+		return "\nits stderr ended with:\n" + t
+	}
+	return ""
+}

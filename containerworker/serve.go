@@ -1,0 +1,108 @@
+package containerworker
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"sync"
+
+	"github.com/burla-temporal/burla/job"
+)
+
+// The node agent drives a worker with JSON lines: Commands on the worker's stdin,
+// Events on its stdout. The worker's own logs go to stderr.
+
+// Command ops.
+const (
+	OpRun  = "run"  // work on Spec with the program at Binary until stopped
+	OpStop = "stop" // stop working on the current job
+)
+
+// Command is one instruction from the agent.
+type Command struct {
+	Op     string    `json:"op"`
+	Spec   *job.Spec `json:"spec,omitempty"`
+	Binary string    `json:"binary,omitempty"` // local path of the job's program
+}
+
+// Event types.
+const (
+	EventReady  = "ready"  // the worker is warm and idle
+	EventIdle   = "idle"   // the worker stopped its job and is idle again
+	EventFailed = "failed" // the job failed on this worker; the worker is idle again
+)
+
+// Event is one report to the agent.
+type Event struct {
+	Type    string `json:"type"`
+	Job     string `json:"job,omitempty"`
+	ErrType string `json:"err_type,omitempty"`
+	Message string `json:"message,omitempty"`
+	Index   int64  `json:"index,omitempty"`
+}
+
+// Serve reads commands from in and reports on out until in closes or ctx ends.
+func (w *Worker) Serve(ctx context.Context, in io.Reader, out io.Writer) error {
+	var mu sync.Mutex
+	enc := json.NewEncoder(out)
+	emit := func(e Event) {
+		mu.Lock()
+		defer mu.Unlock()
+		if err := enc.Encode(e); err != nil {
+			w.log.Error("report to agent", "error", err)
+		}
+	}
+	emit(Event{Type: EventReady})
+
+	var (
+		cancelJob context.CancelFunc
+		jobDone   chan struct{}
+	)
+	stop := func() {
+		if cancelJob != nil {
+			cancelJob()
+			<-jobDone
+			cancelJob = nil
+		}
+	}
+	defer stop()
+	sc := bufio.NewScanner(in)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		var c Command
+		if err := json.Unmarshal(sc.Bytes(), &c); err != nil {
+			return fmt.Errorf("bad command from agent: %w", err)
+		}
+		switch c.Op {
+		case OpRun:
+			stop()
+			if c.Spec == nil {
+				return errors.New("run command without a spec")
+			}
+			spec := *c.Spec
+			jctx, cancel := context.WithCancel(ctx)
+			cancelJob, jobDone = cancel, make(chan struct{})
+			go func(done chan struct{}) {
+				defer close(done)
+				err := w.Run(jctx, spec, c.Binary)
+				var je *JobError
+				switch {
+				case errors.As(err, &je):
+					emit(Event{Type: EventFailed, Job: spec.ID, ErrType: je.Type, Message: je.Message, Index: je.Index})
+				case err != nil:
+					emit(Event{Type: EventFailed, Job: spec.ID, Message: err.Error()})
+				default:
+					emit(Event{Type: EventIdle, Job: spec.ID})
+				}
+			}(jobDone)
+		case OpStop:
+			stop()
+		default:
+			return fmt.Errorf("unknown command %q from agent", c.Op)
+		}
+	}
+	return sc.Err()
+}

@@ -1,0 +1,48 @@
+// Package names holds the names by which the SDK, the control-plane worker and the
+// node agents find each other on Temporal: task queues, workflow and activity types,
+// search attributes and the application error types that cross process boundaries.
+//
+// They are constants in one place because Temporal calls everything by name: a
+// workflow registered as "JobWorkflow" in the worker must be started as
+// "JobWorkflow" by the SDK, and a renamed constant is a wire-format change.
+package names
+
+// TaskQueueControl is the task queue served by the control-plane worker: the job,
+// cluster and node workflows and the activities that only touch the store.
+const TaskQueueControl = "burla-control"
+
+// NodeTaskQueue is the task queue a node agent serves; activities that must run on
+// that node (running a job's inputs there) are scheduled on it.
+func NodeTaskQueue(nodeID string) string { return "node-" + nodeID }
+
+// Workflow types.
+const (
+	WorkflowJob = "JobWorkflow"
+)
+
+// Activity types.
+const (
+	ActivityPlaceNodes   = "PlaceNodes"
+	ActivityRunJobOnNode = "RunJobOnNode"
+	ActivityWatchClient  = "WatchClient"
+	ActivityFinishJob    = "FinishJob"
+)
+
+// Search attributes set on job workflows, so that jobs can be listed with the
+// Temporal UI or CLI: temporal workflow list --query "BurlaJobState='Running'".
+const (
+	SearchJobState = "BurlaJobState" // Keyword: one of the job.State values
+	SearchInputs   = "BurlaInputs"   // Int: number of inputs
+	SearchFunction = "BurlaFunction" // Keyword: registered function name
+)
+
+// Application error types: the Type of a temporal.ApplicationError that ends a job.
+// The SDK switches on them to build the error it returns to the caller.
+const (
+	ErrUserError       = "UserError"       // an input's function failed; details carry the input index
+	ErrNoNodes         = "NoNodes"         // no live node could be found for the job
+	ErrUnknownFunction = "UnknownFunction" // the shipped binary does not register the job's function
+	ErrBadBinary       = "BadBinary"       // the shipped binary cannot be started on the node
+	ErrClientGone      = "ClientGone"      // the caller stopped heartbeating a job that was not detached
+	ErrNodesLost       = "NodesLost"       // every node working on the job was lost
+)

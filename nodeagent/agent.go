@@ -1,0 +1,166 @@
+// Package nodeagent is the per-node agent: it registers its node in the store, keeps
+// one prewarmed container worker per CPU, serves its node's Temporal task queue, and
+// runs a job's share on its workers when the job workflow asks.
+package nodeagent
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"go.temporal.io/sdk/activity"
+	"go.temporal.io/sdk/client"
+	tlog "go.temporal.io/sdk/log"
+	"go.temporal.io/sdk/temporal"
+
+	"github.com/burla-temporal/burla/activities"
+	"github.com/burla-temporal/burla/blob"
+	"github.com/burla-temporal/burla/job"
+	"github.com/burla-temporal/burla/names"
+	"github.com/burla-temporal/burla/store"
+	"github.com/burla-temporal/burla/store/natsstore"
+	"github.com/burla-temporal/burla/workers"
+)
+
+// Config configures a node agent.
+type Config struct {
+	ID              string
+	CPUs            int
+	RAMMB           int
+	TemporalAddress string
+	Namespace       string
+	NATSURL         string
+	// CacheDir holds the node's fetched binaries.
+	CacheDir string
+	// WorkerArgv starts one container worker; the agent adds "--slot N".
+	WorkerArgv []string
+	Logger     *slog.Logger
+}
+
+// Run runs the agent until ctx ends.
+func Run(ctx context.Context, cfg Config) error {
+	log := cfg.Logger.With("node", cfg.ID)
+	if cfg.CPUs < 1 {
+		return fmt.Errorf("node %s: %d CPUs", cfg.ID, cfg.CPUs)
+	}
+	if err := os.MkdirAll(filepath.Join(cfg.CacheDir, "bin"), 0o755); err != nil {
+		return fmt.Errorf("node %s: cache: %w", cfg.ID, err)
+	}
+	st, err := natsstore.Connect(ctx, cfg.NATSURL, "burla-node-"+cfg.ID)
+	if err != nil {
+		return fmt.Errorf("node %s: %w", cfg.ID, err)
+	}
+	defer st.Close()
+	tc, err := client.DialContext(ctx, client.Options{
+		HostPort:  cfg.TemporalAddress,
+		Namespace: cfg.Namespace,
+		Logger:    tlog.NewStructuredLogger(log.With("component", "temporal")),
+	})
+	if err != nil {
+		return fmt.Errorf("node %s: connect to Temporal at %s: %w", cfg.ID, cfg.TemporalAddress, err)
+	}
+	defer tc.Close()
+
+	cache := &binCache{dir: filepath.Join(cfg.CacheDir, "bin"), blobs: st}
+	p := newPool(cfg.WorkerArgv, cfg.CPUs, log, cache.get)
+	poolCtx, stopPool := context.WithCancel(context.WithoutCancel(ctx))
+	supervised := make(chan struct{})
+	go func() { p.supervise(poolCtx); close(supervised) }()
+	defer func() {
+		stopPool()
+		p.close()
+		<-supervised
+	}()
+
+	w := workers.Node(tc, cfg.ID, &activities.Node{Runner: p, Queue: st})
+	if err := w.Start(); err != nil {
+		return fmt.Errorf("node %s: start Temporal worker: %w", cfg.ID, err)
+	}
+	defer w.Stop()
+
+	log.Info("node agent started", "cpus", cfg.CPUs, "task_queue", names.NodeTaskQueue(cfg.ID))
+	register := func() {
+		jobID, warm := p.state()
+		rctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		defer cancel()
+		err := st.PutNode(rctx, store.Node{ID: cfg.ID, CPUs: cfg.CPUs, RAMMB: cfg.RAMMB,
+			TaskQueue: names.NodeTaskQueue(cfg.ID), Job: jobID, Warm: warm, Updated: time.Now()})
+		if err != nil && ctx.Err() == nil {
+			log.Warn("could not register node", "error", err)
+		}
+	}
+	t := time.NewTicker(natsstore.NodeTTL / 5)
+	defer t.Stop()
+	for {
+		register()
+		select {
+		case <-ctx.Done():
+			dctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+			_ = st.DeleteNode(dctx, cfg.ID)
+			cancel()
+			return nil
+		case <-t.C:
+		}
+	}
+}
+
+// binCache keeps the programs jobs ship, by digest, fetched once per node.
+type binCache struct {
+	dir   string
+	blobs blob.Store
+	mu    sync.Mutex
+}
+
+func (c *binCache) get(ctx context.Context, digest string) (string, error) {
+	path := filepath.Join(c.dir, digest)
+	if len(digest) != 64 {
+		return "", temporal.NewNonRetryableApplicationError(fmt.Sprintf("bad binary digest %q", digest), names.ErrBadBinary, nil)
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if _, err := os.Stat(path); err == nil {
+		return path, nil
+	}
+	r, err := c.blobs.Open(ctx, job.BinaryKey(digest))
+	if errors.Is(err, blob.ErrNotFound) {
+		return "", temporal.NewNonRetryableApplicationError(fmt.Sprintf("binary %s is not in the blob store", digest[:12]), names.ErrBadBinary, err)
+	}
+	if err != nil {
+		return "", fmt.Errorf("fetch binary %s: %w", digest[:12], err)
+	}
+	defer r.Close()
+	tmp, err := os.CreateTemp(c.dir, digest+".tmp*")
+	if err != nil {
+		return "", err
+	}
+	defer os.Remove(tmp.Name())
+	h := sha256.New()
+	if _, err := io.Copy(io.MultiWriter(tmp, h), r); err != nil {
+		tmp.Close()
+		return "", fmt.Errorf("fetch binary %s: %w", digest[:12], err)
+	}
+	if err := tmp.Close(); err != nil {
+		return "", err
+	}
+	if got := hex.EncodeToString(h.Sum(nil)); got != digest {
+		return "", temporal.NewNonRetryableApplicationError(fmt.Sprintf("binary %s arrived with digest %s", digest[:12], got[:12]), names.ErrBadBinary, nil)
+	}
+	if err := os.Chmod(tmp.Name(), 0o755); err != nil {
+		return "", err
+	}
+	if err := os.Rename(tmp.Name(), path); err != nil {
+		return "", err
+	}
+	if actx := ctx; activity.IsActivity(actx) {
+		activity.RecordHeartbeat(actx)
+	}
+	return path, nil
+}

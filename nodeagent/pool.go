@@ -1,0 +1,318 @@
+package nodeagent
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/exec"
+	"sync"
+	"syscall"
+	"time"
+
+	"go.temporal.io/sdk/temporal"
+
+	"github.com/burla-temporal/burla/activities"
+	"github.com/burla-temporal/burla/containerworker"
+	"github.com/burla-temporal/burla/job"
+	"github.com/burla-temporal/burla/names"
+)
+
+var _ activities.Runner = (*pool)(nil)
+
+// pool keeps one prewarmed container worker per slot (the process runtime: each
+// worker is a child process) and restarts any that dies. A slot on a job keeps the
+// job across its worker's restarts.
+type pool struct {
+	argv   []string // how to start a worker
+	log    *slog.Logger
+	binary func(ctx context.Context, digest string) (string, error)
+
+	mu    sync.Mutex
+	slots []*slot
+	run   *assignment // the job the pool is on, if any
+}
+
+type slot struct {
+	i    int
+	w    *workerProc // nil while (re)starting
+	busy string      // job the worker is on, per its last command and event
+	idle chan struct{}
+}
+
+type assignment struct {
+	spec   job.Spec
+	binary string
+	slots  []int
+	errs   chan error
+	closed bool
+}
+
+func newPool(argv []string, n int, log *slog.Logger, binary func(context.Context, string) (string, error)) *pool {
+	p := &pool{argv: argv, log: log, binary: binary}
+	for i := range n {
+		p.slots = append(p.slots, &slot{i: i})
+	}
+	return p
+}
+
+// supervise keeps every slot's worker running until ctx ends.
+func (p *pool) supervise(ctx context.Context) {
+	var wg sync.WaitGroup
+	for _, s := range p.slots {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			p.keep(ctx, s)
+		}()
+	}
+	wg.Wait()
+}
+
+func (p *pool) keep(ctx context.Context, s *slot) {
+	backoff := 100 * time.Millisecond
+	for ctx.Err() == nil {
+		w, err := p.startWorker(ctx, s)
+		if err != nil {
+			p.log.Warn("could not start container worker", "slot", s.i, "error", err)
+			select {
+			case <-ctx.Done():
+			case <-time.After(backoff):
+			}
+			backoff = min(2*backoff, 5*time.Second)
+			continue
+		}
+		backoff = 100 * time.Millisecond
+		p.mu.Lock()
+		s.w, s.busy = w, ""
+		if a := p.run; a != nil && contains(a.slots, s.i) {
+			p.assign(s, a) // a restarted worker goes back to its slot's job
+		}
+		p.mu.Unlock()
+		<-w.exited
+		p.mu.Lock()
+		s.w, s.busy = nil, ""
+		if s.idle != nil {
+			close(s.idle)
+			s.idle = nil
+		}
+		p.mu.Unlock()
+		if ctx.Err() == nil {
+			p.log.Warn("container worker exited; restarting it", "slot", s.i, "status", w.status())
+		}
+	}
+}
+
+// workerProc is one running container worker.
+type workerProc struct {
+	cmd    *exec.Cmd
+	stdin  io.WriteCloser
+	enc    *json.Encoder
+	exited chan struct{}
+	err    error
+}
+
+func (w *workerProc) status() string {
+	if w.err != nil {
+		return w.err.Error()
+	}
+	return "exited"
+}
+
+func (p *pool) startWorker(ctx context.Context, s *slot) (*workerProc, error) {
+	cmd := exec.Command(p.argv[0], append(p.argv[1:], "--slot", fmt.Sprint(s.i))...)
+	cmd.Stderr = os.Stderr
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Setpgid: true}
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		return nil, err
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		return nil, err
+	}
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("start %v: %w", p.argv, err)
+	}
+	w := &workerProc{cmd: cmd, stdin: stdin, enc: json.NewEncoder(stdin), exited: make(chan struct{})}
+	events := bufio.NewScanner(stdout)
+	events.Buffer(make([]byte, 64<<10), 1<<20)
+	ready := make(chan bool, 1)
+	go func() {
+		defer close(w.exited)
+		first := true
+		for events.Scan() {
+			var e containerworker.Event
+			if err := json.Unmarshal(events.Bytes(), &e); err != nil {
+				p.log.Warn("bad event from container worker", "slot", s.i, "error", err)
+				continue
+			}
+			if first {
+				first = false
+				ready <- e.Type == containerworker.EventReady
+				continue
+			}
+			p.event(s, w, e)
+		}
+		if first {
+			ready <- false
+		}
+		w.err = cmd.Wait()
+	}()
+	select {
+	case ok := <-ready:
+		if ok {
+			return w, nil
+		}
+	case <-time.After(15 * time.Second):
+	case <-ctx.Done():
+	}
+	_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+	<-w.exited
+	return nil, fmt.Errorf("container worker did not report ready: %v", w.status())
+}
+
+// event handles a worker's report.
+func (p *pool) event(s *slot, w *workerProc, e containerworker.Event) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if s.w != w || s.busy != e.Job {
+		return // a report about a job the slot has left
+	}
+	s.busy = ""
+	if s.idle != nil {
+		close(s.idle)
+		s.idle = nil
+	}
+	if e.Type != containerworker.EventFailed {
+		return
+	}
+	a := p.run
+	if a == nil || a.spec.ID != e.Job || a.closed {
+		return
+	}
+	var err error
+	switch e.ErrType {
+	case names.ErrUserError:
+		err = activities.UserError(e.Message, e.Index)
+	case names.ErrUnknownFunction, names.ErrBadBinary:
+		err = temporal.NewNonRetryableApplicationError(e.Message, e.ErrType, nil)
+	default:
+		err = fmt.Errorf("worker %d failed on job %s: %s", s.i, e.Job, e.Message)
+	}
+	select {
+	case a.errs <- err:
+	default:
+	}
+}
+
+// assign sends a's job to slot s; p.mu is held.
+func (p *pool) assign(s *slot, a *assignment) {
+	if s.w == nil {
+		return // keep will assign it once the worker is back
+	}
+	spec := a.spec
+	if err := s.w.enc.Encode(containerworker.Command{Op: containerworker.OpRun, Spec: &spec, Binary: a.binary}); err != nil {
+		p.log.Warn("could not send job to container worker", "slot", s.i, "job", spec.ID, "error", err)
+		return
+	}
+	s.busy = spec.ID
+	s.idle = make(chan struct{})
+}
+
+// Start implements activities.Runner.
+func (p *pool) Start(ctx context.Context, spec job.Spec, n int) (<-chan error, error) {
+	bin, err := p.binary(ctx, spec.Binary)
+	if err != nil {
+		return nil, err
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.run != nil {
+		return nil, fmt.Errorf("node is busy with job %s", p.run.spec.ID)
+	}
+	n = max(1, min(n, len(p.slots)))
+	a := &assignment{spec: spec, binary: bin, errs: make(chan error, len(p.slots)+1)}
+	for _, s := range p.slots[:n] {
+		a.slots = append(a.slots, s.i)
+		p.assign(s, a)
+	}
+	p.run = a
+	return a.errs, nil
+}
+
+// Stop implements activities.Runner.
+func (p *pool) Stop(ctx context.Context, jobID string) {
+	p.mu.Lock()
+	a := p.run
+	if a == nil || a.spec.ID != jobID {
+		p.mu.Unlock()
+		return
+	}
+	var waits []chan struct{}
+	var procs []*workerProc
+	for _, i := range a.slots {
+		s := p.slots[i]
+		if s.w == nil || s.busy != jobID {
+			continue
+		}
+		if err := s.w.enc.Encode(containerworker.Command{Op: containerworker.OpStop}); err != nil {
+			continue
+		}
+		waits = append(waits, s.idle)
+		procs = append(procs, s.w)
+	}
+	p.mu.Unlock()
+	deadline := time.After(10 * time.Second)
+	for i, ch := range waits {
+		select {
+		case <-ch:
+		case <-deadline:
+			// A worker that does not stop is killed; keep restarts it idle.
+			_ = syscall.Kill(-procs[i].cmd.Process.Pid, syscall.SIGKILL)
+		}
+	}
+	p.mu.Lock()
+	a.closed = true
+	close(a.errs)
+	p.run = nil
+	p.mu.Unlock()
+}
+
+// state reports the pool's job and how many workers are warm.
+func (p *pool) state() (jobID string, warm int) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, s := range p.slots {
+		if s.w != nil {
+			warm++
+		}
+	}
+	if p.run != nil {
+		jobID = p.run.spec.ID
+	}
+	return jobID, warm
+}
+
+// close stops every worker by closing its stdin.
+func (p *pool) close() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, s := range p.slots {
+		if s.w != nil {
+			s.w.stdin.Close()
+		}
+	}
+}
+
+func contains(xs []int, x int) bool {
+	for _, y := range xs {
+		if y == x {
+			return true
+		}
+	}
+	return false
+}

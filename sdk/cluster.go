@@ -1,0 +1,213 @@
+package burla
+
+import (
+	"context"
+	"crypto/sha256"
+	"debug/elf"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"runtime"
+	"sync"
+	"time"
+
+	"go.temporal.io/sdk/client"
+	tlog "go.temporal.io/sdk/log"
+
+	"github.com/burla-temporal/burla/job"
+	"github.com/burla-temporal/burla/store/natsstore"
+)
+
+// Config says where a cluster is.
+type Config struct {
+	TemporalAddress string // host:port of Temporal's frontend
+	Namespace       string
+	NATSURL         string
+	Logger          *slog.Logger // for the Temporal client; nil discards
+}
+
+// ConfigFromEnv reads BURLA_TEMPORAL_ADDRESS, BURLA_NAMESPACE and BURLA_NATS_URL,
+// defaulting to the addresses `burla dev` serves on.
+func ConfigFromEnv() Config {
+	return Config{
+		TemporalAddress: envOr("BURLA_TEMPORAL_ADDRESS", "127.0.0.1:7233"),
+		Namespace:       envOr("BURLA_NAMESPACE", "default"),
+		NATSURL:         envOr("BURLA_NATS_URL", "nats://127.0.0.1:4222"),
+	}
+}
+
+func envOr(k, def string) string {
+	if v := os.Getenv(k); v != "" {
+		return v
+	}
+	return def
+}
+
+// Cluster is a connection to a cluster: its Temporal namespace and its store. It is
+// safe for concurrent use; keep one for the life of the program.
+type Cluster struct {
+	cfg Config
+	tc  client.Client
+	st  *natsstore.Store
+
+	mu       sync.Mutex
+	uploaded map[string]bool // binary digests known to be in the blob store
+}
+
+const dialTimeout = 3 * time.Second
+
+// Dial connects to the cluster described by cfg. It fails within a few seconds with
+// an *Error of kind KindNoCluster when nothing answers.
+func Dial(ctx context.Context, cfg Config) (*Cluster, error) {
+	def := ConfigFromEnv()
+	if cfg.TemporalAddress == "" {
+		cfg.TemporalAddress = def.TemporalAddress
+	}
+	if cfg.Namespace == "" {
+		cfg.Namespace = def.Namespace
+	}
+	if cfg.NATSURL == "" {
+		cfg.NATSURL = def.NATSURL
+	}
+	logger := cfg.Logger
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	dctx, cancel := context.WithTimeout(ctx, dialTimeout)
+	defer cancel()
+	noCluster := func(what string, err error) error {
+		return &Error{Kind: KindNoCluster, Index: -1, Err: err,
+			Msg: fmt.Sprintf("no cluster reachable (%s); start one with `burla dev`, or point BURLA_TEMPORAL_ADDRESS and BURLA_NATS_URL at a running cluster", what)}
+	}
+	tc, err := client.DialContext(dctx, client.Options{
+		HostPort:  cfg.TemporalAddress,
+		Namespace: cfg.Namespace,
+		Logger:    tlog.NewStructuredLogger(logger),
+	})
+	if err != nil {
+		return nil, noCluster("Temporal at "+cfg.TemporalAddress, err)
+	}
+	st, err := natsstore.Connect(dctx, cfg.NATSURL, "burla-sdk")
+	if err != nil {
+		tc.Close()
+		return nil, noCluster("NATS at "+cfg.NATSURL, err)
+	}
+	return &Cluster{cfg: cfg, tc: tc, st: st, uploaded: map[string]bool{}}, nil
+}
+
+// Close releases the connections.
+func (c *Cluster) Close() {
+	c.tc.Close()
+	c.st.Close()
+}
+
+// Temporal is the cluster's Temporal client, for tools that inspect workflows.
+func (c *Cluster) Temporal() client.Client { return c.tc }
+
+var defaultCluster struct {
+	sync.Mutex
+	c *Cluster
+}
+
+// clusterFor returns the cluster named by o, or the process-wide default cluster,
+// dialled on first use and kept so that later calls start warm.
+func clusterFor(ctx context.Context, o *options) (*Cluster, error) {
+	if o.cluster != nil {
+		return o.cluster, nil
+	}
+	defaultCluster.Lock()
+	defer defaultCluster.Unlock()
+	if defaultCluster.c != nil {
+		return defaultCluster.c, nil
+	}
+	c, err := Dial(ctx, ConfigFromEnv())
+	if err != nil {
+		return nil, err
+	}
+	defaultCluster.c = c
+	return c, nil
+}
+
+// The running executable is hashed once per process.
+var self struct {
+	once   sync.Once
+	path   string
+	digest string
+	err    error
+}
+
+// binaryFor returns the path and SHA-256 of the executable to ship.
+func binaryFor(o *options) (path, digest string, err error) {
+	if o.binary != "" {
+		d, err := checkBinary(o.binary)
+		return o.binary, d, err
+	}
+	self.once.Do(func() {
+		self.path, self.err = os.Executable()
+		if self.err == nil {
+			self.digest, self.err = checkBinary(self.path)
+		}
+	})
+	return self.path, self.digest, self.err
+}
+
+// nodeArch is the architecture of the cluster's nodes.
+const nodeArch = elf.EM_X86_64
+
+// checkBinary makes sure path can run on a linux/amd64 node and returns its SHA-256.
+func checkBinary(path string) (string, error) {
+	bad := func(msg string, err error) (string, error) {
+		return "", &Error{Kind: KindBadBinary, Index: -1, Err: err, Msg: fmt.Sprintf("%s %s; build one that can with `GOOS=linux GOARCH=amd64 CGO_ENABLED=0 go build` and run that, or pass it with burla.Binary", path, msg)}
+	}
+	ef, err := elf.Open(path)
+	if err != nil {
+		return bad(fmt.Sprintf("is not a linux executable (this program is %s/%s); cluster nodes run linux/amd64", runtime.GOOS, runtime.GOARCH), err)
+	}
+	machine := ef.Machine
+	ef.Close()
+	if machine != nodeArch {
+		return bad(fmt.Sprintf("is built for %v; cluster nodes run linux/amd64", machine), nil)
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return "", &Error{Kind: KindBadBinary, Index: -1, Msg: "read executable", Err: err}
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		return "", &Error{Kind: KindBadBinary, Index: -1, Msg: "hash executable " + path, Err: err}
+	}
+	return hex.EncodeToString(h.Sum(nil)), nil
+}
+
+// upload puts the executable in the blob store unless it is there already.
+func (c *Cluster) upload(ctx context.Context, path, digest string) error {
+	c.mu.Lock()
+	done := c.uploaded[digest]
+	c.mu.Unlock()
+	if done {
+		return nil
+	}
+	key := job.BinaryKey(digest)
+	has, err := c.st.Has(ctx, key)
+	if err != nil {
+		return fmt.Errorf("burla: look up executable %s: %w", digest[:12], err)
+	}
+	if !has {
+		f, err := os.Open(path)
+		if err != nil {
+			return fmt.Errorf("burla: upload executable: %w", err)
+		}
+		defer f.Close()
+		if err := c.st.Put(ctx, key, f); err != nil {
+			return fmt.Errorf("burla: upload executable %s: %w", path, err)
+		}
+	}
+	c.mu.Lock()
+	c.uploaded[digest] = true
+	c.mu.Unlock()
+	return nil
+}
+

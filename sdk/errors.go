@@ -1,0 +1,97 @@
+package burla
+
+import (
+	"errors"
+	"fmt"
+
+	"go.temporal.io/sdk/temporal"
+
+	"github.com/burla-temporal/burla/names"
+)
+
+// RemoteError is a call that failed on the cluster: its function returned an error,
+// panicked, exited its process or ran past its timeout.
+type RemoteError struct {
+	Job   string
+	Index int    // the input's index in the slice given to RemoteParallelMap
+	Kind  string // "error", "panic", "exit", "timeout", "encode" or "decode"
+	// Message is the remote error's text; Stack is the remote stack trace, if any.
+	Message string
+	Stack   string
+}
+
+func (e *RemoteError) Error() string {
+	return fmt.Sprintf("burla: input %d failed on the cluster (%s): %s", e.Index, e.Kind, e.Message)
+}
+
+// ErrorKind says what went wrong outside the user's function.
+type ErrorKind string
+
+// Kinds of Error.
+const (
+	KindNoCluster       ErrorKind = "NoCluster"       // no cluster answered at the configured address
+	KindNoNodes         ErrorKind = "NoNodes"         // the cluster has no node that can run the job
+	KindUnknownFunction ErrorKind = "UnknownFunction" // the shipped binary does not register the function
+	KindBadBinary       ErrorKind = "BadBinary"       // the program cannot run on the cluster's nodes
+	KindBadInput        ErrorKind = "BadInput"        // an input cannot be encoded
+	KindBadOutput       ErrorKind = "BadOutput"       // an output cannot be decoded into the function's type
+	KindCancelled       ErrorKind = "Cancelled"       // the job was cancelled
+	KindClientGone      ErrorKind = "ClientGone"      // the job was cancelled because its client stopped heartbeating
+	KindNodesLost       ErrorKind = "NodesLost"       // every node working on the job was lost
+	KindInternal        ErrorKind = "Internal"        // anything else: the message says what
+)
+
+// Error is a job that could not run or finish for a reason other than a failed call.
+type Error struct {
+	Kind  ErrorKind
+	Job   string // empty when no job was started
+	Index int    // for KindBadInput and KindBadOutput, the input's index; otherwise -1
+	Msg   string
+	Err   error // the underlying error, if any
+}
+
+func (e *Error) Error() string {
+	s := "burla: "
+	if e.Job != "" {
+		s += "job " + e.Job + ": "
+	}
+	s += e.Msg
+	if e.Err != nil {
+		s += ": " + e.Err.Error()
+	}
+	return s
+}
+
+func (e *Error) Unwrap() error { return e.Err }
+
+// IsKind reports whether err is an *Error of kind k.
+func IsKind(err error, k ErrorKind) bool {
+	var e *Error
+	return errors.As(err, &e) && e.Kind == k
+}
+
+// jobError turns the error a job workflow ended with into the SDK's error.
+func jobError(jobID string, err error) error {
+	var canceled *temporal.CanceledError
+	if errors.As(err, &canceled) {
+		return &Error{Kind: KindCancelled, Job: jobID, Index: -1, Msg: "job was cancelled"}
+	}
+	var app *temporal.ApplicationError
+	if errors.As(err, &app) {
+		kind := KindInternal
+		switch app.Type() {
+		case names.ErrNoNodes:
+			kind = KindNoNodes
+		case names.ErrUnknownFunction:
+			kind = KindUnknownFunction
+		case names.ErrBadBinary:
+			kind = KindBadBinary
+		case names.ErrClientGone:
+			kind = KindClientGone
+		case names.ErrNodesLost:
+			kind = KindNodesLost
+		}
+		return &Error{Kind: kind, Job: jobID, Index: -1, Msg: app.Message()}
+	}
+	return &Error{Kind: KindInternal, Job: jobID, Index: -1, Msg: "job failed", Err: err}
+}

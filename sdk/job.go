@@ -1,0 +1,493 @@
+package burla
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"iter"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/temporal"
+
+	"github.com/burla-temporal/burla/job"
+	"github.com/burla-temporal/burla/names"
+	"github.com/burla-temporal/burla/store"
+	"github.com/burla-temporal/burla/workflows"
+)
+
+// RemoteParallelMap runs f on every input, each call in its own worker on the
+// cluster, and returns the outputs in input order. The first call that fails ends
+// the job and is returned as a *RemoteError; cancelling ctx cancels the job.
+func RemoteParallelMap[In, Out any](ctx context.Context, f *Function[In, Out], inputs []In, opts ...Option) ([]Out, error) {
+	j, err := Submit(ctx, f, inputs, opts...)
+	if err != nil {
+		return nil, err
+	}
+	return j.Outputs(ctx)
+}
+
+// Stream runs f on every input like RemoteParallelMap and yields each output as it
+// arrives, with its input's index. A failed call or a failed job is yielded as the
+// error, and iteration ends after it.
+func Stream[In, Out any](ctx context.Context, f *Function[In, Out], inputs []In, opts ...Option) iter.Seq2[Result[Out], error] {
+	return func(yield func(Result[Out], error) bool) {
+		j, err := Submit(ctx, f, inputs, opts...)
+		if err != nil {
+			yield(Result[Out]{Index: -1}, err)
+			return
+		}
+		for r, err := range j.Results(ctx) {
+			if !yield(r, err) {
+				return
+			}
+		}
+	}
+}
+
+// Result is one input's output.
+type Result[Out any] struct {
+	Index  int
+	Output Out
+}
+
+// Job is a running map job.
+type Job[Out any] struct {
+	id      string
+	inputs  int
+	c       *Cluster
+	o       options
+	started time.Time
+
+	uploadErr chan error // receives the upload's outcome once
+	stopHB    context.CancelFunc
+
+	results *inbox[store.Result]
+	rw, lw  store.Watch
+	logMu   sync.Mutex // serialises log output with the spinner
+	done    atomic.Int64
+}
+
+// ID is the job's ID, which is also its workflow ID on Temporal.
+func (j *Job[Out]) ID() string { return j.id }
+
+// Submit starts a job running f on every input and returns once it has started; the
+// inputs are still being uploaded when it returns. Read its results with Outputs or
+// Results.
+func Submit[In, Out any](ctx context.Context, f *Function[In, Out], inputs []In, opts ...Option) (*Job[Out], error) {
+	if !mainCalled() {
+		return nil, errors.New("burla: burla.Main() must be the first call in main, so that the program can serve its functions on the cluster")
+	}
+	o, err := buildOptions(opts)
+	if err != nil {
+		return nil, err
+	}
+	c, err := clusterFor(ctx, &o)
+	if err != nil {
+		return nil, err
+	}
+	path, digest, err := binaryFor(&o)
+	if err != nil {
+		return nil, err
+	}
+	if err := c.upload(ctx, path, digest); err != nil {
+		return nil, err
+	}
+	now := time.Now()
+	spec := job.Spec{
+		ID:             job.NewID(now),
+		Function:       f.name,
+		Binary:         digest,
+		Inputs:         len(inputs),
+		FuncCPU:        o.funcCPU,
+		FuncRAMMB:      o.funcRAMMB,
+		MaxParallelism: o.maxParallelism,
+		InputTimeout:   o.inputTimeout,
+		Lease:          o.lease,
+		Detached:       o.detach,
+		ClientTimeout:  o.clientTimeout,
+		Created:        now,
+	}
+	if err := c.st.CreateJob(ctx, spec); err != nil {
+		return nil, fmt.Errorf("burla: create job: %w", err)
+	}
+	j := newJob[Out](c, o, spec.ID, spec.Inputs)
+	if err := j.watch(ctx); err != nil {
+		return nil, err
+	}
+	if !o.detach {
+		if err := c.st.Heartbeat(ctx, j.id); err != nil {
+			j.close()
+			return nil, fmt.Errorf("burla: job %s: %w", j.id, err)
+		}
+		hbCtx, stop := context.WithCancel(context.WithoutCancel(ctx))
+		j.stopHB = stop
+		go j.heartbeat(hbCtx)
+	}
+	// Inputs are uploaded while the workflow starts; workers wait for chunks.
+	upCtx, cancelUpload := context.WithCancel(context.WithoutCancel(ctx))
+	go func() {
+		defer cancelUpload()
+		j.uploadErr <- upload(upCtx, c, j.id, inputs)
+	}()
+	_, err = c.tc.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
+		ID:        j.id,
+		TaskQueue: names.TaskQueueControl,
+		TypedSearchAttributes: temporal.NewSearchAttributes(
+			temporal.NewSearchAttributeKeyKeyword(names.SearchJobState).ValueSet(string(job.StatePlacing)),
+			temporal.NewSearchAttributeKeyKeyword(names.SearchFunction).ValueSet(f.name),
+			temporal.NewSearchAttributeKeyInt64(names.SearchInputs).ValueSet(int64(len(inputs))),
+		),
+	}, names.WorkflowJob, workflows.JobInput{Spec: spec})
+	if err != nil {
+		cancelUpload()
+		j.close()
+		return nil, fmt.Errorf("burla: start job %s: %w", j.id, err)
+	}
+	if o.onStart != nil {
+		o.onStart(j.id)
+	}
+	return j, nil
+}
+
+// Attach returns a handle on a job started earlier, typically with Detach, by its ID.
+// Its results are read from the start.
+func Attach[Out any](ctx context.Context, jobID string, opts ...Option) (*Job[Out], error) {
+	o, err := buildOptions(opts)
+	if err != nil {
+		return nil, err
+	}
+	o.detach = true // attaching never makes a job depend on this client
+	c, err := clusterFor(ctx, &o)
+	if err != nil {
+		return nil, err
+	}
+	spec, err := c.st.Job(ctx, jobID)
+	if err != nil {
+		return nil, fmt.Errorf("burla: attach to job %s: %w", jobID, err)
+	}
+	j := newJob[Out](c, o, jobID, spec.Inputs)
+	j.uploadErr <- nil
+	if err := j.watch(ctx); err != nil {
+		return nil, err
+	}
+	return j, nil
+}
+
+func newJob[Out any](c *Cluster, o options, id string, inputs int) *Job[Out] {
+	return &Job[Out]{id: id, inputs: inputs, c: c, o: o, started: time.Now(),
+		uploadErr: make(chan error, 1), results: newInbox[store.Result]()}
+}
+
+func (j *Job[Out]) watch(ctx context.Context) error {
+	var err error
+	if j.rw, err = j.c.st.WatchResults(ctx, j.id, j.results.put); err != nil {
+		return fmt.Errorf("burla: job %s: %w", j.id, err)
+	}
+	if j.lw, err = j.c.st.WatchLogs(ctx, j.id, j.printLogs); err != nil {
+		j.rw.Close()
+		return fmt.Errorf("burla: job %s: %w", j.id, err)
+	}
+	return nil
+}
+
+func (j *Job[Out]) close() {
+	if j.stopHB != nil {
+		j.stopHB()
+	}
+	if j.rw != nil {
+		j.rw.Close()
+	}
+	if j.lw != nil {
+		j.lw.Close()
+	}
+}
+
+func (j *Job[Out]) heartbeat(ctx context.Context) {
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			hctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+			_ = j.c.st.Heartbeat(hctx, j.id) // a missed beat is retried on the next tick
+			cancel()
+		}
+	}
+}
+
+func (j *Job[Out]) printLogs(lines []store.LogLine) {
+	j.logMu.Lock()
+	defer j.logMu.Unlock()
+	if j.o.onLog == nil {
+		clearSpinner(j)
+	}
+	for _, l := range lines {
+		if j.o.onLog != nil {
+			j.o.onLog(LogLine{Index: int(l.Index), Stderr: l.Stream == store.Stderr, Text: l.Text})
+			continue
+		}
+		w := j.o.stdout
+		if l.Stream == store.Stderr {
+			w = j.o.stderr
+		}
+		fmt.Fprintln(w, l.Text)
+	}
+}
+
+// Cancel cancels the job.
+func (j *Job[Out]) Cancel(ctx context.Context) error {
+	if err := j.c.tc.CancelWorkflow(ctx, j.id, ""); err != nil {
+		return fmt.Errorf("burla: cancel job %s: %w", j.id, err)
+	}
+	return nil
+}
+
+func (j *Job[Out]) cancelQuietly() {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_ = j.c.tc.CancelWorkflow(ctx, j.id, "")
+}
+
+// Outputs waits for every output and returns them in input order.
+func (j *Job[Out]) Outputs(ctx context.Context) ([]Out, error) {
+	outs := make([]Out, j.inputs)
+	for r, err := range j.Results(ctx) {
+		if err != nil {
+			return nil, err
+		}
+		outs[r.Index] = r.Output
+	}
+	return outs, nil
+}
+
+// Results yields each output once, as it arrives. A failed call ends the job and is
+// yielded as a *RemoteError; a job that fails for another reason yields an *Error.
+// Stopping the iteration early cancels the job unless it is detached.
+func (j *Job[Out]) Results(ctx context.Context) iter.Seq2[Result[Out], error] {
+	return func(yield func(Result[Out], error) bool) {
+		defer j.close()
+		if j.inputs == 0 {
+			return
+		}
+		spin := startSpinner(j)
+		defer spin()
+		finished := false
+		defer func() {
+			if !finished && !j.o.detach {
+				j.cancelQuietly()
+			}
+		}()
+		wfDone := make(chan error, 1)
+		go func() {
+			wfDone <- j.c.tc.GetWorkflow(ctx, j.id, "").Get(ctx, nil)
+		}()
+		seen := make([]uint64, (j.inputs+63)/64)
+		remaining := j.inputs
+		var endErr error // set once the workflow has ended; only stored results remain
+		for remaining > 0 {
+			var batch []store.Result
+			select {
+			case <-j.results.ready:
+				batch = j.results.take()
+			case err := <-j.uploadErr:
+				if err != nil {
+					yield(Result[Out]{Index: -1}, err)
+					return
+				}
+				continue
+			case err := <-wfDone:
+				// Every result the job produced is stored before it ends: collect them,
+				// then report the job's own error if results are still missing.
+				if serr := j.rw.Sync(ctx); serr != nil {
+					yield(Result[Out]{Index: -1}, fmt.Errorf("burla: job %s: %w", j.id, serr))
+					return
+				}
+				endErr = err
+				if endErr == nil {
+					endErr = &Error{Kind: KindInternal, Job: j.id, Index: -1, Msg: "job ended without every result"}
+				} else {
+					endErr = jobError(j.id, err)
+				}
+				batch = j.results.take()
+			case <-ctx.Done():
+				yield(Result[Out]{Index: -1}, ctx.Err())
+				return
+			}
+			for _, r := range batch {
+				i := int(r.Index)
+				if i < 0 || i >= j.inputs || seen[i/64]&(1<<(i%64)) != 0 {
+					continue // a duplicate from a re-run chunk: the first result wins
+				}
+				seen[i/64] |= 1 << (i % 64)
+				remaining--
+				j.done.Add(1)
+				if r.Err != nil {
+					j.syncLogs(ctx)
+					yield(Result[Out]{Index: i}, &RemoteError{Job: j.id, Index: i, Kind: r.Err.Kind, Message: r.Err.Message, Stack: r.Err.Stack})
+					return
+				}
+				out, err := j.decode(ctx, r)
+				if err != nil {
+					yield(Result[Out]{Index: i}, err)
+					return
+				}
+				if !yield(Result[Out]{Index: i, Output: out}, nil) {
+					return
+				}
+			}
+			if remaining > 0 && endErr != nil {
+				j.syncLogs(ctx)
+				finished = true
+				yield(Result[Out]{Index: -1}, endErr)
+				return
+			}
+		}
+		finished = true
+		j.syncLogs(ctx)
+	}
+}
+
+// syncLogs waits until every line printed so far has been shown, so that a job's
+// output is complete when its results are.
+func (j *Job[Out]) syncLogs(ctx context.Context) {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	_ = j.lw.Sync(ctx)
+}
+
+func (j *Job[Out]) decode(ctx context.Context, r store.Result) (Out, error) {
+	var out Out
+	data := r.Output
+	if r.Blob != "" {
+		rc, err := j.c.st.Open(ctx, r.Blob)
+		if err != nil {
+			return out, &Error{Kind: KindInternal, Job: j.id, Index: int(r.Index), Msg: fmt.Sprintf("read output of input %d", r.Index), Err: err}
+		}
+		var buf bytes.Buffer
+		_, err = buf.ReadFrom(rc)
+		rc.Close()
+		if err != nil {
+			return out, &Error{Kind: KindInternal, Job: j.id, Index: int(r.Index), Msg: fmt.Sprintf("read output of input %d", r.Index), Err: err}
+		}
+		data = buf.Bytes()
+	}
+	if err := json.Unmarshal(data, &out); err != nil {
+		return out, &Error{Kind: KindBadOutput, Job: j.id, Index: int(r.Index), Msg: fmt.Sprintf("output of input %d cannot be decoded as %T", r.Index, out), Err: err}
+	}
+	return out, nil
+}
+
+// inbox is an unbounded queue of batches filled by a store watch: the watch's
+// callback must never block, or Sync could wait on a reader that waits on it.
+type inbox[T any] struct {
+	mu    sync.Mutex
+	items []T
+	ready chan struct{}
+}
+
+func newInbox[T any]() *inbox[T] { return &inbox[T]{ready: make(chan struct{}, 1)} }
+
+func (b *inbox[T]) put(batch []T) {
+	b.mu.Lock()
+	b.items = append(b.items, batch...)
+	b.mu.Unlock()
+	select {
+	case b.ready <- struct{}{}:
+	default:
+	}
+}
+
+func (b *inbox[T]) take() []T {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	items := b.items
+	b.items = nil
+	return items
+}
+
+// Chunks hold at most this many inputs, and a job is cut into about targetChunks
+// chunks, so that small jobs spread over every worker and large ones pay the per-chunk
+// cost rarely.
+const (
+	maxChunkInputs = 1000
+	targetChunks   = 512
+	// uploadBatch chunks are written to the store at a time.
+	uploadBatch = 64
+)
+
+// upload encodes the inputs, writes them as chunks and seals the job's queue.
+func upload[In any](ctx context.Context, c *Cluster, jobID string, inputs []In) error {
+	perChunk := min(max((len(inputs)+targetChunks-1)/targetChunks, 1), maxChunkInputs)
+	var (
+		batch     []store.Chunk
+		cur       store.Chunk
+		curBytes  int
+		nchunks   int64
+		buf       bytes.Buffer
+		enc       = json.NewEncoder(&buf)
+	)
+	flushBatch := func() error {
+		if len(batch) == 0 {
+			return nil
+		}
+		if err := c.st.PutChunks(ctx, jobID, batch); err != nil {
+			return fmt.Errorf("burla: job %s: upload inputs: %w", jobID, err)
+		}
+		batch = batch[:0]
+		return nil
+	}
+	endChunk := func() error {
+		if len(cur.Items) == 0 {
+			return nil
+		}
+		batch = append(batch, cur)
+		nchunks++
+		cur = store.Chunk{Seq: nchunks}
+		curBytes = 0
+		if len(batch) == uploadBatch {
+			return flushBatch()
+		}
+		return nil
+	}
+	enc.SetEscapeHTML(false)
+	for i, in := range inputs {
+		buf.Reset()
+		if err := enc.Encode(in); err != nil {
+			return &Error{Kind: KindBadInput, Job: jobID, Index: i, Msg: fmt.Sprintf("input %d (%T) cannot be encoded as JSON", i, in), Err: err}
+		}
+		data := bytes.Clone(bytes.TrimSuffix(buf.Bytes(), []byte("\n")))
+		item := store.Item{Index: int64(i), Data: data}
+		if len(data) > store.MaxInlineBytes {
+			key := fmt.Sprintf("in-%s-%d", jobID, i)
+			if err := c.st.Put(ctx, key, bytes.NewReader(data)); err != nil {
+				return fmt.Errorf("burla: job %s: upload input %d: %w", jobID, i, err)
+			}
+			item = store.Item{Index: int64(i), Blob: key}
+		}
+		size := len(item.Data) + len(item.Blob) + 16
+		if len(cur.Items) == perChunk || (len(cur.Items) > 0 && curBytes+size > store.MaxRecordBytes) {
+			if err := endChunk(); err != nil {
+				return err
+			}
+		}
+		cur.Items = append(cur.Items, item)
+		curBytes += size
+	}
+	if err := endChunk(); err != nil {
+		return err
+	}
+	if err := flushBatch(); err != nil {
+		return err
+	}
+	if err := c.st.Seal(ctx, jobID, int(nchunks)); err != nil {
+		return fmt.Errorf("burla: job %s: %w", jobID, err)
+	}
+	return nil
+}

@@ -1,0 +1,115 @@
+package burla
+
+import (
+	"fmt"
+	"io"
+	"os"
+	"time"
+
+	"golang.org/x/term"
+)
+
+// Option configures one map call.
+type Option func(*options)
+
+type options struct {
+	funcCPU        int
+	funcRAMMB      int
+	maxParallelism int
+	inputTimeout   time.Duration
+	lease          time.Duration
+	spinner        *bool
+	detach         bool
+	binary         string
+	cluster        *Cluster
+	onLog          func(LogLine)
+	stdout, stderr io.Writer
+	clientTimeout  time.Duration
+	onStart        func(jobID string)
+}
+
+func buildOptions(opts []Option) (options, error) {
+	o := options{funcCPU: 1, lease: 5 * time.Second, clientTimeout: 10 * time.Second, stdout: os.Stdout, stderr: os.Stderr}
+	for _, opt := range opts {
+		opt(&o)
+	}
+	switch {
+	case o.funcCPU < 1:
+		return o, fmt.Errorf("burla: FuncCPU(%d): need at least 1 CPU", o.funcCPU)
+	case o.funcRAMMB < 0:
+		return o, fmt.Errorf("burla: FuncRAM(%d): negative", o.funcRAMMB)
+	case o.maxParallelism < 0:
+		return o, fmt.Errorf("burla: MaxParallelism(%d): negative", o.maxParallelism)
+	case o.inputTimeout < 0:
+		return o, fmt.Errorf("burla: InputTimeout(%v): negative", o.inputTimeout)
+	case o.lease < 500*time.Millisecond:
+		return o, fmt.Errorf("burla: Lease(%v): must be at least 500ms", o.lease)
+	}
+	return o, nil
+}
+
+func (o *options) spinnerOn() bool {
+	if o.spinner != nil {
+		return *o.spinner
+	}
+	f, ok := o.stderr.(*os.File)
+	return ok && term.IsTerminal(int(f.Fd()))
+}
+
+// FuncCPU sets the CPUs each call gets (default 1): a node with C CPUs runs C/n calls
+// at once.
+func FuncCPU(n int) Option { return func(o *options) { o.funcCPU = n } }
+
+// FuncRAM sets the memory each call needs, in GB.
+func FuncRAM(gb int) Option { return func(o *options) { o.funcRAMMB = gb * 1024 } }
+
+// MaxParallelism bounds how many calls run at once across the cluster.
+func MaxParallelism(n int) Option { return func(o *options) { o.maxParallelism = n } }
+
+// InputTimeout bounds each call; a call that runs longer fails with a RemoteError of
+// kind "timeout" and its process is killed. The function's context carries the
+// deadline too.
+func InputTimeout(d time.Duration) Option { return func(o *options) { o.inputTimeout = d } }
+
+// Lease sets how long a chunk of inputs claimed by a worker that stops answering
+// stays hidden before another worker takes it (default 5s). Live workers extend it.
+func Lease(d time.Duration) Option { return func(o *options) { o.lease = d } }
+
+// Spinner turns the status line on stderr on or off; by default it is on when
+// stderr is a terminal.
+func Spinner(on bool) Option { return func(o *options) { o.spinner = &on } }
+
+// Detach lets the job run on when the caller goes away: its context's cancellation
+// and the end of its heartbeat no longer cancel the job. Re-attach with Attach.
+func Detach() Option { return func(o *options) { o.detach = true } }
+
+// Binary ships the linux executable at path instead of the running program. It must
+// register the function under the same name.
+func Binary(path string) Option { return func(o *options) { o.binary = path } }
+
+// OnCluster runs the job on c instead of the cluster found from the environment.
+func OnCluster(c *Cluster) Option { return func(o *options) { o.cluster = c } }
+
+// OnStart calls fn with the job's ID as soon as the job has started.
+func OnStart(fn func(jobID string)) Option { return func(o *options) { o.onStart = fn } }
+
+// LogLine is one line a call printed.
+type LogLine struct {
+	Index  int    // the input's index
+	Stderr bool   // printed to stderr rather than stdout
+	Text   string // without its newline
+}
+
+// OnLog sends each line the calls print to fn instead of this program's stdout and
+// stderr. fn is called from one goroutine at a time.
+func OnLog(fn func(LogLine)) Option { return func(o *options) { o.onLog = fn } }
+
+// Output prints the calls' lines to stdout and stderr instead of os.Stdout and
+// os.Stderr; the spinner goes to stderr too.
+func Output(stdout, stderr io.Writer) Option {
+	return func(o *options) { o.stdout, o.stderr = stdout, stderr }
+}
+
+// ClientTimeout is how long a job that is not detached survives without hearing
+// from this program (default 10s); the program heartbeats every second.
+func ClientTimeout(d time.Duration) Option { return func(o *options) { o.clientTimeout = d } }

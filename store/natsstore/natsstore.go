@@ -1,0 +1,607 @@
+// Package natsstore implements the store and blob contracts on NATS JetStream, the
+// embedded default of `burla dev` and the self-hosted choice.
+//
+// Layout, all created on Open if missing:
+//   - stream BURLA_INPUTS, subjects burla.in.<job>: work-queue retention; each job
+//     has one durable pull consumer named after it whose ack wait is the job's
+//     lease, so a chunk claimed by a worker that dies is redelivered.
+//   - stream BURLA_RESULTS, subjects burla.out.<job>, and BURLA_LOGS, subjects
+//     burla.log.<job>: batches of records, read back with ordered consumers.
+//   - key-value bucket burla-jobs: <job>.spec, <job>.seal, <job>.hb.
+//   - key-value bucket burla-nodes: one key per live node, expiring after NodeTTL.
+//   - object store burla-blobs: executables and large values.
+package natsstore
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/burla-temporal/burla/blob"
+	"github.com/burla-temporal/burla/job"
+	"github.com/burla-temporal/burla/store"
+)
+
+const (
+	streamInputs  = "BURLA_INPUTS"
+	streamResults = "BURLA_RESULTS"
+	streamLogs    = "BURLA_LOGS"
+	bucketJobs    = "burla-jobs"
+	bucketNodes   = "burla-nodes"
+	bucketBlobs   = "burla-blobs"
+
+	// NodeTTL is how long a node record lives without a refresh.
+	NodeTTL = 10 * time.Second
+	// Retention is how long results, logs and job records are kept, so that a
+	// detached job can be re-attached.
+	Retention = 7 * 24 * time.Hour
+)
+
+var (
+	_ store.Store = (*Store)(nil)
+	_ blob.Store  = (*Store)(nil)
+)
+
+// Store is a store.Store and blob.Store on one NATS connection.
+type Store struct {
+	nc    *nats.Conn
+	js    jetstream.JetStream
+	jobs  jetstream.KeyValue
+	nodes jetstream.KeyValue
+	blobs jetstream.ObjectStore
+
+	mu        sync.Mutex
+	consumers map[string]jetstream.Consumer // input consumers by job, cached for Claim
+}
+
+// Connect dials url and opens the store on the connection, which the Store owns.
+func Connect(ctx context.Context, url, name string) (*Store, error) {
+	nc, err := nats.Connect(url,
+		nats.Name(name),
+		nats.MaxReconnects(-1),
+		nats.ReconnectWait(250*time.Millisecond),
+		nats.Timeout(3*time.Second),
+	)
+	if err != nil {
+		return nil, fmt.Errorf("connect to NATS at %s: %w", url, err)
+	}
+	s, err := Open(ctx, nc)
+	if err != nil {
+		nc.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+// Open makes the streams and buckets if they are missing and returns a Store on nc.
+func Open(ctx context.Context, nc *nats.Conn) (*Store, error) {
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return nil, fmt.Errorf("open JetStream: %w", err)
+	}
+	s := &Store{nc: nc, js: js, consumers: map[string]jetstream.Consumer{}}
+	streams := []jetstream.StreamConfig{
+		{Name: streamInputs, Subjects: []string{"burla.in.*"}, Retention: jetstream.WorkQueuePolicy, Storage: jetstream.FileStorage},
+		{Name: streamResults, Subjects: []string{"burla.out.*"}, MaxAge: Retention, Storage: jetstream.FileStorage},
+		{Name: streamLogs, Subjects: []string{"burla.log.*"}, MaxAge: Retention, Storage: jetstream.FileStorage},
+	}
+	for _, cfg := range streams {
+		if _, err := js.CreateOrUpdateStream(ctx, cfg); err != nil {
+			return nil, fmt.Errorf("create stream %s: %w", cfg.Name, err)
+		}
+	}
+	if s.jobs, err = js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: bucketJobs, TTL: Retention, Storage: jetstream.FileStorage}); err != nil {
+		return nil, fmt.Errorf("create bucket %s: %w", bucketJobs, err)
+	}
+	if s.nodes, err = js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: bucketNodes, TTL: NodeTTL, Storage: jetstream.MemoryStorage}); err != nil {
+		return nil, fmt.Errorf("create bucket %s: %w", bucketNodes, err)
+	}
+	if s.blobs, err = js.CreateOrUpdateObjectStore(ctx, jetstream.ObjectStoreConfig{Bucket: bucketBlobs, Storage: jetstream.FileStorage}); err != nil {
+		return nil, fmt.Errorf("create object store %s: %w", bucketBlobs, err)
+	}
+	return s, nil
+}
+
+// Conn is the store's connection.
+func (s *Store) Conn() *nats.Conn { return s.nc }
+
+// Close closes the connection.
+func (s *Store) Close() { s.nc.Close() }
+
+func inSubject(jobID string) string  { return "burla.in." + jobID }
+func outSubject(jobID string) string { return "burla.out." + jobID }
+func logSubject(jobID string) string { return "burla.log." + jobID }
+
+func checkID(jobID string) error {
+	if !job.ValidID(jobID) {
+		return fmt.Errorf("invalid job ID %q", jobID)
+	}
+	return nil
+}
+
+// CreateJob implements store.Queue.
+func (s *Store) CreateJob(ctx context.Context, spec job.Spec) error {
+	if err := spec.Validate(); err != nil {
+		return err
+	}
+	b, err := json.Marshal(spec)
+	if err != nil {
+		return fmt.Errorf("encode spec of job %s: %w", spec.ID, err)
+	}
+	if _, err := s.jobs.Put(ctx, spec.ID+".spec", b); err != nil {
+		return fmt.Errorf("record spec of job %s: %w", spec.ID, err)
+	}
+	c, err := s.js.CreateOrUpdateConsumer(ctx, streamInputs, jetstream.ConsumerConfig{
+		Durable:       spec.ID,
+		FilterSubject: inSubject(spec.ID),
+		AckPolicy:     jetstream.AckExplicitPolicy,
+		AckWait:       spec.Lease,
+		MaxDeliver:    -1,
+		MaxAckPending: -1,
+		// A job abandoned without DeleteInputs loses its queue after a day of disuse.
+		InactiveThreshold: 24 * time.Hour,
+	})
+	if err != nil {
+		return fmt.Errorf("create input queue of job %s: %w", spec.ID, err)
+	}
+	s.mu.Lock()
+	s.consumers[spec.ID] = c
+	s.mu.Unlock()
+	return nil
+}
+
+// Job implements store.Queue.
+func (s *Store) Job(ctx context.Context, jobID string) (job.Spec, error) {
+	if err := checkID(jobID); err != nil {
+		return job.Spec{}, err
+	}
+	e, err := s.jobs.Get(ctx, jobID+".spec")
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return job.Spec{}, fmt.Errorf("job %s: %w", jobID, store.ErrNotFound)
+	}
+	if err != nil {
+		return job.Spec{}, fmt.Errorf("read spec of job %s: %w", jobID, err)
+	}
+	var spec job.Spec
+	if err := json.Unmarshal(e.Value(), &spec); err != nil {
+		return job.Spec{}, fmt.Errorf("decode spec of job %s: %w", jobID, err)
+	}
+	return spec, nil
+}
+
+// PutChunks implements store.Queue. It publishes without waiting for each
+// acknowledgement in turn and returns once all are stored.
+func (s *Store) PutChunks(ctx context.Context, jobID string, cs []store.Chunk) error {
+	if err := checkID(jobID); err != nil {
+		return err
+	}
+	futs := make([]jetstream.PubAckFuture, 0, len(cs))
+	for _, c := range cs {
+		f, err := s.js.PublishAsync(inSubject(jobID), store.AppendChunk(nil, c))
+		if err != nil {
+			return fmt.Errorf("write chunk %d of job %s: %w", c.Seq, jobID, err)
+		}
+		futs = append(futs, f)
+	}
+	for i, f := range futs {
+		select {
+		case <-f.Ok():
+		case err := <-f.Err():
+			return fmt.Errorf("write chunk %d of job %s: %w", cs[i].Seq, jobID, err)
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	return nil
+}
+
+// Seal implements store.Queue.
+func (s *Store) Seal(ctx context.Context, jobID string, chunks int) error {
+	if err := checkID(jobID); err != nil {
+		return err
+	}
+	if _, err := s.jobs.PutString(ctx, jobID+".seal", strconv.Itoa(chunks)); err != nil {
+		return fmt.Errorf("seal inputs of job %s: %w", jobID, err)
+	}
+	return nil
+}
+
+func (s *Store) consumer(ctx context.Context, jobID string) (jetstream.Consumer, error) {
+	s.mu.Lock()
+	c, ok := s.consumers[jobID]
+	s.mu.Unlock()
+	if ok {
+		return c, nil
+	}
+	c, err := s.js.Consumer(ctx, streamInputs, jobID)
+	if errors.Is(err, jetstream.ErrConsumerNotFound) {
+		return nil, fmt.Errorf("input queue of job %s: %w", jobID, store.ErrNotFound)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("open input queue of job %s: %w", jobID, err)
+	}
+	s.mu.Lock()
+	s.consumers[jobID] = c
+	s.mu.Unlock()
+	return c, nil
+}
+
+// Claim implements store.Queue.
+func (s *Store) Claim(ctx context.Context, jobID string, wait time.Duration) (store.Claim, error) {
+	if err := checkID(jobID); err != nil {
+		return nil, err
+	}
+	c, err := s.consumer(ctx, jobID)
+	if err != nil {
+		return nil, err
+	}
+	if dl, ok := ctx.Deadline(); ok && time.Until(dl) < wait {
+		wait = time.Until(dl)
+	}
+	if wait < 10*time.Millisecond {
+		wait = 10 * time.Millisecond
+	}
+	batch, err := c.Fetch(1, jetstream.FetchMaxWait(wait))
+	if err != nil {
+		return nil, fmt.Errorf("claim chunk of job %s: %w", jobID, err)
+	}
+	for m := range batch.Messages() {
+		chunk, err := store.DecodeChunk(m.Data())
+		if err != nil {
+			// A chunk nobody can read would be redelivered for ever; drop it loudly.
+			_ = m.Term()
+			return nil, fmt.Errorf("claim chunk of job %s: %w", jobID, err)
+		}
+		md, err := m.Metadata()
+		attempt := 1
+		if err == nil {
+			attempt = int(md.NumDelivered)
+		}
+		return &claim{msg: m, chunk: chunk, attempt: attempt}, nil
+	}
+	if err := batch.Error(); err != nil && !errors.Is(err, nats.ErrTimeout) {
+		if errors.Is(err, jetstream.ErrConsumerNotFound) || errors.Is(err, jetstream.ErrConsumerDeleted) {
+			s.mu.Lock()
+			delete(s.consumers, jobID)
+			s.mu.Unlock()
+			return nil, fmt.Errorf("input queue of job %s: %w", jobID, store.ErrNotFound)
+		}
+		return nil, fmt.Errorf("claim chunk of job %s: %w", jobID, err)
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	return nil, store.ErrNoChunk
+}
+
+type claim struct {
+	msg     jetstream.Msg
+	chunk   store.Chunk
+	attempt int
+}
+
+func (c *claim) Chunk() store.Chunk { return c.chunk }
+func (c *claim) Attempt() int       { return c.attempt }
+
+func (c *claim) Extend(ctx context.Context) error {
+	if err := c.msg.InProgress(); err != nil {
+		return fmt.Errorf("extend lease of chunk %d: %w", c.chunk.Seq, err)
+	}
+	return nil
+}
+
+func (c *claim) Done(ctx context.Context) error {
+	// DoubleAck waits for the server, so a chunk reported done is gone for good.
+	if err := c.msg.DoubleAck(ctx); err != nil {
+		return fmt.Errorf("complete chunk %d: %w", c.chunk.Seq, err)
+	}
+	return nil
+}
+
+// Progress implements store.Queue.
+func (s *Store) Progress(ctx context.Context, jobID string) (store.Progress, error) {
+	if err := checkID(jobID); err != nil {
+		return store.Progress{}, err
+	}
+	var p store.Progress
+	e, err := s.jobs.Get(ctx, jobID+".seal")
+	switch {
+	case err == nil:
+		p.Sealed = true
+		if p.Chunks, err = strconv.Atoi(string(e.Value())); err != nil {
+			return p, fmt.Errorf("progress of job %s: bad seal %q", jobID, e.Value())
+		}
+	case !errors.Is(err, jetstream.ErrKeyNotFound):
+		return p, fmt.Errorf("progress of job %s: %w", jobID, err)
+	}
+	c, err := s.consumer(ctx, jobID)
+	if err != nil {
+		return p, err
+	}
+	info, err := c.Info(ctx)
+	if err != nil {
+		return p, fmt.Errorf("progress of job %s: %w", jobID, err)
+	}
+	p.Waiting = int(info.NumPending)
+	p.InFlight = info.NumAckPending
+	return p, nil
+}
+
+// DeleteInputs implements store.Queue.
+func (s *Store) DeleteInputs(ctx context.Context, jobID string) error {
+	if err := checkID(jobID); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	delete(s.consumers, jobID)
+	s.mu.Unlock()
+	if err := s.js.DeleteConsumer(ctx, streamInputs, jobID); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
+		return fmt.Errorf("delete input queue of job %s: %w", jobID, err)
+	}
+	st, err := s.js.Stream(ctx, streamInputs)
+	if err != nil {
+		return fmt.Errorf("delete inputs of job %s: %w", jobID, err)
+	}
+	if err := st.Purge(ctx, jetstream.WithPurgeSubject(inSubject(jobID))); err != nil {
+		return fmt.Errorf("delete inputs of job %s: %w", jobID, err)
+	}
+	return nil
+}
+
+// PutResults implements store.Results.
+func (s *Store) PutResults(ctx context.Context, jobID string, rs []store.Result) error {
+	if err := checkID(jobID); err != nil {
+		return err
+	}
+	if _, err := s.js.Publish(ctx, outSubject(jobID), store.AppendResults(nil, rs)); err != nil {
+		return fmt.Errorf("write %d results of job %s: %w", len(rs), jobID, err)
+	}
+	return nil
+}
+
+// PutLogs implements store.Logs.
+func (s *Store) PutLogs(ctx context.Context, jobID string, lines []store.LogLine) error {
+	if err := checkID(jobID); err != nil {
+		return err
+	}
+	if _, err := s.js.Publish(ctx, logSubject(jobID), store.AppendLogs(nil, lines)); err != nil {
+		return fmt.Errorf("write %d log lines of job %s: %w", len(lines), jobID, err)
+	}
+	return nil
+}
+
+// WatchResults implements store.Results.
+func (s *Store) WatchResults(ctx context.Context, jobID string, fn func([]store.Result)) (store.Watch, error) {
+	return watch(ctx, s, streamResults, outSubject(jobID), store.DecodeResults, fn)
+}
+
+// WatchLogs implements store.Logs.
+func (s *Store) WatchLogs(ctx context.Context, jobID string, fn func([]store.LogLine)) (store.Watch, error) {
+	return watch(ctx, s, streamLogs, logSubject(jobID), store.DecodeLogs, fn)
+}
+
+func watch[T any](ctx context.Context, s *Store, stream, subject string, decode func([]byte) ([]T, error), fn func([]T)) (store.Watch, error) {
+	st, err := s.js.Stream(ctx, stream)
+	if err != nil {
+		return nil, fmt.Errorf("watch %s: %w", subject, err)
+	}
+	c, err := st.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{
+		FilterSubjects: []string{subject},
+		DeliverPolicy:  jetstream.DeliverAllPolicy,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("watch %s: %w", subject, err)
+	}
+	w := &watcher{stream: st, subject: subject}
+	w.cond = sync.NewCond(&w.mu)
+	cc, err := c.Consume(func(m jetstream.Msg) {
+		recs, err := decode(m.Data())
+		if err == nil {
+			fn(recs)
+		}
+		md, mdErr := m.Metadata()
+		w.mu.Lock()
+		if mdErr == nil {
+			w.seen = md.Sequence.Stream
+		}
+		w.cond.Broadcast()
+		w.mu.Unlock()
+	})
+	if err != nil {
+		return nil, fmt.Errorf("watch %s: %w", subject, err)
+	}
+	w.cc = cc
+	return w, nil
+}
+
+type watcher struct {
+	stream  jetstream.Stream
+	subject string
+	cc      jetstream.ConsumeContext
+
+	mu     sync.Mutex
+	cond   *sync.Cond
+	seen   uint64 // stream sequence of the last message passed to the callback
+	closed bool
+}
+
+func (w *watcher) Sync(ctx context.Context) error {
+	last, err := w.stream.GetLastMsgForSubject(ctx, w.subject)
+	if errors.Is(err, jetstream.ErrMsgNotFound) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("sync watch of %s: %w", w.subject, err)
+	}
+	stop := context.AfterFunc(ctx, func() {
+		w.mu.Lock()
+		w.cond.Broadcast()
+		w.mu.Unlock()
+	})
+	defer stop()
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for w.seen < last.Sequence && !w.closed {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		w.cond.Wait()
+	}
+	return nil
+}
+
+func (w *watcher) Close() {
+	w.cc.Stop()
+	w.mu.Lock()
+	w.closed = true
+	w.cond.Broadcast()
+	w.mu.Unlock()
+}
+
+// Heartbeat implements store.Jobs.
+func (s *Store) Heartbeat(ctx context.Context, jobID string) error {
+	if err := checkID(jobID); err != nil {
+		return err
+	}
+	now := strconv.FormatInt(time.Now().UnixMilli(), 10)
+	if _, err := s.jobs.PutString(ctx, jobID+".hb", now); err != nil {
+		return fmt.Errorf("heartbeat job %s: %w", jobID, err)
+	}
+	return nil
+}
+
+// LastHeartbeat implements store.Jobs.
+func (s *Store) LastHeartbeat(ctx context.Context, jobID string) (time.Time, error) {
+	if err := checkID(jobID); err != nil {
+		return time.Time{}, err
+	}
+	e, err := s.jobs.Get(ctx, jobID+".hb")
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return time.Time{}, fmt.Errorf("heartbeat of job %s: %w", jobID, store.ErrNotFound)
+	}
+	if err != nil {
+		return time.Time{}, fmt.Errorf("heartbeat of job %s: %w", jobID, err)
+	}
+	ms, err := strconv.ParseInt(string(e.Value()), 10, 64)
+	if err != nil {
+		return time.Time{}, fmt.Errorf("heartbeat of job %s: bad value %q", jobID, e.Value())
+	}
+	return time.UnixMilli(ms), nil
+}
+
+// PutNode implements store.Nodes.
+func (s *Store) PutNode(ctx context.Context, n store.Node) error {
+	if !validNodeID(n.ID) {
+		return fmt.Errorf("invalid node ID %q", n.ID)
+	}
+	b, err := json.Marshal(n)
+	if err != nil {
+		return fmt.Errorf("encode node %s: %w", n.ID, err)
+	}
+	if _, err := s.nodes.Put(ctx, n.ID, b); err != nil {
+		return fmt.Errorf("record node %s: %w", n.ID, err)
+	}
+	return nil
+}
+
+// ListNodes implements store.Nodes.
+func (s *Store) ListNodes(ctx context.Context) ([]store.Node, error) {
+	keys, err := s.nodes.Keys(ctx)
+	if errors.Is(err, jetstream.ErrNoKeysFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("list nodes: %w", err)
+	}
+	nodes := make([]store.Node, 0, len(keys))
+	for _, k := range keys {
+		e, err := s.nodes.Get(ctx, k)
+		if errors.Is(err, jetstream.ErrKeyNotFound) {
+			continue // expired between Keys and Get
+		}
+		if err != nil {
+			return nil, fmt.Errorf("read node %s: %w", k, err)
+		}
+		var n store.Node
+		if err := json.Unmarshal(e.Value(), &n); err != nil {
+			return nil, fmt.Errorf("decode node %s: %w", k, err)
+		}
+		nodes = append(nodes, n)
+	}
+	return nodes, nil
+}
+
+// DeleteNode implements store.Nodes.
+func (s *Store) DeleteNode(ctx context.Context, id string) error {
+	if err := s.nodes.Purge(ctx, id); err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) {
+		return fmt.Errorf("delete node %s: %w", id, err)
+	}
+	return nil
+}
+
+func validNodeID(id string) bool {
+	if id == "" || len(id) > 64 {
+		return false
+	}
+	for _, c := range id {
+		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-') {
+			return false
+		}
+	}
+	return true
+}
+
+// Put implements blob.Store.
+func (s *Store) Put(ctx context.Context, key string, r io.Reader) error {
+	if _, err := s.blobs.Put(ctx, jetstream.ObjectMeta{Name: key}, r); err != nil {
+		return fmt.Errorf("put blob %s: %w", key, err)
+	}
+	return nil
+}
+
+// Open implements blob.Store.
+func (s *Store) Open(ctx context.Context, key string) (io.ReadCloser, error) {
+	r, err := s.blobs.Get(ctx, key)
+	if errors.Is(err, jetstream.ErrObjectNotFound) {
+		return nil, fmt.Errorf("blob %s: %w", key, blob.ErrNotFound)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("open blob %s: %w", key, err)
+	}
+	return r, nil
+}
+
+// Has implements blob.Store.
+func (s *Store) Has(ctx context.Context, key string) (bool, error) {
+	_, err := s.blobs.GetInfo(ctx, key)
+	if errors.Is(err, jetstream.ErrObjectNotFound) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("look up blob %s: %w", key, err)
+	}
+	return true, nil
+}
+
+// GetBytes reads a whole small blob.
+func GetBytes(ctx context.Context, b blob.Store, key string) ([]byte, error) {
+	r, err := b.Open(ctx, key)
+	if err != nil {
+		return nil, err
+	}
+	defer r.Close()
+	var buf bytes.Buffer
+	if _, err := io.Copy(&buf, r); err != nil {
+		return nil, fmt.Errorf("read blob %s: %w", key, err)
+	}
+	return buf.Bytes(), nil
+}

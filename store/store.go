@@ -1,0 +1,184 @@
+// Package store is the data plane's contract: how input chunks, results, log lines,
+// job records and node records move between the SDK, the node agents and the
+// container workers. Nothing here goes through Temporal's history.
+//
+// The contract is a set of small interfaces, each implemented by every backend
+// (natsstore for the embedded default, Firestore for Google Cloud) and checked by the
+// suite in storetest. All methods are safe for concurrent use and honour ctx.
+package store
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/burla-temporal/burla/job"
+)
+
+// MaxRecordBytes bounds one encoded chunk, result batch or log batch, so that every
+// backend can store it as one record (Firestore's document limit is 1 MiB).
+const MaxRecordBytes = 900 << 10
+
+// MaxInlineBytes is the largest value kept inside a record; larger inputs and outputs
+// are stored as blobs and the record holds the key.
+const MaxInlineBytes = 256 << 10
+
+// ErrNoChunk is returned by Claim when no chunk became available within the wait.
+var ErrNoChunk = errors.New("no chunk available")
+
+// ErrNotFound is returned when a job, node or blob does not exist.
+var ErrNotFound = errors.New("not found")
+
+// Item is one input: its index in the caller's slice and its encoded value, or,
+// for an input too large for a chunk, the blob key that holds the value.
+type Item struct {
+	Index int64
+	Data  []byte
+	Blob  string
+}
+
+// Chunk is the unit of work a container worker claims: consecutive inputs bounded
+// in count and bytes.
+type Chunk struct {
+	Seq   int64
+	Items []Item
+}
+
+// Result is the outcome of one input: an encoded output (or the blob key holding a
+// large one), or the error the call ended with.
+type Result struct {
+	Index  int64
+	Output []byte
+	Blob   string
+	Err    *CallError
+}
+
+// CallError describes a failed call: Kind says how it failed.
+type CallError struct {
+	Kind    string // one of the Kind* constants
+	Message string
+	Stack   string
+}
+
+// Kinds of call failure.
+const (
+	KindError   = "error"   // the function returned an error
+	KindPanic   = "panic"   // the function panicked
+	KindExit    = "exit"    // the function's process exited while running it
+	KindTimeout = "timeout" // the call ran past the job's per-input timeout
+	KindEncode  = "encode"  // the output could not be encoded
+	KindDecode  = "decode"  // the input could not be decoded into the function's type
+)
+
+// Stream numbers of a LogLine.
+const (
+	Stdout = 1
+	Stderr = 2
+)
+
+// LogLine is one line a call printed, attributed to its input.
+type LogLine struct {
+	Index  int64
+	Stream uint8
+	Text   string
+}
+
+// Progress is how far a job's input queue has got.
+type Progress struct {
+	Sealed   bool // every chunk has been written
+	Chunks   int  // number of chunks written, known once sealed
+	Waiting  int  // chunks not yet claimed (or whose lease ran out)
+	InFlight int  // chunks claimed and not yet done
+}
+
+// Drained reports whether every chunk of a sealed job is done.
+func (p Progress) Drained() bool { return p.Sealed && p.Waiting == 0 && p.InFlight == 0 }
+
+// Queue holds a job's input chunks. A claimed chunk is invisible to other claimers
+// until its lease runs out; Done removes it for good. A worker that dies therefore
+// only delays its chunk by one lease.
+type Queue interface {
+	// CreateJob records spec and makes its input queue; it is idempotent.
+	CreateJob(ctx context.Context, spec job.Spec) error
+	// Job returns the spec recorded by CreateJob, or ErrNotFound.
+	Job(ctx context.Context, jobID string) (job.Spec, error)
+	// PutChunks stores chunks, each at most MaxRecordBytes encoded, in one batch.
+	PutChunks(ctx context.Context, jobID string, cs []Chunk) error
+	// Seal records that all chunks of the job have been written.
+	Seal(ctx context.Context, jobID string, chunks int) error
+	// Claim waits up to wait for a chunk and leases it for the job's lease.
+	Claim(ctx context.Context, jobID string, wait time.Duration) (Claim, error)
+	Progress(ctx context.Context, jobID string) (Progress, error)
+	// DeleteInputs drops the job's remaining chunks and its queue; results and logs stay.
+	DeleteInputs(ctx context.Context, jobID string) error
+}
+
+// Claim is a leased chunk.
+type Claim interface {
+	Chunk() Chunk
+	// Attempt is 1 the first time a chunk is claimed and grows with each redelivery.
+	Attempt() int
+	// Extend restarts the lease.
+	Extend(ctx context.Context) error
+	// Done removes the chunk from the queue; call it after its results are stored.
+	Done(ctx context.Context) error
+}
+
+// Results holds each input's result. Several results for one index may be stored
+// (a chunk re-run after its worker died); readers keep the first and drop the rest.
+type Results interface {
+	PutResults(ctx context.Context, jobID string, rs []Result) error
+	// WatchResults calls fn with every batch of results stored for the job, from the
+	// first, in storage order, until the watch is closed or ctx ends.
+	WatchResults(ctx context.Context, jobID string, fn func([]Result)) (Watch, error)
+}
+
+// Logs holds the lines calls printed.
+type Logs interface {
+	PutLogs(ctx context.Context, jobID string, lines []LogLine) error
+	WatchLogs(ctx context.Context, jobID string, fn func([]LogLine)) (Watch, error)
+}
+
+// Watch is a running subscription. Its callback is never called concurrently with
+// itself.
+type Watch interface {
+	// Sync returns once every record stored before Sync was called has been passed
+	// to the callback.
+	Sync(ctx context.Context) error
+	Close()
+}
+
+// Jobs holds per-job liveness: the client's heartbeat.
+type Jobs interface {
+	Heartbeat(ctx context.Context, jobID string) error
+	// LastHeartbeat returns when the client last called Heartbeat, or ErrNotFound.
+	LastHeartbeat(ctx context.Context, jobID string) (time.Time, error)
+}
+
+// Node is a node agent's record of itself, refreshed while it lives.
+type Node struct {
+	ID        string    `json:"id"`
+	CPUs      int       `json:"cpus"`
+	RAMMB     int       `json:"ram_mb"`
+	TaskQueue string    `json:"task_queue"`
+	Job       string    `json:"job,omitempty"` // the job it is working on, if any
+	Warm      int       `json:"warm"`          // prewarmed workers ready to take a job
+	Updated   time.Time `json:"updated"`
+}
+
+// Nodes is the registry of live nodes. A node whose record is not refreshed within
+// the implementation's time-to-live disappears from List.
+type Nodes interface {
+	PutNode(ctx context.Context, n Node) error
+	ListNodes(ctx context.Context) ([]Node, error)
+	DeleteNode(ctx context.Context, id string) error
+}
+
+// Store is everything a full backend provides.
+type Store interface {
+	Queue
+	Results
+	Logs
+	Jobs
+	Nodes
+}

@@ -1,0 +1,308 @@
+// Package storetest is the contract every store backend must meet. A backend's
+// tests call Run with a function that returns a fresh, empty store.
+package storetest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/burla-temporal/burla/job"
+	"github.com/burla-temporal/burla/store"
+)
+
+// Run runs the contract suite against the stores newStore returns.
+func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
+	t.Run("ClaimDoneDrains", func(t *testing.T) { testClaimDoneDrains(t, newStore(t)) })
+	t.Run("LeaseRedelivers", func(t *testing.T) { testLeaseRedelivers(t, newStore(t)) })
+	t.Run("ExtendKeepsLease", func(t *testing.T) { testExtendKeepsLease(t, newStore(t)) })
+	t.Run("ConcurrentClaimsAreDisjoint", func(t *testing.T) { testConcurrentClaims(t, newStore(t)) })
+	t.Run("ResultsAndLogsWatch", func(t *testing.T) { testWatch(t, newStore(t)) })
+	t.Run("JobSpecAndHeartbeat", func(t *testing.T) { testJobs(t, newStore(t)) })
+	t.Run("Nodes", func(t *testing.T) { testNodes(t, newStore(t)) })
+	t.Run("DeleteInputs", func(t *testing.T) { testDeleteInputs(t, newStore(t)) })
+}
+
+func newSpec(t *testing.T, lease time.Duration) job.Spec {
+	return job.Spec{ID: job.NewID(time.Now()), Function: "f", Binary: fmt.Sprintf("%064d", 0),
+		Inputs: 3, FuncCPU: 1, Lease: lease, ClientTimeout: 10 * time.Second}
+}
+
+func ctxFor(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+func mustCreate(t *testing.T, ctx context.Context, s store.Store, spec job.Spec, chunks int) {
+	t.Helper()
+	if err := s.CreateJob(ctx, spec); err != nil {
+		t.Fatalf("CreateJob: %v", err)
+	}
+	var cs []store.Chunk
+	for i := range chunks {
+		cs = append(cs, store.Chunk{Seq: int64(i), Items: []store.Item{{Index: int64(i), Data: []byte(fmt.Sprint(i))}}})
+	}
+	if err := s.PutChunks(ctx, spec.ID, cs); err != nil {
+		t.Fatalf("PutChunks: %v", err)
+	}
+	if err := s.Seal(ctx, spec.ID, chunks); err != nil {
+		t.Fatalf("Seal: %v", err)
+	}
+}
+
+func testClaimDoneDrains(t *testing.T, s store.Store) {
+	ctx := ctxFor(t)
+	spec := newSpec(t, 5*time.Second)
+	if err := s.CreateJob(ctx, spec); err != nil {
+		t.Fatal(err)
+	}
+	p, err := s.Progress(ctx, spec.ID)
+	if err != nil || p.Sealed || p.Drained() {
+		t.Fatalf("fresh job progress = %+v, %v; want unsealed, not drained", p, err)
+	}
+	mustCreate(t, ctx, s, spec, 3)
+	seen := map[int64]bool{}
+	for range 3 {
+		c, err := s.Claim(ctx, spec.ID, time.Second)
+		if err != nil {
+			t.Fatalf("Claim: %v", err)
+		}
+		if c.Attempt() != 1 {
+			t.Errorf("first claim attempt = %d; want 1", c.Attempt())
+		}
+		seen[c.Chunk().Items[0].Index] = true
+		if err := c.Done(ctx); err != nil {
+			t.Fatalf("Done: %v", err)
+		}
+	}
+	if len(seen) != 3 {
+		t.Errorf("claimed inputs %v; want 0, 1, 2", seen)
+	}
+	if _, err := s.Claim(ctx, spec.ID, 100*time.Millisecond); !errors.Is(err, store.ErrNoChunk) {
+		t.Errorf("Claim on empty queue: %v; want ErrNoChunk", err)
+	}
+	p, err = s.Progress(ctx, spec.ID)
+	if err != nil || !p.Drained() || p.Chunks != 3 {
+		t.Errorf("progress = %+v, %v; want drained with 3 chunks", p, err)
+	}
+}
+
+func testLeaseRedelivers(t *testing.T, s store.Store) {
+	ctx := ctxFor(t)
+	spec := newSpec(t, 700*time.Millisecond)
+	mustCreate(t, ctx, s, spec, 1)
+	c1, err := s.Claim(ctx, spec.ID, time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, _ := s.Progress(ctx, spec.ID)
+	if p.InFlight != 1 || p.Drained() {
+		t.Errorf("progress with a claim out = %+v; want 1 in flight", p)
+	}
+	// The claimer "dies": no Done, no Extend. The chunk must come back.
+	c2, err := s.Claim(ctx, spec.ID, 5*time.Second)
+	if err != nil {
+		t.Fatalf("reclaim after lease: %v", err)
+	}
+	if c2.Chunk().Items[0].Index != c1.Chunk().Items[0].Index || c2.Attempt() != 2 {
+		t.Errorf("reclaimed input %d attempt %d; want input %d attempt 2", c2.Chunk().Items[0].Index, c2.Attempt(), c1.Chunk().Items[0].Index)
+	}
+	if err := c2.Done(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if p, _ := s.Progress(ctx, spec.ID); !p.Drained() {
+		t.Errorf("progress after Done = %+v; want drained", p)
+	}
+}
+
+func testExtendKeepsLease(t *testing.T, s store.Store) {
+	ctx := ctxFor(t)
+	spec := newSpec(t, 600*time.Millisecond)
+	mustCreate(t, ctx, s, spec, 1)
+	c, err := s.Claim(ctx, spec.ID, time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(1500 * time.Millisecond)
+	for time.Now().Before(deadline) {
+		if err := c.Extend(ctx); err != nil {
+			t.Fatalf("Extend: %v", err)
+		}
+		if _, err := s.Claim(ctx, spec.ID, 150*time.Millisecond); !errors.Is(err, store.ErrNoChunk) {
+			t.Fatalf("a chunk whose lease is extended was claimed again (err %v)", err)
+		}
+	}
+	if err := c.Done(ctx); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func testConcurrentClaims(t *testing.T, s store.Store) {
+	ctx := ctxFor(t)
+	spec := newSpec(t, 10*time.Second)
+	const n = 200
+	mustCreate(t, ctx, s, spec, n)
+	var mu sync.Mutex
+	got := map[int64]int{}
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				c, err := s.Claim(ctx, spec.ID, 300*time.Millisecond)
+				if errors.Is(err, store.ErrNoChunk) {
+					return
+				}
+				if err != nil {
+					t.Errorf("Claim: %v", err)
+					return
+				}
+				mu.Lock()
+				got[c.Chunk().Items[0].Index]++
+				mu.Unlock()
+				if err := c.Done(ctx); err != nil {
+					t.Errorf("Done: %v", err)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if len(got) != n {
+		t.Errorf("claimed %d distinct chunks; want %d", len(got), n)
+	}
+	for i, k := range got {
+		if k != 1 {
+			t.Errorf("chunk %d claimed %d times; want once", i, k)
+		}
+	}
+}
+
+func testWatch(t *testing.T, s store.Store) {
+	ctx := ctxFor(t)
+	spec := newSpec(t, time.Second)
+	mustCreate(t, ctx, s, spec, 1)
+	// Results written before the watch starts are delivered too.
+	if err := s.PutResults(ctx, spec.ID, []store.Result{{Index: 0, Output: []byte("0")}}); err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	var results []store.Result
+	w, err := s.WatchResults(ctx, spec.ID, func(rs []store.Result) {
+		mu.Lock()
+		results = append(results, rs...)
+		mu.Unlock()
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	if err := s.PutResults(ctx, spec.ID, []store.Result{
+		{Index: 1, Output: []byte("2")},
+		{Index: 2, Err: &store.CallError{Kind: store.KindPanic, Message: "boom", Stack: "main.f()"}},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	if len(results) != 3 || string(results[1].Output) != "2" || results[2].Err == nil || results[2].Err.Message != "boom" {
+		t.Errorf("watched results %+v; want 3 with input 2 failed", results)
+	}
+	mu.Unlock()
+
+	var lines []store.LogLine
+	lw, err := s.WatchLogs(ctx, spec.ID, func(ls []store.LogLine) { mu.Lock(); lines = append(lines, ls...); mu.Unlock() })
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lw.Close()
+	if err := lw.Sync(ctx); err != nil { // nothing written: returns at once
+		t.Fatal(err)
+	}
+	for i := range 5 {
+		if err := s.PutLogs(ctx, spec.ID, []store.LogLine{{Index: int64(i), Stream: store.Stdout, Text: fmt.Sprint("line ", i)}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := lw.Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(lines) != 5 {
+		t.Fatalf("watched %d lines; want 5", len(lines))
+	}
+	for i, l := range lines {
+		if l.Index != int64(i) || l.Text != fmt.Sprint("line ", i) {
+			t.Errorf("line %d = %+v; want input %d in order", i, l, i)
+		}
+	}
+}
+
+func testJobs(t *testing.T, s store.Store) {
+	ctx := ctxFor(t)
+	spec := newSpec(t, time.Second)
+	if _, err := s.Job(ctx, spec.ID); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("Job before CreateJob: %v; want ErrNotFound", err)
+	}
+	if err := s.CreateJob(ctx, spec); err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.Job(ctx, spec.ID)
+	if err != nil || got.ID != spec.ID || got.Inputs != spec.Inputs || got.Lease != spec.Lease {
+		t.Errorf("Job = %+v, %v; want %+v", got, err, spec)
+	}
+	if _, err := s.LastHeartbeat(ctx, spec.ID); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("LastHeartbeat before any: %v; want ErrNotFound", err)
+	}
+	before := time.Now().Add(-time.Second)
+	if err := s.Heartbeat(ctx, spec.ID); err != nil {
+		t.Fatal(err)
+	}
+	hb, err := s.LastHeartbeat(ctx, spec.ID)
+	if err != nil || hb.Before(before) {
+		t.Errorf("LastHeartbeat = %v, %v; want about now", hb, err)
+	}
+	if err := s.CreateJob(ctx, job.Spec{ID: "../etc"}); err == nil {
+		t.Error("CreateJob accepted an invalid job ID")
+	}
+}
+
+func testNodes(t *testing.T, s store.Store) {
+	ctx := ctxFor(t)
+	n := store.Node{ID: "node-a", CPUs: 4, TaskQueue: "node-node-a", Warm: 4, Updated: time.Now()}
+	if err := s.PutNode(ctx, n); err != nil {
+		t.Fatal(err)
+	}
+	nodes, err := s.ListNodes(ctx)
+	if err != nil || len(nodes) != 1 || nodes[0].ID != "node-a" || nodes[0].CPUs != 4 {
+		t.Errorf("ListNodes = %+v, %v; want node-a", nodes, err)
+	}
+	if err := s.DeleteNode(ctx, "node-a"); err != nil {
+		t.Fatal(err)
+	}
+	if nodes, err := s.ListNodes(ctx); err != nil || len(nodes) != 0 {
+		t.Errorf("ListNodes after delete = %+v, %v; want none", nodes, err)
+	}
+	if err := s.PutNode(ctx, store.Node{ID: "Bad ID!"}); err == nil {
+		t.Error("PutNode accepted an invalid node ID")
+	}
+}
+
+func testDeleteInputs(t *testing.T, s store.Store) {
+	ctx := ctxFor(t)
+	spec := newSpec(t, time.Second)
+	mustCreate(t, ctx, s, spec, 3)
+	if err := s.DeleteInputs(ctx, spec.ID); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Claim(ctx, spec.ID, 100*time.Millisecond); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("Claim after DeleteInputs: %v; want ErrNotFound", err)
+	}
+}
