@@ -1,0 +1,247 @@
+package workflows_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"go.temporal.io/sdk/activity"
+	"go.temporal.io/sdk/temporal"
+	"go.temporal.io/sdk/testsuite"
+
+	"github.com/burla-temporal/burla/activities"
+	"github.com/burla-temporal/burla/job"
+	"github.com/burla-temporal/burla/names"
+	"github.com/burla-temporal/burla/store"
+	"github.com/burla-temporal/burla/workers"
+	"github.com/burla-temporal/burla/workflows"
+)
+
+// fakeStore is the part of the store the control activities use.
+type fakeStore struct {
+	nodes    []store.Node
+	deleted  atomic.Int32
+	lastBeat time.Time
+}
+
+func (f *fakeStore) PutNode(context.Context, store.Node) error              { return nil }
+func (f *fakeStore) ListNodes(context.Context) ([]store.Node, error)        { return f.nodes, nil }
+func (f *fakeStore) DeleteNode(context.Context, string) error               { return nil }
+func (f *fakeStore) Heartbeat(context.Context, string) error                { return nil }
+func (f *fakeStore) CreateJob(context.Context, job.Spec) error              { return nil }
+func (f *fakeStore) Job(context.Context, string) (job.Spec, error)          { return job.Spec{}, nil }
+func (f *fakeStore) PutChunks(context.Context, string, []store.Chunk) error { return nil }
+func (f *fakeStore) Seal(context.Context, string, int) error                { return nil }
+func (f *fakeStore) Claim(context.Context, string, time.Duration) (store.Claim, error) {
+	return nil, store.ErrNoChunk
+}
+func (f *fakeStore) Progress(context.Context, string) (store.Progress, error) {
+	return store.Progress{}, nil
+}
+func (f *fakeStore) DeleteInputs(context.Context, string) error { f.deleted.Add(1); return nil }
+func (f *fakeStore) LastHeartbeat(context.Context, string) (time.Time, error) {
+	if f.lastBeat.IsZero() {
+		return time.Time{}, store.ErrNotFound
+	}
+	return f.lastBeat, nil
+}
+
+func twoNodes() []store.Node {
+	return []store.Node{
+		{ID: "a", CPUs: 2, TaskQueue: names.NodeTaskQueue("a"), Warm: 2},
+		{ID: "b", CPUs: 2, TaskQueue: names.NodeTaskQueue("b"), Warm: 2},
+	}
+}
+
+func spec(inputs int, detached bool) job.Spec {
+	return job.Spec{ID: "j-test", Function: "double", Binary: strings.Repeat("a", 64), Inputs: inputs,
+		FuncCPU: 1, Lease: 5 * time.Second, ClientTimeout: 10 * time.Second, Detached: detached}
+}
+
+type env struct {
+	*testsuite.TestWorkflowEnvironment
+	st *fakeStore
+}
+
+// newEnv registers the real control activities over a fake store and runNode as
+// every node's RunJobOnNode.
+func newEnv(t *testing.T, nodes []store.Node, runNode func(context.Context, activities.RunInput) (activities.RunOutput, error)) env {
+	var s testsuite.WorkflowTestSuite
+	e := s.NewTestWorkflowEnvironment()
+	st := &fakeStore{nodes: nodes}
+	workers.RegisterControl(e, &activities.Control{Nodes: st, Queue: st, Jobs: st})
+	e.RegisterActivityWithOptions(runNode, activity.RegisterOptions{Name: names.ActivityRunJobOnNode})
+	return env{e, st}
+}
+
+func appType(err error) string {
+	var app *temporal.ApplicationError
+	if errors.As(err, &app) {
+		return app.Type()
+	}
+	return ""
+}
+
+func TestJobSucceedsWhenANodeDrainsTheQueue(t *testing.T) {
+	var calls atomic.Int32
+	var workers atomic.Int32
+	e := newEnv(t, twoNodes(), func(ctx context.Context, in activities.RunInput) (activities.RunOutput, error) {
+		calls.Add(1)
+		workers.Add(int32(in.Workers))
+		return activities.RunOutput{Drained: true}, nil
+	})
+	e.ExecuteWorkflow(workflows.Job, workflows.JobInput{Spec: spec(3, true)})
+	if !e.IsWorkflowCompleted() {
+		t.Fatal("workflow did not complete")
+	}
+	var out workflows.JobOutput
+	if err := e.GetWorkflowResult(&out); err != nil {
+		t.Fatalf("workflow failed: %v", err)
+	}
+	if out.State != job.StateSucceeded || out.Nodes != 2 {
+		t.Errorf("output %+v; want Succeeded on 2 nodes", out)
+	}
+	if got := workers.Load(); got != 3 {
+		t.Errorf("placed %d workers for 3 inputs; want 3", got)
+	}
+	if e.st.deleted.Load() != 1 {
+		t.Errorf("inputs deleted %d times; want once", e.st.deleted.Load())
+	}
+}
+
+func TestJobFailsFastOnUserError(t *testing.T) {
+	e := newEnv(t, twoNodes(), func(ctx context.Context, in activities.RunInput) (activities.RunOutput, error) {
+		return activities.RunOutput{}, activities.UserError("input 7 failed (panic): boom", 7)
+	})
+	e.ExecuteWorkflow(workflows.Job, workflows.JobInput{Spec: spec(10, true)})
+	err := e.GetWorkflowError()
+	if appType(err) != names.ErrUserError || !strings.Contains(err.Error(), "input 7") {
+		t.Fatalf("workflow error %v; want a UserError naming input 7", err)
+	}
+	if e.st.deleted.Load() != 1 {
+		t.Errorf("inputs deleted %d times; want once", e.st.deleted.Load())
+	}
+}
+
+func TestJobFailsWhenEveryNodeIsLost(t *testing.T) {
+	var attempts atomic.Int32
+	e := newEnv(t, twoNodes(), func(ctx context.Context, in activities.RunInput) (activities.RunOutput, error) {
+		attempts.Add(1)
+		return activities.RunOutput{}, errors.New("agent gone")
+	})
+	e.ExecuteWorkflow(workflows.Job, workflows.JobInput{Spec: spec(10, true)})
+	if err := e.GetWorkflowError(); appType(err) != names.ErrNodesLost {
+		t.Fatalf("workflow error %v; want NodesLost", err)
+	}
+	if got := attempts.Load(); got != 6 {
+		t.Errorf("%d node attempts; want 3 per node", got)
+	}
+}
+
+func TestJobGoesOnWhenOneNodeIsLost(t *testing.T) {
+	e := newEnv(t, twoNodes(), func(ctx context.Context, in activities.RunInput) (activities.RunOutput, error) {
+		if activity.GetInfo(ctx).TaskQueue == names.NodeTaskQueue("a") {
+			return activities.RunOutput{}, errors.New("agent gone")
+		}
+		// Node b finishes after a's retries are spent.
+		time.Sleep(50 * time.Millisecond)
+		return activities.RunOutput{Drained: true}, nil
+	})
+	e.ExecuteWorkflow(workflows.Job, workflows.JobInput{Spec: spec(10, true)})
+	if err := e.GetWorkflowError(); err != nil {
+		t.Fatalf("workflow failed: %v; want success from the node that lived", err)
+	}
+}
+
+func TestJobWithNoNodes(t *testing.T) {
+	e := newEnv(t, nil, func(ctx context.Context, in activities.RunInput) (activities.RunOutput, error) {
+		t.Error("a node ran although there are none")
+		return activities.RunOutput{}, nil
+	})
+	e.ExecuteWorkflow(workflows.Job, workflows.JobInput{Spec: spec(3, true)})
+	err := e.GetWorkflowError()
+	if appType(err) != names.ErrNoNodes || !strings.Contains(err.Error(), "burla dev") {
+		t.Fatalf("workflow error %v; want NoNodes saying how to start nodes", err)
+	}
+}
+
+func TestJobTooBigForEveryNode(t *testing.T) {
+	e := newEnv(t, twoNodes(), func(ctx context.Context, in activities.RunInput) (activities.RunOutput, error) {
+		return activities.RunOutput{}, nil
+	})
+	s := spec(3, true)
+	s.FuncCPU = 4
+	e.ExecuteWorkflow(workflows.Job, workflows.JobInput{Spec: s})
+	if err := e.GetWorkflowError(); appType(err) != names.ErrNoNodes || !strings.Contains(err.Error(), "func_cpu=4") {
+		t.Fatalf("workflow error %v; want NoNodes naming func_cpu=4", err)
+	}
+}
+
+func TestJobCancelledWhenClientStopsHeartbeating(t *testing.T) {
+	e := newEnv(t, twoNodes(), func(ctx context.Context, in activities.RunInput) (activities.RunOutput, error) {
+		<-ctx.Done() // a long job
+		return activities.RunOutput{}, ctx.Err()
+	})
+	e.st.lastBeat = time.Now().Add(-time.Hour)
+	e.ExecuteWorkflow(workflows.Job, workflows.JobInput{Spec: spec(3, false)})
+	if err := e.GetWorkflowError(); appType(err) != names.ErrClientGone {
+		t.Fatalf("workflow error %v; want ClientGone", err)
+	}
+	if e.st.deleted.Load() != 1 {
+		t.Errorf("inputs deleted %d times; want once", e.st.deleted.Load())
+	}
+}
+
+func TestJobCancelled(t *testing.T) {
+	e := newEnv(t, twoNodes(), func(ctx context.Context, in activities.RunInput) (activities.RunOutput, error) {
+		for ctx.Err() == nil {
+			activity.RecordHeartbeat(ctx)
+			time.Sleep(10 * time.Millisecond)
+		}
+		return activities.RunOutput{}, ctx.Err()
+	})
+	e.RegisterDelayedCallback(e.CancelWorkflow, time.Second)
+	e.ExecuteWorkflow(workflows.Job, workflows.JobInput{Spec: spec(3, true)})
+	if err := e.GetWorkflowError(); !temporal.IsCanceledError(err) {
+		t.Fatalf("workflow error %v; want cancelled", err)
+	}
+	if e.st.deleted.Load() != 1 {
+		t.Errorf("inputs deleted %d times after cancel; want once", e.st.deleted.Load())
+	}
+}
+
+func TestPlaceSpreadsAndRespectsLimits(t *testing.T) {
+	nodes := []store.Node{
+		{ID: "busy", CPUs: 8, Job: "j-other"},
+		{ID: "small", CPUs: 2},
+		{ID: "big", CPUs: 4},
+	}
+	for _, tc := range []struct {
+		name string
+		spec job.Spec
+		want string
+	}{
+		{"idle first, largest first", job.Spec{Inputs: 100, FuncCPU: 1}, "big:4 small:2 busy:8"},
+		{"few inputs", job.Spec{Inputs: 3, FuncCPU: 1}, "big:3"},
+		{"max parallelism", job.Spec{Inputs: 100, FuncCPU: 1, MaxParallelism: 5}, "big:4 small:1"},
+		{"func_cpu", job.Spec{Inputs: 100, FuncCPU: 4}, "big:1 busy:2"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			out, err := activities.Place(tc.spec, append([]store.Node(nil), nodes...))
+			if err != nil {
+				t.Fatal(err)
+			}
+			var got []string
+			for _, a := range out.Nodes {
+				got = append(got, fmt.Sprintf("%s:%d", a.NodeID, a.Workers))
+			}
+			if s := strings.Join(got, " "); s != tc.want {
+				t.Errorf("placed %q; want %q", s, tc.want)
+			}
+		})
+	}
+}
