@@ -27,6 +27,7 @@ import (
 	"github.com/burla-temporal/burla/activities"
 	"github.com/burla-temporal/burla/names"
 	"github.com/burla-temporal/burla/store/natsstore"
+	"github.com/burla-temporal/burla/store/natsstore/natsserver"
 	"github.com/burla-temporal/burla/temporalserver"
 	"github.com/burla-temporal/burla/workers"
 )
@@ -61,7 +62,7 @@ type Addresses struct {
 type Cluster struct {
 	cfg    Config
 	log    *slog.Logger
-	nats   *natsstore.Server
+	nats   *natsserver.Server
 	st     *natsstore.Store
 	ts     *temporalserver.Server
 	tc     client.Client
@@ -109,7 +110,7 @@ func Start(ctx context.Context, cfg Config) (_ *Cluster, err error) {
 		}
 	}()
 
-	c.nats, err = natsstore.StartServer(natsstore.ServerConfig{Host: cfg.Host, Port: port(cfg.NATSPort, 4222), StoreDir: filepath.Join(cfg.DataDir, "nats")})
+	c.nats, err = natsserver.Start(natsserver.Config{Host: cfg.Host, Port: port(cfg.NATSPort, 4222), StoreDir: filepath.Join(cfg.DataDir, "nats")})
 	if err != nil {
 		return nil, fmt.Errorf("dev cluster: %w", err)
 	}

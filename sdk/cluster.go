@@ -210,4 +210,3 @@ func (c *Cluster) upload(ctx context.Context, path, digest string) error {
 	c.mu.Unlock()
 	return nil
 }
-

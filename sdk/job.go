@@ -426,12 +426,12 @@ const (
 func upload[In any](ctx context.Context, c *Cluster, jobID string, inputs []In) error {
 	perChunk := min(max((len(inputs)+targetChunks-1)/targetChunks, 1), maxChunkInputs)
 	var (
-		batch     []store.Chunk
-		cur       store.Chunk
-		curBytes  int
-		nchunks   int64
-		buf       bytes.Buffer
-		enc       = json.NewEncoder(&buf)
+		batch    []store.Chunk
+		cur      store.Chunk
+		curBytes int
+		nchunks  int64
+		buf      bytes.Buffer
+		enc      = json.NewEncoder(&buf)
 	)
 	flushBatch := func() error {
 		if len(batch) == 0 {

@@ -10,12 +10,13 @@ import (
 	"github.com/burla-temporal/burla/blob"
 	"github.com/burla-temporal/burla/store"
 	"github.com/burla-temporal/burla/store/natsstore"
+	"github.com/burla-temporal/burla/store/natsstore/natsserver"
 	"github.com/burla-temporal/burla/store/storetest"
 )
 
 func newStore(t *testing.T) *natsstore.Store {
 	t.Helper()
-	srv, err := natsstore.StartServer(natsstore.ServerConfig{StoreDir: t.TempDir()})
+	srv, err := natsserver.Start(natsserver.Config{StoreDir: t.TempDir()})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,4 +1,7 @@
-package natsstore
+// Package natsserver runs a NATS server with JetStream inside this process, for
+// `burla dev` and tests. It is apart from natsstore so that programs that only talk
+// to a store do not link a server.
+package natsserver
 
 import (
 	"fmt"
@@ -7,8 +10,8 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 )
 
-// ServerConfig configures an embedded NATS server with JetStream.
-type ServerConfig struct {
+// Config configures an embedded NATS server with JetStream.
+type Config struct {
 	Host     string // default 127.0.0.1
 	Port     int    // 0 picks a free port
 	StoreDir string // JetStream's directory; empty keeps everything in a temporary directory
@@ -19,8 +22,8 @@ type Server struct {
 	ns *server.Server
 }
 
-// StartServer starts an embedded NATS server and waits until it accepts clients.
-func StartServer(cfg ServerConfig) (*Server, error) {
+// Start starts an embedded NATS server and waits until it accepts clients.
+func Start(cfg Config) (*Server, error) {
 	if cfg.Host == "" {
 		cfg.Host = "127.0.0.1"
 	}
