@@ -328,6 +328,12 @@ func (s *Store) Progress(ctx context.Context, jobID string) (store.Progress, err
 		return p, err
 	}
 	info, err := c.Info(ctx)
+	if errors.Is(err, jetstream.ErrConsumerNotFound) {
+		s.mu.Lock()
+		delete(s.consumers, jobID)
+		s.mu.Unlock()
+		return p, fmt.Errorf("input queue of job %s: %w", jobID, store.ErrNotFound)
+	}
 	if err != nil {
 		return p, fmt.Errorf("progress of job %s: %w", jobID, err)
 	}

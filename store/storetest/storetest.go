@@ -305,4 +305,7 @@ func testDeleteInputs(t *testing.T, s store.Store) {
 	if _, err := s.Claim(ctx, spec.ID, 100*time.Millisecond); !errors.Is(err, store.ErrNotFound) {
 		t.Errorf("Claim after DeleteInputs: %v; want ErrNotFound", err)
 	}
+	if _, err := s.Progress(ctx, spec.ID); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("Progress after DeleteInputs: %v; want ErrNotFound", err)
+	}
 }

@@ -1,0 +1,191 @@
+// Package clustertest starts a real `burla dev` cluster as a child process, for the
+// end-to-end tests and benchmarks: the same binary, ports and processes a user gets.
+package clustertest
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	burla "github.com/burla-temporal/burla/sdk"
+)
+
+// Options size the cluster.
+type Options struct {
+	Nodes int
+	CPUs  int
+	// Dir is the cluster's data directory; empty makes a temporary one.
+	Dir string
+}
+
+// Addresses are what `burla dev --ready-file` writes. (They are declared here rather
+// than imported from devcluster so that test programs do not link a Temporal server.)
+type Addresses struct {
+	Temporal  string `json:"temporal"`
+	Namespace string `json:"namespace"`
+	UI        string `json:"ui"`
+	NATS      string `json:"nats"`
+}
+
+// Dev is a running `burla dev`.
+type Dev struct {
+	Dir     string
+	Addrs   Addresses
+	Cluster *burla.Cluster
+	Binary  string // the burla binary
+	cmd     *exec.Cmd
+	exited  chan error
+}
+
+// Build compiles cmd/burla into dir and returns its path.
+func Build(dir string) (string, error) {
+	root, err := moduleRoot()
+	if err != nil {
+		return "", err
+	}
+	bin := filepath.Join(dir, "burla")
+	cmd := exec.Command("go", "build", "-o", bin, "./cmd/burla")
+	cmd.Dir = root
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("build burla: %v\n%s", err, out)
+	}
+	return bin, nil
+}
+
+func moduleRoot() (string, error) {
+	out, err := exec.Command("go", "env", "GOMOD").Output()
+	if err != nil {
+		return "", fmt.Errorf("go env GOMOD: %w", err)
+	}
+	mod := strings.TrimSpace(string(out))
+	if mod == "" || mod == os.DevNull {
+		return "", errors.New("not inside the burla module")
+	}
+	return filepath.Dir(mod), nil
+}
+
+// Start builds burla and starts `burla dev` on free ports, returning once it is ready.
+func Start(ctx context.Context, o Options) (*Dev, error) {
+	if o.Dir == "" {
+		dir, err := os.MkdirTemp("", "burla-e2e-")
+		if err != nil {
+			return nil, err
+		}
+		o.Dir = dir
+	}
+	bin, err := Build(o.Dir)
+	if err != nil {
+		return nil, err
+	}
+	d := &Dev{Dir: o.Dir, Binary: bin, exited: make(chan error, 1)}
+	ready := filepath.Join(o.Dir, "ready.json")
+	os.Remove(ready)
+	logf, err := os.Create(filepath.Join(o.Dir, "dev.log"))
+	if err != nil {
+		return nil, err
+	}
+	d.cmd = exec.Command(bin, "dev",
+		"--data-dir", filepath.Join(o.Dir, "data"),
+		"--nodes", strconv.Itoa(o.Nodes), "--cpus", strconv.Itoa(o.CPUs),
+		"--temporal-port", "0", "--ui-port", "0", "--nats-port", "0",
+		"--ready-file", ready)
+	d.cmd.Stdout, d.cmd.Stderr = logf, logf
+	d.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := d.cmd.Start(); err != nil {
+		return nil, fmt.Errorf("start burla dev: %w", err)
+	}
+	go func() { d.exited <- d.cmd.Wait(); logf.Close() }()
+	deadline := time.After(3 * time.Minute)
+	for {
+		if b, err := os.ReadFile(ready); err == nil {
+			if err := json.Unmarshal(b, &d.Addrs); err != nil {
+				return nil, err
+			}
+			break
+		}
+		select {
+		case err := <-d.exited:
+			return nil, fmt.Errorf("burla dev exited before it was ready (%v):\n%s", err, d.Log())
+		case <-deadline:
+			d.cmd.Process.Kill()
+			return nil, fmt.Errorf("burla dev not ready after 3 minutes:\n%s", d.Log())
+		case <-ctx.Done():
+			d.cmd.Process.Kill()
+			return nil, ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	d.Cluster, err = burla.Dial(ctx, burla.Config{TemporalAddress: d.Addrs.Temporal, Namespace: d.Addrs.Namespace, NATSURL: d.Addrs.NATS})
+	if err != nil {
+		d.Stop()
+		return nil, err
+	}
+	return d, nil
+}
+
+// Log is what burla dev has printed so far.
+func (d *Dev) Log() string {
+	b, _ := os.ReadFile(filepath.Join(d.Dir, "dev.log"))
+	return string(b)
+}
+
+// Processes returns the PIDs of the cluster's processes whose command line contains
+// every one of words (for example "container-worker").
+func (d *Dev) Processes(words ...string) []int {
+	var pids []int
+	entries, _ := os.ReadDir("/proc")
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		cmdline, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
+		if err != nil || !bytes.Contains(cmdline, []byte(d.Dir)) {
+			continue
+		}
+		all := true
+		for _, w := range words {
+			all = all && bytes.Contains(cmdline, []byte(w))
+		}
+		if all && pid != os.Getpid() {
+			pids = append(pids, pid)
+		}
+	}
+	return pids
+}
+
+// Stop interrupts burla dev as Ctrl-C would, waits for it, and reports an error if
+// it fails to stop within 30s or leaves any process of the cluster behind.
+func (d *Dev) Stop() error {
+	if d.Cluster != nil {
+		d.Cluster.Close()
+	}
+	d.cmd.Process.Signal(os.Interrupt)
+	select {
+	case err := <-d.exited:
+		if err != nil {
+			return fmt.Errorf("burla dev exited with %v after Ctrl-C:\n%s", err, d.Log())
+		}
+	case <-time.After(30 * time.Second):
+		d.cmd.Process.Kill()
+		return fmt.Errorf("burla dev did not stop within 30s of Ctrl-C")
+	}
+	// Children die with their parents; give the kernel a moment to reap them.
+	var left []int
+	for range 50 {
+		if left = d.Processes(); len(left) == 0 {
+			return nil
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	return fmt.Errorf("burla dev left processes behind: %v", left)
+}

@@ -1,0 +1,244 @@
+package e2e
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"slices"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	enumspb "go.temporal.io/api/enums/v1"
+
+	burla "github.com/burla-temporal/burla/sdk"
+)
+
+func TestThreeInputs(t *testing.T) {
+	var mu sync.Mutex
+	var lines []burla.LogLine
+	out, err := burla.RemoteParallelMap(testCtx(t, time.Minute), double, []int{1, 2, 3},
+		append(opts(), burla.OnLog(func(l burla.LogLine) { mu.Lock(); lines = append(lines, l); mu.Unlock() }))...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(out, []int{2, 4, 6}) {
+		t.Errorf("outputs %v; want [2 4 6]", out)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	got := map[int]string{}
+	for _, l := range lines {
+		got[l.Index] = l.Text
+	}
+	if len(lines) != 3 || got[0] != "1" || got[1] != "2" || got[2] != "3" {
+		t.Errorf("printed %+v; want 1, 2, 3 from inputs 0, 1, 2", lines)
+	}
+}
+
+func TestTenThousandInputsInOrder(t *testing.T) {
+	in := make([]int, 10_000)
+	for i := range in {
+		in[i] = i
+	}
+	out, err := burla.RemoteParallelMap(testCtx(t, 2*time.Minute), square, in, opts()...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(out) != len(in) {
+		t.Fatalf("%d outputs; want %d", len(out), len(in))
+	}
+	for i, o := range out {
+		if o != i*i {
+			t.Fatalf("output %d = %d; want %d", i, o, i*i)
+		}
+	}
+}
+
+func TestStdoutAttributedToItsInput(t *testing.T) {
+	var mu sync.Mutex
+	var lines []burla.LogLine
+	in := make([]int, 40)
+	for i := range in {
+		in[i] = i
+	}
+	_, err := burla.RemoteParallelMap(testCtx(t, time.Minute), chatty, in,
+		append(opts(), burla.OnLog(func(l burla.LogLine) { mu.Lock(); lines = append(lines, l); mu.Unlock() }))...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	perInput := map[int][]string{}
+	for _, l := range lines {
+		want := fmt.Sprintf("input %d ", l.Index)
+		if !strings.HasPrefix(l.Text, want) {
+			t.Errorf("line %q attributed to input %d", l.Text, l.Index)
+		}
+		if strings.HasSuffix(l.Text, "on stderr") != l.Stderr {
+			t.Errorf("line %q: stderr=%v", l.Text, l.Stderr)
+		}
+		perInput[l.Index] = append(perInput[l.Index], l.Text)
+	}
+	for _, i := range in {
+		if len(perInput[i]) != 3 {
+			t.Errorf("input %d printed %q; want its 3 lines (the last without a newline)", i, perInput[i])
+		}
+	}
+}
+
+func TestBadInput(t *testing.T) {
+	t.Run("ReturnedError", func(t *testing.T) {
+		_, err := burla.RemoteParallelMap(testCtx(t, time.Minute), failing, []int{1, 2, 3, 4}, opts()...)
+		re := remoteError(t, err)
+		if re.Index != 3 || re.Kind != "error" || !strings.Contains(re.Message, "three is not allowed") {
+			t.Errorf("got %+v; want input 3's returned error", re)
+		}
+		checkHealthy(t)
+	})
+	t.Run("Panic", func(t *testing.T) {
+		_, err := burla.RemoteParallelMap(testCtx(t, time.Minute), panicky, []int{0, 1, 2, 3}, opts()...)
+		re := remoteError(t, err)
+		if re.Index != 2 || re.Kind != "panic" || !strings.Contains(re.Message, "nil map") || !strings.Contains(re.Stack, "e2e") {
+			t.Errorf("got %+v; want input 2's panic with a stack", re)
+		}
+		checkHealthy(t)
+	})
+	t.Run("Exit", func(t *testing.T) {
+		_, err := burla.RemoteParallelMap(testCtx(t, time.Minute), exiting, []int{0, 1, 2}, opts()...)
+		re := remoteError(t, err)
+		if re.Index != 1 || re.Kind != "exit" || !strings.Contains(re.Message, "status 3") {
+			t.Errorf("got %+v; want input 1's exit with status 3", re)
+		}
+		checkHealthy(t)
+	})
+	t.Run("Timeout", func(t *testing.T) {
+		start := time.Now()
+		_, err := burla.RemoteParallelMap(testCtx(t, time.Minute), hanging, []int{0, 1}, opts(burla.InputTimeout(time.Second))...)
+		re := remoteError(t, err)
+		if re.Index != 0 || re.Kind != "timeout" {
+			t.Errorf("got %+v; want input 0's timeout", re)
+		}
+		if d := time.Since(start); d > 20*time.Second {
+			t.Errorf("a 1s timeout took %v to report", d)
+		}
+		checkHealthy(t)
+	})
+	t.Run("UnencodableInput", func(t *testing.T) {
+		_, err := burla.RemoteParallelMap(testCtx(t, time.Minute), floats, []float64{1, 2, math.NaN()}, opts()...)
+		var be *burla.Error
+		if !errors.As(err, &be) || be.Kind != burla.KindBadInput || be.Index != 2 || !strings.Contains(err.Error(), "input 2") {
+			t.Fatalf("error %v; want a BadInput error naming input 2", err)
+		}
+		checkHealthy(t)
+	})
+	t.Run("UnknownFunction", func(t *testing.T) {
+		_, err := burla.RemoteParallelMap(testCtx(t, time.Minute), clientOnly, []int{1}, opts()...)
+		if !burla.IsKind(err, burla.KindUnknownFunction) || !strings.Contains(err.Error(), `"clientOnly"`) {
+			t.Fatalf("error %v; want UnknownFunction naming clientOnly", err)
+		}
+		checkHealthy(t)
+	})
+}
+
+func TestNoCluster(t *testing.T) {
+	start := time.Now()
+	_, err := burla.Dial(context.Background(), burla.Config{TemporalAddress: "127.0.0.1:1", NATSURL: "nats://127.0.0.1:1"})
+	if !burla.IsKind(err, burla.KindNoCluster) || !strings.Contains(err.Error(), "burla dev") {
+		t.Fatalf("error %v; want NoCluster saying to start `burla dev`", err)
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Errorf("took %v to say no cluster is there; want a few seconds at most", d)
+	}
+}
+
+func TestCancelStopsTheJob(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	in := make([]int, 2000) // 2000 × 20ms on 4 workers: about 10s
+	var jobID string
+	started := make(chan struct{})
+	go func() {
+		<-started
+		time.Sleep(time.Second)
+		cancel()
+	}()
+	_, err := burla.RemoteParallelMap(ctx, sleepy, in, opts(burla.OnStart(func(id string) { jobID = id; close(started) }))...)
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("error %v; want context.Canceled", err)
+	}
+	tc := dev.Cluster.Temporal()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		d, err := tc.DescribeWorkflowExecution(context.Background(), jobID, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		status := d.GetWorkflowExecutionInfo().GetStatus()
+		if status == enumspb.WORKFLOW_EXECUTION_STATUS_CANCELED {
+			break
+		}
+		if status != enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING || time.Now().After(deadline) {
+			t.Fatalf("job workflow is %v; want Canceled", status)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	checkHealthy(t)
+}
+
+func TestKilledWorkerLosesNothing(t *testing.T) {
+	const n = 600 // 600 × 20ms on 4 workers: about 3s
+	in := make([]int, n)
+	for i := range in {
+		in[i] = i
+	}
+	ctx := testCtx(t, 2*time.Minute)
+	seen := make([]int, n)
+	killed := false
+	for r, err := range burla.Stream(ctx, sleepy, in, opts(burla.Lease(time.Second))...) {
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r.Output != r.Index {
+			t.Fatalf("output of input %d = %d", r.Index, r.Output)
+		}
+		seen[r.Index]++
+		if !killed {
+			// A result is in, so workers are mid-chunk: kill one of them outright.
+			pids := dev.Processes("container-worker")
+			if len(pids) == 0 {
+				t.Fatal("no container-worker processes found")
+			}
+			if err := syscall.Kill(pids[0], syscall.SIGKILL); err != nil {
+				t.Fatal(err)
+			}
+			killed = true
+		}
+	}
+	for i, k := range seen {
+		if k != 1 {
+			t.Errorf("input %d delivered %d times; want exactly once", i, k)
+		}
+	}
+	checkHealthy(t)
+}
+
+func TestDetachAndAttach(t *testing.T) {
+	ctx := testCtx(t, time.Minute)
+	j, err := burla.Submit(ctx, square, []int{1, 2, 3, 4}, opts(burla.Detach())...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Another handle, as a restarted program would get from the job's ID.
+	again, err := burla.Attach[int](ctx, j.ID(), opts()...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := again.Outputs(ctx)
+	if err != nil || !slices.Equal(out, []int{1, 4, 9, 16}) {
+		t.Fatalf("attached outputs %v, %v; want [1 4 9 16]", out, err)
+	}
+}

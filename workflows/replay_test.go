@@ -1,0 +1,64 @@
+package workflows_test
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"go.temporal.io/sdk/worker"
+	"go.temporal.io/sdk/workflow"
+
+	"github.com/burla-temporal/burla/names"
+	"github.com/burla-temporal/burla/workflows"
+)
+
+// The histories in testdata were recorded from real jobs on `burla dev` by
+//
+//	go test ./tests/e2e -run TestJobHistoryReplays -record
+//
+// Every change to JobWorkflow must still replay them (guard changes with
+// workflow.GetVersion); a history recorded before a change stays here for good.
+
+func replayer() worker.WorkflowReplayer {
+	r := worker.NewWorkflowReplayer()
+	r.RegisterWorkflowWithOptions(workflows.Job, workflow.RegisterOptions{Name: names.WorkflowJob})
+	return r
+}
+
+func TestReplayRecordedHistories(t *testing.T) {
+	files, err := filepath.Glob(filepath.Join("testdata", "job_*.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(files) < 2 {
+		t.Fatalf("found %d recorded job histories in testdata; want at least the success and user-error ones", len(files))
+	}
+	for _, f := range files {
+		t.Run(filepath.Base(f), func(t *testing.T) {
+			if err := replayer().ReplayWorkflowHistoryFromJSONFile(nil, f); err != nil {
+				t.Errorf("replay %s: %v", f, err)
+			}
+		})
+	}
+}
+
+// TestReplayDetectsNondeterminism proves the replay test can fail: the recorded
+// history is changed so that it scheduled an activity JobWorkflow would not.
+func TestReplayDetectsNondeterminism(t *testing.T) {
+	b, err := os.ReadFile(filepath.Join("testdata", "job_success.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	changed := strings.Replace(string(b), `"`+names.ActivityRunJobOnNode+`"`, `"SomeOtherActivity"`, 1)
+	if changed == string(b) {
+		t.Fatal("the recorded history schedules no RunJobOnNode activity")
+	}
+	path := filepath.Join(t.TempDir(), "nondeterministic.json")
+	if err := os.WriteFile(path, []byte(changed), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := replayer().ReplayWorkflowHistoryFromJSONFile(nil, path); err == nil {
+		t.Fatal("a history with a foreign activity replayed without error")
+	}
+}
