@@ -254,16 +254,28 @@ func (s *Store) Claim(ctx context.Context, jobID string, wait time.Duration) (st
 	if err != nil {
 		return nil, fmt.Errorf("claim chunk of job %s: %w", jobID, err)
 	}
-	for m := range batch.Messages() {
+	var m jetstream.Msg
+	select {
+	case m = <-batch.Messages():
+	case <-ctx.Done():
+		// Give up the wait at once; a chunk that arrives for it anyway goes straight
+		// back to the queue rather than waiting out its lease.
+		go func() {
+			for m := range batch.Messages() {
+				_ = m.Nak()
+			}
+		}()
+		return nil, ctx.Err()
+	}
+	if m != nil {
 		chunk, err := store.DecodeChunk(m.Data())
 		if err != nil {
 			// A chunk nobody can read would be redelivered for ever; drop it loudly.
 			_ = m.Term()
 			return nil, fmt.Errorf("claim chunk of job %s: %w", jobID, err)
 		}
-		md, err := m.Metadata()
 		attempt := 1
-		if err == nil {
+		if md, err := m.Metadata(); err == nil {
 			attempt = int(md.NumDelivered)
 		}
 		return &claim{msg: m, chunk: chunk, attempt: attempt}, nil

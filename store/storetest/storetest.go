@@ -23,6 +23,7 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 	t.Run("ResultsAndLogsWatch", func(t *testing.T) { testWatch(t, newStore(t)) })
 	t.Run("JobSpecAndHeartbeat", func(t *testing.T) { testJobs(t, newStore(t)) })
 	t.Run("Nodes", func(t *testing.T) { testNodes(t, newStore(t)) })
+	t.Run("ClaimHonoursCancel", func(t *testing.T) { testClaimHonoursCancel(t, newStore(t)) })
 	t.Run("DeleteInputs", func(t *testing.T) { testDeleteInputs(t, newStore(t)) })
 }
 
@@ -307,5 +308,31 @@ func testDeleteInputs(t *testing.T, s store.Store) {
 	}
 	if _, err := s.Progress(ctx, spec.ID); !errors.Is(err, store.ErrNotFound) {
 		t.Errorf("Progress after DeleteInputs: %v; want ErrNotFound", err)
+	}
+}
+
+func testClaimHonoursCancel(t *testing.T, s store.Store) {
+	ctx := ctxFor(t)
+	spec := newSpec(t, time.Second)
+	if err := s.CreateJob(ctx, spec); err != nil {
+		t.Fatal(err)
+	}
+	cctx, cancel := context.WithCancel(ctx)
+	time.AfterFunc(100*time.Millisecond, cancel)
+	start := time.Now()
+	if _, err := s.Claim(cctx, spec.ID, 10*time.Second); !errors.Is(err, context.Canceled) {
+		t.Errorf("Claim after cancel: %v; want context.Canceled", err)
+	}
+	if d := time.Since(start); d > 2*time.Second {
+		t.Errorf("Claim took %v to notice its context was cancelled; want it at once", d)
+	}
+	// A chunk written after the abandoned claim is still there to claim.
+	mustCreate(t, ctx, s, spec, 1)
+	c, err := s.Claim(ctx, spec.ID, 5*time.Second)
+	if err != nil {
+		t.Fatalf("Claim after an abandoned claim: %v", err)
+	}
+	if err := c.Done(ctx); err != nil {
+		t.Fatal(err)
 	}
 }
