@@ -329,6 +329,9 @@ func (j *Job[Out]) Results(ctx context.Context) iter.Seq2[Result[Out], error] {
 				remaining--
 				j.done.Add(1)
 				if r.Err != nil {
+					// The job fails by itself on its first failed call; cancelling it
+					// here would hide that cause in its history.
+					finished = true
 					j.syncLogs(ctx)
 					yield(Result[Out]{Index: i}, &RemoteError{Job: j.id, Index: i, Kind: r.Err.Kind, Message: r.Err.Message, Stack: r.Err.Stack})
 					return

@@ -92,11 +92,13 @@ func TestStdoutAttributedToItsInput(t *testing.T) {
 
 func TestBadInput(t *testing.T) {
 	t.Run("ReturnedError", func(t *testing.T) {
-		_, err := burla.RemoteParallelMap(testCtx(t, time.Minute), failing, []int{1, 2, 3, 4}, opts()...)
+		var jobID string
+		_, err := burla.RemoteParallelMap(testCtx(t, time.Minute), failing, []int{1, 2, 3, 4}, opts(burla.OnStart(func(id string) { jobID = id }))...)
 		re := remoteError(t, err)
-		if re.Index != 3 || re.Kind != "error" || !strings.Contains(re.Message, "three is not allowed") {
-			t.Errorf("got %+v; want input 3's returned error", re)
+		if re.Index != 2 || re.Kind != "error" || !strings.Contains(re.Message, "three is not allowed") {
+			t.Errorf("got %+v; want input 2's returned error", re)
 		}
+		waitForStatus(t, jobID, enumspb.WORKFLOW_EXECUTION_STATUS_FAILED)
 		checkHealthy(t)
 	})
 	t.Run("Panic", func(t *testing.T) {
@@ -170,23 +172,28 @@ func TestCancelStopsTheJob(t *testing.T) {
 	if !errors.Is(err, context.Canceled) {
 		t.Fatalf("error %v; want context.Canceled", err)
 	}
-	tc := dev.Cluster.Temporal()
+	waitForStatus(t, jobID, enumspb.WORKFLOW_EXECUTION_STATUS_CANCELED)
+	checkHealthy(t)
+}
+
+// waitForStatus waits for the job's workflow to close with the given status.
+func waitForStatus(t *testing.T, jobID string, want enumspb.WorkflowExecutionStatus) {
+	t.Helper()
 	deadline := time.Now().Add(30 * time.Second)
 	for {
-		d, err := tc.DescribeWorkflowExecution(context.Background(), jobID, "")
+		d, err := dev.Cluster.Temporal().DescribeWorkflowExecution(context.Background(), jobID, "")
 		if err != nil {
 			t.Fatal(err)
 		}
 		status := d.GetWorkflowExecutionInfo().GetStatus()
-		if status == enumspb.WORKFLOW_EXECUTION_STATUS_CANCELED {
-			break
+		if status == want {
+			return
 		}
 		if status != enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING || time.Now().After(deadline) {
-			t.Fatalf("job workflow is %v; want Canceled", status)
+			t.Fatalf("job workflow %s is %v; want %v", jobID, status, want)
 		}
-		time.Sleep(100 * time.Millisecond)
+		time.Sleep(50 * time.Millisecond)
 	}
-	checkHealthy(t)
 }
 
 func TestKilledWorkerLosesNothing(t *testing.T) {
