@@ -42,6 +42,8 @@ type Control struct {
 	Jobs  store.Jobs
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
+	// Metrics, if set, count what the activities do.
+	Metrics *ControlMetrics
 }
 
 func (c *Control) now() time.Time {
@@ -59,7 +61,16 @@ func (c *Control) PlaceNodes(ctx context.Context, in PlaceInput) (PlaceOutput, e
 	if err != nil {
 		return PlaceOutput{}, fmt.Errorf("place job %s: %w", in.Spec.ID, err)
 	}
-	return Place(in.Spec, nodes)
+	out, err := Place(in.Spec, nodes)
+	if m := c.Metrics; m != nil {
+		m.NodesLive.Set(float64(len(nodes)))
+		if err != nil {
+			m.PlacementFailed.Inc()
+		} else {
+			m.JobsPlaced.Inc()
+		}
+	}
+	return out, err
 }
 
 // Place is PlaceNodes' decision, apart from its I/O.
@@ -154,6 +165,9 @@ func (c *Control) WatchClient(ctx context.Context, in WatchInput) error {
 			continue // the store is unreachable: that says nothing about the client
 		}
 		if silent := c.now().Sub(last); silent > in.Timeout {
+			if c.Metrics != nil {
+				c.Metrics.ClientsLost.Inc()
+			}
 			return temporal.NewNonRetryableApplicationError(
 				fmt.Sprintf("the client stopped heartbeating %v ago (timeout %v); run with burla.Detach() to keep a job going without its client", silent.Round(time.Second), in.Timeout),
 				names.ErrClientGone, nil)
@@ -169,5 +183,11 @@ type FinishInput struct {
 // FinishJob drops what is left of a finished job's input queue. Results and logs stay
 // for the store's retention period so that the job can still be read.
 func (c *Control) FinishJob(ctx context.Context, in FinishInput) error {
-	return c.Queue.DeleteInputs(ctx, in.JobID)
+	if err := c.Queue.DeleteInputs(ctx, in.JobID); err != nil {
+		return err
+	}
+	if c.Metrics != nil {
+		c.Metrics.JobsFinished.Inc()
+	}
+	return nil
 }

@@ -40,13 +40,27 @@ type Node struct {
 	Queue  store.Queue
 	// Poll is how often the job's queue is checked for completion; zero means 100ms.
 	Poll time.Duration
+	// Metrics, if set, count the job shares this node runs.
+	Metrics *NodeMetrics
 }
 
 // RunJobOnNode runs a job on this node's workers until the job's queue is drained, a
 // call fails (UserError) or the activity is cancelled. Any node finding the queue
 // drained means the whole job is done, because every chunk is removed only after its
 // results are stored.
-func (a *Node) RunJobOnNode(ctx context.Context, in RunInput) (RunOutput, error) {
+func (a *Node) RunJobOnNode(ctx context.Context, in RunInput) (out RunOutput, err error) {
+	if a.Metrics != nil {
+		defer func() {
+			outcome := "drained"
+			switch {
+			case ctx.Err() != nil:
+				outcome = "stopped"
+			case err != nil:
+				outcome = "failed"
+			}
+			a.Metrics.Jobs.WithLabelValues(outcome).Inc()
+		}()
+	}
 	poll := a.Poll
 	if poll <= 0 {
 		poll = 100 * time.Millisecond

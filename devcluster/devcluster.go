@@ -19,6 +19,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/sdk/client"
 	tlog "go.temporal.io/sdk/log"
@@ -46,6 +47,10 @@ type Config struct {
 	// empty means this program.
 	Executable string
 	Logger     *slog.Logger
+	// Metrics, if set, receives the control plane's Prometheus metrics, which the
+	// caller serves at MetricsURL.
+	Metrics    prometheus.Registerer
+	MetricsURL string
 }
 
 // Addresses are what clients connect to.
@@ -54,6 +59,7 @@ type Addresses struct {
 	Namespace string `json:"namespace"`
 	UI        string `json:"ui,omitempty"`
 	NATS      string `json:"nats"`
+	Metrics   string `json:"metrics,omitempty"`
 	Nodes     int    `json:"nodes"`
 	CPUs      int    `json:"cpus_per_node"`
 }
@@ -140,12 +146,16 @@ func Start(ctx context.Context, cfg Config) (_ *Cluster, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("dev cluster: connect to temporal: %w", err)
 	}
-	c.worker = workers.Control(c.tc, &activities.Control{Nodes: c.st, Queue: c.st, Jobs: c.st})
+	control := &activities.Control{Nodes: c.st, Queue: c.st, Jobs: c.st}
+	if cfg.Metrics != nil {
+		control.Metrics = activities.NewControlMetrics(cfg.Metrics)
+	}
+	c.worker = workers.Control(c.tc, control)
 	if err := c.worker.Start(); err != nil {
 		return nil, fmt.Errorf("dev cluster: control worker: %w", err)
 	}
 	c.addrs = Addresses{Temporal: c.ts.FrontendHostPort(), Namespace: c.ts.Namespace(), UI: c.ts.UIAddress(),
-		NATS: c.nats.URL(), Nodes: cfg.Nodes, CPUs: cfg.CPUs}
+		NATS: c.nats.URL(), Metrics: cfg.MetricsURL, Nodes: cfg.Nodes, CPUs: cfg.CPUs}
 
 	actx, stop := context.WithCancel(context.Background())
 	c.stopAgents = stop

@@ -16,6 +16,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/client"
 	tlog "go.temporal.io/sdk/log"
@@ -43,6 +44,10 @@ type Config struct {
 	// WorkerArgv starts one container worker; the agent adds "--slot N".
 	WorkerArgv []string
 	Logger     *slog.Logger
+	// Metrics, if set, receives the node's Prometheus metrics, which are served at
+	// MetricsURL (recorded in the node's record).
+	Metrics    prometheus.Registerer
+	MetricsURL string
 }
 
 // Run runs the agent until ctx ends.
@@ -71,6 +76,13 @@ func Run(ctx context.Context, cfg Config) error {
 
 	cache := &binCache{dir: filepath.Join(cfg.CacheDir, "bin"), blobs: st}
 	p := newPool(cfg.WorkerArgv, cfg.CPUs, log, cache.get)
+	reg := cfg.Metrics
+	if reg == nil {
+		reg = prometheus.NewRegistry()
+	}
+	reg.MustRegister(p.restarts, prometheus.NewGaugeFunc(
+		prometheus.GaugeOpts{Name: "burla_node_workers_warm", Help: "Container workers running and ready."},
+		func() float64 { _, warm := p.state(); return float64(warm) }))
 	poolCtx, stopPool := context.WithCancel(context.WithoutCancel(ctx))
 	supervised := make(chan struct{})
 	go func() { p.supervise(poolCtx); close(supervised) }()
@@ -80,7 +92,7 @@ func Run(ctx context.Context, cfg Config) error {
 		<-supervised
 	}()
 
-	w := workers.Node(tc, cfg.ID, &activities.Node{Runner: p, Queue: st})
+	w := workers.Node(tc, cfg.ID, &activities.Node{Runner: p, Queue: st, Metrics: activities.NewNodeMetrics(reg)})
 	if err := w.Start(); err != nil {
 		return fmt.Errorf("node %s: start Temporal worker: %w", cfg.ID, err)
 	}
@@ -92,7 +104,7 @@ func Run(ctx context.Context, cfg Config) error {
 		rctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 		defer cancel()
 		err := st.PutNode(rctx, store.Node{ID: cfg.ID, CPUs: cfg.CPUs, RAMMB: cfg.RAMMB,
-			TaskQueue: names.NodeTaskQueue(cfg.ID), Job: jobID, Warm: warm, Updated: time.Now()})
+			TaskQueue: names.NodeTaskQueue(cfg.ID), Job: jobID, Warm: warm, Metrics: cfg.MetricsURL, Updated: time.Now()})
 		if err != nil && ctx.Err() == nil {
 			log.Warn("could not register node", "error", err)
 		}

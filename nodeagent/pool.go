@@ -13,6 +13,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"go.temporal.io/sdk/temporal"
 
 	"github.com/burla-temporal/burla/activities"
@@ -30,6 +31,8 @@ type pool struct {
 	argv   []string // how to start a worker
 	log    *slog.Logger
 	binary func(ctx context.Context, digest string) (string, error)
+
+	restarts prometheus.Counter
 
 	mu    sync.Mutex
 	slots []*slot
@@ -52,7 +55,8 @@ type assignment struct {
 }
 
 func newPool(argv []string, n int, log *slog.Logger, binary func(context.Context, string) (string, error)) *pool {
-	p := &pool{argv: argv, log: log, binary: binary}
+	p := &pool{argv: argv, log: log, binary: binary,
+		restarts: prometheus.NewCounter(prometheus.CounterOpts{Name: "burla_node_worker_restarts_total", Help: "Container workers restarted after they exited."})}
 	for i := range n {
 		p.slots = append(p.slots, &slot{i: i})
 	}
@@ -101,6 +105,7 @@ func (p *pool) keep(ctx context.Context, s *slot) {
 		}
 		p.mu.Unlock()
 		if ctx.Err() == nil {
+			p.restarts.Inc()
 			p.log.Warn("container worker exited; restarting it", "slot", s.i, "status", w.status())
 		}
 	}

@@ -8,7 +8,7 @@ go build -o bin/burla ./cmd/burla
 CGO_ENABLED=0 go build -o bin/quickstart ./examples/quickstart
 
 data=$(mktemp -d /tmp/burla-demo.XXXXXX)
-bin/burla dev --data-dir "$data/cluster" --temporal-port 0 --ui-port 0 --nats-port 0 \
+bin/burla dev --data-dir "$data/cluster" --temporal-port 0 --ui-port 0 --nats-port 0 --metrics-port 0 \
 	--ready-file "$data/ready.json" >"$data/dev.log" 2>&1 &
 dev=$!
 cleanup() {

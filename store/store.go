@@ -161,8 +161,9 @@ type Node struct {
 	CPUs      int       `json:"cpus"`
 	RAMMB     int       `json:"ram_mb"`
 	TaskQueue string    `json:"task_queue"`
-	Job       string    `json:"job,omitempty"` // the job it is working on, if any
-	Warm      int       `json:"warm"`          // prewarmed workers ready to take a job
+	Job       string    `json:"job,omitempty"`     // the job it is working on, if any
+	Warm      int       `json:"warm"`              // prewarmed workers ready to take a job
+	Metrics   string    `json:"metrics,omitempty"` // the agent's Prometheus endpoint
 	Updated   time.Time `json:"updated"`
 }
 

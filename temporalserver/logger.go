@@ -5,40 +5,65 @@ import (
 	"log/slog"
 	"os"
 	"slices"
+	"strings"
 
 	"go.temporal.io/server/common/log"
 	"go.temporal.io/server/common/log/tag"
 	"go.uber.org/zap/zapcore"
 )
 
-// minLevel is the quietest level the embedded server may log at. The
-// server logs a lot at INFO (every shard, every service lifecycle step), which
-// is useless noise for a developer running `burla dev`.
-const minLevel = slog.LevelWarn
+// The server logs a lot at INFO (every shard, every service lifecycle step),
+// which is useless noise for a developer running `burla dev`, so only WARN and
+// above get through. While the server stops, its system workers and clients
+// warn about every connection they lose, so Stop raises the bar to ERROR, and
+// then mutes whatever goroutines the stopped server leaves behind.
+const (
+	levelRunning  = slog.LevelWarn
+	levelStopping = slog.LevelError
+	levelStopped  = slog.Level(1 << 20)
+)
 
-// quietHandler drops every record below minLevel before it reaches the
-// wrapped handler.
-type quietHandler struct{ slog.Handler }
+// ignoredMessages are known-harmless warnings the server prints on every
+// start.
+var ignoredMessages = []string{
+	// We do not enable the frontend's HTTP API (nor Nexus).
+	"HTTP API port has not been set.",
+}
+
+// quietHandler drops records below a (changeable) level, and the known
+// harmless warnings, before they reach the wrapped handler.
+type quietHandler struct {
+	slog.Handler
+	level *slog.LevelVar
+}
 
 func (h quietHandler) Enabled(ctx context.Context, l slog.Level) bool {
-	return l >= minLevel && h.Handler.Enabled(ctx, l)
+	return l >= h.level.Level() && h.Handler.Enabled(ctx, l)
+}
+
+func (h quietHandler) Handle(ctx context.Context, r slog.Record) error {
+	for _, m := range ignoredMessages {
+		if strings.HasPrefix(r.Message, m) {
+			return nil
+		}
+	}
+	return h.Handler.Handle(ctx, r)
 }
 
 func (h quietHandler) WithAttrs(attrs []slog.Attr) slog.Handler {
-	return quietHandler{h.Handler.WithAttrs(attrs)}
+	return quietHandler{h.Handler.WithAttrs(attrs), h.level}
 }
 
 func (h quietHandler) WithGroup(name string) slog.Handler {
-	return quietHandler{h.Handler.WithGroup(name)}
+	return quietHandler{h.Handler.WithGroup(name), h.level}
 }
 
-// quietSlog returns l (or a discarding logger if l is nil) restricted to WARN
-// and above.
-func quietSlog(l *slog.Logger) *slog.Logger {
+// quietSlog returns l (or a discarding logger if l is nil) filtered by level.
+func quietSlog(l *slog.Logger, level *slog.LevelVar) *slog.Logger {
 	if l == nil {
 		return slog.New(slog.DiscardHandler)
 	}
-	return slog.New(quietHandler{l.Handler()})
+	return slog.New(quietHandler{l.Handler(), level})
 }
 
 // serverLogger adapts a *slog.Logger to the Temporal server's log.Logger
@@ -46,8 +71,9 @@ func quietSlog(l *slog.Logger) *slog.Logger {
 // actually emitted: the server creates many short-lived tagged loggers on hot
 // paths, and almost none of them ever log at WARN or above.
 type serverLogger struct {
-	sl   *slog.Logger // already filtered by quietHandler
-	tags []tag.Tag
+	sl    *slog.Logger // filtered by quietHandler
+	fatal *slog.Logger // unfiltered, for the message explaining an exit
+	tags  []tag.Tag
 }
 
 var (
@@ -56,7 +82,12 @@ var (
 	_ log.SLogWrapper = (*serverLogger)(nil)
 )
 
-func newServerLogger(sl *slog.Logger) *serverLogger { return &serverLogger{sl: sl} }
+func newServerLogger(sl, fatal *slog.Logger) *serverLogger {
+	if fatal == nil {
+		fatal = slog.New(slog.DiscardHandler)
+	}
+	return &serverLogger{sl: sl, fatal: fatal}
+}
 
 func (l *serverLogger) Debug(msg string, tags ...tag.Tag) { l.emit(slog.LevelDebug, msg, tags) }
 func (l *serverLogger) Info(msg string, tags ...tag.Tag)  { l.emit(slog.LevelInfo, msg, tags) }
@@ -76,12 +107,12 @@ func (l *serverLogger) Panic(msg string, tags ...tag.Tag) {
 // given beforehand so that the common causes (a port already in use) become
 // ordinary errors instead.
 func (l *serverLogger) Fatal(msg string, tags ...tag.Tag) {
-	l.emit(slog.LevelError, "temporal server fatal error: "+msg, tags)
+	(&serverLogger{sl: l.fatal, tags: l.tags}).emit(slog.LevelError, "temporal server fatal error, exiting: "+msg, tags)
 	os.Exit(1)
 }
 
 func (l *serverLogger) With(tags ...tag.Tag) log.Logger {
-	return &serverLogger{sl: l.sl, tags: append(slices.Clip(l.tags), tags...)}
+	return &serverLogger{sl: l.sl, fatal: l.fatal, tags: append(slices.Clip(l.tags), tags...)}
 }
 
 // SLog lets server components that log through slog use our logger directly.

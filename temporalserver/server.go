@@ -96,6 +96,7 @@ type Config struct {
 type Server struct {
 	srv       temporal.Server
 	ui        *webUI
+	logLevel  *slog.LevelVar
 	frontend  string
 	namespace string
 
@@ -131,21 +132,17 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 		return nil, errors.New("temporal server: invalid port")
 	}
 
-	sl := quietSlog(cfg.Logger)
-	logger := newServerLogger(sl)
-
-	sqlCfg, err := sqliteConfig(cfg.DataDir)
-	if err != nil {
-		return nil, err
-	}
-	if err := prepareDatabase(sqlCfg, cfg.DataDir != "", cfg.Namespace, cfg.SearchAttributes); err != nil {
-		return nil, fmt.Errorf("temporal server: %w", err)
-	}
+	logLevel := new(slog.LevelVar)
+	logLevel.Set(levelRunning)
+	sl := quietSlog(cfg.Logger, logLevel)
+	logger := newServerLogger(sl, cfg.Logger)
 
 	// Reserve every port at once so that they are distinct and the
 	// explicitly requested ones are known to be free: the server and the UI
-	// exit the process when they cannot listen.
+	// exit the process when they cannot listen. They are held until just
+	// before the server starts.
 	var ports portReserver
+	defer ports.release()
 	frontendPort, err := ports.reserve(bindIP, cfg.Port)
 	uiPort := -1
 	if err == nil && cfg.UIPort >= 0 {
@@ -158,8 +155,15 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 		}
 		internal[svc], err = ports.reserve(loopback, 0)
 	}
-	ports.release()
 	if err != nil {
+		return nil, fmt.Errorf("temporal server: %w", err)
+	}
+
+	sqlCfg, err := sqliteConfig(cfg.DataDir)
+	if err != nil {
+		return nil, err
+	}
+	if err := prepareDatabase(sqlCfg, cfg.DataDir != "", cfg.Namespace, cfg.SearchAttributes); err != nil {
 		return nil, fmt.Errorf("temporal server: %w", err)
 	}
 
@@ -191,11 +195,14 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("temporal server: %w", err)
 	}
+	ports.release()
 	if err := srv.Start(); err != nil {
+		logLevel.Set(levelStopping)
 		_ = srv.Stop()
+		logLevel.Set(levelStopped)
 		return nil, fmt.Errorf("temporal server: start: %w", err)
 	}
-	s := &Server{srv: srv, frontend: frontend, namespace: cfg.Namespace}
+	s := &Server{srv: srv, frontend: frontend, namespace: cfg.Namespace, logLevel: logLevel}
 	defer func() {
 		if err != nil {
 			_ = s.Stop()
@@ -237,10 +244,14 @@ func (s *Server) Namespace() string { return s.namespace }
 // same DataDir in the same process.
 func (s *Server) Stop() error {
 	s.stopOnce.Do(func() {
+		s.logLevel.Set(levelStopping)
 		if s.ui != nil {
 			s.ui.stop()
 		}
 		s.stopErr = s.srv.Stop()
+		// A few of the server's internal workers outlive Stop, retrying
+		// against the closed frontend; silence them.
+		s.logLevel.Set(levelStopped)
 	})
 	return s.stopErr
 }

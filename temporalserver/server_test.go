@@ -2,10 +2,13 @@ package temporalserver
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -179,31 +182,66 @@ func TestServerPersistsAcrossRestart(t *testing.T) {
 		t.Fatalf("second Stop: %v", err)
 	}
 
-	// Second run on the same data directory, with one more search attribute
-	// (registered through the operator API this time).
-	cfg.SearchAttributes = map[string]enumspb.IndexedValueType{
-		jobStateName: enumspb.INDEXED_VALUE_TYPE_KEYWORD,
-		extraSAName:  enumspb.INDEXED_VALUE_TYPE_INT,
-	}
+	// Second run on the same data directory, same configuration.
 	t3 := time.Now()
 	s2, err := Start(ctx, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Logf("second start (existing database, one new search attribute): %v; frontend %s", time.Since(t3).Round(time.Millisecond), s2.FrontendHostPort())
+	t.Logf("second start (existing database): %v; frontend %s", time.Since(t3).Round(time.Millisecond), s2.FrontendHostPort())
 	defer func() { _ = s2.Stop() }()
 	httpGet(t, s2.UIAddress()+"/")
-
 	c2 := dial(t, s2)
-	defer c2.Close()
-	desc, err := c2.DescribeWorkflowExecution(ctx, "greet-1", run.GetRunID())
+	checkHistory(ctx, t, c2, "greet-1", run.GetRunID())
+	if got := customSearchAttributes(t, c2, s2.Namespace()); len(got) != 1 || got[jobStateName] != enumspb.INDEXED_VALUE_TYPE_KEYWORD {
+		t.Errorf("search attributes after restart: %v", got)
+	}
+	c2.Close()
+	if err := s2.Stop(); err != nil {
+		t.Fatalf("Stop: %v", err)
+	}
+
+	// Third run, with one more search attribute (registered through the
+	// operator API this time since the namespace exists).
+	cfg.SearchAttributes = map[string]enumspb.IndexedValueType{
+		jobStateName: enumspb.INDEXED_VALUE_TYPE_KEYWORD,
+		extraSAName:  enumspb.INDEXED_VALUE_TYPE_INT,
+	}
+	t4 := time.Now()
+	s3, err := Start(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("third start (existing database, one new search attribute): %v", time.Since(t4).Round(time.Millisecond))
+	defer func() { _ = s3.Stop() }()
+	c3 := dial(t, s3)
+	defer c3.Close()
+	checkHistory(ctx, t, c3, "greet-1", run.GetRunID())
+	sas := customSearchAttributes(t, c3, s3.Namespace())
+	if sas[jobStateName] != enumspb.INDEXED_VALUE_TYPE_KEYWORD || sas[extraSAName] != enumspb.INDEXED_VALUE_TYPE_INT {
+		t.Errorf("search attributes after adding one: %v", sas)
+	}
+	// The newly added attribute is usable right away.
+	if _, err := c3.CountWorkflow(ctx, &workflowservice.CountWorkflowExecutionsRequest{Query: extraSAName + " > 0"}); err != nil {
+		t.Errorf("query on new search attribute: %v", err)
+	}
+	if err := s3.Stop(); err != nil {
+		t.Fatalf("Stop: %v", err)
+	}
+}
+
+// checkHistory checks that the completed workflow and its full history are
+// there.
+func checkHistory(ctx context.Context, t *testing.T, c client.Client, id, runID string) {
+	t.Helper()
+	desc, err := c.DescribeWorkflowExecution(ctx, id, runID)
 	if err != nil {
 		t.Fatalf("DescribeWorkflowExecution after restart: %v", err)
 	}
 	if st := desc.GetWorkflowExecutionInfo().GetStatus(); st != enumspb.WORKFLOW_EXECUTION_STATUS_COMPLETED {
 		t.Errorf("status after restart = %v", st)
 	}
-	iter := c2.GetWorkflowHistory(ctx, "greet-1", run.GetRunID(), false, enumspb.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
+	iter := c.GetWorkflowHistory(ctx, id, runID, false, enumspb.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
 	var events []enumspb.EventType
 	for iter.HasNext() {
 		ev, err := iter.Next()
@@ -217,18 +255,6 @@ func TestServerPersistsAcrossRestart(t *testing.T) {
 		t.Errorf("history after restart: %v", events)
 	}
 	t.Logf("history after restart: %d events", len(events))
-
-	sas := customSearchAttributes(t, c2, s2.Namespace())
-	if sas[jobStateName] != enumspb.INDEXED_VALUE_TYPE_KEYWORD || sas[extraSAName] != enumspb.INDEXED_VALUE_TYPE_INT {
-		t.Errorf("search attributes after restart: %v", sas)
-	}
-	// The newly added attribute is usable right away.
-	if _, err := c2.CountWorkflow(ctx, &workflowservice.CountWorkflowExecutionsRequest{Query: extraSAName + " > 0"}); err != nil {
-		t.Errorf("query on new search attribute: %v", err)
-	}
-	if err := s2.Stop(); err != nil {
-		t.Fatalf("Stop: %v", err)
-	}
 }
 
 func TestInMemoryWithoutUI(t *testing.T) {
@@ -251,5 +277,101 @@ func TestInMemoryWithoutUI(t *testing.T) {
 	}
 	if _, err := c.WorkflowService().DescribeNamespace(ctx, &workflowservice.DescribeNamespaceRequest{Namespace: "scratch"}); err != nil {
 		t.Errorf("DescribeNamespace: %v", err)
+	}
+}
+
+func TestPortInUse(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	busy := l.Addr().(*net.TCPAddr).Port
+	for _, cfg := range []Config{{Port: busy, UIPort: -1}, {UIPort: busy}} {
+		s, err := Start(context.Background(), cfg)
+		if err == nil {
+			_ = s.Stop()
+			t.Fatalf("Start(%+v) on a busy port succeeded", cfg)
+		}
+		if !strings.Contains(err.Error(), "not available") {
+			t.Errorf("Start(%+v): unexpected error %v", cfg, err)
+		}
+	}
+}
+
+// TestPersistsAcrossProcesses checks persistence the way `burla dev` sees it:
+// a process runs a workflow and is killed without stopping the server, and a
+// new process finds the workflow.
+func TestPersistsAcrossProcesses(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts two processes")
+	}
+	dir := t.TempDir()
+	run := func(phase string) (string, error) {
+		cmd := exec.Command(os.Args[0], "-test.run=^TestHelperProcess$", "-test.v", "-test.count=1")
+		cmd.Env = append(os.Environ(), "TEMPORALSERVER_HELPER="+phase, "TEMPORALSERVER_DIR="+dir)
+		out, err := cmd.CombinedOutput()
+		return string(out), err
+	}
+	t0 := time.Now()
+	out, err := run("write")
+	if !strings.Contains(out, "WORKFLOW COMPLETED") {
+		t.Fatalf("write phase: %v\n%s", err, out)
+	}
+	t.Logf("write phase (process killed after the workflow completed): %v", time.Since(t0).Round(time.Millisecond))
+	t1 := time.Now()
+	if out, err := run("check"); err != nil || !strings.Contains(out, "HISTORY OK") {
+		t.Fatalf("check phase: %v\n%s", err, out)
+	}
+	t.Logf("check phase (new process, same DataDir): %v", time.Since(t1).Round(time.Millisecond))
+}
+
+// TestHelperProcess is the child process of TestPersistsAcrossProcesses.
+func TestHelperProcess(t *testing.T) {
+	phase := os.Getenv("TEMPORALSERVER_HELPER")
+	if phase == "" {
+		t.Skip("helper process for TestPersistsAcrossProcesses")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	s, err := Start(ctx, Config{
+		DataDir:          os.Getenv("TEMPORALSERVER_DIR"),
+		UIPort:           -1,
+		Logger:           testLogger(),
+		SearchAttributes: map[string]enumspb.IndexedValueType{jobStateName: enumspb.INDEXED_VALUE_TYPE_KEYWORD},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := dial(t, s)
+	switch phase {
+	case "write":
+		w := worker.New(c, taskQueue, worker.Options{})
+		w.RegisterWorkflow(greetWorkflow)
+		w.RegisterActivity(greetActivity)
+		if err := w.Start(); err != nil {
+			t.Fatal(err)
+		}
+		run, err := c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: "greet-killed", TaskQueue: taskQueue}, greetWorkflow, "again")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := run.Get(ctx, nil); err != nil {
+			t.Fatal(err)
+		}
+		fmt.Println("WORKFLOW COMPLETED")
+		// Die like a killed `burla dev`: no Stop, no clean shutdown.
+		p, _ := os.FindProcess(os.Getpid())
+		_ = p.Kill()
+		select {}
+	case "check":
+		checkHistory(ctx, t, c, "greet-killed", "")
+		if !t.Failed() {
+			fmt.Println("HISTORY OK")
+		}
+		c.Close()
+		if err := s.Stop(); err != nil {
+			t.Fatal(err)
+		}
 	}
 }

@@ -10,9 +10,11 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
+	"net"
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strconv"
 	"syscall"
 	"time"
 
@@ -83,6 +85,7 @@ func runDev(ctx context.Context, args []string) error {
 	temporalPort := fs.Int("temporal-port", 7233, "Temporal frontend port (0: any free port)")
 	uiPort := fs.Int("ui-port", 8233, "Temporal Web UI port (0: any free port)")
 	natsPort := fs.Int("nats-port", 4222, "NATS port (0: any free port)")
+	metricsPort := fs.Int("metrics-port", 9464, "Prometheus metrics port of the control plane (0: any free port)")
 	readyFile := fs.String("ready-file", "", "write the cluster's addresses as JSON to this file once it is ready")
 	verbose := fs.Bool("v", false, "log verbosely")
 	fs.Parse(args)
@@ -94,10 +97,14 @@ func runDev(ctx context.Context, args []string) error {
 	}
 	log := logger(*verbose, "component", "dev")
 	start := time.Now()
+	reg, metricsAddr, err := serveMetrics(net.JoinHostPort(*host, strconv.Itoa(*metricsPort)), log)
+	if err != nil {
+		return err
+	}
 	c, err := devcluster.Start(ctx, devcluster.Config{
 		DataDir: *dataDir, Nodes: *nodes, CPUs: *cpus, Host: *host,
 		TemporalPort: anyPort(*temporalPort), UIPort: anyPort(*uiPort), NATSPort: anyPort(*natsPort),
-		Logger: log,
+		Logger: log, Metrics: reg, MetricsURL: metricsAddr,
 	})
 	if err != nil {
 		return err
@@ -117,6 +124,7 @@ func runDev(ctx context.Context, args []string) error {
 	}
 	fmt.Printf("  NATS      %s\n", a.NATS)
 	fmt.Printf("  Nodes     %d × %d CPUs, process runtime\n", a.Nodes, a.CPUs)
+	fmt.Printf("  Metrics   %s (each node's address is in its node record)\n", metricsAddr)
 	fmt.Printf("  Data      %s\n", *dataDir)
 	fmt.Printf("Programs connect with BURLA_TEMPORAL_ADDRESS=%s BURLA_NATS_URL=%s (the defaults). Ctrl-C stops the cluster.\n", a.Temporal, a.NATS)
 	if *readyFile != "" {
@@ -137,10 +145,16 @@ func runNodeAgent(ctx context.Context, args []string) error {
 	namespace := fs.String("namespace", "default", "Temporal namespace")
 	nats := fs.String("nats", "nats://127.0.0.1:4222", "NATS URL")
 	cacheDir := fs.String("cache-dir", "", "the node's cache directory")
+	metricsAddr := fs.String("metrics-addr", "127.0.0.1:0", "where to serve the node's Prometheus metrics")
 	verbose := fs.Bool("v", false, "log verbosely")
 	fs.Parse(args)
 	if *id == "" || *cacheDir == "" {
 		return fmt.Errorf("node-agent: --id and --cache-dir are required")
+	}
+	log := logger(*verbose, "component", "node-agent")
+	reg, metricsURL, err := serveMetrics(*metricsAddr, log)
+	if err != nil {
+		return err
 	}
 	exe, err := os.Executable()
 	if err != nil {
@@ -151,7 +165,9 @@ func runNodeAgent(ctx context.Context, args []string) error {
 		TemporalAddress: *temporal, Namespace: *namespace, NATSURL: *nats,
 		CacheDir:   *cacheDir,
 		WorkerArgv: []string{exe, "container-worker", "--node", *id, "--nats", *nats, "--cache-dir", *cacheDir},
-		Logger:     logger(*verbose, "component", "node-agent"),
+		Logger:     log,
+		Metrics:    reg,
+		MetricsURL: metricsURL,
 	})
 }
 

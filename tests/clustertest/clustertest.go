@@ -34,6 +34,7 @@ type Addresses struct {
 	Namespace string `json:"namespace"`
 	UI        string `json:"ui"`
 	NATS      string `json:"nats"`
+	Metrics   string `json:"metrics"`
 }
 
 // Dev is a running `burla dev`.
@@ -96,7 +97,7 @@ func Start(ctx context.Context, o Options) (*Dev, error) {
 	d.cmd = exec.Command(bin, "dev",
 		"--data-dir", filepath.Join(o.Dir, "data"),
 		"--nodes", strconv.Itoa(o.Nodes), "--cpus", strconv.Itoa(o.CPUs),
-		"--temporal-port", "0", "--ui-port", "0", "--nats-port", "0",
+		"--temporal-port", "0", "--ui-port", "0", "--nats-port", "0", "--metrics-port", "0",
 		"--ready-file", ready)
 	d.cmd.Stdout, d.cmd.Stderr = logf, logf
 	d.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
