@@ -14,13 +14,13 @@ import (
 
 // The server logs a lot at INFO (every shard, every service lifecycle step),
 // which is useless noise for a developer running `burla dev`, so only WARN and
-// above get through. While the server stops, its system workers and clients
-// warn about every connection they lose, so Stop raises the bar to ERROR, and
-// then mutes whatever goroutines the stopped server leaves behind.
+// above get through. Once Stop is called everything is muted: while stopping,
+// the server's services, system workers and clients complain (some at ERROR)
+// about every poll and connection cut short, and a few of its goroutines
+// outlive Stop, retrying against the closed frontend.
 const (
-	levelRunning  = slog.LevelWarn
-	levelStopping = slog.LevelError
-	levelStopped  = slog.Level(1 << 20)
+	levelRunning = slog.LevelWarn
+	levelStopped = slog.Level(1 << 20)
 )
 
 // ignoredMessages are known-harmless warnings the server prints on every

@@ -140,13 +140,14 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 	// Reserve every port at once so that they are distinct and the
 	// explicitly requested ones are known to be free: the server and the UI
 	// exit the process when they cannot listen. They are held until just
-	// before the server starts.
-	var ports portReserver
+	// before the server is built.
+	var ports, uiHold portReserver
 	defer ports.release()
+	defer uiHold.release()
 	frontendPort, err := ports.reserve(bindIP, cfg.Port)
 	uiPort := -1
 	if err == nil && cfg.UIPort >= 0 {
-		uiPort, err = ports.reserve(bindIP, cfg.UIPort)
+		uiPort, err = uiHold.reserve(bindIP, cfg.UIPort)
 	}
 	internal := map[primitives.ServiceName]int{}
 	for _, svc := range []primitives.ServiceName{primitives.HistoryService, primitives.MatchingService, primitives.WorkerService} {
@@ -176,6 +177,8 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 		hosts[svc] = static.SingleLocalHost(joinHostPort(loopback, port))
 	}
 
+	// NewServer already opens the gRPC listeners.
+	ports.release()
 	srv, err := temporal.NewServer(
 		temporal.WithConfig(serverCfg),
 		temporal.ForServices(temporal.DefaultServices),
@@ -195,11 +198,9 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("temporal server: %w", err)
 	}
-	ports.release()
 	if err := srv.Start(); err != nil {
-		logLevel.Set(levelStopping)
-		_ = srv.Stop()
 		logLevel.Set(levelStopped)
+		_ = srv.Stop()
 		return nil, fmt.Errorf("temporal server: start: %w", err)
 	}
 	s := &Server{srv: srv, frontend: frontend, namespace: cfg.Namespace, logLevel: logLevel}
@@ -215,6 +216,7 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 		return nil, fmt.Errorf("temporal server: %w", err)
 	}
 	if uiPort >= 0 {
+		uiHold.release()
 		if s.ui, err = startUI(ctx, bindIP, dialIP, uiPort, frontend, cfg.Namespace); err != nil {
 			return nil, fmt.Errorf("temporal server: %w", err)
 		}
@@ -244,14 +246,12 @@ func (s *Server) Namespace() string { return s.namespace }
 // same DataDir in the same process.
 func (s *Server) Stop() error {
 	s.stopOnce.Do(func() {
-		s.logLevel.Set(levelStopping)
+		// Shutdown noise only; see levelStopped.
+		s.logLevel.Set(levelStopped)
 		if s.ui != nil {
 			s.ui.stop()
 		}
 		s.stopErr = s.srv.Stop()
-		// A few of the server's internal workers outlive Stop, retrying
-		// against the closed frontend; silence them.
-		s.logLevel.Set(levelStopped)
 	})
 	return s.stopErr
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -87,11 +88,15 @@ func appType(err error) string {
 }
 
 func TestJobSucceedsWhenANodeDrainsTheQueue(t *testing.T) {
-	var calls atomic.Int32
 	var workers atomic.Int32
+	var bothRunning sync.WaitGroup
+	bothRunning.Add(2)
 	e := newEnv(t, twoNodes(), func(ctx context.Context, in activities.RunInput) (activities.RunOutput, error) {
-		calls.Add(1)
 		workers.Add(int32(in.Workers))
+		// Both nodes start before either finds the queue drained, as on a real
+		// cluster where every node works until the last chunk is done.
+		bothRunning.Done()
+		bothRunning.Wait()
 		return activities.RunOutput{Drained: true}, nil
 	})
 	e.ExecuteWorkflow(workflows.Job, workflows.JobInput{Spec: spec(3, true)})
