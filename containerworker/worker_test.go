@@ -1,0 +1,250 @@
+package containerworker_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/burla-temporal/burla/containerworker"
+	"github.com/burla-temporal/burla/job"
+	"github.com/burla-temporal/burla/names"
+	burla "github.com/burla-temporal/burla/sdk"
+	"github.com/burla-temporal/burla/store"
+)
+
+// The test binary is also the program the worker runs: in worker mode, Main serves
+// these functions.
+var (
+	_ = burla.Func("echo", func(ctx context.Context, x int) (int, error) {
+		fmt.Printf("hello %d\n", x)
+		fmt.Fprintf(os.Stderr, "warn %d", x)
+		return x, nil
+	})
+	_ = burla.Func("flood", func(ctx context.Context, x int) (int, error) {
+		for i := range 10_000 {
+			fmt.Printf("input %d line %d\n", x, i)
+		}
+		return x, nil
+	})
+	_ = burla.Func("boom", func(ctx context.Context, x int) (int, error) {
+		if x == 1 {
+			panic("boom")
+		}
+		return x, nil
+	})
+)
+
+func TestMain(m *testing.M) {
+	burla.Main()
+	os.Exit(m.Run())
+}
+
+// memStore is an in-memory queue, results and logs for one job.
+type memStore struct {
+	mu      sync.Mutex
+	chunks  []store.Chunk
+	results []store.Result
+	lines   []store.LogLine
+	done    int
+}
+
+func (s *memStore) CreateJob(context.Context, job.Spec) error     { return nil }
+func (s *memStore) Job(context.Context, string) (job.Spec, error) { return job.Spec{}, nil }
+func (s *memStore) Seal(context.Context, string, int) error       { return nil }
+func (s *memStore) DeleteInputs(context.Context, string) error    { return nil }
+func (s *memStore) PutChunks(_ context.Context, _ string, cs []store.Chunk) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.chunks = append(s.chunks, cs...)
+	return nil
+}
+func (s *memStore) Claim(ctx context.Context, _ string, wait time.Duration) (store.Claim, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.chunks) == 0 {
+		s.mu.Unlock()
+		select {
+		case <-ctx.Done():
+		case <-time.After(10 * time.Millisecond):
+		}
+		s.mu.Lock()
+		return nil, store.ErrNoChunk
+	}
+	c := s.chunks[0]
+	s.chunks = s.chunks[1:]
+	return &memClaim{s: s, c: c}, nil
+}
+func (s *memStore) Progress(context.Context, string) (store.Progress, error) {
+	return store.Progress{}, nil
+}
+func (s *memStore) PutResults(_ context.Context, _ string, rs []store.Result) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.results = append(s.results, rs...)
+	return nil
+}
+func (s *memStore) PutLogs(_ context.Context, _ string, ls []store.LogLine) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.lines = append(s.lines, ls...)
+	return nil
+}
+func (s *memStore) WatchResults(context.Context, string, func([]store.Result)) (store.Watch, error) {
+	return nil, errors.New("not used")
+}
+func (s *memStore) WatchLogs(context.Context, string, func([]store.LogLine)) (store.Watch, error) {
+	return nil, errors.New("not used")
+}
+
+type memClaim struct {
+	s *memStore
+	c store.Chunk
+}
+
+func (c *memClaim) Chunk() store.Chunk           { return c.c }
+func (c *memClaim) Attempt() int                 { return 1 }
+func (c *memClaim) Extend(context.Context) error { return nil }
+func (c *memClaim) Done(context.Context) error {
+	c.s.mu.Lock()
+	c.s.done++
+	c.s.mu.Unlock()
+	return nil
+}
+
+func spec(fn string) job.Spec {
+	return job.Spec{ID: "j-test", Function: fn, Binary: strings.Repeat("0", 64), Inputs: 4, FuncCPU: 1, Lease: time.Second}
+}
+
+func chunks(n, per int) []store.Chunk {
+	var cs []store.Chunk
+	for i := 0; i < n; i += per {
+		c := store.Chunk{Seq: int64(i / per)}
+		for j := i; j < min(i+per, n); j++ {
+			c.Items = append(c.Items, store.Item{Index: int64(j), Data: []byte(fmt.Sprint(j))})
+		}
+		cs = append(cs, c)
+	}
+	return cs
+}
+
+// run runs the worker on s until every chunk is done or it returns.
+func run(t *testing.T, s *memStore, sp job.Spec, cfg containerworker.Config) error {
+	t.Helper()
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Store = s
+	want := len(s.chunks)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	errc := make(chan error, 1)
+	go func() { errc <- containerworker.New(cfg).Run(ctx, sp, exe) }()
+	for {
+		select {
+		case err := <-errc:
+			return err
+		case <-time.After(10 * time.Millisecond):
+		}
+		s.mu.Lock()
+		finished := s.done == want
+		s.mu.Unlock()
+		if finished {
+			cancel()
+			return <-errc
+		}
+	}
+}
+
+func TestRunAttributesOutput(t *testing.T) {
+	s := &memStore{chunks: chunks(6, 4)}
+	if err := run(t, s, spec("echo"), containerworker.Config{}); err != nil {
+		t.Fatal(err)
+	}
+	if len(s.results) != 6 {
+		t.Fatalf("%d results; want 6", len(s.results))
+	}
+	for i, r := range s.results {
+		if r.Index != int64(i) || string(r.Output) != fmt.Sprint(i) || r.Err != nil {
+			t.Errorf("result %d = %+v", i, r)
+		}
+	}
+	got := map[string]int64{}
+	for _, l := range s.lines {
+		got[l.Text] = l.Index
+	}
+	for i := range int64(6) {
+		if idx, ok := got[fmt.Sprintf("hello %d", i)]; !ok || idx != i {
+			t.Errorf("stdout of input %d attributed to %d (present %v)", i, idx, ok)
+		}
+		if idx, ok := got[fmt.Sprintf("warn %d", i)]; !ok || idx != i {
+			t.Errorf("stderr of input %d (no newline) attributed to %d (present %v)", i, idx, ok)
+		}
+	}
+}
+
+func TestRunCutsFloodedOutput(t *testing.T) {
+	s := &memStore{chunks: chunks(2, 1)}
+	if err := run(t, s, spec("flood"), containerworker.Config{LogLimit: 1000}); err != nil {
+		t.Fatal(err)
+	}
+	per := map[int64]int{}
+	cut := map[int64]bool{}
+	for _, l := range s.lines {
+		per[l.Index]++
+		if strings.Contains(l.Text, "cut after 1000 bytes") {
+			cut[l.Index] = true
+		}
+	}
+	for i := range int64(2) {
+		if !cut[i] || per[i] > 100 {
+			t.Errorf("input %d: %d lines kept, cut note %v; want its output cut at 1000 bytes with a note", i, per[i], cut[i])
+		}
+	}
+	if len(s.results) != 2 {
+		t.Errorf("%d results; want both inputs to finish", len(s.results))
+	}
+}
+
+func TestRunFailsFast(t *testing.T) {
+	s := &memStore{chunks: chunks(4, 4)}
+	err := run(t, s, spec("boom"), containerworker.Config{})
+	var je *containerworker.JobError
+	if !errors.As(err, &je) || je.Type != names.ErrUserError || je.Index != 1 {
+		t.Fatalf("error %v; want a UserError for input 1", err)
+	}
+	var failed *store.Result
+	for i := range s.results {
+		if s.results[i].Err != nil {
+			failed = &s.results[i]
+		}
+	}
+	if failed == nil || failed.Index != 1 || failed.Err.Kind != store.KindPanic || !strings.Contains(failed.Err.Stack, "worker_test.go") {
+		t.Errorf("failed result %+v; want input 1's panic with its stack", failed)
+	}
+}
+
+func TestRunRefusesUnknownFunction(t *testing.T) {
+	s := &memStore{chunks: chunks(1, 1)}
+	err := run(t, s, spec("nosuch"), containerworker.Config{})
+	var je *containerworker.JobError
+	if !errors.As(err, &je) || je.Type != names.ErrUnknownFunction || !strings.Contains(je.Message, `"nosuch"`) || !strings.Contains(je.Message, "echo") {
+		t.Fatalf("error %v; want UnknownFunction naming nosuch and what is registered", err)
+	}
+}
+
+func TestRunRefusesProgramWithoutWorkerMode(t *testing.T) {
+	s := &memStore{chunks: chunks(1, 1)}
+	exe := "/bin/true"
+	cfg := containerworker.Config{Store: s}
+	err := containerworker.New(cfg).Run(context.Background(), spec("echo"), exe)
+	var je *containerworker.JobError
+	if !errors.As(err, &je) || je.Type != names.ErrBadBinary || !strings.Contains(je.Message, "burla.Main()") {
+		t.Fatalf("error %v; want BadBinary saying burla.Main() must come first", err)
+	}
+}
