@@ -21,6 +21,9 @@ var dev *clustertest.Dev
 
 func TestMain(m *testing.M) {
 	burla.Main()
+	if os.Getenv("E2E_VANISHING_CLIENT") == "1" {
+		os.Exit(vanishingClient())
+	}
 	ctx := context.Background()
 	var err error
 	dev, err = clustertest.Start(ctx, clustertest.Options{Nodes: 2, CPUs: 2})
