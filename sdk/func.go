@@ -111,15 +111,16 @@ func Main() {
 	if os.Getenv(wire.EnvWorker) != "1" {
 		return
 	}
-	if err := serve(os.NewFile(wire.CallFD, "burla-calls"), os.NewFile(wire.ResultFD, "burla-results"), os.Getenv(wire.EnvMarker)); err != nil {
+	if err := serve(os.NewFile(wire.CallFD, "burla-calls"), os.NewFile(wire.ResultFD, "burla-results"), os.Getenv(wire.EnvMarker), os.Stdout, os.Stderr); err != nil {
 		fmt.Fprintf(os.Stderr, "burla worker: %v\n", err)
 		os.Exit(70)
 	}
 	os.Exit(0)
 }
 
-// serve answers calls until the worker closes the call stream.
-func serve(calls io.Reader, results io.Writer, nonce string) error {
+// serve answers calls until the worker closes the call stream. stdout and stderr are
+// where the function's own output goes, so that is where the end-of-call markers go.
+func serve(calls io.Reader, results io.Writer, nonce string, stdout, stderr io.Writer) error {
 	if nonce == "" {
 		return errors.New("worker mode without " + wire.EnvMarker)
 	}
@@ -154,8 +155,8 @@ func serve(calls io.Reader, results io.Writer, nonce string) error {
 		}
 		// The markers tell the worker where this call's output ends; they must be
 		// written before the result so that the worker sees them once it has it.
-		os.Stdout.Write(marker)
-		os.Stderr.Write(marker)
+		stdout.Write(marker)
+		stderr.Write(marker)
 		if err := w.WriteResult(res); err != nil {
 			return fmt.Errorf("write result of input %d: %w", c.Index, err)
 		}

@@ -124,7 +124,9 @@ func Submit[In, Out any](ctx context.Context, f *Function[In, Out], inputs []In,
 			j.close()
 			return nil, fmt.Errorf("burla: job %s: %w", j.id, err)
 		}
-		hbCtx, stop := context.WithCancel(context.WithoutCancel(ctx))
+		// Heartbeats stop when ctx ends or the results have been read, whichever is
+		// first; a job whose results nobody reads is then cancelled by the cluster.
+		hbCtx, stop := context.WithCancel(ctx)
 		j.stopHB = stop
 		go j.heartbeat(hbCtx)
 	}

@@ -7,6 +7,7 @@ package bench
 
 import (
 	"context"
+	"flag"
 	"fmt"
 	"os"
 	"runtime"
@@ -23,6 +24,10 @@ var dev *clustertest.Dev
 
 func TestMain(m *testing.M) {
 	burla.Main()
+	flag.Parse()
+	if f := flag.Lookup("test.bench"); f == nil || f.Value.String() == "" {
+		os.Exit(m.Run()) // no benchmarks asked for: no cluster needed
+	}
 	var err error
 	dev, err = clustertest.Start(context.Background(), clustertest.Options{Nodes: 2, CPUs: 2})
 	if err != nil {

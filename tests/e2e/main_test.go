@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"os"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -134,3 +135,8 @@ func remoteError(t *testing.T, err error) *burla.RemoteError {
 	return re
 }
 
+
+var (
+	length = burla.Func("length", func(ctx context.Context, s string) (int, error) { return len(s), nil })
+	repeat = burla.Func("repeat", func(ctx context.Context, n int) (string, error) { return strings.Repeat("x", n), nil })
+)

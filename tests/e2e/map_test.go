@@ -249,3 +249,17 @@ func TestDetachAndAttach(t *testing.T) {
 		t.Fatalf("attached outputs %v, %v; want [1 4 9 16]", out, err)
 	}
 }
+
+// Inputs and outputs larger than a store record travel as blobs.
+func TestLargeInputsAndOutputs(t *testing.T) {
+	ctx := testCtx(t, time.Minute)
+	in := []string{"small", strings.Repeat("a", 3<<20), strings.Repeat("b", 300<<10)}
+	out, err := burla.RemoteParallelMap(ctx, length, in, opts()...)
+	if err != nil || !slices.Equal(out, []int{5, 3 << 20, 300 << 10}) {
+		t.Fatalf("lengths %v, %v; want [5 %d %d]", out, err, 3<<20, 300<<10)
+	}
+	outs, err := burla.RemoteParallelMap(ctx, repeat, []int{1, 2 << 20}, opts()...)
+	if err != nil || len(outs) != 2 || outs[0] != "x" || len(outs[1]) != 2<<20 {
+		t.Fatalf("repeat outputs of lengths %d, %v; want 1 and %d", len(outs), err, 2<<20)
+	}
+}
