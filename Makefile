@@ -8,17 +8,23 @@ LIGHT := ./job/... ./names/... ./wire/... ./store/... ./blob/... ./sdk/... ./wor
 	./activities/... ./containerworker/... ./nodeagent/... ./workers/...
 HEAVY := ./temporalserver/... ./devcluster/... ./tests/...
 
-.PHONY: demo test build bench vet deps
+.PHONY: demo test build bench vet workflowcheck deps
 
 demo: deps
 	./scripts/demo.sh
 
-test: deps vet
+WORKFLOWCHECK := go.temporal.io/sdk/contrib/tools/workflowcheck@v0.6.0
+
+test: deps vet workflowcheck
 	$(GO) test -race -count=1 $(LIGHT)
 	$(GO) test -count=1 -timeout 30m $(HEAVY)
 
 vet:
 	$(GO) vet ./...
+
+# Temporal's linter: workflow code must not call time.Now, start goroutines, etc.
+workflowcheck:
+	$(GO) run $(WORKFLOWCHECK) ./workflows/...
 
 build: deps
 	$(GO) build -o bin/burla ./cmd/burla
