@@ -28,11 +28,11 @@ for _ in $(seq 1 1800); do
 	sleep 0.1
 done
 [ -f "$data/ready.json" ] || { echo "burla dev not ready after 3 minutes" >&2; cat "$data/dev.log" >&2; exit 1; }
-sed -n '/is ready/,/Ctrl-C/p' "$data/dev.log"
+sed -n '/is ready/,/Ctrl-C stops/p' "$data/dev.log"
 
 field() { sed -n "s/.*\"$1\": *\"\([^\"]*\)\".*/\1/p" "$data/ready.json"; }
 export BURLA_TEMPORAL_ADDRESS=$(field temporal) BURLA_NATS_URL=$(field nats)
 
 echo
-echo "$ go run ./examples/quickstart"
+echo "$ bin/quickstart        # examples/quickstart: double over [1, 2, 3]"
 bin/quickstart

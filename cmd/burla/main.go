@@ -126,7 +126,11 @@ func runDev(ctx context.Context, args []string) error {
 	fmt.Printf("  Nodes     %d × %d CPUs, process runtime\n", a.Nodes, a.CPUs)
 	fmt.Printf("  Metrics   %s (each node's address is in its node record)\n", metricsAddr)
 	fmt.Printf("  Data      %s\n", *dataDir)
-	fmt.Printf("Programs connect with BURLA_TEMPORAL_ADDRESS=%s BURLA_NATS_URL=%s (the defaults). Ctrl-C stops the cluster.\n", a.Temporal, a.NATS)
+	if a.Temporal == "127.0.0.1:7233" && a.NATS == "nats://127.0.0.1:4222" {
+		fmt.Println("Programs using burla connect here by default. Ctrl-C stops the cluster.")
+	} else {
+		fmt.Printf("Programs connect with BURLA_TEMPORAL_ADDRESS=%s BURLA_NATS_URL=%s. Ctrl-C stops the cluster.\n", a.Temporal, a.NATS)
+	}
 	if *readyFile != "" {
 		if err := c.WriteReadyFile(*readyFile); err != nil {
 			return fmt.Errorf("write ready file: %w", err)
