@@ -44,6 +44,8 @@ type Control struct {
 	Now func() time.Time
 	// Metrics, if set, count what the activities do.
 	Metrics *ControlMetrics
+	// Temporal sends the job workflow's updates to its cluster.
+	Temporal ClusterUpdater
 }
 
 func (c *Control) now() time.Time {

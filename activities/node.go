@@ -32,6 +32,9 @@ type Runner interface {
 	Start(ctx context.Context, spec job.Spec, n int) (<-chan error, error)
 	// Stop takes the workers off the job and waits until they are idle.
 	Stop(ctx context.Context, jobID string)
+	// Reset restarts every worker, so that the next job finds them fresh, and waits
+	// until they are warm again.
+	Reset(ctx context.Context) error
 }
 
 // Node holds the activity a node agent runs.
@@ -103,4 +106,9 @@ func (a *Node) RunJobOnNode(ctx context.Context, in RunInput) (out RunOutput, er
 // failed input's index.
 func UserError(message string, index int64) error {
 	return temporal.NewNonRetryableApplicationError(message, names.ErrUserError, nil, index)
+}
+
+// ResetNode restarts the node's workers between jobs.
+func (a *Node) ResetNode(ctx context.Context) error {
+	return a.Runner.Reset(ctx)
 }

@@ -12,11 +12,8 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"strconv"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -27,10 +24,13 @@ import (
 
 	"github.com/burla-temporal/burla/activities"
 	"github.com/burla-temporal/burla/names"
+	"github.com/burla-temporal/burla/provider"
+	"github.com/burla-temporal/burla/provider/local"
 	"github.com/burla-temporal/burla/store/natsstore"
 	"github.com/burla-temporal/burla/store/natsstore/natsserver"
 	"github.com/burla-temporal/burla/temporalserver"
 	"github.com/burla-temporal/burla/workers"
+	"github.com/burla-temporal/burla/workflows"
 )
 
 // Config configures a dev cluster. The zero value of each port picks the default
@@ -75,9 +75,8 @@ type Cluster struct {
 	worker worker.Worker
 	addrs  Addresses
 
-	stopAgents context.CancelFunc
-	agents     sync.WaitGroup
-	closeOnce  sync.Once
+	local     *local.Provider
+	closeOnce sync.Once
 }
 
 func port(p, def int) int {
@@ -146,110 +145,105 @@ func Start(ctx context.Context, cfg Config) (_ *Cluster, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("dev cluster: connect to temporal: %w", err)
 	}
-	control := &activities.Control{Nodes: c.st, Queue: c.st, Jobs: c.st}
+	control := &activities.Control{Nodes: c.st, Queue: c.st, Jobs: c.st, Temporal: c.tc}
 	if cfg.Metrics != nil {
 		control.Metrics = activities.NewControlMetrics(cfg.Metrics)
 	}
-	c.worker = workers.Control(c.tc, control)
+	c.addrs = Addresses{Temporal: c.ts.FrontendHostPort(), Namespace: c.ts.Namespace(), UI: c.ts.UIAddress(),
+		NATS: c.nats.URL(), Metrics: cfg.MetricsURL, Nodes: cfg.Nodes, CPUs: cfg.CPUs}
+	c.local = local.New(local.Config{
+		Executable:      cfg.Executable,
+		TemporalAddress: c.addrs.Temporal,
+		Namespace:       c.addrs.Namespace,
+		NATSURL:         c.addrs.NATS,
+		DataDir:         filepath.Join(cfg.DataDir, "nodes"),
+		Logger:          cfg.Logger,
+	})
+	c.worker = workers.Control(c.tc, control, &activities.Nodes{Providers: provider.Set{"local": c.local}, Store: c.st})
 	if err := c.worker.Start(); err != nil {
 		return nil, fmt.Errorf("dev cluster: control worker: %w", err)
 	}
-	c.addrs = Addresses{Temporal: c.ts.FrontendHostPort(), Namespace: c.ts.Namespace(), UI: c.ts.UIAddress(),
-		NATS: c.nats.URL(), Metrics: cfg.MetricsURL, Nodes: cfg.Nodes, CPUs: cfg.CPUs}
 
-	actx, stop := context.WithCancel(context.Background())
-	c.stopAgents = stop
-	for i := 1; i <= cfg.Nodes; i++ {
-		id := "node-" + strconv.Itoa(i)
-		c.agents.Add(1)
-		go func() {
-			defer c.agents.Done()
-			c.superviseAgent(actx, id)
-		}()
-	}
-	if err := c.waitForNodes(ctx, cfg.Nodes); err != nil {
+	if err := c.upCluster(ctx, workflows.StandbySpec{Nodes: cfg.Nodes, CPUs: cfg.CPUs, Provider: "local"}); err != nil {
 		return nil, err
 	}
 	return c, nil
 }
 
-// Addresses returns where the cluster listens.
-func (c *Cluster) Addresses() Addresses { return c.addrs }
-
-// Client is the cluster's Temporal client.
-func (c *Cluster) Client() client.Client { return c.tc }
-
-func (c *Cluster) waitForNodes(ctx context.Context, n int) error {
-	ctx, cancel := context.WithTimeout(ctx, 60*time.Second)
-	defer cancel()
-	for {
-		nodes, err := c.st.ListNodes(ctx)
-		warm := 0
-		for _, node := range nodes {
-			if node.Warm == node.CPUs {
-				warm++
+// upCluster starts the default ClusterWorkflow, or, when it survived an earlier run
+// of the dev cluster, gives it this run's standby spec and replaces its nodes (they
+// died with that run). It returns once standby is ready.
+func (c *Cluster) upCluster(ctx context.Context, spec workflows.StandbySpec) error {
+	id := names.ClusterWorkflowID(names.DefaultCluster)
+	desc, err := c.tc.DescribeWorkflowExecution(ctx, id, "")
+	running := err == nil && desc.GetWorkflowExecutionInfo().GetStatus() == enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING
+	if running {
+		for _, u := range []struct {
+			name string
+			args []any
+		}{{names.UpdateSetStandby, []any{spec}}, {names.UpdateRestart, nil}} {
+			h, err := c.tc.UpdateWorkflow(ctx, client.UpdateWorkflowOptions{WorkflowID: id, UpdateName: u.name, Args: u.args, WaitForStage: client.WorkflowUpdateStageCompleted})
+			if err == nil {
+				err = h.Get(ctx, nil)
+			}
+			if err != nil {
+				return fmt.Errorf("dev cluster: %s: %w", u.name, err)
 			}
 		}
-		if err == nil && warm >= n {
-			return nil
+	} else {
+		_, err := c.tc.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: id, TaskQueue: names.TaskQueueControl}, names.WorkflowCluster,
+			workflows.ClusterInput{State: workflows.ClusterState{Name: names.DefaultCluster, Standby: spec}})
+		if err != nil {
+			return fmt.Errorf("dev cluster: start cluster workflow: %w", err)
+		}
+	}
+	return WaitReady(ctx, c.tc, names.DefaultCluster, spec.Nodes, 2*time.Minute)
+}
+
+// WaitReady waits until the cluster has n ready nodes.
+func WaitReady(ctx context.Context, tc client.Client, cluster string, n int, timeout time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	ready := 0
+	for {
+		if st, err := Status(ctx, tc, cluster); err == nil {
+			ready = 0
+			for _, nd := range st.Nodes {
+				if nd.State == workflows.NodeReady {
+					ready++
+				}
+			}
+			if ready >= n {
+				return nil
+			}
 		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("dev cluster: %d of %d nodes ready after waiting: %w", warm, n, ctx.Err())
-		case <-time.After(100 * time.Millisecond):
+			return fmt.Errorf("cluster %s: %d of %d standby nodes ready after %v: %w", cluster, ready, n, timeout, ctx.Err())
+		case <-time.After(50 * time.Millisecond):
 		}
 	}
 }
 
-// superviseAgent runs one node agent process and restarts it when it dies.
-func (c *Cluster) superviseAgent(ctx context.Context, id string) {
-	for ctx.Err() == nil {
-		cmd := exec.Command(c.cfg.Executable, "node-agent",
-			"--id", id,
-			"--cpus", strconv.Itoa(c.cfg.CPUs),
-			"--temporal", c.addrs.Temporal,
-			"--namespace", c.addrs.Namespace,
-			"--nats", c.addrs.NATS,
-			"--cache-dir", filepath.Join(c.cfg.DataDir, "nodes", id),
-		)
-		cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
-		// Children die with us, however we die.
-		cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-		if err := cmd.Start(); err != nil {
-			c.log.Error("could not start node agent", "node", id, "error", err)
-			return
-		}
-		exited := make(chan error, 1)
-		go func() { exited <- cmd.Wait() }()
-		select {
-		case err := <-exited:
-			c.log.Warn("node agent exited; restarting it", "node", id, "error", err)
-			select {
-			case <-ctx.Done():
-			case <-time.After(500 * time.Millisecond):
-			}
-		case <-ctx.Done():
-			_ = cmd.Process.Signal(syscall.SIGTERM)
-			select {
-			case <-exited:
-			case <-time.After(10 * time.Second):
-				_ = cmd.Process.Kill()
-				<-exited
-			}
-		}
+// Status queries a cluster's state.
+func Status(ctx context.Context, tc client.Client, cluster string) (workflows.ClusterState, error) {
+	var st workflows.ClusterState
+	v, err := tc.QueryWorkflow(ctx, names.ClusterWorkflowID(cluster), "", names.QueryStatus)
+	if err != nil {
+		return st, fmt.Errorf("cluster %s status: %w", cluster, err)
 	}
+	return st, v.Get(&st)
 }
 
 // Close stops everything the cluster started, node agents first.
 func (c *Cluster) Close() error {
 	var errs []error
 	c.closeOnce.Do(func() {
-		if c.stopAgents != nil {
-			c.stopAgents()
-			c.agents.Wait()
-		}
 		if c.worker != nil {
 			c.worker.Stop()
+		}
+		if c.local != nil {
+			c.local.Close() // the nodes; their workflows find them lost or restart them next time
 		}
 		if c.tc != nil {
 			c.tc.Close()
@@ -281,3 +275,9 @@ func (c *Cluster) WriteReadyFile(path string) error {
 	}
 	return os.Rename(tmp, path)
 }
+
+// Addresses returns where the cluster listens.
+func (c *Cluster) Addresses() Addresses { return c.addrs }
+
+// Client is the cluster's Temporal client.
+func (c *Cluster) Client() client.Client { return c.tc }

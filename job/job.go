@@ -15,7 +15,9 @@ import (
 // with which resources. It is the JobWorkflow's argument and is handed to every node
 // that works on the job, so it carries counts and digests, never inputs.
 type Spec struct {
-	ID       string `json:"id"`
+	ID string `json:"id"`
+	// Cluster is the cluster the job runs on; empty means names.DefaultCluster.
+	Cluster  string `json:"cluster,omitempty"`
 	Function string `json:"function"`
 	// Binary is the SHA-256 (hex) of the executable that serves Function in worker
 	// mode; it is fetched from the blob store under BinaryKey(Binary).

@@ -17,7 +17,39 @@ func NodeTaskQueue(nodeID string) string { return "node-" + nodeID }
 
 // Workflow types.
 const (
-	WorkflowJob = "JobWorkflow"
+	WorkflowJob      = "JobWorkflow"
+	WorkflowCluster  = "ClusterWorkflow"
+	WorkflowNode     = "NodeWorkflow"
+	WorkflowEnvBuild = "EnvBuildWorkflow"
+)
+
+// DefaultCluster is the cluster a job runs on when it names none.
+const DefaultCluster = "default"
+
+// ClusterWorkflowID is the workflow ID of a cluster's ClusterWorkflow.
+func ClusterWorkflowID(cluster string) string { return "burla-cluster-" + cluster }
+
+// NodeWorkflowID is the workflow ID of a node's NodeWorkflow.
+func NodeWorkflowID(nodeID string) string { return "burla-node-" + nodeID }
+
+// EnvBuildWorkflowID is the workflow ID of the build of an environment, so that
+// concurrent jobs with the same environment share one build.
+func EnvBuildWorkflowID(digest string) string { return "burla-env-" + digest }
+
+// Updates, signals and queries.
+const (
+	UpdateReserve    = "reserve"     // job → cluster: nodes for a job
+	UpdateSetStandby = "set-standby" // CLI → cluster: change the standby spec
+	UpdateRestart    = "restart"     // CLI → cluster: replace every idle node
+	UpdateShutdown   = "shutdown"    // CLI → cluster: delete every node and end
+	SignalRelease    = "release"     // job → cluster: the job has ended
+	SignalNodeEvent  = "node-event"  // node → cluster: ready, lost, deleted, failed
+	SignalRegistered = "registered"  // node agent → node: the agent is up
+	SignalDeleteNode = "delete"      // cluster → node
+	SignalResetNode  = "reset"       // cluster → node: restart the node's workers
+	SignalNodesAdded = "nodes-added" // cluster → job: more nodes for the job
+	SignalNodeLost   = "node-lost"   // cluster → job: a node of the job is gone
+	QueryStatus      = "status"      // cluster's state
 )
 
 // Activity types.
@@ -26,6 +58,12 @@ const (
 	ActivityRunJobOnNode = "RunJobOnNode"
 	ActivityWatchClient  = "WatchClient"
 	ActivityFinishJob    = "FinishJob"
+	ActivityReserveNodes = "ReserveNodes"
+	ActivityCreateNode   = "CreateNode"
+	ActivityDeleteNode   = "DeleteNode"
+	ActivityWatchNode    = "WatchNode"
+	ActivityResetNode    = "ResetNode"
+	ActivityInspectBin   = "InspectBinary"
 )
 
 // Search attributes set on job workflows, so that jobs can be listed with the
@@ -45,4 +83,5 @@ const (
 	ErrBadBinary       = "BadBinary"       // the shipped binary cannot be started on the node
 	ErrClientGone      = "ClientGone"      // the caller stopped heartbeating a job that was not detached
 	ErrNodesLost       = "NodesLost"       // every node working on the job was lost
+	ErrShuttingDown    = "ClusterShutdown" // the cluster is shutting down
 )

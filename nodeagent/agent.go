@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"go.temporal.io/api/serviceerror"
 	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/client"
 	tlog "go.temporal.io/sdk/log"
@@ -33,7 +34,9 @@ import (
 
 // Config configures a node agent.
 type Config struct {
-	ID              string
+	ID string
+	// Cluster is the cluster the node belongs to.
+	Cluster         string
 	CPUs            int
 	RAMMB           int
 	TemporalAddress string
@@ -109,10 +112,29 @@ func Run(ctx context.Context, cfg Config) error {
 			log.Warn("could not register node", "error", err)
 		}
 	}
+	// The node is ready once its workers are warm.
+	for warmed := time.Now(); ; {
+		if _, warm := p.state(); warm == cfg.CPUs || time.Since(warmed) > 30*time.Second {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+	register()
+	// Tell the node's workflow the agent is up. A node started by hand has none.
+	if err := tc.SignalWorkflow(ctx, names.NodeWorkflowID(cfg.ID), "", names.SignalRegistered, nil); err != nil {
+		var nf *serviceerror.NotFound
+		if !errors.As(err, &nf) {
+			return fmt.Errorf("node %s: register with its workflow: %w", cfg.ID, err)
+		}
+		log.Info("node has no NodeWorkflow; running unmanaged")
+	}
 	t := time.NewTicker(natsstore.NodeTTL / 5)
 	defer t.Stop()
 	for {
-		register()
 		select {
 		case <-ctx.Done():
 			dctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
@@ -120,6 +142,7 @@ func Run(ctx context.Context, cfg Config) error {
 			cancel()
 			return nil
 		case <-t.C:
+			register()
 		}
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"os"
 	"os/exec"
+	"slices"
 	"sync"
 	"syscall"
 	"time"
@@ -103,8 +104,9 @@ func (p *pool) keep(ctx context.Context, s *slot) {
 			close(s.idle)
 			s.idle = nil
 		}
+		retired := w.retired
 		p.mu.Unlock()
-		if ctx.Err() == nil {
+		if ctx.Err() == nil && !retired {
 			p.restarts.Inc()
 			p.log.Warn("container worker exited; restarting it", "slot", s.i, "status", w.status())
 		}
@@ -118,6 +120,8 @@ type workerProc struct {
 	enc    *json.Encoder
 	exited chan struct{}
 	err    error
+	// retired is set when the pool ends the worker on purpose (a reset); p.mu guards it.
+	retired bool
 }
 
 func (w *workerProc) status() string {
@@ -320,4 +324,51 @@ func contains(xs []int, x int) bool {
 		}
 	}
 	return false
+}
+
+// Reset implements activities.Runner: every worker is restarted, so that nothing of
+// the last job survives in them, and Reset returns once all are warm again.
+func (p *pool) Reset(ctx context.Context) error {
+	p.mu.Lock()
+	if p.run != nil {
+		p.mu.Unlock()
+		return fmt.Errorf("reset while on job %s", p.run.spec.ID)
+	}
+	var old []*workerProc
+	for _, s := range p.slots {
+		if s.w != nil {
+			old = append(old, s.w)
+			s.w.retired = true
+			s.w.stdin.Close() // a worker exits when its stdin closes; keep restarts it
+		}
+	}
+	p.mu.Unlock()
+	for _, w := range old {
+		select {
+		case <-w.exited:
+		case <-time.After(5 * time.Second):
+			_ = syscall.Kill(-w.cmd.Process.Pid, syscall.SIGKILL)
+			<-w.exited
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	for {
+		p.mu.Lock()
+		warm := 0
+		for _, s := range p.slots {
+			if s.w != nil && !slices.Contains(old, s.w) {
+				warm++
+			}
+		}
+		p.mu.Unlock()
+		if warm == len(p.slots) {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
 }

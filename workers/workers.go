@@ -13,11 +13,11 @@ import (
 	"github.com/burla-temporal/burla/workflows"
 )
 
-// Control returns the control-plane worker: the job workflow and the activities that
-// touch only the store.
-func Control(c client.Client, a *activities.Control) worker.Worker {
+// Control returns the control-plane worker: the job, cluster and node workflows and
+// the activities that touch the store and the node providers.
+func Control(c client.Client, a *activities.Control, n *activities.Nodes) worker.Worker {
 	w := worker.New(c, names.TaskQueueControl, worker.Options{})
-	RegisterControl(w, a)
+	RegisterControl(w, a, n)
 	return w
 }
 
@@ -28,19 +28,26 @@ type Registry interface {
 }
 
 // RegisterControl registers the control plane's workflows and activities on r.
-func RegisterControl(r Registry, a *activities.Control) {
+func RegisterControl(r Registry, a *activities.Control, n *activities.Nodes) {
 	r.RegisterWorkflowWithOptions(workflows.Job, workflow.RegisterOptions{Name: names.WorkflowJob})
+	r.RegisterWorkflowWithOptions(workflows.Cluster, workflow.RegisterOptions{Name: names.WorkflowCluster})
+	r.RegisterWorkflowWithOptions(workflows.Node, workflow.RegisterOptions{Name: names.WorkflowNode})
 	r.RegisterActivityWithOptions(a.PlaceNodes, activity.RegisterOptions{Name: names.ActivityPlaceNodes})
+	r.RegisterActivityWithOptions(a.ReserveNodes, activity.RegisterOptions{Name: names.ActivityReserveNodes})
 	r.RegisterActivityWithOptions(a.WatchClient, activity.RegisterOptions{Name: names.ActivityWatchClient})
 	r.RegisterActivityWithOptions(a.FinishJob, activity.RegisterOptions{Name: names.ActivityFinishJob})
+	r.RegisterActivityWithOptions(n.CreateNode, activity.RegisterOptions{Name: names.ActivityCreateNode})
+	r.RegisterActivityWithOptions(n.DeleteNode, activity.RegisterOptions{Name: names.ActivityDeleteNode})
+	r.RegisterActivityWithOptions(n.WatchNode, activity.RegisterOptions{Name: names.ActivityWatchNode})
 }
 
-// Node returns a node agent's worker: it runs one job's share at a time, because a
-// node serves one job at a time.
+// Node returns a node agent's worker: it runs one activity at a time, because a node
+// serves one job at a time and is reset between jobs.
 func Node(c client.Client, nodeID string, a *activities.Node) worker.Worker {
 	w := worker.New(c, names.NodeTaskQueue(nodeID), worker.Options{
 		MaxConcurrentActivityExecutionSize: 1,
 	})
 	w.RegisterActivityWithOptions(a.RunJobOnNode, activity.RegisterOptions{Name: names.ActivityRunJobOnNode})
+	w.RegisterActivityWithOptions(a.ResetNode, activity.RegisterOptions{Name: names.ActivityResetNode})
 	return w
 }

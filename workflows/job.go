@@ -47,13 +47,30 @@ func Job(ctx workflow.Context, in JobInput) (JobOutput, error) {
 	}
 	setState(ctx, job.StatePlacing)
 
+	// Version 1 asks the job's ClusterWorkflow for nodes; the default version (jobs
+	// recorded before clusters existed) placed them from the node registry.
+	placement := workflow.GetVersion(ctx, "cluster-reserve", workflow.DefaultVersion, 1)
 	lctx := workflow.WithLocalActivityOptions(ctx, workflow.LocalActivityOptions{
 		StartToCloseTimeout: 10 * time.Second,
 		RetryPolicy:         &temporal.RetryPolicy{InitialInterval: 200 * time.Millisecond, MaximumAttempts: 5},
 	})
 	var placed activities.PlaceOutput
-	if err := workflow.ExecuteLocalActivity(lctx, names.ActivityPlaceNodes, activities.PlaceInput{Spec: spec}).Get(ctx, &placed); err != nil {
-		return end(ctx, spec, job.StateFailed, JobOutput{}, unwrapActivity(err))
+	var err error
+	if placement == workflow.DefaultVersion {
+		err = workflow.ExecuteLocalActivity(lctx, names.ActivityPlaceNodes, activities.PlaceInput{Spec: spec}).Get(ctx, &placed)
+	} else {
+		lctx = workflow.WithLocalActivityOptions(ctx, workflow.LocalActivityOptions{
+			// A job that needs nodes the cluster must first start waits here.
+			StartToCloseTimeout: 6 * time.Minute,
+			RetryPolicy: &temporal.RetryPolicy{InitialInterval: 200 * time.Millisecond, MaximumAttempts: 5,
+				NonRetryableErrorTypes: []string{names.ErrNoNodes, names.ErrShuttingDown}},
+		})
+		var resp activities.ReserveResponse
+		err = workflow.ExecuteLocalActivity(lctx, names.ActivityReserveNodes, reserveRequest(spec)).Get(ctx, &resp)
+		placed.Nodes = resp.Nodes
+	}
+	if err != nil {
+		return end(ctx, spec, placement, job.StateFailed, JobOutput{}, unwrapActivity(err))
 	}
 	setState(ctx, job.StateRunning)
 
@@ -63,10 +80,23 @@ func Job(ctx workflow.Context, in JobInput) (JobOutput, error) {
 	var (
 		outcome   job.State
 		outErr    error
-		nodesLeft = len(placed.Nodes)
+		nodesLeft = len(placed.Nodes) // nodes not yet lost
+		running   = 0                 // node activities not yet ended
+		used      = 0                 // nodes the job has run on
+		stops     = map[string]workflow.CancelFunc{}
 	)
-	for _, n := range placed.Nodes {
-		actx := workflow.WithActivityOptions(runCtx, workflow.ActivityOptions{
+	runOn := func(n activities.Assignment) {
+		nctx := runCtx
+		if placement != workflow.DefaultVersion {
+			// Each node's activity can be stopped alone (its node is lost). Jobs of the
+			// default version cancelled all at once, in this order, and must still.
+			var stop workflow.CancelFunc
+			nctx, stop = workflow.WithCancel(runCtx)
+			stops[n.NodeID] = stop
+		}
+		running++
+		used++
+		actx := workflow.WithActivityOptions(nctx, workflow.ActivityOptions{
 			TaskQueue:           n.TaskQueue,
 			StartToCloseTimeout: 7 * 24 * time.Hour,
 			HeartbeatTimeout:    nodeHeartbeat,
@@ -79,6 +109,7 @@ func Job(ctx workflow.Context, in JobInput) (JobOutput, error) {
 		f := workflow.ExecuteActivity(actx, names.ActivityRunJobOnNode, activities.RunInput{Spec: spec, Workers: n.Workers})
 		node := n.NodeID
 		sel.AddFuture(f, func(f workflow.Future) {
+			running--
 			var out activities.RunOutput
 			err := f.Get(ctx, &out)
 			switch {
@@ -91,13 +122,16 @@ func Job(ctx workflow.Context, in JobInput) (JobOutput, error) {
 				outcome, outErr = job.StateFailed, unwrapActivity(err)
 			default:
 				log.Warn("node lost its share of the job", "node", node, "error", err)
-				if nodesLeft--; nodesLeft == 0 {
+				if nodesLeft--; nodesLeft == 0 && placement == workflow.DefaultVersion {
 					outcome = job.StateFailed
 					outErr = temporal.NewNonRetryableApplicationError(
 						fmt.Sprintf("every node working on the job was lost; the last error: %v", err), names.ErrNodesLost, nil)
 				}
 			}
 		})
+	}
+	for _, n := range placed.Nodes {
+		runOn(n)
 	}
 	if !spec.Detached {
 		wctx := workflow.WithActivityOptions(runCtx, workflow.ActivityOptions{
@@ -115,20 +149,79 @@ func Job(ctx workflow.Context, in JobInput) (JobOutput, error) {
 	}
 	cancelled := false
 	sel.AddReceive(ctx.Done(), func(workflow.ReceiveChannel, bool) { cancelled = true })
+	if placement != workflow.DefaultVersion {
+		// The cluster hands the job nodes as they become ready (a grow or a
+		// replacement) and says when one of them is lost.
+		sel.AddReceive(workflow.GetSignalChannel(ctx, names.SignalNodesAdded), func(ch workflow.ReceiveChannel, _ bool) {
+			var added NodesAdded
+			ch.Receive(ctx, &added)
+			for _, n := range added.Nodes {
+				if _, dup := stops[n.NodeID]; !dup && outcome == "" {
+					nodesLeft++
+					runOn(n)
+				}
+			}
+		})
+		sel.AddReceive(workflow.GetSignalChannel(ctx, names.SignalNodeLost), func(ch workflow.ReceiveChannel, _ bool) {
+			var lost NodeLost
+			ch.Receive(ctx, &lost)
+			if stop, ok := stops[lost.NodeID]; ok {
+				log.Warn("cluster lost a node of the job", "node", lost.NodeID)
+				stop()
+			}
+		})
+	}
+	starvedSince := time.Time{}
 	for outcome == "" && !cancelled {
+		if placement != workflow.DefaultVersion && running == 0 {
+			// No node works on the job: the cluster is replacing them. Give up if
+			// none comes for a long time.
+			if starvedSince.IsZero() {
+				starvedSince = workflow.Now(ctx)
+			}
+			ok, err := workflow.AwaitWithTimeout(ctx, nodeStarvation-workflow.Now(ctx).Sub(starvedSince), func() bool { return sel.HasPending() })
+			if err == nil && !ok {
+				outcome = job.StateFailed
+				outErr = temporal.NewNonRetryableApplicationError(
+					fmt.Sprintf("every node working on the job was lost and none replaced them within %v", nodeStarvation), names.ErrNodesLost, nil)
+				break
+			}
+		} else {
+			starvedSince = time.Time{}
+		}
 		sel.Select(ctx)
 	}
 	stopRun()
 	if cancelled {
 		outcome, outErr = job.StateCancelled, ctx.Err()
 	}
-	return end(ctx, spec, outcome, JobOutput{State: outcome, Nodes: len(placed.Nodes)}, outErr)
+	return end(ctx, spec, placement, outcome, JobOutput{State: outcome, Nodes: used}, outErr)
+}
+
+// nodeStarvation is how long a job on a cluster waits without any node before it fails.
+const nodeStarvation = 5 * time.Minute
+
+func reserveRequest(spec job.Spec) activities.ReserveRequest {
+	slots := spec.Inputs
+	if spec.MaxParallelism > 0 {
+		slots = min(slots, spec.MaxParallelism)
+	}
+	cluster := spec.Cluster
+	if cluster == "" {
+		cluster = names.DefaultCluster
+	}
+	return activities.ReserveRequest{Cluster: cluster, JobID: spec.ID, Slots: max(slots, 1), FuncCPU: spec.FuncCPU, FuncRAMMB: spec.FuncRAMMB}
 }
 
 // end cleans up after a job, records its final state and returns its outcome. It
 // runs on a disconnected context so that a cancelled job is cleaned up too.
-func end(ctx workflow.Context, spec job.Spec, state job.State, out JobOutput, err error) (JobOutput, error) {
+func end(ctx workflow.Context, spec job.Spec, placement workflow.Version, state job.State, out JobOutput, err error) (JobOutput, error) {
 	dctx, _ := workflow.NewDisconnectedContext(ctx)
+	if placement != workflow.DefaultVersion {
+		// The cluster resets the job's nodes and returns them to standby.
+		req := reserveRequest(spec)
+		workflow.SignalExternalWorkflow(dctx, names.ClusterWorkflowID(req.Cluster), "", names.SignalRelease, ReleaseRequest{JobID: spec.ID})
+	}
 	dctx = workflow.WithActivityOptions(dctx, workflow.ActivityOptions{
 		TaskQueue:           names.TaskQueueControl,
 		StartToCloseTimeout: 30 * time.Second,

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stretchr/testify/mock"
 	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/testsuite"
@@ -74,8 +75,15 @@ func newEnv(t *testing.T, nodes []store.Node, runNode func(context.Context, acti
 	var s testsuite.WorkflowTestSuite
 	e := s.NewTestWorkflowEnvironment()
 	st := &fakeStore{nodes: nodes}
-	workers.RegisterControl(e, &activities.Control{Nodes: st, Queue: st, Jobs: st})
+	workers.RegisterControl(e, &activities.Control{Nodes: st, Queue: st, Jobs: st}, &activities.Nodes{})
 	e.RegisterActivityWithOptions(runNode, activity.RegisterOptions{Name: names.ActivityRunJobOnNode})
+	// The cluster's answer to a reserve, without a ClusterWorkflow: the same placement
+	// over the same nodes.
+	e.RegisterActivityWithOptions(func(ctx context.Context, r activities.ReserveRequest) (activities.ReserveResponse, error) {
+		out, err := activities.Place(job.Spec{ID: r.JobID, Inputs: r.Slots, FuncCPU: r.FuncCPU, FuncRAMMB: r.FuncRAMMB}, st.nodes)
+		return activities.ReserveResponse{Nodes: out.Nodes}, err
+	}, activity.RegisterOptions{Name: names.ActivityReserveNodes, DisableAlreadyRegisteredCheck: true})
+	e.OnSignalExternalWorkflow(mock.Anything, names.ClusterWorkflowID(names.DefaultCluster), "", names.SignalRelease, mock.Anything).Return(nil)
 	return env{e, st}
 }
 

@@ -143,6 +143,7 @@ func runDev(ctx context.Context, args []string) error {
 func runNodeAgent(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("burla node-agent", flag.ExitOnError)
 	id := fs.String("id", "", "node ID (lower-case letters, digits, dashes)")
+	cluster := fs.String("cluster", "default", "the cluster the node belongs to")
 	cpus := fs.Int("cpus", 2, "CPUs: one warm worker per CPU")
 	ramMB := fs.Int("ram-mb", 0, "memory in MB (0: not limited)")
 	temporal := fs.String("temporal", "127.0.0.1:7233", "Temporal frontend host:port")
@@ -165,7 +166,7 @@ func runNodeAgent(ctx context.Context, args []string) error {
 		return err
 	}
 	return nodeagent.Run(ctx, nodeagent.Config{
-		ID: *id, CPUs: *cpus, RAMMB: *ramMB,
+		ID: *id, Cluster: *cluster, CPUs: *cpus, RAMMB: *ramMB,
 		TemporalAddress: *temporal, Namespace: *namespace, NATSURL: *nats,
 		CacheDir:   *cacheDir,
 		WorkerArgv: []string{exe, "container-worker", "--node", *id, "--nats", *nats, "--cache-dir", *cacheDir},

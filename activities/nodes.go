@@ -1,0 +1,145 @@
+package activities
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"go.temporal.io/sdk/activity"
+	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/temporal"
+
+	"github.com/burla-temporal/burla/names"
+	"github.com/burla-temporal/burla/provider"
+	"github.com/burla-temporal/burla/store"
+)
+
+// ReserveRequest asks a cluster for nodes for a job.
+type ReserveRequest struct {
+	Cluster   string
+	JobID     string
+	Slots     int // calls the job wants to run at once
+	FuncCPU   int
+	FuncRAMMB int
+}
+
+// ReserveResponse is the nodes a job got at once; more may follow by signal.
+type ReserveResponse struct {
+	Nodes []Assignment
+}
+
+// ClusterUpdater sends Workflow Updates; it is the part of client.Client ReserveNodes needs.
+type ClusterUpdater interface {
+	UpdateWorkflow(ctx context.Context, options client.UpdateWorkflowOptions) (client.WorkflowUpdateHandle, error)
+}
+
+// ReserveNodes asks the job's cluster for nodes with a Workflow Update, so that the
+// cluster's validator can refuse at once (a cluster shutting down) and the answer
+// comes back in one round trip. Workflows cannot send updates, so the job workflow
+// runs this as a local activity.
+func (c *Control) ReserveNodes(ctx context.Context, r ReserveRequest) (ReserveResponse, error) {
+	if c.Temporal == nil {
+		return ReserveResponse{}, temporal.NewNonRetryableApplicationError("this control plane has no Temporal client for cluster updates", "Misconfigured", nil)
+	}
+	h, err := c.Temporal.UpdateWorkflow(ctx, client.UpdateWorkflowOptions{
+		WorkflowID:   names.ClusterWorkflowID(r.Cluster),
+		UpdateName:   names.UpdateReserve,
+		Args:         []any{r},
+		WaitForStage: client.WorkflowUpdateStageCompleted,
+	})
+	if err != nil {
+		return ReserveResponse{}, fmt.Errorf("reserve nodes of cluster %s for job %s: %w", r.Cluster, r.JobID, err)
+	}
+	var resp ReserveResponse
+	if err := h.Get(ctx, &resp); err != nil {
+		return ReserveResponse{}, err
+	}
+	if c.Metrics != nil {
+		c.Metrics.JobsPlaced.Inc()
+	}
+	return resp, nil
+}
+
+// Nodes holds the node-lifecycle activities of the control plane.
+type Nodes struct {
+	Providers provider.Set
+	Store     store.Nodes
+	// Poll is how often WatchNode looks at the node's record; zero means 1s.
+	Poll time.Duration
+	// Grace is how long a node's record may be missing before the node is lost;
+	// zero means 5s (on top of the record's own time-to-live).
+	Grace time.Duration
+}
+
+// CreateNodeInput is a node to create.
+type CreateNodeInput struct {
+	Provider string
+	Spec     provider.NodeSpec
+}
+
+// CreateNode creates a node with its provider; it is idempotent.
+func (n *Nodes) CreateNode(ctx context.Context, in CreateNodeInput) error {
+	p, err := n.Providers.Get(in.Provider)
+	if err != nil {
+		return temporal.NewNonRetryableApplicationError(err.Error(), "UnknownProvider", err)
+	}
+	return p.Create(ctx, in.Spec)
+}
+
+// DeleteNodeInput is a node to delete.
+type DeleteNodeInput struct {
+	Provider string
+	ID       string
+}
+
+// DeleteNode deletes a node with its provider and drops its record; it is idempotent.
+func (n *Nodes) DeleteNode(ctx context.Context, in DeleteNodeInput) error {
+	p, err := n.Providers.Get(in.Provider)
+	if err != nil {
+		return temporal.NewNonRetryableApplicationError(err.Error(), "UnknownProvider", err)
+	}
+	if err := p.Delete(ctx, in.ID); err != nil {
+		return err
+	}
+	return n.Store.DeleteNode(ctx, in.ID)
+}
+
+// WatchNodeInput names a node to watch.
+type WatchNodeInput struct {
+	ID string
+}
+
+// WatchNode returns once the node's agent has stopped refreshing its record: the
+// node is lost. It heartbeats while the node lives.
+func (n *Nodes) WatchNode(ctx context.Context, in WatchNodeInput) error {
+	poll, grace := n.Poll, n.Grace
+	if poll <= 0 {
+		poll = time.Second
+	}
+	if grace <= 0 {
+		grace = 5 * time.Second
+	}
+	lastSeen := time.Now()
+	t := time.NewTicker(poll)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-t.C:
+		}
+		activity.RecordHeartbeat(ctx)
+		nodes, err := n.Store.ListNodes(ctx)
+		if err != nil {
+			continue // the store being away says nothing about the node
+		}
+		for _, nd := range nodes {
+			if nd.ID == in.ID {
+				lastSeen = time.Now()
+			}
+		}
+		if time.Since(lastSeen) > grace {
+			return nil
+		}
+	}
+}

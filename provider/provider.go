@@ -1,0 +1,51 @@
+// Package provider is the contract for where nodes come from: a local process, a
+// Docker container, a cloud VM. The NodeWorkflow's activities call a Provider to
+// create and delete the node it owns; both calls are idempotent, because Temporal
+// retries activities.
+package provider
+
+import (
+	"context"
+	"fmt"
+)
+
+// NodeSpec is a node to create.
+type NodeSpec struct {
+	ID      string `json:"id"`
+	Cluster string `json:"cluster"`
+	CPUs    int    `json:"cpus"`
+	RAMMB   int    `json:"ram_mb,omitempty"`
+}
+
+// Provider creates and deletes nodes. A created node runs a node agent that
+// registers itself with its NodeWorkflow. Implementations are safe for concurrent
+// use.
+type Provider interface {
+	// Name is the provider's name in a standby spec ("local", "docker", "gce").
+	Name() string
+	// Create makes the node and starts its agent. Creating a node that exists (and
+	// runs) is not an error.
+	Create(ctx context.Context, n NodeSpec) error
+	// Delete stops and removes the node. Deleting a node that does not exist is not
+	// an error.
+	Delete(ctx context.Context, id string) error
+	// List returns the IDs of the nodes of cluster this provider knows of, so that
+	// orphans can be found.
+	List(ctx context.Context, cluster string) ([]string, error)
+}
+
+// Set is the providers a control plane can use, by name.
+type Set map[string]Provider
+
+// Get returns the named provider.
+func (s Set) Get(name string) (Provider, error) {
+	p, ok := s[name]
+	if !ok {
+		names := make([]string, 0, len(s))
+		for n := range s {
+			names = append(names, n)
+		}
+		return nil, fmt.Errorf("no provider %q in this control plane (it has %v)", name, names)
+	}
+	return p, nil
+}
