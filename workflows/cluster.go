@@ -358,7 +358,9 @@ func (c *cluster) reserve(ctx workflow.Context, r activities.ReserveRequest) (ac
 	cl := &JobClaim{JobID: r.JobID, Slots: r.Slots, FuncCPU: r.FuncCPU, FuncRAMMB: r.FuncRAMMB}
 	c.st.Jobs[r.JobID] = cl
 	if !readyFit() {
-		// Nothing ready: grow for the job (below) and wait for its first node.
+		// Nothing ready: take what is coming (nodes resetting or starting), grow
+		// for the rest, and wait for the job's first node.
+		c.earmark(cl, fits)
 		c.grow(cl, perNode)
 		ok, err := workflow.AwaitWithTimeout(ctx, 5*time.Minute, func() bool { return len(cl.Nodes) > 0 || c.st.ShuttingDown })
 		if err != nil {
@@ -385,9 +387,26 @@ func (c *cluster) reserve(ctx workflow.Context, r activities.ReserveRequest) (ac
 			resp.Nodes = append(resp.Nodes, c.assign(nd, cl))
 		}
 	}
+	c.earmark(cl, fits)
 	c.grow(cl, perNode)
 	c.ensureStandby()
 	return resp, nil
+}
+
+// earmark sets idle nodes that are resetting or starting aside for a claim that
+// wants more than it holds: they go to it when they are ready, which is sooner than
+// a node started now would be.
+func (c *cluster) earmark(cl *JobClaim, fits func(*ClusterNode) bool) {
+	coming := c.claimed(cl)
+	for _, nd := range c.sortedNodes() {
+		if coming >= cl.Slots {
+			return
+		}
+		if nd.Job == "" && (nd.State == NodeResetting || nd.State == NodeProvisioning) && fits(nd) {
+			nd.Job = cl.JobID
+			coming += slotsOn(nd, cl.FuncCPU, cl.FuncRAMMB)
+		}
+	}
 }
 
 // grow starts nodes for a claim that wants more slots than it holds or has coming.
@@ -397,8 +416,8 @@ func (c *cluster) grow(cl *JobClaim, perNode int) {
 	}
 	coming := 0
 	for _, nd := range c.st.Nodes {
-		if nd.Job == cl.JobID && nd.State == NodeProvisioning {
-			coming += perNode
+		if nd.Job == cl.JobID && (nd.State == NodeProvisioning || nd.State == NodeResetting) {
+			coming += slotsOn(nd, cl.FuncCPU, cl.FuncRAMMB)
 		}
 	}
 	maxGrow := c.st.Standby.MaxGrow
@@ -494,8 +513,8 @@ func (c *cluster) release(jobID string) {
 			}
 			nd.State = NodeResetting
 			c.signalNode(nd.ID, names.SignalResetNode)
-		case NodeProvisioning:
-			nd.Job = "" // a grow the job no longer needs: it joins standby, or goes
+		case NodeProvisioning, NodeResetting:
+			nd.Job = "" // set aside for the job, no longer needed: it joins standby, or goes
 		}
 	}
 }

@@ -1,0 +1,278 @@
+package workflows_test
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/mock"
+	"go.temporal.io/sdk/converter"
+	"go.temporal.io/sdk/testsuite"
+	"go.temporal.io/sdk/workflow"
+
+	"github.com/burla-temporal/burla/activities"
+	"github.com/burla-temporal/burla/names"
+	"github.com/burla-temporal/burla/workflows"
+)
+
+// fakeNode stands in for NodeWorkflow: ready after a second, reset on request, gone
+// when deleted, or lost when the test says "lose".
+func fakeNode(ctx workflow.Context, in workflows.NodeInput) error {
+	tell := func(event string) {
+		workflow.SignalExternalWorkflow(ctx, in.ClusterWorkflowID, "", names.SignalNodeEvent,
+			workflows.NodeEvent{NodeID: in.Spec.ID, Event: event}).Get(ctx, nil)
+	}
+	workflow.Sleep(ctx, time.Second)
+	tell("ready")
+	for {
+		var signal string
+		sel := workflow.NewSelector(ctx)
+		for _, name := range []string{names.SignalDeleteNode, names.SignalResetNode, "lose"} {
+			sel.AddReceive(workflow.GetSignalChannel(ctx, name), func(ch workflow.ReceiveChannel, _ bool) {
+				ch.Receive(ctx, nil)
+				signal = name
+			})
+		}
+		sel.Select(ctx)
+		switch signal {
+		case names.SignalDeleteNode:
+			tell("deleted")
+			return nil
+		case "lose":
+			tell("lost")
+			return nil
+		case names.SignalResetNode:
+			workflow.Sleep(ctx, 500*time.Millisecond)
+			tell("ready")
+		}
+	}
+}
+
+type clusterEnv struct {
+	*testsuite.TestWorkflowEnvironment
+	t *testing.T
+}
+
+func newClusterEnv(t *testing.T) clusterEnv {
+	var s testsuite.WorkflowTestSuite
+	e := s.NewTestWorkflowEnvironment()
+	e.RegisterWorkflowWithOptions(workflows.Cluster, workflow.RegisterOptions{Name: names.WorkflowCluster})
+	e.RegisterWorkflowWithOptions(fakeNode, workflow.RegisterOptions{Name: names.WorkflowNode})
+	return clusterEnv{e, t}
+}
+
+// acceptJobSignals accepts and drops signals to job workflows, which do not run
+// here. Tests that check such signals mock them first.
+func (e clusterEnv) acceptJobSignals() {
+	e.OnSignalExternalWorkflow(mock.Anything, mock.MatchedBy(func(id string) bool { return strings.HasPrefix(id, "j-") }),
+		mock.Anything, mock.Anything, mock.Anything).Return(nil)
+}
+
+func (e clusterEnv) status() workflows.ClusterState {
+	e.t.Helper()
+	v, err := e.QueryWorkflow(names.QueryStatus)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	var st workflows.ClusterState
+	if err := v.Get(&st); err != nil {
+		e.t.Fatal(err)
+	}
+	return st
+}
+
+func count(st workflows.ClusterState, state workflows.NodeState) int {
+	n := 0
+	for _, nd := range st.Nodes {
+		if nd.State == state {
+			n++
+		}
+	}
+	return n
+}
+
+// update sends an update; done gets its outcome once the handler returns.
+func (e clusterEnv) update(name string, done func(resp activities.ReserveResponse, err error), args ...any) {
+	if done == nil {
+		done = func(activities.ReserveResponse, error) {}
+	}
+	e.UpdateWorkflow(name, "", &testsuite.TestUpdateCallback{
+		OnAccept: func() {},
+		OnReject: func(err error) { done(activities.ReserveResponse{}, err) },
+		OnComplete: func(v interface{}, err error) {
+			var resp activities.ReserveResponse
+			switch v := v.(type) {
+			case activities.ReserveResponse:
+				resp = v
+			case converter.EncodedValue:
+				if v != nil && v.HasValue() {
+					_ = v.Get(&resp)
+				}
+			}
+			done(resp, err)
+		},
+	}, args...)
+}
+
+var standby = workflows.StandbySpec{Nodes: 2, CPUs: 2, Provider: "local"}
+
+func start(e clusterEnv) {
+	e.acceptJobSignals()
+	e.ExecuteWorkflow(workflows.Cluster, workflows.ClusterInput{State: workflows.ClusterState{Name: "c", Standby: standby}})
+}
+
+func TestClusterKeepsStandby(t *testing.T) {
+	e := newClusterEnv(t)
+	e.RegisterDelayedCallback(func() {
+		st := e.status()
+		if len(st.Nodes) != 2 || count(st, workflows.NodeReady) != 2 {
+			t.Errorf("standby after start: %d nodes, %d ready; want 2 ready", len(st.Nodes), count(st, workflows.NodeReady))
+		}
+		e.update(names.UpdateShutdown, nil)
+	}, 5*time.Second)
+	start(e)
+	if err := e.GetWorkflowError(); err != nil {
+		t.Fatal(err)
+	}
+	var final workflows.ClusterState
+	if err := e.GetWorkflowResult(&final); err != nil || len(final.Nodes) != 0 {
+		t.Errorf("after shutdown: %d nodes, %v; want none", len(final.Nodes), err)
+	}
+}
+
+func TestClusterReservesAndRefillsStandby(t *testing.T) {
+	e := newClusterEnv(t)
+	var resp activities.ReserveResponse
+	e.RegisterDelayedCallback(func() {
+		e.update(names.UpdateReserve, func(r activities.ReserveResponse, err error) {
+			if resp = r; err != nil {
+				t.Errorf("reserve: %v", err)
+			}
+		}, activities.ReserveRequest{Cluster: "c", JobID: "j-1", Slots: 3, FuncCPU: 1})
+	}, 5*time.Second)
+	e.RegisterDelayedCallback(func() {
+		st := e.status()
+		// Both standby nodes went to the job; two replacements keep standby full.
+		if count(st, workflows.NodeAssigned) != 2 || count(st, workflows.NodeReady) != 2 {
+			t.Errorf("while the job runs: %d assigned, %d ready; want 2 and 2", count(st, workflows.NodeAssigned), count(st, workflows.NodeReady))
+		}
+		e.SignalWorkflow(names.SignalRelease, workflows.ReleaseRequest{JobID: "j-1"})
+	}, 10*time.Second)
+	e.RegisterDelayedCallback(func() {
+		st := e.status()
+		// After the job, standby is full already: its nodes are deleted, not kept.
+		if len(st.Nodes) != 2 || count(st, workflows.NodeReady) != 2 || len(st.Jobs) != 0 {
+			t.Errorf("after release: %d nodes, %d ready, %d jobs; want 2 ready and no job", len(st.Nodes), count(st, workflows.NodeReady), len(st.Jobs))
+		}
+		e.update(names.UpdateShutdown, nil)
+	}, 20*time.Second)
+	start(e)
+	if err := e.GetWorkflowError(); err != nil {
+		t.Fatal(err)
+	}
+	workers := 0
+	for _, a := range resp.Nodes {
+		workers += a.Workers
+	}
+	if len(resp.Nodes) != 2 || workers != 3 {
+		t.Errorf("reserved %+v; want 2 nodes running 3 calls", resp.Nodes)
+	}
+}
+
+func TestClusterGrowsForABigJob(t *testing.T) {
+	e := newClusterEnv(t)
+	var added []workflows.NodesAdded
+	e.OnSignalExternalWorkflow(mock.Anything, "j-big", "", names.SignalNodesAdded, mock.Anything).Run(
+		func(args mock.Arguments) { added = append(added, args.Get(4).(workflows.NodesAdded)) }).Return(nil)
+	e.RegisterDelayedCallback(func() {
+		e.update(names.UpdateReserve, func(resp activities.ReserveResponse, err error) {
+			if err != nil || len(resp.Nodes) != 2 {
+				t.Errorf("reserve: %+v, %v; want the 2 ready nodes at once", resp, err)
+			}
+		}, activities.ReserveRequest{Cluster: "c", JobID: "j-big", Slots: 10, FuncCPU: 1})
+	}, 5*time.Second)
+	e.RegisterDelayedCallback(func() {
+		st := e.status()
+		// 10 calls on 2-CPU nodes: 5 nodes for the job, and standby (2) kept full.
+		if count(st, workflows.NodeAssigned) != 5 || count(st, workflows.NodeReady) != 2 {
+			t.Errorf("after growing: %d assigned, %d ready; want 5 and 2", count(st, workflows.NodeAssigned), count(st, workflows.NodeReady))
+		}
+		e.update(names.UpdateShutdown, nil)
+		e.SignalWorkflow(names.SignalRelease, workflows.ReleaseRequest{JobID: "j-big"})
+	}, 15*time.Second)
+	start(e)
+	if err := e.GetWorkflowError(); err != nil {
+		t.Fatal(err)
+	}
+	if len(added) != 3 {
+		t.Errorf("job was handed %d more nodes as they became ready; want 3", len(added))
+	}
+}
+
+func TestClusterReplacesALostNode(t *testing.T) {
+	e := newClusterEnv(t)
+	var lost []workflows.NodeLost
+	e.OnSignalExternalWorkflow(mock.Anything, "j-1", "", names.SignalNodeLost, mock.Anything).Run(
+		func(args mock.Arguments) { lost = append(lost, args.Get(4).(workflows.NodeLost)) }).Return(nil)
+	var victim string
+	e.RegisterDelayedCallback(func() {
+		e.update(names.UpdateReserve, func(resp activities.ReserveResponse, err error) {
+			if err != nil || len(resp.Nodes) != 2 {
+				t.Errorf("reserve: %+v, %v", resp, err)
+				return
+			}
+			victim = resp.Nodes[0].NodeID
+		}, activities.ReserveRequest{Cluster: "c", JobID: "j-1", Slots: 4, FuncCPU: 1})
+	}, 5*time.Second)
+	e.RegisterDelayedCallback(func() {
+		if err := e.SignalWorkflowByID(names.NodeWorkflowID(victim), "lose", nil); err != nil {
+			t.Error(err)
+		}
+	}, 6*time.Second)
+	e.RegisterDelayedCallback(func() {
+		st := e.status()
+		if _, ok := st.Nodes[victim]; ok || st.Lost != 1 {
+			t.Errorf("lost node %s still listed (lost count %d)", victim, st.Lost)
+		}
+		// The job wanted 4 calls on 2 nodes; it lost one, so one more was started for
+		// it and handed over, and standby is full.
+		if count(st, workflows.NodeAssigned) != 2 || count(st, workflows.NodeReady) != 2 {
+			t.Errorf("after the loss: %d assigned, %d ready; want 2 and 2", count(st, workflows.NodeAssigned), count(st, workflows.NodeReady))
+		}
+		e.update(names.UpdateShutdown, nil)
+		e.SignalWorkflow(names.SignalRelease, workflows.ReleaseRequest{JobID: "j-1"})
+	}, 15*time.Second)
+	start(e)
+	if err := e.GetWorkflowError(); err != nil {
+		t.Fatal(err)
+	}
+	if len(lost) != 1 || lost[0].NodeID != victim {
+		t.Errorf("job told of lost nodes %+v; want %s", lost, victim)
+	}
+}
+
+func TestClusterRefusesReservationsWhileShuttingDown(t *testing.T) {
+	e := newClusterEnv(t)
+	e.RegisterDelayedCallback(func() {
+		// A job holds a node, so the cluster stays up, shutting down, until it ends.
+		e.update(names.UpdateReserve, func(resp activities.ReserveResponse, err error) {
+			if err != nil {
+				t.Error(err)
+			}
+		}, activities.ReserveRequest{Cluster: "c", JobID: "j-1", Slots: 1, FuncCPU: 1})
+	}, 5*time.Second)
+	e.RegisterDelayedCallback(func() { e.update(names.UpdateShutdown, nil) }, 6*time.Second)
+	e.RegisterDelayedCallback(func() {
+		e.update(names.UpdateReserve, func(resp activities.ReserveResponse, err error) {
+			if err == nil || !strings.Contains(err.Error(), "shutting down") {
+				t.Errorf("reserve while shutting down: %+v, %v; want it refused", resp, err)
+			}
+		}, activities.ReserveRequest{Cluster: "c", JobID: "j-2", Slots: 1, FuncCPU: 1})
+		e.SignalWorkflow(names.SignalRelease, workflows.ReleaseRequest{JobID: "j-1"})
+	}, 8*time.Second)
+	start(e)
+	if err := e.GetWorkflowError(); err != nil {
+		t.Fatal(err)
+	}
+}
+
