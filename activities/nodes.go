@@ -21,6 +21,8 @@ type ReserveRequest struct {
 	Slots     int // calls the job wants to run at once
 	FuncCPU   int
 	FuncRAMMB int
+	// Grow asks the cluster to start nodes when too few are ready.
+	Grow bool
 }
 
 // ReserveResponse is the nodes a job got at once; more may follow by signal.

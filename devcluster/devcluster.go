@@ -36,9 +36,12 @@ import (
 // Config configures a dev cluster. The zero value of each port picks the default
 // below; -1 picks a free port.
 type Config struct {
-	DataDir      string
-	Nodes        int
-	CPUs         int // per node
+	DataDir string
+	Nodes   int
+	CPUs    int // per node
+	// MaxNodes bounds the nodes running at once (replacements and grows included);
+	// zero means Nodes, since on one machine more nodes than that only compete.
+	MaxNodes     int
 	Host         string
 	TemporalPort int // default 7233
 	UIPort       int // default 8233
@@ -164,7 +167,10 @@ func Start(ctx context.Context, cfg Config) (_ *Cluster, err error) {
 		return nil, fmt.Errorf("dev cluster: control worker: %w", err)
 	}
 
-	if err := c.upCluster(ctx, workflows.StandbySpec{Nodes: cfg.Nodes, CPUs: cfg.CPUs, Provider: "local"}); err != nil {
+	if cfg.MaxNodes == 0 {
+		cfg.MaxNodes = cfg.Nodes
+	}
+	if err := c.upCluster(ctx, workflows.StandbySpec{Nodes: cfg.Nodes, CPUs: cfg.CPUs, Provider: "local", MaxNodes: cfg.MaxNodes}); err != nil {
 		return nil, err
 	}
 	return c, nil

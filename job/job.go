@@ -28,6 +28,8 @@ type Spec struct {
 	FuncCPU        int `json:"func_cpu"`
 	FuncRAMMB      int `json:"func_ram_mb,omitempty"`
 	MaxParallelism int `json:"max_parallelism,omitempty"`
+	// Grow lets the cluster start nodes for the job when too few are ready.
+	Grow bool `json:"grow,omitempty"`
 	// InputTimeout bounds one call; zero means no bound.
 	InputTimeout time.Duration `json:"input_timeout,omitempty"`
 	// Lease is how long a claimed chunk stays invisible to other workers while its

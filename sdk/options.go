@@ -16,6 +16,7 @@ type options struct {
 	funcCPU        int
 	funcRAMMB      int
 	maxParallelism int
+	grow           bool
 	inputTimeout   time.Duration
 	lease          time.Duration
 	spinner        *bool
@@ -65,6 +66,11 @@ func FuncRAM(gb int) Option { return func(o *options) { o.funcRAMMB = gb * 1024 
 
 // MaxParallelism bounds how many calls run at once across the cluster.
 func MaxParallelism(n int) Option { return func(o *options) { o.maxParallelism = n } }
+
+// Grow lets the cluster start more nodes for the job when it wants more parallelism
+// (inputs or MaxParallelism × FuncCPU) than the ready nodes give. Without it the job
+// runs on the nodes there are, and takes more as other jobs free them.
+func Grow() Option { return func(o *options) { o.grow = true } }
 
 // InputTimeout bounds each call; a call that runs longer fails with a RemoteError of
 // kind "timeout" and its process is killed. The function's context carries the

@@ -23,6 +23,9 @@ type StandbySpec struct {
 	Provider string `json:"provider"`
 	// MaxGrow bounds how many nodes beyond standby one job may add; 0 means 16.
 	MaxGrow int `json:"max_grow,omitempty"`
+	// MaxNodes bounds the nodes the cluster runs at once, replacements and grows
+	// included; 0 means no bound. On one machine it is the standby count.
+	MaxNodes int `json:"max_nodes,omitempty"`
 }
 
 // Validate reports the first thing wrong with s.
@@ -34,6 +37,8 @@ func (s StandbySpec) Validate() error {
 		return fmt.Errorf("standby CPUs per node %d is less than 1", s.CPUs)
 	case s.Provider == "":
 		return errors.New("standby spec names no provider")
+	case s.MaxNodes != 0 && s.MaxNodes < s.Nodes:
+		return fmt.Errorf("max nodes %d is less than the %d standby nodes", s.MaxNodes, s.Nodes)
 	}
 	return nil
 }
@@ -66,6 +71,7 @@ type JobClaim struct {
 	Slots     int      `json:"slots"` // calls it wants to run at once
 	FuncCPU   int      `json:"func_cpu"`
 	FuncRAMMB int      `json:"func_ram_mb,omitempty"`
+	Grow      bool     `json:"grow,omitempty"` // start nodes for the job when too few are ready
 	Nodes     []string `json:"nodes"`
 }
 
@@ -257,9 +263,23 @@ func (c *cluster) ensureStandby() {
 	if c.st.ShuttingDown {
 		return
 	}
-	for c.idle() < c.st.Standby.Nodes {
+	for c.idle() < c.st.Standby.Nodes && c.canStart() {
 		c.startNode("")
 	}
+}
+
+// canStart reports whether one more node stays within MaxNodes.
+func (c *cluster) canStart() bool {
+	if c.st.Standby.MaxNodes == 0 {
+		return true
+	}
+	live := 0
+	for _, nd := range c.st.Nodes {
+		if nd.State != NodeDeleting {
+			live++
+		}
+	}
+	return live < c.st.Standby.MaxNodes
 }
 
 // startNode starts a NodeWorkflow for a new node, for a job's grow if job is set.
@@ -355,13 +375,14 @@ func (c *cluster) reserve(ctx workflow.Context, r activities.ReserveRequest) (ac
 		}
 		return false
 	}
-	cl := &JobClaim{JobID: r.JobID, Slots: r.Slots, FuncCPU: r.FuncCPU, FuncRAMMB: r.FuncRAMMB}
+	cl := &JobClaim{JobID: r.JobID, Slots: r.Slots, FuncCPU: r.FuncCPU, FuncRAMMB: r.FuncRAMMB, Grow: r.Grow}
 	c.st.Jobs[r.JobID] = cl
 	if !readyFit() {
 		// Nothing ready: take what is coming (nodes resetting or starting), grow
 		// for the rest, and wait for the job's first node.
 		c.earmark(cl, fits)
 		c.grow(cl, perNode)
+		// Without grow, this waits for a node to come free from another job.
 		ok, err := workflow.AwaitWithTimeout(ctx, 5*time.Minute, func() bool { return len(cl.Nodes) > 0 || c.st.ShuttingDown })
 		if err != nil {
 			return activities.ReserveResponse{}, err
@@ -411,7 +432,7 @@ func (c *cluster) earmark(cl *JobClaim, fits func(*ClusterNode) bool) {
 
 // grow starts nodes for a claim that wants more slots than it holds or has coming.
 func (c *cluster) grow(cl *JobClaim, perNode int) {
-	if perNode < 1 || c.st.ShuttingDown {
+	if !cl.Grow || perNode < 1 || c.st.ShuttingDown {
 		return
 	}
 	coming := 0
@@ -424,7 +445,7 @@ func (c *cluster) grow(cl *JobClaim, perNode int) {
 	if maxGrow == 0 {
 		maxGrow = 16
 	}
-	for started := 0; c.claimed(cl)+coming < cl.Slots && started < maxGrow; started++ {
+	for started := 0; c.claimed(cl)+coming < cl.Slots && started < maxGrow && c.canStart(); started++ {
 		c.startNode(cl.JobID)
 		coming += perNode
 	}

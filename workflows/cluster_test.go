@@ -189,7 +189,7 @@ func TestClusterGrowsForABigJob(t *testing.T) {
 			if err != nil || len(resp.Nodes) != 2 {
 				t.Errorf("reserve: %+v, %v; want the 2 ready nodes at once", resp, err)
 			}
-		}, activities.ReserveRequest{Cluster: "c", JobID: "j-big", Slots: 10, FuncCPU: 1})
+		}, activities.ReserveRequest{Cluster: "c", JobID: "j-big", Slots: 10, FuncCPU: 1, Grow: true})
 	}, 5*time.Second)
 	e.RegisterDelayedCallback(func() {
 		st := e.status()
@@ -222,7 +222,7 @@ func TestClusterReplacesALostNode(t *testing.T) {
 				return
 			}
 			victim = resp.Nodes[0].NodeID
-		}, activities.ReserveRequest{Cluster: "c", JobID: "j-1", Slots: 4, FuncCPU: 1})
+		}, activities.ReserveRequest{Cluster: "c", JobID: "j-1", Slots: 4, FuncCPU: 1, Grow: true})
 	}, 5*time.Second)
 	e.RegisterDelayedCallback(func() {
 		if err := e.SignalWorkflowByID(names.NodeWorkflowID(victim), "lose", nil); err != nil {
@@ -276,3 +276,45 @@ func TestClusterRefusesReservationsWhileShuttingDown(t *testing.T) {
 	}
 }
 
+// With MaxNodes at standby and no grow, a second job waits for the first job's
+// nodes to be reset and then gets them; no node is started for either.
+func TestClusterWithoutGrowWaitsForFreeNodes(t *testing.T) {
+	e := newClusterEnv(t)
+	var second activities.ReserveResponse
+	secondDone := false
+	e.RegisterDelayedCallback(func() {
+		e.update(names.UpdateReserve, func(r activities.ReserveResponse, err error) {
+			if err != nil || len(r.Nodes) != 2 {
+				t.Errorf("first reserve: %+v, %v; want both nodes", r, err)
+			}
+		}, activities.ReserveRequest{Cluster: "c", JobID: "j-1", Slots: 4, FuncCPU: 1})
+	}, 5*time.Second)
+	e.RegisterDelayedCallback(func() {
+		e.update(names.UpdateReserve, func(r activities.ReserveResponse, err error) {
+			second, secondDone = r, err == nil
+		}, activities.ReserveRequest{Cluster: "c", JobID: "j-2", Slots: 1, FuncCPU: 1})
+	}, 6*time.Second)
+	e.RegisterDelayedCallback(func() {
+		if secondDone {
+			t.Error("the second job got nodes while the first held them all")
+		}
+		if st := e.status(); len(st.Nodes) != 2 {
+			t.Errorf("%d nodes; want MaxNodes (2): no replacements, no grow", len(st.Nodes))
+		}
+		e.SignalWorkflow(names.SignalRelease, workflows.ReleaseRequest{JobID: "j-1"})
+	}, 10*time.Second)
+	e.RegisterDelayedCallback(func() {
+		if !secondDone || len(second.Nodes) != 1 {
+			t.Errorf("second reserve after the first job ended: %+v (done %v); want one reset node", second, secondDone)
+		}
+		e.SignalWorkflow(names.SignalRelease, workflows.ReleaseRequest{JobID: "j-2"})
+		e.update(names.UpdateShutdown, nil)
+	}, 15*time.Second)
+	e.acceptJobSignals()
+	bounded := standby
+	bounded.MaxNodes = 2
+	e.ExecuteWorkflow(workflows.Cluster, workflows.ClusterInput{State: workflows.ClusterState{Name: "c", Standby: bounded}})
+	if err := e.GetWorkflowError(); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -210,7 +210,7 @@ func reserveRequest(spec job.Spec) activities.ReserveRequest {
 	if cluster == "" {
 		cluster = names.DefaultCluster
 	}
-	return activities.ReserveRequest{Cluster: cluster, JobID: spec.ID, Slots: max(slots, 1), FuncCPU: spec.FuncCPU, FuncRAMMB: spec.FuncRAMMB}
+	return activities.ReserveRequest{Cluster: cluster, JobID: spec.ID, Slots: max(slots, 1), FuncCPU: spec.FuncCPU, FuncRAMMB: spec.FuncRAMMB, Grow: spec.Grow}
 }
 
 // end cleans up after a job, records its final state and returns its outcome. It

@@ -81,6 +81,7 @@ func runDev(ctx context.Context, args []string) error {
 	dataDir := fs.String("data-dir", filepath.Join(home, ".burla", "dev"), "where the cluster keeps its state (Temporal's SQLite database, NATS's streams, node caches)")
 	nodes := fs.Int("nodes", 2, "number of nodes")
 	cpus := fs.Int("cpus", 2, "CPUs per node: each node keeps one warm worker per CPU")
+	maxNodes := fs.Int("max-nodes", 0, "most nodes at once, counting replacements started while jobs run and grows (0: --nodes)")
 	host := fs.String("host", "127.0.0.1", "address to listen on")
 	temporalPort := fs.Int("temporal-port", 7233, "Temporal frontend port (0: any free port)")
 	uiPort := fs.Int("ui-port", 8233, "Temporal Web UI port (0: any free port)")
@@ -102,7 +103,7 @@ func runDev(ctx context.Context, args []string) error {
 		return err
 	}
 	c, err := devcluster.Start(ctx, devcluster.Config{
-		DataDir: *dataDir, Nodes: *nodes, CPUs: *cpus, Host: *host,
+		DataDir: *dataDir, Nodes: *nodes, CPUs: *cpus, MaxNodes: *maxNodes, Host: *host,
 		TemporalPort: anyPort(*temporalPort), UIPort: anyPort(*uiPort), NATSPort: anyPort(*natsPort),
 		Logger: log, Metrics: reg, MetricsURL: metricsAddr,
 	})

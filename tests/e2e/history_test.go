@@ -27,10 +27,10 @@ var record = flag.Bool("record", false, "write the recorded JobWorkflow historie
 func TestJobHistoryReplays(t *testing.T) {
 	ctx := testCtx(t, 2*time.Minute)
 	jobs := map[string]string{}
-	if _, err := burla.RemoteParallelMap(ctx, square, []int{1, 2, 3}, opts(burla.OnStart(func(id string) { jobs["job_success"] = id }))...); err != nil {
+	if _, err := burla.RemoteParallelMap(ctx, square, []int{1, 2, 3}, opts(burla.OnStart(func(id string) { jobs["job_v1_cluster_success"] = id }))...); err != nil {
 		t.Fatal(err)
 	}
-	_, err := burla.RemoteParallelMap(ctx, failing, []int{1, 2, 3}, opts(burla.OnStart(func(id string) { jobs["job_user_error"] = id }))...)
+	_, err := burla.RemoteParallelMap(ctx, failing, []int{1, 2, 3}, opts(burla.OnStart(func(id string) { jobs["job_v1_cluster_user_error"] = id }))...)
 	remoteError(t, err)
 	for name, id := range jobs {
 		hist := history(t, ctx, dev.Cluster.Temporal(), id)

@@ -14,8 +14,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/burla-temporal/burla/tests/clustertest"
 	burla "github.com/burla-temporal/burla/sdk"
+	"github.com/burla-temporal/burla/tests/clustertest"
 )
 
 var dev *clustertest.Dev
@@ -134,7 +134,6 @@ func remoteError(t *testing.T, err error) *burla.RemoteError {
 	}
 	return re
 }
-
 
 var (
 	length = burla.Func("length", func(ctx context.Context, s string) (int, error) { return len(s), nil })
