@@ -69,7 +69,7 @@ type Nodes struct {
 	// Poll is how often WatchNode looks at the node's record; zero means 1s.
 	Poll time.Duration
 	// Grace is how long a node's record may be missing before the node is lost;
-	// zero means 5s (on top of the record's own time-to-live).
+	// zero means 2s (on top of the record's own time-to-live).
 	Grace time.Duration
 }
 
@@ -119,7 +119,7 @@ func (n *Nodes) WatchNode(ctx context.Context, in WatchNodeInput) error {
 		poll = time.Second
 	}
 	if grace <= 0 {
-		grace = 5 * time.Second
+		grace = 2 * time.Second
 	}
 	lastSeen := time.Now()
 	t := time.NewTicker(poll)

@@ -217,10 +217,11 @@ func reserveRequest(spec job.Spec) activities.ReserveRequest {
 // runs on a disconnected context so that a cancelled job is cleaned up too.
 func end(ctx workflow.Context, spec job.Spec, placement workflow.Version, state job.State, out JobOutput, err error) (JobOutput, error) {
 	dctx, _ := workflow.NewDisconnectedContext(ctx)
+	var released workflow.Future
 	if placement != workflow.DefaultVersion {
 		// The cluster resets the job's nodes and returns them to standby.
 		req := reserveRequest(spec)
-		workflow.SignalExternalWorkflow(dctx, names.ClusterWorkflowID(req.Cluster), "", names.SignalRelease, ReleaseRequest{JobID: spec.ID})
+		released = workflow.SignalExternalWorkflow(dctx, names.ClusterWorkflowID(req.Cluster), "", names.SignalRelease, ReleaseRequest{JobID: spec.ID})
 	}
 	dctx = workflow.WithActivityOptions(dctx, workflow.ActivityOptions{
 		TaskQueue:           names.TaskQueueControl,
@@ -231,6 +232,13 @@ func end(ctx workflow.Context, spec job.Spec, placement workflow.Version, state 
 		workflow.GetLogger(ctx).Warn("could not clean up job", "job", spec.ID, "error", ferr)
 	}
 	setState(dctx, state)
+	if released != nil {
+		// The server drops a signal from a workflow that has closed: the release
+		// must be delivered before the job ends.
+		if rerr := released.Get(dctx, nil); rerr != nil {
+			workflow.GetLogger(ctx).Warn("could not release the job's nodes", "job", spec.ID, "error", rerr)
+		}
+	}
 	return out, err
 }
 

@@ -32,8 +32,8 @@ func Node(ctx workflow.Context, in NodeInput) error {
 		StartToCloseTimeout: 5 * time.Minute,
 		RetryPolicy:         &temporal.RetryPolicy{InitialInterval: time.Second, MaximumAttempts: 5},
 	})
-	tell := func(event, reason string) {
-		workflow.SignalExternalWorkflow(ctx, in.ClusterWorkflowID, "", names.SignalNodeEvent,
+	tell := func(event, reason string) workflow.Future {
+		return workflow.SignalExternalWorkflow(ctx, in.ClusterWorkflowID, "", names.SignalNodeEvent,
 			NodeEvent{NodeID: in.Spec.ID, Event: event, Reason: reason})
 	}
 	remove := func(event, reason string) error {
@@ -42,7 +42,11 @@ func Node(ctx workflow.Context, in NodeInput) error {
 		if err != nil {
 			log.Warn("could not delete node", "node", in.Spec.ID, "error", err)
 		}
-		tell(event, reason)
+		// The server drops a signal from a workflow that has closed, so the last
+		// word must be delivered before the workflow ends.
+		if err := tell(event, reason).Get(ctx, nil); err != nil {
+			log.Warn("could not tell the cluster", "node", in.Spec.ID, "event", event, "error", err)
+		}
 		return nil
 	}
 	deletes := workflow.GetSignalChannel(ctx, names.SignalDeleteNode)
@@ -84,13 +88,23 @@ func Node(ctx workflow.Context, in NodeInput) error {
 		HeartbeatTimeout:    30 * time.Second,
 		RetryPolicy:         &temporal.RetryPolicy{InitialInterval: time.Second},
 	}), names.ActivityWatchNode, activities.WatchNodeInput{ID: in.Spec.ID})
+	var reset workflow.Future // the reset in progress, if any
 	for {
 		outcome := ""
 		sel := workflow.NewSelector(ctx)
 		sel.AddFuture(watch, func(workflow.Future) { outcome = "lost" })
 		sel.AddReceive(deletes, func(ch workflow.ReceiveChannel, _ bool) { ch.Receive(ctx, nil); outcome = "delete" })
-		sel.AddReceive(resets, func(ch workflow.ReceiveChannel, _ bool) { ch.Receive(ctx, nil); outcome = "reset" })
 		sel.AddReceive(registered, func(ch workflow.ReceiveChannel, _ bool) { ch.Receive(ctx, nil) }) // an agent restart
+		if reset == nil {
+			sel.AddReceive(resets, func(ch workflow.ReceiveChannel, _ bool) { ch.Receive(ctx, nil); outcome = "reset" })
+		} else {
+			sel.AddFuture(reset, func(f workflow.Future) {
+				outcome = "reset-done"
+				if err := f.Get(ctx, nil); err != nil {
+					outcome = "reset-failed"
+				}
+			})
+		}
 		sel.Select(ctx)
 		switch outcome {
 		case "lost":
@@ -99,16 +113,20 @@ func Node(ctx workflow.Context, in NodeInput) error {
 			stopWatch()
 			return remove("deleted", "")
 		case "reset":
-			rctx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
+			// The reset runs on the node itself; a node that died meanwhile is
+			// caught by the watch, or by the reset never starting.
+			reset = workflow.ExecuteActivity(workflow.WithActivityOptions(wctx, workflow.ActivityOptions{
 				TaskQueue:              names.NodeTaskQueue(in.Spec.ID),
 				StartToCloseTimeout:    time.Minute,
-				ScheduleToStartTimeout: time.Minute,
+				ScheduleToStartTimeout: 15 * time.Second,
 				RetryPolicy:            &temporal.RetryPolicy{MaximumAttempts: 2},
-			})
-			if err := workflow.ExecuteActivity(rctx, names.ActivityResetNode).Get(ctx, nil); err != nil {
-				stopWatch()
-				return remove("lost", "reset failed: "+err.Error())
-			}
+			}), names.ActivityResetNode)
+			continue
+		case "reset-failed":
+			stopWatch()
+			return remove("lost", "its reset failed")
+		case "reset-done":
+			reset = nil
 			tell("ready", "")
 		}
 		if workflow.GetInfo(ctx).GetContinueAsNewSuggested() {

@@ -18,6 +18,8 @@ import (
 	"syscall"
 	"time"
 
+	tlog "go.temporal.io/sdk/log"
+
 	"github.com/burla-temporal/burla/containerworker"
 	"github.com/burla-temporal/burla/devcluster"
 	"github.com/burla-temporal/burla/nodeagent"
@@ -28,6 +30,7 @@ const usage = `usage: burla <command> [flags]
 
 commands:
   dev               run a local cluster (embedded Temporal and NATS, node agents as processes)
+  cluster           up, down, status, set-standby, restart: manage a cluster's standby nodes
   node-agent        run one node's agent
   container-worker  run one container worker (its node agent starts it)
   version           print the version
@@ -49,6 +52,8 @@ func main() {
 	switch cmd, args := os.Args[1], os.Args[2:]; cmd {
 	case "dev":
 		err = runDev(ctx, args)
+	case "cluster":
+		err = runCluster(ctx, args)
 	case "node-agent":
 		err = runNodeAgent(ctx, args)
 	case "container-worker":
@@ -193,4 +198,9 @@ func runContainerWorker(ctx context.Context, args []string) error {
 	defer st.Close()
 	w := containerworker.New(containerworker.Config{Store: st, Blobs: st, Logger: log})
 	return w.Serve(ctx, os.Stdin, os.Stdout)
+}
+
+// quietTemporalLogger keeps the Temporal client's own logging to warnings.
+func quietTemporalLogger() tlog.Logger {
+	return tlog.NewStructuredLogger(logger(false))
 }
