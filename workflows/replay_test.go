@@ -3,6 +3,7 @@ package workflows_test
 import (
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -23,16 +24,20 @@ import (
 func replayer() worker.WorkflowReplayer {
 	r := worker.NewWorkflowReplayer()
 	r.RegisterWorkflowWithOptions(workflows.Job, workflow.RegisterOptions{Name: names.WorkflowJob})
+	r.RegisterWorkflowWithOptions(workflows.Cluster, workflow.RegisterOptions{Name: names.WorkflowCluster})
+	r.RegisterWorkflowWithOptions(workflows.Node, workflow.RegisterOptions{Name: names.WorkflowNode})
 	return r
 }
 
 func TestReplayRecordedHistories(t *testing.T) {
-	files, err := filepath.Glob(filepath.Join("testdata", "job_*.json"))
+	files, err := filepath.Glob(filepath.Join("testdata", "*.json"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(files) < 2 {
-		t.Fatalf("found %d recorded job histories in testdata; want at least the success and user-error ones", len(files))
+	for _, want := range []string{"job_success.json", "job_user_error.json", "job_v1_cluster_success.json", "cluster_running.json", "node_completed.json"} {
+		if !slices.Contains(files, filepath.Join("testdata", want)) {
+			t.Errorf("testdata has no %s", want)
+		}
 	}
 	for _, f := range files {
 		t.Run(filepath.Base(f), func(t *testing.T) {
