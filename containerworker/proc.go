@@ -328,3 +328,14 @@ func (c *capture) tailNote() string {
 	}
 	return ""
 }
+
+// Inspect starts the program at path in worker mode, reads what it registers, and
+// stops it.
+func Inspect(ctx context.Context, path string) (functions []string, goos, goarch string, err error) {
+	p, err := startProc(path, 0, func(store.LogLine) {})
+	if err != nil {
+		return nil, "", "", err
+	}
+	defer p.close()
+	return p.hello.Functions, p.hello.GOOS, p.hello.GOARCH, nil
+}

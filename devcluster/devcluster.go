@@ -23,6 +23,7 @@ import (
 	"go.temporal.io/sdk/worker"
 
 	"github.com/burla-temporal/burla/activities"
+	"github.com/burla-temporal/burla/containerworker"
 	"github.com/burla-temporal/burla/names"
 	"github.com/burla-temporal/burla/provider"
 	"github.com/burla-temporal/burla/provider/local"
@@ -162,7 +163,8 @@ func Start(ctx context.Context, cfg Config) (_ *Cluster, err error) {
 		DataDir:         filepath.Join(cfg.DataDir, "nodes"),
 		Logger:          cfg.Logger,
 	})
-	c.worker = workers.Control(c.tc, control, &activities.Nodes{Providers: provider.Set{"local": c.local}, Store: c.st})
+	env := &activities.Env{Blobs: c.st, Dir: filepath.Join(cfg.DataDir, "envs"), Inspect: inspect}
+	c.worker = workers.Control(c.tc, control, &activities.Nodes{Providers: provider.Set{"local": c.local}, Store: c.st}, env)
 	if err := c.worker.Start(); err != nil {
 		return nil, fmt.Errorf("dev cluster: control worker: %w", err)
 	}
@@ -287,3 +289,8 @@ func (c *Cluster) Addresses() Addresses { return c.addrs }
 
 // Client is the cluster's Temporal client.
 func (c *Cluster) Client() client.Client { return c.tc }
+
+func inspect(ctx context.Context, path string) (activities.EnvInfo, error) {
+	fns, goos, goarch, err := containerworker.Inspect(ctx, path)
+	return activities.EnvInfo{Functions: fns, GOOS: goos, GOARCH: goarch}, err
+}

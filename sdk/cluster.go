@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"debug/elf"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -13,11 +14,16 @@ import (
 	"sync"
 	"time"
 
+	enumspb "go.temporal.io/api/enums/v1"
+	"go.temporal.io/api/serviceerror"
 	"go.temporal.io/sdk/client"
 	tlog "go.temporal.io/sdk/log"
 
+	"github.com/burla-temporal/burla/activities"
 	"github.com/burla-temporal/burla/job"
+	"github.com/burla-temporal/burla/names"
 	"github.com/burla-temporal/burla/store/natsstore"
+	"github.com/burla-temporal/burla/workflows"
 )
 
 // Config says where a cluster is.
@@ -53,7 +59,8 @@ type Cluster struct {
 	st  *natsstore.Store
 
 	mu       sync.Mutex
-	uploaded map[string]bool // binary digests known to be in the blob store
+	uploaded map[string]bool               // binary digests known to be in the blob store
+	envs     map[string]activities.EnvInfo // what each built environment can run
 }
 
 const dialTimeout = 3 * time.Second
@@ -94,7 +101,7 @@ func Dial(ctx context.Context, cfg Config) (*Cluster, error) {
 		tc.Close()
 		return nil, noCluster("NATS at "+cfg.NATSURL, err)
 	}
-	return &Cluster{cfg: cfg, tc: tc, st: st, uploaded: map[string]bool{}}, nil
+	return &Cluster{cfg: cfg, tc: tc, st: st, uploaded: map[string]bool{}, envs: map[string]activities.EnvInfo{}}, nil
 }
 
 // Close releases the connections.
@@ -209,4 +216,36 @@ func (c *Cluster) upload(ctx context.Context, path, digest string) error {
 	c.uploaded[digest] = true
 	c.mu.Unlock()
 	return nil
+}
+
+// env returns what the program with the given digest can run, from its environment
+// build: the EnvBuildWorkflow for the digest, started by the first job that needs it
+// and shared with every other.
+func (c *Cluster) env(ctx context.Context, digest string) (activities.EnvInfo, error) {
+	c.mu.Lock()
+	info, ok := c.envs[digest]
+	c.mu.Unlock()
+	if ok {
+		return info, nil
+	}
+	id := names.EnvBuildWorkflowID(digest)
+	run, err := c.tc.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
+		ID:                    id,
+		TaskQueue:             names.TaskQueueControl,
+		WorkflowIDReusePolicy: enumspb.WORKFLOW_ID_REUSE_POLICY_ALLOW_DUPLICATE_FAILED_ONLY,
+	}, names.WorkflowEnvBuild, workflows.EnvBuildInput{Binary: digest})
+	var started *serviceerror.WorkflowExecutionAlreadyStarted
+	if errors.As(err, &started) {
+		run, err = c.tc.GetWorkflow(ctx, id, ""), nil
+	}
+	if err != nil {
+		return info, fmt.Errorf("burla: build environment of %s: %w", digest[:12], err)
+	}
+	if err := run.Get(ctx, &info); err != nil {
+		return info, jobError("", err)
+	}
+	c.mu.Lock()
+	c.envs[digest] = info
+	c.mu.Unlock()
+	return info, nil
 }

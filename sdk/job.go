@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"iter"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -96,6 +97,15 @@ func Submit[In, Out any](ctx context.Context, f *Function[In, Out], inputs []In,
 	}
 	if err := c.upload(ctx, path, digest); err != nil {
 		return nil, err
+	}
+	env, err := c.env(ctx, digest)
+	if err != nil {
+		return nil, err
+	}
+	if !slices.Contains(env.Functions, f.name) {
+		return nil, &Error{Kind: KindUnknownFunction, Index: -1, Msg: fmt.Sprintf(
+			"function %q is not registered in the program that would run it (%s registers %q); register it with burla.Func in a package-level var so that worker processes register it too",
+			f.name, path, env.Functions)}
 	}
 	now := time.Now()
 	spec := job.Spec{

@@ -15,9 +15,9 @@ import (
 
 // Control returns the control-plane worker: the job, cluster and node workflows and
 // the activities that touch the store and the node providers.
-func Control(c client.Client, a *activities.Control, n *activities.Nodes) worker.Worker {
+func Control(c client.Client, a *activities.Control, n *activities.Nodes, e *activities.Env) worker.Worker {
 	w := worker.New(c, names.TaskQueueControl, worker.Options{})
-	RegisterControl(w, a, n)
+	RegisterControl(w, a, n, e)
 	return w
 }
 
@@ -28,10 +28,12 @@ type Registry interface {
 }
 
 // RegisterControl registers the control plane's workflows and activities on r.
-func RegisterControl(r Registry, a *activities.Control, n *activities.Nodes) {
+func RegisterControl(r Registry, a *activities.Control, n *activities.Nodes, e *activities.Env) {
 	r.RegisterWorkflowWithOptions(workflows.Job, workflow.RegisterOptions{Name: names.WorkflowJob})
 	r.RegisterWorkflowWithOptions(workflows.Cluster, workflow.RegisterOptions{Name: names.WorkflowCluster})
 	r.RegisterWorkflowWithOptions(workflows.Node, workflow.RegisterOptions{Name: names.WorkflowNode})
+	r.RegisterWorkflowWithOptions(workflows.EnvBuild, workflow.RegisterOptions{Name: names.WorkflowEnvBuild})
+	r.RegisterActivityWithOptions(e.InspectBinary, activity.RegisterOptions{Name: names.ActivityInspectBin})
 	r.RegisterActivityWithOptions(a.PlaceNodes, activity.RegisterOptions{Name: names.ActivityPlaceNodes})
 	r.RegisterActivityWithOptions(a.ReserveNodes, activity.RegisterOptions{Name: names.ActivityReserveNodes})
 	r.RegisterActivityWithOptions(a.WatchClient, activity.RegisterOptions{Name: names.ActivityWatchClient})

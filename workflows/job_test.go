@@ -75,7 +75,7 @@ func newEnv(t *testing.T, nodes []store.Node, runNode func(context.Context, acti
 	var s testsuite.WorkflowTestSuite
 	e := s.NewTestWorkflowEnvironment()
 	st := &fakeStore{nodes: nodes}
-	workers.RegisterControl(e, &activities.Control{Nodes: st, Queue: st, Jobs: st}, &activities.Nodes{})
+	workers.RegisterControl(e, &activities.Control{Nodes: st, Queue: st, Jobs: st}, &activities.Nodes{}, &activities.Env{})
 	e.RegisterActivityWithOptions(runNode, activity.RegisterOptions{Name: names.ActivityRunJobOnNode})
 	// The cluster's answer to a reserve, without a ClusterWorkflow: the same placement
 	// over the same nodes.

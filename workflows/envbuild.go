@@ -1,0 +1,34 @@
+package workflows
+
+import (
+	"time"
+
+	"go.temporal.io/sdk/temporal"
+	"go.temporal.io/sdk/workflow"
+
+	"github.com/burla-temporal/burla/activities"
+	"github.com/burla-temporal/burla/names"
+)
+
+// EnvBuildInput names an environment by the digest of what defines it.
+type EnvBuildInput struct {
+	Binary string // SHA-256 of the program
+}
+
+// EnvBuild prepares an environment once for every job that uses it: its workflow ID
+// is derived from the environment's digest, so concurrent jobs share one build and
+// later ones read its result. For the process runtime the environment is the program
+// itself: the build fetches it, checks its digest, and starts it in worker mode once
+// to learn what it can run, so that a job naming a function the program lacks is
+// refused before any node is touched.
+func EnvBuild(ctx workflow.Context, in EnvBuildInput) (activities.EnvInfo, error) {
+	actx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
+		TaskQueue:           names.TaskQueueControl,
+		StartToCloseTimeout: 5 * time.Minute,
+		RetryPolicy: &temporal.RetryPolicy{InitialInterval: time.Second, MaximumAttempts: 3,
+			NonRetryableErrorTypes: []string{names.ErrBadBinary}},
+	})
+	var info activities.EnvInfo
+	err := workflow.ExecuteActivity(actx, names.ActivityInspectBin, activities.InspectInput{Binary: in.Binary}).Get(ctx, &info)
+	return info, unwrapActivity(err)
+}
