@@ -6,31 +6,36 @@ GO ?= go
 # race build of the server takes several times the memory and time.
 LIGHT := ./job/... ./names/... ./wire/... ./store/... ./blob/... ./sdk/... ./workflows/... \
 	./activities/... ./containerworker/... ./nodeagent/... ./workers/...
-HEAVY := ./temporalserver/... ./devcluster/... ./tests/...
+HEAVY := ./temporalserver/... ./devcluster/... ./provider/... ./tests/...
 
-.PHONY: demo test build bench vet workflowcheck deps
+.PHONY: demo test build bench vet workflowcheck docker deps
 
 demo: deps
 	./scripts/demo.sh
 
 WORKFLOWCHECK := go.temporal.io/sdk/contrib/tools/workflowcheck@v0.6.0
 
-test: deps vet workflowcheck
+# The heavy packages build static (CGO_ENABLED=0): the docker provider's nodes run the
+# burla binary and the test programs FROM scratch.
+test: deps vet workflowcheck docker
 	$(GO) test -race -count=1 $(LIGHT)
-	$(GO) test -count=1 -timeout 30m $(HEAVY)
+	CGO_ENABLED=0 $(GO) test -count=1 -timeout 30m $(HEAVY)
+
+docker:
+	./scripts/ensure-docker.sh
 
 vet:
-	$(GO) vet ./...
+	CGO_ENABLED=0 $(GO) vet ./...
 
 # Temporal's linter: workflow code must not call time.Now, start goroutines, etc.
 workflowcheck:
 	$(GO) run $(WORKFLOWCHECK) ./workflows/...
 
 build: deps
-	$(GO) build -o bin/burla ./cmd/burla
+	CGO_ENABLED=0 $(GO) build -o bin/burla ./cmd/burla
 
 bench: deps
-	$(GO) test -run '^$$' -bench . -benchtime 1x -timeout 30m ./tests/bench/
+	CGO_ENABLED=0 $(GO) test -run '^$$' -bench . -benchtime 1x -timeout 30m ./tests/bench/
 
 deps:
 	$(GO) mod download

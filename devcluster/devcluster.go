@@ -26,6 +26,7 @@ import (
 	"github.com/burla-temporal/burla/containerworker"
 	"github.com/burla-temporal/burla/names"
 	"github.com/burla-temporal/burla/provider"
+	"github.com/burla-temporal/burla/provider/docker"
 	"github.com/burla-temporal/burla/provider/local"
 	"github.com/burla-temporal/burla/store/natsstore"
 	"github.com/burla-temporal/burla/store/natsstore/natsserver"
@@ -48,9 +49,12 @@ type Config struct {
 	UIPort       int // default 8233
 	NATSPort     int // default 4222
 	// Executable is the burla binary that runs node agents and container workers;
-	// empty means this program.
+	// empty means this program. The docker provider needs it static (CGO_ENABLED=0).
 	Executable string
-	Logger     *slog.Logger
+	// Provider is where nodes come from: "local" (processes, the default) or
+	// "docker" (containers on the local Docker engine).
+	Provider string
+	Logger   *slog.Logger
 	// Metrics, if set, receives the control plane's Prometheus metrics, which the
 	// caller serves at MetricsURL.
 	Metrics    prometheus.Registerer
@@ -80,6 +84,7 @@ type Cluster struct {
 	addrs  Addresses
 
 	local     *local.Provider
+	docker    *docker.Provider
 	closeOnce sync.Once
 }
 
@@ -163,8 +168,30 @@ func Start(ctx context.Context, cfg Config) (_ *Cluster, err error) {
 		DataDir:         filepath.Join(cfg.DataDir, "nodes"),
 		Logger:          cfg.Logger,
 	})
+	providers := provider.Set{"local": c.local}
+	if cfg.Provider == "" {
+		cfg.Provider = "local"
+	}
+	if cfg.Provider == "docker" {
+		c.docker, err = docker.New(ctx, docker.Config{Executable: cfg.Executable, TemporalAddress: c.addrs.Temporal,
+			Namespace: c.addrs.Namespace, NATSURL: c.addrs.NATS, Logger: cfg.Logger})
+		if err != nil {
+			return nil, fmt.Errorf("dev cluster: %w", err)
+		}
+		if _, err := c.docker.Image(ctx); err != nil {
+			return nil, fmt.Errorf("dev cluster: %w", err)
+		}
+		// Containers left by an earlier run that died without cleaning up.
+		if err := c.docker.RemoveAll(ctx, names.DefaultCluster); err != nil {
+			return nil, fmt.Errorf("dev cluster: %w", err)
+		}
+		providers["docker"] = c.docker
+	}
+	if _, ok := providers[cfg.Provider]; !ok {
+		return nil, fmt.Errorf("dev cluster: unknown provider %q (local or docker)", cfg.Provider)
+	}
 	env := &activities.Env{Blobs: c.st, Dir: filepath.Join(cfg.DataDir, "envs"), Inspect: inspect}
-	c.worker = workers.Control(c.tc, control, &activities.Nodes{Providers: provider.Set{"local": c.local}, Store: c.st}, env)
+	c.worker = workers.Control(c.tc, control, &activities.Nodes{Providers: providers, Store: c.st}, env)
 	if err := c.worker.Start(); err != nil {
 		return nil, fmt.Errorf("dev cluster: control worker: %w", err)
 	}
@@ -172,7 +199,7 @@ func Start(ctx context.Context, cfg Config) (_ *Cluster, err error) {
 	if cfg.MaxNodes == 0 {
 		cfg.MaxNodes = cfg.Nodes
 	}
-	if err := c.upCluster(ctx, workflows.StandbySpec{Nodes: cfg.Nodes, CPUs: cfg.CPUs, Provider: "local", MaxNodes: cfg.MaxNodes}); err != nil {
+	if err := c.upCluster(ctx, workflows.StandbySpec{Nodes: cfg.Nodes, CPUs: cfg.CPUs, Provider: cfg.Provider, MaxNodes: cfg.MaxNodes}); err != nil {
 		return nil, err
 	}
 	return c, nil
@@ -252,6 +279,13 @@ func (c *Cluster) Close() error {
 		}
 		if c.local != nil {
 			c.local.Close() // the nodes; their workflows find them lost or restart them next time
+		}
+		if c.docker != nil {
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			if err := c.docker.RemoveAll(ctx, names.DefaultCluster); err != nil {
+				errs = append(errs, err)
+			}
+			cancel()
 		}
 		if c.tc != nil {
 			c.tc.Close()

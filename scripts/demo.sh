@@ -4,7 +4,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 echo "building burla and the quick-start program..."
-go build -o bin/burla ./cmd/burla
+CGO_ENABLED=0 go build -o bin/burla ./cmd/burla
 CGO_ENABLED=0 go build -o bin/quickstart ./examples/quickstart
 
 data=$(mktemp -d /tmp/burla-demo.XXXXXX)

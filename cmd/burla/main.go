@@ -86,6 +86,7 @@ func runDev(ctx context.Context, args []string) error {
 	dataDir := fs.String("data-dir", filepath.Join(home, ".burla", "dev"), "where the cluster keeps its state (Temporal's SQLite database, NATS's streams, node caches)")
 	nodes := fs.Int("nodes", 2, "number of nodes")
 	cpus := fs.Int("cpus", 2, "CPUs per node: each node keeps one warm worker per CPU")
+	providerName := fs.String("provider", "local", "where nodes come from: local (processes) or docker (containers on the local Docker engine; burla must be built with CGO_ENABLED=0)")
 	maxNodes := fs.Int("max-nodes", 0, "most nodes at once, counting replacements started while jobs run and grows (0: --nodes)")
 	host := fs.String("host", "127.0.0.1", "address to listen on")
 	temporalPort := fs.Int("temporal-port", 7233, "Temporal frontend port (0: any free port)")
@@ -108,7 +109,7 @@ func runDev(ctx context.Context, args []string) error {
 		return err
 	}
 	c, err := devcluster.Start(ctx, devcluster.Config{
-		DataDir: *dataDir, Nodes: *nodes, CPUs: *cpus, MaxNodes: *maxNodes, Host: *host,
+		DataDir: *dataDir, Nodes: *nodes, CPUs: *cpus, MaxNodes: *maxNodes, Provider: *providerName, Host: *host,
 		TemporalPort: anyPort(*temporalPort), UIPort: anyPort(*uiPort), NATSPort: anyPort(*natsPort),
 		Logger: log, Metrics: reg, MetricsURL: metricsAddr,
 	})
@@ -129,7 +130,7 @@ func runDev(ctx context.Context, args []string) error {
 		fmt.Printf("  Web UI    %s\n", a.UI)
 	}
 	fmt.Printf("  NATS      %s\n", a.NATS)
-	fmt.Printf("  Nodes     %d × %d CPUs, process runtime\n", a.Nodes, a.CPUs)
+	fmt.Printf("  Nodes     %d × %d CPUs, %s provider, process runtime\n", a.Nodes, a.CPUs, *providerName)
 	fmt.Printf("  Metrics   %s (each node's address is in its node record)\n", metricsAddr)
 	fmt.Printf("  Data      %s\n", *dataDir)
 	if a.Temporal == "127.0.0.1:7233" && a.NATS == "nats://127.0.0.1:4222" {

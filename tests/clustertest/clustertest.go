@@ -4,6 +4,7 @@ package clustertest
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -25,6 +26,8 @@ type Options struct {
 	CPUs  int
 	// Dir is the cluster's data directory; empty makes a temporary one.
 	Dir string
+	// Provider is "local" (default) or "docker".
+	Provider string
 }
 
 // Addresses are what `burla dev --ready-file` writes. (They are declared here rather
@@ -56,6 +59,8 @@ func Build(dir string) (string, error) {
 	bin := filepath.Join(dir, "burla")
 	cmd := exec.Command("go", "build", "-o", bin, "./cmd/burla")
 	cmd.Dir = root
+	// Static, so that the same binary runs FROM scratch on the docker provider.
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 	if out, err := cmd.CombinedOutput(); err != nil {
 		return "", fmt.Errorf("build burla: %v\n%s", err, out)
 	}
@@ -98,6 +103,7 @@ func Start(ctx context.Context, o Options) (*Dev, error) {
 		"--data-dir", filepath.Join(o.Dir, "data"),
 		"--nodes", strconv.Itoa(o.Nodes), "--cpus", strconv.Itoa(o.CPUs),
 		"--temporal-port", "0", "--ui-port", "0", "--nats-port", "0", "--metrics-port", "0",
+		"--provider", cmp.Or(o.Provider, "local"),
 		"--ready-file", ready)
 	d.cmd.Stdout, d.cmd.Stderr = logf, logf
 	d.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}

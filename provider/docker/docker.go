@@ -1,0 +1,273 @@
+// Package docker is the provider whose nodes are containers on a Docker engine: each
+// runs the node agent (and its workers, as processes) from an image built locally
+// FROM scratch with the static burla binary, so that no registry is needed.
+package docker
+
+import (
+	"archive/tar"
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"debug/elf"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"slices"
+	"strconv"
+	"sync"
+
+	"github.com/docker/docker/api/types/build"
+	"github.com/docker/docker/api/types/container"
+	"github.com/docker/docker/api/types/filters"
+	"github.com/docker/docker/api/types/image"
+	"github.com/docker/docker/api/types/network"
+	"github.com/docker/docker/client"
+	"github.com/docker/docker/errdefs"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+
+	"github.com/burla-temporal/burla/provider"
+)
+
+var _ provider.Provider = (*Provider)(nil)
+
+// Labels on every node container, so that a control plane finds exactly its own.
+const (
+	LabelCluster = "burla.cluster"
+	LabelNode    = "burla.node"
+)
+
+// API is the part of the Docker client the provider uses.
+type API interface {
+	ContainerCreate(ctx context.Context, config *container.Config, hostConfig *container.HostConfig, networkingConfig *network.NetworkingConfig, platform *ocispec.Platform, containerName string) (container.CreateResponse, error)
+	ContainerStart(ctx context.Context, containerID string, options container.StartOptions) error
+	ContainerRemove(ctx context.Context, containerID string, options container.RemoveOptions) error
+	ContainerInspect(ctx context.Context, containerID string) (container.InspectResponse, error)
+	ContainerList(ctx context.Context, options container.ListOptions) ([]container.Summary, error)
+	ImageBuild(ctx context.Context, buildContext io.Reader, options build.ImageBuildOptions) (build.ImageBuildResponse, error)
+	ImageInspect(ctx context.Context, imageID string, inspectOpts ...client.ImageInspectOption) (image.InspectResponse, error)
+}
+
+// Config says what the node containers run and where their control plane is.
+type Config struct {
+	// Executable is the static burla binary the node image is built from.
+	Executable      string
+	TemporalAddress string
+	Namespace       string
+	NATSURL         string
+	Logger          *slog.Logger
+}
+
+// Provider runs nodes as containers.
+type Provider struct {
+	api API
+	cfg Config
+
+	mu    sync.Mutex
+	image string // built node image, once known
+}
+
+// New connects to the Docker engine named by the environment (DOCKER_HOST, or the
+// local socket).
+func New(ctx context.Context, cfg Config) (*Provider, error) {
+	api, err := client.NewClientWithOpts(client.FromEnv, client.WithAPIVersionNegotiation())
+	if err != nil {
+		return nil, fmt.Errorf("docker provider: %w", err)
+	}
+	if _, err := api.Ping(ctx); err != nil {
+		return nil, fmt.Errorf("docker provider: no Docker engine answers (%w); install docker.io and start dockerd", err)
+	}
+	return NewWithAPI(api, cfg), nil
+}
+
+// NewWithAPI returns a provider on api.
+func NewWithAPI(api API, cfg Config) *Provider {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	return &Provider{api: api, cfg: cfg}
+}
+
+// Name implements provider.Provider.
+func (p *Provider) Name() string { return "docker" }
+
+func containerName(id string) string { return "burla-node-" + id }
+
+// Image builds the node image if it is missing and returns its tag: FROM scratch,
+// the burla binary as its entry point. The tag carries the binary's digest, so a new
+// burla gets a new image.
+func (p *Provider) Image(ctx context.Context) (string, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.image != "" {
+		return p.image, nil
+	}
+	bin, err := os.ReadFile(p.cfg.Executable)
+	if err != nil {
+		return "", fmt.Errorf("docker provider: read burla binary: %w", err)
+	}
+	if err := checkStatic(p.cfg.Executable); err != nil {
+		return "", err
+	}
+	sum := sha256.Sum256(bin)
+	tag := "burla-node:" + hex.EncodeToString(sum[:])[:16]
+	if _, err := p.api.ImageInspect(ctx, tag); err == nil {
+		p.image = tag
+		return tag, nil
+	}
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	for _, f := range []struct {
+		name string
+		mode int64
+		data []byte
+	}{
+		{"Dockerfile", 0o644, []byte("FROM scratch\nCOPY burla /burla\nENTRYPOINT [\"/burla\"]\n")},
+		{"burla", 0o755, bin},
+	} {
+		if err := tw.WriteHeader(&tar.Header{Name: f.name, Mode: f.mode, Size: int64(len(f.data))}); err != nil {
+			return "", err
+		}
+		if _, err := tw.Write(f.data); err != nil {
+			return "", err
+		}
+	}
+	if err := tw.Close(); err != nil {
+		return "", err
+	}
+	resp, err := p.api.ImageBuild(ctx, &buf, build.ImageBuildOptions{Tags: []string{tag}, Remove: true, ForceRemove: true,
+		Labels: map[string]string{"burla.image": "node"}})
+	if err != nil {
+		return "", fmt.Errorf("docker provider: build node image: %w", err)
+	}
+	defer resp.Body.Close()
+	// The build reports failures in its JSON stream, not in its status.
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 64<<10), 4<<20)
+	for sc.Scan() {
+		var msg struct {
+			Error string `json:"error"`
+		}
+		if json.Unmarshal(sc.Bytes(), &msg) == nil && msg.Error != "" {
+			return "", fmt.Errorf("docker provider: build node image: %s", msg.Error)
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return "", fmt.Errorf("docker provider: build node image: %w", err)
+	}
+	p.image = tag
+	return tag, nil
+}
+
+// checkStatic refuses a dynamically linked binary, which cannot run FROM scratch.
+func checkStatic(path string) error {
+	f, err := elf.Open(path)
+	if err != nil {
+		return fmt.Errorf("docker provider: %s is not a linux executable: %w", path, err)
+	}
+	defer f.Close()
+	for _, prog := range f.Progs {
+		if prog.Type == elf.PT_INTERP {
+			return fmt.Errorf("docker provider: %s is dynamically linked and cannot run in a FROM-scratch node image; build it with CGO_ENABLED=0", path)
+		}
+	}
+	return nil
+}
+
+// Create implements provider.Provider: a running container for the node is success;
+// a stopped one is started; otherwise one is created and started.
+func (p *Provider) Create(ctx context.Context, n provider.NodeSpec) error {
+	name := containerName(n.ID)
+	info, err := p.api.ContainerInspect(ctx, name)
+	switch {
+	case err == nil && info.State != nil && info.State.Running:
+		return nil
+	case err == nil:
+		return p.start(ctx, name)
+	case !errdefs.IsNotFound(err):
+		return fmt.Errorf("docker provider: inspect %s: %w", name, err)
+	}
+	img, err := p.Image(ctx)
+	if err != nil {
+		return err
+	}
+	res := container.Resources{NanoCPUs: int64(n.CPUs) * 1e9}
+	if n.RAMMB > 0 {
+		res.Memory = int64(n.RAMMB) << 20
+	}
+	_, err = p.api.ContainerCreate(ctx, &container.Config{
+		Image: img,
+		Cmd: []string{"node-agent",
+			"--id", n.ID, "--cluster", n.Cluster,
+			"--cpus", strconv.Itoa(n.CPUs), "--ram-mb", strconv.Itoa(n.RAMMB),
+			"--temporal", p.cfg.TemporalAddress, "--namespace", p.cfg.Namespace, "--nats", p.cfg.NATSURL,
+			"--cache-dir", "/var/lib/burla",
+		},
+		Labels: map[string]string{LabelCluster: n.Cluster, LabelNode: n.ID},
+	}, &container.HostConfig{
+		// The control plane listens on the host's loopback.
+		NetworkMode:    "host",
+		ReadonlyRootfs: true,
+		// Programs are fetched into the cache and run from it.
+		Tmpfs:       map[string]string{"/var/lib/burla": "exec,mode=0755", "/tmp": "mode=1777"},
+		SecurityOpt: []string{"no-new-privileges"},
+		Resources:   res,
+	}, nil, nil, name)
+	if errdefs.IsConflict(err) {
+		return p.start(ctx, name) // created by an earlier attempt of this call
+	}
+	if err != nil {
+		return fmt.Errorf("docker provider: create %s: %w", name, err)
+	}
+	return p.start(ctx, name)
+}
+
+func (p *Provider) start(ctx context.Context, name string) error {
+	if err := p.api.ContainerStart(ctx, name, container.StartOptions{}); err != nil {
+		return fmt.Errorf("docker provider: start %s: %w", name, err)
+	}
+	return nil
+}
+
+// Delete implements provider.Provider.
+func (p *Provider) Delete(ctx context.Context, id string) error {
+	err := p.api.ContainerRemove(ctx, containerName(id), container.RemoveOptions{Force: true})
+	if err != nil && !errdefs.IsNotFound(err) {
+		return fmt.Errorf("docker provider: remove %s: %w", containerName(id), err)
+	}
+	return nil
+}
+
+// List implements provider.Provider, from the containers' labels.
+func (p *Provider) List(ctx context.Context, cluster string) ([]string, error) {
+	cs, err := p.api.ContainerList(ctx, container.ListOptions{All: true,
+		Filters: filters.NewArgs(filters.Arg("label", LabelCluster+"="+cluster))})
+	if err != nil {
+		return nil, fmt.Errorf("docker provider: list nodes of %s: %w", cluster, err)
+	}
+	var ids []string
+	for _, c := range cs {
+		if id := c.Labels[LabelNode]; id != "" {
+			ids = append(ids, id)
+		}
+	}
+	slices.Sort(ids)
+	return ids, nil
+}
+
+// RemoveAll deletes every node container of cluster.
+func (p *Provider) RemoveAll(ctx context.Context, cluster string) error {
+	ids, err := p.List(ctx, cluster)
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, id := range ids {
+		errs = append(errs, p.Delete(ctx, id))
+	}
+	return errors.Join(errs...)
+}

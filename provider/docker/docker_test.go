@@ -1,0 +1,94 @@
+package docker_test
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/docker/docker/client"
+
+	"github.com/burla-temporal/burla/provider"
+	"github.com/burla-temporal/burla/provider/docker"
+)
+
+// engine returns a Docker client, or skips loudly when no engine can be reached:
+// .ci/run installs and starts one, so a skip there is a CI failure to look into.
+func engine(t *testing.T) {
+	t.Helper()
+	api, err := client.NewClientWithOpts(client.FromEnv, client.WithAPIVersionNegotiation())
+	if err == nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_, err = api.Ping(ctx)
+	}
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "\n*** SKIPPING DOCKER TESTS: no Docker engine (%v) ***\n\n", err)
+		t.Skipf("no Docker engine: %v", err)
+	}
+}
+
+func buildBurla(t *testing.T) string {
+	t.Helper()
+	out, err := exec.Command("go", "env", "GOMOD").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	bin := filepath.Join(t.TempDir(), "burla")
+	cmd := exec.Command("go", "build", "-o", bin, "./cmd/burla")
+	cmd.Dir = filepath.Dir(strings.TrimSpace(string(out)))
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("build burla: %v\n%s", err, out)
+	}
+	return bin
+}
+
+func TestProviderLifecycle(t *testing.T) {
+	engine(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	p, err := docker.New(ctx, docker.Config{Executable: buildBurla(t),
+		// Nothing listens here: the agent exits, which is fine for this test of the
+		// container's lifecycle.
+		TemporalAddress: "127.0.0.1:1", Namespace: "default", NATSURL: "nats://127.0.0.1:1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cluster := fmt.Sprintf("t%d", time.Now().UnixNano()%1e9)
+	t.Cleanup(func() { _ = p.RemoveAll(context.Background(), cluster) })
+	n := provider.NodeSpec{ID: cluster + "-1", Cluster: cluster, CPUs: 1, RAMMB: 256}
+	for range 2 { // the second create is a retry, and must not make a second node
+		if err := p.Create(ctx, n); err != nil {
+			t.Fatalf("Create: %v", err)
+		}
+	}
+	ids, err := p.List(ctx, cluster)
+	if err != nil || !slices.Equal(ids, []string{n.ID}) {
+		t.Fatalf("List = %v, %v; want [%s]", ids, err, n.ID)
+	}
+	for range 2 {
+		if err := p.Delete(ctx, n.ID); err != nil {
+			t.Fatalf("Delete: %v", err)
+		}
+	}
+	if ids, err := p.List(ctx, cluster); err != nil || len(ids) != 0 {
+		t.Fatalf("List after Delete = %v, %v; want none", ids, err)
+	}
+}
+
+func TestProviderRefusesDynamicBinary(t *testing.T) {
+	engine(t)
+	p, err := docker.New(context.Background(), docker.Config{Executable: "/bin/ls"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.Image(context.Background()); err == nil || !strings.Contains(err.Error(), "CGO_ENABLED=0") {
+		t.Fatalf("Image from a dynamic binary: %v; want a refusal naming CGO_ENABLED=0", err)
+	}
+}
