@@ -50,9 +50,21 @@ func TestMetrics(t *testing.T) {
 	if err != nil || len(nodes) == 0 {
 		t.Fatalf("nodes %v, %v", nodes, err)
 	}
+	// Nodes are reset after a job: wait until standby is ready, then every worker
+	// of every node is warm.
+	waitStandby(t, 2)
 	for _, n := range nodes {
-		if warm := metric(t, n.Metrics, "burla_node_workers_warm"); warm != float64(n.CPUs) {
-			t.Errorf("node %s: %v warm workers; want %d", n.ID, warm, n.CPUs)
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			warm := metric(t, n.Metrics, "burla_node_workers_warm")
+			if warm == float64(n.CPUs) {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Errorf("node %s: %v warm workers; want %d", n.ID, warm, n.CPUs)
+				break
+			}
+			time.Sleep(50 * time.Millisecond)
 		}
 	}
 }
