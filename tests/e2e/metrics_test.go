@@ -46,13 +46,13 @@ func TestMetrics(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer st.Close()
+	// Nodes are reset after a job: wait until standby is ready, then every worker
+	// of every node is warm.
+	waitStandby(t, 2)
 	nodes, err := st.ListNodes(context.Background())
 	if err != nil || len(nodes) == 0 {
 		t.Fatalf("nodes %v, %v", nodes, err)
 	}
-	// Nodes are reset after a job: wait until standby is ready, then every worker
-	// of every node is warm.
-	waitStandby(t, 2)
 	for _, n := range nodes {
 		deadline := time.Now().Add(10 * time.Second)
 		for {
