@@ -2,12 +2,10 @@ package e2e
 
 import (
 	"context"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/burla-temporal/burla/names"
-	burla "github.com/burla-temporal/burla/sdk"
 	"github.com/burla-temporal/burla/workflows"
 )
 
@@ -54,35 +52,7 @@ func waitStandby(t *testing.T, want int) workflows.ClusterState {
 // once, and the cluster marks the node lost and replaces it.
 func TestKilledNodeAgent(t *testing.T) {
 	before := waitStandby(t, 2)
-	const n = 800 // 800 × 20ms on 4 workers: about 4s
-	in := make([]int, n)
-	for i := range in {
-		in[i] = i
-	}
-	ctx := testCtx(t, 3*time.Minute)
-	seen := make([]int, n)
-	killed := false
-	for r, err := range burla.Stream(ctx, sleepy, in, opts(burla.Lease(time.Second))...) {
-		if err != nil {
-			t.Fatal(err)
-		}
-		seen[r.Index]++
-		if !killed {
-			pids := dev.Processes("node-agent")
-			if len(pids) == 0 {
-				t.Fatal("no node-agent processes found")
-			}
-			if err := syscall.Kill(pids[0], syscall.SIGKILL); err != nil {
-				t.Fatal(err)
-			}
-			killed = true
-		}
-	}
-	for i, k := range seen {
-		if k != 1 {
-			t.Errorf("input %d delivered %d times; want exactly once", i, k)
-		}
-	}
+	mapKilling(t, 800, "node-agent") // 800 × 20ms on 4 workers: about 4s
 	after := waitStandby(t, 2)
 	if after.Lost <= before.Lost {
 		t.Errorf("cluster lost %d nodes before and %d after; want the killed node marked lost", before.Lost, after.Lost)

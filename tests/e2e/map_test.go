@@ -197,15 +197,23 @@ func waitForStatus(t *testing.T, jobID string, want enumspb.WorkflowExecutionSta
 }
 
 func TestKilledWorkerLosesNothing(t *testing.T) {
-	const n = 600 // 600 × 20ms on 4 workers: about 3s
+	// 600 × 20ms on 4 workers: about 3s.
+	mapKilling(t, 600, "container-worker")
+	checkHealthy(t)
+}
+
+// mapKilling maps sleepy over n inputs and, once the first result is in (so workers
+// are mid-chunk), kills one of the cluster's processes whose command line has word
+// with SIGKILL. Every input must still be delivered exactly once, with its output.
+func mapKilling(t *testing.T, n int, word string) {
+	t.Helper()
 	in := make([]int, n)
 	for i := range in {
 		in[i] = i
 	}
-	ctx := testCtx(t, 2*time.Minute)
 	seen := make([]int, n)
 	killed := false
-	for r, err := range burla.Stream(ctx, sleepy, in, opts(burla.Lease(time.Second))...) {
+	for r, err := range burla.Stream(testCtx(t, 3*time.Minute), sleepy, in, opts(burla.Lease(time.Second))...) {
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -214,10 +222,9 @@ func TestKilledWorkerLosesNothing(t *testing.T) {
 		}
 		seen[r.Index]++
 		if !killed {
-			// A result is in, so workers are mid-chunk: kill one of them outright.
-			pids := dev.Processes("container-worker")
+			pids := dev.Processes(word)
 			if len(pids) == 0 {
-				t.Fatal("no container-worker processes found")
+				t.Fatalf("no %s processes found", word)
 			}
 			if err := syscall.Kill(pids[0], syscall.SIGKILL); err != nil {
 				t.Fatal(err)
@@ -230,7 +237,6 @@ func TestKilledWorkerLosesNothing(t *testing.T) {
 			t.Errorf("input %d delivered %d times; want exactly once", i, k)
 		}
 	}
-	checkHealthy(t)
 }
 
 func TestDetachAndAttach(t *testing.T) {
