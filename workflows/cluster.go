@@ -223,7 +223,10 @@ func (c *cluster) drain(events, releases workflow.ReceiveChannel) {
 	}
 }
 
-// sortedNodes returns the nodes in ID order: workflow code must not depend on map order.
+// sortedNodes returns the nodes in ID order. Workflow code must not depend on map
+// order, so every walk over the nodes goes through here.
+//
+//workflowcheck:ignore the map is read in any order, then sorted
 func (c *cluster) sortedNodes() []*ClusterNode {
 	ns := make([]*ClusterNode, 0, len(c.st.Nodes))
 	for _, n := range c.st.Nodes {
@@ -251,7 +254,7 @@ func compareIDs(a, b string) int {
 // a job, and not going away.
 func (c *cluster) idle() int {
 	n := 0
-	for _, nd := range c.st.Nodes {
+	for _, nd := range c.sortedNodes() {
 		if nd.Job == "" && nd.State != NodeDeleting {
 			n++
 		}
@@ -274,7 +277,7 @@ func (c *cluster) canStart() bool {
 		return true
 	}
 	live := 0
-	for _, nd := range c.st.Nodes {
+	for _, nd := range c.sortedNodes() {
 		if nd.State != NodeDeleting {
 			live++
 		}
@@ -359,7 +362,7 @@ func (c *cluster) reserve(ctx workflow.Context, r activities.ReserveRequest) (ac
 	perNode := slotsOn(&ClusterNode{CPUs: c.st.Standby.CPUs, RAMMB: c.st.Standby.RAMMB}, r.FuncCPU, r.FuncRAMMB)
 	fits := func(nd *ClusterNode) bool { return slotsOn(nd, r.FuncCPU, r.FuncRAMMB) >= 1 }
 	anyFits := perNode >= 1
-	for _, nd := range c.st.Nodes {
+	for _, nd := range c.sortedNodes() {
 		anyFits = anyFits || fits(nd)
 	}
 	if !anyFits {
@@ -368,7 +371,7 @@ func (c *cluster) reserve(ctx workflow.Context, r activities.ReserveRequest) (ac
 			names.ErrNoNodes, nil)
 	}
 	readyFit := func() bool {
-		for _, nd := range c.st.Nodes {
+		for _, nd := range c.sortedNodes() {
 			if nd.State == NodeReady && nd.Job == "" && fits(nd) {
 				return true
 			}
@@ -436,7 +439,7 @@ func (c *cluster) grow(cl *JobClaim, perNode int) {
 		return
 	}
 	coming := 0
-	for _, nd := range c.st.Nodes {
+	for _, nd := range c.sortedNodes() {
 		if nd.Job == cl.JobID && (nd.State == NodeProvisioning || nd.State == NodeResetting) {
 			coming += slotsOn(nd, cl.FuncCPU, cl.FuncRAMMB)
 		}
@@ -494,16 +497,23 @@ func (c *cluster) nodeEvent(e NodeEvent) {
 	}
 }
 
-// claimsWanting returns the claims that want more slots than they hold, the given
-// job's first, then by job ID.
-func (c *cluster) claimsWanting(first string) []*JobClaim {
-	var out []*JobClaim
+// sortedJobIDs returns the IDs of the jobs holding claims, in order.
+//
+//workflowcheck:ignore the map is read in any order, then sorted
+func (c *cluster) sortedJobIDs() []string {
 	ids := make([]string, 0, len(c.st.Jobs))
 	for id := range c.st.Jobs {
 		ids = append(ids, id)
 	}
 	slices.Sort(ids)
-	for _, id := range ids {
+	return ids
+}
+
+// claimsWanting returns the claims that want more slots than they hold, the given
+// job's first, then by job ID.
+func (c *cluster) claimsWanting(first string) []*JobClaim {
+	var out []*JobClaim
+	for _, id := range c.sortedJobIDs() {
 		cl := c.st.Jobs[id]
 		if c.claimed(cl) >= cl.Slots {
 			continue
