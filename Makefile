@@ -16,10 +16,11 @@ demo: deps
 WORKFLOWCHECK := go.temporal.io/sdk/contrib/tools/workflowcheck@v0.6.0
 
 # The heavy packages build static (CGO_ENABLED=0): the docker provider's nodes run the
-# burla binary and the test programs FROM scratch.
+# burla binary and the test programs FROM scratch. They run one package at a time: each
+# starts whole clusters, and on two cores they would starve each other's heartbeats.
 test: deps vet workflowcheck docker
 	$(GO) test -race -count=1 $(LIGHT)
-	CGO_ENABLED=0 $(GO) test -count=1 -timeout 30m $(HEAVY)
+	CGO_ENABLED=0 $(GO) test -p 1 -count=1 -timeout 30m $(HEAVY)
 
 docker:
 	./scripts/ensure-docker.sh
