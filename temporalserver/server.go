@@ -193,6 +193,11 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 			dynamicconfig.HistoryCacheHostLevelMaxSize.Key(): 8192,
 			// The Web UI polls visibility APIs; 10 rps is easily exceeded.
 			dynamicconfig.FrontendMaxNamespaceVisibilityRPSPerInstance.Key(): 100,
+			// One matching host: with the default four partitions per task queue a
+			// task often lands on a partition no poller waits on and is matched only
+			// after forwarding, which cost each dispatch about 40 ms here.
+			dynamicconfig.MatchingNumTaskqueueReadPartitions.Key():  1,
+			dynamicconfig.MatchingNumTaskqueueWritePartitions.Key(): 1,
 		}),
 	)
 	if err != nil {

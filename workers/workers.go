@@ -16,7 +16,12 @@ import (
 // Control returns the control-plane worker: the job, cluster and node workflows and
 // the activities that touch the store and the node providers.
 func Control(c client.Client, a *activities.Control, n *activities.Nodes, e *activities.Env) worker.Worker {
-	w := worker.New(c, names.TaskQueueControl, worker.Options{})
+	w := worker.New(c, names.TaskQueueControl, worker.Options{
+		// Status queries are workflow tasks too: with the default two pollers, a
+		// client polling the cluster's status delays the next job's first task.
+		MaxConcurrentWorkflowTaskPollers: 8,
+		MaxConcurrentActivityTaskPollers: 8,
+	})
 	RegisterControl(w, a, n, e)
 	return w
 }
