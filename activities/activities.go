@@ -4,6 +4,7 @@
 package activities
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -92,7 +93,7 @@ func Place(spec job.Spec, nodes []store.Node) (PlaceOutput, error) {
 		if a.CPUs != b.CPUs {
 			return b.CPUs - a.CPUs
 		}
-		return compareStrings(a.ID, b.ID)
+		return cmp.Compare(a.ID, b.ID)
 	})
 	want := spec.Inputs
 	if spec.MaxParallelism > 0 {
@@ -122,16 +123,6 @@ func Place(spec job.Spec, nodes []store.Node) (PlaceOutput, error) {
 			names.ErrNoNodes, nil)
 	}
 	return out, nil
-}
-
-func compareStrings(a, b string) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
 
 // WatchInput names a job whose client must keep heartbeating.

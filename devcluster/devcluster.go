@@ -1,8 +1,9 @@
-// Package devcluster is `burla dev`: a whole cluster in one process tree on this
-// machine. It runs an embedded Temporal server (SQLite under the data directory, so
-// jobs' histories survive a restart), an embedded NATS JetStream server, the
-// control-plane Temporal worker, and a pool of node agents as child processes, each
-// with one container worker process per CPU.
+// Package devcluster is `burla dev`: a whole cluster on this machine. It runs an
+// embedded Temporal server (SQLite under the data directory, so jobs' histories
+// survive a restart), an embedded NATS JetStream server, and the control-plane
+// Temporal worker, and starts (or takes over) the default ClusterWorkflow, whose
+// nodes are node-agent child processes (local provider) or containers (docker
+// provider), each with one container worker process per CPU.
 package devcluster
 
 import (
