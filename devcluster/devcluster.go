@@ -55,7 +55,10 @@ type Config struct {
 	// Provider is where nodes come from: "local" (processes, the default) or
 	// "docker" (containers on the local Docker engine).
 	Provider string
-	Logger   *slog.Logger
+	// Runtime is where nodes run their workers: "process" (the default) or
+	// "docker" (a container per worker; with the local provider only).
+	Runtime string
+	Logger  *slog.Logger
 	// Metrics, if set, receives the control plane's Prometheus metrics, which the
 	// caller serves at MetricsURL.
 	Metrics    prometheus.Registerer
@@ -167,6 +170,7 @@ func Start(ctx context.Context, cfg Config) (_ *Cluster, err error) {
 		Namespace:       c.addrs.Namespace,
 		NATSURL:         c.addrs.NATS,
 		DataDir:         filepath.Join(cfg.DataDir, "nodes"),
+		Runtime:         cfg.Runtime,
 		Logger:          cfg.Logger,
 	})
 	providers := provider.Set{"local": c.local}
@@ -187,6 +191,9 @@ func Start(ctx context.Context, cfg Config) (_ *Cluster, err error) {
 			return nil, fmt.Errorf("dev cluster: %w", err)
 		}
 		providers["docker"] = c.docker
+	}
+	if cfg.Runtime == "docker" && cfg.Provider != "local" {
+		return nil, fmt.Errorf("dev cluster: the docker runtime needs the local provider (a node in a container cannot start containers)")
 	}
 	if _, ok := providers[cfg.Provider]; !ok {
 		return nil, fmt.Errorf("dev cluster: unknown provider %q (local or docker)", cfg.Provider)

@@ -27,6 +27,8 @@ import (
 	"github.com/burla-temporal/burla/blob"
 	"github.com/burla-temporal/burla/job"
 	"github.com/burla-temporal/burla/names"
+	"github.com/burla-temporal/burla/runtime"
+	"github.com/burla-temporal/burla/runtime/process"
 	"github.com/burla-temporal/burla/store"
 	"github.com/burla-temporal/burla/store/natsstore"
 	"github.com/burla-temporal/burla/workers"
@@ -46,7 +48,9 @@ type Config struct {
 	CacheDir string
 	// WorkerArgv starts one container worker; the agent adds "--slot N".
 	WorkerArgv []string
-	Logger     *slog.Logger
+	// Runtime runs the workers; nil means processes.
+	Runtime runtime.Runtime
+	Logger  *slog.Logger
 	// Metrics, if set, receives the node's Prometheus metrics, which are served at
 	// MetricsURL (recorded in the node's record).
 	Metrics    prometheus.Registerer
@@ -61,6 +65,10 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	if err := os.MkdirAll(filepath.Join(cfg.CacheDir, "bin"), 0o755); err != nil {
 		return fmt.Errorf("node %s: cache: %w", cfg.ID, err)
+	}
+	// Workers in containers see the cache at the same path, bind-mounted.
+	if abs, err := filepath.Abs(cfg.CacheDir); err == nil {
+		cfg.CacheDir = abs
 	}
 	st, err := natsstore.Connect(ctx, cfg.NATSURL, "burla-node-"+cfg.ID)
 	if err != nil {
@@ -78,7 +86,20 @@ func Run(ctx context.Context, cfg Config) error {
 	defer tc.Close()
 
 	cache := &binCache{dir: filepath.Join(cfg.CacheDir, "bin"), blobs: st}
-	p := newPool(cfg.WorkerArgv, cfg.CPUs, log, cache.get)
+	rt := cfg.Runtime
+	if rt == nil {
+		rt = process.Runtime{}
+	}
+	// Workers an earlier agent of this node left behind (a crash) are removed.
+	if err := rt.Cleanup(ctx, cfg.Cluster, cfg.ID); err != nil {
+		return fmt.Errorf("node %s: %w", cfg.ID, err)
+	}
+	memPerWorker := 0
+	if cfg.RAMMB > 0 {
+		memPerWorker = cfg.RAMMB / cfg.CPUs
+	}
+	p := newPool(rt, runtime.WorkerSpec{Cluster: cfg.Cluster, Node: cfg.ID, CPUs: 1, MemoryMB: memPerWorker, CacheDir: cfg.CacheDir},
+		cfg.WorkerArgv, cfg.CPUs, log, cache.get)
 	reg := cfg.Metrics
 	if reg == nil {
 		reg = prometheus.NewRegistry()

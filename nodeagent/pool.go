@@ -7,11 +7,8 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"os"
-	"os/exec"
 	"slices"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -21,15 +18,18 @@ import (
 	"github.com/burla-temporal/burla/containerworker"
 	"github.com/burla-temporal/burla/job"
 	"github.com/burla-temporal/burla/names"
+	"github.com/burla-temporal/burla/runtime"
 )
 
 var _ activities.Runner = (*pool)(nil)
 
-// pool keeps one prewarmed container worker per slot (the process runtime: each
-// worker is a child process) and restarts any that dies. A slot on a job keeps the
+// pool keeps one prewarmed container worker per slot, in its runtime (a process or a
+// container), and restarts any that dies. A slot on a job keeps the
 // job across its worker's restarts.
 type pool struct {
-	argv   []string // how to start a worker
+	rt     runtime.Runtime
+	spec   runtime.WorkerSpec // what every worker gets, but its slot and argv
+	argv   []string           // how to start a worker
 	log    *slog.Logger
 	binary func(ctx context.Context, digest string) (string, error)
 
@@ -55,8 +55,8 @@ type assignment struct {
 	closed bool
 }
 
-func newPool(argv []string, n int, log *slog.Logger, binary func(context.Context, string) (string, error)) *pool {
-	p := &pool{argv: argv, log: log, binary: binary,
+func newPool(rt runtime.Runtime, spec runtime.WorkerSpec, argv []string, n int, log *slog.Logger, binary func(context.Context, string) (string, error)) *pool {
+	p := &pool{rt: rt, spec: spec, argv: argv, log: log, binary: binary,
 		restarts: prometheus.NewCounter(prometheus.CounterOpts{Name: "burla_node_worker_restarts_total", Help: "Container workers restarted after they exited."})}
 	for i := range n {
 		p.slots = append(p.slots, &slot{i: i})
@@ -115,7 +115,7 @@ func (p *pool) keep(ctx context.Context, s *slot) {
 
 // workerProc is one running container worker.
 type workerProc struct {
-	cmd    *exec.Cmd
+	rw     runtime.Worker
 	stdin  io.WriteCloser
 	enc    *json.Encoder
 	exited chan struct{}
@@ -132,22 +132,15 @@ func (w *workerProc) status() string {
 }
 
 func (p *pool) startWorker(ctx context.Context, s *slot) (*workerProc, error) {
-	cmd := exec.Command(p.argv[0], append(p.argv[1:], "--slot", fmt.Sprint(s.i))...)
-	cmd.Stderr = os.Stderr
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Setpgid: true}
-	stdin, err := cmd.StdinPipe()
+	spec := p.spec
+	spec.Slot = s.i
+	spec.Argv = append(slices.Clone(p.argv), "--slot", fmt.Sprint(s.i))
+	rw, err := p.rt.Start(ctx, spec)
 	if err != nil {
 		return nil, err
 	}
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		return nil, err
-	}
-	if err := cmd.Start(); err != nil {
-		return nil, fmt.Errorf("start %v: %w", p.argv, err)
-	}
-	w := &workerProc{cmd: cmd, stdin: stdin, enc: json.NewEncoder(stdin), exited: make(chan struct{})}
-	events := bufio.NewScanner(stdout)
+	w := &workerProc{rw: rw, stdin: rw.Stdin(), enc: json.NewEncoder(rw.Stdin()), exited: make(chan struct{})}
+	events := bufio.NewScanner(rw.Stdout())
 	events.Buffer(make([]byte, 64<<10), 1<<20)
 	ready := make(chan bool, 1)
 	go func() {
@@ -169,17 +162,19 @@ func (p *pool) startWorker(ctx context.Context, s *slot) (*workerProc, error) {
 		if first {
 			ready <- false
 		}
-		w.err = cmd.Wait()
+		rw.Stdout().Close()
+		<-rw.Done()
+		w.err = rw.Err()
 	}()
 	select {
 	case ok := <-ready:
 		if ok {
 			return w, nil
 		}
-	case <-time.After(15 * time.Second):
+	case <-time.After(30 * time.Second):
 	case <-ctx.Done():
 	}
-	_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+	rw.Kill()
 	<-w.exited
 	return nil, fmt.Errorf("container worker did not report ready: %v", w.status())
 }
@@ -281,7 +276,7 @@ func (p *pool) Stop(ctx context.Context, jobID string) {
 		case <-ch:
 		case <-deadline:
 			// A worker that does not stop is killed; keep restarts it idle.
-			_ = syscall.Kill(-procs[i].cmd.Process.Pid, syscall.SIGKILL)
+			procs[i].rw.Kill()
 		}
 	}
 	p.mu.Lock()
@@ -347,7 +342,7 @@ func (p *pool) Reset(ctx context.Context) error {
 		select {
 		case <-w.exited:
 		case <-time.After(5 * time.Second):
-			_ = syscall.Kill(-w.cmd.Process.Pid, syscall.SIGKILL)
+			w.rw.Kill()
 			<-w.exited
 		case <-ctx.Done():
 			return ctx.Err()

@@ -23,6 +23,10 @@ import (
 	"github.com/burla-temporal/burla/containerworker"
 	"github.com/burla-temporal/burla/devcluster"
 	"github.com/burla-temporal/burla/nodeagent"
+	dockerprovider "github.com/burla-temporal/burla/provider/docker"
+	"github.com/burla-temporal/burla/runtime"
+	dockerruntime "github.com/burla-temporal/burla/runtime/docker"
+	"github.com/burla-temporal/burla/runtime/process"
 	"github.com/burla-temporal/burla/store/natsstore"
 )
 
@@ -86,6 +90,7 @@ func runDev(ctx context.Context, args []string) error {
 	dataDir := fs.String("data-dir", filepath.Join(home, ".burla", "dev"), "where the cluster keeps its state (Temporal's SQLite database, NATS's streams, node caches)")
 	nodes := fs.Int("nodes", 2, "number of nodes")
 	cpus := fs.Int("cpus", 2, "CPUs per node: each node keeps one warm worker per CPU")
+	runtimeName := fs.String("runtime", "process", "where each node runs its workers: process, or docker (a container per worker; local provider only)")
 	providerName := fs.String("provider", "local", "where nodes come from: local (processes) or docker (containers on the local Docker engine; burla must be built with CGO_ENABLED=0)")
 	maxNodes := fs.Int("max-nodes", 0, "most nodes at once, counting replacements started while jobs run and grows (0: --nodes)")
 	host := fs.String("host", "127.0.0.1", "address to listen on")
@@ -109,7 +114,7 @@ func runDev(ctx context.Context, args []string) error {
 		return err
 	}
 	c, err := devcluster.Start(ctx, devcluster.Config{
-		DataDir: *dataDir, Nodes: *nodes, CPUs: *cpus, MaxNodes: *maxNodes, Provider: *providerName, Host: *host,
+		DataDir: *dataDir, Nodes: *nodes, CPUs: *cpus, MaxNodes: *maxNodes, Provider: *providerName, Runtime: *runtimeName, Host: *host,
 		TemporalPort: anyPort(*temporalPort), UIPort: anyPort(*uiPort), NATSPort: anyPort(*natsPort),
 		Logger: log, Metrics: reg, MetricsURL: metricsAddr,
 	})
@@ -130,7 +135,7 @@ func runDev(ctx context.Context, args []string) error {
 		fmt.Printf("  Web UI    %s\n", a.UI)
 	}
 	fmt.Printf("  NATS      %s\n", a.NATS)
-	fmt.Printf("  Nodes     %d × %d CPUs, %s provider, process runtime\n", a.Nodes, a.CPUs, *providerName)
+	fmt.Printf("  Nodes     %d × %d CPUs, %s provider, %s runtime\n", a.Nodes, a.CPUs, *providerName, *runtimeName)
 	fmt.Printf("  Metrics   %s (each node's address is in its node record)\n", metricsAddr)
 	fmt.Printf("  Data      %s\n", *dataDir)
 	if a.Temporal == "127.0.0.1:7233" && a.NATS == "nats://127.0.0.1:4222" {
@@ -158,6 +163,7 @@ func runNodeAgent(ctx context.Context, args []string) error {
 	nats := fs.String("nats", "nats://127.0.0.1:4222", "NATS URL")
 	cacheDir := fs.String("cache-dir", "", "the node's cache directory")
 	metricsAddr := fs.String("metrics-addr", "127.0.0.1:0", "where to serve the node's Prometheus metrics")
+	runtimeName := fs.String("runtime", "process", "where workers run: process, or docker (a container per worker on the local engine)")
 	verbose := fs.Bool("v", false, "log verbosely")
 	fs.Parse(args)
 	if *id == "" || *cacheDir == "" {
@@ -172,8 +178,23 @@ func runNodeAgent(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
+	var rt runtime.Runtime = process.Runtime{}
+	switch *runtimeName {
+	case "process":
+	case "docker":
+		images, err := dockerprovider.New(ctx, dockerprovider.Config{Executable: exe})
+		if err != nil {
+			return err
+		}
+		if rt, err = dockerruntime.New(ctx, images.Image); err != nil {
+			return err
+		}
+	default:
+		return fmt.Errorf("node-agent: unknown runtime %q (process or docker)", *runtimeName)
+	}
 	return nodeagent.Run(ctx, nodeagent.Config{
-		ID: *id, Cluster: *cluster, CPUs: *cpus, RAMMB: *ramMB,
+		Runtime: rt,
+		ID:      *id, Cluster: *cluster, CPUs: *cpus, RAMMB: *ramMB,
 		TemporalAddress: *temporal, Namespace: *namespace, NATSURL: *nats,
 		CacheDir:   *cacheDir,
 		WorkerArgv: []string{exe, "container-worker", "--node", *id, "--nats", *nats, "--cache-dir", *cacheDir},

@@ -3,6 +3,7 @@
 package local
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"log/slog"
@@ -29,6 +30,8 @@ type Config struct {
 	NATSURL         string
 	// DataDir holds each node's cache, in DataDir/<node ID>.
 	DataDir string
+	// Runtime is the node agents' worker runtime ("process" when empty).
+	Runtime string
 	Logger  *slog.Logger
 }
 
@@ -77,6 +80,7 @@ func (p *Provider) Create(ctx context.Context, n provider.NodeSpec) error {
 		"--namespace", p.cfg.Namespace,
 		"--nats", p.cfg.NATSURL,
 		"--cache-dir", filepath.Join(p.cfg.DataDir, n.ID),
+		"--runtime", cmp.Or(p.cfg.Runtime, "process"),
 	)
 	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
 	// The agent dies with the control plane, and its workers die with it.

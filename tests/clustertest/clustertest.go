@@ -28,6 +28,8 @@ type Options struct {
 	Dir string
 	// Provider is "local" (default) or "docker".
 	Provider string
+	// Runtime is "process" (default) or "docker".
+	Runtime string
 }
 
 // Addresses are what `burla dev --ready-file` writes. (They are declared here rather
@@ -104,6 +106,7 @@ func Start(ctx context.Context, o Options) (*Dev, error) {
 		"--nodes", strconv.Itoa(o.Nodes), "--cpus", strconv.Itoa(o.CPUs),
 		"--temporal-port", "0", "--ui-port", "0", "--nats-port", "0", "--metrics-port", "0",
 		"--provider", cmp.Or(o.Provider, "local"),
+		"--runtime", cmp.Or(o.Runtime, "process"),
 		"--ready-file", ready)
 	d.cmd.Stdout, d.cmd.Stderr = logf, logf
 	d.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}

@@ -123,3 +123,9 @@ func TestJobOnDockerNodes(t *testing.T) {
 		t.Errorf("%d lines printed; want one per input, attributed", len(lines))
 	}
 }
+
+// dockerImage is the node image the cluster's docker code builds from its burla binary.
+func dockerImage(ctx context.Context) (string, error) {
+	p := docker.NewWithAPI(api, docker.Config{Executable: dev.Binary})
+	return p.Image(ctx)
+}
