@@ -45,6 +45,9 @@ type slot struct {
 	w    *workerProc // nil while (re)starting
 	busy string      // job the worker is on, per its last command and event
 	idle chan struct{}
+	// parked is set while the slot's worker is stopped because a job with a larger
+	// func_cpu needs fewer workers; closing it lets keep start the worker again.
+	parked chan struct{}
 }
 
 type assignment struct {
@@ -93,10 +96,14 @@ func (p *pool) keep(ctx context.Context, s *slot) {
 		backoff = 100 * time.Millisecond
 		p.mu.Lock()
 		s.w, s.busy = w, ""
-		if a := p.run; a != nil && contains(a.slots, s.i) {
+		a := p.run
+		if a != nil && contains(a.slots, s.i) {
 			p.assign(s, a) // a restarted worker goes back to its slot's job
 		}
 		p.mu.Unlock()
+		if a != nil && contains(a.slots, s.i) {
+			p.resize(ctx, w, a)
+		}
 		<-w.exited
 		p.mu.Lock()
 		s.w, s.busy = nil, ""
@@ -104,11 +111,17 @@ func (p *pool) keep(ctx context.Context, s *slot) {
 			close(s.idle)
 			s.idle = nil
 		}
-		retired := w.retired
+		retired, parked := w.retired, s.parked
 		p.mu.Unlock()
 		if ctx.Err() == nil && !retired {
 			p.restarts.Inc()
 			p.log.Warn("container worker exited; restarting it", "slot", s.i, "status", w.status())
+		}
+		if parked != nil {
+			select {
+			case <-parked:
+			case <-ctx.Done():
+			}
 		}
 	}
 }
@@ -240,12 +253,43 @@ func (p *pool) Start(ctx context.Context, spec job.Spec, n int) (<-chan error, e
 	}
 	n = max(1, min(n, len(p.slots)))
 	a := &assignment{spec: spec, binary: bin, errs: make(chan error, len(p.slots)+1)}
+	var resize []*workerProc
 	for _, s := range p.slots[:n] {
 		a.slots = append(a.slots, s.i)
+		if s.parked != nil {
+			close(s.parked) // keep starts it, and gives it to the job
+			s.parked = nil
+		}
 		p.assign(s, a)
+		if s.w != nil {
+			resize = append(resize, s.w)
+		}
+	}
+	// Workers beyond what the job can use (its func_cpu leaves fewer slots than
+	// CPUs) are stopped until the node is reset, so that the job's workers get
+	// their CPUs.
+	for _, s := range p.slots[n:] {
+		if s.parked == nil {
+			s.parked = make(chan struct{})
+		}
+		if s.w != nil {
+			s.w.retired = true
+			s.w.stdin.Close()
+		}
 	}
 	p.run = a
+	for _, w := range resize {
+		p.resize(ctx, w, a)
+	}
 	return a.errs, nil
+}
+
+// resize gives a worker on a job the job's share of the node.
+func (p *pool) resize(ctx context.Context, w *workerProc, a *assignment) {
+	cpus := float64(max(a.spec.FuncCPU, 1))
+	if err := w.rw.Resize(ctx, cpus, a.spec.FuncRAMMB); err != nil {
+		p.log.Warn("could not resize worker", "job", a.spec.ID, "error", err)
+	}
 }
 
 // Stop implements activities.Runner.
@@ -331,6 +375,10 @@ func (p *pool) Reset(ctx context.Context) error {
 	}
 	var old []*workerProc
 	for _, s := range p.slots {
+		if s.parked != nil {
+			close(s.parked)
+			s.parked = nil
+		}
 		if s.w != nil {
 			old = append(old, s.w)
 			s.w.retired = true

@@ -34,6 +34,9 @@ type Worker interface {
 	Err() error
 	// Kill ends the worker at once.
 	Kill()
+	// Resize gives the worker cpus CPUs and memoryMB of memory (zero: no limit)
+	// while it runs, where the runtime can limit them.
+	Resize(ctx context.Context, cpus float64, memoryMB int) error
 }
 
 // Runtime starts workers. Implementations are safe for concurrent use.

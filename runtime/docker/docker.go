@@ -187,3 +187,16 @@ func (s stdinCloser) Close() error {
 	s.w.stdinOnce.Do(func() { err = s.w.att.CloseWrite() })
 	return err
 }
+
+// Resize implements runtime.Worker with a live update of the container's limits.
+func (w *worker) Resize(ctx context.Context, cpus float64, memoryMB int) error {
+	res := container.Resources{NanoCPUs: int64(cpus * 1e9)}
+	if memoryMB > 0 {
+		res.Memory = int64(memoryMB) << 20
+		res.MemorySwap = res.Memory
+	}
+	if _, err := w.api.ContainerUpdate(ctx, w.name, container.UpdateConfig{Resources: res}); err != nil {
+		return fmt.Errorf("docker runtime: resize %s: %w", w.name, err)
+	}
+	return nil
+}

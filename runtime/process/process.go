@@ -69,3 +69,6 @@ func (w *worker) Stdout() io.ReadCloser { return w.stdout }
 func (w *worker) Done() <-chan struct{} { return w.done }
 func (w *worker) Err() error            { return w.err }
 func (w *worker) Kill()                 { _ = syscall.Kill(-w.cmd.Process.Pid, syscall.SIGKILL) }
+
+// Resize implements runtime.Worker: processes share the node and are not limited.
+func (w *worker) Resize(context.Context, float64, int) error { return nil }

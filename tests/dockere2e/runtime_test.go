@@ -48,7 +48,7 @@ func TestDockerRuntime(t *testing.T) {
 		nil, nil, nil, "burla-leftover-worker"); err != nil {
 		t.Fatal(err)
 	}
-	d, err := clustertest.Start(ctx, clustertest.Options{Nodes: 1, CPUs: 2, Runtime: "docker"})
+	d, err := clustertest.Start(ctx, clustertest.Options{Nodes: 1, CPUs: 4, Runtime: "docker"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -61,8 +61,8 @@ func TestDockerRuntime(t *testing.T) {
 		}
 	}()
 	cs := workerContainers(t, "default-1")
-	if len(cs) != 2 || slices.ContainsFunc(cs, func(c container.Summary) bool { return c.Names[0] == "/burla-leftover-worker" }) {
-		t.Fatalf("worker containers %v; want the node's 2, and the leftover gone", cs)
+	if len(cs) != 4 || slices.ContainsFunc(cs, func(c container.Summary) bool { return c.Names[0] == "/burla-leftover-worker" }) {
+		t.Fatalf("worker containers %v; want the node's 4, and the leftover gone", cs)
 	}
 	for _, c := range cs {
 		info, err := api.ContainerInspect(ctx, c.ID)
@@ -76,7 +76,7 @@ func TestDockerRuntime(t *testing.T) {
 		}
 	}
 
-	in := make([]int, 300) // 300 × 20ms on 2 workers: about 3s
+	in := make([]int, 600) // 600 × 20ms on 4 workers: about 3s
 	for i := range in {
 		in[i] = i
 	}
@@ -98,5 +98,67 @@ func TestDockerRuntime(t *testing.T) {
 		if k != 1 {
 			t.Errorf("input %d delivered %d times; want exactly once", i, k)
 		}
+	}
+}
+
+// running returns the node's running worker containers and their CPU limits.
+func running(t *testing.T, node string) []float64 {
+	t.Helper()
+	var cpus []float64
+	for _, c := range workerContainers(t, node) {
+		if c.State != "running" {
+			continue
+		}
+		info, err := api.ContainerInspect(context.Background(), c.ID)
+		if err != nil {
+			continue // gone between list and inspect
+		}
+		cpus = append(cpus, float64(info.HostConfig.NanoCPUs)/1e9)
+	}
+	slices.Sort(cpus)
+	return cpus
+}
+
+// A func_cpu=2 job on a 4-CPU node runs on exactly 2 containers with 2 CPUs each;
+// after it, the node is reset to 4 containers of 1 CPU.
+func TestFuncCPUResizesWorkers(t *testing.T) {
+	if dev == nil {
+		t.Skip(skipMsg)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	d, err := clustertest.Start(ctx, clustertest.Options{Nodes: 1, CPUs: 4, Runtime: "docker"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		if err := d.Stop(); err != nil {
+			t.Error(err)
+		}
+	}()
+	in := make([]int, 200) // 200 × 20ms on 2 workers: about 2s
+	var during []float64
+	for r, err := range burla.Stream(ctx, slow, in, burla.OnCluster(d.Cluster), burla.Spinner(false), burla.OnLog(func(burla.LogLine) {}), burla.FuncCPU(2)) {
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r.Index >= 0 && during == nil {
+			// The job is running: its containers are resized and the rest stopped.
+			deadline := time.Now().Add(5 * time.Second)
+			for during = running(t, "default-1"); !slices.Equal(during, []float64{2, 2}) && time.Now().Before(deadline); during = running(t, "default-1") {
+				time.Sleep(20 * time.Millisecond)
+			}
+		}
+	}
+	if !slices.Equal(during, []float64{2, 2}) {
+		t.Errorf("during a func_cpu=2 job the node ran containers with CPUs %v; want exactly [2 2]", during)
+	}
+	deadline := time.Now().Add(time.Minute)
+	after := running(t, "default-1")
+	for ; !slices.Equal(after, []float64{1, 1, 1, 1}) && time.Now().Before(deadline); after = running(t, "default-1") {
+		time.Sleep(50 * time.Millisecond)
+	}
+	if !slices.Equal(after, []float64{1, 1, 1, 1}) {
+		t.Errorf("after the job the node runs containers with CPUs %v; want [1 1 1 1]", after)
 	}
 }
