@@ -251,7 +251,9 @@ func (p *pool) Start(ctx context.Context, spec job.Spec, n int) (<-chan error, e
 	if p.run != nil {
 		return nil, fmt.Errorf("node is busy with job %s", p.run.spec.ID)
 	}
-	n = max(1, min(n, len(p.slots)))
+	// A node keeps floor(CPUs/func_cpu) workers for a job; the job uses n of them.
+	keep := max(1, len(p.slots)/max(spec.FuncCPU, 1))
+	n = max(1, min(n, keep))
 	a := &assignment{spec: spec, binary: bin, errs: make(chan error, len(p.slots)+1)}
 	var resize []*workerProc
 	for _, s := range p.slots[:n] {
@@ -265,10 +267,9 @@ func (p *pool) Start(ctx context.Context, spec job.Spec, n int) (<-chan error, e
 			resize = append(resize, s.w)
 		}
 	}
-	// Workers beyond what the job can use (its func_cpu leaves fewer slots than
-	// CPUs) are stopped until the node is reset, so that the job's workers get
-	// their CPUs.
-	for _, s := range p.slots[n:] {
+	// Workers beyond what the job's func_cpu leaves room for are stopped until the
+	// node is reset, so that the job's workers get their CPUs.
+	for _, s := range p.slots[keep:] {
 		if s.parked == nil {
 			s.parked = make(chan struct{})
 		}
