@@ -1,0 +1,181 @@
+package nodeagent
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"slices"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/burla-temporal/burla/containerworker"
+	"github.com/burla-temporal/burla/job"
+	"github.com/burla-temporal/burla/runtime"
+)
+
+// fakeRuntime starts fake workers that speak the agent protocol: ready at once, a
+// "run" makes them busy, a "stop" makes them idle, a closed stdin ends them.
+type fakeRuntime struct {
+	mu      sync.Mutex
+	started int
+	workers map[int]*fakeWorker // by slot, the latest
+}
+
+type fakeWorker struct {
+	slot    int
+	stdinR  *io.PipeReader
+	stdinW  *io.PipeWriter
+	stdoutR *io.PipeReader
+	stdoutW *io.PipeWriter
+	done    chan struct{}
+
+	mu   sync.Mutex
+	job  string
+	cpus float64
+}
+
+func (r *fakeRuntime) Name() string                                  { return "fake" }
+func (r *fakeRuntime) Cleanup(context.Context, string, string) error { return nil }
+
+func (r *fakeRuntime) Start(ctx context.Context, spec runtime.WorkerSpec) (runtime.Worker, error) {
+	w := &fakeWorker{slot: spec.Slot, done: make(chan struct{}), cpus: spec.CPUs}
+	w.stdinR, w.stdinW = io.Pipe()
+	w.stdoutR, w.stdoutW = io.Pipe()
+	r.mu.Lock()
+	r.started++
+	if r.workers == nil {
+		r.workers = map[int]*fakeWorker{}
+	}
+	r.workers[spec.Slot] = w
+	r.mu.Unlock()
+	go w.serve()
+	return w, nil
+}
+
+func (w *fakeWorker) serve() {
+	defer close(w.done)
+	defer w.stdoutW.Close()
+	enc := json.NewEncoder(w.stdoutW)
+	enc.Encode(containerworker.Event{Type: containerworker.EventReady})
+	sc := bufio.NewScanner(w.stdinR)
+	for sc.Scan() {
+		var c containerworker.Command
+		json.Unmarshal(sc.Bytes(), &c)
+		w.mu.Lock()
+		switch c.Op {
+		case containerworker.OpRun:
+			w.job = c.Spec.ID
+		case containerworker.OpStop:
+			enc.Encode(containerworker.Event{Type: containerworker.EventIdle, Job: w.job})
+			w.job = ""
+		}
+		w.mu.Unlock()
+	}
+}
+
+func (w *fakeWorker) Stdin() io.WriteCloser { return w.stdinW }
+func (w *fakeWorker) Stdout() io.ReadCloser { return w.stdoutR }
+func (w *fakeWorker) Done() <-chan struct{} { return w.done }
+func (w *fakeWorker) Err() error            { return nil }
+func (w *fakeWorker) Kill()                 { w.stdinW.Close() }
+func (w *fakeWorker) Resize(_ context.Context, cpus float64, _ int) error {
+	w.mu.Lock()
+	w.cpus = cpus
+	w.mu.Unlock()
+	return nil
+}
+
+// live returns, for the latest worker of each slot still running, its job and CPUs.
+func (r *fakeRuntime) live() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var out []string
+	for slot := range 8 {
+		w, ok := r.workers[slot]
+		if !ok {
+			continue
+		}
+		select {
+		case <-w.done:
+			continue
+		default:
+		}
+		w.mu.Lock()
+		out = append(out, w.job+":"+strconv.FormatFloat(w.cpus, 'f', -1, 64))
+		w.mu.Unlock()
+	}
+	return out
+}
+
+func newTestPool(t *testing.T, slots int) (*pool, *fakeRuntime) {
+	rt := &fakeRuntime{}
+	p := newPool(rt, runtime.WorkerSpec{Cluster: "c", Node: "n", CPUs: 1}, []string{"burla", "container-worker"}, slots,
+		slog.New(slog.DiscardHandler), func(context.Context, string) (string, error) { return "/bin/prog", nil })
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { p.supervise(ctx); close(done) }()
+	t.Cleanup(func() { cancel(); p.close(); <-done })
+	waitFor(t, "warm workers", func() bool { _, warm := p.state(); return warm == slots })
+	return p, rt
+}
+
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func TestPoolGivesAFuncCPUJobWholeCPUs(t *testing.T) {
+	p, rt := newTestPool(t, 4)
+	spec := job.Spec{ID: "j-big", FuncCPU: 2}
+	if _, err := p.Start(context.Background(), spec, 8); err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"j-big:2", "j-big:2"}
+	waitFor(t, "two 2-CPU workers on the job, the rest stopped", func() bool { return slices.Equal(rt.live(), want) })
+	p.Stop(context.Background(), spec.ID)
+	if err := p.Reset(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	want = []string{":1", ":1", ":1", ":1"}
+	waitFor(t, "four fresh 1-CPU workers after the reset", func() bool { return slices.Equal(rt.live(), want) })
+	if rt.started != 4+4 {
+		t.Errorf("%d workers started; want 4 at first and 4 at the reset", rt.started)
+	}
+}
+
+func TestPoolKeepsIdleWorkersForSmallJobs(t *testing.T) {
+	p, rt := newTestPool(t, 4)
+	if _, err := p.Start(context.Background(), job.Spec{ID: "j-small", FuncCPU: 1}, 3); err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"j-small:1", "j-small:1", "j-small:1", ":1"}
+	waitFor(t, "three workers on the job and one warm", func() bool { return slices.Equal(rt.live(), want) })
+}
+
+func TestPoolRestartsACrashedWorkerOnItsJob(t *testing.T) {
+	p, rt := newTestPool(t, 2)
+	if _, err := p.Start(context.Background(), job.Spec{ID: "j-1", FuncCPU: 1}, 2); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "both workers on the job", func() bool { return slices.Equal(rt.live(), []string{"j-1:1", "j-1:1"}) })
+	rt.mu.Lock()
+	victim := rt.workers[0]
+	rt.mu.Unlock()
+	victim.Kill()
+	waitFor(t, "a new worker on the job in the crashed one's slot", func() bool {
+		rt.mu.Lock()
+		replaced := rt.workers[0] != victim
+		rt.mu.Unlock()
+		return replaced && slices.Equal(rt.live(), []string{"j-1:1", "j-1:1"})
+	})
+}
