@@ -2,13 +2,8 @@ package activities
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
-	"io"
-	"os"
-	"path/filepath"
 
 	"go.temporal.io/sdk/temporal"
 
@@ -48,41 +43,14 @@ func (e *Env) InspectBinary(ctx context.Context, in InspectInput) (EnvInfo, erro
 	if len(in.Binary) != 64 {
 		return EnvInfo{}, bad(fmt.Sprintf("binary digest %q is not a SHA-256", in.Binary), nil)
 	}
-	if err := os.MkdirAll(e.Dir, 0o755); err != nil {
+	path, err := blob.FetchExecutable(ctx, e.Blobs, job.BinaryKey(in.Binary), in.Binary, e.Dir)
+	switch {
+	case errors.Is(err, blob.ErrNotFound):
+		return EnvInfo{}, bad(fmt.Sprintf("binary %s is not in the blob store", in.Binary[:12]), err)
+	case errors.Is(err, blob.ErrDigestMismatch):
+		return EnvInfo{}, bad(err.Error(), err)
+	case err != nil:
 		return EnvInfo{}, err
-	}
-	path := filepath.Join(e.Dir, in.Binary)
-	if _, err := os.Stat(path); err != nil {
-		r, err := e.Blobs.Open(ctx, job.BinaryKey(in.Binary))
-		if errors.Is(err, blob.ErrNotFound) {
-			return EnvInfo{}, bad(fmt.Sprintf("binary %s is not in the blob store", in.Binary[:12]), err)
-		}
-		if err != nil {
-			return EnvInfo{}, err
-		}
-		defer r.Close()
-		tmp, err := os.CreateTemp(e.Dir, in.Binary+".tmp*")
-		if err != nil {
-			return EnvInfo{}, err
-		}
-		defer os.Remove(tmp.Name())
-		h := sha256.New()
-		_, err = io.Copy(io.MultiWriter(tmp, h), r)
-		if cerr := tmp.Close(); err == nil {
-			err = cerr
-		}
-		if err != nil {
-			return EnvInfo{}, fmt.Errorf("fetch binary %s: %w", in.Binary[:12], err)
-		}
-		if got := hex.EncodeToString(h.Sum(nil)); got != in.Binary {
-			return EnvInfo{}, bad(fmt.Sprintf("binary %s arrived with digest %s", in.Binary[:12], got[:12]), nil)
-		}
-		if err := os.Chmod(tmp.Name(), 0o755); err != nil {
-			return EnvInfo{}, err
-		}
-		if err := os.Rename(tmp.Name(), path); err != nil {
-			return EnvInfo{}, err
-		}
 	}
 	info, err := e.Inspect(ctx, path)
 	if err != nil {

@@ -5,11 +5,8 @@ package nodeagent
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -176,44 +173,19 @@ type binCache struct {
 }
 
 func (c *binCache) get(ctx context.Context, digest string) (string, error) {
-	path := filepath.Join(c.dir, digest)
 	if len(digest) != 64 {
 		return "", temporal.NewNonRetryableApplicationError(fmt.Sprintf("bad binary digest %q", digest), names.ErrBadBinary, nil)
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if _, err := os.Stat(path); err == nil {
-		return path, nil
-	}
-	r, err := c.blobs.Open(ctx, job.BinaryKey(digest))
-	if errors.Is(err, blob.ErrNotFound) {
+	path, err := blob.FetchExecutable(ctx, c.blobs, job.BinaryKey(digest), digest, c.dir)
+	switch {
+	case errors.Is(err, blob.ErrNotFound):
 		return "", temporal.NewNonRetryableApplicationError(fmt.Sprintf("binary %s is not in the blob store", digest[:12]), names.ErrBadBinary, err)
-	}
-	if err != nil {
+	case errors.Is(err, blob.ErrDigestMismatch):
+		return "", temporal.NewNonRetryableApplicationError(err.Error(), names.ErrBadBinary, err)
+	case err != nil:
 		return "", fmt.Errorf("fetch binary %s: %w", digest[:12], err)
-	}
-	defer r.Close()
-	tmp, err := os.CreateTemp(c.dir, digest+".tmp*")
-	if err != nil {
-		return "", err
-	}
-	defer os.Remove(tmp.Name())
-	h := sha256.New()
-	if _, err := io.Copy(io.MultiWriter(tmp, h), r); err != nil {
-		tmp.Close()
-		return "", fmt.Errorf("fetch binary %s: %w", digest[:12], err)
-	}
-	if err := tmp.Close(); err != nil {
-		return "", err
-	}
-	if got := hex.EncodeToString(h.Sum(nil)); got != digest {
-		return "", temporal.NewNonRetryableApplicationError(fmt.Sprintf("binary %s arrived with digest %s", digest[:12], got[:12]), names.ErrBadBinary, nil)
-	}
-	if err := os.Chmod(tmp.Name(), 0o755); err != nil {
-		return "", err
-	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
-		return "", err
 	}
 	if actx := ctx; activity.IsActivity(actx) {
 		activity.RecordHeartbeat(actx)

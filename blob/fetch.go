@@ -1,0 +1,58 @@
+package blob
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+)
+
+// ErrDigestMismatch is returned by FetchExecutable when a blob does not hash to the
+// digest it is stored under.
+var ErrDigestMismatch = errors.New("content does not match its digest")
+
+// FetchExecutable copies the blob under key, whose content has the given SHA-256 (hex)
+// digest, to dir/<digest> as an executable, verifying the digest on the way. A file
+// already there is reused. Concurrent fetches of one digest are safe: each writes a
+// temporary file and renames it into place.
+func FetchExecutable(ctx context.Context, s Store, key, digest, dir string) (string, error) {
+	path := filepath.Join(dir, digest)
+	if _, err := os.Stat(path); err == nil {
+		return path, nil
+	}
+	r, err := s.Open(ctx, key)
+	if err != nil {
+		return "", err
+	}
+	defer r.Close()
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", err
+	}
+	tmp, err := os.CreateTemp(dir, digest+".tmp*")
+	if err != nil {
+		return "", err
+	}
+	defer os.Remove(tmp.Name())
+	h := sha256.New()
+	_, err = io.Copy(io.MultiWriter(tmp, h), r)
+	if cerr := tmp.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return "", fmt.Errorf("fetch blob %s: %w", key, err)
+	}
+	if got := hex.EncodeToString(h.Sum(nil)); got != digest {
+		return "", fmt.Errorf("blob %s has digest %s, not %s: %w", key, got[:12], digest[:min(12, len(digest))], ErrDigestMismatch)
+	}
+	if err := os.Chmod(tmp.Name(), 0o755); err != nil {
+		return "", err
+	}
+	if err := os.Rename(tmp.Name(), path); err != nil {
+		return "", err
+	}
+	return path, nil
+}
