@@ -125,7 +125,16 @@ func (w *Worker) Run(ctx context.Context, spec job.Spec, binPath string) error {
 	return nil
 }
 
-func (w *Worker) start(spec job.Spec, binPath string, logs *shipper) (*proc, error) {
+// caller runs one call at a time: the job's program in worker mode, or its command.
+type caller interface {
+	call(ctx context.Context, c wire.Call, timeout time.Duration) (callOutcome, error)
+	close()
+}
+
+func (w *Worker) start(spec job.Spec, binPath string, logs *shipper) (caller, error) {
+	if len(spec.Command) > 0 {
+		return &command{argv: spec.Command, limit: w.cfg.LogLimit, lines: logs.add}, nil
+	}
 	p, err := startProc(binPath, w.cfg.LogLimit, logs.add)
 	if err != nil {
 		return nil, &JobError{Type: names.ErrBadBinary, Message: fmt.Sprintf("binary %s: %v", spec.Binary[:12], err)}
@@ -142,7 +151,7 @@ func (w *Worker) start(spec job.Spec, binPath string, logs *shipper) (*proc, err
 // runChunk runs every input of a claimed chunk and marks it done once its results
 // are stored. It returns the first failed call as a *JobError, or an error when the
 // chunk had to be abandoned.
-func (w *Worker) runChunk(ctx context.Context, spec job.Spec, binPath string, pp **proc, cl store.Claim, out *outbox, logs *shipper, log *slog.Logger) (*JobError, error) {
+func (w *Worker) runChunk(ctx context.Context, spec job.Spec, binPath string, pp *caller, cl store.Claim, out *outbox, logs *shipper, log *slog.Logger) (*JobError, error) {
 	chunk := cl.Chunk()
 	// Keep the lease while the chunk runs, however long its calls take.
 	leaseCtx, stopLease := context.WithCancel(ctx)

@@ -22,6 +22,10 @@ type Spec struct {
 	// Binary is the SHA-256 (hex) of the executable that serves Function in worker
 	// mode; it is fetched from the blob store under BinaryKey(Binary).
 	Binary string `json:"binary"`
+	// Command, when set, is what runs instead of a Go function: once per input, the
+	// input on its stdin, its stdout the output. Image names the image it runs in.
+	Command []string `json:"command,omitempty"`
+	Image   string   `json:"image,omitempty"`
 	Inputs int    `json:"inputs"`
 	// FuncCPU and FuncRAMMB are the resources one call needs; a node with C CPUs runs
 	// C/FuncCPU calls at once.
@@ -51,7 +55,9 @@ func (s *Spec) Validate() error {
 		return fmt.Errorf("job spec: invalid job ID %q", s.ID)
 	case s.Function == "":
 		return fmt.Errorf("job %s: no function name", s.ID)
-	case len(s.Binary) != 64:
+	case len(s.Command) > 0 && s.Command[0] == "":
+		return fmt.Errorf("job %s: empty command", s.ID)
+	case len(s.Command) == 0 && len(s.Binary) != 64:
 		return fmt.Errorf("job %s: binary digest %q is not a SHA-256 hex digest", s.ID, s.Binary)
 	case s.Inputs < 0:
 		return fmt.Errorf("job %s: negative input count %d", s.ID, s.Inputs)

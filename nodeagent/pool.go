@@ -242,9 +242,12 @@ func (p *pool) assign(s *slot, a *assignment) {
 
 // Start implements activities.Runner.
 func (p *pool) Start(ctx context.Context, spec job.Spec, n int) (<-chan error, error) {
-	bin, err := p.binary(ctx, spec.Binary)
-	if err != nil {
-		return nil, err
+	var bin string
+	if len(spec.Command) == 0 { // a command job ships no program
+		var err error
+		if bin, err = p.binary(ctx, spec.Binary); err != nil {
+			return nil, err
+		}
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()

@@ -21,6 +21,22 @@ import (
 type Function[In, Out any] struct {
 	name string
 	fn   func(context.Context, In) (Out, error)
+	// command and image, for a function that is not Go (see Command).
+	command []string
+	image   string
+}
+
+// Command returns a function that is not Go: argv runs once per input on the
+// cluster, with the input on its stdin; what it prints to stdout (less one trailing
+// newline) is the output, what it prints to stderr is the call's log, and a non-zero
+// exit fails the call. image names the image it runs in on nodes that run workers in
+// containers; empty means the node's own environment. Nothing is registered and no
+// program is shipped, so Command may be called anywhere.
+func Command(image string, argv ...string) *Function[string, string] {
+	if len(argv) == 0 || argv[0] == "" {
+		panic("burla.Command: no command")
+	}
+	return &Function[string, string]{name: "command:" + argv[0], command: slices.Clone(argv), image: image}
 }
 
 // Name is the name the function was registered under.

@@ -80,7 +80,7 @@ func (j *Job[Out]) ID() string { return j.id }
 // inputs are still being uploaded when it returns. Read its results with Outputs or
 // Results.
 func Submit[In, Out any](ctx context.Context, f *Function[In, Out], inputs []In, opts ...Option) (*Job[Out], error) {
-	if !mainCalled() {
+	if !mainCalled() && f.command == nil {
 		return nil, errors.New("burla: burla.Main() must be the first call in main, so that the program can serve its functions on the cluster")
 	}
 	o, err := buildOptions(opts)
@@ -91,27 +91,32 @@ func Submit[In, Out any](ctx context.Context, f *Function[In, Out], inputs []In,
 	if err != nil {
 		return nil, err
 	}
-	path, digest, err := binaryFor(&o)
-	if err != nil {
-		return nil, err
-	}
-	if err := c.upload(ctx, path, digest); err != nil {
-		return nil, err
-	}
-	env, err := c.env(ctx, digest)
-	if err != nil {
-		return nil, err
-	}
-	if !slices.Contains(env.Functions, f.name) {
-		return nil, &Error{Kind: KindUnknownFunction, Index: -1, Msg: fmt.Sprintf(
-			"function %q is not registered in the program that would run it (%s registers %q); register it with burla.Func in a package-level var so that worker processes register it too",
-			f.name, path, env.Functions)}
+	var digest string
+	if f.command == nil {
+		var path string
+		if path, digest, err = binaryFor(&o); err != nil {
+			return nil, err
+		}
+		if err := c.upload(ctx, path, digest); err != nil {
+			return nil, err
+		}
+		env, err := c.env(ctx, digest)
+		if err != nil {
+			return nil, err
+		}
+		if !slices.Contains(env.Functions, f.name) {
+			return nil, &Error{Kind: KindUnknownFunction, Index: -1, Msg: fmt.Sprintf(
+				"function %q is not registered in the program that would run it (%s registers %q); register it with burla.Func in a package-level var so that worker processes register it too",
+				f.name, path, env.Functions)}
+		}
 	}
 	now := time.Now()
 	spec := job.Spec{
 		ID:             job.NewID(now),
 		Function:       f.name,
 		Binary:         digest,
+		Command:        f.command,
+		Image:          f.image,
 		Inputs:         len(inputs),
 		FuncCPU:        o.funcCPU,
 		FuncRAMMB:      o.funcRAMMB,
