@@ -12,12 +12,25 @@ import (
 	"github.com/burla-temporal/burla/names"
 )
 
-// EnvInfo is what an environment build learned about a program.
+// EnvInfo is what an environment build learned about a program, and the image it
+// made for it.
 type EnvInfo struct {
 	Functions []string
 	GOOS      string
 	GOARCH    string
+	// Image is the user's image with the container worker layered in, when the
+	// environment names one.
+	Image string `json:",omitempty"`
 }
+
+// ImageInput names a user's image to build an environment on.
+type ImageInput struct {
+	Image string
+}
+
+// ErrBadImage is the error type of an image that cannot be made an environment.
+const ErrBadImage = "BadImage"
+
 
 // InspectInput names a program in the blob store.
 type InspectInput struct {
@@ -33,6 +46,23 @@ type Env struct {
 	Blobs   blob.Store
 	Dir     string // where programs are fetched to
 	Inspect Inspector
+	// BuildImage layers the container worker onto a user's image and returns the
+	// result's tag; nil when the cluster runs no Docker.
+	BuildImage func(ctx context.Context, base string) (string, error)
+}
+
+// BuildEnvImage makes a user's image runnable by workers: the container worker is
+// layered in. The image must be on the cluster's Docker engine already.
+func (e *Env) BuildEnvImage(ctx context.Context, in ImageInput) (EnvInfo, error) {
+	if e.BuildImage == nil {
+		return EnvInfo{}, temporal.NewNonRetryableApplicationError(
+			fmt.Sprintf("image %q: this cluster runs no Docker; start it with `burla dev --runtime docker` to run jobs in images", in.Image), ErrBadImage, nil)
+	}
+	tag, err := e.BuildImage(ctx, in.Image)
+	if err != nil {
+		return EnvInfo{}, temporal.NewNonRetryableApplicationError(err.Error(), ErrBadImage, err)
+	}
+	return EnvInfo{Image: tag}, nil
 }
 
 // InspectBinary fetches a program, checks its digest and learns what it can run.

@@ -177,7 +177,9 @@ func Start(ctx context.Context, cfg Config) (_ *Cluster, err error) {
 	if cfg.Provider == "" {
 		cfg.Provider = "local"
 	}
-	if cfg.Provider == "docker" {
+	if cfg.Provider == "docker" || cfg.Runtime == "docker" {
+		// Docker nodes, or nodes with docker workers: either way the control plane
+		// builds images (the node image, and jobs' environments) on the engine.
 		c.docker, err = docker.New(ctx, docker.Config{Executable: cfg.Executable, TemporalAddress: c.addrs.Temporal,
 			Namespace: c.addrs.Namespace, NATSURL: c.addrs.NATS, Logger: cfg.Logger})
 		if err != nil {
@@ -190,7 +192,9 @@ func Start(ctx context.Context, cfg Config) (_ *Cluster, err error) {
 		if err := c.docker.RemoveAll(ctx, names.DefaultCluster); err != nil {
 			return nil, fmt.Errorf("dev cluster: %w", err)
 		}
-		providers["docker"] = c.docker
+		if cfg.Provider == "docker" {
+			providers["docker"] = c.docker
+		}
 	}
 	if cfg.Runtime == "docker" && cfg.Provider != "local" {
 		return nil, fmt.Errorf("dev cluster: the docker runtime needs the local provider (a node in a container cannot start containers)")
@@ -199,6 +203,9 @@ func Start(ctx context.Context, cfg Config) (_ *Cluster, err error) {
 		return nil, fmt.Errorf("dev cluster: unknown provider %q (local or docker)", cfg.Provider)
 	}
 	env := &activities.Env{Blobs: c.st, Dir: filepath.Join(cfg.DataDir, "envs"), Inspect: inspect}
+	if c.docker != nil {
+		env.BuildImage = c.docker.EnvImage
+	}
 	c.worker = workers.Control(c.tc, control, &activities.Nodes{Providers: providers, Store: c.st}, env)
 	if err := c.worker.Start(); err != nil {
 		return nil, fmt.Errorf("dev cluster: control worker: %w", err)

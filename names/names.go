@@ -54,16 +54,17 @@ const (
 
 // Activity types.
 const (
-	ActivityPlaceNodes   = "PlaceNodes"
-	ActivityRunJobOnNode = "RunJobOnNode"
-	ActivityWatchClient  = "WatchClient"
-	ActivityFinishJob    = "FinishJob"
-	ActivityReserveNodes = "ReserveNodes"
-	ActivityCreateNode   = "CreateNode"
-	ActivityDeleteNode   = "DeleteNode"
-	ActivityWatchNode    = "WatchNode"
-	ActivityResetNode    = "ResetNode"
-	ActivityInspectBin   = "InspectBinary"
+	ActivityPlaceNodes    = "PlaceNodes"
+	ActivityRunJobOnNode  = "RunJobOnNode"
+	ActivityWatchClient   = "WatchClient"
+	ActivityFinishJob     = "FinishJob"
+	ActivityReserveNodes  = "ReserveNodes"
+	ActivityCreateNode    = "CreateNode"
+	ActivityDeleteNode    = "DeleteNode"
+	ActivityWatchNode     = "WatchNode"
+	ActivityResetNode     = "ResetNode"
+	ActivityInspectBin    = "InspectBinary"
+	ActivityBuildEnvImage = "BuildEnvImage"
 )
 
 // Search attributes set on job workflows, so that jobs can be listed with the

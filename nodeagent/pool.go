@@ -147,6 +147,11 @@ func (w *workerProc) status() string {
 func (p *pool) startWorker(ctx context.Context, s *slot) (*workerProc, error) {
 	spec := p.spec
 	spec.Slot = s.i
+	p.mu.Lock()
+	if a := p.run; a != nil && contains(a.slots, s.i) {
+		spec.Image = a.spec.Image // a job's worker runs in the job's environment
+	}
+	p.mu.Unlock()
 	spec.Argv = append(slices.Clone(p.argv), "--slot", fmt.Sprint(s.i))
 	rw, err := p.rt.Start(ctx, spec)
 	if err != nil {
@@ -264,6 +269,13 @@ func (p *pool) Start(ctx context.Context, spec job.Spec, n int) (<-chan error, e
 		if s.parked != nil {
 			close(s.parked) // keep starts it, and gives it to the job
 			s.parked = nil
+		}
+		if spec.Image != "" && s.w != nil {
+			// The job runs in its own image: the warm worker makes way for one
+			// started from it, which keep gives to the job.
+			s.w.retired = true
+			s.w.stdin.Close()
+			continue
 		}
 		p.assign(s, a)
 		if s.w != nil {

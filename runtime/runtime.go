@@ -21,6 +21,9 @@ type WorkerSpec struct {
 	Argv []string
 	// CacheDir is the node's program cache; workers read the programs they run from it.
 	CacheDir string
+	// Image, for runtimes that run images, is the image to run instead of the node's
+	// default: a job's environment.
+	Image string
 }
 
 // Worker is a running container worker.

@@ -1,17 +1,27 @@
 #!/usr/bin/env bash
 # make test: make sure a Docker engine answers, installing docker.io from Debian and
 # starting dockerd when none does (as root). Without one, the Docker tests skip and
-# say so loudly.
+# say so loudly. Debian's static busybox is the shell of the test image built for
+# jobs in a user's image (no registry can be pulled from).
 set -u
+updated=""
+apt_install() {
+	[ "$(id -u)" = 0 ] || return 1
+	echo "installing $1..." >&2
+	if [ -z "$updated" ]; then
+		apt-get update -qq >/dev/null || return 1
+		updated=1
+	fi
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$1" >/dev/null
+}
+[ -x /bin/busybox ] || apt_install busybox-static || echo "*** could not install busybox-static: the user-image test will fail ***" >&2
 docker info >/dev/null 2>&1 && exit 0
 if [ "$(id -u)" != 0 ]; then
 	echo "*** no Docker engine and not root: Docker tests will be skipped ***" >&2
 	exit 0
 fi
 if ! command -v dockerd >/dev/null 2>&1; then
-	echo "installing docker.io..." >&2
-	apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker.io >/dev/null \
-		|| { echo "*** could not install docker.io: Docker tests will be skipped ***" >&2; exit 0; }
+	apt_install docker.io || { echo "*** could not install docker.io: Docker tests will be skipped ***" >&2; exit 0; }
 fi
 echo "starting dockerd..." >&2
 nohup dockerd >/tmp/burla-dockerd.log 2>&1 &

@@ -218,34 +218,43 @@ func (c *Cluster) upload(ctx context.Context, path, digest string) error {
 	return nil
 }
 
-// env returns what the program with the given digest can run, from its environment
-// build: the EnvBuildWorkflow for the digest, started by the first job that needs it
-// and shared with every other.
-func (c *Cluster) env(ctx context.Context, digest string) (activities.EnvInfo, error) {
+// env returns what the program with the given digest can run and, when the job
+// names an image, the image with the container worker layered in, from the
+// environment's build: the EnvBuildWorkflow for the environment, started by the
+// first job that needs it and shared with every other. A program's build is kept;
+// an image's is redone by each new client process, since an image can change under
+// its name (Docker's cache makes that cheap).
+func (c *Cluster) env(ctx context.Context, digest, image string) (activities.EnvInfo, error) {
+	key := digest + "\x00" + image
 	c.mu.Lock()
-	info, ok := c.envs[digest]
+	info, ok := c.envs[key]
 	c.mu.Unlock()
 	if ok {
 		return info, nil
 	}
-	id := names.EnvBuildWorkflowID(digest)
+	id, reuse := names.EnvBuildWorkflowID(digest), enumspb.WORKFLOW_ID_REUSE_POLICY_ALLOW_DUPLICATE_FAILED_ONLY
+	if image != "" {
+		sum := sha256.Sum256([]byte(key))
+		id, reuse = names.EnvBuildWorkflowID("image-"+hex.EncodeToString(sum[:])), enumspb.WORKFLOW_ID_REUSE_POLICY_ALLOW_DUPLICATE
+	}
 	run, err := c.tc.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
-		ID:                    id,
-		TaskQueue:             names.TaskQueueControl,
-		WorkflowIDReusePolicy: enumspb.WORKFLOW_ID_REUSE_POLICY_ALLOW_DUPLICATE_FAILED_ONLY,
-	}, names.WorkflowEnvBuild, workflows.EnvBuildInput{Binary: digest})
+		ID:                       id,
+		TaskQueue:                names.TaskQueueControl,
+		WorkflowIDReusePolicy:    reuse,
+		WorkflowIDConflictPolicy: enumspb.WORKFLOW_ID_CONFLICT_POLICY_USE_EXISTING,
+	}, names.WorkflowEnvBuild, workflows.EnvBuildInput{Binary: digest, Image: image})
 	var started *serviceerror.WorkflowExecutionAlreadyStarted
 	if errors.As(err, &started) {
 		run, err = c.tc.GetWorkflow(ctx, id, ""), nil
 	}
 	if err != nil {
-		return info, fmt.Errorf("burla: build environment of %s: %w", digest[:12], err)
+		return info, fmt.Errorf("burla: build environment %s: %w", id, err)
 	}
 	if err := run.Get(ctx, &info); err != nil {
 		return info, jobError("", err)
 	}
 	c.mu.Lock()
-	c.envs[digest] = info
+	c.envs[key] = info
 	c.mu.Unlock()
 	return info, nil
 }

@@ -6,6 +6,7 @@ import (
 
 	"go.temporal.io/sdk/temporal"
 
+	"github.com/burla-temporal/burla/activities"
 	"github.com/burla-temporal/burla/names"
 )
 
@@ -33,6 +34,7 @@ const (
 	KindNoNodes         ErrorKind = "NoNodes"         // the cluster has no node that can run the job
 	KindUnknownFunction ErrorKind = "UnknownFunction" // the shipped binary does not register the function
 	KindBadBinary       ErrorKind = "BadBinary"       // the program cannot run on the cluster's nodes
+	KindBadImage        ErrorKind = "BadImage"        // the job's image cannot be made an environment
 	KindBadInput        ErrorKind = "BadInput"        // an input cannot be encoded
 	KindBadOutput       ErrorKind = "BadOutput"       // an output cannot be decoded into the function's type
 	KindCancelled       ErrorKind = "Cancelled"       // the job was cancelled
@@ -90,6 +92,8 @@ func jobError(jobID string, err error) error {
 			kind = KindClientGone
 		case names.ErrNodesLost:
 			kind = KindNodesLost
+		case activities.ErrBadImage:
+			kind = KindBadImage
 		}
 		return &Error{Kind: kind, Job: jobID, Index: -1, Msg: app.Message()}
 	}

@@ -2,6 +2,7 @@ package burla
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -15,6 +16,7 @@ import (
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/temporal"
 
+	"github.com/burla-temporal/burla/activities"
 	"github.com/burla-temporal/burla/job"
 	"github.com/burla-temporal/burla/names"
 	"github.com/burla-temporal/burla/store"
@@ -91,19 +93,23 @@ func Submit[In, Out any](ctx context.Context, f *Function[In, Out], inputs []In,
 	if err != nil {
 		return nil, err
 	}
-	var digest string
+	var digest, path string
+	image := cmp.Or(f.image, o.image)
 	if f.command == nil {
-		var path string
 		if path, digest, err = binaryFor(&o); err != nil {
 			return nil, err
 		}
 		if err := c.upload(ctx, path, digest); err != nil {
 			return nil, err
 		}
-		env, err := c.env(ctx, digest)
-		if err != nil {
+	}
+	var env activities.EnvInfo
+	if f.command == nil || image != "" {
+		if env, err = c.env(ctx, digest, image); err != nil {
 			return nil, err
 		}
+	}
+	if f.command == nil {
 		if !slices.Contains(env.Functions, f.name) {
 			return nil, &Error{Kind: KindUnknownFunction, Index: -1, Msg: fmt.Sprintf(
 				"function %q is not registered in the program that would run it (%s registers %q); register it with burla.Func in a package-level var so that worker processes register it too",
@@ -116,7 +122,7 @@ func Submit[In, Out any](ctx context.Context, f *Function[In, Out], inputs []In,
 		Function:       f.name,
 		Binary:         digest,
 		Command:        f.command,
-		Image:          f.image,
+		Image:          env.Image,
 		Inputs:         len(inputs),
 		FuncCPU:        o.funcCPU,
 		FuncRAMMB:      o.funcRAMMB,

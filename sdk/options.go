@@ -22,6 +22,7 @@ type options struct {
 	spinner        *bool
 	detach         bool
 	binary         string
+	image          string
 	cluster        *Cluster
 	onLog          func(LogLine)
 	stdout, stderr io.Writer
@@ -92,6 +93,12 @@ func Detach() Option { return func(o *options) { o.detach = true } }
 // Binary ships the linux executable at path instead of the running program. It must
 // register the function under the same name.
 func Binary(path string) Option { return func(o *options) { o.binary = path } }
+
+// Image runs the job's workers in the named image, which must be on the cluster's
+// Docker engine (no registry is pulled from); the container worker is layered onto
+// it once. It needs nodes that run workers in containers (`burla dev --runtime
+// docker`); the program shipped must be able to run in the image.
+func Image(name string) Option { return func(o *options) { o.image = name } }
 
 // OnCluster runs the job on c instead of the cluster found from the environment.
 func OnCluster(c *Cluster) Option { return func(o *options) { o.cluster = c } }

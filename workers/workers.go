@@ -39,6 +39,7 @@ func RegisterControl(r Registry, a *activities.Control, n *activities.Nodes, e *
 	r.RegisterWorkflowWithOptions(workflows.Node, workflow.RegisterOptions{Name: names.WorkflowNode})
 	r.RegisterWorkflowWithOptions(workflows.EnvBuild, workflow.RegisterOptions{Name: names.WorkflowEnvBuild})
 	r.RegisterActivityWithOptions(e.InspectBinary, activity.RegisterOptions{Name: names.ActivityInspectBin})
+	r.RegisterActivityWithOptions(e.BuildEnvImage, activity.RegisterOptions{Name: names.ActivityBuildEnvImage})
 	r.RegisterActivityWithOptions(a.PlaceNodes, activity.RegisterOptions{Name: names.ActivityPlaceNodes})
 	r.RegisterActivityWithOptions(a.ReserveNodes, activity.RegisterOptions{Name: names.ActivityReserveNodes})
 	r.RegisterActivityWithOptions(a.WatchClient, activity.RegisterOptions{Name: names.ActivityWatchClient})

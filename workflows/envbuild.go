@@ -10,9 +10,10 @@ import (
 	"github.com/burla-temporal/burla/names"
 )
 
-// EnvBuildInput names an environment by the digest of what defines it.
+// EnvBuildInput names an environment by what defines it.
 type EnvBuildInput struct {
-	Binary string // SHA-256 of the program
+	Binary string // SHA-256 of the program; empty for a command
+	Image  string // the user's image, if any
 }
 
 // EnvBuild prepares an environment once for every job that uses it: its workflow ID
@@ -29,6 +30,23 @@ func EnvBuild(ctx workflow.Context, in EnvBuildInput) (activities.EnvInfo, error
 			NonRetryableErrorTypes: []string{names.ErrBadBinary}},
 	})
 	var info activities.EnvInfo
-	err := workflow.ExecuteActivity(actx, names.ActivityInspectBin, activities.InspectInput{Binary: in.Binary}).Get(ctx, &info)
-	return info, unwrapActivity(err)
+	if in.Binary != "" {
+		if err := workflow.ExecuteActivity(actx, names.ActivityInspectBin, activities.InspectInput{Binary: in.Binary}).Get(ctx, &info); err != nil {
+			return info, unwrapActivity(err)
+		}
+	}
+	if in.Image != "" {
+		ictx := workflow.WithActivityOptions(actx, workflow.ActivityOptions{
+			TaskQueue:           names.TaskQueueControl,
+			StartToCloseTimeout: 10 * time.Minute,
+			RetryPolicy: &temporal.RetryPolicy{InitialInterval: time.Second, MaximumAttempts: 3,
+				NonRetryableErrorTypes: []string{activities.ErrBadImage}},
+		})
+		var img activities.EnvInfo
+		if err := workflow.ExecuteActivity(ictx, names.ActivityBuildEnvImage, activities.ImageInput{Image: in.Image}).Get(ctx, &img); err != nil {
+			return info, unwrapActivity(err)
+		}
+		info.Image = img.Image
+	}
+	return info, nil
 }

@@ -98,51 +98,104 @@ func (p *Provider) Name() string { return "docker" }
 func containerName(id string) string { return "burla-node-" + id }
 
 // Image builds the node image if it is missing and returns its tag: FROM scratch,
-// the burla binary as its entry point. The tag carries the binary's digest, so a new
-// burla gets a new image.
+// the burla binary as its entry point and the host's CA bundle. The tag carries the
+// binary's digest, so a new burla gets a new image.
 func (p *Provider) Image(ctx context.Context) (string, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.image != "" {
 		return p.image, nil
 	}
-	bin, err := os.ReadFile(p.cfg.Executable)
+	bin, digest, err := p.burla()
 	if err != nil {
-		return "", fmt.Errorf("docker provider: read burla binary: %w", err)
-	}
-	if err := checkStatic(p.cfg.Executable); err != nil {
 		return "", err
 	}
+	tag := "burla-node:" + digest[:16]
+	extra := map[string][]byte{}
+	dockerfile := "FROM scratch\nCOPY burla /burla\n"
+	if ca, err := os.ReadFile(caBundle); err == nil {
+		extra["ca-certificates.crt"] = ca
+		dockerfile += "COPY ca-certificates.crt " + caBundle + "\n"
+	}
+	if err := p.build(ctx, tag, dockerfile+"ENTRYPOINT [\"/burla\"]\n", bin, extra); err != nil {
+		return "", err
+	}
+	p.image = tag
+	return tag, nil
+}
+
+// caBundle is where programs in the node image find the CA certificates.
+const caBundle = "/etc/ssl/certs/ca-certificates.crt"
+
+// EnvImage layers the burla binary (the container worker) onto a user's image,
+// which must be on this engine already (no registry is pulled from), and returns
+// the new image's tag. The tag carries both images' identities, so it is built once.
+func (p *Provider) EnvImage(ctx context.Context, base string) (string, error) {
+	info, err := p.api.ImageInspect(ctx, base)
+	if err != nil {
+		return "", fmt.Errorf("docker provider: image %q is not on this Docker engine (no registry is pulled from; build or load it first): %w", base, err)
+	}
+	bin, digest, err := p.burla()
+	if err != nil {
+		return "", err
+	}
+	sum := sha256.Sum256([]byte(info.ID + digest))
+	tag := "burla-env:" + hex.EncodeToString(sum[:])[:16]
+	dockerfile := "FROM " + info.ID + "\nCOPY burla /burla\nENTRYPOINT [\"/burla\"]\n"
+	if err := p.build(ctx, tag, dockerfile, bin, nil); err != nil {
+		return "", err
+	}
+	return tag, nil
+}
+
+// burla reads the static burla binary and its digest.
+func (p *Provider) burla() ([]byte, string, error) {
+	bin, err := os.ReadFile(p.cfg.Executable)
+	if err != nil {
+		return nil, "", fmt.Errorf("docker provider: read burla binary: %w", err)
+	}
+	if err := checkStatic(p.cfg.Executable); err != nil {
+		return nil, "", err
+	}
 	sum := sha256.Sum256(bin)
-	tag := "burla-node:" + hex.EncodeToString(sum[:])[:16]
+	return bin, hex.EncodeToString(sum[:]), nil
+}
+
+// build builds tag from dockerfile with the burla binary (and extra files) as its
+// context, unless tag exists already.
+func (p *Provider) build(ctx context.Context, tag, dockerfile string, bin []byte, extra map[string][]byte) error {
 	if _, err := p.api.ImageInspect(ctx, tag); err == nil {
-		p.image = tag
-		return tag, nil
+		return nil
 	}
 	var buf bytes.Buffer
 	tw := tar.NewWriter(&buf)
-	for _, f := range []struct {
+	files := []struct {
 		name string
 		mode int64
 		data []byte
-	}{
-		{"Dockerfile", 0o644, []byte("FROM scratch\nCOPY burla /burla\nENTRYPOINT [\"/burla\"]\n")},
-		{"burla", 0o755, bin},
-	} {
+	}{{"Dockerfile", 0o644, []byte(dockerfile)}, {"burla", 0o755, bin}}
+	for name, data := range extra {
+		files = append(files, struct {
+			name string
+			mode int64
+			data []byte
+		}{name, 0o644, data})
+	}
+	for _, f := range files {
 		if err := tw.WriteHeader(&tar.Header{Name: f.name, Mode: f.mode, Size: int64(len(f.data))}); err != nil {
-			return "", err
+			return err
 		}
 		if _, err := tw.Write(f.data); err != nil {
-			return "", err
+			return err
 		}
 	}
 	if err := tw.Close(); err != nil {
-		return "", err
+		return err
 	}
 	resp, err := p.api.ImageBuild(ctx, &buf, build.ImageBuildOptions{Tags: []string{tag}, Remove: true, ForceRemove: true,
-		Labels: map[string]string{"burla.image": "node"}})
+		Labels: map[string]string{"burla.image": "true"}})
 	if err != nil {
-		return "", fmt.Errorf("docker provider: build node image: %w", err)
+		return fmt.Errorf("docker provider: build %s: %w", tag, err)
 	}
 	defer resp.Body.Close()
 	// The build reports failures in its JSON stream, not in its status.
@@ -153,14 +206,13 @@ func (p *Provider) Image(ctx context.Context) (string, error) {
 			Error string `json:"error"`
 		}
 		if json.Unmarshal(sc.Bytes(), &msg) == nil && msg.Error != "" {
-			return "", fmt.Errorf("docker provider: build node image: %s", msg.Error)
+			return fmt.Errorf("docker provider: build %s: %s", tag, msg.Error)
 		}
 	}
 	if err := sc.Err(); err != nil {
-		return "", fmt.Errorf("docker provider: build node image: %w", err)
+		return fmt.Errorf("docker provider: build %s: %w", tag, err)
 	}
-	p.image = tag
-	return tag, nil
+	return nil
 }
 
 // checkStatic refuses a dynamically linked binary, which cannot run FROM scratch.

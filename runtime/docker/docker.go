@@ -68,9 +68,12 @@ func ContainerName(node string, slot int) string {
 // Start implements runtime.Runtime: it replaces any container left in the slot,
 // creates one attached to stdin and stdout, and starts it.
 func (r *Runtime) Start(ctx context.Context, spec runtime.WorkerSpec) (runtime.Worker, error) {
-	img, err := r.image(ctx)
-	if err != nil {
-		return nil, err
+	img := spec.Image
+	if img == "" {
+		var err error
+		if img, err = r.image(ctx); err != nil {
+			return nil, err
+		}
 	}
 	name := ContainerName(spec.Node, spec.Slot)
 	if err := r.api.ContainerRemove(ctx, name, container.RemoveOptions{Force: true}); err != nil && !client.IsErrNotFound(err) {
@@ -84,7 +87,7 @@ func (r *Runtime) Start(ctx context.Context, spec runtime.WorkerSpec) (runtime.W
 	if spec.CacheDir != "" {
 		mounts = append(mounts, mount.Mount{Type: mount.TypeBind, Source: spec.CacheDir, Target: spec.CacheDir, ReadOnly: true})
 	}
-	_, err = r.api.ContainerCreate(ctx, &container.Config{
+	_, err := r.api.ContainerCreate(ctx, &container.Config{
 		Image:       img,
 		Cmd:         spec.Argv[1:], // the image's entry point is the burla binary
 		User:        User,

@@ -1,0 +1,102 @@
+package dockere2e
+
+import (
+	"archive/tar"
+	"bufio"
+	"bytes"
+	"context"
+	"os"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/docker/docker/api/types/build"
+
+	burla "github.com/burla-temporal/burla/sdk"
+	"github.com/burla-temporal/burla/tests/clustertest"
+)
+
+// busyboxImage builds a small local image with a shell (Debian's static busybox),
+// since no registry can be pulled from.
+func busyboxImage(t *testing.T) string {
+	t.Helper()
+	bb, err := os.ReadFile("/bin/busybox")
+	if err != nil {
+		t.Fatalf("this test needs Debian's busybox-static (make test installs it): %v", err)
+	}
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	for name, data := range map[string][]byte{
+		"Dockerfile": []byte("FROM scratch\nCOPY busybox /bin/busybox\nRUN [\"/bin/busybox\", \"--install\", \"-s\", \"/bin\"]\n"),
+		"busybox":    bb,
+	} {
+		tw.WriteHeader(&tar.Header{Name: name, Mode: 0o755, Size: int64(len(data))})
+		tw.Write(data)
+	}
+	tw.Close()
+	const tag = "burla-test-busybox:latest"
+	resp, err := api.ImageBuild(context.Background(), &buf, build.ImageBuildOptions{Tags: []string{tag}, Remove: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	sc := bufio.NewScanner(resp.Body)
+	for sc.Scan() {
+		if strings.Contains(sc.Text(), `"error"`) {
+			t.Fatalf("build %s: %s", tag, sc.Text())
+		}
+	}
+	return tag
+}
+
+// Jobs in a user's image: a command (a shell one-liner) and a Go function, each
+// run by workers started from the image with the container worker layered in.
+func TestJobsInAUserImage(t *testing.T) {
+	if dev == nil {
+		t.Skip(skipMsg)
+	}
+	img := busyboxImage(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	d, err := clustertest.Start(ctx, clustertest.Options{Nodes: 1, CPUs: 2, Runtime: "docker"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		if err := d.Stop(); err != nil {
+			t.Error(err)
+		}
+	}()
+	on := []burla.Option{burla.OnCluster(d.Cluster), burla.Spinner(false)}
+
+	var lines []string
+	triple := burla.Command(img, "sh", "-c", `read x; echo "tripling $x in $(cat /etc/os-release 2>/dev/null || echo busybox)" >&2; echo $((x * 3))`)
+	out, err := burla.RemoteParallelMap(ctx, triple, []string{"1", "2", "3"},
+		append(on, burla.OnLog(func(l burla.LogLine) { lines = append(lines, l.Text) }))...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(out, []string{"3", "6", "9"}) {
+		t.Errorf("command outputs %q; want [3 6 9]", out)
+	}
+	if !slices.ContainsFunc(lines, func(s string) bool { return strings.HasPrefix(s, "tripling 2 in busybox") }) {
+		t.Errorf("command logged %q; want its stderr, from inside the busybox image", lines)
+	}
+
+	got, err := burla.RemoteParallelMap(ctx, tripleGo, []int{1, 2, 3}, append(on, burla.Image(img), burla.OnLog(func(burla.LogLine) {}))...)
+	if err != nil || !slices.Equal(got, []int{3, 6, 9}) {
+		t.Errorf("Go function in the image: %v, %v; want [3 6 9]", got, err)
+	}
+
+	_, err = burla.RemoteParallelMap(ctx, triple, []string{"1"}, append(on, burla.OnLog(func(burla.LogLine) {}))...)
+	if err != nil {
+		t.Fatalf("a second command job in the same image: %v", err)
+	}
+	missing := burla.Command("burla-test-no-such-image:latest", "sh")
+	if _, err := burla.RemoteParallelMap(ctx, missing, []string{"1"}, on...); !burla.IsKind(err, burla.KindBadImage) || !strings.Contains(err.Error(), "no-such-image") {
+		t.Errorf("job in a missing image: %v; want BadImage naming it", err)
+	}
+}
+
+var tripleGo = burla.Func("tripleGo", func(ctx context.Context, x int) (int, error) { return 3 * x, nil })
