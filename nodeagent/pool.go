@@ -259,8 +259,13 @@ func (p *pool) Start(ctx context.Context, spec job.Spec, n int) (<-chan error, e
 	if p.run != nil {
 		return nil, fmt.Errorf("node is busy with job %s", p.run.spec.ID)
 	}
-	// A node keeps floor(CPUs/func_cpu) workers for a job; the job uses n of them.
-	keep := max(1, len(p.slots)/max(spec.FuncCPU, 1))
+	// A node keeps floor(CPUs/func_cpu) workers for a job, fewer if func_ram does
+	// not fit that many; the job uses n of them.
+	keep := len(p.slots) / max(spec.FuncCPU, 1)
+	if nodeRAM := p.spec.MemoryMB * len(p.slots); nodeRAM > 0 && spec.FuncRAMMB > 0 {
+		keep = min(keep, nodeRAM/spec.FuncRAMMB)
+	}
+	keep = max(keep, 1)
 	n = max(1, min(n, keep))
 	a := &assignment{spec: spec, binary: bin, errs: make(chan error, len(p.slots)+1)}
 	var resize []*workerProc

@@ -113,7 +113,8 @@ func (r *fakeRuntime) live() []string {
 
 func newTestPool(t *testing.T, slots int) (*pool, *fakeRuntime) {
 	rt := &fakeRuntime{}
-	p := newPool(rt, runtime.WorkerSpec{Cluster: "c", Node: "n", CPUs: 1}, []string{"burla", "container-worker"}, slots,
+	// 1 CPU and 1 GB per worker.
+	p := newPool(rt, runtime.WorkerSpec{Cluster: "c", Node: "n", CPUs: 1, MemoryMB: 1024}, []string{"burla", "container-worker"}, slots,
 		slog.New(slog.DiscardHandler), func(context.Context, string) (string, error) { return "/bin/prog", nil })
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
@@ -178,4 +179,12 @@ func TestPoolRestartsACrashedWorkerOnItsJob(t *testing.T) {
 		rt.mu.Unlock()
 		return replaced && slices.Equal(rt.live(), []string{"j-1:1", "j-1:1"})
 	})
+}
+
+func TestPoolFitsFuncRAM(t *testing.T) {
+	p, rt := newTestPool(t, 4) // 4 CPUs, 4 GB
+	if _, err := p.Start(context.Background(), job.Spec{ID: "j-mem", FuncCPU: 1, FuncRAMMB: 3 * 1024}, 4); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "one worker: only one 3 GB call fits in 4 GB", func() bool { return slices.Equal(rt.live(), []string{"j-mem:1"}) })
 }
