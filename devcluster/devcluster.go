@@ -58,6 +58,8 @@ type Config struct {
 	// Runtime is where nodes run their workers: "process" (the default) or
 	// "docker" (a container per worker; with the local provider only).
 	Runtime string
+	// Envs are local images every node keeps warm workers in (docker runtime).
+	Envs []string
 	Logger  *slog.Logger
 	// Metrics, if set, receives the control plane's Prometheus metrics, which the
 	// caller serves at MetricsURL.
@@ -196,6 +198,9 @@ func Start(ctx context.Context, cfg Config) (_ *Cluster, err error) {
 			providers["docker"] = c.docker
 		}
 	}
+	if len(cfg.Envs) > 0 && cfg.Runtime != "docker" {
+		return nil, fmt.Errorf("dev cluster: environments to keep warm (%v) need --runtime docker", cfg.Envs)
+	}
 	if cfg.Runtime == "docker" && cfg.Provider != "local" {
 		return nil, fmt.Errorf("dev cluster: the docker runtime needs the local provider (a node in a container cannot start containers)")
 	}
@@ -214,7 +219,7 @@ func Start(ctx context.Context, cfg Config) (_ *Cluster, err error) {
 	if cfg.MaxNodes == 0 {
 		cfg.MaxNodes = cfg.Nodes
 	}
-	if err := c.upCluster(ctx, workflows.StandbySpec{Nodes: cfg.Nodes, CPUs: cfg.CPUs, Provider: cfg.Provider, MaxNodes: cfg.MaxNodes}); err != nil {
+	if err := c.upCluster(ctx, workflows.StandbySpec{Nodes: cfg.Nodes, CPUs: cfg.CPUs, Provider: cfg.Provider, MaxNodes: cfg.MaxNodes, Envs: cfg.Envs}); err != nil {
 		return nil, err
 	}
 	return c, nil

@@ -47,7 +47,11 @@ type Config struct {
 	WorkerArgv []string
 	// Runtime runs the workers; nil means processes.
 	Runtime runtime.Runtime
-	Logger  *slog.Logger
+	// Envs are users' images whose workers the node keeps warm besides its
+	// default's, one per CPU each; EnvImage layers the container worker onto one.
+	Envs     []string
+	EnvImage func(ctx context.Context, base string) (string, error)
+	Logger   *slog.Logger
 	// Metrics, if set, receives the node's Prometheus metrics, which are served at
 	// MetricsURL (recorded in the node's record).
 	Metrics    prometheus.Registerer
@@ -95,8 +99,19 @@ func Run(ctx context.Context, cfg Config) error {
 	if cfg.RAMMB > 0 {
 		memPerWorker = cfg.RAMMB / cfg.CPUs
 	}
+	var envs []string
+	for _, base := range cfg.Envs {
+		if cfg.EnvImage == nil {
+			return fmt.Errorf("node %s: environment %s needs a runtime that runs images", cfg.ID, base)
+		}
+		tag, err := cfg.EnvImage(ctx, base)
+		if err != nil {
+			return fmt.Errorf("node %s: environment %s: %w", cfg.ID, base, err)
+		}
+		envs = append(envs, tag)
+	}
 	p := newPool(rt, runtime.WorkerSpec{Cluster: cfg.Cluster, Node: cfg.ID, CPUs: 1, MemoryMB: memPerWorker, CacheDir: cfg.CacheDir},
-		cfg.WorkerArgv, cfg.CPUs, log, cache.get)
+		cfg.WorkerArgv, cfg.CPUs, envs, log, cache.get)
 	reg := cfg.Metrics
 	if reg == nil {
 		reg = prometheus.NewRegistry()
@@ -132,7 +147,7 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	// The node is ready once its workers are warm.
 	for warmed := time.Now(); ; {
-		if _, warm := p.state(); warm == cfg.CPUs || time.Since(warmed) > 30*time.Second {
+		if _, warm := p.state(); warm == p.size() || time.Since(warmed) > 30*time.Second {
 			break
 		}
 		select {

@@ -34,6 +34,7 @@ type pool struct {
 	binary func(ctx context.Context, digest string) (string, error)
 
 	restarts prometheus.Counter
+	cpus     int // the node's; there are cpus slots per environment
 
 	mu    sync.Mutex
 	slots []*slot
@@ -41,10 +42,11 @@ type pool struct {
 }
 
 type slot struct {
-	i    int
-	w    *workerProc // nil while (re)starting
-	busy string      // job the worker is on, per its last command and event
-	idle chan struct{}
+	i     int
+	image string      // the environment the slot's worker is kept warm in ("" is the node's default)
+	w     *workerProc // nil while (re)starting
+	busy  string      // job the worker is on, per its last command and event
+	idle  chan struct{}
 	// parked is set while the slot's worker is stopped because a job with a larger
 	// func_cpu needs fewer workers; closing it lets keep start the worker again.
 	parked chan struct{}
@@ -58,11 +60,15 @@ type assignment struct {
 	closed bool
 }
 
-func newPool(rt runtime.Runtime, spec runtime.WorkerSpec, argv []string, n int, log *slog.Logger, binary func(context.Context, string) (string, error)) *pool {
-	p := &pool{rt: rt, spec: spec, argv: argv, log: log, binary: binary,
+// newPool makes a pool of cpus slots for the node's default environment and cpus
+// more for each of envs (images, kept warm for jobs that run in them).
+func newPool(rt runtime.Runtime, spec runtime.WorkerSpec, argv []string, cpus int, envs []string, log *slog.Logger, binary func(context.Context, string) (string, error)) *pool {
+	p := &pool{rt: rt, spec: spec, argv: argv, log: log, binary: binary, cpus: cpus,
 		restarts: prometheus.NewCounter(prometheus.CounterOpts{Name: "burla_node_worker_restarts_total", Help: "Container workers restarted after they exited."})}
-	for i := range n {
-		p.slots = append(p.slots, &slot{i: i})
+	for _, image := range append([]string{""}, envs...) {
+		for range cpus {
+			p.slots = append(p.slots, &slot{i: len(p.slots), image: image})
+		}
 	}
 	return p
 }
@@ -147,6 +153,7 @@ func (w *workerProc) status() string {
 func (p *pool) startWorker(ctx context.Context, s *slot) (*workerProc, error) {
 	spec := p.spec
 	spec.Slot = s.i
+	spec.Image = s.image
 	p.mu.Lock()
 	if a := p.run; a != nil && contains(a.slots, s.i) {
 		spec.Image = a.spec.Image // a job's worker runs in the job's environment
@@ -259,23 +266,37 @@ func (p *pool) Start(ctx context.Context, spec job.Spec, n int) (<-chan error, e
 	if p.run != nil {
 		return nil, fmt.Errorf("node is busy with job %s", p.run.spec.ID)
 	}
+	// The job runs on the slots warm in its environment, or, when its environment
+	// is not kept warm here, on the default slots restarted in it.
+	var mine, others []*slot
+	for _, s := range p.slots {
+		if s.image == spec.Image {
+			mine = append(mine, s)
+		} else {
+			others = append(others, s)
+		}
+	}
+	restart := false
+	if len(mine) == 0 {
+		mine, others, restart = p.slots[:p.cpus], p.slots[p.cpus:], true
+	}
 	// A node keeps floor(CPUs/func_cpu) workers for a job, fewer if func_ram does
 	// not fit that many; the job uses n of them.
-	keep := len(p.slots) / max(spec.FuncCPU, 1)
-	if nodeRAM := p.spec.MemoryMB * len(p.slots); nodeRAM > 0 && spec.FuncRAMMB > 0 {
+	keep := p.cpus / max(spec.FuncCPU, 1)
+	if nodeRAM := p.spec.MemoryMB * p.cpus; nodeRAM > 0 && spec.FuncRAMMB > 0 {
 		keep = min(keep, nodeRAM/spec.FuncRAMMB)
 	}
 	keep = max(keep, 1)
 	n = max(1, min(n, keep))
 	a := &assignment{spec: spec, binary: bin, errs: make(chan error, len(p.slots)+1)}
 	var resize []*workerProc
-	for _, s := range p.slots[:n] {
+	for _, s := range mine[:n] {
 		a.slots = append(a.slots, s.i)
 		if s.parked != nil {
 			close(s.parked) // keep starts it, and gives it to the job
 			s.parked = nil
 		}
-		if spec.Image != "" && s.w != nil {
+		if restart && s.w != nil {
 			// The job runs in its own image: the warm worker makes way for one
 			// started from it, which keep gives to the job.
 			s.w.retired = true
@@ -287,9 +308,10 @@ func (p *pool) Start(ctx context.Context, spec job.Spec, n int) (<-chan error, e
 			resize = append(resize, s.w)
 		}
 	}
-	// Workers beyond what the job's func_cpu leaves room for are stopped until the
-	// node is reset, so that the job's workers get their CPUs.
-	for _, s := range p.slots[keep:] {
+	// Workers beyond what the job's func_cpu leaves room for, and those of other
+	// environments, are stopped until the node is reset, so that the job's workers
+	// get the node's CPUs.
+	for _, s := range append(mine[keep:], others...) {
 		if s.parked == nil {
 			s.parked = make(chan struct{})
 		}
@@ -350,6 +372,9 @@ func (p *pool) Stop(ctx context.Context, jobID string) {
 	p.run = nil
 	p.mu.Unlock()
 }
+
+// size is the number of workers the pool keeps warm: one per CPU per environment.
+func (p *pool) size() int { return len(p.slots) }
 
 // state reports the pool's job and how many workers are warm.
 func (p *pool) state() (jobID string, warm int) {

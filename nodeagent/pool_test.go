@@ -114,7 +114,7 @@ func (r *fakeRuntime) live() []string {
 func newTestPool(t *testing.T, slots int) (*pool, *fakeRuntime) {
 	rt := &fakeRuntime{}
 	// 1 CPU and 1 GB per worker.
-	p := newPool(rt, runtime.WorkerSpec{Cluster: "c", Node: "n", CPUs: 1, MemoryMB: 1024}, []string{"burla", "container-worker"}, slots,
+	p := newPool(rt, runtime.WorkerSpec{Cluster: "c", Node: "n", CPUs: 1, MemoryMB: 1024}, []string{"burla", "container-worker"}, slots, nil,
 		slog.New(slog.DiscardHandler), func(context.Context, string) (string, error) { return "/bin/prog", nil })
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})

@@ -15,6 +15,8 @@ type NodeSpec struct {
 	Cluster string `json:"cluster"`
 	CPUs    int    `json:"cpus"`
 	RAMMB   int    `json:"ram_mb,omitempty"`
+	// Envs are users' images whose workers the node keeps warm besides its default's.
+	Envs []string `json:"envs,omitempty"`
 }
 
 // Provider creates and deletes nodes. A created node runs a node agent that

@@ -26,6 +26,9 @@ type StandbySpec struct {
 	// MaxNodes bounds the nodes the cluster runs at once, replacements and grows
 	// included; 0 means no bound. On one machine it is the standby count.
 	MaxNodes int `json:"max_nodes,omitempty"`
+	// Envs are users' images every node keeps warm workers in, one per CPU each,
+	// besides the default environment's.
+	Envs []string `json:"envs,omitempty"`
 }
 
 // Validate reports the first thing wrong with s.
@@ -297,7 +300,7 @@ func (c *cluster) startNode(job string) *ClusterNode {
 		ParentClosePolicy: enumspb.PARENT_CLOSE_POLICY_ABANDON,
 	})
 	workflow.ExecuteChildWorkflow(cctx, names.WorkflowNode, NodeInput{
-		Spec:              provider.NodeSpec{ID: id, Cluster: c.st.Name, CPUs: nd.CPUs, RAMMB: nd.RAMMB},
+		Spec:              provider.NodeSpec{ID: id, Cluster: c.st.Name, CPUs: nd.CPUs, RAMMB: nd.RAMMB, Envs: c.st.Standby.Envs},
 		Provider:          c.st.Standby.Provider,
 		ClusterWorkflowID: workflow.GetInfo(c.ctx).WorkflowExecution.ID,
 	})

@@ -91,6 +91,11 @@ func runDev(ctx context.Context, args []string) error {
 	nodes := fs.Int("nodes", 2, "number of nodes")
 	cpus := fs.Int("cpus", 2, "CPUs per node: each node keeps one warm worker per CPU")
 	runtimeName := fs.String("runtime", "process", "where each node runs its workers: process, or docker (a container per worker; local provider only)")
+	var envs []string
+	fs.Func("env", "a local image every node keeps warm workers in, one per CPU, besides the default environment (docker runtime; repeatable)", func(v string) error {
+		envs = append(envs, v)
+		return nil
+	})
 	providerName := fs.String("provider", "local", "where nodes come from: local (processes) or docker (containers on the local Docker engine; burla must be built with CGO_ENABLED=0)")
 	maxNodes := fs.Int("max-nodes", 0, "most nodes at once, counting replacements started while jobs run and grows (0: --nodes)")
 	host := fs.String("host", "127.0.0.1", "address to listen on")
@@ -114,7 +119,7 @@ func runDev(ctx context.Context, args []string) error {
 		return err
 	}
 	c, err := devcluster.Start(ctx, devcluster.Config{
-		DataDir: *dataDir, Nodes: *nodes, CPUs: *cpus, MaxNodes: *maxNodes, Provider: *providerName, Runtime: *runtimeName, Host: *host,
+		DataDir: *dataDir, Nodes: *nodes, CPUs: *cpus, MaxNodes: *maxNodes, Provider: *providerName, Runtime: *runtimeName, Envs: envs, Host: *host,
 		TemporalPort: anyPort(*temporalPort), UIPort: anyPort(*uiPort), NATSPort: anyPort(*natsPort),
 		Logger: log, Metrics: reg, MetricsURL: metricsAddr,
 	})
@@ -164,6 +169,11 @@ func runNodeAgent(ctx context.Context, args []string) error {
 	cacheDir := fs.String("cache-dir", "", "the node's cache directory")
 	metricsAddr := fs.String("metrics-addr", "127.0.0.1:0", "where to serve the node's Prometheus metrics")
 	runtimeName := fs.String("runtime", "process", "where workers run: process, or docker (a container per worker on the local engine)")
+	var envs []string
+	fs.Func("env", "a user's image to keep warm workers in besides the default environment (docker runtime; repeatable)", func(v string) error {
+		envs = append(envs, v)
+		return nil
+	})
 	verbose := fs.Bool("v", false, "log verbosely")
 	fs.Parse(args)
 	if *id == "" || *cacheDir == "" {
@@ -179,6 +189,7 @@ func runNodeAgent(ctx context.Context, args []string) error {
 		return err
 	}
 	var rt runtime.Runtime = process.Runtime{}
+	var envImage func(context.Context, string) (string, error)
 	switch *runtimeName {
 	case "process":
 	case "docker":
@@ -189,12 +200,15 @@ func runNodeAgent(ctx context.Context, args []string) error {
 		if rt, err = dockerruntime.New(ctx, images.Image); err != nil {
 			return err
 		}
+		envImage = images.EnvImage
 	default:
 		return fmt.Errorf("node-agent: unknown runtime %q (process or docker)", *runtimeName)
 	}
 	return nodeagent.Run(ctx, nodeagent.Config{
-		Runtime: rt,
-		ID:      *id, Cluster: *cluster, CPUs: *cpus, RAMMB: *ramMB,
+		Runtime:  rt,
+		Envs:     envs,
+		EnvImage: envImage,
+		ID:       *id, Cluster: *cluster, CPUs: *cpus, RAMMB: *ramMB,
 		TemporalAddress: *temporal, Namespace: *namespace, NATSURL: *nats,
 		CacheDir:   *cacheDir,
 		WorkerArgv: []string{exe, "container-worker", "--node", *id, "--nats", *nats, "--cache-dir", *cacheDir},

@@ -82,6 +82,9 @@ func (p *Provider) Create(ctx context.Context, n provider.NodeSpec) error {
 		"--cache-dir", filepath.Join(p.cfg.DataDir, n.ID),
 		"--runtime", cmp.Or(p.cfg.Runtime, "process"),
 	)
+	for _, env := range n.Envs {
+		cmd.Args = append(cmd.Args, "--env", env)
+	}
 	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
 	// The agent dies with the control plane, and its workers die with it.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Setpgid: true}

@@ -30,6 +30,8 @@ type Options struct {
 	Provider string
 	// Runtime is "process" (default) or "docker".
 	Runtime string
+	// Envs are images whose workers nodes keep warm (docker runtime).
+	Envs []string
 }
 
 // Addresses are what `burla dev --ready-file` writes. (They are declared here rather
@@ -108,6 +110,9 @@ func Start(ctx context.Context, o Options) (*Dev, error) {
 		"--provider", cmp.Or(o.Provider, "local"),
 		"--runtime", cmp.Or(o.Runtime, "process"),
 		"--ready-file", ready)
+	for _, env := range o.Envs {
+		d.cmd.Args = append(d.cmd.Args, "--env", env)
+	}
 	d.cmd.Stdout, d.cmd.Stderr = logf, logf
 	d.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := d.cmd.Start(); err != nil {

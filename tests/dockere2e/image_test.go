@@ -100,3 +100,65 @@ func TestJobsInAUserImage(t *testing.T) {
 }
 
 var tripleGo = burla.Func("tripleGo", func(ctx context.Context, x int) (int, error) { return 3 * x, nil })
+
+// A node keeps warm workers in each environment of the standby spec, one per CPU:
+// a job in that environment runs on them as they are, without restarting any.
+func TestWarmEnvironment(t *testing.T) {
+	if dev == nil {
+		t.Skip(skipMsg)
+	}
+	img := busyboxImage(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	d, err := clustertest.Start(ctx, clustertest.Options{Nodes: 1, CPUs: 2, Runtime: "docker", Envs: []string{img}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		if err := d.Stop(); err != nil {
+			t.Error(err)
+		}
+	}()
+	images := func() map[string]string { // running worker container ID → image
+		m := map[string]string{}
+		for _, c := range workerContainers(t, "default-1") {
+			if c.State == "running" {
+				m[c.ID] = c.Image
+			}
+		}
+		return m
+	}
+	before := images()
+	envWarm := 0
+	for _, image := range before {
+		if strings.HasPrefix(image, "burla-env:") {
+			envWarm++
+		}
+	}
+	if len(before) != 4 || envWarm != 2 {
+		t.Fatalf("warm workers %v; want 2 in the default environment and 2 in %s", before, img)
+	}
+	quad := burla.Command(img, "sh", "-c", `read x; sleep 0.2; echo $((x * 4))`)
+	var during map[string]string
+	var outs []string
+	for r, err := range burla.Stream(ctx, quad, []string{"1", "2", "3", "4", "5", "6"}, burla.OnCluster(d.Cluster), burla.Spinner(false), burla.OnLog(func(burla.LogLine) {})) {
+		if err != nil {
+			t.Fatal(err)
+		}
+		outs = append(outs, r.Output)
+		if during == nil {
+			during = images()
+		}
+	}
+	if len(outs) != 6 {
+		t.Fatalf("%d outputs; want 6", len(outs))
+	}
+	if len(during) != 2 {
+		t.Errorf("during the job %d workers ran; want the environment's 2", len(during))
+	}
+	for id, image := range during {
+		if before[id] != image || !strings.HasPrefix(image, "burla-env:") {
+			t.Errorf("during the job worker %.12s ran %s; want one of the environment's warm workers, not restarted", id, image)
+		}
+	}
+}
