@@ -7,6 +7,7 @@
 package docker
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -32,6 +33,7 @@ const (
 	LabelCluster = "burla.cluster"
 	LabelNode    = "burla.node"
 	LabelSlot    = "burla.slot"
+	LabelEnv     = "burla.env"  // the image the worker runs, or "default"
 	LabelRole    = "burla.role" // "worker"
 )
 
@@ -94,7 +96,8 @@ func (r *Runtime) Start(ctx context.Context, spec runtime.WorkerSpec) (runtime.W
 		OpenStdin:   true,
 		StdinOnce:   true,
 		AttachStdin: true, AttachStdout: true, AttachStderr: true,
-		Labels: map[string]string{LabelCluster: spec.Cluster, LabelNode: spec.Node, LabelSlot: strconv.Itoa(spec.Slot), LabelRole: "worker"},
+		Labels: map[string]string{LabelCluster: spec.Cluster, LabelNode: spec.Node, LabelSlot: strconv.Itoa(spec.Slot),
+			LabelEnv: cmp.Or(spec.Image, "default"), LabelRole: "worker"},
 	}, &container.HostConfig{
 		NetworkMode:    "host",
 		ReadonlyRootfs: true,

@@ -69,6 +69,9 @@ func TestDockerRuntime(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		if info.Config.Labels["burla.env"] != "default" || info.Config.Labels["burla.cluster"] != "default" {
+			t.Errorf("container %s labels %v; want its cluster and environment", c.Names[0], info.Config.Labels)
+		}
 		hc := info.HostConfig
 		if hc.NanoCPUs != 1e9 || hc.Privileged || !hc.ReadonlyRootfs || info.Config.User != "65534:65534" || !slices.Contains(hc.SecurityOpt, "no-new-privileges") {
 			t.Errorf("container %s: cpus %d, privileged %v, read-only %v, user %q, security %v; want 1 CPU, hardened",
