@@ -39,6 +39,7 @@ var _ provider.Provider = (*Provider)(nil)
 const (
 	LabelCluster = "burla.cluster"
 	LabelNode    = "burla.node"
+	LabelRole    = "burla.role" // "node" here; worker containers say "worker"
 )
 
 // API is the part of the Docker client the provider uses.
@@ -259,7 +260,7 @@ func (p *Provider) Create(ctx context.Context, n provider.NodeSpec) error {
 			"--temporal", p.cfg.TemporalAddress, "--namespace", p.cfg.Namespace, "--nats", p.cfg.NATSURL,
 			"--cache-dir", "/var/lib/burla",
 		},
-		Labels: map[string]string{LabelCluster: n.Cluster, LabelNode: n.ID},
+		Labels: map[string]string{LabelCluster: n.Cluster, LabelNode: n.ID, LabelRole: "node"},
 	}, &container.HostConfig{
 		// The control plane listens on the host's loopback.
 		NetworkMode:    "host",
@@ -296,8 +297,8 @@ func (p *Provider) Delete(ctx context.Context, id string) error {
 
 // List implements provider.Provider, from the containers' labels.
 func (p *Provider) List(ctx context.Context, cluster string) ([]string, error) {
-	cs, err := p.api.ContainerList(ctx, container.ListOptions{All: true,
-		Filters: filters.NewArgs(filters.Arg("label", LabelCluster+"="+cluster))})
+	cs, err := p.api.ContainerList(ctx, container.ListOptions{All: true, Filters: filters.NewArgs(
+		filters.Arg("label", LabelCluster+"="+cluster), filters.Arg("label", LabelRole+"=node"))})
 	if err != nil {
 		return nil, fmt.Errorf("docker provider: list nodes of %s: %w", cluster, err)
 	}
