@@ -24,7 +24,7 @@ commands (each prints JSON):
   up           start the cluster's ClusterWorkflow and wait until standby is ready
   down         delete every node and end the cluster
   status       the cluster's standby spec and nodes
-  set-standby  change the standby spec (--nodes, --cpus, --ram-mb, --max-nodes)
+  set-standby  change the standby spec (--nodes, --cpus, --ram-mb, --max-nodes, --env)
   restart      replace every idle node
 
 flags: --temporal host:port (BURLA_TEMPORAL_ADDRESS), --namespace (BURLA_NAMESPACE), --cluster name
@@ -45,6 +45,11 @@ func runCluster(ctx context.Context, args []string) error {
 	ramMB := fs.Int("ram-mb", 0, "memory per node in MB (up, set-standby)")
 	maxNodes := fs.Int("max-nodes", 0, "most nodes at once (0: no bound)")
 	providerName := fs.String("provider", "local", "node provider (up)")
+	var envs []string
+	fs.Func("env", "a local image every node keeps warm workers in (up, set-standby; repeatable; docker runtime)", func(v string) error {
+		envs = append(envs, v)
+		return nil
+	})
 	timeout := fs.Duration("timeout", 5*time.Minute, "how long to wait")
 	fs.Parse(args)
 	ctx, cancel := context.WithTimeout(ctx, *timeout)
@@ -55,7 +60,7 @@ func runCluster(ctx context.Context, args []string) error {
 	}
 	defer tc.Close()
 	id := names.ClusterWorkflowID(*cluster)
-	spec := workflows.StandbySpec{Nodes: *nodes, CPUs: *cpus, RAMMB: *ramMB, MaxNodes: *maxNodes, Provider: *providerName}
+	spec := workflows.StandbySpec{Nodes: *nodes, CPUs: *cpus, RAMMB: *ramMB, MaxNodes: *maxNodes, Provider: *providerName, Envs: envs}
 	update := func(name string, args ...any) error {
 		h, err := tc.UpdateWorkflow(ctx, client.UpdateWorkflowOptions{WorkflowID: id, UpdateName: name, Args: args, WaitForStage: client.WorkflowUpdateStageCompleted})
 		if err != nil {
