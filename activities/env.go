@@ -31,7 +31,6 @@ type ImageInput struct {
 // ErrBadImage is the error type of an image that cannot be made an environment.
 const ErrBadImage = "BadImage"
 
-
 // InspectInput names a program in the blob store.
 type InspectInput struct {
 	Binary string

@@ -59,8 +59,8 @@ type Config struct {
 	// "docker" (a container per worker; with the local provider only).
 	Runtime string
 	// Envs are local images every node keeps warm workers in (docker runtime).
-	Envs []string
-	Logger  *slog.Logger
+	Envs   []string
+	Logger *slog.Logger
 	// Metrics, if set, receives the control plane's Prometheus metrics, which the
 	// caller serves at MetricsURL.
 	Metrics    prometheus.Registerer

@@ -26,7 +26,7 @@ type Spec struct {
 	// input on its stdin, its stdout the output. Image names the image it runs in.
 	Command []string `json:"command,omitempty"`
 	Image   string   `json:"image,omitempty"`
-	Inputs int    `json:"inputs"`
+	Inputs  int      `json:"inputs"`
 	// FuncCPU and FuncRAMMB are the resources one call needs; a node with C CPUs runs
 	// C/FuncCPU calls at once.
 	FuncCPU        int `json:"func_cpu"`
