@@ -6,7 +6,6 @@ package containerworker
 
 import (
 	"bytes"
-	"debug/elf"
 	"context"
 	"errors"
 	"fmt"
@@ -17,6 +16,7 @@ import (
 	"time"
 
 	"github.com/burla-temporal/burla/blob"
+	"github.com/burla-temporal/burla/execfile"
 	"github.com/burla-temporal/burla/job"
 	"github.com/burla-temporal/burla/names"
 	"github.com/burla-temporal/burla/store"
@@ -140,9 +140,11 @@ func (w *Worker) start(spec job.Spec, binPath string, logs *shipper) (caller, er
 	p, err := startProc(binPath, w.cfg.LogLimit, logs.add)
 	if err != nil {
 		msg := fmt.Sprintf("binary %s: %v", spec.Binary[:12], err)
-		if _, statErr := os.Stat("/lib64/ld-linux-x86-64.so.2"); statErr != nil && dynamic(binPath) {
-			// exec's "no such file" is about the missing dynamic loader, not the program.
-			msg += "; the program is dynamically linked and this worker has no C library (a FROM-scratch container): build it with CGO_ENABLED=0"
+		if _, statErr := os.Stat("/lib64/ld-linux-x86-64.so.2"); statErr != nil {
+			if dyn, _ := execfile.Dynamic(binPath); dyn {
+				// exec's "no such file" is about the missing dynamic loader, not the program.
+				msg += "; the program is dynamically linked and this worker has no C library (a FROM-scratch container): build it with CGO_ENABLED=0"
+			}
 		}
 		return nil, &JobError{Type: names.ErrBadBinary, Message: msg}
 	}
@@ -388,19 +390,4 @@ func (s *shipper) flush(ctx context.Context) error {
 		lines = lines[n:]
 	}
 	return nil
-}
-
-// dynamic reports whether the ELF file at path asks for a dynamic loader.
-func dynamic(path string) bool {
-	f, err := elf.Open(path)
-	if err != nil {
-		return false
-	}
-	defer f.Close()
-	for _, p := range f.Progs {
-		if p.Type == elf.PT_INTERP {
-			return true
-		}
-	}
-	return false
 }

@@ -9,7 +9,6 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
-	"debug/elf"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -30,6 +29,7 @@ import (
 	"github.com/docker/docker/errdefs"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
+	"github.com/burla-temporal/burla/execfile"
 	"github.com/burla-temporal/burla/provider"
 )
 
@@ -218,15 +218,12 @@ func (p *Provider) build(ctx context.Context, tag, dockerfile string, bin []byte
 
 // checkStatic refuses a dynamically linked binary, which cannot run FROM scratch.
 func checkStatic(path string) error {
-	f, err := elf.Open(path)
+	dyn, err := execfile.Dynamic(path)
 	if err != nil {
-		return fmt.Errorf("docker provider: %s is not a linux executable: %w", path, err)
+		return fmt.Errorf("docker provider: %w", err)
 	}
-	defer f.Close()
-	for _, prog := range f.Progs {
-		if prog.Type == elf.PT_INTERP {
-			return fmt.Errorf("docker provider: %s is dynamically linked and cannot run in a FROM-scratch node image; build it with CGO_ENABLED=0", path)
-		}
+	if dyn {
+		return fmt.Errorf("docker provider: %s is dynamically linked and cannot run in a FROM-scratch node image; build it with CGO_ENABLED=0", path)
 	}
 	return nil
 }

@@ -5,7 +5,6 @@ package dockere2e
 
 import (
 	"context"
-	"debug/elf"
 	"fmt"
 	"os"
 	"slices"
@@ -16,6 +15,7 @@ import (
 	"github.com/docker/docker/api/types/filters"
 	"github.com/docker/docker/client"
 
+	"github.com/burla-temporal/burla/execfile"
 	"github.com/burla-temporal/burla/provider/docker"
 	burla "github.com/burla-temporal/burla/sdk"
 	"github.com/burla-temporal/burla/tests/clustertest"
@@ -46,7 +46,7 @@ func TestMain(m *testing.M) {
 		fmt.Fprintf(os.Stderr, "\n*** SKIPPING DOCKER END-TO-END TESTS: %s ***\n\n", skipMsg)
 		os.Exit(m.Run())
 	}
-	if exe, _ := os.Executable(); !static(exe) {
+	if exe, _ := os.Executable(); isDynamic(exe) {
 		fmt.Fprintln(os.Stderr, "dockere2e: the test binary is dynamically linked and cannot run FROM scratch; run with CGO_ENABLED=0")
 		os.Exit(1)
 	}
@@ -66,20 +66,6 @@ func TestMain(m *testing.M) {
 	}
 	os.RemoveAll(dev.Dir)
 	os.Exit(code)
-}
-
-func static(path string) bool {
-	f, err := elf.Open(path)
-	if err != nil {
-		return false
-	}
-	defer f.Close()
-	for _, p := range f.Progs {
-		if p.Type == elf.PT_INTERP {
-			return false
-		}
-	}
-	return true
 }
 
 func nodeContainers() []string {
@@ -128,4 +114,10 @@ func TestJobOnDockerNodes(t *testing.T) {
 func dockerImage(ctx context.Context) (string, error) {
 	p := docker.NewWithAPI(api, docker.Config{Executable: dev.Binary})
 	return p.Image(ctx)
+}
+
+// isDynamic reports whether path cannot run FROM scratch (or is no executable at all).
+func isDynamic(path string) bool {
+	dyn, err := execfile.Dynamic(path)
+	return err != nil || dyn
 }
