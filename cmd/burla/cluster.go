@@ -46,10 +46,7 @@ func runCluster(ctx context.Context, args []string) error {
 	maxNodes := fs.Int("max-nodes", 0, "most nodes at once (0: no bound)")
 	providerName := fs.String("provider", "local", "node provider (up)")
 	var envs []string
-	fs.Func("env", "a local image every node keeps warm workers in (up, set-standby; repeatable; docker runtime)", func(v string) error {
-		envs = append(envs, v)
-		return nil
-	})
+	repeated(fs, "env", "a local image every node keeps warm workers in (up, set-standby; repeatable; docker runtime)", &envs)
 	timeout := fs.Duration("timeout", 5*time.Minute, "how long to wait")
 	fs.Parse(args)
 	ctx, cancel := context.WithTimeout(ctx, *timeout)

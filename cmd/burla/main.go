@@ -92,10 +92,7 @@ func runDev(ctx context.Context, args []string) error {
 	cpus := fs.Int("cpus", 2, "CPUs per node: each node keeps one warm worker per CPU")
 	runtimeName := fs.String("runtime", "process", "where each node runs its workers: process, or docker (a container per worker; local provider only)")
 	var envs []string
-	fs.Func("env", "a local image every node keeps warm workers in, one per CPU, besides the default environment (docker runtime; repeatable)", func(v string) error {
-		envs = append(envs, v)
-		return nil
-	})
+	repeated(fs, "env", "a local image every node keeps warm workers in, one per CPU, besides the default environment (docker runtime; repeatable)", &envs)
 	providerName := fs.String("provider", "local", "where nodes come from: local (processes) or docker (containers on the local Docker engine; burla must be built with CGO_ENABLED=0)")
 	maxNodes := fs.Int("max-nodes", 0, "most nodes at once, counting replacements started while jobs run and grows (0: --nodes)")
 	host := fs.String("host", "127.0.0.1", "address to listen on")
@@ -170,10 +167,7 @@ func runNodeAgent(ctx context.Context, args []string) error {
 	metricsAddr := fs.String("metrics-addr", "127.0.0.1:0", "where to serve the node's Prometheus metrics")
 	runtimeName := fs.String("runtime", "process", "where workers run: process, or docker (a container per worker on the local engine)")
 	var envs []string
-	fs.Func("env", "a user's image to keep warm workers in besides the default environment (docker runtime; repeatable)", func(v string) error {
-		envs = append(envs, v)
-		return nil
-	})
+	repeated(fs, "env", "a user's image to keep warm workers in besides the default environment (docker runtime; repeatable)", &envs)
 	verbose := fs.Bool("v", false, "log verbosely")
 	fs.Parse(args)
 	if *id == "" || *cacheDir == "" {
@@ -239,4 +233,12 @@ func runContainerWorker(ctx context.Context, args []string) error {
 // quietTemporalLogger keeps the Temporal client's own logging to warnings.
 func quietTemporalLogger() tlog.Logger {
 	return tlog.NewStructuredLogger(logger(false))
+}
+
+// repeated defines a flag that may be given several times, each value appended to vals.
+func repeated(fs *flag.FlagSet, name, usage string, vals *[]string) {
+	fs.Func(name, usage, func(v string) error {
+		*vals = append(*vals, v)
+		return nil
+	})
 }
