@@ -15,6 +15,7 @@ import (
 
 	"github.com/burla-temporal/burla/devcluster"
 	"github.com/burla-temporal/burla/names"
+	burla "github.com/burla-temporal/burla/sdk"
 	"github.com/burla-temporal/burla/workflows"
 )
 
@@ -37,8 +38,9 @@ func runCluster(ctx context.Context, args []string) error {
 	}
 	cmd, args := args[0], args[1:]
 	fs := flag.NewFlagSet("burla cluster "+cmd, flag.ExitOnError)
-	temporalAddr := fs.String("temporal", envOr("BURLA_TEMPORAL_ADDRESS", "127.0.0.1:7233"), "Temporal frontend host:port")
-	namespace := fs.String("namespace", envOr("BURLA_NAMESPACE", "default"), "Temporal namespace")
+	env := burla.ConfigFromEnv() // the addresses programs use, and their defaults
+	temporalAddr := fs.String("temporal", env.TemporalAddress, "Temporal frontend host:port")
+	namespace := fs.String("namespace", env.Namespace, "Temporal namespace")
 	cluster := fs.String("cluster", names.DefaultCluster, "cluster name")
 	nodes := fs.Int("nodes", 2, "standby nodes (up, set-standby)")
 	cpus := fs.Int("cpus", 2, "CPUs per node (up, set-standby)")
@@ -121,11 +123,4 @@ func printJSON(v any) error {
 	enc := json.NewEncoder(os.Stdout)
 	enc.SetIndent("", "  ")
 	return enc.Encode(v)
-}
-
-func envOr(k, def string) string {
-	if v := os.Getenv(k); v != "" {
-		return v
-	}
-	return def
 }
