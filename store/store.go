@@ -23,6 +23,9 @@ const MaxRecordBytes = 900 << 10
 // are stored as blobs and the record holds the key.
 const MaxInlineBytes = 256 << 10
 
+// NodeTTL is how long a node record lives without a refresh.
+const NodeTTL = 6 * time.Second
+
 // ErrNoChunk is returned by Claim when no chunk became available within the wait.
 var ErrNoChunk = errors.New("no chunk available")
 

@@ -40,7 +40,7 @@ const (
 	bucketBlobs   = "burla-blobs"
 
 	// NodeTTL is how long a node record lives without a refresh.
-	NodeTTL = 6 * time.Second
+	NodeTTL = store.NodeTTL
 	// Retention is how long results, logs and job records are kept, so that a
 	// detached job can be re-attached.
 	Retention = 7 * 24 * time.Hour

@@ -1,0 +1,838 @@
+// Package firestorestore implements the store contract on Cloud Firestore, the
+// Google Cloud deployment's data plane, with blobs in a separate blob.Store (GCS).
+//
+// Layout, under collections named with the store's prefix (default "burla"):
+//
+//	<p>_jobs/<job>                  spec, sealed, chunks, deleted, hb (the client's heartbeat)
+//	<p>_jobs/<job>/chunks/<seq>     data (an encoded store.Chunk), leased_until, attempts
+//	<p>_jobs/<job>/results/<index>  data (one encoded store.Result), at; created once: the first write wins
+//	<p>_jobs/<job>/logs/<auto>      data (encoded store.LogLines), at
+//	<p>_nodes/<node>                node (JSON), updated
+//
+// A claim is a compare-and-swap: a query finds chunks whose lease has run out (a
+// fresh chunk's leased_until is the Unix epoch), and an update preconditioned on the
+// document's update time takes one, so two claimers never hold one chunk. Done
+// deletes the chunk. Leases are measured on the claimers' clocks, which NTP keeps
+// within milliseconds on Google Cloud.
+//
+// Results and logs are read with snapshot listeners ordered by commit time; a
+// listener restarts from its last commit time every few thousand documents, so
+// that the client library's copy of the query's documents stays bounded.
+package firestorestore
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	mrand "math/rand/v2"
+	"strings"
+	"sync"
+	"time"
+
+	"cloud.google.com/go/firestore"
+	"cloud.google.com/go/firestore/apiv1/firestorepb"
+	"google.golang.org/api/option"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/burla-temporal/burla/blob"
+	"github.com/burla-temporal/burla/job"
+	"github.com/burla-temporal/burla/store"
+)
+
+var (
+	_ store.Store = (*Store)(nil)
+	_ blob.Store  = (*Store)(nil)
+)
+
+// Document field names.
+const (
+	fSpec        = "spec"
+	fSealed      = "sealed"
+	fChunks      = "chunks"
+	fDeleted     = "deleted"
+	fHeartbeat   = "hb"
+	fCreated     = "created"
+	fData        = "data"
+	fLeasedUntil = "leased_until"
+	fAttempts    = "attempts"
+	fAt          = "at"
+	fNode        = "node"
+	fUpdated     = "updated"
+)
+
+const (
+	// maxBatchBytes keeps a commit of chunk documents under Firestore's 10 MiB
+	// request limit.
+	maxBatchBytes = 8 << 20
+	// maxBatchWrites is Firestore's limit of writes in one commit.
+	maxBatchWrites = 500
+	// claimCandidates is how many claimable chunks a claim looks at, picking one
+	// at random, so that concurrent claimers rarely race for the same chunk.
+	claimCandidates = 8
+)
+
+// listenerWindow is how many documents a watch takes before restarting its
+// listener from where it got to (a variable for tests).
+var listenerWindow = 4000
+
+// Config says where the store lives.
+type Config struct {
+	Project string
+	// Database is the Firestore database ID; empty means "(default)".
+	Database string
+	// Prefix names the store's collections (<prefix>_jobs, <prefix>_nodes), so that
+	// several clusters can share a database; empty means "burla".
+	Prefix string
+	// Blobs holds executables and large values (GCS in production).
+	Blobs  blob.Store
+	Logger *slog.Logger
+}
+
+// Store is a store.Store on Firestore that keeps blobs in cfg.Blobs.
+type Store struct {
+	fs    *firestore.Client
+	blobs blob.Store
+	jobs  *firestore.CollectionRef
+	nodes *firestore.CollectionRef
+	log   *slog.Logger
+	owned bool // Close closes fs
+
+	leaseMu sync.Mutex
+	leases  map[string]time.Duration // jobs' leases: specs never change
+}
+
+// Dial connects to Firestore (Application Default Credentials, or the emulator
+// named by FIRESTORE_EMULATOR_HOST) and returns a Store that owns the client.
+func Dial(ctx context.Context, cfg Config, opts ...option.ClientOption) (*Store, error) {
+	if cfg.Project == "" {
+		return nil, errors.New("firestore store: no project given")
+	}
+	db := cfg.Database
+	if db == "" {
+		db = firestore.DefaultDatabaseID
+	}
+	fs, err := firestore.NewClientWithDatabase(ctx, cfg.Project, db, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("connect to Firestore database %s of project %s: %w", db, cfg.Project, err)
+	}
+	s, err := New(fs, cfg)
+	if err != nil {
+		fs.Close()
+		return nil, err
+	}
+	s.owned = true
+	return s, nil
+}
+
+// New returns a Store on an existing client, which the caller keeps.
+func New(fs *firestore.Client, cfg Config) (*Store, error) {
+	if cfg.Prefix == "" {
+		cfg.Prefix = "burla"
+	}
+	if !validName(cfg.Prefix, 40) {
+		return nil, fmt.Errorf("firestore store: invalid collection prefix %q (lower-case letters, digits, dashes)", cfg.Prefix)
+	}
+	if cfg.Blobs == nil {
+		return nil, errors.New("firestore store: no blob store given")
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	return &Store{
+		fs:     fs,
+		blobs:  cfg.Blobs,
+		jobs:   fs.Collection(cfg.Prefix + "_jobs"),
+		nodes:  fs.Collection(cfg.Prefix + "_nodes"),
+		log:    cfg.Logger,
+		leases: map[string]time.Duration{},
+	}, nil
+}
+
+// Close closes the Firestore client if the Store made it, and the blob store if it
+// can be closed.
+func (s *Store) Close() {
+	if s.owned {
+		s.fs.Close()
+	}
+	if c, ok := s.blobs.(interface{ Close() error }); ok {
+		c.Close()
+	}
+}
+
+func checkID(jobID string) error {
+	if !job.ValidID(jobID) {
+		return fmt.Errorf("invalid job ID %q", jobID)
+	}
+	return nil
+}
+
+func (s *Store) jobDoc(jobID string) *firestore.DocumentRef { return s.jobs.Doc(jobID) }
+func (s *Store) chunks(jobID string) *firestore.CollectionRef {
+	return s.jobs.Doc(jobID).Collection("chunks")
+}
+func (s *Store) results(jobID string) *firestore.CollectionRef {
+	return s.jobs.Doc(jobID).Collection("results")
+}
+func (s *Store) logs(jobID string) *firestore.CollectionRef {
+	return s.jobs.Doc(jobID).Collection("logs")
+}
+
+// Document IDs of chunks and results sort in sequence and index order.
+func seqID(n int64) string { return fmt.Sprintf("%016d", n) }
+
+var epoch = time.Unix(0, 0).UTC()
+
+// CreateJob implements store.Queue.
+func (s *Store) CreateJob(ctx context.Context, spec job.Spec) error {
+	if err := spec.Validate(); err != nil {
+		return err
+	}
+	b, err := json.Marshal(spec)
+	if err != nil {
+		return fmt.Errorf("encode spec of job %s: %w", spec.ID, err)
+	}
+	_, err = s.jobDoc(spec.ID).Set(ctx, map[string]any{fSpec: string(b), fCreated: firestore.ServerTimestamp}, firestore.MergeAll)
+	if err != nil {
+		return fmt.Errorf("record spec of job %s: %w", spec.ID, err)
+	}
+	return nil
+}
+
+type jobRecord struct {
+	exists  bool
+	spec    string
+	sealed  bool
+	chunks  int
+	deleted bool
+	hb      time.Time
+}
+
+func (s *Store) readJob(ctx context.Context, jobID string) (jobRecord, error) {
+	snap, err := s.jobDoc(jobID).Get(ctx)
+	if status.Code(err) == codes.NotFound {
+		return jobRecord{}, nil
+	}
+	if err != nil {
+		return jobRecord{}, fmt.Errorf("read job %s: %w", jobID, err)
+	}
+	d := snap.Data()
+	r := jobRecord{exists: true}
+	r.spec, _ = d[fSpec].(string)
+	r.sealed, _ = d[fSealed].(bool)
+	if n, ok := d[fChunks].(int64); ok {
+		r.chunks = int(n)
+	}
+	r.deleted, _ = d[fDeleted].(bool)
+	r.hb, _ = d[fHeartbeat].(time.Time)
+	return r, nil
+}
+
+// Job implements store.Queue.
+func (s *Store) Job(ctx context.Context, jobID string) (job.Spec, error) {
+	if err := checkID(jobID); err != nil {
+		return job.Spec{}, err
+	}
+	r, err := s.readJob(ctx, jobID)
+	if err != nil {
+		return job.Spec{}, err
+	}
+	if r.spec == "" {
+		return job.Spec{}, fmt.Errorf("job %s: %w", jobID, store.ErrNotFound)
+	}
+	var spec job.Spec
+	if err := json.Unmarshal([]byte(r.spec), &spec); err != nil {
+		return job.Spec{}, fmt.Errorf("decode spec of job %s: %w", jobID, err)
+	}
+	return spec, nil
+}
+
+// PutChunks implements store.Queue. It commits the chunks in batches under
+// Firestore's request limits, several batches at a time.
+func (s *Store) PutChunks(ctx context.Context, jobID string, cs []store.Chunk) error {
+	if err := checkID(jobID); err != nil {
+		return err
+	}
+	type batch struct {
+		b     *firestore.WriteBatch
+		first int64
+	}
+	var batches []batch
+	var cur *firestore.WriteBatch
+	n, size := 0, 0
+	for _, c := range cs {
+		data := store.AppendChunk(nil, c)
+		if len(data) > store.MaxRecordBytes {
+			return fmt.Errorf("write chunk %d of job %s: %d bytes encoded, over the %d a record may hold", c.Seq, jobID, len(data), store.MaxRecordBytes)
+		}
+		if cur == nil || n == maxBatchWrites || size+len(data) > maxBatchBytes {
+			cur = s.fs.Batch()
+			batches = append(batches, batch{b: cur, first: c.Seq})
+			n, size = 0, 0
+		}
+		cur.Set(s.chunks(jobID).Doc(seqID(c.Seq)), map[string]any{fData: data, fLeasedUntil: epoch, fAttempts: 0})
+		n++
+		size += len(data) + 64
+	}
+	errs := make(chan error, len(batches))
+	sem := make(chan struct{}, 4)
+	for _, b := range batches {
+		sem <- struct{}{}
+		go func() {
+			defer func() { <-sem }()
+			if _, err := b.b.Commit(ctx); err != nil {
+				errs <- fmt.Errorf("write chunks of job %s from %d: %w", jobID, b.first, err)
+				return
+			}
+			errs <- nil
+		}()
+	}
+	var first error
+	for range batches {
+		if err := <-errs; err != nil && first == nil {
+			first = err
+		}
+	}
+	return first
+}
+
+// Seal implements store.Queue.
+func (s *Store) Seal(ctx context.Context, jobID string, chunks int) error {
+	if err := checkID(jobID); err != nil {
+		return err
+	}
+	if _, err := s.jobDoc(jobID).Set(ctx, map[string]any{fSealed: true, fChunks: chunks}, firestore.MergeAll); err != nil {
+		return fmt.Errorf("seal inputs of job %s: %w", jobID, err)
+	}
+	return nil
+}
+
+// Claim implements store.Queue. It polls for a chunk whose lease has run out,
+// backing off from 20 ms to 500 ms while the queue is empty.
+func (s *Store) Claim(ctx context.Context, jobID string, wait time.Duration) (store.Claim, error) {
+	if err := checkID(jobID); err != nil {
+		return nil, err
+	}
+	deadline := time.Now().Add(wait)
+	pause := 20 * time.Millisecond
+	checked := false
+	for {
+		c, err := s.tryClaim(ctx, jobID)
+		if c != nil || err != nil {
+			return c, err
+		}
+		if !checked {
+			// An empty queue may be a job that never was or whose inputs are gone.
+			r, err := s.readJob(ctx, jobID)
+			if err != nil {
+				return nil, err
+			}
+			if !r.exists || r.spec == "" || r.deleted {
+				return nil, fmt.Errorf("input queue of job %s: %w", jobID, store.ErrNotFound)
+			}
+			checked = true
+		}
+		left := time.Until(deadline)
+		if left <= 0 {
+			return nil, store.ErrNoChunk
+		}
+		t := time.NewTimer(min(pause, left))
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil, ctx.Err()
+		case <-t.C:
+		}
+		pause = min(pause*2, 500*time.Millisecond)
+	}
+}
+
+// tryClaim takes one claimable chunk, or returns nil, nil when there is none.
+func (s *Store) tryClaim(ctx context.Context, jobID string) (store.Claim, error) {
+	now := time.Now()
+	docs, err := s.chunks(jobID).Where(fLeasedUntil, "<=", now).OrderBy(fLeasedUntil, firestore.Asc).
+		Limit(claimCandidates).Documents(ctx).GetAll()
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		return nil, fmt.Errorf("claim chunk of job %s: %w", jobID, err)
+	}
+	if len(docs) == 0 {
+		return nil, nil
+	}
+	spec, err := s.leaseOf(ctx, jobID)
+	if err != nil {
+		return nil, err
+	}
+	start := mrand.IntN(len(docs))
+	for i := range docs {
+		d := docs[(start+i)%len(docs)]
+		attempts, _ := d.Data()[fAttempts].(int64)
+		wr, err := d.Ref.Update(ctx, []firestore.Update{
+			{Path: fLeasedUntil, Value: time.Now().Add(spec)},
+			{Path: fAttempts, Value: attempts + 1},
+		}, firestore.LastUpdateTime(d.UpdateTime))
+		switch status.Code(err) {
+		case codes.OK:
+		case codes.FailedPrecondition, codes.NotFound, codes.Aborted:
+			continue // another claimer was first
+		default:
+			if ctx.Err() != nil {
+				return nil, ctx.Err()
+			}
+			return nil, fmt.Errorf("claim chunk %s of job %s: %w", d.Ref.ID, jobID, err)
+		}
+		data, _ := d.Data()[fData].([]byte)
+		chunk, err := store.DecodeChunk(data)
+		if err != nil {
+			// A chunk nobody can read would be claimed for ever; drop it loudly.
+			_, _ = d.Ref.Delete(ctx)
+			return nil, fmt.Errorf("claim chunk %s of job %s: %w", d.Ref.ID, jobID, err)
+		}
+		return &claim{ref: d.Ref, chunk: chunk, attempt: int(attempts + 1), lease: spec, updated: wr.UpdateTime}, nil
+	}
+	return nil, nil
+}
+
+// leaseOf returns the job's lease. Specs do not change, so it is read once per job
+// and process.
+func (s *Store) leaseOf(ctx context.Context, jobID string) (time.Duration, error) {
+	s.leaseMu.Lock()
+	d, ok := s.leases[jobID]
+	s.leaseMu.Unlock()
+	if ok {
+		return d, nil
+	}
+	spec, err := s.Job(ctx, jobID)
+	if err != nil {
+		return 0, err
+	}
+	s.leaseMu.Lock()
+	if len(s.leases) > 1024 {
+		clear(s.leases)
+	}
+	s.leases[jobID] = spec.Lease
+	s.leaseMu.Unlock()
+	return spec.Lease, nil
+}
+
+type claim struct {
+	ref     *firestore.DocumentRef
+	chunk   store.Chunk
+	attempt int
+	lease   time.Duration
+
+	mu      sync.Mutex
+	updated time.Time // the chunk's update time as this claim last wrote it
+}
+
+func (c *claim) Chunk() store.Chunk { return c.chunk }
+func (c *claim) Attempt() int       { return c.attempt }
+
+// ErrLeaseLost is returned by Extend when the chunk's lease ran out and another
+// claimer took it, or the chunk is done.
+var ErrLeaseLost = errors.New("lease lost")
+
+func (c *claim) Extend(ctx context.Context) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	wr, err := c.ref.Update(ctx, []firestore.Update{{Path: fLeasedUntil, Value: time.Now().Add(c.lease)}},
+		firestore.LastUpdateTime(c.updated))
+	switch status.Code(err) {
+	case codes.OK:
+		c.updated = wr.UpdateTime
+		return nil
+	case codes.FailedPrecondition, codes.NotFound:
+		return fmt.Errorf("extend lease of chunk %d: %w", c.chunk.Seq, ErrLeaseLost)
+	}
+	return fmt.Errorf("extend lease of chunk %d: %w", c.chunk.Seq, err)
+}
+
+// Done deletes the chunk whoever holds it now: its results are stored, so a
+// claimer that took it after this one's lease ran out has nothing left to add.
+func (c *claim) Done(ctx context.Context) error {
+	if _, err := c.ref.Delete(ctx); err != nil && status.Code(err) != codes.NotFound {
+		return fmt.Errorf("complete chunk %d: %w", c.chunk.Seq, err)
+	}
+	return nil
+}
+
+// Progress implements store.Queue.
+func (s *Store) Progress(ctx context.Context, jobID string) (store.Progress, error) {
+	if err := checkID(jobID); err != nil {
+		return store.Progress{}, err
+	}
+	r, err := s.readJob(ctx, jobID)
+	if err != nil {
+		return store.Progress{}, err
+	}
+	if !r.exists || r.spec == "" || r.deleted {
+		return store.Progress{}, fmt.Errorf("input queue of job %s: %w", jobID, store.ErrNotFound)
+	}
+	p := store.Progress{Sealed: r.sealed, Chunks: r.chunks}
+	var total, waiting int
+	var terr, werr error
+	var wg sync.WaitGroup
+	wg.Go(func() { total, terr = count(ctx, s.chunks(jobID).Query) })
+	wg.Go(func() { waiting, werr = count(ctx, s.chunks(jobID).Where(fLeasedUntil, "<=", time.Now())) })
+	wg.Wait()
+	if err := errors.Join(terr, werr); err != nil {
+		return p, fmt.Errorf("progress of job %s: %w", jobID, err)
+	}
+	p.Waiting = waiting
+	p.InFlight = max(total-waiting, 0)
+	return p, nil
+}
+
+func count(ctx context.Context, q firestore.Query) (int, error) {
+	res, err := q.NewAggregationQuery().WithCount("n").Get(ctx)
+	if err != nil {
+		return 0, err
+	}
+	switch v := res["n"].(type) {
+	case *firestorepb.Value:
+		return int(v.GetIntegerValue()), nil
+	case int64:
+		return int(v), nil
+	}
+	return 0, fmt.Errorf("count: unexpected result %T", res["n"])
+}
+
+// DeleteInputs implements store.Queue.
+func (s *Store) DeleteInputs(ctx context.Context, jobID string) error {
+	if err := checkID(jobID); err != nil {
+		return err
+	}
+	if _, err := s.jobDoc(jobID).Set(ctx, map[string]any{fDeleted: true}, firestore.MergeAll); err != nil {
+		return fmt.Errorf("delete inputs of job %s: %w", jobID, err)
+	}
+	if err := deleteAll(ctx, s.fs, s.chunks(jobID)); err != nil {
+		return fmt.Errorf("delete inputs of job %s: %w", jobID, err)
+	}
+	return nil
+}
+
+// deleteAll deletes every document of a collection, a page at a time.
+func deleteAll(ctx context.Context, fs *firestore.Client, coll *firestore.CollectionRef) error {
+	for {
+		refs, err := coll.Select().Limit(maxBatchWrites).Documents(ctx).GetAll()
+		if err != nil {
+			return err
+		}
+		if len(refs) == 0 {
+			return nil
+		}
+		b := fs.Batch()
+		for _, d := range refs {
+			b.Delete(d.Ref)
+		}
+		if _, err := b.Commit(ctx); err != nil {
+			return err
+		}
+	}
+}
+
+// PutResults implements store.Results: each result is a document keyed by its
+// input's index, created only if none is there, so the first result stored wins.
+func (s *Store) PutResults(ctx context.Context, jobID string, rs []store.Result) error {
+	if err := checkID(jobID); err != nil {
+		return err
+	}
+	bw := s.fs.BulkWriter(ctx)
+	jobs := make([]*firestore.BulkWriterJob, 0, len(rs))
+	for _, r := range rs {
+		j, err := bw.Create(s.results(jobID).Doc(seqID(r.Index)), map[string]any{
+			fData: store.AppendResults(nil, []store.Result{r}), fAt: firestore.ServerTimestamp})
+		if err != nil {
+			bw.End()
+			return fmt.Errorf("write result of input %d of job %s: %w", r.Index, jobID, err)
+		}
+		jobs = append(jobs, j)
+	}
+	bw.End()
+	for i, j := range jobs {
+		if _, err := j.Results(); err != nil && status.Code(err) != codes.AlreadyExists {
+			return fmt.Errorf("write result of input %d of job %s: %w", rs[i].Index, jobID, err)
+		}
+	}
+	return nil
+}
+
+// PutLogs implements store.Logs: one document per batch.
+func (s *Store) PutLogs(ctx context.Context, jobID string, lines []store.LogLine) error {
+	if err := checkID(jobID); err != nil {
+		return err
+	}
+	data := store.AppendLogs(nil, lines)
+	if len(data) > store.MaxRecordBytes {
+		return fmt.Errorf("write %d log lines of job %s: %d bytes encoded, over the %d a record may hold", len(lines), jobID, len(data), store.MaxRecordBytes)
+	}
+	if _, err := s.logs(jobID).Doc(randomID()).Create(ctx, map[string]any{fData: data, fAt: firestore.ServerTimestamp}); err != nil {
+		return fmt.Errorf("write %d log lines of job %s: %w", len(lines), jobID, err)
+	}
+	return nil
+}
+
+func randomID() string {
+	var b [10]byte
+	rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+// WatchResults implements store.Results.
+func (s *Store) WatchResults(ctx context.Context, jobID string, fn func([]store.Result)) (store.Watch, error) {
+	if err := checkID(jobID); err != nil {
+		return nil, err
+	}
+	return watch(ctx, s.results(jobID), store.DecodeResults, fn), nil
+}
+
+// WatchLogs implements store.Logs.
+func (s *Store) WatchLogs(ctx context.Context, jobID string, fn func([]store.LogLine)) (store.Watch, error) {
+	if err := checkID(jobID); err != nil {
+		return nil, err
+	}
+	return watch(ctx, s.logs(jobID), store.DecodeLogs, fn), nil
+}
+
+// watch listens to coll in commit order and passes each new document's records to
+// fn, one call per snapshot.
+func watch[T any](ctx context.Context, coll *firestore.CollectionRef, decode func([]byte) ([]T, error), fn func([]T)) store.Watch {
+	ctx, cancel := context.WithCancel(ctx)
+	w := &watcher{coll: coll, cancel: cancel, done: make(chan struct{})}
+	w.cond = sync.NewCond(&w.mu)
+	go func() {
+		defer close(w.done)
+		w.run(ctx, func(docs []*firestore.DocumentSnapshot) {
+			var recs []T
+			for _, d := range docs {
+				data, _ := d.Data()[fData].([]byte)
+				if rs, err := decode(data); err == nil {
+					recs = append(recs, rs...)
+				}
+			}
+			if len(recs) > 0 {
+				fn(recs)
+			}
+		})
+	}()
+	return w
+}
+
+type watcher struct {
+	coll   *firestore.CollectionRef
+	cancel context.CancelFunc
+	done   chan struct{}
+
+	mu     sync.Mutex
+	cond   *sync.Cond
+	seen   int   // documents passed to the callback
+	err    error // why the listener stopped, if it did
+	closed bool
+}
+
+// run keeps a listener on the documents committed at or after a cursor, moving the
+// cursor and restarting the listener every listenerWindow documents. Documents
+// committed at the cursor's exact time are told apart by ID.
+func (w *watcher) run(ctx context.Context, deliver func([]*firestore.DocumentSnapshot)) {
+	var cursor time.Time
+	atCursor := map[string]bool{} // IDs already delivered whose commit time is cursor
+	pause := 100 * time.Millisecond
+	for ctx.Err() == nil {
+		q := w.coll.OrderBy(fAt, firestore.Asc)
+		if !cursor.IsZero() {
+			q = q.Where(fAt, ">=", cursor)
+		}
+		it := q.Snapshots(ctx)
+		taken := 0
+		for taken < listenerWindow {
+			snap, err := it.Next()
+			if err != nil {
+				if ctx.Err() == nil {
+					// The listener failed (the client retries transient errors itself);
+					// start another from the cursor.
+					w.mu.Lock()
+					w.err = err
+					w.mu.Unlock()
+					time.Sleep(pause)
+					pause = min(pause*2, 5*time.Second)
+				}
+				break
+			}
+			pause = 100 * time.Millisecond
+			var docs []*firestore.DocumentSnapshot
+			for _, ch := range snap.Changes {
+				if ch.Kind != firestore.DocumentAdded {
+					continue
+				}
+				at, ok := ch.Doc.Data()[fAt].(time.Time)
+				if !ok {
+					continue // not yet committed: a later snapshot brings it
+				}
+				if at.Before(cursor) || at.Equal(cursor) && atCursor[ch.Doc.Ref.ID] {
+					continue
+				}
+				docs = append(docs, ch.Doc)
+			}
+			// Changes come in query order; commit order is what callers see.
+			for _, d := range docs {
+				at := d.Data()[fAt].(time.Time)
+				if at.After(cursor) {
+					cursor = at
+					clear(atCursor)
+				}
+				atCursor[d.Ref.ID] = true
+			}
+			if len(docs) > 0 {
+				deliver(docs)
+			}
+			taken += len(docs)
+			w.mu.Lock()
+			w.seen += len(docs)
+			w.err = nil
+			w.cond.Broadcast()
+			w.mu.Unlock()
+		}
+		it.Stop()
+	}
+}
+
+// Sync counts the documents stored now and waits until the listener has passed
+// that many to the callback. Nothing is ever removed from a watched collection
+// while its job is kept, so the count only grows.
+func (w *watcher) Sync(ctx context.Context) error {
+	n, err := count(ctx, w.coll.Query)
+	if err != nil {
+		return fmt.Errorf("sync watch of %s: %w", w.coll.Path, err)
+	}
+	stop := context.AfterFunc(ctx, func() {
+		w.mu.Lock()
+		w.cond.Broadcast()
+		w.mu.Unlock()
+	})
+	defer stop()
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for w.seen < n && !w.closed {
+		if err := ctx.Err(); err != nil {
+			if w.err != nil {
+				return fmt.Errorf("sync watch of %s: %w (listener: %v)", w.coll.Path, err, w.err)
+			}
+			return err
+		}
+		w.cond.Wait()
+	}
+	return nil
+}
+
+func (w *watcher) Close() {
+	w.cancel()
+	<-w.done
+	w.mu.Lock()
+	w.closed = true
+	w.cond.Broadcast()
+	w.mu.Unlock()
+}
+
+// Heartbeat implements store.Jobs.
+func (s *Store) Heartbeat(ctx context.Context, jobID string) error {
+	if err := checkID(jobID); err != nil {
+		return err
+	}
+	if _, err := s.jobDoc(jobID).Set(ctx, map[string]any{fHeartbeat: time.Now()}, firestore.MergeAll); err != nil {
+		return fmt.Errorf("heartbeat job %s: %w", jobID, err)
+	}
+	return nil
+}
+
+// LastHeartbeat implements store.Jobs.
+func (s *Store) LastHeartbeat(ctx context.Context, jobID string) (time.Time, error) {
+	if err := checkID(jobID); err != nil {
+		return time.Time{}, err
+	}
+	r, err := s.readJob(ctx, jobID)
+	if err != nil {
+		return time.Time{}, err
+	}
+	if r.hb.IsZero() {
+		return time.Time{}, fmt.Errorf("heartbeat of job %s: %w", jobID, store.ErrNotFound)
+	}
+	return r.hb, nil
+}
+
+// PutNode implements store.Nodes.
+func (s *Store) PutNode(ctx context.Context, n store.Node) error {
+	if !validName(n.ID, 64) {
+		return fmt.Errorf("invalid node ID %q", n.ID)
+	}
+	b, err := json.Marshal(n)
+	if err != nil {
+		return fmt.Errorf("encode node %s: %w", n.ID, err)
+	}
+	if _, err := s.nodes.Doc(n.ID).Set(ctx, map[string]any{fNode: string(b), fUpdated: firestore.ServerTimestamp}); err != nil {
+		return fmt.Errorf("record node %s: %w", n.ID, err)
+	}
+	return nil
+}
+
+// ListNodes implements store.Nodes: nodes whose record was refreshed within
+// store.NodeTTL, judged by the database's clock.
+func (s *Store) ListNodes(ctx context.Context) ([]store.Node, error) {
+	docs, err := s.nodes.Documents(ctx).GetAll()
+	if err != nil {
+		return nil, fmt.Errorf("list nodes: %w", err)
+	}
+	var nodes []store.Node
+	for _, d := range docs {
+		updated, _ := d.Data()[fUpdated].(time.Time)
+		if d.ReadTime.Sub(updated) > store.NodeTTL {
+			continue
+		}
+		var n store.Node
+		raw, _ := d.Data()[fNode].(string)
+		if err := json.Unmarshal([]byte(raw), &n); err != nil {
+			return nil, fmt.Errorf("decode node %s: %w", d.Ref.ID, err)
+		}
+		nodes = append(nodes, n)
+	}
+	return nodes, nil
+}
+
+// DeleteNode implements store.Nodes.
+func (s *Store) DeleteNode(ctx context.Context, id string) error {
+	if !validName(id, 64) {
+		return fmt.Errorf("invalid node ID %q", id)
+	}
+	if _, err := s.nodes.Doc(id).Delete(ctx); err != nil && status.Code(err) != codes.NotFound {
+		return fmt.Errorf("delete node %s: %w", id, err)
+	}
+	return nil
+}
+
+func validName(id string, maxLen int) bool {
+	if id == "" || len(id) > maxLen {
+		return false
+	}
+	return strings.IndexFunc(id, func(c rune) bool {
+		return !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-')
+	}) < 0
+}
+
+// Put implements blob.Store.
+func (s *Store) Put(ctx context.Context, key string, r io.Reader) error {
+	return s.blobs.Put(ctx, key, r)
+}
+
+// Open implements blob.Store.
+func (s *Store) Open(ctx context.Context, key string) (io.ReadCloser, error) {
+	return s.blobs.Open(ctx, key)
+}
+
+// Has implements blob.Store.
+func (s *Store) Has(ctx context.Context, key string) (bool, error) { return s.blobs.Has(ctx, key) }

@@ -1,0 +1,238 @@
+package firestorestore_test
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/burla-temporal/burla/blob"
+	"github.com/burla-temporal/burla/job"
+	"github.com/burla-temporal/burla/store"
+	"github.com/burla-temporal/burla/store/firestorestore"
+	"github.com/burla-temporal/burla/store/firestorestore/emulator"
+	"github.com/burla-temporal/burla/store/storetest"
+)
+
+const project = "burla-test"
+
+var emu *emulator.Emulator
+
+// TestMain starts the Firestore emulator once for the package. A missing emulator
+// fails the tests: the Firestore store is never skipped.
+func TestMain(m *testing.M) {
+	var err error
+	if emu, err = emulator.Start(context.Background()); err != nil {
+		fmt.Fprintln(os.Stderr, "FAIL: the Firestore store's tests need the Firestore emulator:", err)
+		os.Exit(1)
+	}
+	if err := emu.SetEnv(); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	code := m.Run()
+	emu.Stop()
+	os.Exit(code)
+}
+
+var prefixes atomic.Int64
+
+// newStore returns a store on its own collections, so that tests do not see each
+// other's documents.
+func newStore(t *testing.T) *firestorestore.Store {
+	t.Helper()
+	s, err := firestorestore.Dial(context.Background(), firestorestore.Config{
+		Project: project,
+		Prefix:  fmt.Sprintf("t%d-%d", time.Now().UnixNano()%1e9, prefixes.Add(1)),
+		Blobs:   &memBlobs{m: map[string][]byte{}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(s.Close)
+	return s
+}
+
+func TestContract(t *testing.T) {
+	storetest.Run(t, func(t *testing.T) store.Store { return newStore(t) })
+}
+
+// Results are keyed by input index: a second result for an index is dropped, even
+// from a watch that starts later.
+func TestFirstResultWins(t *testing.T) {
+	s := newStore(t)
+	ctx := context.Background()
+	spec := job.Spec{ID: job.NewID(time.Now()), Function: "f", Binary: fmt.Sprintf("%064d", 0), Inputs: 2, FuncCPU: 1, Lease: time.Second, ClientTimeout: time.Second}
+	if err := s.CreateJob(ctx, spec); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.PutResults(ctx, spec.ID, []store.Result{{Index: 0, Output: []byte("first")}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.PutResults(ctx, spec.ID, []store.Result{{Index: 0, Output: []byte("second")}, {Index: 1, Output: []byte("one")}}); err != nil {
+		t.Fatalf("a repeated result must not fail the batch: %v", err)
+	}
+	var mu sync.Mutex
+	got := map[int64]string{}
+	n := 0
+	w, err := s.WatchResults(ctx, spec.ID, func(rs []store.Result) {
+		mu.Lock()
+		defer mu.Unlock()
+		for _, r := range rs {
+			got[r.Index] = string(r.Output)
+			n++
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	if err := w.Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if n != 2 || got[0] != "first" || got[1] != "one" {
+		t.Errorf("watched %d results %v; want input 0 = first, input 1 = one", n, got)
+	}
+}
+
+// A watch delivers every document once even when it outlives several listener
+// windows, and Sync waits for all of them.
+func TestWatchManyBatches(t *testing.T) {
+	s := newStore(t)
+	ctx := context.Background()
+	spec := job.Spec{ID: job.NewID(time.Now()), Function: "f", Binary: fmt.Sprintf("%064d", 0), Inputs: 1, FuncCPU: 1, Lease: time.Second, ClientTimeout: time.Second}
+	if err := s.CreateJob(ctx, spec); err != nil {
+		t.Fatal(err)
+	}
+	defer firestorestore.SetListenerWindow(100)()
+	const n = 450 // more than four listener windows
+	var mu sync.Mutex
+	seen := map[int64]int{}
+	w, err := s.WatchResults(ctx, spec.ID, func(rs []store.Result) {
+		mu.Lock()
+		for _, r := range rs {
+			seen[r.Index]++
+		}
+		mu.Unlock()
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	for i := 0; i < n; i += 150 {
+		var rs []store.Result
+		for j := i; j < i+150; j++ {
+			rs = append(rs, store.Result{Index: int64(j), Output: []byte("x")})
+		}
+		if err := s.PutResults(ctx, spec.ID, rs); err != nil {
+			t.Fatal(err)
+		}
+	}
+	sctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	if err := w.Sync(sctx); err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(seen) != n {
+		t.Fatalf("watched %d distinct results; want %d", len(seen), n)
+	}
+	for i, k := range seen {
+		if k != 1 {
+			t.Fatalf("result %d delivered %d times; want once", i, k)
+		}
+	}
+}
+
+// Chunks near the record limit are committed in several batches under Firestore's
+// request size limit.
+func TestLargeChunks(t *testing.T) {
+	s := newStore(t)
+	ctx := context.Background()
+	spec := job.Spec{ID: job.NewID(time.Now()), Function: "f", Binary: fmt.Sprintf("%064d", 0), Inputs: 12, FuncCPU: 1, Lease: 10 * time.Second, ClientTimeout: time.Second}
+	if err := s.CreateJob(ctx, spec); err != nil {
+		t.Fatal(err)
+	}
+	big := bytes.Repeat([]byte("b"), store.MaxInlineBytes)
+	var cs []store.Chunk
+	for i := range 12 { // two commits' worth
+		cs = append(cs, store.Chunk{Seq: int64(i), Items: []store.Item{{Index: int64(i), Data: big}, {Index: int64(i), Data: big}, {Index: int64(i), Data: big}}})
+	}
+	if err := s.PutChunks(ctx, spec.ID, cs); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Seal(ctx, spec.ID, len(cs)); err != nil {
+		t.Fatal(err)
+	}
+	p, err := s.Progress(ctx, spec.ID)
+	if err != nil || p.Waiting != 12 {
+		t.Fatalf("progress = %+v, %v; want 12 waiting", p, err)
+	}
+	c, err := s.Claim(ctx, spec.ID, time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := c.Chunk().Items[0].Data; !bytes.Equal(got, big) {
+		t.Errorf("claimed chunk's input has %d bytes; want %d", len(got), len(big))
+	}
+	tooBig := store.Chunk{Seq: 99, Items: []store.Item{{Index: 0, Data: bytes.Repeat([]byte("x"), store.MaxRecordBytes)}}}
+	if err := s.PutChunks(ctx, spec.ID, []store.Chunk{tooBig}); err == nil {
+		t.Error("PutChunks accepted a chunk over the record limit")
+	}
+}
+
+func TestEmulatorReset(t *testing.T) {
+	s := newStore(t)
+	ctx := context.Background()
+	if err := s.PutNode(ctx, store.Node{ID: "node-r", CPUs: 1, Updated: time.Now()}); err != nil {
+		t.Fatal(err)
+	}
+	if err := emu.Reset(ctx, project); err != nil {
+		t.Fatal(err)
+	}
+	if nodes, err := s.ListNodes(ctx); err != nil || len(nodes) != 0 {
+		t.Errorf("nodes after reset = %v, %v; want none", nodes, err)
+	}
+}
+
+// memBlobs is an in-memory blob store; the GCS one has its own tests.
+type memBlobs struct {
+	mu sync.Mutex
+	m  map[string][]byte
+}
+
+func (b *memBlobs) Put(_ context.Context, key string, r io.Reader) error {
+	data, err := io.ReadAll(r)
+	if err != nil {
+		return err
+	}
+	b.mu.Lock()
+	b.m[key] = data
+	b.mu.Unlock()
+	return nil
+}
+
+func (b *memBlobs) Open(_ context.Context, key string) (io.ReadCloser, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	data, ok := b.m[key]
+	if !ok {
+		return nil, blob.ErrNotFound
+	}
+	return io.NopCloser(bytes.NewReader(data)), nil
+}
+
+func (b *memBlobs) Has(_ context.Context, key string) (bool, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	_, ok := b.m[key]
+	return ok, nil
+}
