@@ -1,13 +1,11 @@
 package natsstore_test
 
 import (
-	"bytes"
 	"context"
-	"errors"
-	"io"
 	"testing"
 
 	"github.com/burla-temporal/burla/blob"
+	"github.com/burla-temporal/burla/blob/blobtest"
 	"github.com/burla-temporal/burla/store"
 	"github.com/burla-temporal/burla/store/natsstore"
 	"github.com/burla-temporal/burla/store/natsstore/natsserver"
@@ -34,28 +32,5 @@ func TestContract(t *testing.T) {
 }
 
 func TestBlobs(t *testing.T) {
-	s := newStore(t)
-	ctx := context.Background()
-	if ok, err := s.Has(ctx, "bin-x"); ok || err != nil {
-		t.Fatalf("Has before Put = %v, %v; want false", ok, err)
-	}
-	if _, err := s.Open(ctx, "bin-x"); !errors.Is(err, blob.ErrNotFound) {
-		t.Fatalf("Open before Put: %v; want ErrNotFound", err)
-	}
-	data := bytes.Repeat([]byte("burla"), 300_000) // several object-store chunks
-	if err := s.Put(ctx, "bin-x", bytes.NewReader(data)); err != nil {
-		t.Fatal(err)
-	}
-	if ok, err := s.Has(ctx, "bin-x"); !ok || err != nil {
-		t.Fatalf("Has after Put = %v, %v; want true", ok, err)
-	}
-	r, err := s.Open(ctx, "bin-x")
-	if err != nil {
-		t.Fatal(err)
-	}
-	got, err := io.ReadAll(r)
-	r.Close()
-	if err != nil || !bytes.Equal(got, data) {
-		t.Fatalf("read back %d bytes (%v); want the %d written", len(got), err, len(data))
-	}
+	blobtest.Run(t, func(t *testing.T) blob.Store { return newStore(t) })
 }
