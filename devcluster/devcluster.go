@@ -29,8 +29,9 @@ import (
 	"github.com/burla-temporal/burla/provider"
 	"github.com/burla-temporal/burla/provider/docker"
 	"github.com/burla-temporal/burla/provider/local"
-	"github.com/burla-temporal/burla/store/natsstore"
+	"github.com/burla-temporal/burla/store"
 	"github.com/burla-temporal/burla/store/natsstore/natsserver"
+	"github.com/burla-temporal/burla/store/storeurl"
 	"github.com/burla-temporal/burla/temporalserver"
 	"github.com/burla-temporal/burla/workers"
 	"github.com/burla-temporal/burla/workflows"
@@ -59,8 +60,11 @@ type Config struct {
 	// "docker" (a container per worker; with the local provider only).
 	Runtime string
 	// Envs are local images every node keeps warm workers in (docker runtime).
-	Envs   []string
-	Logger *slog.Logger
+	Envs []string
+	// StoreURL, if set, is the data plane to use instead of an embedded NATS
+	// server: another NATS, or firestore://PROJECT?bucket=BUCKET (package storeurl).
+	StoreURL string
+	Logger   *slog.Logger
 	// Metrics, if set, receives the control plane's Prometheus metrics, which the
 	// caller serves at MetricsURL.
 	Metrics    prometheus.Registerer
@@ -72,7 +76,8 @@ type Addresses struct {
 	Temporal  string `json:"temporal"`
 	Namespace string `json:"namespace"`
 	UI        string `json:"ui,omitempty"`
-	NATS      string `json:"nats"`
+	Store     string `json:"store"`          // the data plane every component connects to
+	NATS      string `json:"nats,omitempty"` // the embedded NATS server, if the cluster runs one
 	Metrics   string `json:"metrics,omitempty"`
 	Nodes     int    `json:"nodes"`
 	CPUs      int    `json:"cpus_per_node"`
@@ -83,7 +88,7 @@ type Cluster struct {
 	cfg    Config
 	log    *slog.Logger
 	nats   *natsserver.Server
-	st     *natsstore.Store
+	st     store.Backend
 	ts     *temporalserver.Server
 	tc     client.Client
 	worker worker.Worker
@@ -130,11 +135,15 @@ func Start(ctx context.Context, cfg Config) (_ *Cluster, err error) {
 		}
 	}()
 
-	c.nats, err = natsserver.Start(natsserver.Config{Host: cfg.Host, Port: port(cfg.NATSPort, 4222), StoreDir: filepath.Join(cfg.DataDir, "nats")})
-	if err != nil {
-		return nil, fmt.Errorf("dev cluster: %w", err)
+	storeURL := cfg.StoreURL
+	if storeURL == "" {
+		c.nats, err = natsserver.Start(natsserver.Config{Host: cfg.Host, Port: port(cfg.NATSPort, 4222), StoreDir: filepath.Join(cfg.DataDir, "nats")})
+		if err != nil {
+			return nil, fmt.Errorf("dev cluster: %w", err)
+		}
+		storeURL = c.nats.URL()
 	}
-	if c.st, err = natsstore.Connect(ctx, c.nats.URL(), "burla-control"); err != nil {
+	if c.st, err = storeurl.Open(ctx, storeURL, "burla-control"); err != nil {
 		return nil, fmt.Errorf("dev cluster: %w", err)
 	}
 	c.ts, err = temporalserver.Start(ctx, temporalserver.Config{
@@ -165,12 +174,15 @@ func Start(ctx context.Context, cfg Config) (_ *Cluster, err error) {
 		control.Metrics = activities.NewControlMetrics(cfg.Metrics)
 	}
 	c.addrs = Addresses{Temporal: c.ts.FrontendHostPort(), Namespace: c.ts.Namespace(), UI: c.ts.UIAddress(),
-		NATS: c.nats.URL(), Metrics: cfg.MetricsURL, Nodes: cfg.Nodes, CPUs: cfg.CPUs}
+		Store: storeURL, Metrics: cfg.MetricsURL, Nodes: cfg.Nodes, CPUs: cfg.CPUs}
+	if c.nats != nil {
+		c.addrs.NATS = c.nats.URL()
+	}
 	c.local = local.New(local.Config{
 		Executable:      cfg.Executable,
 		TemporalAddress: c.addrs.Temporal,
 		Namespace:       c.addrs.Namespace,
-		NATSURL:         c.addrs.NATS,
+		StoreURL:        c.addrs.Store,
 		DataDir:         filepath.Join(cfg.DataDir, "nodes"),
 		Runtime:         cfg.Runtime,
 		Logger:          cfg.Logger,
@@ -183,7 +195,7 @@ func Start(ctx context.Context, cfg Config) (_ *Cluster, err error) {
 		// Docker nodes, or nodes with docker workers: either way the control plane
 		// builds images (the node image, and jobs' environments) on the engine.
 		c.docker, err = docker.New(ctx, docker.Config{Executable: cfg.Executable, TemporalAddress: c.addrs.Temporal,
-			Namespace: c.addrs.Namespace, NATSURL: c.addrs.NATS, Logger: cfg.Logger})
+			Namespace: c.addrs.Namespace, StoreURL: c.addrs.Store, Logger: cfg.Logger})
 		if err != nil {
 			return nil, fmt.Errorf("dev cluster: %w", err)
 		}

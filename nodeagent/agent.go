@@ -27,7 +27,7 @@ import (
 	"github.com/burla-temporal/burla/runtime"
 	"github.com/burla-temporal/burla/runtime/process"
 	"github.com/burla-temporal/burla/store"
-	"github.com/burla-temporal/burla/store/natsstore"
+	"github.com/burla-temporal/burla/store/storeurl"
 	"github.com/burla-temporal/burla/workers"
 )
 
@@ -40,7 +40,7 @@ type Config struct {
 	RAMMB           int
 	TemporalAddress string
 	Namespace       string
-	NATSURL         string
+	StoreURL        string // see package storeurl
 	// CacheDir holds the node's fetched binaries.
 	CacheDir string
 	// WorkerArgv starts one container worker; the agent adds "--slot N".
@@ -71,7 +71,7 @@ func Run(ctx context.Context, cfg Config) error {
 	if abs, err := filepath.Abs(cfg.CacheDir); err == nil {
 		cfg.CacheDir = abs
 	}
-	st, err := natsstore.Connect(ctx, cfg.NATSURL, "burla-node-"+cfg.ID)
+	st, err := storeurl.Open(ctx, cfg.StoreURL, "burla-node-"+cfg.ID)
 	if err != nil {
 		return fmt.Errorf("node %s: %w", cfg.ID, err)
 	}
@@ -165,7 +165,7 @@ func Run(ctx context.Context, cfg Config) error {
 		}
 		log.Info("node has no NodeWorkflow; running unmanaged")
 	}
-	t := time.NewTicker(natsstore.NodeTTL / 5)
+	t := time.NewTicker(store.NodeTTL / 5)
 	defer t.Stop()
 	for {
 		select {

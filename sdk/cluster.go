@@ -22,7 +22,8 @@ import (
 	"github.com/burla-temporal/burla/activities"
 	"github.com/burla-temporal/burla/job"
 	"github.com/burla-temporal/burla/names"
-	"github.com/burla-temporal/burla/store/natsstore"
+	"github.com/burla-temporal/burla/store"
+	"github.com/burla-temporal/burla/store/storeurl"
 	"github.com/burla-temporal/burla/workflows"
 )
 
@@ -30,17 +31,19 @@ import (
 type Config struct {
 	TemporalAddress string // host:port of Temporal's frontend
 	Namespace       string
-	NATSURL         string
-	Logger          *slog.Logger // for the Temporal client; nil discards
+	// StoreURL names the data plane: nats://host:port (burla dev, self-hosted) or
+	// firestore://PROJECT?bucket=BUCKET (Google Cloud); see package storeurl.
+	StoreURL string
+	Logger   *slog.Logger // for the Temporal client; nil discards
 }
 
-// ConfigFromEnv reads BURLA_TEMPORAL_ADDRESS, BURLA_NAMESPACE and BURLA_NATS_URL,
-// defaulting to the addresses `burla dev` serves on.
+// ConfigFromEnv reads BURLA_TEMPORAL_ADDRESS, BURLA_NAMESPACE and BURLA_STORE_URL
+// (or, as before it, BURLA_NATS_URL), defaulting to the addresses `burla dev` serves on.
 func ConfigFromEnv() Config {
 	return Config{
 		TemporalAddress: envOr("BURLA_TEMPORAL_ADDRESS", "127.0.0.1:7233"),
 		Namespace:       envOr("BURLA_NAMESPACE", "default"),
-		NATSURL:         envOr("BURLA_NATS_URL", "nats://127.0.0.1:4222"),
+		StoreURL:        envOr("BURLA_STORE_URL", envOr("BURLA_NATS_URL", storeurl.Default)),
 	}
 }
 
@@ -56,7 +59,7 @@ func envOr(k, def string) string {
 type Cluster struct {
 	cfg Config
 	tc  client.Client
-	st  *natsstore.Store
+	st  store.Backend
 
 	mu       sync.Mutex
 	uploaded map[string]bool               // binary digests known to be in the blob store
@@ -75,8 +78,8 @@ func Dial(ctx context.Context, cfg Config) (*Cluster, error) {
 	if cfg.Namespace == "" {
 		cfg.Namespace = def.Namespace
 	}
-	if cfg.NATSURL == "" {
-		cfg.NATSURL = def.NATSURL
+	if cfg.StoreURL == "" {
+		cfg.StoreURL = def.StoreURL
 	}
 	logger := cfg.Logger
 	if logger == nil {
@@ -86,7 +89,7 @@ func Dial(ctx context.Context, cfg Config) (*Cluster, error) {
 	defer cancel()
 	noCluster := func(what string, err error) error {
 		return &Error{Kind: KindNoCluster, Index: -1, Err: err,
-			Msg: fmt.Sprintf("no cluster reachable (%s); start one with `burla dev`, or point BURLA_TEMPORAL_ADDRESS and BURLA_NATS_URL at a running cluster", what)}
+			Msg: fmt.Sprintf("no cluster reachable (%s); start one with `burla dev`, or point BURLA_TEMPORAL_ADDRESS and BURLA_STORE_URL at a running cluster", what)}
 	}
 	tc, err := client.DialContext(dctx, client.Options{
 		HostPort:  cfg.TemporalAddress,
@@ -96,10 +99,10 @@ func Dial(ctx context.Context, cfg Config) (*Cluster, error) {
 	if err != nil {
 		return nil, noCluster("Temporal at "+cfg.TemporalAddress, err)
 	}
-	st, err := natsstore.Connect(dctx, cfg.NATSURL, "burla-sdk")
+	st, err := storeurl.Open(dctx, cfg.StoreURL, "burla-sdk")
 	if err != nil {
 		tc.Close()
-		return nil, noCluster("NATS at "+cfg.NATSURL, err)
+		return nil, noCluster("store at "+cfg.StoreURL, err)
 	}
 	return &Cluster{cfg: cfg, tc: tc, st: st, uploaded: map[string]bool{}, envs: map[string]activities.EnvInfo{}}, nil
 }

@@ -20,6 +20,7 @@
 // stdout and stderr, attributed to its input; outputs come back in input order.
 //
 // The cluster is found through BURLA_TEMPORAL_ADDRESS (default 127.0.0.1:7233),
-// BURLA_NAMESPACE (default "default") and BURLA_NATS_URL (default
-// nats://127.0.0.1:4222), which are the defaults of `burla dev`.
+// BURLA_NAMESPACE (default "default") and BURLA_STORE_URL (default
+// nats://127.0.0.1:4222; firestore://PROJECT?bucket=BUCKET on Google Cloud), which
+// are the defaults of `burla dev`.
 package burla

@@ -12,6 +12,7 @@ import (
 	"errors"
 	"time"
 
+	"github.com/burla-temporal/burla/blob"
 	"github.com/burla-temporal/burla/job"
 )
 
@@ -185,4 +186,12 @@ type Store interface {
 	Logs
 	Jobs
 	Nodes
+}
+
+// Backend is a whole data plane on one set of connections: the store and the blobs
+// its records point at.
+type Backend interface {
+	Store
+	blob.Store
+	Close()
 }

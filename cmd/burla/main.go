@@ -27,7 +27,7 @@ import (
 	"github.com/burla-temporal/burla/runtime"
 	dockerruntime "github.com/burla-temporal/burla/runtime/docker"
 	"github.com/burla-temporal/burla/runtime/process"
-	"github.com/burla-temporal/burla/store/natsstore"
+	"github.com/burla-temporal/burla/store/storeurl"
 )
 
 const usage = `usage: burla <command> [flags]
@@ -99,6 +99,7 @@ func runDev(ctx context.Context, args []string) error {
 	temporalPort := fs.Int("temporal-port", 7233, "Temporal frontend port (0: any free port)")
 	uiPort := fs.Int("ui-port", 8233, "Temporal Web UI port (0: any free port)")
 	natsPort := fs.Int("nats-port", 4222, "NATS port (0: any free port)")
+	storeURL := fs.String("store", "", "use this data plane instead of an embedded NATS server: nats://host:port, or firestore://PROJECT?bucket=BUCKET (Google credentials from ADC; FIRESTORE_EMULATOR_HOST and STORAGE_EMULATOR_HOST point at emulators)")
 	metricsPort := fs.Int("metrics-port", 9464, "Prometheus metrics port of the control plane (0: any free port)")
 	readyFile := fs.String("ready-file", "", "write the cluster's addresses as JSON to this file once it is ready")
 	verbose := fs.Bool("v", false, "log verbosely")
@@ -116,7 +117,7 @@ func runDev(ctx context.Context, args []string) error {
 		return err
 	}
 	c, err := devcluster.Start(ctx, devcluster.Config{
-		DataDir: *dataDir, Nodes: *nodes, CPUs: *cpus, MaxNodes: *maxNodes, Provider: *providerName, Runtime: *runtimeName, Envs: envs, Host: *host,
+		DataDir: *dataDir, Nodes: *nodes, CPUs: *cpus, MaxNodes: *maxNodes, Provider: *providerName, Runtime: *runtimeName, Envs: envs, Host: *host, StoreURL: *storeURL,
 		TemporalPort: anyPort(*temporalPort), UIPort: anyPort(*uiPort), NATSPort: anyPort(*natsPort),
 		Logger: log, Metrics: reg, MetricsURL: metricsAddr,
 	})
@@ -136,14 +137,14 @@ func runDev(ctx context.Context, args []string) error {
 	if a.UI != "" {
 		fmt.Printf("  Web UI    %s\n", a.UI)
 	}
-	fmt.Printf("  NATS      %s\n", a.NATS)
+	fmt.Printf("  Store     %s\n", a.Store)
 	fmt.Printf("  Nodes     %d × %d CPUs, %s provider, %s runtime\n", a.Nodes, a.CPUs, *providerName, *runtimeName)
 	fmt.Printf("  Metrics   %s (each node's address is in its node record)\n", metricsAddr)
 	fmt.Printf("  Data      %s\n", *dataDir)
-	if a.Temporal == "127.0.0.1:7233" && a.NATS == "nats://127.0.0.1:4222" {
+	if a.Temporal == "127.0.0.1:7233" && a.Store == storeurl.Default {
 		fmt.Println("Programs using burla connect here by default. Ctrl-C stops the cluster.")
 	} else {
-		fmt.Printf("Programs connect with BURLA_TEMPORAL_ADDRESS=%s BURLA_NATS_URL=%s. Ctrl-C stops the cluster.\n", a.Temporal, a.NATS)
+		fmt.Printf("Programs connect with BURLA_TEMPORAL_ADDRESS=%s BURLA_STORE_URL=%s. Ctrl-C stops the cluster.\n", a.Temporal, a.Store)
 	}
 	if *readyFile != "" {
 		if err := c.WriteReadyFile(*readyFile); err != nil {
@@ -162,7 +163,7 @@ func runNodeAgent(ctx context.Context, args []string) error {
 	ramMB := fs.Int("ram-mb", 0, "memory in MB (0: not limited)")
 	temporal := fs.String("temporal", "127.0.0.1:7233", "Temporal frontend host:port")
 	namespace := fs.String("namespace", "default", "Temporal namespace")
-	nats := fs.String("nats", "nats://127.0.0.1:4222", "NATS URL")
+	st := storeFlag(fs)
 	cacheDir := fs.String("cache-dir", "", "the node's cache directory")
 	metricsAddr := fs.String("metrics-addr", "127.0.0.1:0", "where to serve the node's Prometheus metrics")
 	runtimeName := fs.String("runtime", "process", "where workers run: process, or docker (a container per worker on the local engine)")
@@ -203,9 +204,9 @@ func runNodeAgent(ctx context.Context, args []string) error {
 		Envs:     envs,
 		EnvImage: envImage,
 		ID:       *id, Cluster: *cluster, CPUs: *cpus, RAMMB: *ramMB,
-		TemporalAddress: *temporal, Namespace: *namespace, NATSURL: *nats,
+		TemporalAddress: *temporal, Namespace: *namespace, StoreURL: *st,
 		CacheDir:   *cacheDir,
-		WorkerArgv: []string{exe, "container-worker", "--node", *id, "--nats", *nats, "--cache-dir", *cacheDir},
+		WorkerArgv: []string{exe, "container-worker", "--node", *id, "--store", *st, "--cache-dir", *cacheDir},
 		Logger:     log,
 		Metrics:    reg,
 		MetricsURL: metricsURL,
@@ -216,12 +217,12 @@ func runContainerWorker(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("burla container-worker", flag.ExitOnError)
 	node := fs.String("node", "", "node ID")
 	slot := fs.Int("slot", 0, "the worker's slot on its node")
-	nats := fs.String("nats", "nats://127.0.0.1:4222", "NATS URL")
+	storeURL := storeFlag(fs)
 	_ = fs.String("cache-dir", "", "the node's cache directory")
 	verbose := fs.Bool("v", false, "log verbosely")
 	fs.Parse(args)
 	log := logger(*verbose, "component", "container-worker", "node", *node, "container", *slot)
-	st, err := natsstore.Connect(ctx, *nats, fmt.Sprintf("burla-worker-%s-%d", *node, *slot))
+	st, err := storeurl.Open(ctx, *storeURL, fmt.Sprintf("burla-worker-%s-%d", *node, *slot))
 	if err != nil {
 		return err
 	}
@@ -241,4 +242,12 @@ func repeated(fs *flag.FlagSet, name, usage string, vals *[]string) {
 		*vals = append(*vals, v)
 		return nil
 	})
+}
+
+// storeFlag defines --store, the data plane's URL, with --nats as its older name.
+func storeFlag(fs *flag.FlagSet) *string {
+	v := storeurl.Default
+	fs.StringVar(&v, "store", v, "the data plane: nats://host:port or firestore://PROJECT?bucket=BUCKET")
+	fs.StringVar(&v, "nats", v, "the older name of --store")
+	return &v
 }

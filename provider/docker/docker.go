@@ -59,7 +59,7 @@ type Config struct {
 	Executable      string
 	TemporalAddress string
 	Namespace       string
-	NATSURL         string
+	StoreURL        string
 	Logger          *slog.Logger
 }
 
@@ -254,7 +254,7 @@ func (p *Provider) Create(ctx context.Context, n provider.NodeSpec) error {
 		Cmd: []string{"node-agent",
 			"--id", n.ID, "--cluster", n.Cluster,
 			"--cpus", strconv.Itoa(n.CPUs), "--ram-mb", strconv.Itoa(n.RAMMB),
-			"--temporal", p.cfg.TemporalAddress, "--namespace", p.cfg.Namespace, "--nats", p.cfg.NATSURL,
+			"--temporal", p.cfg.TemporalAddress, "--namespace", p.cfg.Namespace, "--store", p.cfg.StoreURL,
 			"--cache-dir", "/var/lib/burla",
 		},
 		Labels: map[string]string{LabelCluster: n.Cluster, LabelNode: n.ID, LabelRole: "node"},

@@ -56,7 +56,7 @@ func TestProviderLifecycle(t *testing.T) {
 	p, err := docker.New(ctx, docker.Config{Executable: buildBurla(t),
 		// Nothing listens here: the agent exits, which is fine for this test of the
 		// container's lifecycle.
-		TemporalAddress: "127.0.0.1:1", Namespace: "default", NATSURL: "nats://127.0.0.1:1"})
+		TemporalAddress: "127.0.0.1:1", Namespace: "default", StoreURL: "nats://127.0.0.1:1"})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -27,7 +27,7 @@ type Config struct {
 	Executable      string
 	TemporalAddress string
 	Namespace       string
-	NATSURL         string
+	StoreURL        string
 	// DataDir holds each node's cache, in DataDir/<node ID>.
 	DataDir string
 	// Runtime is the node agents' worker runtime ("process" when empty).
@@ -78,7 +78,7 @@ func (p *Provider) Create(ctx context.Context, n provider.NodeSpec) error {
 		"--ram-mb", strconv.Itoa(n.RAMMB),
 		"--temporal", p.cfg.TemporalAddress,
 		"--namespace", p.cfg.Namespace,
-		"--nats", p.cfg.NATSURL,
+		"--store", p.cfg.StoreURL,
 		"--cache-dir", filepath.Join(p.cfg.DataDir, n.ID),
 		"--runtime", cmp.Or(p.cfg.Runtime, "process"),
 	)

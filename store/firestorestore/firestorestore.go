@@ -67,9 +67,9 @@ const (
 )
 
 const (
-	// maxBatchBytes keeps a commit of chunk documents under Firestore's 10 MiB
-	// request limit.
-	maxBatchBytes = 8 << 20
+	// maxBatchBytes bounds a commit of chunk documents: Firestore takes 10 MiB
+	// in one request, its emulator's gRPC server only 4 MiB.
+	maxBatchBytes = 3 << 20
 	// maxBatchWrites is Firestore's limit of writes in one commit.
 	maxBatchWrites = 500
 	// claimCandidates is how many claimable chunks a claim looks at, picking one
@@ -601,66 +601,119 @@ func (s *Store) WatchLogs(ctx context.Context, jobID string, fn func([]store.Log
 	return watch(ctx, s.logs(jobID), store.DecodeLogs, fn), nil
 }
 
-// watch listens to coll in commit order and passes each new document's records to
-// fn, one call per snapshot.
+// watch passes the records of each document added to coll to fn, in commit order,
+// one call per batch of documents. A snapshot listener brings documents as they
+// are committed; a poll fills in whenever the listener has been quiet for a while
+// (a listen stream can stall without failing) and whenever Sync is called.
+//
+// Both read only documents committed since the cursor (the newest commit time
+// delivered) less a margin, because a document may become visible a little after
+// one committed later (the emulator shows this), and drop the ones already
+// delivered by ID; IDs older than the margin are forgotten, so memory stays bounded
+// however many documents the collection holds.
 func watch[T any](ctx context.Context, coll *firestore.CollectionRef, decode func([]byte) ([]T, error), fn func([]T)) store.Watch {
 	ctx, cancel := context.WithCancel(ctx)
-	w := &watcher{coll: coll, cancel: cancel, done: make(chan struct{})}
+	w := &watcher{coll: coll, cancel: cancel, done: make(chan struct{}), delivered: map[string]time.Time{}}
 	w.cond = sync.NewCond(&w.mu)
-	go func() {
-		defer close(w.done)
-		w.run(ctx, func(docs []*firestore.DocumentSnapshot) {
-			var recs []T
-			for _, d := range docs {
-				data, _ := d.Data()[fData].([]byte)
-				if rs, err := decode(data); err == nil {
-					recs = append(recs, rs...)
-				}
+	w.deliver = func(docs []*firestore.DocumentSnapshot) {
+		var recs []T
+		for _, d := range docs {
+			data, _ := d.Data()[fData].([]byte)
+			if rs, err := decode(data); err == nil {
+				recs = append(recs, rs...)
 			}
-			if len(recs) > 0 {
-				fn(recs)
-			}
-		})
-	}()
+		}
+		if len(recs) > 0 {
+			fn(recs)
+		}
+	}
+	var wg sync.WaitGroup
+	wg.Go(func() { w.listen(ctx) })
+	wg.Go(func() { w.pollWhileQuiet(ctx) })
+	go func() { wg.Wait(); close(w.done) }()
 	return w
 }
 
 type watcher struct {
-	coll   *firestore.CollectionRef
-	cancel context.CancelFunc
-	done   chan struct{}
+	coll    *firestore.CollectionRef
+	cancel  context.CancelFunc
+	done    chan struct{}
+	deliver func([]*firestore.DocumentSnapshot)
 
-	mu     sync.Mutex
-	cond   *sync.Cond
-	seen   int   // documents passed to the callback
-	err    error // why the listener stopped, if it did
-	closed bool
+	mu        sync.Mutex // held while delivering, so the callback never runs concurrently
+	cond      *sync.Cond
+	cursor    time.Time            // the newest commit time delivered
+	delivered map[string]time.Time // IDs delivered within visibilityMargin of cursor
+	pruned    time.Time            // cursor when delivered was last pruned
+	seen      int                  // documents delivered
+	last      time.Time            // when a document was last delivered or a poll ran
+	err       error                // why the listener last failed, if it did
+	closed    bool
 }
 
-// run keeps a listener on the documents committed at or after a cursor, moving the
-// cursor and restarting the listener every listenerWindow documents. Documents
-// committed at the cursor's exact time are told apart by ID.
-func (w *watcher) run(ctx context.Context, deliver func([]*firestore.DocumentSnapshot)) {
-	var cursor time.Time
-	atCursor := map[string]bool{} // IDs already delivered whose commit time is cursor
+// visibilityMargin is how much later than a document committed after it another
+// document may become visible.
+var visibilityMargin = 10 * time.Second
+
+// accept delivers the documents of docs, sorted by commit time, that have not been
+// delivered yet. It is called with w.mu held.
+func (w *watcher) accept(docs []*firestore.DocumentSnapshot) {
+	var fresh []*firestore.DocumentSnapshot
+	for _, d := range docs {
+		at, ok := d.Data()[fAt].(time.Time)
+		if _, dup := w.delivered[d.Ref.ID]; !ok || dup || at.Before(w.cursor.Add(-visibilityMargin)) {
+			continue
+		}
+		w.delivered[d.Ref.ID] = at
+		if at.After(w.cursor) {
+			w.cursor = at
+		}
+		fresh = append(fresh, d)
+	}
+	if w.cursor.Sub(w.pruned) > visibilityMargin {
+		for id, at := range w.delivered {
+			if at.Before(w.cursor.Add(-visibilityMargin)) {
+				delete(w.delivered, id)
+			}
+		}
+		w.pruned = w.cursor
+	}
+	w.last = time.Now()
+	if len(fresh) == 0 {
+		return
+	}
+	w.deliver(fresh)
+	w.seen += len(fresh)
+	w.cond.Broadcast()
+}
+
+func (w *watcher) query() firestore.Query {
+	w.mu.Lock()
+	cursor := w.cursor
+	w.mu.Unlock()
+	q := w.coll.OrderBy(fAt, firestore.Asc)
+	if !cursor.IsZero() {
+		q = q.Where(fAt, ">=", cursor.Add(-visibilityMargin))
+	}
+	return q
+}
+
+// listen keeps a listener on the documents committed at or after the cursor,
+// restarting it every listenerWindow documents so that the client library's copy
+// of the query's documents stays bounded.
+func (w *watcher) listen(ctx context.Context) {
 	pause := 100 * time.Millisecond
 	for ctx.Err() == nil {
-		q := w.coll.OrderBy(fAt, firestore.Asc)
-		if !cursor.IsZero() {
-			q = q.Where(fAt, ">=", cursor)
-		}
-		it := q.Snapshots(ctx)
+		it := w.query().Snapshots(ctx)
 		taken := 0
 		for taken < listenerWindow {
 			snap, err := it.Next()
 			if err != nil {
 				if ctx.Err() == nil {
-					// The listener failed (the client retries transient errors itself);
-					// start another from the cursor.
 					w.mu.Lock()
 					w.err = err
 					w.mu.Unlock()
-					time.Sleep(pause)
+					sleepCtx(ctx, pause)
 					pause = min(pause*2, 5*time.Second)
 				}
 				break
@@ -668,67 +721,99 @@ func (w *watcher) run(ctx context.Context, deliver func([]*firestore.DocumentSna
 			pause = 100 * time.Millisecond
 			var docs []*firestore.DocumentSnapshot
 			for _, ch := range snap.Changes {
-				if ch.Kind != firestore.DocumentAdded {
-					continue
+				if ch.Kind == firestore.DocumentAdded { // in query order: commit order
+					docs = append(docs, ch.Doc)
 				}
-				at, ok := ch.Doc.Data()[fAt].(time.Time)
-				if !ok {
-					continue // not yet committed: a later snapshot brings it
-				}
-				if at.Before(cursor) || at.Equal(cursor) && atCursor[ch.Doc.Ref.ID] {
-					continue
-				}
-				docs = append(docs, ch.Doc)
-			}
-			// Changes come in query order; commit order is what callers see.
-			for _, d := range docs {
-				at := d.Data()[fAt].(time.Time)
-				if at.After(cursor) {
-					cursor = at
-					clear(atCursor)
-				}
-				atCursor[d.Ref.ID] = true
-			}
-			if len(docs) > 0 {
-				deliver(docs)
 			}
 			taken += len(docs)
 			w.mu.Lock()
-			w.seen += len(docs)
 			w.err = nil
-			w.cond.Broadcast()
+			w.accept(docs)
 			w.mu.Unlock()
 		}
 		it.Stop()
 	}
 }
 
-// Sync counts the documents stored now and waits until the listener has passed
-// that many to the callback. Nothing is ever removed from a watched collection
-// while its job is kept, so the count only grows.
+const quietPoll = time.Second
+
+func (w *watcher) pollWhileQuiet(ctx context.Context) {
+	t := time.NewTicker(quietPoll)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		w.mu.Lock()
+		quiet := time.Since(w.last) >= quietPoll
+		w.mu.Unlock()
+		if quiet {
+			_ = w.poll(ctx)
+		}
+	}
+}
+
+// poll reads and delivers every document committed since the cursor, a page at
+// a time.
+func (w *watcher) poll(ctx context.Context) error {
+	const page = 1000
+	q := w.query()
+	for {
+		docs, err := q.Limit(page).Documents(ctx).GetAll()
+		if err != nil {
+			return err
+		}
+		w.mu.Lock()
+		w.accept(docs)
+		w.mu.Unlock()
+		if len(docs) < page {
+			return nil
+		}
+		q = q.StartAfter(docs[len(docs)-1])
+	}
+}
+
+func sleepCtx(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-t.C:
+	}
+}
+
+// Sync counts the documents stored now and returns once that many have been
+// delivered, reading them itself if the listener is behind. Nothing is removed
+// from a watched collection while its job is kept, so the count only grows.
 func (w *watcher) Sync(ctx context.Context) error {
 	n, err := count(ctx, w.coll.Query)
 	if err != nil {
 		return fmt.Errorf("sync watch of %s: %w", w.coll.Path, err)
 	}
-	stop := context.AfterFunc(ctx, func() {
+	for {
 		w.mu.Lock()
-		w.cond.Broadcast()
+		seen, closed, lerr := w.seen, w.closed, w.err
 		w.mu.Unlock()
-	})
-	defer stop()
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	for w.seen < n && !w.closed {
-		if err := ctx.Err(); err != nil {
-			if w.err != nil {
-				return fmt.Errorf("sync watch of %s: %w (listener: %v)", w.coll.Path, err, w.err)
-			}
-			return err
+		if seen >= n || closed {
+			return nil
 		}
-		w.cond.Wait()
+		if err := w.poll(ctx); err != nil {
+			return fmt.Errorf("sync watch of %s: %d of %d documents seen: %w (listener: %v)", w.coll.Path, seen, n, err, lerr)
+		}
+		w.mu.Lock()
+		seen = w.seen
+		w.mu.Unlock()
+		if seen >= n {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("sync watch of %s: %d of %d documents seen: %w (listener: %v)", w.coll.Path, seen, n, ctx.Err(), lerr)
+		case <-time.After(100 * time.Millisecond):
+		}
 	}
-	return nil
 }
 
 func (w *watcher) Close() {

@@ -32,6 +32,10 @@ type Options struct {
 	Runtime string
 	// Envs are images whose workers nodes keep warm (docker runtime).
 	Envs []string
+	// StoreURL, if set, is the data plane instead of the embedded NATS server
+	// (burla dev --store); the child inherits this process's environment, so
+	// FIRESTORE_EMULATOR_HOST and STORAGE_EMULATOR_HOST reach it.
+	StoreURL string
 }
 
 // Addresses are what `burla dev --ready-file` writes. (They are declared here rather
@@ -40,6 +44,7 @@ type Addresses struct {
 	Temporal  string `json:"temporal"`
 	Namespace string `json:"namespace"`
 	UI        string `json:"ui"`
+	Store     string `json:"store"`
 	NATS      string `json:"nats"`
 	Metrics   string `json:"metrics"`
 }
@@ -110,6 +115,9 @@ func Start(ctx context.Context, o Options) (*Dev, error) {
 		"--provider", cmp.Or(o.Provider, "local"),
 		"--runtime", cmp.Or(o.Runtime, "process"),
 		"--ready-file", ready)
+	if o.StoreURL != "" {
+		d.cmd.Args = append(d.cmd.Args, "--store", o.StoreURL)
+	}
 	for _, env := range o.Envs {
 		d.cmd.Args = append(d.cmd.Args, "--env", env)
 	}
@@ -139,7 +147,7 @@ func Start(ctx context.Context, o Options) (*Dev, error) {
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
-	d.Cluster, err = burla.Dial(ctx, burla.Config{TemporalAddress: d.Addrs.Temporal, Namespace: d.Addrs.Namespace, NATSURL: d.Addrs.NATS})
+	d.Cluster, err = burla.Dial(ctx, burla.Config{TemporalAddress: d.Addrs.Temporal, Namespace: d.Addrs.Namespace, StoreURL: d.Addrs.Store})
 	if err != nil {
 		d.Stop()
 		return nil, err

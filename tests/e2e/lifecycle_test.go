@@ -37,7 +37,7 @@ func vanishingClient() int {
 func TestVanishedClientLosesItsJob(t *testing.T) {
 	cmd := exec.Command(os.Args[0], "-test.run", "^TestVanishedClientLosesItsJob$")
 	cmd.Env = append(os.Environ(), "E2E_VANISHING_CLIENT=1",
-		"BURLA_TEMPORAL_ADDRESS="+dev.Addrs.Temporal, "BURLA_NATS_URL="+dev.Addrs.NATS)
+		"BURLA_TEMPORAL_ADDRESS="+dev.Addrs.Temporal, "BURLA_STORE_URL="+dev.Addrs.Store)
 	out, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)

@@ -148,7 +148,7 @@ func TestBadInput(t *testing.T) {
 
 func TestNoCluster(t *testing.T) {
 	start := time.Now()
-	_, err := burla.Dial(context.Background(), burla.Config{TemporalAddress: "127.0.0.1:1", NATSURL: "nats://127.0.0.1:1"})
+	_, err := burla.Dial(context.Background(), burla.Config{TemporalAddress: "127.0.0.1:1", StoreURL: "nats://127.0.0.1:1"})
 	if !burla.IsKind(err, burla.KindNoCluster) || !strings.Contains(err.Error(), "burla dev") {
 		t.Fatalf("error %v; want NoCluster saying to start `burla dev`", err)
 	}

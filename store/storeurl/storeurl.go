@@ -1,0 +1,100 @@
+// Package storeurl opens a data-plane backend named by a URL, so that every
+// component (the SDK, the control plane, node agents and container workers) finds
+// the same store from one setting:
+//
+//	nats://host:4222                                  NATS JetStream (burla dev, self-hosted)
+//	firestore://PROJECT?bucket=BUCKET                 Firestore's (default) database and a GCS bucket
+//	firestore://PROJECT/DATABASE?bucket=BUCKET&prefix=P
+//
+// prefix (default "burla") names the Firestore collections and the folder of the
+// bucket, so that several clusters can share a project. Google Cloud credentials
+// come from Application Default Credentials; FIRESTORE_EMULATOR_HOST and
+// STORAGE_EMULATOR_HOST point the clients at emulators.
+package storeurl
+
+import (
+	"context"
+	"fmt"
+	"net/url"
+	"strings"
+
+	"github.com/burla-temporal/burla/blob/gcsblob"
+	"github.com/burla-temporal/burla/store"
+	"github.com/burla-temporal/burla/store/firestorestore"
+	"github.com/burla-temporal/burla/store/natsstore"
+)
+
+// Default is the store of `burla dev`.
+const Default = "nats://127.0.0.1:4222"
+
+// Open connects to the backend rawURL names; name identifies the connection in the
+// server's view where the backend has one (NATS).
+func Open(ctx context.Context, rawURL, name string) (store.Backend, error) {
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		return nil, fmt.Errorf("store URL %q: %w", rawURL, err)
+	}
+	switch u.Scheme {
+	case "nats", "tls":
+		return natsstore.Connect(ctx, rawURL, name)
+	case "firestore":
+		return openFirestore(ctx, u)
+	case "":
+		return nil, fmt.Errorf("store URL %q has no scheme: use nats://host:port or firestore://PROJECT?bucket=BUCKET", rawURL)
+	default:
+		return nil, fmt.Errorf("store URL %q: unknown scheme %q (nats or firestore)", rawURL, u.Scheme)
+	}
+}
+
+// Firestore is a parsed firestore:// URL.
+type Firestore struct {
+	Project, Database, Bucket, Prefix string
+}
+
+// ParseFirestore parses firestore://PROJECT[/DATABASE]?bucket=B[&prefix=P].
+func ParseFirestore(rawURL string) (Firestore, error) {
+	u, err := url.Parse(rawURL)
+	if err != nil || u.Scheme != "firestore" {
+		return Firestore{}, fmt.Errorf("store URL %q is not firestore://PROJECT?bucket=BUCKET", rawURL)
+	}
+	f := Firestore{
+		Project:  u.Host,
+		Database: strings.Trim(u.Path, "/"),
+		Bucket:   u.Query().Get("bucket"),
+		Prefix:   u.Query().Get("prefix"),
+	}
+	if f.Prefix == "" {
+		f.Prefix = "burla"
+	}
+	switch {
+	case f.Project == "":
+		return f, fmt.Errorf("store URL %q names no project: firestore://PROJECT?bucket=BUCKET", rawURL)
+	case f.Bucket == "":
+		return f, fmt.Errorf("store URL %q names no bucket for blobs: add ?bucket=BUCKET", rawURL)
+	case strings.Contains(f.Database, "/"):
+		return f, fmt.Errorf("store URL %q: database %q is not one path segment", rawURL, f.Database)
+	}
+	for k := range u.Query() {
+		if k != "bucket" && k != "prefix" {
+			return f, fmt.Errorf("store URL %q: unknown parameter %q (bucket, prefix)", rawURL, k)
+		}
+	}
+	return f, nil
+}
+
+func openFirestore(ctx context.Context, u *url.URL) (store.Backend, error) {
+	f, err := ParseFirestore(u.String())
+	if err != nil {
+		return nil, err
+	}
+	blobs, err := gcsblob.Dial(ctx, f.Bucket, f.Prefix+"/")
+	if err != nil {
+		return nil, err
+	}
+	st, err := firestorestore.Dial(ctx, firestorestore.Config{Project: f.Project, Database: f.Database, Prefix: f.Prefix, Blobs: blobs})
+	if err != nil {
+		blobs.Close()
+		return nil, err
+	}
+	return st, nil
+}
