@@ -92,6 +92,9 @@ func (n *Nodes) CreateNode(ctx context.Context, in CreateNodeInput) error {
 type DeleteNodeInput struct {
 	Provider string
 	ID       string
+	// Spec is the spec the node was created from; histories from before it was
+	// recorded have only ID.
+	Spec provider.NodeSpec
 }
 
 // DeleteNode deletes a node with its provider and drops its record; it is idempotent.
@@ -100,7 +103,11 @@ func (n *Nodes) DeleteNode(ctx context.Context, in DeleteNodeInput) error {
 	if err != nil {
 		return temporal.NewNonRetryableApplicationError(err.Error(), "UnknownProvider", err)
 	}
-	if err := p.Delete(ctx, in.ID); err != nil {
+	spec := in.Spec
+	if spec.ID == "" {
+		spec.ID = in.ID
+	}
+	if err := p.Delete(ctx, spec); err != nil {
 		return err
 	}
 	return n.Store.DeleteNode(ctx, in.ID)

@@ -219,7 +219,7 @@ func Start(ctx context.Context, cfg Config) (_ *Cluster, err error) {
 	if _, ok := providers[cfg.Provider]; !ok {
 		return nil, fmt.Errorf("dev cluster: unknown provider %q (local or docker)", cfg.Provider)
 	}
-	env := &activities.Env{Blobs: c.st, Dir: filepath.Join(cfg.DataDir, "envs"), Inspect: inspect}
+	env := &activities.Env{Blobs: c.st, Dir: filepath.Join(cfg.DataDir, "envs"), Inspect: Inspect}
 	if c.docker != nil {
 		env.BuildImage = c.docker.EnvImage
 	}
@@ -356,7 +356,9 @@ func (c *Cluster) Addresses() Addresses { return c.addrs }
 // Client is the cluster's Temporal client.
 func (c *Cluster) Client() client.Client { return c.tc }
 
-func inspect(ctx context.Context, path string) (activities.EnvInfo, error) {
+// Inspect starts the program at path in worker mode to learn its functions and
+// platform: what environment builds need of a program.
+func Inspect(ctx context.Context, path string) (activities.EnvInfo, error) {
 	fns, goos, goarch, err := containerworker.Inspect(ctx, path)
 	return activities.EnvInfo{Functions: fns, GOOS: goos, GOARCH: goarch}, err
 }

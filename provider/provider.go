@@ -17,6 +17,9 @@ type NodeSpec struct {
 	RAMMB   int    `json:"ram_mb,omitempty"`
 	// Envs are users' images whose workers the node keeps warm besides its default's.
 	Envs []string `json:"envs,omitempty"`
+	// Project and Zone place a cloud node (gce); empty means the provider's own.
+	Project string `json:"project,omitempty"`
+	Zone    string `json:"zone,omitempty"`
 }
 
 // Provider creates and deletes nodes. A created node runs a node agent that
@@ -28,9 +31,9 @@ type Provider interface {
 	// Create makes the node and starts its agent. Creating a node that exists (and
 	// runs) is not an error.
 	Create(ctx context.Context, n NodeSpec) error
-	// Delete stops and removes the node. Deleting a node that does not exist is not
-	// an error.
-	Delete(ctx context.Context, id string) error
+	// Delete stops and removes the node n, the spec it was created from. Deleting a
+	// node that does not exist is not an error.
+	Delete(ctx context.Context, n NodeSpec) error
 	// List returns the IDs of the nodes of cluster this provider knows of, so that
 	// orphans can be found.
 	List(ctx context.Context, cluster string) ([]string, error)

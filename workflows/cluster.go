@@ -29,6 +29,9 @@ type StandbySpec struct {
 	// Envs are users' images every node keeps warm workers in, one per CPU each,
 	// besides the default environment's.
 	Envs []string `json:"envs,omitempty"`
+	// Project and Zone place cloud nodes (gce); empty means the provider's own.
+	Project string `json:"project,omitempty"`
+	Zone    string `json:"zone,omitempty"`
 }
 
 // Validate reports the first thing wrong with s.
@@ -40,6 +43,8 @@ func (s StandbySpec) Validate() error {
 		return fmt.Errorf("standby CPUs per node %d is less than 1", s.CPUs)
 	case s.Provider == "":
 		return errors.New("standby spec names no provider")
+	case (s.Project != "" || s.Zone != "") && s.Provider != "gce":
+		return fmt.Errorf("a project and zone place gce nodes, not %s ones", s.Provider)
 	case s.MaxNodes != 0 && s.MaxNodes < s.Nodes:
 		return fmt.Errorf("max nodes %d is less than the %d standby nodes", s.MaxNodes, s.Nodes)
 	}
@@ -300,7 +305,8 @@ func (c *cluster) startNode(job string) *ClusterNode {
 		ParentClosePolicy: enumspb.PARENT_CLOSE_POLICY_ABANDON,
 	})
 	workflow.ExecuteChildWorkflow(cctx, names.WorkflowNode, NodeInput{
-		Spec:              provider.NodeSpec{ID: id, Cluster: c.st.Name, CPUs: nd.CPUs, RAMMB: nd.RAMMB, Envs: c.st.Standby.Envs},
+		Spec: provider.NodeSpec{ID: id, Cluster: c.st.Name, CPUs: nd.CPUs, RAMMB: nd.RAMMB, Envs: c.st.Standby.Envs,
+			Project: c.st.Standby.Project, Zone: c.st.Standby.Zone},
 		Provider:          c.st.Standby.Provider,
 		ClusterWorkflowID: workflow.GetInfo(c.ctx).WorkflowExecution.ID,
 	})

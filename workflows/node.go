@@ -38,7 +38,7 @@ func Node(ctx workflow.Context, in NodeInput) error {
 	}
 	remove := func(event, reason string) error {
 		dctx, _ := workflow.NewDisconnectedContext(actx)
-		err := workflow.ExecuteActivity(dctx, names.ActivityDeleteNode, activities.DeleteNodeInput{Provider: in.Provider, ID: in.Spec.ID}).Get(dctx, nil)
+		err := workflow.ExecuteActivity(dctx, names.ActivityDeleteNode, activities.DeleteNodeInput{Provider: in.Provider, ID: in.Spec.ID, Spec: in.Spec}).Get(dctx, nil)
 		if err != nil {
 			log.Warn("could not delete node", "node", in.Spec.ID, "error", err)
 		}

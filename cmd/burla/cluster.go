@@ -28,7 +28,9 @@ commands (each prints JSON):
   set-standby  change the standby spec (--nodes, --cpus, --ram-mb, --max-nodes, --env)
   restart      replace every idle node
 
-flags: --temporal host:port (BURLA_TEMPORAL_ADDRESS), --namespace (BURLA_NAMESPACE), --cluster name
+flags: --temporal host:port (BURLA_TEMPORAL_ADDRESS), --namespace (BURLA_NAMESPACE), --cluster name;
+  up and set-standby: --nodes, --cpus, --ram-mb, --max-nodes, --env, --provider local|docker|gce,
+  and for gce --project P --zone Z (a control plane started with --gce-project serves it)
 `
 
 func runCluster(ctx context.Context, args []string) error {
@@ -46,7 +48,9 @@ func runCluster(ctx context.Context, args []string) error {
 	cpus := fs.Int("cpus", 2, "CPUs per node (up, set-standby)")
 	ramMB := fs.Int("ram-mb", 0, "memory per node in MB (up, set-standby)")
 	maxNodes := fs.Int("max-nodes", 0, "most nodes at once (0: no bound)")
-	providerName := fs.String("provider", "local", "node provider (up)")
+	providerName := fs.String("provider", "local", "node provider (up, set-standby): local, docker or gce")
+	project := fs.String("project", "", "the Google Cloud project gce nodes are made in (up, set-standby; default: the control plane's --gce-project)")
+	zone := fs.String("zone", "", "the zone gce nodes are made in, e.g. us-central1-a (up, set-standby; default: the control plane's --gce-zone)")
 	var envs []string
 	repeated(fs, "env", "a local image every node keeps warm workers in (up, set-standby; repeatable; docker runtime)", &envs)
 	timeout := fs.Duration("timeout", 5*time.Minute, "how long to wait")
@@ -59,7 +63,7 @@ func runCluster(ctx context.Context, args []string) error {
 	}
 	defer tc.Close()
 	id := names.ClusterWorkflowID(*cluster)
-	spec := workflows.StandbySpec{Nodes: *nodes, CPUs: *cpus, RAMMB: *ramMB, MaxNodes: *maxNodes, Provider: *providerName, Envs: envs}
+	spec := workflows.StandbySpec{Nodes: *nodes, CPUs: *cpus, RAMMB: *ramMB, MaxNodes: *maxNodes, Provider: *providerName, Envs: envs, Project: *project, Zone: *zone}
 	update := func(name string, args ...any) error {
 		h, err := tc.UpdateWorkflow(ctx, client.UpdateWorkflowOptions{WorkflowID: id, UpdateName: name, Args: args, WaitForStage: client.WorkflowUpdateStageCompleted})
 		if err != nil {

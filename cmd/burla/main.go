@@ -1,6 +1,7 @@
 // Command burla runs a Burla cluster and its parts:
 //
 //	burla dev               a whole local cluster: Temporal, NATS, control plane, nodes
+//	burla control-plane     the control plane of a cluster whose Temporal and store run elsewhere
 //	burla node-agent        one node's agent (started by a cluster, not by hand)
 //	burla container-worker  one worker on a node (started by a node agent)
 package main
@@ -35,6 +36,7 @@ const usage = `usage: burla <command> [flags]
 commands:
   dev               run a local cluster (embedded Temporal and NATS, node agents as processes)
   cluster           up, down, status, set-standby, restart: manage a cluster's standby nodes
+  control-plane     run the control plane against a Temporal and a store elsewhere (e.g. on Google Cloud)
   node-agent        run one node's agent
   container-worker  run one container worker (its node agent starts it)
   version           print the version
@@ -58,6 +60,8 @@ func main() {
 		err = runDev(ctx, args)
 	case "cluster":
 		err = runCluster(ctx, args)
+	case "control-plane":
+		err = runControlPlane(ctx, args)
 	case "node-agent":
 		err = runNodeAgent(ctx, args)
 	case "container-worker":

@@ -284,7 +284,8 @@ func (p *Provider) start(ctx context.Context, name string) error {
 }
 
 // Delete implements provider.Provider.
-func (p *Provider) Delete(ctx context.Context, id string) error {
+func (p *Provider) Delete(ctx context.Context, n provider.NodeSpec) error {
+	id := n.ID
 	err := p.api.ContainerRemove(ctx, containerName(id), container.RemoveOptions{Force: true})
 	if err != nil && !errdefs.IsNotFound(err) {
 		return fmt.Errorf("docker provider: remove %s: %w", containerName(id), err)
@@ -317,7 +318,7 @@ func (p *Provider) RemoveAll(ctx context.Context, cluster string) error {
 	}
 	var errs []error
 	for _, id := range ids {
-		errs = append(errs, p.Delete(ctx, id))
+		errs = append(errs, p.Delete(ctx, provider.NodeSpec{ID: id}))
 	}
 	return errors.Join(errs...)
 }

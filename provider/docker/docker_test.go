@@ -73,7 +73,7 @@ func TestProviderLifecycle(t *testing.T) {
 		t.Fatalf("List = %v, %v; want [%s]", ids, err, n.ID)
 	}
 	for range 2 {
-		if err := p.Delete(ctx, n.ID); err != nil {
+		if err := p.Delete(ctx, n); err != nil {
 			t.Fatalf("Delete: %v", err)
 		}
 	}

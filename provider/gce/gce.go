@@ -178,6 +178,7 @@ func InstanceName(id string) (string, error) {
 // Compute Engine has made it (the agent starts later, when the VM has booted).
 // A VM of that name existing already is success, whatever its state.
 func (p *Provider) Create(ctx context.Context, n provider.NodeSpec) error {
+	p = p.at(n)
 	name, err := InstanceName(n.ID)
 	if err != nil {
 		return err
@@ -224,7 +225,9 @@ func (p *Provider) Create(ctx context.Context, n provider.NodeSpec) error {
 }
 
 // Delete implements provider.Provider and waits until the VM is gone.
-func (p *Provider) Delete(ctx context.Context, id string) error {
+func (p *Provider) Delete(ctx context.Context, n provider.NodeSpec) error {
+	p = p.at(n)
+	id := n.ID
 	name, err := InstanceName(id)
 	if err != nil {
 		return err
@@ -405,6 +408,18 @@ func (p *Provider) exists(ctx context.Context, name string) (bool, error) {
 	default:
 		return false, fmt.Errorf("gce provider: get instance %s: %w", p.where(name), err)
 	}
+}
+
+// at is p working in n's project and zone, where n names them.
+func (p *Provider) at(n provider.NodeSpec) *Provider {
+	if (n.Project == "" || n.Project == p.cfg.Project) && (n.Zone == "" || n.Zone == p.cfg.Zone) {
+		return p
+	}
+	q := *p
+	q.cfg.Project = cmp.Or(n.Project, p.cfg.Project)
+	q.cfg.Zone = cmp.Or(n.Zone, p.cfg.Zone)
+	q.log = p.cfg.Logger.With("provider", "gce", "project", q.cfg.Project, "zone", q.cfg.Zone)
+	return &q
 }
 
 func (p *Provider) where(name string) string {

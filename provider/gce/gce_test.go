@@ -369,7 +369,7 @@ func TestDelete(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			p, _ := newProvider(t, testConfig(), tt.script...)
-			if err := p.Delete(t.Context(), "default-1"); err != nil {
+			if err := p.Delete(t.Context(), provider.NodeSpec{ID: "default-1"}); err != nil {
 				t.Fatalf("Delete: %v", err)
 			}
 		})
@@ -422,7 +422,7 @@ func TestBadNodeIDRefusedBeforeAnyRequest(t *testing.T) {
 		if err := p.Create(t.Context(), n); err == nil || !strings.Contains(err.Error(), "cannot name a VM") {
 			t.Errorf("Create(%q): %v; want a refusal", id, err)
 		}
-		if err := p.Delete(t.Context(), id); err == nil || !strings.Contains(err.Error(), "cannot name a VM") {
+		if err := p.Delete(t.Context(), provider.NodeSpec{ID: id}); err == nil || !strings.Contains(err.Error(), "cannot name a VM") {
 			t.Errorf("Delete(%q): %v; want a refusal", id, err)
 		}
 	}

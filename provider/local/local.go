@@ -103,7 +103,8 @@ func (p *Provider) Create(ctx context.Context, n provider.NodeSpec) error {
 
 // Delete implements provider.Provider: SIGTERM, then SIGKILL to the agent's process
 // group after a grace period.
-func (p *Provider) Delete(ctx context.Context, id string) error {
+func (p *Provider) Delete(ctx context.Context, n provider.NodeSpec) error {
+	id := n.ID
 	p.mu.Lock()
 	nd, ok := p.nodes[id]
 	delete(p.nodes, id)
@@ -149,7 +150,7 @@ func (p *Provider) Close() {
 	var wg sync.WaitGroup
 	for _, id := range ids {
 		wg.Add(1)
-		go func() { defer wg.Done(); _ = p.Delete(context.Background(), id) }()
+		go func() { defer wg.Done(); _ = p.Delete(context.Background(), provider.NodeSpec{ID: id}) }()
 	}
 	wg.Wait()
 }

@@ -1,0 +1,142 @@
+package main
+
+import (
+	"cmp"
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"go.temporal.io/sdk/client"
+
+	"github.com/burla-temporal/burla/activities"
+	"github.com/burla-temporal/burla/blob/gcsblob"
+	"github.com/burla-temporal/burla/devcluster"
+	"github.com/burla-temporal/burla/provider"
+	"github.com/burla-temporal/burla/provider/gce"
+	burla "github.com/burla-temporal/burla/sdk"
+	"github.com/burla-temporal/burla/store/storeurl"
+	"github.com/burla-temporal/burla/workers"
+)
+
+// runControlPlane runs the control-plane Temporal worker against a Temporal and a
+// store that run elsewhere: the job, cluster, node and environment workflows and
+// the activities that create nodes with the providers it is given.
+func runControlPlane(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("burla control-plane", flag.ExitOnError)
+	env := burla.ConfigFromEnv()
+	home, _ := os.UserHomeDir()
+	temporalAddr := fs.String("temporal", env.TemporalAddress, "Temporal frontend host:port (BURLA_TEMPORAL_ADDRESS)")
+	namespace := fs.String("namespace", env.Namespace, "Temporal namespace (BURLA_NAMESPACE)")
+	storeURL := fs.String("store", env.StoreURL, "the data plane: nats://host:port or firestore://PROJECT?bucket=BUCKET (BURLA_STORE_URL)")
+	dataDir := fs.String("data-dir", filepath.Join(home, ".burla", "control"), "where environment builds keep the programs they inspect")
+	metricsAddr := fs.String("metrics-addr", "127.0.0.1:9464", "where to serve Prometheus metrics")
+	verbose := fs.Bool("v", false, "log verbosely")
+
+	var g gce.Config
+	fs.StringVar(&g.Project, "gce-project", "", "serve the gce provider: the project its VMs are made in (a cluster's --project overrides it)")
+	fs.StringVar(&g.Zone, "gce-zone", "", "the zone the gce provider's VMs are made in (a cluster's --zone overrides it)")
+	fs.StringVar(&g.BinaryURL, "gce-binary-url", "", "where node VMs fetch the burla binary: gs://BUCKET/OBJECT (uploaded from this program at start) or https://…")
+	fs.StringVar(&g.MachineType, "gce-machine-type", "", "node machine type (default: the smallest e2-standard-N that holds a node's CPUs)")
+	fs.IntVar(&g.DiskGB, "gce-disk-gb", 0, "node boot disk size in GB (default 20)")
+	fs.StringVar(&g.DiskImage, "gce-image", "", "node boot image (default Debian 12)")
+	fs.BoolVar(&g.Spot, "gce-spot", false, "make Spot VMs")
+	fs.StringVar(&g.Network, "gce-network", "", "node network (default global/networks/default)")
+	fs.StringVar(&g.Subnetwork, "gce-subnetwork", "", "node subnetwork, e.g. regions/us-central1/subnetworks/burla")
+	fs.BoolVar(&g.NoExternalIP, "gce-no-external-ip", false, "leave node VMs without an external address (they need Cloud NAT)")
+	fs.StringVar(&g.ServiceAccount, "gce-service-account", "", "node VMs' service account email (default: the Compute Engine default)")
+	fs.StringVar(&g.Runtime, "gce-runtime", "process", "node agents' worker runtime: process or docker")
+	nodeTemporal := fs.String("gce-node-temporal", "", "the Temporal address node VMs connect to (default --temporal)")
+	nodeStore := fs.String("gce-node-store", "", "the store URL node VMs connect to (default --store)")
+	var tags []string
+	repeated(fs, "gce-tag", "a network tag for node VMs (repeatable)", &tags)
+	upload := fs.Bool("upload-binary", true, "upload this program to --gce-binary-url when it is a gs:// URL")
+	fs.Parse(args)
+
+	log := logger(*verbose, "component", "control-plane")
+	reg, metricsURL, err := serveMetrics(*metricsAddr, log)
+	if err != nil {
+		return err
+	}
+	st, err := storeurl.Open(ctx, *storeURL, "burla-control")
+	if err != nil {
+		return fmt.Errorf("control plane: %w", err)
+	}
+	defer st.Close()
+	tc, err := client.DialContext(ctx, client.Options{HostPort: *temporalAddr, Namespace: *namespace, Logger: quietTemporalLogger()})
+	if err != nil {
+		return fmt.Errorf("control plane: connect to Temporal at %s: %w", *temporalAddr, err)
+	}
+	defer tc.Close()
+
+	providers := provider.Set{}
+	if g.Project != "" {
+		g.Tags, g.Logger = tags, log
+		g.TemporalAddress = cmp.Or(*nodeTemporal, *temporalAddr)
+		g.Namespace = *namespace
+		g.StoreURL = cmp.Or(*nodeStore, *storeURL)
+		if *upload && strings.HasPrefix(g.BinaryURL, "gs://") {
+			if err := uploadSelf(ctx, g.BinaryURL); err != nil {
+				return fmt.Errorf("control plane: %w", err)
+			}
+		}
+		p, err := gce.New(ctx, g)
+		if err != nil {
+			return fmt.Errorf("control plane: %w", err)
+		}
+		defer p.Close()
+		providers["gce"] = p
+	}
+	if len(providers) == 0 {
+		return fmt.Errorf("control plane: no node provider: give --gce-project, --gce-zone and --gce-binary-url")
+	}
+	control := &activities.Control{Nodes: st, Queue: st, Jobs: st, Temporal: tc, Metrics: activities.NewControlMetrics(reg)}
+	envs := &activities.Env{Blobs: st, Dir: filepath.Join(*dataDir, "envs"), Inspect: devcluster.Inspect}
+	w := workers.Control(tc, control, &activities.Nodes{Providers: providers, Store: st}, envs)
+	fmt.Printf("burla control plane: Temporal %s (namespace %q), store %s, providers %v, metrics %s\n",
+		*temporalAddr, *namespace, *storeURL, providerNames(providers), metricsURL)
+	return w.Run(stopOn(ctx))
+}
+
+// uploadSelf copies this program to url (gs://BUCKET/OBJECT), where node VMs fetch it.
+func uploadSelf(ctx context.Context, url string) error {
+	bucket, object, ok := strings.Cut(strings.TrimPrefix(url, "gs://"), "/")
+	if !ok || bucket == "" || object == "" {
+		return fmt.Errorf("binary URL %q is not gs://BUCKET/OBJECT", url)
+	}
+	exe, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	f, err := os.Open(exe)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	b, err := gcsblob.Dial(ctx, bucket, "")
+	if err != nil {
+		return err
+	}
+	defer b.Close()
+	if err := b.Put(ctx, object, f); err != nil {
+		return fmt.Errorf("upload the node binary to %s: %w", url, err)
+	}
+	return nil
+}
+
+func providerNames(s provider.Set) []string {
+	var names []string
+	for n := range s {
+		names = append(names, n)
+	}
+	return names
+}
+
+// stopOn is a worker interrupt channel closed when ctx ends.
+func stopOn(ctx context.Context) <-chan any {
+	ch := make(chan any)
+	go func() { <-ctx.Done(); close(ch) }()
+	return ch
+}
