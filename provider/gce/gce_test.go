@@ -613,3 +613,16 @@ func TestStartupScriptGolden(t *testing.T) {
 		})
 	}
 }
+
+// A node whose spec names another project and zone (burla cluster up --project
+// --zone) is deleted there, not in the provider's own.
+func TestDeleteInTheSpecsZone(t *testing.T) {
+	other := "/compute/v1/projects/other-proj/zones/europe-west1-b/instances/burla-default-1"
+	p, _ := newProvider(t, testConfig(), exchange{method: http.MethodDelete, path: other, check: checkRequestID, status: http.StatusNotFound, file: "not-found.json"})
+	if err := p.Delete(t.Context(), provider.NodeSpec{ID: "default-1", Project: "other-proj", Zone: "europe-west1-b"}); err != nil {
+		t.Fatalf("Delete: %v", err)
+	}
+	if p.cfg.Project != project || p.cfg.Zone != zone {
+		t.Errorf("the provider's own project and zone changed to %s/%s", p.cfg.Project, p.cfg.Zone)
+	}
+}
