@@ -1,0 +1,227 @@
+#!/usr/bin/env bash
+# The burla control plane on a small Compute Engine VM.
+#
+#   PROJECT=my-project ./deploy/gcp/control-plane.sh upload
+#       builds burla for linux/amd64 from this repository and uploads it to
+#       gs://BUCKET/burla/bin/burla, where the control-plane VM and the node VMs
+#       fetch it at boot. Run it first, and again for every new version.
+#
+#   PROJECT=my-project TEMPORAL_ADDRESS=10.128.0.5:7233 ./deploy/gcp/control-plane.sh
+#       makes the VM, if it does not exist, running as the control-plane service
+#       account with network tag burla-control. Its startup script, run at every
+#       boot, fetches the binary and (re)starts `burla control-plane` under systemd
+#       (Restart=always). If the VM exists, its configuration is replaced and the
+#       command that applies it is printed.
+#
+# Run deploy/gcp/setup.sh first, with the same settings. See deploy/gcp/README.md.
+set -euo pipefail
+
+: "${PROJECT:?set PROJECT to the Google Cloud project ID}"
+REGION=${REGION:-us-central1}
+ZONE=${ZONE:-${REGION}-a}
+BUCKET=${BUCKET:-${PROJECT}-burla}
+FIRESTORE_DB=${FIRESTORE_DB:-(default)}
+SA_NAME=${SA_NAME:-burla-node}
+CONTROL_SA_NAME=${CONTROL_SA_NAME:-burla-control}
+NETWORK=${NETWORK:-default}
+SUBNET=${SUBNET:-}
+NODE_TAG=${NODE_TAG:-burla-node}
+CONTROL_TAG=${CONTROL_TAG:-burla-control}
+TEMPORAL_NAMESPACE=${TEMPORAL_NAMESPACE:-default}
+VM_NAME=${VM_NAME:-burla-control}
+MACHINE_TYPE=${MACHINE_TYPE:-e2-small}
+
+NODE_SA="${SA_NAME}@${PROJECT}.iam.gserviceaccount.com"
+CONTROL_SA="${CONTROL_SA_NAME}@${PROJECT}.iam.gserviceaccount.com"
+BINARY_URL="gs://${BUCKET}/burla/bin/burla"
+
+log() { printf '==> %s\n' "$*" >&2; }
+die() { printf 'control-plane.sh: %s\n' "$*" >&2; exit 1; }
+
+command -v gcloud >/dev/null 2>&1 || die "gcloud is not installed: https://cloud.google.com/sdk/docs/install"
+
+tmp=$(mktemp -d)
+trap 'rm -rf "${tmp}"' EXIT
+
+case "${1:-create}" in
+upload)
+	command -v go >/dev/null 2>&1 || die "go is not installed"
+	cd "$(dirname "$0")/../.."
+	log "building burla for linux/amd64 (the first build compiles the embedded Temporal server: minutes)"
+	CGO_ENABLED=0 GOOS=linux GOARCH=amd64 go build -o "${tmp}/burla" ./cmd/burla
+	log "uploading it to ${BINARY_URL}"
+	gcloud storage cp "${tmp}/burla" "${BINARY_URL}" --project="${PROJECT}"
+	exit 0
+	;;
+create) ;;
+*) die "usage: $0 [upload|create]" ;;
+esac
+
+: "${TEMPORAL_ADDRESS:?set TEMPORAL_ADDRESS to the host:port of the Temporal frontend, as the VMs reach it (e.g. 10.128.0.5:7233)}"
+
+if [ "${FIRESTORE_DB}" = "(default)" ]; then
+	STORE_URL="firestore://${PROJECT}?bucket=${BUCKET}"
+else
+	STORE_URL="firestore://${PROJECT}/${FIRESTORE_DB}?bucket=${BUCKET}"
+fi
+GCE_NETWORK=""
+if [ "${NETWORK}" != default ]; then
+	GCE_NETWORK="global/networks/${NETWORK}"
+fi
+GCE_SUBNETWORK=""
+if [ -n "${SUBNET}" ]; then
+	GCE_SUBNETWORK="regions/${REGION}/subnetworks/${SUBNET}"
+fi
+
+# The VM reads its settings from a systemd environment file, which takes values
+# literally: keep them to characters that need no quoting anywhere.
+for v in TEMPORAL_ADDRESS TEMPORAL_NAMESPACE STORE_URL PROJECT ZONE BINARY_URL NODE_SA NODE_TAG GCE_NETWORK GCE_SUBNETWORK; do
+	[[ "${!v}" =~ ^[A-Za-z0-9._:/?=@%-]*$ ]] || die "${v}=${!v}: only letters, digits and . _ : / ? = @ % - are allowed"
+done
+
+gcloud storage objects describe "${BINARY_URL}" --project="${PROJECT}" >/dev/null 2>&1 ||
+	die "${BINARY_URL} does not exist: run '$0 upload' first"
+
+cat >"${tmp}/config.env" <<EOF
+BURLA_TEMPORAL_ADDRESS=${TEMPORAL_ADDRESS}
+BURLA_NAMESPACE=${TEMPORAL_NAMESPACE}
+BURLA_STORE_URL=${STORE_URL}
+GCE_PROJECT=${PROJECT}
+GCE_ZONE=${ZONE}
+GCE_BINARY_URL=${BINARY_URL}
+GCE_SERVICE_ACCOUNT=${NODE_SA}
+GCE_TAG=${NODE_TAG}
+GCE_NETWORK=${GCE_NETWORK}
+GCE_SUBNETWORK=${GCE_SUBNETWORK}
+EOF
+
+# The startup script, which Compute Engine runs as root at every boot. Nothing in
+# it is expanded here: it reads its settings from the burla-config metadata value.
+cat >"${tmp}/startup.sh" <<'STARTUP_EOF'
+#!/bin/bash
+# burla control plane: written by deploy/gcp/control-plane.sh. It fetches the burla
+# binary and runs `burla control-plane` under systemd; Compute Engine runs it at
+# every boot. Settings: the instance's burla-config metadata value.
+set -euo pipefail
+
+md() {
+	curl -fsS --retry 10 --retry-all-errors -H 'Metadata-Flavor: Google' \
+		"http://metadata.google.internal/computeMetadata/v1/$1"
+}
+
+install -d -m 0755 /opt/burla /etc/burla
+md instance/attributes/burla-config >/etc/burla/control-plane.env.new
+mv -f /etc/burla/control-plane.env.new /etc/burla/control-plane.env
+
+# The binary, through the Cloud Storage JSON API with the VM's service account
+# token, as the node VMs fetch it (no gcloud needed).
+url=$(sed -n 's/^GCE_BINARY_URL=//p' /etc/burla/control-plane.env)
+rest=${url#gs://}
+bucket=${rest%%/*}
+object=${rest#*/}
+token=$(md instance/service-accounts/default/token | sed -n 's/.*"access_token" *: *"\([^"]*\)".*/\1/p')
+curl -fsSL --retry 10 --retry-all-errors -H "Authorization: Bearer ${token}" -o /opt/burla/burla.new \
+	"https://storage.googleapis.com/storage/v1/b/${bucket}/o/${object//\//%2F}?alt=media"
+chmod 0755 /opt/burla/burla.new
+mv -f /opt/burla/burla.new /opt/burla/burla
+
+cat >/opt/burla/control-plane.sh <<'BURLA_EOF'
+#!/bin/bash
+# Run by burla-control-plane.service with the settings of /etc/burla/control-plane.env.
+set -euo pipefail
+args=(control-plane
+	--temporal "${BURLA_TEMPORAL_ADDRESS}"
+	--namespace "${BURLA_NAMESPACE}"
+	--store "${BURLA_STORE_URL}"
+	--data-dir /var/lib/burla-control
+	--metrics-addr 0.0.0.0:9464
+	--gce-project "${GCE_PROJECT}"
+	--gce-zone "${GCE_ZONE}"
+	--gce-binary-url "${GCE_BINARY_URL}"
+	--gce-service-account "${GCE_SERVICE_ACCOUNT}"
+	--gce-tag "${GCE_TAG}"
+	# The binary at --gce-binary-url is the one this VM fetched at boot; a restart
+	# after a newer upload must not overwrite it with this older copy.
+	--upload-binary=false
+)
+if [ -n "${GCE_NETWORK:-}" ]; then
+	args+=(--gce-network "${GCE_NETWORK}")
+fi
+if [ -n "${GCE_SUBNETWORK:-}" ]; then
+	args+=(--gce-subnetwork "${GCE_SUBNETWORK}")
+fi
+exec /opt/burla/burla "${args[@]}"
+BURLA_EOF
+chmod 0755 /opt/burla/control-plane.sh
+
+# DynamicUser: the control plane runs as an unprivileged user of its own, with a
+# writable /var/lib/burla-control and nothing else writable.
+cat >/etc/systemd/system/burla-control-plane.service <<'BURLA_EOF'
+[Unit]
+Description=burla control plane
+Wants=network-online.target
+After=network-online.target
+
+[Service]
+EnvironmentFile=/etc/burla/control-plane.env
+Environment=HOME=/var/lib/burla-control
+ExecStart=/opt/burla/control-plane.sh
+Restart=always
+RestartSec=5
+DynamicUser=yes
+StateDirectory=burla-control
+
+[Install]
+WantedBy=multi-user.target
+BURLA_EOF
+
+systemctl daemon-reload
+systemctl enable burla-control-plane.service
+systemctl restart burla-control-plane.service
+STARTUP_EOF
+
+metadata="startup-script=${tmp}/startup.sh,burla-config=${tmp}/config.env"
+
+if gcloud compute instances describe "${VM_NAME}" --project="${PROJECT}" --zone="${ZONE}" >/dev/null 2>&1; then
+	log "VM ${VM_NAME} exists; replacing its startup script and settings"
+	gcloud compute instances add-metadata "${VM_NAME}" --project="${PROJECT}" --zone="${ZONE}" \
+		--metadata-from-file="${metadata}"
+	cat <<EOF
+
+The new settings apply when the startup script next runs: at the next boot, or now with
+  gcloud compute ssh ${VM_NAME} --project=${PROJECT} --zone=${ZONE} -- sudo google_metadata_script_runner startup
+or with a hard reset of the VM (Temporal keeps every workflow; they go on when the control plane is back)
+  gcloud compute instances reset ${VM_NAME} --project=${PROJECT} --zone=${ZONE}
+EOF
+else
+	log "creating VM ${VM_NAME} (${MACHINE_TYPE}, Debian 12) in ${ZONE}"
+	subnet_flag=()
+	if [ -n "${SUBNET}" ]; then
+		subnet_flag=(--subnet="${SUBNET}")
+	fi
+	gcloud compute instances create "${VM_NAME}" \
+		--project="${PROJECT}" \
+		--zone="${ZONE}" \
+		--machine-type="${MACHINE_TYPE}" \
+		--image-family=debian-12 \
+		--image-project=debian-cloud \
+		--service-account="${CONTROL_SA}" \
+		--scopes=cloud-platform \
+		--tags="${CONTROL_TAG}" \
+		--labels=burla-role=control-plane \
+		--network="${NETWORK}" \
+		${subnet_flag[@]+"${subnet_flag[@]}"} \
+		--metadata-from-file="${metadata}"
+fi
+
+cat <<EOF
+
+The control plane's log:
+  gcloud compute ssh ${VM_NAME} --project=${PROJECT} --zone=${ZONE} -- sudo journalctl -u burla-control-plane -f
+The startup script's log (binary download, systemd set-up):
+  gcloud compute ssh ${VM_NAME} --project=${PROJECT} --zone=${ZONE} -- sudo journalctl -u google-startup-scripts
+
+Then bring up a cluster:
+  burla cluster up --temporal '${TEMPORAL_ADDRESS}' --namespace '${TEMPORAL_NAMESPACE}' \\
+    --provider gce --project '${PROJECT}' --zone '${ZONE}' --nodes 2 --cpus 2
+EOF
