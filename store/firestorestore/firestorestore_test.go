@@ -236,3 +236,13 @@ func (b *memBlobs) Has(_ context.Context, key string) (bool, error) {
 	_, ok := b.m[key]
 	return ok, nil
 }
+
+func BenchmarkDrain(b *testing.B) {
+	s, err := firestorestore.Dial(context.Background(), firestorestore.Config{
+		Project: project, Prefix: fmt.Sprintf("b%d", time.Now().UnixNano()%1e9), Blobs: &memBlobs{m: map[string][]byte{}}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close()
+	storetest.BenchmarkDrain(b, s)
+}

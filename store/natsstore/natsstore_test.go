@@ -34,3 +34,17 @@ func TestContract(t *testing.T) {
 func TestBlobs(t *testing.T) {
 	blobtest.Run(t, func(t *testing.T) blob.Store { return newStore(t) })
 }
+
+func BenchmarkDrain(b *testing.B) {
+	srv, err := natsserver.Start(natsserver.Config{StoreDir: b.TempDir()})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer srv.Stop()
+	s, err := natsstore.Connect(context.Background(), srv.URL(), "bench")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close()
+	storetest.BenchmarkDrain(b, s)
+}

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -335,4 +336,69 @@ func testClaimHonoursCancel(t *testing.T, s store.Store) {
 	if err := c.Done(ctx); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// BenchmarkDrain is a job's data-plane work on a backend: b.N chunks of two inputs
+// drained by four workers that claim a chunk, store its two results and mark it
+// done, while the caller watches the results arrive. It reports inputs per second
+// and the time the queue took to drain.
+func BenchmarkDrain(b *testing.B, s store.Store) {
+	ctx := context.Background()
+	spec := job.Spec{ID: job.NewID(time.Now()), Function: "f", Binary: fmt.Sprintf("%064d", 0), Inputs: 2 * b.N, FuncCPU: 1, Lease: 10 * time.Second, ClientTimeout: time.Minute}
+	if err := s.CreateJob(ctx, spec); err != nil {
+		b.Fatal(err)
+	}
+	var cs []store.Chunk
+	for i := range b.N {
+		cs = append(cs, store.Chunk{Seq: int64(i), Items: []store.Item{{Index: int64(2 * i), Data: []byte("1")}, {Index: int64(2*i + 1), Data: []byte("2")}}})
+	}
+	if err := s.PutChunks(ctx, spec.ID, cs); err != nil {
+		b.Fatal(err)
+	}
+	if err := s.Seal(ctx, spec.ID, b.N); err != nil {
+		b.Fatal(err)
+	}
+	var got atomic.Int64
+	all := make(chan struct{})
+	w, err := s.WatchResults(ctx, spec.ID, func(rs []store.Result) {
+		if got.Add(int64(len(rs))) == int64(2*b.N) {
+			close(all)
+		}
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer w.Close()
+	b.ResetTimer()
+	start := time.Now()
+	var wg sync.WaitGroup
+	for range 4 {
+		wg.Go(func() {
+			for {
+				c, err := s.Claim(ctx, spec.ID, 200*time.Millisecond)
+				if err != nil {
+					return
+				}
+				var rs []store.Result
+				for _, it := range c.Chunk().Items {
+					rs = append(rs, store.Result{Index: it.Index, Output: it.Data})
+				}
+				if err := s.PutResults(ctx, spec.ID, rs); err != nil {
+					b.Error(err)
+				}
+				if err := c.Done(ctx); err != nil {
+					b.Error(err)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	drained := time.Since(start)
+	select {
+	case <-all:
+	case <-time.After(time.Minute):
+		b.Fatalf("watched %d of %d results", got.Load(), 2*b.N)
+	}
+	b.ReportMetric(float64(2*b.N)/time.Since(start).Seconds(), "inputs/s")
+	b.ReportMetric(float64(drained.Milliseconds()), "drain-ms")
 }
