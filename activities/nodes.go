@@ -2,6 +2,7 @@ package activities
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -138,14 +139,12 @@ func (n *Nodes) WatchNode(ctx context.Context, in WatchNodeInput) error {
 		case <-t.C:
 		}
 		activity.RecordHeartbeat(ctx)
-		nodes, err := n.Store.ListNodes(ctx)
-		if err != nil {
+		_, err := n.Store.GetNode(ctx, in.ID)
+		switch {
+		case err == nil:
+			lastSeen = time.Now()
+		case !errors.Is(err, store.ErrNotFound):
 			continue // the store being away says nothing about the node
-		}
-		for _, nd := range nodes {
-			if nd.ID == in.ID {
-				lastSeen = time.Now()
-			}
 		}
 		if time.Since(lastSeen) > grace {
 			return nil

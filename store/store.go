@@ -176,6 +176,9 @@ type Node struct {
 type Nodes interface {
 	PutNode(ctx context.Context, n Node) error
 	ListNodes(ctx context.Context) ([]Node, error)
+	// GetNode returns the live node id, or ErrNotFound once its record has expired
+	// or been deleted. Watching one node reads one record, not the registry.
+	GetNode(ctx context.Context, id string) (Node, error)
 	DeleteNode(ctx context.Context, id string) error
 }
 

@@ -30,9 +30,17 @@ type fakeStore struct {
 	lastBeat time.Time
 }
 
-func (f *fakeStore) PutNode(context.Context, store.Node) error              { return nil }
-func (f *fakeStore) ListNodes(context.Context) ([]store.Node, error)        { return f.nodes, nil }
-func (f *fakeStore) DeleteNode(context.Context, string) error               { return nil }
+func (f *fakeStore) PutNode(context.Context, store.Node) error       { return nil }
+func (f *fakeStore) ListNodes(context.Context) ([]store.Node, error) { return f.nodes, nil }
+func (f *fakeStore) DeleteNode(context.Context, string) error        { return nil }
+func (f *fakeStore) GetNode(_ context.Context, id string) (store.Node, error) {
+	for _, n := range f.nodes {
+		if n.ID == id {
+			return n, nil
+		}
+	}
+	return store.Node{}, store.ErrNotFound
+}
 func (f *fakeStore) Heartbeat(context.Context, string) error                { return nil }
 func (f *fakeStore) CreateJob(context.Context, job.Spec) error              { return nil }
 func (f *fakeStore) Job(context.Context, string) (job.Spec, error)          { return job.Spec{}, nil }

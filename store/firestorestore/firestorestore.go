@@ -875,18 +875,49 @@ func (s *Store) ListNodes(ctx context.Context) ([]store.Node, error) {
 	}
 	var nodes []store.Node
 	for _, d := range docs {
-		updated, _ := d.Data()[fUpdated].(time.Time)
-		if d.ReadTime.Sub(updated) > store.NodeTTL {
-			continue
+		n, live, err := decodeNode(d)
+		if err != nil {
+			return nil, err
 		}
-		var n store.Node
-		raw, _ := d.Data()[fNode].(string)
-		if err := json.Unmarshal([]byte(raw), &n); err != nil {
-			return nil, fmt.Errorf("decode node %s: %w", d.Ref.ID, err)
+		if live {
+			nodes = append(nodes, n)
 		}
-		nodes = append(nodes, n)
 	}
 	return nodes, nil
+}
+
+// decodeNode decodes a node document and says whether it was refreshed within
+// store.NodeTTL of when it was read.
+func decodeNode(d *firestore.DocumentSnapshot) (store.Node, bool, error) {
+	updated, _ := d.Data()[fUpdated].(time.Time)
+	var n store.Node
+	raw, _ := d.Data()[fNode].(string)
+	if err := json.Unmarshal([]byte(raw), &n); err != nil {
+		return n, false, fmt.Errorf("decode node %s: %w", d.Ref.ID, err)
+	}
+	return n, d.ReadTime.Sub(updated) <= store.NodeTTL, nil
+}
+
+// GetNode implements store.Nodes.
+func (s *Store) GetNode(ctx context.Context, id string) (store.Node, error) {
+	if !validName(id, 64) {
+		return store.Node{}, fmt.Errorf("invalid node ID %q", id)
+	}
+	d, err := s.nodes.Doc(id).Get(ctx)
+	if status.Code(err) == codes.NotFound {
+		return store.Node{}, fmt.Errorf("node %s: %w", id, store.ErrNotFound)
+	}
+	if err != nil {
+		return store.Node{}, fmt.Errorf("read node %s: %w", id, err)
+	}
+	n, live, err := decodeNode(d)
+	if err != nil {
+		return store.Node{}, err
+	}
+	if !live {
+		return store.Node{}, fmt.Errorf("node %s: record expired: %w", id, store.ErrNotFound)
+	}
+	return n, nil
 }
 
 // DeleteNode implements store.Nodes.

@@ -558,6 +558,25 @@ func (s *Store) ListNodes(ctx context.Context) ([]store.Node, error) {
 	return nodes, nil
 }
 
+// GetNode implements store.Nodes.
+func (s *Store) GetNode(ctx context.Context, id string) (store.Node, error) {
+	if !validNodeID(id) {
+		return store.Node{}, fmt.Errorf("invalid node ID %q", id)
+	}
+	e, err := s.nodes.Get(ctx, id)
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return store.Node{}, fmt.Errorf("node %s: %w", id, store.ErrNotFound)
+	}
+	if err != nil {
+		return store.Node{}, fmt.Errorf("read node %s: %w", id, err)
+	}
+	var n store.Node
+	if err := json.Unmarshal(e.Value(), &n); err != nil {
+		return store.Node{}, fmt.Errorf("decode node %s: %w", id, err)
+	}
+	return n, nil
+}
+
 // DeleteNode implements store.Nodes.
 func (s *Store) DeleteNode(ctx context.Context, id string) error {
 	if err := s.nodes.Purge(ctx, id); err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) {

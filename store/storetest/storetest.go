@@ -286,11 +286,20 @@ func testNodes(t *testing.T, s store.Store) {
 	if err != nil || len(nodes) != 1 || nodes[0].ID != "node-a" || nodes[0].CPUs != 4 {
 		t.Errorf("ListNodes = %+v, %v; want node-a", nodes, err)
 	}
+	if got, err := s.GetNode(ctx, "node-a"); err != nil || got.ID != "node-a" || got.TaskQueue != "node-node-a" {
+		t.Errorf("GetNode = %+v, %v; want node-a", got, err)
+	}
+	if _, err := s.GetNode(ctx, "node-b"); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("GetNode of a node never put: %v; want ErrNotFound", err)
+	}
 	if err := s.DeleteNode(ctx, "node-a"); err != nil {
 		t.Fatal(err)
 	}
 	if nodes, err := s.ListNodes(ctx); err != nil || len(nodes) != 0 {
 		t.Errorf("ListNodes after delete = %+v, %v; want none", nodes, err)
+	}
+	if _, err := s.GetNode(ctx, "node-a"); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("GetNode after delete: %v; want ErrNotFound", err)
 	}
 	if err := s.PutNode(ctx, store.Node{ID: "Bad ID!"}); err == nil {
 		t.Error("PutNode accepted an invalid node ID")
