@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	"go.temporal.io/sdk/client"
+	"google.golang.org/api/option"
 
 	"github.com/burla-temporal/burla/activities"
 	"github.com/burla-temporal/burla/blob/gcsblob"
@@ -52,6 +53,7 @@ func runControlPlane(ctx context.Context, args []string) error {
 	nodeStore := fs.String("gce-node-store", "", "the store URL node VMs connect to (default --store)")
 	var tags []string
 	repeated(fs, "gce-tag", "a network tag for node VMs (repeatable)", &tags)
+	gceEndpoint := fs.String("gce-endpoint", "", "the Compute Engine API endpoint (default Google's; an http:// one, for tests, is used without credentials)")
 	upload := fs.Bool("upload-binary", true, "upload this program to --gce-binary-url when it is a gs:// URL")
 	fs.Parse(args)
 
@@ -82,7 +84,14 @@ func runControlPlane(ctx context.Context, args []string) error {
 				return fmt.Errorf("control plane: %w", err)
 			}
 		}
-		p, err := gce.New(ctx, g)
+		var opts []option.ClientOption
+		if *gceEndpoint != "" {
+			opts = append(opts, option.WithEndpoint(*gceEndpoint))
+			if strings.HasPrefix(*gceEndpoint, "http://") {
+				opts = append(opts, option.WithoutAuthentication())
+			}
+		}
+		p, err := gce.New(ctx, g, opts...)
 		if err != nil {
 			return fmt.Errorf("control plane: %w", err)
 		}

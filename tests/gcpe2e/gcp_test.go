@@ -30,7 +30,16 @@ const (
 	bucket  = "burla-e2e-blobs"
 )
 
-var dev *clustertest.Dev
+var (
+	dev *clustertest.Dev
+	gcs *fakestorage.Server
+)
+
+// gcsHas reports whether the fake GCS holds the object.
+func gcsHas(t *testing.T, object string) bool {
+	_, err := gcs.GetObject(bucket, object)
+	return err == nil
+}
 
 func TestMain(m *testing.M) {
 	burla.Main()
@@ -45,7 +54,7 @@ func run(m *testing.M) int {
 		return 1
 	}
 	defer emu.Stop()
-	gcs, err := fakestorage.NewServerWithOptions(fakestorage.Options{Scheme: "http", Host: "127.0.0.1", PublicHost: "127.0.0.1"})
+	gcs, err = fakestorage.NewServerWithOptions(fakestorage.Options{Scheme: "http", Host: "127.0.0.1", PublicHost: "127.0.0.1"})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "gcpe2e: fake GCS:", err)
 		return 1
