@@ -31,7 +31,7 @@ done
 sed -n '/is ready/,/Ctrl-C stops/p' "$data/dev.log"
 
 field() { sed -n "s/.*\"$1\": *\"\([^\"]*\)\".*/\1/p" "$data/ready.json"; }
-export BURLA_TEMPORAL_ADDRESS=$(field temporal) BURLA_NATS_URL=$(field nats)
+export BURLA_TEMPORAL_ADDRESS=$(field temporal) BURLA_STORE_URL=$(field store)
 
 echo
 echo "$ bin/quickstart        # examples/quickstart: double over [1, 2, 3]"
