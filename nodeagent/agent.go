@@ -28,6 +28,7 @@ import (
 	"github.com/burla-temporal/burla/runtime/process"
 	"github.com/burla-temporal/burla/store"
 	"github.com/burla-temporal/burla/store/storeurl"
+	"github.com/burla-temporal/burla/temporalconn"
 	"github.com/burla-temporal/burla/workers"
 )
 
@@ -41,6 +42,8 @@ type Config struct {
 	TemporalAddress string
 	Namespace       string
 	StoreURL        string // see package storeurl
+	// TemporalSecurity secures the connection to Temporal (package temporalconn).
+	TemporalSecurity temporalconn.Security
 	// CacheDir holds the node's fetched binaries.
 	CacheDir string
 	// WorkerArgv starts one container worker; the agent adds "--slot N".
@@ -76,11 +79,15 @@ func Run(ctx context.Context, cfg Config) error {
 		return fmt.Errorf("node %s: %w", cfg.ID, err)
 	}
 	defer st.Close()
-	tc, err := client.DialContext(ctx, client.Options{
+	topts := client.Options{
 		HostPort:  cfg.TemporalAddress,
 		Namespace: cfg.Namespace,
 		Logger:    tlog.NewStructuredLogger(log.With("component", "temporal")),
-	})
+	}
+	if err := cfg.TemporalSecurity.Apply(&topts); err != nil {
+		return fmt.Errorf("node %s: %w", cfg.ID, err)
+	}
+	tc, err := client.DialContext(ctx, topts)
 	if err != nil {
 		return fmt.Errorf("node %s: connect to Temporal at %s: %w", cfg.ID, cfg.TemporalAddress, err)
 	}

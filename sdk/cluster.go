@@ -24,6 +24,7 @@ import (
 	"github.com/burla-temporal/burla/names"
 	"github.com/burla-temporal/burla/store"
 	"github.com/burla-temporal/burla/store/storeurl"
+	"github.com/burla-temporal/burla/temporalconn"
 	"github.com/burla-temporal/burla/workflows"
 )
 
@@ -34,16 +35,21 @@ type Config struct {
 	// StoreURL names the data plane: nats://host:port (burla dev, self-hosted) or
 	// firestore://PROJECT?bucket=BUCKET (Google Cloud); see package storeurl.
 	StoreURL string
-	Logger   *slog.Logger // for the Temporal client; nil discards
+	// TemporalSecurity is TLS and an API key or client certificate for a Temporal
+	// that needs them (Temporal Cloud); ConfigFromEnv reads it from
+	// BURLA_TEMPORAL_API_KEY and the other variables of package temporalconn.
+	TemporalSecurity temporalconn.Security
+	Logger           *slog.Logger // for the Temporal client; nil discards
 }
 
 // ConfigFromEnv reads BURLA_TEMPORAL_ADDRESS, BURLA_NAMESPACE and BURLA_STORE_URL
 // (or, as before it, BURLA_NATS_URL), defaulting to the addresses `burla dev` serves on.
 func ConfigFromEnv() Config {
 	return Config{
-		TemporalAddress: envOr("BURLA_TEMPORAL_ADDRESS", "127.0.0.1:7233"),
-		Namespace:       envOr("BURLA_NAMESPACE", "default"),
-		StoreURL:        envOr("BURLA_STORE_URL", envOr("BURLA_NATS_URL", storeurl.Default)),
+		TemporalAddress:  envOr("BURLA_TEMPORAL_ADDRESS", "127.0.0.1:7233"),
+		Namespace:        envOr("BURLA_NAMESPACE", "default"),
+		StoreURL:         envOr("BURLA_STORE_URL", envOr("BURLA_NATS_URL", storeurl.Default)),
+		TemporalSecurity: temporalconn.FromEnv(),
 	}
 }
 
@@ -81,6 +87,9 @@ func Dial(ctx context.Context, cfg Config) (*Cluster, error) {
 	if cfg.StoreURL == "" {
 		cfg.StoreURL = def.StoreURL
 	}
+	if cfg.TemporalSecurity == (temporalconn.Security{}) {
+		cfg.TemporalSecurity = def.TemporalSecurity
+	}
 	logger := cfg.Logger
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
@@ -91,11 +100,15 @@ func Dial(ctx context.Context, cfg Config) (*Cluster, error) {
 		return &Error{Kind: KindNoCluster, Index: -1, Err: err,
 			Msg: fmt.Sprintf("no cluster reachable (%s); start one with `burla dev`, or point BURLA_TEMPORAL_ADDRESS and BURLA_STORE_URL at a running cluster", what)}
 	}
-	tc, err := client.DialContext(dctx, client.Options{
+	topts := client.Options{
 		HostPort:  cfg.TemporalAddress,
 		Namespace: cfg.Namespace,
 		Logger:    tlog.NewStructuredLogger(logger),
-	})
+	}
+	if err := cfg.TemporalSecurity.Apply(&topts); err != nil {
+		return nil, &Error{Kind: KindNoCluster, Index: -1, Err: err, Msg: "the Temporal connection's TLS settings are wrong"}
+	}
+	tc, err := client.DialContext(dctx, topts)
 	if err != nil {
 		return nil, noCluster("Temporal at "+cfg.TemporalAddress, err)
 	}

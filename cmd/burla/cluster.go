@@ -57,7 +57,7 @@ func runCluster(ctx context.Context, args []string) error {
 	fs.Parse(args)
 	ctx, cancel := context.WithTimeout(ctx, *timeout)
 	defer cancel()
-	tc, err := client.DialContext(ctx, client.Options{HostPort: *temporalAddr, Namespace: *namespace, Logger: quietTemporalLogger()})
+	tc, err := dialTemporal(ctx, *temporalAddr, *namespace)
 	if err != nil {
 		return fmt.Errorf("connect to Temporal at %s: %w (is a control plane running? `burla dev` starts one)", *temporalAddr, err)
 	}

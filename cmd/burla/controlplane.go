@@ -9,7 +9,6 @@ import (
 	"path/filepath"
 	"strings"
 
-	"go.temporal.io/sdk/client"
 	"google.golang.org/api/option"
 
 	"github.com/burla-temporal/burla/activities"
@@ -19,6 +18,7 @@ import (
 	"github.com/burla-temporal/burla/provider/gce"
 	burla "github.com/burla-temporal/burla/sdk"
 	"github.com/burla-temporal/burla/store/storeurl"
+	"github.com/burla-temporal/burla/temporalconn"
 	"github.com/burla-temporal/burla/workers"
 )
 
@@ -53,6 +53,7 @@ func runControlPlane(ctx context.Context, args []string) error {
 	nodeStore := fs.String("gce-node-store", "", "the store URL node VMs connect to (default --store)")
 	var tags []string
 	repeated(fs, "gce-tag", "a network tag for node VMs (repeatable)", &tags)
+	fs.StringVar(&g.TemporalAPIKeySecret, "gce-temporal-api-key-secret", "", "a Secret Manager secret version (projects/P/secrets/S/versions/latest) with the Temporal API key node VMs use")
 	gceEndpoint := fs.String("gce-endpoint", "", "the Compute Engine API endpoint (default Google's; an http:// one, for tests, is used without credentials)")
 	upload := fs.Bool("upload-binary", true, "upload this program to --gce-binary-url when it is a gs:// URL")
 	fs.Parse(args)
@@ -67,7 +68,7 @@ func runControlPlane(ctx context.Context, args []string) error {
 		return fmt.Errorf("control plane: %w", err)
 	}
 	defer st.Close()
-	tc, err := client.DialContext(ctx, client.Options{HostPort: *temporalAddr, Namespace: *namespace, Logger: quietTemporalLogger()})
+	tc, err := dialTemporal(ctx, *temporalAddr, *namespace)
 	if err != nil {
 		return fmt.Errorf("control plane: connect to Temporal at %s: %w", *temporalAddr, err)
 	}
@@ -79,6 +80,15 @@ func runControlPlane(ctx context.Context, args []string) error {
 		g.TemporalAddress = cmp.Or(*nodeTemporal, *temporalAddr)
 		g.Namespace = *namespace
 		g.StoreURL = cmp.Or(*nodeStore, *storeURL)
+		// Nodes reach Temporal as securely as the control plane does.
+		sec := temporalconn.FromEnv()
+		switch {
+		case sec.ClientCert != "" || sec.CACert != "":
+			return fmt.Errorf("control plane: node VMs get no certificate files: reach Temporal with an API key (%s, and --gce-temporal-api-key-secret for the nodes)", temporalconn.EnvAPIKey)
+		case sec.APIKey != "" && g.TemporalAPIKeySecret == "":
+			return fmt.Errorf("control plane: Temporal takes an API key, and node VMs need one too: store it in Secret Manager and name it with --gce-temporal-api-key-secret")
+		}
+		g.TemporalTLS, g.TemporalServerName = sec.Enabled(), sec.ServerName
 		if *upload && strings.HasPrefix(g.BinaryURL, "gs://") {
 			if err := uploadSelf(ctx, g.BinaryURL); err != nil {
 				return fmt.Errorf("control plane: %w", err)

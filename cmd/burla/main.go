@@ -19,6 +19,7 @@ import (
 	"syscall"
 	"time"
 
+	"go.temporal.io/sdk/client"
 	tlog "go.temporal.io/sdk/log"
 
 	"github.com/burla-temporal/burla/containerworker"
@@ -29,6 +30,7 @@ import (
 	dockerruntime "github.com/burla-temporal/burla/runtime/docker"
 	"github.com/burla-temporal/burla/runtime/process"
 	"github.com/burla-temporal/burla/store/storeurl"
+	"github.com/burla-temporal/burla/temporalconn"
 )
 
 const usage = `usage: burla <command> [flags]
@@ -208,7 +210,7 @@ func runNodeAgent(ctx context.Context, args []string) error {
 		Envs:     envs,
 		EnvImage: envImage,
 		ID:       *id, Cluster: *cluster, CPUs: *cpus, RAMMB: *ramMB,
-		TemporalAddress: *temporal, Namespace: *namespace, StoreURL: *st,
+		TemporalAddress: *temporal, Namespace: *namespace, StoreURL: *st, TemporalSecurity: temporalconn.FromEnv(),
 		CacheDir:   *cacheDir,
 		WorkerArgv: []string{exe, "container-worker", "--node", *id, "--store", *st, "--cache-dir", *cacheDir},
 		Logger:     log,
@@ -254,4 +256,14 @@ func storeFlag(fs *flag.FlagSet) *string {
 	fs.StringVar(&v, "store", v, "the data plane: nats://host:port or firestore://PROJECT?bucket=BUCKET")
 	fs.StringVar(&v, "nats", v, "the older name of --store")
 	return &v
+}
+
+// dialTemporal connects to Temporal, secured as the environment says (package
+// temporalconn: BURLA_TEMPORAL_API_KEY and the TLS variables).
+func dialTemporal(ctx context.Context, addr, namespace string) (client.Client, error) {
+	o := client.Options{HostPort: addr, Namespace: namespace, Logger: quietTemporalLogger()}
+	if err := temporalconn.FromEnv().Apply(&o); err != nil {
+		return nil, err
+	}
+	return client.DialContext(ctx, o)
 }

@@ -31,6 +31,7 @@ import (
 
 	"github.com/burla-temporal/burla/execfile"
 	"github.com/burla-temporal/burla/provider"
+	"github.com/burla-temporal/burla/temporalconn"
 )
 
 var _ provider.Provider = (*Provider)(nil)
@@ -258,6 +259,8 @@ func (p *Provider) Create(ctx context.Context, n provider.NodeSpec) error {
 			"--cache-dir", "/var/lib/burla",
 		},
 		Labels: map[string]string{LabelCluster: n.Cluster, LabelNode: n.ID, LabelRole: "node"},
+		// Nodes reach Temporal as securely as the control plane does.
+		Env: temporalconn.FromEnv().Env(),
 	}, &container.HostConfig{
 		// The control plane listens on the host's loopback.
 		NetworkMode:    "host",

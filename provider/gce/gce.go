@@ -94,7 +94,17 @@ type Config struct {
 	// "docker" the startup script installs docker.io if the image lacks it.
 	Runtime        string
 	ExtraAgentArgs []string // appended to the node agent's flags
-	Logger         *slog.Logger
+	// TemporalTLS makes node agents dial Temporal with TLS (the system's roots),
+	// naming TemporalServerName if set.
+	TemporalTLS        bool
+	TemporalServerName string
+	// TemporalAPIKeySecret is a Secret Manager secret version
+	// ("projects/P/secrets/S/versions/latest") holding the API key node agents
+	// send to Temporal; it implies TLS. The VMs' service account must be able to
+	// access it. The key is fetched at boot into a root-only file, never put in
+	// the VM's metadata.
+	TemporalAPIKeySecret string
+	Logger               *slog.Logger
 }
 
 // Provider makes nodes as Compute Engine VMs in one project and zone. It is safe

@@ -579,6 +579,10 @@ func TestStartupScriptGolden(t *testing.T) {
 			c.BinaryURL = "https://github.com/burla-temporal/burla/releases/download/v1.0.0/burla-linux-amd64"
 			c.Runtime = "docker"
 		}},
+		{"startup-temporal-cloud.sh", func(c *Config) {
+			c.TemporalAddress = "burla.a1b2c.tmprl.cloud:7233"
+			c.TemporalAPIKeySecret = "projects/burla-proj/secrets/temporal-api-key/versions/latest"
+		}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.file, func(t *testing.T) {

@@ -82,6 +82,18 @@ func startupScript(cfg Config, n provider.NodeSpec) (string, error) {
 	if err != nil {
 		return "", err
 	}
+	for _, v := range []string{cfg.TemporalServerName, cfg.TemporalAPIKeySecret} {
+		if strings.ContainsFunc(v, func(r rune) bool { return unicode.IsControl(r) || unicode.IsSpace(r) || r == '\'' || r == '"' }) {
+			return "", fmt.Errorf("startup script: Temporal setting %q holds a space, quote or control character", v)
+		}
+	}
+	var env []string // the agent's environment, besides the secret
+	if cfg.TemporalTLS || cfg.TemporalAPIKeySecret != "" {
+		env = append(env, "BURLA_TEMPORAL_TLS=1")
+	}
+	if cfg.TemporalServerName != "" {
+		env = append(env, "BURLA_TEMPORAL_TLS_SERVER_NAME="+cfg.TemporalServerName)
+	}
 	quoted := make([]string, len(args))
 	for i, a := range args {
 		quoted[i] = shellQuote(a)
@@ -108,6 +120,9 @@ func startupScript(cfg Config, n provider.NodeSpec) (string, error) {
 		"Unit":     agentUnit,
 		"NodeID":   n.ID,
 		"UnitPath": "/etc/systemd/system/" + agentUnit,
+		"Env":      env,
+		"Secret":   cfg.TemporalAPIKeySecret,
+		"TokenURL": shellQuote(tokenURL),
 	})
 	if err != nil {
 		return "", err
@@ -142,6 +157,14 @@ if ! command -v docker >/dev/null; then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -q docker.io
 fi
 {{end}}
+{{- if .Secret}}
+# The Temporal API key, from Secret Manager into a file only root reads.
+token=$(curl -fsS --retry 10 --retry-all-errors -H 'Metadata-Flavor: Google' {{.TokenURL}} | sed -n 's/.*"access_token" *: *"\([^"]*\)".*/\1/p')
+key=$(curl -fsS --retry 10 --retry-all-errors -H "Authorization: Bearer $token" 'https://secretmanager.googleapis.com/v1/{{.Secret}}:access' | sed -n 's/.*"data" *: *"\([^"]*\)".*/\1/p' | base64 -d)
+install -d -m 0700 /etc/burla
+(umask 077; printf 'BURLA_TEMPORAL_API_KEY=%s\n' "$key" >/etc/burla/agent.env)
+unset key token
+{{end}}
 cat >{{.Script}} <<'BURLA_EOF'
 #!/bin/sh
 exec {{.Command}}
@@ -155,7 +178,9 @@ Wants=network-online.target{{if .Docker}} docker.service{{end}}
 After=network-online.target{{if .Docker}} docker.service{{end}}
 
 [Service]
-ExecStart={{.Script}}
+ExecStart={{.Script}}{{range .Env}}
+Environment={{.}}{{end}}{{if .Secret}}
+EnvironmentFile=/etc/burla/agent.env{{end}}
 Restart=always
 RestartSec=5
 

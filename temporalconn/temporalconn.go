@@ -1,0 +1,114 @@
+// Package temporalconn says how a component reaches Temporal beyond its address
+// and namespace: TLS, with an API key (Temporal Cloud) or a client certificate
+// (mTLS), for a Temporal that is not on the same trusted network. The SDK, the
+// CLI, the control plane and node agents all read it from the same environment
+// variables, so that one setting reaches every component:
+//
+//	BURLA_TEMPORAL_API_KEY          an API key, sent with every call; implies TLS
+//	BURLA_TEMPORAL_TLS_CERT, _KEY   PEM files of a client certificate (mTLS); imply TLS
+//	BURLA_TEMPORAL_TLS_CA           PEM file of the server's CA (default: the system's roots)
+//	BURLA_TEMPORAL_TLS_SERVER_NAME  the name the server's certificate carries, if not its address's
+//	BURLA_TEMPORAL_TLS=1            TLS with neither
+package temporalconn
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"fmt"
+	"os"
+
+	"go.temporal.io/sdk/client"
+)
+
+// Security is how to secure the connection; the zero value is plain gRPC, as to
+// `burla dev`.
+type Security struct {
+	TLS        bool   `json:"tls,omitempty"`
+	APIKey     string `json:"-"` // a secret: never encoded
+	ClientCert string `json:"client_cert,omitempty"`
+	ClientKey  string `json:"client_key,omitempty"`
+	CACert     string `json:"ca_cert,omitempty"`
+	ServerName string `json:"server_name,omitempty"`
+}
+
+// Environment variable names.
+const (
+	EnvTLS        = "BURLA_TEMPORAL_TLS"
+	EnvAPIKey     = "BURLA_TEMPORAL_API_KEY"
+	EnvClientCert = "BURLA_TEMPORAL_TLS_CERT"
+	EnvClientKey  = "BURLA_TEMPORAL_TLS_KEY"
+	EnvCACert     = "BURLA_TEMPORAL_TLS_CA"
+	EnvServerName = "BURLA_TEMPORAL_TLS_SERVER_NAME"
+)
+
+// FromEnv reads Security from the environment.
+func FromEnv() Security {
+	v := os.Getenv(EnvTLS)
+	return Security{
+		TLS:        v == "1" || v == "true",
+		APIKey:     os.Getenv(EnvAPIKey),
+		ClientCert: os.Getenv(EnvClientCert),
+		ClientKey:  os.Getenv(EnvClientKey),
+		CACert:     os.Getenv(EnvCACert),
+		ServerName: os.Getenv(EnvServerName),
+	}
+}
+
+// Env is s as the environment variables FromEnv reads, for a child process.
+func (s Security) Env() []string {
+	var env []string
+	add := func(k, v string) {
+		if v != "" {
+			env = append(env, k+"="+v)
+		}
+	}
+	if s.TLS {
+		add(EnvTLS, "1")
+	}
+	add(EnvAPIKey, s.APIKey)
+	add(EnvClientCert, s.ClientCert)
+	add(EnvClientKey, s.ClientKey)
+	add(EnvCACert, s.CACert)
+	add(EnvServerName, s.ServerName)
+	return env
+}
+
+// Enabled reports whether the connection uses TLS.
+func (s Security) Enabled() bool {
+	return s.TLS || s.APIKey != "" || s.ClientCert != "" || s.ClientKey != ""
+}
+
+// Apply sets o's TLS and credentials from s. It fails, naming the file, when a
+// certificate cannot be loaded.
+func (s Security) Apply(o *client.Options) error {
+	if !s.Enabled() {
+		return nil
+	}
+	if (s.ClientCert == "") != (s.ClientKey == "") {
+		return fmt.Errorf("temporal mTLS: give both a client certificate (%s) and its key (%s)", EnvClientCert, EnvClientKey)
+	}
+	cfg := &tls.Config{MinVersion: tls.VersionTLS12, ServerName: s.ServerName}
+	if s.ClientCert != "" {
+		cert, err := tls.LoadX509KeyPair(s.ClientCert, s.ClientKey)
+		if err != nil {
+			return fmt.Errorf("temporal mTLS: load client certificate %s and key %s: %w", s.ClientCert, s.ClientKey, err)
+		}
+		cfg.Certificates = []tls.Certificate{cert}
+	}
+	if s.CACert != "" {
+		pem, err := os.ReadFile(s.CACert)
+		if err != nil {
+			return fmt.Errorf("temporal TLS: read CA certificate: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return fmt.Errorf("temporal TLS: %s holds no PEM certificate", s.CACert)
+		}
+		cfg.RootCAs = pool
+	}
+	o.ConnectionOptions.TLS = cfg
+	if s.APIKey != "" {
+		o.Credentials = client.NewAPIKeyStaticCredentials(s.APIKey)
+	}
+	return nil
+}
