@@ -105,6 +105,7 @@ type Store struct {
 
 	leaseMu sync.Mutex
 	leases  map[string]time.Duration // jobs' leases: specs never change
+	sealed  map[string]int           // chunk counts of sealed jobs: a seal never changes
 }
 
 // Dial connects to Firestore (Application Default Credentials, or the emulator
@@ -151,6 +152,7 @@ func New(fs *firestore.Client, cfg Config) (*Store, error) {
 		nodes:  fs.Collection(cfg.Prefix + "_nodes"),
 		log:    cfg.Logger,
 		leases: map[string]time.Duration{},
+		sealed: map[string]int{},
 	}, nil
 }
 
@@ -468,26 +470,46 @@ func (s *Store) Progress(ctx context.Context, jobID string) (store.Progress, err
 	if err := checkID(jobID); err != nil {
 		return store.Progress{}, err
 	}
-	r, err := s.readJob(ctx, jobID)
-	if err != nil {
-		return store.Progress{}, err
-	}
-	if !r.exists || r.spec == "" || r.deleted {
-		return store.Progress{}, fmt.Errorf("input queue of job %s: %w", jobID, store.ErrNotFound)
-	}
-	p := store.Progress{Sealed: r.sealed, Chunks: r.chunks}
-	var total, waiting int
-	var terr, werr error
-	var wg sync.WaitGroup
+	// Every running node asks this several times a second, so a sealed job's record
+	// is read again only once its queue looks empty: drained, or deleted.
+	s.leaseMu.Lock()
+	chunks, sealed := s.sealed[jobID]
+	s.leaseMu.Unlock()
+	var (
+		total, waiting int
+		r              jobRecord
+		terr, werr     error
+		rerr           error
+		wg             sync.WaitGroup
+	)
 	wg.Go(func() { total, terr = count(ctx, s.chunks(jobID).Query) })
 	wg.Go(func() { waiting, werr = count(ctx, s.chunks(jobID).Where(fLeasedUntil, "<=", time.Now())) })
-	wg.Wait()
-	if err := errors.Join(terr, werr); err != nil {
-		return p, fmt.Errorf("progress of job %s: %w", jobID, err)
+	if !sealed {
+		wg.Go(func() { r, rerr = s.readJob(ctx, jobID) })
 	}
-	p.Waiting = waiting
-	p.InFlight = max(total-waiting, 0)
-	return p, nil
+	wg.Wait()
+	if sealed && terr == nil && total == 0 {
+		r, rerr = s.readJob(ctx, jobID)
+		sealed = false
+	}
+	if err := errors.Join(terr, werr, rerr); err != nil {
+		return store.Progress{}, fmt.Errorf("progress of job %s: %w", jobID, err)
+	}
+	if !sealed {
+		if !r.exists || r.spec == "" || r.deleted {
+			return store.Progress{}, fmt.Errorf("input queue of job %s: %w", jobID, store.ErrNotFound)
+		}
+		if chunks = r.chunks; r.sealed {
+			s.leaseMu.Lock()
+			if len(s.sealed) > 1024 {
+				clear(s.sealed)
+			}
+			s.sealed[jobID] = chunks
+			s.leaseMu.Unlock()
+		}
+		sealed = r.sealed
+	}
+	return store.Progress{Sealed: sealed, Chunks: chunks, Waiting: waiting, InFlight: max(total-waiting, 0)}, nil
 }
 
 func count(ctx context.Context, q firestore.Query) (int, error) {
