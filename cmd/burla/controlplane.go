@@ -5,15 +5,21 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
+
+	"go.temporal.io/api/workflowservice/v1"
+	"go.temporal.io/sdk/client"
 
 	"google.golang.org/api/option"
 
 	"github.com/burla-temporal/burla/activities"
 	"github.com/burla-temporal/burla/blob/gcsblob"
 	"github.com/burla-temporal/burla/devcluster"
+	"github.com/burla-temporal/burla/names"
 	"github.com/burla-temporal/burla/provider"
 	"github.com/burla-temporal/burla/provider/gce"
 	burla "github.com/burla-temporal/burla/sdk"
@@ -55,6 +61,7 @@ func runControlPlane(ctx context.Context, args []string) error {
 	repeated(fs, "gce-tag", "a network tag for node VMs (repeatable)", &tags)
 	fs.StringVar(&g.TemporalAPIKeySecret, "gce-temporal-api-key-secret", "", "a Secret Manager secret version (projects/P/secrets/S/versions/latest) with the Temporal API key node VMs use")
 	gceEndpoint := fs.String("gce-endpoint", "", "the Compute Engine API endpoint (default Google's; an http:// one, for tests, is used without credentials)")
+	sweepEvery := fs.Duration("orphan-sweep", 5*time.Minute, "how often to delete the nodes a provider has for a cluster that the cluster does not know (0: never)")
 	upload := fs.Bool("upload-binary", true, "upload this program to --gce-binary-url when it is a gs:// URL")
 	fs.Parse(args)
 
@@ -114,6 +121,9 @@ func runControlPlane(ctx context.Context, args []string) error {
 	control := &activities.Control{Nodes: st, Queue: st, Jobs: st, Temporal: tc, Metrics: activities.NewControlMetrics(reg)}
 	envs := &activities.Env{Blobs: st, Dir: filepath.Join(*dataDir, "envs"), Inspect: devcluster.Inspect}
 	w := workers.Control(tc, control, &activities.Nodes{Providers: providers, Store: st}, envs)
+	if *sweepEvery > 0 {
+		go sweepOrphans(ctx, tc, providers, *sweepEvery, log)
+	}
 	fmt.Printf("burla control plane: Temporal %s (namespace %q), store %s, providers %v, metrics %s\n",
 		*temporalAddr, *namespace, *storeURL, providerNames(providers), metricsURL)
 	return w.Run(stopOn(ctx))
@@ -158,4 +168,71 @@ func stopOn(ctx context.Context) <-chan any {
 	ch := make(chan any)
 	go func() { <-ctx.Done(); close(ch) }()
 	return ch
+}
+
+// sweepOrphans deletes, every so often, the nodes a provider has for a running
+// cluster that the cluster does not know: VMs whose NodeWorkflow ended without
+// deleting them, or that a crash left between the provider's insert and the
+// cluster's record. It lists a cluster's nodes before it asks the cluster for its
+// state, and the cluster records a node before creating it, so a node being
+// created is never taken for an orphan.
+func sweepOrphans(ctx context.Context, tc client.Client, providers provider.Set, every time.Duration, log *slog.Logger) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		query := fmt.Sprintf("WorkflowType = '%s' AND ExecutionStatus = 'Running'", names.WorkflowCluster)
+		resp, err := tc.ListWorkflow(ctx, &workflowservice.ListWorkflowExecutionsRequest{Query: query})
+		if err != nil {
+			log.Warn("orphan sweep: list clusters", "error", err)
+			continue
+		}
+		for _, ex := range resp.GetExecutions() {
+			cluster, ok := strings.CutPrefix(ex.GetExecution().GetWorkflowId(), names.ClusterWorkflowID(""))
+			if !ok {
+				continue
+			}
+			if err := sweepCluster(ctx, tc, providers, cluster, log); err != nil {
+				log.Warn("orphan sweep", "cluster", cluster, "error", err)
+			}
+		}
+	}
+}
+
+func sweepCluster(ctx context.Context, tc client.Client, providers provider.Set, cluster string, log *slog.Logger) error {
+	before, err := devcluster.Status(ctx, tc, cluster)
+	if err != nil {
+		return err
+	}
+	p, ok := providers[before.Standby.Provider]
+	if !ok {
+		return nil // another control plane's provider
+	}
+	if in, ok := p.(interface {
+		In(project, zone string) provider.Provider
+	}); ok {
+		p = in.In(before.Standby.Project, before.Standby.Zone)
+	}
+	ids, err := p.List(ctx, cluster)
+	if err != nil {
+		return err
+	}
+	st, err := devcluster.Status(ctx, tc, cluster)
+	if err != nil {
+		return err
+	}
+	for _, id := range ids {
+		if _, known := st.Nodes[id]; known {
+			continue
+		}
+		log.Info("deleting an orphaned node", "cluster", cluster, "node", id)
+		if err := p.Delete(ctx, provider.NodeSpec{ID: id, Cluster: cluster, Project: st.Standby.Project, Zone: st.Standby.Zone}); err != nil {
+			return fmt.Errorf("delete orphaned node %s: %w", id, err)
+		}
+	}
+	return nil
 }

@@ -420,6 +420,12 @@ func (p *Provider) exists(ctx context.Context, name string) (bool, error) {
 	}
 }
 
+// In is p working in project and zone (empty: its own), for callers that list a
+// cluster placed elsewhere.
+func (p *Provider) In(project, zone string) provider.Provider {
+	return p.at(provider.NodeSpec{Project: project, Zone: zone})
+}
+
 // at is p working in n's project and zone, where n names them.
 func (p *Provider) at(n provider.NodeSpec) *Provider {
 	if (n.Project == "" || n.Project == p.cfg.Project) && (n.Zone == "" || n.Zone == p.cfg.Zone) {

@@ -43,6 +43,9 @@ func TestControlPlaneOnGCE(t *testing.T) {
 	dir := t.TempDir()
 	storeURL := fmt.Sprintf("firestore://%s?bucket=%s&prefix=gce", project, bucket)
 	compute := &fakeCompute{t: t, bin: dev.Binary, dir: dir, temporal: ts.FrontendHostPort(), store: storeURL, vms: map[string]*exec.Cmd{}}
+	// A VM a crash left behind: labelled as the cluster's node, unknown to it.
+	compute.instances = append(compute.instances, &instance{Name: "burla-default-99", Status: "RUNNING",
+		Labels: map[string]string{"burla-cluster": "default", "burla-node": "default-99", "burla-role": "node"}})
 	api := httptest.NewServer(compute)
 	defer api.Close()
 	defer compute.stopAll()
@@ -50,7 +53,7 @@ func TestControlPlaneOnGCE(t *testing.T) {
 	cp := exec.Command(dev.Binary, "control-plane", "--temporal", ts.FrontendHostPort(), "--namespace", ts.Namespace(),
 		"--store", storeURL, "--data-dir", filepath.Join(dir, "control"), "--metrics-addr", "127.0.0.1:0",
 		"--gce-project", "burla-proj", "--gce-zone", "us-central1-a", "--gce-endpoint", api.URL,
-		"--gce-binary-url", "gs://"+bucket+"/burla/bin/burla")
+		"--gce-binary-url", "gs://"+bucket+"/burla/bin/burla", "--orphan-sweep", "500ms")
 	cpLog, _ := os.Create(filepath.Join(dir, "control-plane.log"))
 	cp.Stdout, cp.Stderr = cpLog, cpLog
 	cp.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
@@ -103,6 +106,15 @@ func TestControlPlaneOnGCE(t *testing.T) {
 	}
 	if s := insert.startupScript(); !strings.Contains(s, "gce") || !strings.Contains(s, "--store") || !strings.Contains(s, "/b/"+bucket+"/o/burla%2Fbin%2Fburla") {
 		t.Errorf("startup script does not run the node agent on the cluster's store with the uploaded binary:\n%s", s)
+	}
+
+	deadline := time.Now().Add(30 * time.Second)
+	for !compute.deleted("burla-default-99") && time.Now().Before(deadline) {
+		time.Sleep(100 * time.Millisecond)
+	}
+	if !compute.deleted("burla-default-99") {
+		showLog()
+		t.Error("the orphaned VM burla-default-99 was not deleted")
 	}
 
 	cluster("down")
