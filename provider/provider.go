@@ -7,6 +7,8 @@ package provider
 import (
 	"context"
 	"fmt"
+	"maps"
+	"slices"
 )
 
 // NodeSpec is a node to create.
@@ -46,11 +48,12 @@ type Set map[string]Provider
 func (s Set) Get(name string) (Provider, error) {
 	p, ok := s[name]
 	if !ok {
-		names := make([]string, 0, len(s))
-		for n := range s {
-			names = append(names, n)
-		}
-		return nil, fmt.Errorf("no provider %q in this control plane (it has %v)", name, names)
+		return nil, fmt.Errorf("no provider %q in this control plane (it has %v)", name, s.Names())
 	}
 	return p, nil
+}
+
+// Names returns the providers' names, sorted.
+func (s Set) Names() []string {
+	return slices.Sorted(maps.Keys(s))
 }

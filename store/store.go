@@ -171,6 +171,20 @@ type Node struct {
 	Updated   time.Time `json:"updated"`
 }
 
+// ValidNodeID reports whether id can name a node in every backend: 1 to 64
+// lower-case letters, digits and dashes.
+func ValidNodeID(id string) bool {
+	if id == "" || len(id) > 64 {
+		return false
+	}
+	for _, c := range id {
+		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-') {
+			return false
+		}
+	}
+	return true
+}
+
 // Nodes is the registry of live nodes. A node whose record is not refreshed within
 // the implementation's time-to-live disappears from List.
 type Nodes interface {

@@ -125,7 +125,7 @@ func runControlPlane(ctx context.Context, args []string) error {
 		go sweepOrphans(ctx, tc, providers, *sweepEvery, log)
 	}
 	fmt.Printf("burla control plane: Temporal %s (namespace %q), store %s, providers %v, metrics %s\n",
-		*temporalAddr, *namespace, *storeURL, providerNames(providers), metricsURL)
+		*temporalAddr, *namespace, *storeURL, providers.Names(), metricsURL)
 	return w.Run(stopOn(ctx))
 }
 
@@ -153,14 +153,6 @@ func uploadSelf(ctx context.Context, url string) error {
 		return fmt.Errorf("upload the node binary to %s: %w", url, err)
 	}
 	return nil
-}
-
-func providerNames(s provider.Set) []string {
-	var names []string
-	for n := range s {
-		names = append(names, n)
-	}
-	return names
 }
 
 // stopOn is a worker interrupt channel closed when ctx ends.

@@ -28,9 +28,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	mrand "math/rand/v2"
-	"strings"
 	"sync"
 	"time"
 
@@ -90,8 +88,7 @@ type Config struct {
 	// several clusters can share a database; empty means "burla".
 	Prefix string
 	// Blobs holds executables and large values (GCS in production).
-	Blobs  blob.Store
-	Logger *slog.Logger
+	Blobs blob.Store
 }
 
 // Store is a store.Store on Firestore that keeps blobs in cfg.Blobs.
@@ -100,10 +97,9 @@ type Store struct {
 	blobs blob.Store
 	jobs  *firestore.CollectionRef
 	nodes *firestore.CollectionRef
-	log   *slog.Logger
 	owned bool // Close closes fs
 
-	leaseMu sync.Mutex
+	cacheMu sync.Mutex
 	leases  map[string]time.Duration // jobs' leases: specs never change
 	sealed  map[string]int           // chunk counts of sealed jobs: a seal never changes
 }
@@ -136,21 +132,17 @@ func New(fs *firestore.Client, cfg Config) (*Store, error) {
 	if cfg.Prefix == "" {
 		cfg.Prefix = "burla"
 	}
-	if !validName(cfg.Prefix, 40) {
+	if !store.ValidNodeID(cfg.Prefix) || len(cfg.Prefix) > 40 {
 		return nil, fmt.Errorf("firestore store: invalid collection prefix %q (lower-case letters, digits, dashes)", cfg.Prefix)
 	}
 	if cfg.Blobs == nil {
 		return nil, errors.New("firestore store: no blob store given")
-	}
-	if cfg.Logger == nil {
-		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	return &Store{
 		fs:     fs,
 		blobs:  cfg.Blobs,
 		jobs:   fs.Collection(cfg.Prefix + "_jobs"),
 		nodes:  fs.Collection(cfg.Prefix + "_nodes"),
-		log:    cfg.Logger,
 		leases: map[string]time.Duration{},
 		sealed: map[string]int{},
 	}, nil
@@ -405,9 +397,9 @@ func (s *Store) tryClaim(ctx context.Context, jobID string) (store.Claim, error)
 // leaseOf returns the job's lease. Specs do not change, so it is read once per job
 // and process.
 func (s *Store) leaseOf(ctx context.Context, jobID string) (time.Duration, error) {
-	s.leaseMu.Lock()
+	s.cacheMu.Lock()
 	d, ok := s.leases[jobID]
-	s.leaseMu.Unlock()
+	s.cacheMu.Unlock()
 	if ok {
 		return d, nil
 	}
@@ -415,12 +407,12 @@ func (s *Store) leaseOf(ctx context.Context, jobID string) (time.Duration, error
 	if err != nil {
 		return 0, err
 	}
-	s.leaseMu.Lock()
+	s.cacheMu.Lock()
 	if len(s.leases) > 1024 {
 		clear(s.leases)
 	}
 	s.leases[jobID] = spec.Lease
-	s.leaseMu.Unlock()
+	s.cacheMu.Unlock()
 	return spec.Lease, nil
 }
 
@@ -472,9 +464,9 @@ func (s *Store) Progress(ctx context.Context, jobID string) (store.Progress, err
 	}
 	// Every running node asks this several times a second, so a sealed job's record
 	// is read again only once its queue looks empty: drained, or deleted.
-	s.leaseMu.Lock()
+	s.cacheMu.Lock()
 	chunks, sealed := s.sealed[jobID]
-	s.leaseMu.Unlock()
+	s.cacheMu.Unlock()
 	var (
 		total, waiting int
 		r              jobRecord
@@ -500,12 +492,12 @@ func (s *Store) Progress(ctx context.Context, jobID string) (store.Progress, err
 			return store.Progress{}, fmt.Errorf("input queue of job %s: %w", jobID, store.ErrNotFound)
 		}
 		if chunks = r.chunks; r.sealed {
-			s.leaseMu.Lock()
+			s.cacheMu.Lock()
 			if len(s.sealed) > 1024 {
 				clear(s.sealed)
 			}
 			s.sealed[jobID] = chunks
-			s.leaseMu.Unlock()
+			s.cacheMu.Unlock()
 		}
 		sealed = r.sealed
 	}
@@ -636,7 +628,6 @@ func (s *Store) WatchLogs(ctx context.Context, jobID string, fn func([]store.Log
 func watch[T any](ctx context.Context, coll *firestore.CollectionRef, decode func([]byte) ([]T, error), fn func([]T)) store.Watch {
 	ctx, cancel := context.WithCancel(ctx)
 	w := &watcher{coll: coll, cancel: cancel, done: make(chan struct{}), delivered: map[string]time.Time{}}
-	w.cond = sync.NewCond(&w.mu)
 	w.deliver = func(docs []*firestore.DocumentSnapshot) {
 		var recs []T
 		for _, d := range docs {
@@ -662,8 +653,7 @@ type watcher struct {
 	done    chan struct{}
 	deliver func([]*firestore.DocumentSnapshot)
 
-	mu        sync.Mutex // held while delivering, so the callback never runs concurrently
-	cond      *sync.Cond
+	mu        sync.Mutex           // held while delivering, so the callback never runs concurrently
 	cursor    time.Time            // the newest commit time delivered
 	delivered map[string]time.Time // IDs delivered within visibilityMargin of cursor
 	pruned    time.Time            // cursor when delivered was last pruned
@@ -706,7 +696,6 @@ func (w *watcher) accept(docs []*firestore.DocumentSnapshot) {
 	}
 	w.deliver(fresh)
 	w.seen += len(fresh)
-	w.cond.Broadcast()
 }
 
 func (w *watcher) query() firestore.Query {
@@ -843,7 +832,6 @@ func (w *watcher) Close() {
 	<-w.done
 	w.mu.Lock()
 	w.closed = true
-	w.cond.Broadcast()
 	w.mu.Unlock()
 }
 
@@ -875,7 +863,7 @@ func (s *Store) LastHeartbeat(ctx context.Context, jobID string) (time.Time, err
 
 // PutNode implements store.Nodes.
 func (s *Store) PutNode(ctx context.Context, n store.Node) error {
-	if !validName(n.ID, 64) {
+	if !store.ValidNodeID(n.ID) {
 		return fmt.Errorf("invalid node ID %q", n.ID)
 	}
 	b, err := json.Marshal(n)
@@ -922,7 +910,7 @@ func decodeNode(d *firestore.DocumentSnapshot) (store.Node, bool, error) {
 
 // GetNode implements store.Nodes.
 func (s *Store) GetNode(ctx context.Context, id string) (store.Node, error) {
-	if !validName(id, 64) {
+	if !store.ValidNodeID(id) {
 		return store.Node{}, fmt.Errorf("invalid node ID %q", id)
 	}
 	d, err := s.nodes.Doc(id).Get(ctx)
@@ -944,22 +932,13 @@ func (s *Store) GetNode(ctx context.Context, id string) (store.Node, error) {
 
 // DeleteNode implements store.Nodes.
 func (s *Store) DeleteNode(ctx context.Context, id string) error {
-	if !validName(id, 64) {
+	if !store.ValidNodeID(id) {
 		return fmt.Errorf("invalid node ID %q", id)
 	}
 	if _, err := s.nodes.Doc(id).Delete(ctx); err != nil && status.Code(err) != codes.NotFound {
 		return fmt.Errorf("delete node %s: %w", id, err)
 	}
 	return nil
-}
-
-func validName(id string, maxLen int) bool {
-	if id == "" || len(id) > maxLen {
-		return false
-	}
-	return strings.IndexFunc(id, func(c rune) bool {
-		return !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-')
-	}) < 0
 }
 
 // Put implements blob.Store.

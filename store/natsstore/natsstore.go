@@ -518,7 +518,7 @@ func (s *Store) LastHeartbeat(ctx context.Context, jobID string) (time.Time, err
 
 // PutNode implements store.Nodes.
 func (s *Store) PutNode(ctx context.Context, n store.Node) error {
-	if !validNodeID(n.ID) {
+	if !store.ValidNodeID(n.ID) {
 		return fmt.Errorf("invalid node ID %q", n.ID)
 	}
 	b, err := json.Marshal(n)
@@ -560,7 +560,7 @@ func (s *Store) ListNodes(ctx context.Context) ([]store.Node, error) {
 
 // GetNode implements store.Nodes.
 func (s *Store) GetNode(ctx context.Context, id string) (store.Node, error) {
-	if !validNodeID(id) {
+	if !store.ValidNodeID(id) {
 		return store.Node{}, fmt.Errorf("invalid node ID %q", id)
 	}
 	e, err := s.nodes.Get(ctx, id)
@@ -583,18 +583,6 @@ func (s *Store) DeleteNode(ctx context.Context, id string) error {
 		return fmt.Errorf("delete node %s: %w", id, err)
 	}
 	return nil
-}
-
-func validNodeID(id string) bool {
-	if id == "" || len(id) > 64 {
-		return false
-	}
-	for _, c := range id {
-		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-') {
-			return false
-		}
-	}
-	return true
 }
 
 // Put implements blob.Store.
