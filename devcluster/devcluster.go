@@ -147,16 +147,12 @@ func Start(ctx context.Context, cfg Config) (_ *Cluster, err error) {
 		return nil, fmt.Errorf("dev cluster: %w", err)
 	}
 	c.ts, err = temporalserver.Start(ctx, temporalserver.Config{
-		DataDir: filepath.Join(cfg.DataDir, "temporal"),
-		Host:    cfg.Host,
-		Port:    port(cfg.TemporalPort, 7233),
-		UIPort:  port(cfg.UIPort, 8233),
-		Logger:  cfg.Logger.With("component", "temporal-server"),
-		SearchAttributes: map[string]enumspb.IndexedValueType{
-			names.SearchJobState: enumspb.INDEXED_VALUE_TYPE_KEYWORD,
-			names.SearchFunction: enumspb.INDEXED_VALUE_TYPE_KEYWORD,
-			names.SearchInputs:   enumspb.INDEXED_VALUE_TYPE_INT,
-		},
+		DataDir:          filepath.Join(cfg.DataDir, "temporal"),
+		Host:             cfg.Host,
+		Port:             port(cfg.TemporalPort, 7233),
+		UIPort:           port(cfg.UIPort, 8233),
+		Logger:           cfg.Logger.With("component", "temporal-server"),
+		SearchAttributes: SearchAttributes(),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("dev cluster: temporal server: %w", err)
@@ -265,6 +261,16 @@ func (c *Cluster) upCluster(ctx context.Context, spec workflows.StandbySpec) err
 		}
 	}
 	return WaitReady(ctx, c.tc, names.DefaultCluster, spec.Nodes, 2*time.Minute)
+}
+
+// SearchAttributes are the custom search attributes Burla's workflows set, which a
+// Temporal server must have registered.
+func SearchAttributes() map[string]enumspb.IndexedValueType {
+	return map[string]enumspb.IndexedValueType{
+		names.SearchJobState: enumspb.INDEXED_VALUE_TYPE_KEYWORD,
+		names.SearchFunction: enumspb.INDEXED_VALUE_TYPE_KEYWORD,
+		names.SearchInputs:   enumspb.INDEXED_VALUE_TYPE_INT,
+	}
 }
 
 // WaitReady waits until the cluster has n ready nodes.

@@ -22,6 +22,7 @@ import (
 	"github.com/burla-temporal/burla/names"
 	"github.com/burla-temporal/burla/provider"
 	"github.com/burla-temporal/burla/provider/gce"
+	"github.com/burla-temporal/burla/provider/local"
 	burla "github.com/burla-temporal/burla/sdk"
 	"github.com/burla-temporal/burla/store/storeurl"
 	"github.com/burla-temporal/burla/temporalconn"
@@ -63,6 +64,8 @@ func runControlPlane(ctx context.Context, args []string) error {
 	gceEndpoint := fs.String("gce-endpoint", "", "the Compute Engine API endpoint (default Google's; an http:// one, for tests, is used without credentials)")
 	sweepEvery := fs.Duration("orphan-sweep", 5*time.Minute, "how often to delete the nodes a provider has for a cluster that the cluster does not know (0: never)")
 	upload := fs.Bool("upload-binary", true, "upload this program to --gce-binary-url when it is a gs:// URL")
+	localNodes := fs.String("local-nodes", "", "serve the local provider: node agents as processes on this machine, each with its cache under this directory; they outlive this process, and a restarted control plane finds them again")
+	localRuntime := fs.String("local-runtime", "process", "local nodes' worker runtime: process or docker")
 	fs.Parse(args)
 
 	log := logger(*verbose, "component", "control-plane")
@@ -115,8 +118,18 @@ func runControlPlane(ctx context.Context, args []string) error {
 		defer p.Close()
 		providers["gce"] = p
 	}
+	if *localNodes != "" {
+		exe, err := os.Executable()
+		if err != nil {
+			return err
+		}
+		providers["local"] = local.New(local.Config{
+			Executable: exe, TemporalAddress: *temporalAddr, Namespace: *namespace, StoreURL: *storeURL,
+			DataDir: *localNodes, Runtime: *localRuntime, Detached: true, Logger: log,
+		})
+	}
 	if len(providers) == 0 {
-		return fmt.Errorf("control plane: no node provider: give --gce-project, --gce-zone and --gce-binary-url")
+		return fmt.Errorf("control plane: no node provider: give --local-nodes DIR, or --gce-project, --gce-zone and --gce-binary-url")
 	}
 	control := &activities.Control{Nodes: st, Queue: st, Jobs: st, Temporal: tc, Metrics: activities.NewControlMetrics(reg)}
 	envs := &activities.Env{Blobs: st, Dir: filepath.Join(*dataDir, "envs"), Inspect: devcluster.Inspect}

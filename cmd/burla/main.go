@@ -2,6 +2,8 @@
 //
 //	burla dev               a whole local cluster: Temporal, NATS, control plane, nodes
 //	burla control-plane     the control plane of a cluster whose Temporal and store run elsewhere
+//	burla temporal-server   the embedded Temporal server alone (SQLite in a file)
+//	burla nats-server       the embedded NATS JetStream server alone
 //	burla node-agent        one node's agent (started by a cluster, not by hand)
 //	burla container-worker  one worker on a node (started by a node agent)
 package main
@@ -39,6 +41,8 @@ commands:
   dev               run a local cluster (embedded Temporal and NATS, node agents as processes)
   cluster           up, down, status, set-standby, restart: manage a cluster's standby nodes
   control-plane     run the control plane against a Temporal and a store elsewhere (e.g. on Google Cloud)
+  temporal-server   run the embedded Temporal server alone (its SQLite file under --data-dir)
+  nats-server       run the embedded NATS JetStream server alone (its streams under --data-dir)
   node-agent        run one node's agent
   container-worker  run one container worker (its node agent starts it)
   version           print the version
@@ -64,6 +68,10 @@ func main() {
 		err = runCluster(ctx, args)
 	case "control-plane":
 		err = runControlPlane(ctx, args)
+	case "temporal-server":
+		err = runTemporalServer(ctx, args)
+	case "nats-server":
+		err = runNATSServer(ctx, args)
 	case "node-agent":
 		err = runNodeAgent(ctx, args)
 	case "container-worker":

@@ -163,7 +163,11 @@ func (d *Dev) Log() string {
 
 // Processes returns the PIDs of the cluster's processes whose command line contains
 // every one of words (for example "container-worker").
-func (d *Dev) Processes(words ...string) []int {
+func (d *Dev) Processes(words ...string) []int { return processes(d.Dir, words) }
+
+// processes returns the PIDs of the processes, other than this one, whose command
+// lines contain dir and every one of words.
+func processes(dir string, words []string) []int {
 	var pids []int
 	entries, _ := os.ReadDir("/proc")
 	for _, e := range entries {
@@ -172,7 +176,7 @@ func (d *Dev) Processes(words ...string) []int {
 			continue
 		}
 		cmdline, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
-		if err != nil || !bytes.Contains(cmdline, []byte(d.Dir)) {
+		if err != nil || !bytes.Contains(cmdline, []byte(dir)) {
 			continue
 		}
 		all := true
