@@ -245,8 +245,8 @@ func (s *Split) Stop() error {
 }
 
 // PeakRSS returns the peak resident memory (VmHWM) of each running process of the
-// cluster, keyed by its burla command (temporal-server, node-agent, …), the largest
-// where several share a command.
+// cluster, keyed by its burla command (temporal-server, node-agent, …) or "user
+// program", the largest where several share a key.
 func (s *Split) PeakRSS() map[string]int64 {
 	peaks := map[string]int64{}
 	for _, pid := range s.Processes() {
@@ -255,10 +255,16 @@ func (s *Split) PeakRSS() map[string]int64 {
 			continue
 		}
 		args := bytes.Split(cmdline, []byte{0})
-		if len(args) < 2 {
+		if len(args) < 1 {
 			continue
 		}
+		args = append(args, nil)
 		name := string(args[1])
+		switch name {
+		case Temporal, NATS, ControlPlane, "node-agent", "container-worker":
+		default:
+			name = "user program" // a container worker's function process
+		}
 		if kb := PeakRSSKB(pid); kb*1024 > peaks[name] {
 			peaks[name] = kb * 1024
 		}
