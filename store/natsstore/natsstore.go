@@ -19,6 +19,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"strconv"
 	"sync"
 	"time"
@@ -64,22 +65,37 @@ type Store struct {
 }
 
 // Connect dials url and opens the store on the connection, which the Store owns.
+// The connection reconnects for ever; after each reconnection the store makes again
+// any stream or bucket the server lacks (a server restarted without its data).
 func Connect(ctx context.Context, url, name string) (*Store, error) {
+	var s *Store
+	var mu sync.Mutex
 	nc, err := nats.Connect(url,
 		nats.Name(name),
 		nats.MaxReconnects(-1),
 		nats.ReconnectWait(250*time.Millisecond),
 		nats.Timeout(3*time.Second),
+		nats.ReconnectHandler(func(*nats.Conn) {
+			mu.Lock()
+			st := s
+			mu.Unlock()
+			if st != nil {
+				go st.reensure()
+			}
+		}),
 	)
 	if err != nil {
 		return nil, fmt.Errorf("connect to NATS at %s: %w", url, err)
 	}
-	s, err := Open(ctx, nc)
+	st, err := Open(ctx, nc)
 	if err != nil {
 		nc.Close()
 		return nil, err
 	}
-	return s, nil
+	mu.Lock()
+	s = st
+	mu.Unlock()
+	return st, nil
 }
 
 // Open makes the streams and buckets if they are missing and returns a Store on nc.
@@ -89,26 +105,65 @@ func Open(ctx context.Context, nc *nats.Conn) (*Store, error) {
 		return nil, fmt.Errorf("open JetStream: %w", err)
 	}
 	s := &Store{nc: nc, js: js, consumers: map[string]jetstream.Consumer{}}
-	streams := []jetstream.StreamConfig{
-		{Name: streamInputs, Subjects: []string{"burla.in.*"}, Retention: jetstream.WorkQueuePolicy, Storage: jetstream.FileStorage},
-		{Name: streamResults, Subjects: []string{"burla.out.*"}, MaxAge: Retention, Storage: jetstream.FileStorage},
-		{Name: streamLogs, Subjects: []string{"burla.log.*"}, MaxAge: Retention, Storage: jetstream.FileStorage},
-	}
-	for _, cfg := range streams {
-		if _, err := js.CreateOrUpdateStream(ctx, cfg); err != nil {
-			return nil, fmt.Errorf("create stream %s: %w", cfg.Name, err)
-		}
-	}
-	if s.jobs, err = js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: bucketJobs, TTL: Retention, Storage: jetstream.FileStorage}); err != nil {
-		return nil, fmt.Errorf("create bucket %s: %w", bucketJobs, err)
-	}
-	if s.nodes, err = js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: bucketNodes, TTL: NodeTTL, Storage: jetstream.MemoryStorage}); err != nil {
-		return nil, fmt.Errorf("create bucket %s: %w", bucketNodes, err)
-	}
-	if s.blobs, err = js.CreateOrUpdateObjectStore(ctx, jetstream.ObjectStoreConfig{Bucket: bucketBlobs, Storage: jetstream.FileStorage}); err != nil {
-		return nil, fmt.Errorf("create object store %s: %w", bucketBlobs, err)
+	if s.jobs, s.nodes, s.blobs, err = s.ensure(ctx); err != nil {
+		return nil, err
 	}
 	return s, nil
+}
+
+var streamConfigs = []jetstream.StreamConfig{
+	{Name: streamInputs, Subjects: []string{"burla.in.*"}, Retention: jetstream.WorkQueuePolicy, Storage: jetstream.FileStorage},
+	{Name: streamResults, Subjects: []string{"burla.out.*"}, MaxAge: Retention, Storage: jetstream.FileStorage},
+	{Name: streamLogs, Subjects: []string{"burla.log.*"}, MaxAge: Retention, Storage: jetstream.FileStorage},
+}
+
+// ensure makes the streams and buckets if they are missing. Every bucket is on file
+// storage: a bucket in memory would vanish when the server restarts, and every
+// write to it would then fail until something made it again.
+// The handles it returns name their streams, so the ones Open keeps stay good after
+// a later ensure makes a stream again.
+func (s *Store) ensure(ctx context.Context) (jobs, nodes jetstream.KeyValue, blobs jetstream.ObjectStore, err error) {
+	for _, cfg := range streamConfigs {
+		if _, err := s.js.CreateOrUpdateStream(ctx, cfg); err != nil {
+			return nil, nil, nil, fmt.Errorf("create stream %s: %w", cfg.Name, err)
+		}
+	}
+	jobs, err = s.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: bucketJobs, TTL: Retention, Storage: jetstream.FileStorage})
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("create bucket %s: %w", bucketJobs, err)
+	}
+	nodesCfg := jetstream.KeyValueConfig{Bucket: bucketNodes, TTL: NodeTTL, Storage: jetstream.FileStorage}
+	nodes, err = s.js.CreateOrUpdateKeyValue(ctx, nodesCfg)
+	if err != nil {
+		// Clusters before this one kept node records in memory, and a stream's
+		// storage cannot be changed. The records live for seconds: start afresh.
+		if derr := s.js.DeleteKeyValue(ctx, bucketNodes); derr == nil {
+			nodes, err = s.js.CreateOrUpdateKeyValue(ctx, nodesCfg)
+		}
+		if err != nil {
+			return nil, nil, nil, fmt.Errorf("create bucket %s: %w", bucketNodes, err)
+		}
+	}
+	blobs, err = s.js.CreateOrUpdateObjectStore(ctx, jetstream.ObjectStoreConfig{Bucket: bucketBlobs, Storage: jetstream.FileStorage})
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("create object store %s: %w", bucketBlobs, err)
+	}
+	return jobs, nodes, blobs, nil
+}
+
+// reensure runs ensure after a reconnection, retrying for a while: the server may
+// still be recovering its streams.
+func (s *Store) reensure() {
+	for attempt := range 20 {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		_, _, _, err := s.ensure(ctx)
+		cancel()
+		if err == nil || s.nc.IsClosed() {
+			return
+		}
+		slog.Warn("NATS store: could not check streams after reconnecting", "attempt", attempt+1, "error", err)
+		time.Sleep(500 * time.Millisecond)
+	}
 }
 
 // Conn is the store's connection.

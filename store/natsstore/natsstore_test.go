@@ -2,7 +2,12 @@ package natsstore_test
 
 import (
 	"context"
+	"fmt"
+	"net"
+	"strconv"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/burla-temporal/burla/blob"
 	"github.com/burla-temporal/burla/blob/blobtest"
@@ -47,4 +52,58 @@ func BenchmarkDrain(b *testing.B) {
 	}
 	defer s.Close()
 	storetest.BenchmarkDrain(b, s)
+}
+
+// A NATS server restarted on its data keeps node records writable; one restarted
+// without its data gets its streams and buckets made again by the clients that
+// reconnect to it.
+func TestServerRestart(t *testing.T) {
+	for _, keepData := range []bool{true, false} {
+		t.Run(fmt.Sprintf("keepData=%v", keepData), func(t *testing.T) {
+			dir := t.TempDir()
+			srv, err := natsserver.Start(natsserver.Config{StoreDir: dir})
+			if err != nil {
+				t.Fatal(err)
+			}
+			url := srv.URL()
+			_, port, _ := net.SplitHostPort(strings.TrimPrefix(url, "nats://"))
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			defer cancel()
+			s, err := natsstore.Connect(ctx, url, "test")
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer s.Close()
+			node := store.Node{ID: "n-1", CPUs: 2}
+			if err := s.PutNode(ctx, node); err != nil {
+				t.Fatal(err)
+			}
+			srv.Stop()
+			if !keepData {
+				dir = t.TempDir()
+			}
+			p, _ := strconv.Atoi(port)
+			srv, err = natsserver.Start(natsserver.Config{StoreDir: dir, Port: p})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer srv.Stop()
+			deadline := time.Now().Add(20 * time.Second)
+			for {
+				pctx, pcancel := context.WithTimeout(ctx, time.Second)
+				err := s.PutNode(pctx, node)
+				if err == nil {
+					_, err = s.GetNode(pctx, node.ID)
+				}
+				pcancel()
+				if err == nil {
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("node record still not writable 20s after the restart: %v", err)
+				}
+				time.Sleep(100 * time.Millisecond)
+			}
+		})
+	}
 }

@@ -85,7 +85,9 @@ func StartSplit(ctx context.Context, o Options) (_ *Split, err error) {
 		}
 	}
 	up := exec.CommandContext(ctx, bin, "cluster", "up", "--temporal", s.Addrs.Temporal,
-		"--nodes", strconv.Itoa(o.Nodes), "--cpus", strconv.Itoa(o.CPUs), "--provider", "local", "--timeout", "2m")
+		"--nodes", strconv.Itoa(o.Nodes), "--cpus", strconv.Itoa(o.CPUs), "--provider", "local", "--timeout", "2m",
+		// As burla dev does: on one machine, more nodes than standby only compete.
+		"--max-nodes", strconv.Itoa(o.Nodes))
 	if out, err := up.CombinedOutput(); err != nil {
 		return nil, fmt.Errorf("burla cluster up: %v\n%s\n%s", err, out, s.Log(ControlPlane))
 	}

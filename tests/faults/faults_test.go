@@ -165,6 +165,7 @@ func faultCompletes(t *testing.T, name string, fault func() error) {
 	r.check(t, false)
 	waitForStatus(t, r.jobID, enumspb.WORKFLOW_EXECUTION_STATUS_COMPLETED)
 	rec := r.healthy.Sub(r.faultAt)
+	t.Logf("on the way back: %s", wholeTrace)
 	t.Logf("%s: the cluster was whole again %v after the fault; the longest wait for a result was %v; the job took %s", name, rec, r.stall(), jobTime(r, base))
 	checkHealthy(t)
 	if !t.Failed() {
@@ -332,12 +333,20 @@ func waitForStatus(t *testing.T, jobID string, want enumspb.WorkflowExecutionSta
 	}
 }
 
+// wholeTrace is what the last waitWhole saw on its way, for the test log.
+var wholeTrace string
+
 // waitWhole waits until the cluster is whole again: its two node agents and four
 // container workers running, and the control plane answering for two live nodes.
 func waitWhole() (time.Time, error) {
-	deadline := time.Now().Add(2 * time.Minute)
-	var last string
+	start := time.Now()
+	deadline := start.Add(2 * time.Minute)
+	var last, seen string
+	defer func() { wholeTrace = seen }()
 	for {
+		if last != "" && !strings.HasSuffix(seen, last+"; ") {
+			seen += fmt.Sprintf("%v: %s; ", time.Since(start).Round(10*time.Millisecond), last)
+		}
 		agents, workers := len(cluster.Processes("node-agent")), len(cluster.Processes("container-worker"))
 		last = fmt.Sprintf("%d node agents, %d container workers", agents, workers)
 		if agents == 2 && workers == 4 {
