@@ -254,9 +254,22 @@ func newCapture(stream uint8, r io.ReadCloser, marker []byte, limit int, current
 func (c *capture) run() {
 	defer close(c.closed)
 	defer c.r.Close()
-	br := bufio.NewReaderSize(c.r, 64<<10)
+	br := bufio.NewReaderSize(c.r, captureBuffer)
+	var held []byte // the end of a long line's piece that may begin a marker
 	for {
 		line, err := br.ReadSlice('\n')
+		if len(held) > 0 {
+			line, held = append(held, line...), nil
+		}
+		if errors.Is(err, bufio.ErrBufferFull) {
+			// A line longer than the buffer arrives in pieces, and a marker after
+			// output with no newline may straddle two of them: keep back what could
+			// be its start, to be read with the next piece.
+			if k := markerStart(line, c.marker); k < len(line) {
+				held = bytes.Clone(line[k:])
+				line = line[:k]
+			}
+		}
 		switch {
 		case bytes.HasSuffix(line, c.marker):
 			if text := line[:len(line)-len(c.marker)]; len(text) > 0 {
@@ -271,6 +284,20 @@ func (c *capture) run() {
 			return
 		}
 	}
+}
+
+// captureBuffer bounds the pieces a long line is cut into.
+const captureBuffer = 64 << 10
+
+// markerStart returns where the longest end of b that is a proper prefix of marker
+// begins, or len(b) if no end of b begins a marker.
+func markerStart(b, marker []byte) int {
+	for k := max(0, len(b)-len(marker)+1); k < len(b); k++ {
+		if bytes.HasPrefix(marker, b[k:]) {
+			return k
+		}
+	}
+	return len(b)
 }
 
 func (c *capture) emit(text []byte) {

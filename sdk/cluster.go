@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"debug/elf"
+	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -11,6 +12,7 @@ import (
 	"log/slog"
 	"os"
 	"runtime"
+	"slices"
 	"sync"
 	"time"
 
@@ -184,14 +186,27 @@ func checkBinary(path string) (string, error) {
 	bad := func(msg string, err error) (string, error) {
 		return "", &Error{Kind: KindBadBinary, Index: -1, Err: err, Msg: fmt.Sprintf("%s %s; build one that can with `GOOS=linux GOARCH=amd64 CGO_ENABLED=0 go build` and run that, or pass it with burla.Binary", path, msg)}
 	}
+	if _, err := os.Stat(path); err != nil {
+		return "", &Error{Kind: KindBadBinary, Index: -1, Msg: "read executable", Err: err}
+	}
 	ef, err := elf.Open(path)
 	if err != nil {
-		return bad(fmt.Sprintf("is not a linux executable (this program is %s/%s); cluster nodes run linux/amd64", runtime.GOOS, runtime.GOARCH), err)
+		what, known := notELF(path)
+		if known {
+			err = nil // the ELF reader's complaint adds nothing
+		}
+		return bad(what+"; cluster nodes run linux/amd64", err)
 	}
-	machine := ef.Machine
+	machine, abi, typ := ef.Machine, ef.OSABI, ef.Type
 	ef.Close()
-	if machine != nodeArch {
-		return bad(fmt.Sprintf("is built for %v; cluster nodes run linux/amd64", machine), nil)
+	switch {
+	case typ != elf.ET_EXEC && typ != elf.ET_DYN:
+		return bad(fmt.Sprintf("is not an executable but an ELF file of type %v", typ), nil)
+	case abi != elf.ELFOSABI_NONE && abi != elf.ELFOSABI_LINUX:
+		// Linux would start it, and it would fail on its first system call.
+		return bad(fmt.Sprintf("is built for %s, not linux; cluster nodes run linux/amd64", osName(abi)), nil)
+	case machine != nodeArch:
+		return bad(fmt.Sprintf("is built for linux/%s; cluster nodes run linux/amd64", archName(machine)), nil)
 	}
 	f, err := os.Open(path)
 	if err != nil {
@@ -203,6 +218,67 @@ func checkBinary(path string) (string, error) {
 		return "", &Error{Kind: KindBadBinary, Index: -1, Msg: "hash executable " + path, Err: err}
 	}
 	return hex.EncodeToString(h.Sum(nil)), nil
+}
+
+// notELF says what a file that is not ELF is, from its first bytes, and whether
+// it recognised it.
+func notELF(path string) (string, bool) {
+	var head [4]byte
+	f, err := os.Open(path)
+	if err == nil {
+		_, err = io.ReadFull(f, head[:])
+		f.Close()
+	}
+	switch {
+	case err != nil:
+	case string(head[:2]) == "MZ":
+		return "is a Windows executable, not a linux one", true
+	case slices.Contains([]uint32{0xfeedface, 0xfeedfacf, 0xcefaedfe, 0xcffaedfe, 0xcafebabe}, binary.BigEndian.Uint32(head[:])):
+		return "is a macOS executable, not a linux one", true
+	case string(head[:2]) == "#!":
+		return "is a script, not a linux executable", true
+	}
+	return fmt.Sprintf("is not a linux executable (this program is %s/%s)", runtime.GOOS, runtime.GOARCH), false
+}
+
+// archName is the GOARCH of an ELF machine.
+func archName(m elf.Machine) string {
+	switch m {
+	case elf.EM_386:
+		return "386"
+	case elf.EM_X86_64:
+		return "amd64"
+	case elf.EM_ARM:
+		return "arm"
+	case elf.EM_AARCH64:
+		return "arm64"
+	case elf.EM_PPC64:
+		return "ppc64"
+	case elf.EM_S390:
+		return "s390x"
+	case elf.EM_RISCV:
+		return "riscv64"
+	case elf.EM_MIPS:
+		return "mips"
+	case elf.EM_LOONGARCH:
+		return "loong64"
+	}
+	return m.String()
+}
+
+// osName is the GOOS of an ELF OS ABI other than linux's.
+func osName(abi elf.OSABI) string {
+	switch abi {
+	case elf.ELFOSABI_FREEBSD:
+		return "freebsd"
+	case elf.ELFOSABI_NETBSD:
+		return "netbsd"
+	case elf.ELFOSABI_OPENBSD:
+		return "openbsd"
+	case elf.ELFOSABI_SOLARIS:
+		return "solaris"
+	}
+	return abi.String()
 }
 
 // upload puts the executable in the blob store unless it is there already.

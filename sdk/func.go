@@ -60,7 +60,7 @@ func (f *Function[In, Out]) call(ctx context.Context, input []byte) (output []by
 	}
 	b, err := json.Marshal(out)
 	if err != nil {
-		return nil, &wire.Error{Kind: store.KindEncode, Message: fmt.Sprintf("encode output %T: %v", out, err)}
+		return nil, &wire.Error{Kind: store.KindEncode, Message: fmt.Sprintf("its output (%T) cannot be encoded as JSON: %v", out, err)}
 	}
 	return b, nil
 }

@@ -3,8 +3,12 @@ package burla
 import (
 	"bytes"
 	"context"
+	"debug/elf"
+	"encoding/binary"
 	"errors"
 	"io"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -48,7 +52,7 @@ func TestServe(t *testing.T) {
 		{fn: "sdk-test-half", input: "7", kind: "error", text: "odd input"},
 		{fn: "sdk-test-half", input: `"eight"`, kind: "decode", text: "decode input as int"},
 		{fn: "sdk-test-panic", input: "1", kind: "panic", text: "panic: kaput"},
-		{fn: "sdk-test-chan", input: "1", kind: "encode", text: "encode output chan int"},
+		{fn: "sdk-test-chan", input: "1", kind: "encode", text: "output (chan int) cannot be encoded as JSON"},
 		{fn: "no-such-function", input: "1", kind: "error", text: `"no-such-function" is not registered`},
 	} {
 		if err := w.WriteCall(wire.Call{Index: 3, Function: tc.fn, Input: []byte(tc.input)}); err != nil {
@@ -114,8 +118,52 @@ func TestOptionsValidate(t *testing.T) {
 }
 
 func TestCheckBinaryRefusesNonLinuxExecutables(t *testing.T) {
-	_, err := checkBinary("func_test.go")
-	if !IsKind(err, KindBadBinary) || !strings.Contains(err.Error(), "GOOS=linux GOARCH=amd64") {
-		t.Errorf("checkBinary on a source file: %v; want BadBinary saying how to build one", err)
+	dir := t.TempDir()
+	file := func(name string, b []byte) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, b, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		return p
 	}
+	for _, c := range []struct {
+		name string
+		path string
+		want string // in the error; empty: no error
+	}{
+		{"linux/amd64", file("amd64", elfHeader(elf.ET_EXEC, elf.ELFOSABI_NONE, elf.EM_X86_64)), ""},
+		{"linux/amd64 PIE", file("pie", elfHeader(elf.ET_DYN, elf.ELFOSABI_NONE, elf.EM_X86_64)), ""},
+		{"linux/arm64", file("arm64", elfHeader(elf.ET_EXEC, elf.ELFOSABI_NONE, elf.EM_AARCH64)), "is built for linux/arm64; cluster nodes run linux/amd64"},
+		{"freebsd/amd64", file("freebsd", elfHeader(elf.ET_EXEC, elf.ELFOSABI_FREEBSD, elf.EM_X86_64)), "is built for freebsd, not linux"},
+		{"object file", file("obj", elfHeader(elf.ET_REL, elf.ELFOSABI_NONE, elf.EM_X86_64)), "is not an executable"},
+		{"windows", file("win.exe", []byte("MZ\x90\x00 and more")), "is a Windows executable"},
+		{"macOS", file("mac", []byte("\xcf\xfa\xed\xfe and more")), "is a macOS executable"},
+		{"script", file("run.sh", []byte("#!/bin/sh\necho hi\n")), "is a script"},
+		{"source file", "func_test.go", "is not a linux executable"},
+		{"missing", filepath.Join(dir, "nothing-here"), "read executable"},
+	} {
+		_, err := checkBinary(c.path)
+		switch {
+		case c.want == "" && err != nil:
+			t.Errorf("%s: %v; want it accepted", c.name, err)
+		case c.want == "":
+		case !IsKind(err, KindBadBinary) || !strings.Contains(err.Error(), c.want):
+			t.Errorf("%s: error %v; want BadBinary saying %q", c.name, err, c.want)
+		case c.name != "missing" && !strings.Contains(err.Error(), "GOOS=linux GOARCH=amd64 CGO_ENABLED=0 go build"):
+			t.Errorf("%s: error %v; want it to say how to build one that runs", c.name, err)
+		}
+	}
+}
+
+// elfHeader is a 64-bit little-endian ELF file with no sections or segments.
+func elfHeader(typ elf.Type, abi elf.OSABI, machine elf.Machine) []byte {
+	h := elf.Header64{Type: uint16(typ), Machine: uint16(machine), Version: uint32(elf.EV_CURRENT), Ehsize: 64}
+	copy(h.Ident[:], elf.ELFMAG)
+	h.Ident[elf.EI_CLASS] = byte(elf.ELFCLASS64)
+	h.Ident[elf.EI_DATA] = byte(elf.ELFDATA2LSB)
+	h.Ident[elf.EI_VERSION] = byte(elf.EV_CURRENT)
+	h.Ident[elf.EI_OSABI] = byte(abi)
+	var b bytes.Buffer
+	binary.Write(&b, binary.LittleEndian, h)
+	return b.Bytes()
 }

@@ -106,6 +106,11 @@ func Submit[In, Out any](ctx context.Context, f *Function[In, Out], inputs []In,
 	var env activities.EnvInfo
 	if f.command == nil || image != "" {
 		if env, err = c.env(ctx, digest, image); err != nil {
+			var be *Error
+			if errors.As(err, &be) && be.Kind == KindBadBinary && path != "" {
+				// The cluster knows the program by its digest; the caller, by its path.
+				be.Msg = fmt.Sprintf("%s cannot run on the cluster: %s", path, be.Msg)
+			}
 			return nil, err
 		}
 	}
@@ -489,14 +494,22 @@ func upload[In any](ctx context.Context, c *Cluster, jobID string, inputs []In) 
 		if err := enc.Encode(in); err != nil {
 			return &Error{Kind: KindBadInput, Job: jobID, Index: i, Msg: fmt.Sprintf("input %d (%T) cannot be encoded as JSON", i, in), Err: err}
 		}
-		data := bytes.Clone(bytes.TrimSuffix(buf.Bytes(), []byte("\n")))
-		item := store.Item{Index: int64(i), Data: data}
+		data := bytes.TrimSuffix(buf.Bytes(), []byte("\n"))
+		item := store.Item{Index: int64(i)}
 		if len(data) > store.MaxInlineBytes {
+			// A blob is written from the encoder's buffer rather than from one more
+			// copy: a large input is in memory three times already (itself, the
+			// encoder's JSON and this buffer's).
 			key := fmt.Sprintf("in-%s-%d", jobID, i)
 			if err := c.st.Put(ctx, key, bytes.NewReader(data)); err != nil {
 				return fmt.Errorf("burla: job %s: upload input %d: %w", jobID, i, err)
 			}
-			item = store.Item{Index: int64(i), Blob: key}
+			item.Blob = key
+			if buf.Cap() > 4*store.MaxRecordBytes {
+				buf = bytes.Buffer{} // let the large buffer go while the rest upload
+			}
+		} else {
+			item.Data = bytes.Clone(data)
 		}
 		size := len(item.Data) + len(item.Blob) + 16
 		if len(cur.Items) == perChunk || (len(cur.Items) > 0 && curBytes+size > store.MaxRecordBytes) {

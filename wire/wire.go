@@ -88,18 +88,26 @@ type Writer struct {
 // NewWriter returns a Writer on w.
 func NewWriter(w io.Writer) *Writer { return &Writer{w: bufio.NewWriterSize(w, 64<<10)} }
 
-func (w *Writer) frame(kind byte, payload []byte) error {
-	if len(payload)+1 > MaxFrame {
-		return fmt.Errorf("frame of %d bytes exceeds the %d-byte limit", len(payload)+1, MaxFrame)
+// frame writes one frame whose payload is the concatenation of parts, without
+// copying them into one buffer first: an input or output may be hundreds of MiB.
+func (w *Writer) frame(kind byte, parts ...[]byte) error {
+	n := 1
+	for _, p := range parts {
+		n += len(p)
+	}
+	if n > MaxFrame {
+		return fmt.Errorf("frame of %d bytes exceeds the %d-byte limit", n, MaxFrame)
 	}
 	var hdr [5]byte
-	binary.BigEndian.PutUint32(hdr[:4], uint32(len(payload)+1))
+	binary.BigEndian.PutUint32(hdr[:4], uint32(n))
 	hdr[4] = kind
 	if _, err := w.w.Write(hdr[:]); err != nil {
 		return err
 	}
-	if _, err := w.w.Write(payload); err != nil {
-		return err
+	for _, p := range parts {
+		if _, err := w.w.Write(p); err != nil {
+			return err
+		}
 	}
 	return w.w.Flush()
 }
@@ -120,28 +128,26 @@ func (w *Writer) WriteCall(c Call) error {
 	b = binary.AppendVarint(b, c.TimeoutMillis)
 	b = binary.AppendUvarint(b, uint64(len(c.Function)))
 	b = append(b, c.Function...)
-	b = append(b, c.Input...)
 	w.buf = b
-	return w.frame(kindCall, b)
+	return w.frame(kindCall, b, c.Input)
 }
 
 // WriteResult writes r.
 func (w *Writer) WriteResult(r Result) error {
 	b := w.buf[:0]
 	b = binary.AppendVarint(b, r.Index)
+	body := r.Output
 	if r.Err == nil {
 		b = append(b, 0)
-		b = append(b, r.Output...)
 	} else {
 		e, err := json.Marshal(r.Err)
 		if err != nil {
 			return err
 		}
-		b = append(b, 1)
-		b = append(b, e...)
+		b, body = append(b, 1), e
 	}
 	w.buf = b
-	return w.frame(kindResult, b)
+	return w.frame(kindResult, b, body)
 }
 
 // Reader reads frames.

@@ -54,3 +54,29 @@ func TestReaderRejectsBadFrames(t *testing.T) {
 		}
 	}
 }
+
+// A large input or output goes straight to the stream: the writer keeps no copy of
+// it between frames, which would hold a worker's memory at its largest input.
+func TestWriterKeepsNoCopyOfLargePayloads(t *testing.T) {
+	var buf bytes.Buffer
+	w := NewWriter(&buf)
+	big := bytes.Repeat([]byte("x"), 4<<20)
+	call := Call{Index: 1, Function: "length", Input: big}
+	res := Result{Index: 1, Output: big}
+	if err := w.WriteCall(call); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.WriteResult(res); err != nil {
+		t.Fatal(err)
+	}
+	if c := cap(w.buf); c > 1<<10 {
+		t.Errorf("writer holds a %d-byte buffer after writing %d-byte payloads; want only frame headers", c, len(big))
+	}
+	r := NewReader(&buf)
+	if got, err := r.ReadCall(); err != nil || !reflect.DeepEqual(got, call) {
+		t.Errorf("call of %d bytes, %v; want %d", len(got.Input), err, len(big))
+	}
+	if got, err := r.ReadResult(); err != nil || !reflect.DeepEqual(got, res) {
+		t.Errorf("result of %d bytes, %v; want %d", len(got.Output), err, len(big))
+	}
+}
