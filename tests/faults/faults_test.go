@@ -15,6 +15,7 @@ import (
 	enumspb "go.temporal.io/api/enums/v1"
 
 	"github.com/burla-temporal/burla/names"
+	"github.com/burla-temporal/burla/store/natsstore"
 	burla "github.com/burla-temporal/burla/sdk"
 	"github.com/burla-temporal/burla/tests/clustertest"
 	"github.com/burla-temporal/burla/workflows"
@@ -110,7 +111,7 @@ func mapWithFault(t *testing.T, fault func() error, extra ...burla.Option) *run 
 			go func() {
 				defer wg.Done()
 				if r.faultErr = fault(); r.faultErr == nil {
-					r.healthy, r.faultErr = waitWhole()
+					r.healthy, r.faultErr = waitWhole(lastKilled)
 				}
 			}()
 		}
@@ -173,11 +174,24 @@ func faultCompletes(t *testing.T, name string, fault func() error) {
 	}
 }
 
+// killed is what a fault killed, so that waitWhole can tell the cluster healed from
+// the cluster not yet noticing.
+type killed struct {
+	pid  int    // the process killed; it must be gone first
+	node string // the node it took down; the cluster must have replaced it
+}
+
+var lastKilled killed // set by the fault before mapWithFault calls waitWhole
+
 func killOne(word string) func() error {
 	return func() error {
 		pids := cluster.Processes(word)
 		if len(pids) == 0 {
 			return fmt.Errorf("no %s process", word)
+		}
+		lastKilled = killed{pid: pids[0]}
+		if word == "node-agent" {
+			lastKilled.node = clustertest.Flag(pids[0], "--id")
 		}
 		return syscall.Kill(pids[0], syscall.SIGKILL)
 	}
@@ -323,11 +337,11 @@ func waitForStatus(t *testing.T, jobID string, want enumspb.WorkflowExecutionSta
 				return
 			}
 			if status != enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING {
-				t.Fatalf("job workflow %s is %v; want %v", jobID, status, want)
+				t.Fatalf("job workflow %s is %v; want %v\n%s", jobID, status, want, diagnose(jobID))
 			}
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("job workflow %s not %v after a minute (last error %v)", jobID, want, err)
+			t.Fatalf("job workflow %s not %v after a minute (last error %v)\n%s", jobID, want, err, diagnose(jobID))
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
@@ -336,13 +350,21 @@ func waitForStatus(t *testing.T, jobID string, want enumspb.WorkflowExecutionSta
 // wholeTrace is what the last waitWhole saw on its way, for the test log.
 var wholeTrace string
 
-// waitWhole waits until the cluster is whole again: its two node agents and four
-// container workers running, and the control plane answering for two live nodes.
-func waitWhole() (time.Time, error) {
+// waitWhole waits until the cluster is whole again: the process k names gone, two
+// node agents and four container workers running, and the control plane answering
+// for two live nodes, neither the one k took down.
+func waitWhole(k killed) (time.Time, error) {
+	defer func() { lastKilled = killed{} }()
 	start := time.Now()
 	deadline := start.Add(2 * time.Minute)
 	var last, seen string
 	defer func() { wholeTrace = seen }()
+	for k.pid > 0 && clustertest.Alive(k.pid) {
+		if time.Now().After(deadline) {
+			return time.Time{}, fmt.Errorf("process %d still alive 2 minutes after kill -9", k.pid)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
 	for {
 		if last != "" && !strings.HasSuffix(seen, last+"; ") {
 			seen += fmt.Sprintf("%v: %s; ", time.Since(start).Round(10*time.Millisecond), last)
@@ -353,8 +375,8 @@ func waitWhole() (time.Time, error) {
 			st, err := clusterStatus(time.Second)
 			if err == nil {
 				live := 0
-				for _, nd := range st.Nodes {
-					if nd.State == workflows.NodeReady || nd.State == workflows.NodeAssigned {
+				for id, nd := range st.Nodes {
+					if id != k.node && (nd.State == workflows.NodeReady || nd.State == workflows.NodeAssigned) {
 						live++
 					}
 				}
@@ -382,6 +404,36 @@ func clusterStatus(timeout time.Duration) (workflows.ClusterState, error) {
 		err = v.Get(&st)
 	}
 	return st, err
+}
+
+// diagnose describes a job that ended wrongly: its queue's progress, and what its
+// workflow's activities last said.
+func diagnose(jobID string) string {
+	var b strings.Builder
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if st, err := natsstore.Connect(ctx, cluster.Addrs.Store, "faults-diagnose"); err == nil {
+		p, err := st.Progress(ctx, jobID)
+		fmt.Fprintf(&b, "queue: %+v (error %v)\n", p, err)
+		st.Close()
+	}
+	d, err := cluster.Cluster.Temporal().DescribeWorkflowExecution(ctx, jobID, "")
+	if err != nil {
+		return b.String() + err.Error()
+	}
+	for _, a := range d.GetPendingActivities() {
+		fmt.Fprintf(&b, "pending %s (%v, attempt %d): last heartbeat %v %v; last failure %v\n", a.GetActivityType().GetName(), a.GetState(), a.GetAttempt(),
+			a.GetLastHeartbeatTime().AsTime().Format(time.StampMilli), a.GetHeartbeatDetails(), a.GetLastFailure())
+	}
+	iter := cluster.Cluster.Temporal().GetWorkflowHistory(ctx, jobID, "", false, enumspb.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
+	for iter.HasNext() {
+		e, err := iter.Next()
+		if err != nil {
+			break
+		}
+		fmt.Fprintf(&b, "%s %v\n", e.GetEventTime().AsTime().Format(time.StampMilli), e.GetEventType())
+	}
+	return b.String()
 }
 
 // waitStandby waits until the cluster has n ready nodes and no job holds any, and
