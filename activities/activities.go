@@ -158,6 +158,11 @@ func (c *Control) WatchClient(ctx context.Context, in WatchInput) error {
 			continue // the store is unreachable: that says nothing about the client
 		}
 		if silent := c.now().Sub(last); silent > in.Timeout {
+			if p, err := c.Queue.Progress(ctx, in.JobID); err == nil && p.Drained() {
+				// Every input has its result stored: the client may well have read
+				// them all and gone. The nodes end the job; it is not the client's.
+				continue
+			}
 			if c.Metrics != nil {
 				c.Metrics.ClientsLost.Inc()
 			}

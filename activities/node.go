@@ -75,7 +75,7 @@ func (a *Node) RunJobOnNode(ctx context.Context, in RunInput) (out RunOutput, er
 	defer a.Runner.Stop(context.WithoutCancel(ctx), in.Spec.ID)
 	t := time.NewTicker(poll)
 	defer t.Stop()
-	lastBeat := time.Time{}
+	lastBeat, lastWarn := time.Time{}, time.Time{}
 	for {
 		select {
 		case <-ctx.Done():
@@ -94,6 +94,11 @@ func (a *Node) RunJobOnNode(ctx context.Context, in RunInput) (out RunOutput, er
 		}
 		if err == nil && p.Drained() {
 			return RunOutput{Drained: true}, nil
+		}
+		if err != nil && time.Since(lastWarn) >= 5*time.Second {
+			// The store may be restarting; say so now and then, and keep asking.
+			activity.GetLogger(ctx).Warn("could not read the job's progress", "job", in.Spec.ID, "error", err)
+			lastWarn = time.Now()
 		}
 		if time.Since(lastBeat) >= time.Second/2 {
 			activity.RecordHeartbeat(ctx, p)

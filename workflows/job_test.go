@@ -28,6 +28,7 @@ type fakeStore struct {
 	nodes    []store.Node
 	deleted  atomic.Int32
 	lastBeat time.Time
+	drained  atomic.Bool // Progress says every chunk is done
 }
 
 func (f *fakeStore) PutNode(context.Context, store.Node) error       { return nil }
@@ -50,7 +51,7 @@ func (f *fakeStore) Claim(context.Context, string, time.Duration) (store.Claim, 
 	return nil, store.ErrNoChunk
 }
 func (f *fakeStore) Progress(context.Context, string) (store.Progress, error) {
-	return store.Progress{}, nil
+	return store.Progress{Sealed: f.drained.Load()}, nil
 }
 func (f *fakeStore) DeleteInputs(context.Context, string) error { f.deleted.Add(1); return nil }
 func (f *fakeStore) LastHeartbeat(context.Context, string) (time.Time, error) {
@@ -214,6 +215,25 @@ func TestJobCancelledWhenClientStopsHeartbeating(t *testing.T) {
 	}
 	if e.st.deleted.Load() != 1 {
 		t.Errorf("inputs deleted %d times; want once", e.st.deleted.Load())
+	}
+}
+
+// A client that read every result and went away before the job's workflow saw the
+// queue drained does not fail the job: the nodes end it.
+func TestDrainedJobOutlivesItsClient(t *testing.T) {
+	e := newEnv(t, twoNodes(), func(ctx context.Context, in activities.RunInput) (activities.RunOutput, error) {
+		// The nodes are slow to see the queue drained (a store restarting, say),
+		// past the client watch's first look at a long-silent client (after 1s).
+		time.Sleep(1500 * time.Millisecond)
+		return activities.RunOutput{Drained: true}, nil
+	})
+	e.st.drained.Store(true)
+	e.st.lastBeat = time.Now().Add(-time.Hour)
+	e.SetTestTimeout(time.Minute)
+	e.ExecuteWorkflow(workflows.Job, workflows.JobInput{Spec: spec(3, false)})
+	var out workflows.JobOutput
+	if err := e.GetWorkflowResult(&out); err != nil || out.State != job.StateSucceeded {
+		t.Fatalf("workflow ended %+v, %v; want Succeeded", out, err)
 	}
 }
 
