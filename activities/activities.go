@@ -133,6 +133,9 @@ type WatchInput struct {
 	Poll time.Duration
 }
 
+// storeTimeout bounds one read of the store in a long-running activity.
+const storeTimeout = 10 * time.Second
+
 // WatchClient returns a ClientGone error once the job's client has not heartbeated for
 // Timeout, and runs until then or until it is cancelled.
 func (c *Control) WatchClient(ctx context.Context, in WatchInput) error {
@@ -150,7 +153,9 @@ func (c *Control) WatchClient(ctx context.Context, in WatchInput) error {
 		case <-t.C:
 		}
 		activity.RecordHeartbeat(ctx)
-		last, err := c.Jobs.LastHeartbeat(ctx, in.JobID)
+		sctx, cancel := context.WithTimeout(ctx, storeTimeout)
+		last, err := c.Jobs.LastHeartbeat(sctx, in.JobID)
+		cancel()
 		switch {
 		case errors.Is(err, store.ErrNotFound):
 			last = start
@@ -158,7 +163,10 @@ func (c *Control) WatchClient(ctx context.Context, in WatchInput) error {
 			continue // the store is unreachable: that says nothing about the client
 		}
 		if silent := c.now().Sub(last); silent > in.Timeout {
-			if p, err := c.Queue.Progress(ctx, in.JobID); err == nil && p.Drained() {
+			sctx, cancel := context.WithTimeout(ctx, storeTimeout)
+			p, err := c.Queue.Progress(sctx, in.JobID)
+			cancel()
+			if err == nil && p.Drained() {
 				// Every input has its result stored: the client may well have read
 				// them all and gone. The nodes end the job; it is not the client's.
 				continue

@@ -87,7 +87,11 @@ func (a *Node) RunJobOnNode(ctx context.Context, in RunInput) (out RunOutput, er
 			return RunOutput{}, err
 		case <-t.C:
 		}
-		p, err := a.Queue.Progress(ctx, in.Spec.ID)
+		// Each read is bounded: a store that loses the reply (restarting, say) must
+		// not hold the activity past its heartbeats, whose deadline is days away.
+		pctx, cancel := context.WithTimeout(ctx, storeTimeout)
+		p, err := a.Queue.Progress(pctx, in.Spec.ID)
+		cancel()
 		if errors.Is(err, store.ErrNotFound) {
 			// The queue is gone: the job was finished elsewhere.
 			return RunOutput{}, temporal.NewNonRetryableApplicationError("input queue deleted", "QueueGone", err)

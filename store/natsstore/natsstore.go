@@ -166,6 +166,19 @@ func (s *Store) reensure() {
 	}
 }
 
+// requestTimeout bounds one request to the server. A reply lost while the server
+// restarts would otherwise be awaited until the caller's deadline, and an activity's
+// deadline can be days away.
+const requestTimeout = 10 * time.Second
+
+// bounded is ctx, ending requestTimeout from now if it would end later.
+func bounded(ctx context.Context) (context.Context, context.CancelFunc) {
+	if dl, ok := ctx.Deadline(); ok && time.Until(dl) <= requestTimeout {
+		return ctx, func() {}
+	}
+	return context.WithTimeout(ctx, requestTimeout)
+}
+
 // Conn is the store's connection.
 func (s *Store) Conn() *nats.Conn { return s.nc }
 
@@ -185,6 +198,8 @@ func checkID(jobID string) error {
 
 // CreateJob implements store.Queue.
 func (s *Store) CreateJob(ctx context.Context, spec job.Spec) error {
+	ctx, cancel := bounded(ctx)
+	defer cancel()
 	if err := spec.Validate(); err != nil {
 		return err
 	}
@@ -216,6 +231,8 @@ func (s *Store) CreateJob(ctx context.Context, spec job.Spec) error {
 
 // Job implements store.Queue.
 func (s *Store) Job(ctx context.Context, jobID string) (job.Spec, error) {
+	ctx, cancel := bounded(ctx)
+	defer cancel()
 	if err := checkID(jobID); err != nil {
 		return job.Spec{}, err
 	}
@@ -261,6 +278,8 @@ func (s *Store) PutChunks(ctx context.Context, jobID string, cs []store.Chunk) e
 
 // Seal implements store.Queue.
 func (s *Store) Seal(ctx context.Context, jobID string, chunks int) error {
+	ctx, cancel := bounded(ctx)
+	defer cancel()
 	if err := checkID(jobID); err != nil {
 		return err
 	}
@@ -376,6 +395,8 @@ func (c *claim) Done(ctx context.Context) error {
 
 // Progress implements store.Queue.
 func (s *Store) Progress(ctx context.Context, jobID string) (store.Progress, error) {
+	ctx, cancel := bounded(ctx)
+	defer cancel()
 	if err := checkID(jobID); err != nil {
 		return store.Progress{}, err
 	}
@@ -411,6 +432,8 @@ func (s *Store) Progress(ctx context.Context, jobID string) (store.Progress, err
 
 // DeleteInputs implements store.Queue.
 func (s *Store) DeleteInputs(ctx context.Context, jobID string) error {
+	ctx, cancel := bounded(ctx)
+	defer cancel()
 	if err := checkID(jobID); err != nil {
 		return err
 	}
@@ -542,6 +565,8 @@ func (w *watcher) Close() {
 
 // Heartbeat implements store.Jobs.
 func (s *Store) Heartbeat(ctx context.Context, jobID string) error {
+	ctx, cancel := bounded(ctx)
+	defer cancel()
 	if err := checkID(jobID); err != nil {
 		return err
 	}
@@ -554,6 +579,8 @@ func (s *Store) Heartbeat(ctx context.Context, jobID string) error {
 
 // LastHeartbeat implements store.Jobs.
 func (s *Store) LastHeartbeat(ctx context.Context, jobID string) (time.Time, error) {
+	ctx, cancel := bounded(ctx)
+	defer cancel()
 	if err := checkID(jobID); err != nil {
 		return time.Time{}, err
 	}
@@ -573,6 +600,8 @@ func (s *Store) LastHeartbeat(ctx context.Context, jobID string) (time.Time, err
 
 // PutNode implements store.Nodes.
 func (s *Store) PutNode(ctx context.Context, n store.Node) error {
+	ctx, cancel := bounded(ctx)
+	defer cancel()
 	if !store.ValidNodeID(n.ID) {
 		return fmt.Errorf("invalid node ID %q", n.ID)
 	}
@@ -588,6 +617,8 @@ func (s *Store) PutNode(ctx context.Context, n store.Node) error {
 
 // ListNodes implements store.Nodes.
 func (s *Store) ListNodes(ctx context.Context) ([]store.Node, error) {
+	ctx, cancel := bounded(ctx)
+	defer cancel()
 	keys, err := s.nodes.Keys(ctx)
 	if errors.Is(err, jetstream.ErrNoKeysFound) {
 		return nil, nil
@@ -615,6 +646,8 @@ func (s *Store) ListNodes(ctx context.Context) ([]store.Node, error) {
 
 // GetNode implements store.Nodes.
 func (s *Store) GetNode(ctx context.Context, id string) (store.Node, error) {
+	ctx, cancel := bounded(ctx)
+	defer cancel()
 	if !store.ValidNodeID(id) {
 		return store.Node{}, fmt.Errorf("invalid node ID %q", id)
 	}
@@ -634,6 +667,8 @@ func (s *Store) GetNode(ctx context.Context, id string) (store.Node, error) {
 
 // DeleteNode implements store.Nodes.
 func (s *Store) DeleteNode(ctx context.Context, id string) error {
+	ctx, cancel := bounded(ctx)
+	defer cancel()
 	if err := s.nodes.Purge(ctx, id); err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) {
 		return fmt.Errorf("delete node %s: %w", id, err)
 	}
@@ -662,6 +697,8 @@ func (s *Store) Open(ctx context.Context, key string) (io.ReadCloser, error) {
 
 // Has implements blob.Store.
 func (s *Store) Has(ctx context.Context, key string) (bool, error) {
+	ctx, cancel := bounded(ctx)
+	defer cancel()
 	_, err := s.blobs.GetInfo(ctx, key)
 	if errors.Is(err, jetstream.ErrObjectNotFound) {
 		return false, nil
