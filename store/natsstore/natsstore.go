@@ -137,8 +137,10 @@ func (s *Store) ensure(ctx context.Context) (jobs, nodes jetstream.KeyValue, blo
 	if err != nil {
 		// Clusters before this one kept node records in memory, and a stream's
 		// storage cannot be changed. The records live for seconds: start afresh.
-		if derr := s.js.DeleteKeyValue(ctx, bucketNodes); derr == nil {
-			nodes, err = s.js.CreateOrUpdateKeyValue(ctx, nodesCfg)
+		if st, serr := s.js.Stream(ctx, "KV_"+bucketNodes); serr == nil && st.CachedInfo().Config.Storage == jetstream.MemoryStorage {
+			if derr := s.js.DeleteKeyValue(ctx, bucketNodes); derr == nil {
+				nodes, err = s.js.CreateOrUpdateKeyValue(ctx, nodesCfg)
+			}
 		}
 		if err != nil {
 			return nil, nil, nil, fmt.Errorf("create bucket %s: %w", bucketNodes, err)

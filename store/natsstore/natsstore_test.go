@@ -9,6 +9,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
 	"github.com/burla-temporal/burla/blob"
 	"github.com/burla-temporal/burla/blob/blobtest"
 	"github.com/burla-temporal/burla/store"
@@ -105,5 +108,40 @@ func TestServerRestart(t *testing.T) {
 				time.Sleep(100 * time.Millisecond)
 			}
 		})
+	}
+}
+
+// A server whose node bucket an older burla made in memory gets it on disk.
+func TestNodeBucketMovesToDisk(t *testing.T) {
+	srv, err := natsserver.Start(natsserver.Config{StoreDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Stop()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	nc, err := nats.Connect(srv.URL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := js.CreateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: "burla-nodes", TTL: store.NodeTTL, Storage: jetstream.MemoryStorage}); err != nil {
+		t.Fatal(err)
+	}
+	s, err := natsstore.Connect(ctx, srv.URL(), "test")
+	if err != nil {
+		t.Fatalf("open a store over an in-memory node bucket: %v", err)
+	}
+	defer s.Close()
+	st, err := js.Stream(ctx, "KV_burla-nodes")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := st.CachedInfo().Config.Storage; got != jetstream.FileStorage {
+		t.Fatalf("node bucket storage %v; want file", got)
 	}
 }
