@@ -291,3 +291,28 @@ func PeakRSSKB(pid int) int64 {
 	}
 	return 0
 }
+
+// Alive reports whether process pid exists and has not exited (a zombie has).
+func Alive(pid int) bool {
+	st, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "stat"))
+	if err != nil {
+		return false
+	}
+	i := bytes.LastIndexByte(st, ')')
+	return i < 0 || i+2 >= len(st) || st[i+2] != 'Z'
+}
+
+// Flag is the value of flag name on process pid's command line, or "".
+func Flag(pid int, name string) string {
+	b, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "cmdline"))
+	if err != nil {
+		return ""
+	}
+	args := strings.Split(string(b), "\x00")
+	for i, a := range args {
+		if a == name && i+1 < len(args) {
+			return args[i+1]
+		}
+	}
+	return ""
+}
