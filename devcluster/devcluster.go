@@ -344,8 +344,12 @@ func (c *Cluster) Close() error {
 }
 
 // WriteReadyFile writes the cluster's addresses as JSON to path, atomically.
-func (c *Cluster) WriteReadyFile(path string) error {
-	b, err := json.MarshalIndent(c.addrs, "", "  ")
+func (c *Cluster) WriteReadyFile(path string) error { return WriteReady(path, c.addrs) }
+
+// WriteReady writes v as indented JSON to path atomically (through a temporary file
+// renamed into place), so that a reader polling for path never sees half of it.
+func WriteReady(path string, v any) error {
+	b, err := json.MarshalIndent(v, "", "  ")
 	if err != nil {
 		return err
 	}

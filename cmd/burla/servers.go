@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"flag"
 	"fmt"
 	"os"
@@ -70,14 +69,7 @@ func writeReady(path string, v any) error {
 	if path == "" {
 		return nil
 	}
-	b, err := json.Marshal(v)
-	if err != nil {
-		return err
-	}
-	if err := os.WriteFile(path+".tmp", b, 0o644); err != nil {
-		return fmt.Errorf("write ready file: %w", err)
-	}
-	if err := os.Rename(path+".tmp", path); err != nil {
+	if err := devcluster.WriteReady(path, v); err != nil {
 		return fmt.Errorf("write ready file: %w", err)
 	}
 	return nil
