@@ -9,9 +9,12 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"io"
 	"os"
 	"runtime"
 	"slices"
+	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -33,7 +36,7 @@ func TestMain(m *testing.M) {
 		os.Exit(m.Run()) // no benchmarks asked for: no cluster needed
 	}
 	var err error
-	dev, err = clustertest.Start(context.Background(), clustertest.Options{Nodes: 2, CPUs: 2})
+	dev, err = clustertest.Start(context.Background(), clustertest.Options{Nodes: *nodes, CPUs: *cpus})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "bench: start cluster:", err)
 		os.Exit(1)
@@ -48,23 +51,55 @@ func TestMain(m *testing.M) {
 
 func trivial(ctx context.Context, x int) (int, error) { return x + 1, nil }
 
-var trivialF = burla.Func("trivial", trivial)
-
-func opts() []burla.Option {
-	return []burla.Option{burla.OnCluster(dev.Cluster), burla.Spinner(false), burla.OnLog(func(burla.LogLine) {})}
+// printing is the trivial function that prints one line, as most real functions do.
+func printing(ctx context.Context, x int) (int, error) {
+	fmt.Println("input", x)
+	return x + 1, nil
 }
 
-// local is the baseline: fn over inputs on one goroutine per CPU, outputs in order.
-func local(inputs []int) []int {
-	out := make([]int, len(inputs))
+// sleepy stands for a call that waits on something for 10 ms.
+func sleepy(ctx context.Context, x int) (int, error) {
+	time.Sleep(10 * time.Millisecond)
+	return x, nil
+}
+
+// size takes a large input and returns its length.
+func size(ctx context.Context, s string) (int, error) { return len(s), nil }
+
+var (
+	trivialF  = burla.Func("trivial", trivial)
+	printingF = burla.Func("printing", printing)
+	sleepyF   = burla.Func("sleepy", sleepy)
+	sizeF     = burla.Func("size", size)
+)
+
+// opts runs jobs on the dev cluster with the SDK's own printing of the calls'
+// lines, into io.Discard: the client does the work a terminal user's would.
+func opts() []burla.Option {
+	return []burla.Option{burla.OnCluster(dev.Cluster), burla.Spinner(false), burla.Output(io.Discard, io.Discard)}
+}
+
+// workers is how many calls the dev cluster runs at once.
+func workers() int { return *nodes * *cpus }
+
+// local is the baseline: fn over inputs on n goroutines, outputs in order, with
+// what fn prints going to /dev/null as the cluster's goes to io.Discard.
+func local[In, Out any](fn func(context.Context, In) (Out, error), inputs []In, n int) []Out {
+	null, err := os.OpenFile(os.DevNull, os.O_WRONLY, 0)
+	if err != nil {
+		panic(err)
+	}
+	stdout := os.Stdout
+	os.Stdout = null
+	defer func() { os.Stdout = stdout; null.Close() }()
+	out := make([]Out, len(inputs))
 	var wg sync.WaitGroup
-	workers := runtime.NumCPU()
-	for w := range workers {
+	for w := range n {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			for i := w; i < len(inputs); i += workers {
-				out[i], _ = trivial(context.Background(), inputs[i])
+			for i := w; i < len(inputs); i += n {
+				out[i], _ = fn(context.Background(), inputs[i])
 			}
 		}()
 	}
@@ -78,66 +113,196 @@ func percentile(ds []time.Duration, p float64) time.Duration {
 	return s[int(p*float64(len(s)-1))]
 }
 
-// BenchmarkThreeInputJob runs a 3-input job 20 times per iteration on the warm
-// cluster (standby ready before each run) and reports the median and p90 wall time.
+func ints(n int) []int {
+	in := make([]int, n)
+	for i := range in {
+		in[i] = i
+	}
+	return in
+}
+
+// BenchmarkThreeInputJob runs a 3-input job 50 times on the warm cluster (standby
+// ready before each run) and reports the median and p90 wall time.
 func BenchmarkThreeInputJob(b *testing.B) {
 	ctx := context.Background()
 	in := []int{1, 2, 3}
-	if _, err := burla.RemoteParallelMap(ctx, trivialF, in, opts()...); err != nil { // warm up
+	if _, err := burla.RemoteParallelMap(ctx, printingF, in, opts()...); err != nil { // warm up
 		b.Fatal(err)
 	}
 	var remote, base []time.Duration
 	for b.Loop() {
-		for range 20 {
-			waitStandby(b, 2)
+		for range *runs {
+			waitStandby(b, *nodes)
 			start := time.Now()
-			if _, err := burla.RemoteParallelMap(ctx, trivialF, in, opts()...); err != nil {
+			if _, err := burla.RemoteParallelMap(ctx, printingF, in, opts()...); err != nil {
 				b.Fatal(err)
 			}
 			remote = append(remote, time.Since(start))
 			start = time.Now()
-			local(in)
+			local(printing, in, runtime.NumCPU())
 			base = append(base, time.Since(start))
 		}
 	}
 	p50, p90, lp50 := percentile(remote, 0.5), percentile(remote, 0.9), percentile(base, 0.5)
-	b.ReportMetric(float64(p50.Microseconds())/1000, "p50-ms")
-	b.ReportMetric(float64(p90.Microseconds())/1000, "p90-ms")
-	b.ReportMetric(float64(lp50.Microseconds())/1000, "local-p50-ms")
-	b.Logf("3-input job over %d runs: p50 %v, p90 %v; local goroutine pool p50 %v (%.0f× faster)",
-		len(remote), p50, p90, lp50, float64(p50)/float64(max(lp50, time.Nanosecond)))
+	b.ReportMetric(ms(p50), "p50-ms")
+	b.ReportMetric(ms(p90), "p90-ms")
+	b.ReportMetric(ms(lp50), "local-p50-ms")
+	report(b, "3-input job, %d runs: p50 %.1f ms, p90 %.1f ms; local pool p50 %.3f ms (cluster/local %.0f×)",
+		len(remote), ms(p50), ms(p90), ms(lp50), float64(p50)/float64(max(lp50, time.Nanosecond)))
 }
 
-// BenchmarkThroughput runs 100 000 trivial inputs in one job and reports inputs per
-// second, beside the local pool's.
+func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+
+// BenchmarkThroughput runs 100 000 and 1 000 000 inputs that each print one line,
+// in one job each, and reports inputs per second beside the local pool's.
 func BenchmarkThroughput(b *testing.B) {
+	for _, n := range []int{100_000, 1_000_000} {
+		b.Run(fmt.Sprint(n), func(b *testing.B) {
+			ctx := context.Background()
+			in := ints(n)
+			var remote, base time.Duration
+			for b.Loop() {
+				waitStandby(b, *nodes)
+				start := time.Now()
+				out, err := burla.RemoteParallelMap(ctx, printingF, in, opts()...)
+				if err != nil {
+					b.Fatal(err)
+				}
+				remote += time.Since(start)
+				if out[n-1] != n {
+					b.Fatalf("last output %d; want %d", out[n-1], n)
+				}
+				start = time.Now()
+				local(printing, in, runtime.NumCPU())
+				base += time.Since(start)
+			}
+			rate := float64(n*b.N) / remote.Seconds()
+			lrate := float64(n*b.N) / base.Seconds()
+			b.ReportMetric(rate, "inputs/s")
+			b.ReportMetric(lrate, "local-inputs/s")
+			report(b, "%d printing inputs: %.0f inputs/s (%.2f s per job); local pool %.0f inputs/s (cluster/local %.3f)",
+				n, rate, (remote / time.Duration(b.N)).Seconds(), lrate, rate/lrate)
+		})
+	}
+}
+
+// BenchmarkParallelEfficiency runs 400 inputs that each sleep 10 ms. Efficiency is
+// the ideal wall time, 400 × 10 ms spread over the cluster's workers, over the job's;
+// the baseline is a local pool with as many goroutines as the cluster has workers.
+func BenchmarkParallelEfficiency(b *testing.B) {
 	ctx := context.Background()
-	in := make([]int, 100_000)
+	const n = 400
+	in := ints(n)
+	ideal := time.Duration(n) * 10 * time.Millisecond / time.Duration(workers())
+	var remote, base time.Duration
+	for b.Loop() {
+		waitStandby(b, *nodes)
+		start := time.Now()
+		if _, err := burla.RemoteParallelMap(ctx, sleepyF, in, opts()...); err != nil {
+			b.Fatal(err)
+		}
+		remote += time.Since(start)
+		start = time.Now()
+		local(sleepy, in, workers())
+		base += time.Since(start)
+	}
+	remote /= time.Duration(b.N)
+	base /= time.Duration(b.N)
+	eff, leff := float64(ideal)/float64(remote), float64(ideal)/float64(base)
+	b.ReportMetric(eff, "efficiency")
+	b.ReportMetric(leff, "local-efficiency")
+	report(b, "400 × 10 ms on %d workers: %.0f ms, efficiency %.2f; local pool of %d: %.0f ms, efficiency %.2f (ideal %.0f ms)",
+		workers(), ms(remote), eff, workers(), ms(base), leff, ms(ideal))
+}
+
+// BenchmarkBytes sends 1 GiB of inputs in one job, 1 024 strings of 1 MiB, and
+// reports the bytes per second the cluster takes them in.
+func BenchmarkBytes(b *testing.B) {
+	ctx := context.Background()
+	const n, each = 1024, 1 << 20
+	in := make([]string, n)
 	for i := range in {
-		in[i] = i
+		in[i] = strings.Repeat(string(rune('a'+i%26)), each)
 	}
 	var remote, base time.Duration
 	for b.Loop() {
-		waitStandby(b, 2)
+		waitStandby(b, *nodes)
+		start := time.Now()
+		out, err := burla.RemoteParallelMap(ctx, sizeF, in, opts()...)
+		if err != nil {
+			b.Fatal(err)
+		}
+		remote += time.Since(start)
+		if out[n-1] != each {
+			b.Fatalf("last output %d; want %d", out[n-1], each)
+		}
+		start = time.Now()
+		local(size, in, runtime.NumCPU())
+		base += time.Since(start)
+	}
+	rate := float64(n*each*b.N) / remote.Seconds()
+	lrate := float64(n*each*b.N) / base.Seconds()
+	b.ReportMetric(rate/1e6, "MB/s")
+	report(b, "1 GiB of inputs (1 024 × 1 MiB): %.0f MB/s (%.1f s per job); local pool %.0f MB/s",
+		rate/1e6, (remote / time.Duration(b.N)).Seconds(), lrate/1e6)
+}
+
+// BenchmarkTenMillion runs 10 000 000 trivial inputs in one call and reports the
+// rate and this client's peak RSS while it ran, beside the 160 MB its inputs and
+// outputs take as Go slices.
+func BenchmarkTenMillion(b *testing.B) {
+	ctx := context.Background()
+	n := *huge
+	in := ints(n)
+	var remote time.Duration
+	var peak int64
+	for b.Loop() {
+		waitStandby(b, *nodes)
+		runtime.GC()
+		resetPeakRSS()
 		start := time.Now()
 		out, err := burla.RemoteParallelMap(ctx, trivialF, in, opts()...)
 		if err != nil {
 			b.Fatal(err)
 		}
 		remote += time.Since(start)
-		if out[len(out)-1] != len(in) {
-			b.Fatalf("last output %d; want %d", out[len(out)-1], len(in))
+		peak = max(peak, peakRSS())
+		if out[n-1] != n {
+			b.Fatalf("last output %d; want %d", out[n-1], n)
 		}
-		start = time.Now()
-		local(in)
-		base += time.Since(start)
 	}
-	rate := float64(len(in)*b.N) / remote.Seconds()
-	lrate := float64(len(in)*b.N) / base.Seconds()
+	rate := float64(n*b.N) / remote.Seconds()
 	b.ReportMetric(rate, "inputs/s")
-	b.ReportMetric(lrate, "local-inputs/s")
-	b.Logf("100 000 trivial inputs: %.0f inputs/s on the cluster (%v per job); local goroutine pool %.0f inputs/s (ratio %.4f)",
-		rate, remote/time.Duration(b.N), lrate, rate/lrate)
+	b.ReportMetric(float64(peak)/(1<<20), "client-peak-MiB")
+	report(b, "%d trivial inputs in one call: %.0f inputs/s (%.1f s); client peak RSS %d MiB, of which inputs and outputs %d MiB",
+		n, rate, (remote / time.Duration(b.N)).Seconds(), peak>>20, int64(2*8*n)>>20)
+}
+
+// resetPeakRSS resets this process's VmHWM to its current RSS.
+func resetPeakRSS() { _ = os.WriteFile("/proc/self/clear_refs", []byte("5"), 0) }
+
+// peakRSS is this process's VmHWM in bytes.
+func peakRSS() int64 {
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return 0
+	}
+	for line := range strings.Lines(string(b)) {
+		if v, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+			kb, _ := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
+			return kb << 10
+		}
+	}
+	return 0
+}
+
+// report logs a figure and prints it, so that `make bench` shows every figure
+// whatever -v says.
+func report(b *testing.B, format string, args ...any) {
+	b.Helper()
+	msg := fmt.Sprintf(format, args...)
+	b.Log(msg)
+	fmt.Fprintf(os.Stderr, "bench: %s\n", msg)
 }
 
 // BenchmarkFirstResult measures, on a warm cluster, the time from a job's start to
@@ -148,7 +313,7 @@ func BenchmarkFirstResult(b *testing.B) {
 	var firsts []time.Duration
 	for b.Loop() {
 		for range 10 {
-			waitStandby(b, 2)
+			waitStandby(b, *nodes)
 			start := time.Now()
 			for _, err := range burla.Stream(ctx, trivialF, in, opts()...) {
 				if err != nil {
@@ -206,6 +371,13 @@ func waitStandby(b *testing.B, n int) {
 	waitReady(b, names.DefaultCluster, n)
 	time.Sleep(*settle)
 }
+
+var (
+	nodes = flag.Int("nodes", 2, "nodes in the dev cluster")
+	cpus  = flag.Int("cpus", 2, "CPUs (workers) per node")
+	runs  = flag.Int("runs", 50, "runs of the 3-input job")
+	huge  = flag.Int("huge", 10_000_000, "inputs in BenchmarkTenMillion's one call")
+)
 
 // settle is how long a cluster has been ready when a measured job starts.
 var settle = flag.Duration("settle", time.Second, "how long standby is ready before each measured job")
