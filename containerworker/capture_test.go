@@ -4,7 +4,6 @@ import (
 	"io"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -18,10 +17,11 @@ func TestCaptureFindsMarkerAcrossPieces(t *testing.T) {
 	marker := []byte("\x00burla-end-of-call:0123456789abcdef01234567\n")
 	for _, split := range []int{1, 10, len(marker) - 1} {
 		pr, pw := io.Pipe()
-		var current atomic.Int64
+		order := &callOrder{}
+		order.push(0)
 		var mu sync.Mutex
 		var lines []store.LogLine
-		c := newCapture(store.Stdout, pr, marker, captureBuffer+100, &current, func(l store.LogLine) {
+		c := newCapture(store.Stdout, pr, marker, captureBuffer+100, order, func(l store.LogLine) {
 			mu.Lock()
 			lines = append(lines, l)
 			mu.Unlock()
@@ -37,7 +37,7 @@ func TestCaptureFindsMarkerAcrossPieces(t *testing.T) {
 		case <-time.After(time.Second):
 			t.Fatalf("split %d: no end of the first call", split)
 		}
-		current.Store(1)
+		order.push(1)
 		go func() {
 			pw.Write(append([]byte("next call\n"), marker...))
 			pw.Close()

@@ -29,6 +29,29 @@ type command struct {
 
 func (c *command) close() {}
 
+func (c *command) alive() bool { return true }
+
+// run runs each item's command in turn.
+func (c *command) run(ctx context.Context, fn string, items []store.Item, timeout time.Duration, load loader, done func(callOutcome) bool) (int, error) {
+	for k, it := range items {
+		input := it.Data
+		if it.Blob != "" {
+			var err error
+			if input, err = load(ctx, it); err != nil {
+				return k, fmt.Errorf("input %d: %w", it.Index, err)
+			}
+		}
+		oc, err := c.call(ctx, wire.Call{Index: it.Index, Function: fn, Input: input}, timeout)
+		if err != nil {
+			return k, err
+		}
+		if !done(oc) {
+			return k + 1, nil
+		}
+	}
+	return len(items), nil
+}
+
 func (c *command) call(ctx context.Context, call wire.Call, timeout time.Duration) (callOutcome, error) {
 	// Inputs arrive JSON-encoded; a string is passed as its text.
 	input := call.Input

@@ -27,7 +27,9 @@ const helloTimeout = 15 * time.Second
 // end-of-call markers on stdout and stderr (they are written before the result).
 const markerWait = 2 * time.Second
 
-// proc is the user's program running in worker mode: one call at a time.
+// proc is the user's program running in worker mode. It runs one call at a time,
+// in the order the calls were sent, and the worker sends calls ahead of the one
+// running (see run), so that the program never waits for the worker between calls.
 type proc struct {
 	cmd     *exec.Cmd
 	calls   *wire.Writer
@@ -35,8 +37,9 @@ type proc struct {
 	results chan wire.Result // closed when the program closes its result stream
 	hello   wire.Hello
 
-	current        atomic.Int64 // index of the call whose output is being captured
+	order          *callOrder // which input each call sent was for, in order
 	stdout, stderr *capture
+	gone           atomic.Bool // killed, or found dead: start another before the next call
 	waitOnce       sync.Once
 	waitErr        error
 }
@@ -66,10 +69,9 @@ func startProc(path string, limit int, lines func(store.LogLine)) (*proc, error)
 	if err != nil {
 		return nil, err
 	}
-	p := &proc{results: make(chan wire.Result, 1), callsW: callsW, calls: wire.NewWriter(callsW)}
-	p.current.Store(-1)
-	p.stdout = newCapture(store.Stdout, outR, marker, limit, &p.current, lines)
-	p.stderr = newCapture(store.Stderr, errR, marker, limit, &p.current, lines)
+	p := &proc{results: make(chan wire.Result, 1), callsW: callsW, calls: wire.NewWriter(callsW), order: &callOrder{}}
+	p.stdout = newCapture(store.Stdout, outR, marker, limit, p.order, lines)
+	p.stderr = newCapture(store.Stderr, errR, marker, limit, p.order, lines)
 	cmd := exec.Command(path)
 	cmd.Env = append(os.Environ(), wire.EnvWorker+"=1", wire.EnvMarker+"="+hex.EncodeToString(nonce[:]))
 	cmd.Stdin = nil
@@ -138,43 +140,144 @@ type callOutcome struct {
 	died bool // the program is gone; start a new one before the next call
 }
 
-// call runs one call with an optional timeout.
-func (p *proc) call(ctx context.Context, c wire.Call, timeout time.Duration) (callOutcome, error) {
-	p.current.Store(c.Index)
+// Pipelining: a worker keeps up to window calls, and up to windowBytes of their
+// inputs, sent ahead of the one the program is running.
+const (
+	window      = 64
+	windowBytes = 1 << 20
+)
+
+// loader returns an item's encoded input, reading it from the blob store if the
+// chunk holds only its key.
+type loader func(ctx context.Context, it store.Item) ([]byte, error)
+
+// run runs fn on items in order and hands each call's outcome to done as it comes,
+// stopping early when done returns false, a call times out or the program dies. It
+// returns how many items it handed to done. Calls are sent ahead of the one running,
+// on a goroutine of their own, so that a program blocked writing results never waits
+// on a worker blocked writing calls. When run returns with calls still sent and not
+// answered, it kills the program, whose results could otherwise be taken for the
+// next call's: the caller starts another (alive reports false).
+func (p *proc) run(ctx context.Context, fn string, items []store.Item, timeout time.Duration, load loader, done func(callOutcome) bool) (int, error) {
+	if len(items) == 0 {
+		return 0, nil
+	}
+	var timeoutMillis int64
 	if timeout > 0 {
-		c.TimeoutMillis = timeout.Milliseconds()
+		timeoutMillis = timeout.Milliseconds()
 	}
-	if err := p.calls.WriteCall(c); err != nil {
-		// The program is gone; its exit status says why.
-		return p.died(c.Index), nil
-	}
-	var timer <-chan time.Time
-	if timeout > 0 {
-		t := time.NewTimer(timeout)
-		defer t.Stop()
-		timer = t.C
-	}
-	select {
-	case res, ok := <-p.results:
-		if !ok {
-			return p.died(c.Index), nil
+	sendCtx, stopSending := context.WithCancel(ctx)
+	var answered atomic.Int64 // calls whose result run has taken
+	wake := make(chan struct{}, 1)
+	loadErr := make(chan error, 1)
+	sent := make(chan struct{})
+	go func() {
+		defer close(sent)
+		var inFlightBytes []int // input size of each call sent and not answered, oldest first
+		sentBytes := 0
+		for k, it := range items {
+			for {
+				n := len(inFlightBytes) - (k - int(answered.Load()))
+				for _, b := range inFlightBytes[:n] {
+					sentBytes -= b
+				}
+				inFlightBytes = inFlightBytes[n:]
+				if len(inFlightBytes) < window && (len(inFlightBytes) == 0 || sentBytes < windowBytes) {
+					break
+				}
+				if p.calls.Flush() != nil {
+					return // the program is gone; run sees its results end
+				}
+				select {
+				case <-wake:
+				case <-sendCtx.Done():
+					return
+				}
+			}
+			input := it.Data
+			if it.Blob != "" {
+				if p.calls.Flush() != nil {
+					return
+				}
+				var err error
+				if input, err = load(sendCtx, it); err != nil {
+					loadErr <- fmt.Errorf("input %d: %w", it.Index, err)
+					return
+				}
+			}
+			p.order.push(it.Index)
+			if p.calls.QueueCall(wire.Call{Index: it.Index, Function: fn, TimeoutMillis: timeoutMillis, Input: input}) != nil {
+				return
+			}
+			inFlightBytes = append(inFlightBytes, len(input))
+			sentBytes += len(input)
 		}
-		p.stdout.awaitEnd()
-		p.stderr.awaitEnd()
-		return callOutcome{res: res}, nil
-	case <-timer:
-		p.kill()
-		p.wait()
-		return callOutcome{died: true, res: wire.Result{Index: c.Index, Err: &wire.Error{
-			Kind: store.KindTimeout, Message: fmt.Sprintf("input %d ran past its timeout of %v and was killed", c.Index, timeout)}}}, nil
-	case <-ctx.Done():
-		p.kill()
-		p.wait()
-		return callOutcome{}, ctx.Err()
+		p.calls.Flush()
+	}()
+	// Calls may be in flight when run returns early: the program must not live on.
+	finished := false
+	defer func() {
+		stopSending()
+		if !finished {
+			p.kill()
+			p.wait()
+			p.gone.Store(true)
+		}
+		<-sent
+	}()
+
+	var timer *time.Timer
+	var expired <-chan time.Time
+	if timeout > 0 {
+		timer = time.NewTimer(timeout)
+		defer timer.Stop()
+		expired = timer.C
 	}
+	for k, it := range items {
+		if k > 0 && timer != nil {
+			timer.Reset(timeout) // call k starts as call k-1 ends
+		}
+		select {
+		case res, ok := <-p.results:
+			if !ok {
+				finished = true // died reaps it
+				done(p.died(it.Index))
+				return k + 1, nil
+			}
+			if res.Index != it.Index {
+				return k, fmt.Errorf("worker protocol: the program answered input %d, expected input %d", res.Index, it.Index)
+			}
+			p.stdout.awaitEnd()
+			p.stderr.awaitEnd()
+			answered.Add(1)
+			select {
+			case wake <- struct{}{}:
+			default:
+			}
+			if k == len(items)-1 {
+				finished = true
+			}
+			if !done(callOutcome{res: res}) {
+				return k + 1, nil
+			}
+		case <-expired:
+			done(callOutcome{died: true, res: wire.Result{Index: it.Index, Err: &wire.Error{
+				Kind: store.KindTimeout, Message: fmt.Sprintf("input %d ran past its timeout of %v and was killed", it.Index, timeout)}}})
+			return k + 1, nil
+		case err := <-loadErr:
+			return k, err
+		case <-ctx.Done():
+			return k, ctx.Err()
+		}
+	}
+	return len(items), nil
 }
 
+// alive reports whether the program can take more calls.
+func (p *proc) alive() bool { return !p.gone.Load() }
+
 func (p *proc) died(index int64) callOutcome {
+	p.gone.Store(true)
 	status := p.wait()
 	// Let the captures reach EOF so that the call's last lines are shipped first.
 	p.stdout.awaitClosed(markerWait)
@@ -224,15 +327,50 @@ func (p *proc) close() {
 	}
 }
 
+// callOrder records the input of each call sent to a program, in the order sent.
+// A capture counts the end-of-call markers it has read, so the output that follows
+// the n-th marker is the n-th call's (the program runs calls in order).
+type callOrder struct {
+	mu   sync.Mutex
+	base int     // how many calls were sent before idx[0]
+	idx  []int64 // the inputs of calls base, base+1, …
+	// ended counts, for each stream, the markers its capture has read; calls that
+	// both streams have ended are forgotten.
+	ended [3]atomic.Int64
+}
+
+func (o *callOrder) push(index int64) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if past := int(min(o.ended[store.Stdout].Load(), o.ended[store.Stderr].Load())) - o.base; past >= 1024 {
+		o.idx = append(o.idx[:0], o.idx[past:]...)
+		o.base += past
+	}
+	o.idx = append(o.idx, index)
+}
+
+// at returns the input of the n-th call sent (from 0), or -1 if it has not been sent.
+func (o *callOrder) at(n int) int64 {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if i := n - o.base; i >= 0 && i < len(o.idx) {
+		return o.idx[i]
+	}
+	return -1
+}
+
 // capture reads one of the program's output streams, splits it into lines,
-// attributes each to the call in progress, and cuts a call's output at a limit.
+// attributes each to the call that printed it, and cuts a call's output at a limit.
 type capture struct {
-	stream  uint8
-	r       io.ReadCloser
-	marker  []byte
-	limit   int
-	current *atomic.Int64
-	lines   func(store.LogLine)
+	stream uint8
+	r      io.ReadCloser
+	marker []byte
+	limit  int
+	order  *callOrder
+	lines  func(store.LogLine)
+
+	calls   int   // end-of-call markers read: the output is the calls-th call's
+	current int64 // its input, or -1 while not known
 
 	ends   chan struct{} // one token per end-of-call marker seen
 	closed chan struct{} // closed at EOF
@@ -246,9 +384,9 @@ type capture struct {
 
 const tailBytes = 4 << 10
 
-func newCapture(stream uint8, r io.ReadCloser, marker []byte, limit int, current *atomic.Int64, lines func(store.LogLine)) *capture {
-	return &capture{stream: stream, r: r, marker: marker, limit: limit, current: current, lines: lines,
-		ends: make(chan struct{}, 64), closed: make(chan struct{})}
+func newCapture(stream uint8, r io.ReadCloser, marker []byte, limit int, order *callOrder, lines func(store.LogLine)) *capture {
+	return &capture{stream: stream, r: r, marker: marker, limit: limit, order: order, lines: lines, current: -1,
+		ends: make(chan struct{}, 2*window), closed: make(chan struct{})}
 }
 
 func (c *capture) run() {
@@ -276,6 +414,8 @@ func (c *capture) run() {
 				c.emit(text)
 			}
 			c.used, c.truncated = 0, false
+			c.calls, c.current = c.calls+1, -1
+			c.order.ended[c.stream].Store(int64(c.calls))
 			c.ends <- struct{}{}
 		case len(line) > 0:
 			c.emit(bytes.TrimSuffix(bytes.TrimSuffix(line, []byte("\n")), []byte("\r")))
@@ -308,7 +448,10 @@ func (c *capture) emit(text []byte) {
 		c.tailB = append(c.tailB[:0], c.tailB[len(c.tailB)-tailBytes:]...)
 	}
 	c.mu.Unlock()
-	idx := c.current.Load()
+	if c.current < 0 {
+		c.current = c.order.at(c.calls)
+	}
+	idx := c.current
 	if c.used >= c.limit {
 		if !c.truncated {
 			c.truncated = true

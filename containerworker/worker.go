@@ -20,7 +20,6 @@ import (
 	"github.com/burla-temporal/burla/job"
 	"github.com/burla-temporal/burla/names"
 	"github.com/burla-temporal/burla/store"
-	"github.com/burla-temporal/burla/wire"
 )
 
 // Store is what a worker needs of the data plane.
@@ -127,9 +126,12 @@ func (w *Worker) Run(ctx context.Context, spec job.Spec, binPath string) error {
 	return nil
 }
 
-// caller runs one call at a time: the job's program in worker mode, or its command.
+// caller runs calls one at a time, in order: the job's program in worker mode, or
+// its command. See proc.run for what run promises.
 type caller interface {
-	call(ctx context.Context, c wire.Call, timeout time.Duration) (callOutcome, error)
+	run(ctx context.Context, fn string, items []store.Item, timeout time.Duration, load loader, done func(callOutcome) bool) (int, error)
+	// alive reports whether the caller can take more calls.
+	alive() bool
 	close()
 }
 
@@ -180,15 +182,22 @@ func (w *Worker) runChunk(ctx context.Context, spec job.Spec, binPath string, pp
 		}
 	}()
 	var failed *JobError
-	for _, it := range chunk.Items {
-		input := it.Data
-		if it.Blob != "" {
-			b, err := readBlob(ctx, w.cfg.Blobs, it.Blob)
-			if err != nil {
-				return nil, fmt.Errorf("input %d: %w", it.Index, err)
+	var addErr error
+	record := func(oc callOutcome) bool {
+		r := store.Result{Index: oc.res.Index, Output: oc.res.Output}
+		if e := oc.res.Err; e != nil {
+			r = store.Result{Index: oc.res.Index, Err: &store.CallError{Kind: e.Kind, Message: e.Message, Stack: e.Stack}}
+			if failed == nil {
+				failed = &JobError{Type: names.ErrUserError, Index: oc.res.Index, Message: fmt.Sprintf("input %d failed (%s): %s", oc.res.Index, e.Kind, e.Message)}
 			}
-			input = b
 		}
+		if addErr = out.add(ctx, r); addErr != nil {
+			return false
+		}
+		return failed == nil || spec.ReturnErrors
+	}
+	load := func(ctx context.Context, it store.Item) ([]byte, error) { return readBlob(ctx, w.cfg.Blobs, it.Blob) }
+	for rest := chunk.Items; len(rest) > 0; {
 		if *pp == nil {
 			p, err := w.start(spec, binPath, logs)
 			if err != nil {
@@ -196,25 +205,20 @@ func (w *Worker) runChunk(ctx context.Context, spec job.Spec, binPath string, pp
 			}
 			*pp = p
 		}
-		oc, err := (*pp).call(ctx, wire.Call{Index: it.Index, Function: spec.Function, Input: input}, spec.InputTimeout)
-		if err != nil {
-			return nil, err
-		}
-		if oc.died {
+		n, err := (*pp).run(ctx, spec.Function, rest, spec.InputTimeout, load, record)
+		if !(*pp).alive() {
+			(*pp).close()
 			*pp = nil
 		}
-		r := store.Result{Index: it.Index, Output: oc.res.Output}
-		if e := oc.res.Err; e != nil {
-			r = store.Result{Index: it.Index, Err: &store.CallError{Kind: e.Kind, Message: e.Message, Stack: e.Stack}}
-			if failed == nil {
-				failed = &JobError{Type: names.ErrUserError, Index: it.Index, Message: fmt.Sprintf("input %d failed (%s): %s", it.Index, e.Kind, e.Message)}
-			}
-		}
-		if err := out.add(ctx, r); err != nil {
+		switch {
+		case addErr != nil:
+			return nil, addErr
+		case err != nil:
 			return nil, err
-		}
-		if failed != nil && !spec.ReturnErrors {
-			break
+		case failed != nil && !spec.ReturnErrors:
+			rest = nil
+		default:
+			rest = rest[n:]
 		}
 	}
 	if err := out.flush(ctx); err != nil {

@@ -31,6 +31,18 @@ var (
 		}
 		return x, nil
 	})
+	// fickle exits its process on input 37 and hangs on input 81.
+	_ = burla.Func("fickle", func(ctx context.Context, x int) (int, error) {
+		fmt.Printf("fickle %d\n", x)
+		switch x {
+		case 37:
+			os.Exit(3)
+		case 81:
+			<-ctx.Done()
+			time.Sleep(time.Hour) // past its deadline, as a function that ignores ctx would
+		}
+		return x, nil
+	})
 	_ = burla.Func("boom", func(ctx context.Context, x int) (int, error) {
 		if x == 1 {
 			panic("boom")
@@ -184,6 +196,78 @@ func TestRunAttributesOutput(t *testing.T) {
 		}
 		if idx, ok := got[fmt.Sprintf("warn %d", i)]; !ok || idx != i {
 			t.Errorf("stderr of input %d (no newline) attributed to %d (present %v)", i, idx, ok)
+		}
+	}
+}
+
+// The worker sends calls ahead of the one running; over many calls, in chunks larger
+// than its window, each line is still its own call's.
+func TestRunAttributesPipelinedOutput(t *testing.T) {
+	const n = 1000
+	s := &memStore{chunks: chunks(n, 300)}
+	if err := run(t, s, spec("echo"), containerworker.Config{}); err != nil {
+		t.Fatal(err)
+	}
+	if len(s.results) != n {
+		t.Fatalf("%d results; want %d", len(s.results), n)
+	}
+	lines := 0
+	for _, l := range s.lines {
+		var i int64
+		if _, err := fmt.Sscanf(l.Text, "hello %d", &i); err != nil {
+			if _, err := fmt.Sscanf(l.Text, "warn %d", &i); err != nil {
+				t.Fatalf("unexpected line %q", l.Text)
+			}
+		}
+		if i != l.Index {
+			t.Errorf("line %q attributed to input %d", l.Text, l.Index)
+		}
+		lines++
+	}
+	if lines != 2*n {
+		t.Errorf("%d lines; want %d", lines, 2*n)
+	}
+}
+
+// A program that dies, or hangs past the timeout, with calls sent ahead of it fails
+// only the call it was running: with errors collected, every other input has its
+// own result, from a new program.
+func TestRunPipelineSurvivesExitAndTimeout(t *testing.T) {
+	const n = 120
+	s := &memStore{chunks: chunks(n, n)}
+	sp := spec("fickle")
+	sp.ReturnErrors = true
+	sp.InputTimeout = 300 * time.Millisecond
+	if err := run(t, s, sp, containerworker.Config{}); err != nil {
+		t.Fatal(err)
+	}
+	got := map[int64]store.Result{}
+	for _, r := range s.results {
+		if _, dup := got[r.Index]; dup {
+			t.Errorf("input %d has two results", r.Index)
+		}
+		got[r.Index] = r
+	}
+	for i := range int64(n) {
+		r, ok := got[i]
+		switch {
+		case !ok:
+			t.Errorf("input %d: no result", i)
+		case i == 37:
+			if r.Err == nil || r.Err.Kind != store.KindExit || !strings.Contains(r.Err.Message, "exited with status 3") {
+				t.Errorf("input 37: %+v; want an exit with status 3", r.Err)
+			}
+		case i == 81:
+			if r.Err == nil || r.Err.Kind != store.KindTimeout {
+				t.Errorf("input 81: %+v; want a timeout", r.Err)
+			}
+		case r.Err != nil || string(r.Output) != fmt.Sprint(i):
+			t.Errorf("input %d: %+v", i, r)
+		}
+	}
+	for _, l := range s.lines {
+		if l.Text != fmt.Sprintf("fickle %d", l.Index) {
+			t.Errorf("line %q attributed to input %d", l.Text, l.Index)
 		}
 	}
 }

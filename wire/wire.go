@@ -88,9 +88,18 @@ type Writer struct {
 // NewWriter returns a Writer on w.
 func NewWriter(w io.Writer) *Writer { return &Writer{w: bufio.NewWriterSize(w, 64<<10)} }
 
-// frame writes one frame whose payload is the concatenation of parts, without
-// copying them into one buffer first: an input or output may be hundreds of MiB.
+// frame writes and flushes one frame.
 func (w *Writer) frame(kind byte, parts ...[]byte) error {
+	if err := w.queue(kind, parts...); err != nil {
+		return err
+	}
+	return w.w.Flush()
+}
+
+// queue writes one frame, whose payload is the concatenation of parts, into the
+// buffer without copying the parts into one slice first (an input or output may be
+// hundreds of MiB); what does not fit in the buffer is written through.
+func (w *Writer) queue(kind byte, parts ...[]byte) error {
 	n := 1
 	for _, p := range parts {
 		n += len(p)
@@ -109,8 +118,11 @@ func (w *Writer) frame(kind byte, parts ...[]byte) error {
 			return err
 		}
 	}
-	return w.w.Flush()
+	return nil
 }
+
+// Flush writes whatever QueueCall left in the buffer.
+func (w *Writer) Flush() error { return w.w.Flush() }
 
 // WriteHello writes h.
 func (w *Writer) WriteHello(h Hello) error {
@@ -121,15 +133,26 @@ func (w *Writer) WriteHello(h Hello) error {
 	return w.frame(kindHello, b)
 }
 
-// WriteCall writes c.
+// WriteCall writes c and flushes it.
 func (w *Writer) WriteCall(c Call) error {
+	if err := w.QueueCall(c); err != nil {
+		return err
+	}
+	return w.w.Flush()
+}
+
+// QueueCall writes c into the buffer, to go with the next calls in one write when
+// Flush is called (or when the buffer fills). A worker sends calls ahead of the one
+// running this way: the program reads several with one system call and never
+// waits for the worker between calls.
+func (w *Writer) QueueCall(c Call) error {
 	b := w.buf[:0]
 	b = binary.AppendVarint(b, c.Index)
 	b = binary.AppendVarint(b, c.TimeoutMillis)
 	b = binary.AppendUvarint(b, uint64(len(c.Function)))
 	b = append(b, c.Function...)
 	w.buf = b
-	return w.frame(kindCall, b, c.Input)
+	return w.queue(kindCall, b, c.Input)
 }
 
 // WriteResult writes r.
