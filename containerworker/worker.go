@@ -74,6 +74,10 @@ func New(cfg Config) *Worker {
 // fails: it returns nil when cancelled, and a *JobError for a failure that ends the
 // job. Chunks it claimed and did not finish return to the queue when their lease
 // runs out.
+//
+// Three things overlap so that the program is never idle between chunks: the next
+// chunk is claimed while one runs (see claimAhead), and a finished chunk's results
+// are stored and the chunk marked done while the next one runs (see committer).
 func (w *Worker) Run(ctx context.Context, spec job.Spec, binPath string) error {
 	log := w.log.With("job", spec.ID)
 	logs := newShipper(w.cfg.Store, spec.ID, log)
@@ -95,23 +99,30 @@ func (w *Worker) Run(ctx context.Context, spec job.Spec, binPath string) error {
 			p.close()
 		}
 	}()
-	out := &outbox{st: w.cfg.Store, blobs: w.cfg.Blobs, job: spec.ID, logs: logs}
-	for ctx.Err() == nil {
-		cl, err := w.cfg.Store.Claim(ctx, spec.ID, w.cfg.ClaimWait)
-		switch {
-		case errors.Is(err, store.ErrNoChunk):
-			continue
-		case errors.Is(err, store.ErrNotFound):
-			return nil // the job's queue is gone: it ended
-		case err != nil:
-			if ctx.Err() != nil {
-				return nil
+	com := newCommitter(w.cfg.Store, spec.ID, logs, log)
+	// Results already computed are stored even when ctx ends: they are not lost work.
+	go com.run(context.WithoutCancel(ctx))
+	defer com.close()
+	claims := make(chan *leased)
+	pace := newPacer()
+	claimCtx, stopClaiming := context.WithCancel(ctx)
+	claimed := make(chan struct{})
+	go func() { defer close(claimed); w.claimAhead(claimCtx, spec, pace, claims, log) }()
+	defer func() { stopClaiming(); <-claimed }()
+
+	out := &outbox{blobs: w.cfg.Blobs, job: spec.ID, com: com, pace: pace}
+	for {
+		var cl *leased
+		select {
+		case <-ctx.Done():
+			return nil
+		case c, ok := <-claims:
+			if !ok {
+				return nil // the job's queue is gone: it ended
 			}
-			log.Warn("claim failed", "error", err)
-			sleep(ctx, 500*time.Millisecond)
-			continue
+			cl = c
 		}
-		failed, err := w.runChunk(ctx, spec, binPath, &p, cl, out, logs, log)
+		failed, err := w.runChunk(ctx, spec, binPath, &p, cl, out)
 		if err != nil {
 			if ctx.Err() != nil {
 				return nil
@@ -120,10 +131,77 @@ func (w *Worker) Run(ctx context.Context, spec job.Spec, binPath string) error {
 			continue
 		}
 		if failed != nil && !spec.ReturnErrors {
+			com.close() // the failed call's result is stored before the job hears of it
 			return failed
 		}
 	}
-	return nil
+}
+
+// leased is a claimed chunk whose lease is kept while it waits, runs and commits.
+type leased struct {
+	store.Claim
+	release context.CancelFunc // stops extending the lease
+}
+
+// claimAhead claims a chunk each time pace asks for one and hands it to claims:
+// pace asks as the current chunk is about to end, so that the next one is there
+// when it does. It closes claims when the job's queue is gone and returns when ctx
+// ends.
+func (w *Worker) claimAhead(ctx context.Context, spec job.Spec, pace *pacer, claims chan<- *leased, log *slog.Logger) {
+	select {
+	case <-pace.want:
+	case <-ctx.Done():
+		return
+	}
+	for ctx.Err() == nil {
+		start := time.Now()
+		cl, err := w.cfg.Store.Claim(ctx, spec.ID, w.cfg.ClaimWait)
+		switch {
+		case errors.Is(err, store.ErrNoChunk):
+			continue
+		case errors.Is(err, store.ErrNotFound):
+			close(claims)
+			return
+		case err != nil:
+			if ctx.Err() == nil {
+				log.Warn("claim failed", "error", err)
+				sleep(ctx, 500*time.Millisecond)
+			}
+			continue
+		}
+		pace.claimed(time.Since(start))
+		l := &leased{Claim: cl}
+		var leaseCtx context.Context
+		leaseCtx, l.release = context.WithCancel(context.WithoutCancel(ctx))
+		go keepLease(leaseCtx, cl, spec.Lease, log)
+		select {
+		case claims <- l:
+		case <-ctx.Done():
+			l.release() // unstarted: its lease returns it to the queue
+			return
+		}
+		select {
+		case <-pace.want:
+		case <-ctx.Done():
+			return
+		}
+	}
+}
+
+// keepLease extends cl's lease until ctx ends, however long its chunk waits and runs.
+func keepLease(ctx context.Context, cl store.Claim, lease time.Duration, log *slog.Logger) {
+	t := time.NewTicker(max(lease/3, 100*time.Millisecond))
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if err := cl.Extend(ctx); err != nil && ctx.Err() == nil {
+				log.Warn("could not extend lease", "chunk", cl.Chunk().Seq, "error", err)
+			}
+		}
+	}
 }
 
 // caller runs calls one at a time, in order: the job's program in worker mode, or
@@ -159,31 +237,16 @@ func (w *Worker) start(spec job.Spec, binPath string, logs *shipper) (caller, er
 	return p, nil
 }
 
-// runChunk runs every input of a claimed chunk and marks it done once its results
-// are stored. It returns the first failed call as a *JobError, or an error when the
-// chunk had to be abandoned.
-func (w *Worker) runChunk(ctx context.Context, spec job.Spec, binPath string, pp *caller, cl store.Claim, out *outbox, logs *shipper, log *slog.Logger) (*JobError, error) {
-	chunk := cl.Chunk()
-	// Keep the lease while the chunk runs, however long its calls take.
-	leaseCtx, stopLease := context.WithCancel(ctx)
-	defer stopLease()
-	go func() {
-		t := time.NewTicker(max(spec.Lease/3, 100*time.Millisecond))
-		defer t.Stop()
-		for {
-			select {
-			case <-leaseCtx.Done():
-				return
-			case <-t.C:
-				if err := cl.Extend(leaseCtx); err != nil && leaseCtx.Err() == nil {
-					log.Warn("could not extend lease", "chunk", chunk.Seq, "error", err)
-				}
-			}
-		}
-	}()
+// runChunk runs every input of a claimed chunk and hands its results, and then the
+// chunk, to the committer. It returns the first failed call as a *JobError, or an
+// error when the chunk had to be abandoned.
+func (w *Worker) runChunk(ctx context.Context, spec job.Spec, binPath string, pp *caller, cl *leased, out *outbox) (*JobError, error) {
 	var failed *JobError
 	var addErr error
+	out.pace.start(len(cl.Chunk().Items))
+	defer out.pace.end()
 	record := func(oc callOutcome) bool {
+		out.pace.answered()
 		r := store.Result{Index: oc.res.Index, Output: oc.res.Output}
 		if e := oc.res.Err; e != nil {
 			r = store.Result{Index: oc.res.Index, Err: &store.CallError{Kind: e.Kind, Message: e.Message, Stack: e.Stack}}
@@ -197,40 +260,39 @@ func (w *Worker) runChunk(ctx context.Context, spec job.Spec, binPath string, pp
 		return failed == nil || spec.ReturnErrors
 	}
 	load := func(ctx context.Context, it store.Item) ([]byte, error) { return readBlob(ctx, w.cfg.Blobs, it.Blob) }
-	for rest := chunk.Items; len(rest) > 0; {
+	var err error
+	for rest := cl.Chunk().Items; len(rest) > 0 && err == nil; {
 		if *pp == nil {
-			p, err := w.start(spec, binPath, logs)
-			if err != nil {
-				return nil, err
+			p, serr := w.start(spec, binPath, out.com.logs)
+			if serr != nil {
+				err = serr
+				break
 			}
 			*pp = p
 		}
-		n, err := (*pp).run(ctx, spec.Function, rest, spec.InputTimeout, load, record)
+		var n int
+		n, err = (*pp).run(ctx, spec.Function, rest, spec.InputTimeout, load, record)
 		if !(*pp).alive() {
 			(*pp).close()
 			*pp = nil
 		}
 		switch {
 		case addErr != nil:
-			return nil, addErr
-		case err != nil:
-			return nil, err
+			err = addErr
 		case failed != nil && !spec.ReturnErrors:
 			rest = nil
 		default:
 			rest = rest[n:]
 		}
 	}
-	if err := out.flush(ctx); err != nil {
-		return nil, err
+	out.flush()
+	if err != nil || (failed != nil && !spec.ReturnErrors) {
+		// Abandoned, or the job is ending: leave the chunk to its lease and the
+		// job's clean-up.
+		out.com.release(cl)
+		return failed, err
 	}
-	if failed != nil && !spec.ReturnErrors {
-		return failed, nil // the job is ending; leave the chunk to the job's clean-up
-	}
-	stopLease()
-	if err := cl.Done(ctx); err != nil {
-		return nil, err
-	}
+	out.com.done(cl)
 	return failed, nil
 }
 
@@ -263,13 +325,14 @@ const (
 	flushEvery = 50 * time.Millisecond
 )
 
-// outbox batches results. Before results are written, the lines printed so far are,
-// so that a caller that has every result has every line too.
+// outbox batches a worker's results for its committer: a batch goes at
+// batchBytes, after flushEvery, and at the end of each chunk. Outputs too large
+// for a record are written as blobs first.
 type outbox struct {
-	st    store.Results
 	blobs blob.Store
 	job   string
-	logs  *shipper
+	com   *committer
+	pace  *pacer
 
 	rs        []store.Result
 	bytes     int
@@ -294,31 +357,89 @@ func (o *outbox) add(ctx context.Context, r store.Result) error {
 		}
 	}
 	if o.bytes+size > batchBytes {
-		if err := o.flush(ctx); err != nil {
-			return err
-		}
+		o.flush()
 	}
 	o.rs = append(o.rs, r)
 	o.bytes += size
 	if time.Since(o.lastFlush) >= flushEvery {
-		return o.flush(ctx)
+		o.flush()
 	}
 	return nil
 }
 
-func (o *outbox) flush(ctx context.Context) error {
+func (o *outbox) flush() {
 	o.lastFlush = time.Now()
 	if len(o.rs) == 0 {
-		return nil
+		return
 	}
-	if err := o.logs.flush(ctx); err != nil {
-		return err
+	o.com.put(o.rs)
+	o.rs, o.bytes = nil, 0
+}
+
+// committer stores a worker's results and marks its chunks done, in order, on a
+// goroutine of its own, while the worker runs the next chunk. A chunk is marked
+// done only once every result of it is stored, and the lines printed before them
+// are; if a write fails, the chunk is left to its lease and runs again.
+type committer struct {
+	st   Store
+	job  string
+	logs *shipper
+	log  *slog.Logger
+
+	ops       chan commitOp
+	finished  chan struct{}
+	closeOnce sync.Once
+}
+
+type commitOp struct {
+	results []store.Result
+	chunk   *leased // mark done (or, if release, let go) once what came before is stored
+	release bool
+}
+
+func newCommitter(st Store, jobID string, logs *shipper, log *slog.Logger) *committer {
+	return &committer{st: st, job: jobID, logs: logs, log: log, ops: make(chan commitOp, 16), finished: make(chan struct{})}
+}
+
+func (c *committer) put(rs []store.Result) { c.ops <- commitOp{results: rs} }
+func (c *committer) done(cl *leased)       { c.ops <- commitOp{chunk: cl} }
+func (c *committer) release(cl *leased)    { c.ops <- commitOp{chunk: cl, release: true} }
+
+// close stores what was handed over and stops the committer.
+func (c *committer) close() {
+	c.closeOnce.Do(func() { close(c.ops) })
+	<-c.finished
+}
+
+func (c *committer) run(ctx context.Context) {
+	defer close(c.finished)
+	lost := false // a result of the current chunk could not be stored
+	for op := range c.ops {
+		if len(op.results) > 0 {
+			err := c.logs.flush(ctx)
+			if err == nil {
+				err = c.st.PutResults(ctx, c.job, op.results)
+			}
+			if err != nil {
+				c.log.Warn("could not store results", "results", len(op.results), "error", err)
+				lost = true
+			}
+		}
+		if op.chunk == nil {
+			continue
+		}
+		op.chunk.release()
+		switch {
+		case op.release:
+		case lost:
+			c.log.Warn("chunk left to its lease, to run again: some of its results were not stored", "chunk", op.chunk.Chunk().Seq)
+		default:
+			if err := op.chunk.Done(ctx); err != nil {
+				c.log.Warn("could not mark chunk done; it will run again", "chunk", op.chunk.Chunk().Seq, "error", err)
+			}
+		}
+		lost = false
 	}
-	if err := o.st.PutResults(ctx, o.job, o.rs); err != nil {
-		return err
-	}
-	o.rs, o.bytes = o.rs[:0], 0
-	return nil
 }
 
 // shipper batches log lines and writes them every flushEvery, so that a long call's

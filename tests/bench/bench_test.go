@@ -42,6 +42,12 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, "bench: start cluster:", err)
 		os.Exit(1)
 	}
+	// A warm cluster: the program uploaded and inspected, as after a user's first job.
+	if _, err := burla.RemoteParallelMap(context.Background(), printingF, []int{1, 2, 3}, opts()...); err != nil {
+		fmt.Fprintln(os.Stderr, "bench: warm-up job:", err)
+		dev.Stop()
+		os.Exit(1)
+	}
 	code := m.Run()
 	if err := dev.Stop(); err != nil {
 		fmt.Fprintln(os.Stderr, "bench: stop cluster:", err)

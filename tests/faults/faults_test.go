@@ -15,8 +15,8 @@ import (
 	enumspb "go.temporal.io/api/enums/v1"
 
 	"github.com/burla-temporal/burla/names"
-	"github.com/burla-temporal/burla/store/natsstore"
 	burla "github.com/burla-temporal/burla/sdk"
+	"github.com/burla-temporal/burla/store/natsstore"
 	"github.com/burla-temporal/burla/tests/clustertest"
 	"github.com/burla-temporal/burla/workflows"
 )
