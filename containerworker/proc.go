@@ -38,14 +38,16 @@ type proc struct {
 	hello   wire.Hello
 
 	order          *callOrder // which input each call sent was for, in order
+	sink           *lineSink  // where the captures' lines go
 	stdout, stderr *capture
 	gone           atomic.Bool // killed, or found dead: start another before the next call
 	waitOnce       sync.Once
 	waitErr        error
 }
 
-// startProc starts the program at path in worker mode. lines receives what it prints.
-func startProc(path string, limit int, lines func(store.LogLine)) (*proc, error) {
+// startProc starts the program at path in worker mode. What it prints is held
+// until its sink is pointed somewhere (p.sink.to).
+func startProc(path string, limit int) (*proc, error) {
 	var nonce [12]byte
 	if _, err := rand.Read(nonce[:]); err != nil {
 		return nil, err
@@ -69,9 +71,9 @@ func startProc(path string, limit int, lines func(store.LogLine)) (*proc, error)
 	if err != nil {
 		return nil, err
 	}
-	p := &proc{results: make(chan wire.Result, 1), callsW: callsW, calls: wire.NewWriter(callsW), order: &callOrder{}}
-	p.stdout = newCapture(store.Stdout, outR, marker, limit, p.order, lines)
-	p.stderr = newCapture(store.Stderr, errR, marker, limit, p.order, lines)
+	p := &proc{results: make(chan wire.Result, 1), callsW: callsW, calls: wire.NewWriter(callsW), order: &callOrder{}, sink: &lineSink{}}
+	p.stdout = newCapture(store.Stdout, outR, marker, limit, p.order, p.sink.add)
+	p.stderr = newCapture(store.Stderr, errR, marker, limit, p.order, p.sink.add)
 	cmd := exec.Command(path)
 	cmd.Env = append(os.Environ(), wire.EnvWorker+"=1", wire.EnvMarker+"="+hex.EncodeToString(nonce[:]))
 	cmd.Stdin = nil
@@ -276,6 +278,17 @@ func (p *proc) run(ctx context.Context, fn string, items []store.Item, timeout t
 // alive reports whether the program can take more calls.
 func (p *proc) alive() bool { return !p.gone.Load() }
 
+// exited reports whether the program has closed its output, as it does when it
+// exits: a program prewarmed a while ago may have died waiting.
+func (p *proc) exited() bool {
+	select {
+	case <-p.stdout.closed:
+		return true
+	default:
+		return false
+	}
+}
+
 func (p *proc) died(index int64) callOutcome {
 	p.gone.Store(true)
 	status := p.wait()
@@ -325,6 +338,39 @@ func (p *proc) close() {
 		p.kill()
 		<-done
 	}
+}
+
+// lineSink passes a program's lines on to a job, holding those printed before the
+// program has one (a program started ahead of its job prints as it starts).
+type lineSink struct {
+	mu   sync.Mutex
+	fn   func(store.LogLine)
+	held []store.LogLine
+}
+
+// maxHeldLines bounds what a program may print before it has a job.
+const maxHeldLines = 1000
+
+func (s *lineSink) add(l store.LogLine) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.fn == nil {
+		if len(s.held) < maxHeldLines {
+			s.held = append(s.held, l)
+		}
+		return
+	}
+	s.fn(l)
+}
+
+// to sends the lines held so far, and every line after them, to fn.
+func (s *lineSink) to(fn func(store.LogLine)) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, l := range s.held {
+		fn(l)
+	}
+	s.fn, s.held = fn, nil
 }
 
 // callOrder records the input of each call sent to a program, in the order sent.
@@ -502,7 +548,7 @@ func (c *capture) tailNote() string {
 // Inspect starts the program at path in worker mode, reads what it registers, and
 // stops it.
 func Inspect(ctx context.Context, path string) (functions []string, goos, goarch string, err error) {
-	p, err := startProc(path, 0, func(store.LogLine) {})
+	p, err := startProc(path, 0)
 	if err != nil {
 		return nil, "", "", err
 	}

@@ -19,13 +19,14 @@ import (
 const (
 	OpRun  = "run"  // work on Spec with the program at Binary until stopped
 	OpStop = "stop" // stop working on the current job
+	OpWarm = "warm" // start the program at Binary ahead of the job that will run it
 )
 
 // Command is one instruction from the agent.
 type Command struct {
 	Op     string    `json:"op"`
 	Spec   *job.Spec `json:"spec,omitempty"`
-	Binary string    `json:"binary,omitempty"` // local path of the job's program
+	Binary string    `json:"binary,omitempty"` // local path of the job's program (for warm, of a program)
 }
 
 // Event types.
@@ -69,6 +70,7 @@ func (w *Worker) Serve(ctx context.Context, in io.Reader, out io.Writer) error {
 		}
 	}
 	defer stop()
+	defer w.dropWarm()
 	sc := bufio.NewScanner(in)
 	sc.Buffer(make([]byte, 64<<10), 1<<20)
 	for sc.Scan() {
@@ -100,6 +102,10 @@ func (w *Worker) Serve(ctx context.Context, in io.Reader, out io.Writer) error {
 			}(jobDone)
 		case OpStop:
 			stop()
+		case OpWarm:
+			if cancelJob == nil && c.Binary != "" {
+				w.Prewarm(c.Binary)
+			}
 		default:
 			return fmt.Errorf("unknown command %q from agent", c.Op)
 		}

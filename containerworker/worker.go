@@ -54,6 +54,86 @@ func (e *JobError) Error() string { return e.Message }
 type Worker struct {
 	cfg Config
 	log *slog.Logger
+
+	mu   sync.Mutex
+	warm *warming // a program started ahead of the job that will run it
+}
+
+// warming is a program being started, or started, before its job: a node that
+// has just run a program starts it again in each fresh worker, since the next job
+// most often runs the same program (a user iterating on one). The process is a new
+// one, so nothing of the last job's calls is in it; starting it ahead takes its
+// start-up, the largest part of a small job's time on a node, off the job's path.
+type warming struct {
+	path  string
+	ready chan struct{}
+	p     *proc
+	err   error
+}
+
+// Prewarm starts the program at path in worker mode, to be taken by the next job
+// that runs it. A program prewarmed earlier for another path is stopped.
+func (w *Worker) Prewarm(path string) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.warm != nil {
+		if w.warm.path == path {
+			return
+		}
+		go w.warm.discard()
+	}
+	wm := &warming{path: path, ready: make(chan struct{})}
+	w.warm = wm
+	go func() {
+		defer close(wm.ready)
+		wm.p, wm.err = startProc(path, w.cfg.LogLimit)
+		if wm.err != nil {
+			w.log.Warn("could not prewarm program", "path", path, "error", wm.err)
+		}
+	}()
+}
+
+// takeWarm returns the program prewarmed for path, once it has started, or nil if
+// there is none; an error only if its start failed, which a second start would too.
+func (w *Worker) takeWarm(path string) (*proc, error) {
+	w.mu.Lock()
+	wm := w.warm
+	w.warm = nil
+	w.mu.Unlock()
+	if wm == nil {
+		return nil, nil
+	}
+	if wm.path != path {
+		go wm.discard()
+		return nil, nil
+	}
+	<-wm.ready
+	if wm.err != nil {
+		return nil, nil // started again by the caller, so that its error is the job's
+	}
+	if !wm.p.alive() || wm.p.exited() {
+		wm.p.close()
+		return nil, nil
+	}
+	return wm.p, nil
+}
+
+// dropWarm stops a prewarmed program, if any.
+func (w *Worker) dropWarm() {
+	w.mu.Lock()
+	wm := w.warm
+	w.warm = nil
+	w.mu.Unlock()
+	if wm != nil {
+		wm.discard()
+	}
+}
+
+func (wm *warming) discard() {
+	<-wm.ready
+	if wm.p != nil {
+		wm.p.close()
+	}
 }
 
 // New returns a Worker.
@@ -217,7 +297,10 @@ func (w *Worker) start(spec job.Spec, binPath string, logs *shipper) (caller, er
 	if len(spec.Command) > 0 {
 		return &command{argv: spec.Command, limit: w.cfg.LogLimit, lines: logs.add}, nil
 	}
-	p, err := startProc(binPath, w.cfg.LogLimit, logs.add)
+	p, err := w.takeWarm(binPath)
+	if p == nil && err == nil {
+		p, err = startProc(binPath, w.cfg.LogLimit)
+	}
 	if err != nil {
 		msg := fmt.Sprintf("binary %s: %v", spec.Binary[:12], err)
 		if _, statErr := os.Stat("/lib64/ld-linux-x86-64.so.2"); statErr != nil {
@@ -228,6 +311,7 @@ func (w *Worker) start(spec job.Spec, binPath string, logs *shipper) (caller, er
 		}
 		return nil, &JobError{Type: names.ErrBadBinary, Message: msg}
 	}
+	p.sink.to(logs.add)
 	if !slices.Contains(p.hello.Functions, spec.Function) {
 		p.close()
 		return nil, &JobError{Type: names.ErrUnknownFunction, Message: fmt.Sprintf(

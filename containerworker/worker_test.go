@@ -43,6 +43,10 @@ var (
 		}
 		return x, nil
 	})
+	// age says how long ago this process started, in milliseconds.
+	_ = burla.Func("age", func(ctx context.Context, x int) (int64, error) {
+		return time.Since(processStart).Milliseconds(), nil
+	})
 	_ = burla.Func("boom", func(ctx context.Context, x int) (int, error) {
 		if x == 1 {
 			panic("boom")
@@ -50,6 +54,8 @@ var (
 		return x, nil
 	})
 )
+
+var processStart = time.Now()
 
 func TestMain(m *testing.M) {
 	burla.Main()
@@ -330,5 +336,47 @@ func TestRunRefusesProgramWithoutWorkerMode(t *testing.T) {
 	var je *containerworker.JobError
 	if !errors.As(err, &je) || je.Type != names.ErrBadBinary || !strings.Contains(je.Message, "burla.Main()") {
 		t.Fatalf("error %v; want BadBinary saying burla.Main() must come first", err)
+	}
+}
+
+// A program prewarmed for a job's binary is the one the job's calls run in; one
+// prewarmed for another binary is not.
+func TestRunTakesPrewarmedProgram(t *testing.T) {
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	const wait = time.Second
+	for _, c := range []struct {
+		warm string
+		want bool
+	}{{exe, true}, {"/bin/true", false}} {
+		s := &memStore{chunks: chunks(1, 1)}
+		w := containerworker.New(containerworker.Config{Store: s})
+		w.Prewarm(c.warm)
+		time.Sleep(wait)
+		ctx, cancel := context.WithCancel(context.Background())
+		errc := make(chan error, 1)
+		go func() { errc <- w.Run(ctx, spec("age"), exe) }()
+		for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+			s.mu.Lock()
+			n := len(s.results)
+			s.mu.Unlock()
+			if n > 0 || time.Now().After(deadline) {
+				break
+			}
+		}
+		cancel()
+		if err := <-errc; err != nil {
+			t.Fatal(err)
+		}
+		if len(s.results) != 1 || s.results[0].Err != nil {
+			t.Fatalf("prewarmed %s: results %+v", c.warm, s.results)
+		}
+		var age int64
+		fmt.Sscan(string(s.results[0].Output), &age)
+		if got := age >= wait.Milliseconds()/2; got != c.want {
+			t.Errorf("prewarmed %s: the call ran in a program %d ms old; want prewarmed program used = %v", c.warm, age, c.want)
+		}
 	}
 }

@@ -50,6 +50,9 @@ type slot struct {
 	// parked is set while the slot's worker is stopped because a job with a larger
 	// func_cpu needs fewer workers; closing it lets keep start the worker again.
 	parked chan struct{}
+	// last is the program the slot's last job ran; a fresh worker on an idle slot
+	// starts it ahead of the next job (containerworker.OpWarm).
+	last string
 }
 
 type assignment struct {
@@ -103,8 +106,13 @@ func (p *pool) keep(ctx context.Context, s *slot) {
 		p.mu.Lock()
 		s.w, s.busy = w, ""
 		a := p.run
-		if a != nil && contains(a.slots, s.i) {
+		switch {
+		case a != nil && contains(a.slots, s.i):
 			p.assign(s, a) // a restarted worker goes back to its slot's job
+		case s.last != "":
+			if err := w.enc.Encode(containerworker.Command{Op: containerworker.OpWarm, Binary: s.last}); err != nil {
+				p.log.Warn("could not prewarm program", "slot", s.i, "error", err)
+			}
 		}
 		p.mu.Unlock()
 		if a != nil && contains(a.slots, s.i) {
@@ -250,6 +258,7 @@ func (p *pool) assign(s *slot, a *assignment) {
 	}
 	s.busy = spec.ID
 	s.idle = make(chan struct{})
+	s.last = a.binary
 }
 
 // Start implements activities.Runner.
