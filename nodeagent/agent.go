@@ -200,6 +200,7 @@ func (c *binCache) get(ctx context.Context, digest string) (string, error) {
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	start := time.Now()
 	path, err := blob.FetchExecutable(ctx, c.blobs, job.BinaryKey(digest), digest, c.dir)
 	switch {
 	case errors.Is(err, blob.ErrNotFound):
@@ -209,7 +210,9 @@ func (c *binCache) get(ctx context.Context, digest string) (string, error) {
 	case err != nil:
 		return "", fmt.Errorf("fetch binary %s: %w", digest[:12], err)
 	}
-	if actx := ctx; activity.IsActivity(actx) {
+	// A long download is reported; a cached program is not, since an activity's
+	// first heartbeat is a round trip to Temporal on the job's path.
+	if actx := ctx; activity.IsActivity(actx) && time.Since(start) > time.Second {
 		activity.RecordHeartbeat(actx)
 	}
 	return path, nil

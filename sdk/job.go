@@ -143,26 +143,15 @@ func Submit[In, Out any](ctx context.Context, f *Function[In, Out], inputs []In,
 		return nil, fmt.Errorf("burla: create job: %w", err)
 	}
 	j := newJob[Out](c, o, spec.ID, spec.Inputs)
-	if err := j.watch(ctx); err != nil {
-		return nil, err
-	}
-	if !o.detach {
-		if err := c.st.Heartbeat(ctx, j.id); err != nil {
-			j.close()
-			return nil, fmt.Errorf("burla: job %s: %w", j.id, err)
-		}
-		// Heartbeats stop when ctx ends or the results have been read, whichever is
-		// first; a job whose results nobody reads is then cancelled by the cluster.
-		hbCtx, stop := context.WithCancel(ctx)
-		j.stopHB = stop
-		go j.heartbeat(hbCtx)
-	}
-	// Inputs are uploaded while the workflow starts; workers wait for chunks.
+	// While the workflow starts, the inputs are uploaded (workers wait for chunks),
+	// and the results and logs are watched (a watch reads from the first record).
 	upCtx, cancelUpload := context.WithCancel(context.WithoutCancel(ctx))
 	go func() {
 		defer cancelUpload()
 		j.uploadErr <- upload(upCtx, c, j.id, inputs)
 	}()
+	prepared := make(chan error, 1)
+	go func() { prepared <- j.prepare(ctx) }()
 	_, err = c.tc.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
 		ID:        j.id,
 		TaskQueue: names.TaskQueueControl,
@@ -172,10 +161,17 @@ func Submit[In, Out any](ctx context.Context, f *Function[In, Out], inputs []In,
 			temporal.NewSearchAttributeKeyInt64(names.SearchInputs).ValueSet(int64(len(inputs))),
 		),
 	}, names.WorkflowJob, workflows.JobInput{Spec: spec})
+	perr := <-prepared
 	if err != nil {
 		cancelUpload()
 		j.close()
 		return nil, fmt.Errorf("burla: start job %s: %w", j.id, err)
+	}
+	if perr != nil {
+		cancelUpload()
+		j.cancelQuietly()
+		j.close()
+		return nil, perr
 	}
 	if o.onStart != nil {
 		o.onStart(j.id)
@@ -210,6 +206,26 @@ func Attach[Out any](ctx context.Context, jobID string, opts ...Option) (*Job[Ou
 func newJob[Out any](c *Cluster, o options, id string, inputs int) *Job[Out] {
 	return &Job[Out]{id: id, inputs: inputs, c: c, o: o, started: time.Now(),
 		uploadErr: make(chan error, 1), results: newInbox[store.Result]()}
+}
+
+// prepare watches the job's results and logs and, unless it is detached, starts
+// its heartbeat.
+func (j *Job[Out]) prepare(ctx context.Context) error {
+	if err := j.watch(ctx); err != nil {
+		return err
+	}
+	if j.o.detach {
+		return nil
+	}
+	if err := j.c.st.Heartbeat(ctx, j.id); err != nil {
+		return fmt.Errorf("burla: job %s: %w", j.id, err)
+	}
+	// Heartbeats stop when ctx ends or the results have been read, whichever is
+	// first; a job whose results nobody reads is then cancelled by the cluster.
+	hbCtx, stop := context.WithCancel(ctx)
+	j.stopHB = stop
+	go j.heartbeat(hbCtx)
+	return nil
 }
 
 func (j *Job[Out]) watch(ctx context.Context) error {
