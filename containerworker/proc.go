@@ -514,6 +514,11 @@ func (c *capture) emit(text []byte) {
 func (c *capture) awaitEnd() {
 	select {
 	case <-c.ends:
+		return // most often already read: no timer
+	default:
+	}
+	select {
+	case <-c.ends:
 	case <-c.closed:
 	case <-time.After(markerWait):
 	}

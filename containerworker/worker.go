@@ -475,6 +475,10 @@ type committer struct {
 	closeOnce sync.Once
 }
 
+// commitTimeout bounds each write of the committer, which goes on after its job's
+// context ends (the results it holds are finished work) and must still end.
+const commitTimeout = 30 * time.Second
+
 type commitOp struct {
 	results []store.Result
 	chunk   *leased // mark done (or, if release, let go) once what came before is stored
@@ -500,10 +504,12 @@ func (c *committer) run(ctx context.Context) {
 	lost := false // a result of the current chunk could not be stored
 	for op := range c.ops {
 		if len(op.results) > 0 {
-			err := c.logs.flush(ctx)
+			octx, cancel := context.WithTimeout(ctx, commitTimeout)
+			err := c.logs.flush(octx)
 			if err == nil {
-				err = c.st.PutResults(ctx, c.job, op.results)
+				err = c.st.PutResults(octx, c.job, op.results)
 			}
+			cancel()
 			if err != nil {
 				c.log.Warn("could not store results", "results", len(op.results), "error", err)
 				lost = true
@@ -518,7 +524,10 @@ func (c *committer) run(ctx context.Context) {
 		case lost:
 			c.log.Warn("chunk left to its lease, to run again: some of its results were not stored", "chunk", op.chunk.Chunk().Seq)
 		default:
-			if err := op.chunk.Done(ctx); err != nil {
+			octx, cancel := context.WithTimeout(ctx, commitTimeout)
+			err := op.chunk.Done(octx)
+			cancel()
+			if err != nil {
 				c.log.Warn("could not mark chunk done; it will run again", "chunk", op.chunk.Chunk().Seq, "error", err)
 			}
 		}
