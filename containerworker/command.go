@@ -34,12 +34,9 @@ func (c *command) alive() bool { return true }
 // run runs each item's command in turn.
 func (c *command) run(ctx context.Context, fn string, items []store.Item, timeout time.Duration, load loader, done func(callOutcome) bool) (int, error) {
 	for k, it := range items {
-		input := it.Data
-		if it.Blob != "" {
-			var err error
-			if input, err = load(ctx, it); err != nil {
-				return k, fmt.Errorf("input %d: %w", it.Index, err)
-			}
+		input, err := load(ctx, it)
+		if err != nil {
+			return k, fmt.Errorf("input %d: %w", it.Index, err)
 		}
 		oc, err := c.call(ctx, wire.Call{Index: it.Index, Function: fn, Input: input}, timeout)
 		if err != nil {

@@ -149,8 +149,8 @@ const (
 	windowBytes = 1 << 20
 )
 
-// loader returns an item's encoded input, reading it from the blob store if the
-// chunk holds only its key.
+// loader returns an item's encoded input: the chunk's copy, or, if the chunk holds
+// only its key, the blob store's.
 type loader func(ctx context.Context, it store.Item) ([]byte, error)
 
 // run runs fn on items in order and hands each call's outcome to done as it comes,
@@ -175,16 +175,11 @@ func (p *proc) run(ctx context.Context, fn string, items []store.Item, timeout t
 	sent := make(chan struct{})
 	go func() {
 		defer close(sent)
-		var inFlightBytes []int // input size of each call sent and not answered, oldest first
-		sentBytes := 0
+		sentBytes := make([]int, len(items)+1) // sentBytes[k]: the inputs of calls 0 to k-1
 		for k, it := range items {
 			for {
-				n := len(inFlightBytes) - (k - int(answered.Load()))
-				for _, b := range inFlightBytes[:n] {
-					sentBytes -= b
-				}
-				inFlightBytes = inFlightBytes[n:]
-				if len(inFlightBytes) < window && (len(inFlightBytes) == 0 || sentBytes < windowBytes) {
+				// Calls a to k-1 are in flight.
+				if a := int(answered.Load()); k-a < window && (k == a || sentBytes[k]-sentBytes[a] < windowBytes) {
 					break
 				}
 				if p.calls.Flush() != nil {
@@ -196,23 +191,19 @@ func (p *proc) run(ctx context.Context, fn string, items []store.Item, timeout t
 					return
 				}
 			}
-			input := it.Data
-			if it.Blob != "" {
-				if p.calls.Flush() != nil {
-					return
-				}
-				var err error
-				if input, err = load(sendCtx, it); err != nil {
-					loadErr <- fmt.Errorf("input %d: %w", it.Index, err)
-					return
-				}
+			if it.Blob != "" && p.calls.Flush() != nil { // the calls queued go while it loads
+				return
+			}
+			input, err := load(sendCtx, it)
+			if err != nil {
+				loadErr <- fmt.Errorf("input %d: %w", it.Index, err)
+				return
 			}
 			p.order.push(it.Index)
 			if p.calls.QueueCall(wire.Call{Index: it.Index, Function: fn, TimeoutMillis: timeoutMillis, Input: input}) != nil {
 				return
 			}
-			inFlightBytes = append(inFlightBytes, len(input))
-			sentBytes += len(input)
+			sentBytes[k+1] = sentBytes[k] + len(input)
 		}
 		p.calls.Flush()
 	}()

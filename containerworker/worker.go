@@ -94,39 +94,42 @@ func (w *Worker) Prewarm(path string) {
 }
 
 // takeWarm returns the program prewarmed for path, once it has started, or nil if
-// there is none; an error only if its start failed, which a second start would too.
-func (w *Worker) takeWarm(path string) (*proc, error) {
-	w.mu.Lock()
-	wm := w.warm
-	w.warm = nil
-	w.mu.Unlock()
+// there is none, or it failed to start (the caller starts it again, so that the
+// error is the job's), or it has since died.
+func (w *Worker) takeWarm(path string) *proc {
+	wm := w.unwarm()
 	if wm == nil {
-		return nil, nil
+		return nil
 	}
 	if wm.path != path {
 		go wm.discard()
-		return nil, nil
+		return nil
 	}
 	<-wm.ready
 	if wm.err != nil {
-		return nil, nil // started again by the caller, so that its error is the job's
+		return nil
 	}
-	if !wm.p.alive() || wm.p.exited() {
+	if wm.p.exited() {
 		wm.p.close()
-		return nil, nil
+		return nil
 	}
-	return wm.p, nil
+	return wm.p
 }
 
 // dropWarm stops a prewarmed program, if any.
 func (w *Worker) dropWarm() {
-	w.mu.Lock()
-	wm := w.warm
-	w.warm = nil
-	w.mu.Unlock()
-	if wm != nil {
+	if wm := w.unwarm(); wm != nil {
 		wm.discard()
 	}
+}
+
+// unwarm takes the prewarmed program, if any, from the worker.
+func (w *Worker) unwarm() *warming {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	wm := w.warm
+	w.warm = nil
+	return wm
 }
 
 func (wm *warming) discard() {
@@ -297,8 +300,9 @@ func (w *Worker) start(spec job.Spec, binPath string, logs *shipper) (caller, er
 	if len(spec.Command) > 0 {
 		return &command{argv: spec.Command, limit: w.cfg.LogLimit, lines: logs.add}, nil
 	}
-	p, err := w.takeWarm(binPath)
-	if p == nil && err == nil {
+	p := w.takeWarm(binPath)
+	var err error
+	if p == nil {
 		p, err = startProc(binPath, w.cfg.LogLimit)
 	}
 	if err != nil {
@@ -343,7 +347,12 @@ func (w *Worker) runChunk(ctx context.Context, spec job.Spec, binPath string, pp
 		}
 		return failed == nil || spec.ReturnErrors
 	}
-	load := func(ctx context.Context, it store.Item) ([]byte, error) { return readBlob(ctx, w.cfg.Blobs, it.Blob) }
+	load := func(ctx context.Context, it store.Item) ([]byte, error) {
+		if it.Blob == "" {
+			return it.Data, nil
+		}
+		return readBlob(ctx, w.cfg.Blobs, it.Blob)
+	}
 	var err error
 	for rest := cl.Chunk().Items; len(rest) > 0 && err == nil; {
 		if *pp == nil {

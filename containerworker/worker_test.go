@@ -69,6 +69,8 @@ type memStore struct {
 	results []store.Result
 	lines   []store.LogLine
 	done    int
+	// failPuts makes PutResults fail.
+	failPuts bool
 }
 
 func (s *memStore) CreateJob(context.Context, job.Spec) error     { return nil }
@@ -103,6 +105,9 @@ func (s *memStore) Progress(context.Context, string) (store.Progress, error) {
 func (s *memStore) PutResults(_ context.Context, _ string, rs []store.Result) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.failPuts {
+		return errors.New("store unavailable")
+	}
 	s.results = append(s.results, rs...)
 	return nil
 }
@@ -378,5 +383,25 @@ func TestRunTakesPrewarmedProgram(t *testing.T) {
 		if got := age >= wait.Milliseconds()/2; got != c.want {
 			t.Errorf("prewarmed %s: the call ran in a program %d ms old; want prewarmed program used = %v", c.warm, age, c.want)
 		}
+	}
+}
+
+// A chunk whose results could not be stored is not marked done: its lease returns
+// it to the queue, to run again.
+func TestRunLeavesChunkWhoseResultsAreLost(t *testing.T) {
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &memStore{chunks: chunks(3, 3), failPuts: true}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	if err := containerworker.New(containerworker.Config{Store: s}).Run(ctx, spec("echo"), exe); err != nil {
+		t.Fatal(err)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.done != 0 || len(s.chunks) != 0 {
+		t.Errorf("%d chunks marked done, %d unclaimed; want the one chunk claimed and left to its lease", s.done, len(s.chunks))
 	}
 }
