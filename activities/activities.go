@@ -184,6 +184,8 @@ func (c *Control) WatchClient(ctx context.Context, in WatchInput) error {
 // FinishInput names a job that has ended.
 type FinishInput struct {
 	JobID string
+	// State is how the job ended; jobs recorded before it was added have none.
+	State job.State
 }
 
 // FinishJob drops what is left of a finished job's input queue. Results and logs stay
@@ -193,7 +195,7 @@ func (c *Control) FinishJob(ctx context.Context, in FinishInput) error {
 		return err
 	}
 	if c.Metrics != nil {
-		c.Metrics.JobsFinished.Inc()
+		c.Metrics.JobsFinished.WithLabelValues(cmp.Or(string(in.State), "unknown")).Inc()
 	}
 	return nil
 }

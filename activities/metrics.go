@@ -6,7 +6,7 @@ import "github.com/prometheus/client_golang/prometheus"
 type ControlMetrics struct {
 	JobsPlaced      prometheus.Counter
 	PlacementFailed prometheus.Counter
-	JobsFinished    prometheus.Counter
+	JobsFinished    *prometheus.CounterVec // by the job's final state
 	ClientsLost     prometheus.Counter
 	NodesLive       prometheus.Gauge
 }
@@ -16,9 +16,10 @@ func NewControlMetrics(reg prometheus.Registerer) *ControlMetrics {
 	m := &ControlMetrics{
 		JobsPlaced:      prometheus.NewCounter(prometheus.CounterOpts{Name: "burla_control_jobs_placed_total", Help: "Jobs placed on nodes."}),
 		PlacementFailed: prometheus.NewCounter(prometheus.CounterOpts{Name: "burla_control_placements_failed_total", Help: "Jobs that found no node to run on."}),
-		JobsFinished:    prometheus.NewCounter(prometheus.CounterOpts{Name: "burla_control_jobs_finished_total", Help: "Jobs cleaned up after they ended, however they ended."}),
-		ClientsLost:     prometheus.NewCounter(prometheus.CounterOpts{Name: "burla_control_clients_lost_total", Help: "Jobs cancelled because their client stopped heartbeating."}),
-		NodesLive:       prometheus.NewGauge(prometheus.GaugeOpts{Name: "burla_control_nodes_live", Help: "Live nodes seen at the last placement."}),
+		JobsFinished: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "burla_control_jobs_finished_total",
+			Help: "Jobs cleaned up after they ended, by their final state (Succeeded, Failed, Cancelled; unknown for jobs started by older clusters)."}, []string{"state"}),
+		ClientsLost: prometheus.NewCounter(prometheus.CounterOpts{Name: "burla_control_clients_lost_total", Help: "Jobs cancelled because their client stopped heartbeating."}),
+		NodesLive:   prometheus.NewGauge(prometheus.GaugeOpts{Name: "burla_control_nodes_live", Help: "Live nodes seen at the last placement."}),
 	}
 	reg.MustRegister(m.JobsPlaced, m.PlacementFailed, m.JobsFinished, m.ClientsLost, m.NodesLive)
 	return m

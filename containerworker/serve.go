@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"sync"
+	"time"
 
 	"github.com/burla-temporal/burla/job"
 )
@@ -34,6 +35,7 @@ const (
 	EventReady  = "ready"  // the worker is warm and idle
 	EventIdle   = "idle"   // the worker stopped its job and is idle again
 	EventFailed = "failed" // the job failed on this worker; the worker is idle again
+	EventStats  = "stats"  // what the worker did since its last report (Stats)
 )
 
 // Event is one report to the agent.
@@ -43,6 +45,7 @@ type Event struct {
 	ErrType string `json:"err_type,omitempty"`
 	Message string `json:"message,omitempty"`
 	Index   int64  `json:"index,omitempty"`
+	Stats   *Stats `json:"stats,omitempty"`
 }
 
 // Serve reads commands from in and reports on out until in closes or ctx ends.
@@ -57,6 +60,10 @@ func (w *Worker) Serve(ctx context.Context, in io.Reader, out io.Writer) error {
 		}
 	}
 	emit(Event{Type: EventReady})
+	reportCtx, stopReports := context.WithCancel(ctx)
+	reported := make(chan struct{})
+	go func() { defer close(reported); w.report(reportCtx, emit) }()
+	defer func() { stopReports(); <-reported }()
 
 	var (
 		cancelJob context.CancelFunc
@@ -90,6 +97,9 @@ func (w *Worker) Serve(ctx context.Context, in io.Reader, out io.Writer) error {
 			go func(done chan struct{}) {
 				defer close(done)
 				err := w.Run(jctx, spec, c.Binary)
+				if s, ok := w.stats.take(); ok {
+					emit(Event{Type: EventStats, Stats: &s}) // the job's last, before the agent hears it ended
+				}
 				var je *JobError
 				switch {
 				case errors.As(err, &je):
@@ -111,4 +121,26 @@ func (w *Worker) Serve(ctx context.Context, in io.Reader, out io.Writer) error {
 		}
 	}
 	return sc.Err()
+}
+
+// statsEvery is how often a worker reports its Stats to its agent.
+const statsEvery = time.Second
+
+// report sends the worker's Stats every statsEvery while there is something to say,
+// and once more when ctx ends.
+func (w *Worker) report(ctx context.Context, emit func(Event)) {
+	t := time.NewTicker(statsEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+		case <-t.C:
+		}
+		if s, ok := w.stats.take(); ok {
+			emit(Event{Type: EventStats, Stats: &s})
+		}
+		if ctx.Err() != nil {
+			return
+		}
+	}
 }

@@ -57,6 +57,8 @@ type Worker struct {
 
 	mu   sync.Mutex
 	warm *warming // a program started ahead of the job that will run it
+
+	stats stats // reported to the node agent by Serve
 }
 
 // warming is a program being started, or started, before its job: a node that
@@ -183,6 +185,7 @@ func (w *Worker) Run(ctx context.Context, spec job.Spec, binPath string) error {
 		}
 	}()
 	com := newCommitter(w.cfg.Store, spec.ID, logs, log)
+	com.stats = &w.stats
 	// Results already computed are stored even when ctx ends: they are not lost work.
 	go com.run(context.WithoutCancel(ctx))
 	defer com.close()
@@ -223,7 +226,8 @@ func (w *Worker) Run(ctx context.Context, spec job.Spec, binPath string) error {
 // leased is a claimed chunk whose lease is kept while it waits, runs and commits.
 type leased struct {
 	store.Claim
-	release context.CancelFunc // stops extending the lease
+	release   context.CancelFunc // stops extending the lease
+	claimedAt time.Time
 }
 
 // claimAhead claims a chunk each time pace asks for one and hands it to claims:
@@ -252,8 +256,10 @@ func (w *Worker) claimAhead(ctx context.Context, spec job.Spec, pace *pacer, cla
 			}
 			continue
 		}
-		pace.claimed(time.Since(start))
-		l := &leased{Claim: cl}
+		took := time.Since(start)
+		pace.claimed(took)
+		w.stats.claimed(took)
+		l := &leased{Claim: cl, claimedAt: time.Now()}
 		var leaseCtx context.Context
 		leaseCtx, l.release = context.WithCancel(context.WithoutCancel(ctx))
 		go keepLease(leaseCtx, cl, spec.Lease, log)
@@ -478,6 +484,8 @@ type committer struct {
 	job  string
 	logs *shipper
 	log  *slog.Logger
+	// stats, if set, counts the results stored and the chunks done.
+	stats *stats
 
 	ops       chan commitOp
 	finished  chan struct{}
@@ -522,6 +530,8 @@ func (c *committer) run(ctx context.Context) {
 			if err != nil {
 				c.log.Warn("could not store results", "results", len(op.results), "error", err)
 				lost = true
+			} else {
+				c.stats.stored(op.results)
 			}
 		}
 		if op.chunk == nil {
@@ -538,6 +548,8 @@ func (c *committer) run(ctx context.Context) {
 			cancel()
 			if err != nil {
 				c.log.Warn("could not mark chunk done; it will run again", "chunk", op.chunk.Chunk().Seq, "error", err)
+			} else if !op.chunk.claimedAt.IsZero() {
+				c.stats.chunkDone(time.Since(op.chunk.claimedAt))
 			}
 		}
 		lost = false

@@ -29,9 +29,11 @@ import (
 	"github.com/burla-temporal/burla/provider"
 	"github.com/burla-temporal/burla/provider/docker"
 	"github.com/burla-temporal/burla/provider/local"
+	"github.com/burla-temporal/burla/status"
 	"github.com/burla-temporal/burla/store"
 	"github.com/burla-temporal/burla/store/natsstore/natsserver"
 	"github.com/burla-temporal/burla/store/storeurl"
+	"github.com/burla-temporal/burla/temporalmetrics"
 	"github.com/burla-temporal/burla/temporalserver"
 	"github.com/burla-temporal/burla/workers"
 	"github.com/burla-temporal/burla/workflows"
@@ -161,6 +163,8 @@ func Start(ctx context.Context, cfg Config) (_ *Cluster, err error) {
 		HostPort:  c.ts.FrontendHostPort(),
 		Namespace: c.ts.Namespace(),
 		Logger:    tlog.NewStructuredLogger(cfg.Logger.With("component", "control")),
+		// The SDK's own metrics, when the caller serves metrics (nil discards them).
+		MetricsHandler: temporalmetrics.New(cfg.Metrics),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("dev cluster: connect to temporal: %w", err)
@@ -168,6 +172,7 @@ func Start(ctx context.Context, cfg Config) (_ *Cluster, err error) {
 	control := &activities.Control{Nodes: c.st, Queue: c.st, Jobs: c.st, Temporal: c.tc}
 	if cfg.Metrics != nil {
 		control.Metrics = activities.NewControlMetrics(cfg.Metrics)
+		cfg.Metrics.MustRegister(status.NewCollector(c.tc, c.st, cfg.Logger))
 	}
 	c.addrs = Addresses{Temporal: c.ts.FrontendHostPort(), Namespace: c.ts.Namespace(), UI: c.ts.UIAddress(),
 		Store: storeURL, Metrics: cfg.MetricsURL, Nodes: cfg.Nodes, CPUs: cfg.CPUs}
@@ -270,6 +275,7 @@ func SearchAttributes() map[string]enumspb.IndexedValueType {
 		names.SearchJobState: enumspb.INDEXED_VALUE_TYPE_KEYWORD,
 		names.SearchFunction: enumspb.INDEXED_VALUE_TYPE_KEYWORD,
 		names.SearchInputs:   enumspb.INDEXED_VALUE_TYPE_INT,
+		names.SearchTenant:   enumspb.INDEXED_VALUE_TYPE_KEYWORD,
 	}
 }
 
@@ -300,12 +306,7 @@ func WaitReady(ctx context.Context, tc client.Client, cluster string, n int, tim
 
 // Status queries a cluster's state.
 func Status(ctx context.Context, tc client.Client, cluster string) (workflows.ClusterState, error) {
-	var st workflows.ClusterState
-	v, err := tc.QueryWorkflow(ctx, names.ClusterWorkflowID(cluster), "", names.QueryStatus)
-	if err != nil {
-		return st, fmt.Errorf("cluster %s status: %w", cluster, err)
-	}
-	return st, v.Get(&st)
+	return status.Cluster(ctx, tc, cluster)
 }
 
 // Close stops everything the cluster started, node agents first.

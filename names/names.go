@@ -73,7 +73,11 @@ const (
 	SearchJobState = "BurlaJobState" // Keyword: one of the job.State values
 	SearchInputs   = "BurlaInputs"   // Int: number of inputs
 	SearchFunction = "BurlaFunction" // Keyword: registered function name
+	SearchTenant   = "BurlaTenant"   // Keyword: the tenant that started the job
 )
+
+// DefaultTenant is the tenant of a job started without an API key.
+const DefaultTenant = "default"
 
 // Application error types: the Type of a temporal.ApplicationError that ends a job.
 // The SDK switches on them to build the error it returns to the caller.

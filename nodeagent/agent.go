@@ -28,6 +28,7 @@ import (
 	"github.com/burla-temporal/burla/runtime/process"
 	"github.com/burla-temporal/burla/store"
 	"github.com/burla-temporal/burla/store/storeurl"
+	"github.com/burla-temporal/burla/temporalmetrics"
 	"github.com/burla-temporal/burla/temporalconn"
 	"github.com/burla-temporal/burla/workers"
 )
@@ -79,10 +80,15 @@ func Run(ctx context.Context, cfg Config) error {
 		return fmt.Errorf("node %s: %w", cfg.ID, err)
 	}
 	defer st.Close()
+	reg := cfg.Metrics
+	if reg == nil {
+		reg = prometheus.NewRegistry()
+	}
 	topts := client.Options{
-		HostPort:  cfg.TemporalAddress,
-		Namespace: cfg.Namespace,
-		Logger:    tlog.NewStructuredLogger(log.With("component", "temporal")),
+		HostPort:       cfg.TemporalAddress,
+		Namespace:      cfg.Namespace,
+		Logger:         tlog.NewStructuredLogger(log.With("component", "temporal")),
+		MetricsHandler: temporalmetrics.New(reg),
 	}
 	if err := cfg.TemporalSecurity.Apply(&topts); err != nil {
 		return fmt.Errorf("node %s: %w", cfg.ID, err)
@@ -119,13 +125,14 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	p := newPool(rt, runtime.WorkerSpec{Cluster: cfg.Cluster, Node: cfg.ID, CPUs: 1, MemoryMB: memPerWorker, CacheDir: cfg.CacheDir},
 		cfg.WorkerArgv, cfg.CPUs, envs, log, cache.get)
-	reg := cfg.Metrics
-	if reg == nil {
-		reg = prometheus.NewRegistry()
-	}
-	reg.MustRegister(p.restarts, prometheus.NewGaugeFunc(
-		prometheus.GaugeOpts{Name: "burla_node_workers_warm", Help: "Container workers running and ready."},
-		func() float64 { _, warm := p.state(); return float64(warm) }))
+	reg.MustRegister(p.restarts,
+		prometheus.NewGaugeFunc(
+			prometheus.GaugeOpts{Name: "burla_node_workers_warm", Help: "Container workers running and ready."},
+			func() float64 { _, warm, _ := p.state(); return float64(warm) }),
+		prometheus.NewGaugeFunc(
+			prometheus.GaugeOpts{Name: "burla_node_workers_busy", Help: "Container workers running a job's calls."},
+			func() float64 { _, _, busy := p.state(); return float64(busy) }))
+	p.work.register(reg)
 	poolCtx, stopPool := context.WithCancel(context.WithoutCancel(ctx))
 	supervised := make(chan struct{})
 	go func() { p.supervise(poolCtx); close(supervised) }()
@@ -143,18 +150,18 @@ func Run(ctx context.Context, cfg Config) error {
 
 	log.Info("node agent started", "cpus", cfg.CPUs, "task_queue", names.NodeTaskQueue(cfg.ID))
 	register := func() {
-		jobID, warm := p.state()
+		jobID, warm, busy := p.state()
 		rctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 		defer cancel()
 		err := st.PutNode(rctx, store.Node{ID: cfg.ID, CPUs: cfg.CPUs, RAMMB: cfg.RAMMB,
-			TaskQueue: names.NodeTaskQueue(cfg.ID), Job: jobID, Warm: warm, Metrics: cfg.MetricsURL, Updated: time.Now()})
+			TaskQueue: names.NodeTaskQueue(cfg.ID), Job: jobID, Warm: warm, Busy: busy, Metrics: cfg.MetricsURL, Updated: time.Now()})
 		if err != nil && ctx.Err() == nil {
 			log.Warn("could not register node", "error", err)
 		}
 	}
 	// The node is ready once its workers are warm.
 	for warmed := time.Now(); ; {
-		if _, warm := p.state(); warm == p.size() || time.Since(warmed) > 30*time.Second {
+		if _, warm, _ := p.state(); warm == p.size() || time.Since(warmed) > 30*time.Second {
 			break
 		}
 		select {

@@ -34,6 +34,7 @@ type pool struct {
 	binary func(ctx context.Context, digest string) (string, error)
 
 	restarts prometheus.Counter
+	work     *workMetrics
 	cpus     int // the node's; there are cpus slots per environment
 
 	mu    sync.Mutex
@@ -67,7 +68,8 @@ type assignment struct {
 // more for each of envs (images, kept warm for jobs that run in them).
 func newPool(rt runtime.Runtime, spec runtime.WorkerSpec, argv []string, cpus int, envs []string, log *slog.Logger, binary func(context.Context, string) (string, error)) *pool {
 	p := &pool{rt: rt, spec: spec, argv: argv, log: log, binary: binary, cpus: cpus,
-		restarts: prometheus.NewCounter(prometheus.CounterOpts{Name: "burla_node_worker_restarts_total", Help: "Container workers restarted after they exited."})}
+		restarts: prometheus.NewCounter(prometheus.CounterOpts{Name: "burla_node_worker_restarts_total", Help: "Container workers restarted after they exited."}),
+		work:     newWorkMetrics()}
 	for _, image := range append([]string{""}, envs...) {
 		for range cpus {
 			p.slots = append(p.slots, &slot{i: len(p.slots), image: image})
@@ -188,6 +190,10 @@ func (p *pool) startWorker(ctx context.Context, s *slot) (*workerProc, error) {
 			if first {
 				first = false
 				ready <- e.Type == containerworker.EventReady
+				continue
+			}
+			if e.Type == containerworker.EventStats {
+				p.work.add(e.Stats)
 				continue
 			}
 			p.event(s, w, e)
@@ -385,19 +391,23 @@ func (p *pool) Stop(ctx context.Context, jobID string) {
 // size is the number of workers the pool keeps warm: one per CPU per environment.
 func (p *pool) size() int { return len(p.slots) }
 
-// state reports the pool's job and how many workers are warm.
-func (p *pool) state() (jobID string, warm int) {
+// state reports the pool's job, how many workers are warm, and how many of them
+// are running the job.
+func (p *pool) state() (jobID string, warm, busy int) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	for _, s := range p.slots {
 		if s.w != nil {
 			warm++
+			if s.busy != "" {
+				busy++
+			}
 		}
 	}
 	if p.run != nil {
 		jobID = p.run.spec.ID
 	}
-	return jobID, warm
+	return jobID, warm, busy
 }
 
 // close stops every worker by closing its stdin.

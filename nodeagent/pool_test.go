@@ -4,13 +4,17 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/burla-temporal/burla/containerworker"
 	"github.com/burla-temporal/burla/job"
@@ -69,6 +73,8 @@ func (w *fakeWorker) serve() {
 		switch c.Op {
 		case containerworker.OpRun:
 			w.job = c.Spec.ID
+			enc.Encode(containerworker.Event{Type: containerworker.EventStats,
+				Stats: &containerworker.Stats{Done: 3, Failed: 1, Claims: []float64{0.002}, Chunks: []float64{0.01, 0.02}}})
 		case containerworker.OpStop:
 			enc.Encode(containerworker.Event{Type: containerworker.EventIdle, Job: w.job})
 			w.job = ""
@@ -120,7 +126,7 @@ func newTestPool(t *testing.T, slots int) (*pool, *fakeRuntime) {
 	done := make(chan struct{})
 	go func() { p.supervise(ctx); close(done) }()
 	t.Cleanup(func() { cancel(); p.close(); <-done })
-	waitFor(t, "warm workers", func() bool { _, warm := p.state(); return warm == slots })
+	waitFor(t, "warm workers", func() bool { _, warm, _ := p.state(); return warm == slots })
 	return p, rt
 }
 
@@ -187,4 +193,61 @@ func TestPoolFitsFuncRAM(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitFor(t, "one worker: only one 3 GB call fits in 4 GB", func() bool { return slices.Equal(rt.live(), []string{"j-mem:1"}) })
+}
+
+func TestPoolExportsItsWorkersStats(t *testing.T) {
+	p, _ := newTestPool(t, 2)
+	reg := prometheus.NewRegistry()
+	p.work.register(reg)
+	if _, err := p.Start(context.Background(), job.Spec{ID: "j-stats", FuncCPU: 1}, 2); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "both workers busy", func() bool { id, _, busy := p.state(); return id == "j-stats" && busy == 2 })
+	// Each of the two workers reported 3 results, 1 of them failed, 1 claim and 2 chunks.
+	want := map[string]float64{
+		`burla_worker_inputs_total{outcome="done"}`:   4,
+		`burla_worker_inputs_total{outcome="failed"}`: 2,
+		`burla_worker_claim_seconds_count`:            2,
+		`burla_worker_chunk_seconds_count`:            4,
+	}
+	waitFor(t, "the workers' stats in the node's metrics", func() bool {
+		got := gathered(t, reg)
+		for k, v := range want {
+			if got[k] != v {
+				return false
+			}
+		}
+		return true
+	})
+	p.Stop(context.Background(), "j-stats")
+	waitFor(t, "no worker busy after the job", func() bool { _, _, busy := p.state(); return busy == 0 })
+}
+
+// gathered flattens reg's counters and histogram counts into name{labels} → value.
+func gathered(t *testing.T, reg *prometheus.Registry) map[string]float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]float64{}
+	for _, mf := range mfs {
+		for _, m := range mf.GetMetric() {
+			key := mf.GetName()
+			if len(m.GetLabel()) > 0 {
+				var ls []string
+				for _, l := range m.GetLabel() {
+					ls = append(ls, fmt.Sprintf("%s=%q", l.GetName(), l.GetValue()))
+				}
+				key += "{" + strings.Join(ls, ",") + "}"
+			}
+			switch {
+			case m.GetCounter() != nil:
+				out[key] = m.GetCounter().GetValue()
+			case m.GetHistogram() != nil:
+				out[key+"_count"] = float64(m.GetHistogram().GetSampleCount())
+			}
+		}
+	}
+	return out
 }

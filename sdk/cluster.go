@@ -131,6 +131,9 @@ func (c *Cluster) Close() {
 // Temporal is the cluster's Temporal client, for tools that inspect workflows.
 func (c *Cluster) Temporal() client.Client { return c.tc }
 
+// Store is the cluster's data plane: job records, results, logs and node records.
+func (c *Cluster) Store() store.Backend { return c.st }
+
 var defaultCluster struct {
 	sync.Mutex
 	c *Cluster

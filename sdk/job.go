@@ -73,6 +73,8 @@ type Job[Out any] struct {
 	rw, lw  store.Watch
 	logMu   sync.Mutex // serialises log output with the spinner
 	done    atomic.Int64
+	// uploaded counts the inputs written to the store so far.
+	uploaded atomic.Int64
 }
 
 // ID is the job's ID, which is also its workflow ID on Temporal.
@@ -148,7 +150,7 @@ func Submit[In, Out any](ctx context.Context, f *Function[In, Out], inputs []In,
 	upCtx, cancelUpload := context.WithCancel(context.WithoutCancel(ctx))
 	go func() {
 		defer cancelUpload()
-		j.uploadErr <- upload(upCtx, c, j.id, inputs)
+		j.uploadErr <- upload(upCtx, c, j.id, inputs, &j.uploaded)
 	}()
 	prepared := make(chan error, 1)
 	go func() { prepared <- j.prepare(ctx) }()
@@ -159,6 +161,7 @@ func Submit[In, Out any](ctx context.Context, f *Function[In, Out], inputs []In,
 			temporal.NewSearchAttributeKeyKeyword(names.SearchJobState).ValueSet(string(job.StatePlacing)),
 			temporal.NewSearchAttributeKeyKeyword(names.SearchFunction).ValueSet(f.name),
 			temporal.NewSearchAttributeKeyInt64(names.SearchInputs).ValueSet(int64(len(inputs))),
+			temporal.NewSearchAttributeKeyKeyword(names.SearchTenant).ValueSet(names.DefaultTenant),
 		),
 	}, names.WorkflowJob, workflows.JobInput{Spec: spec})
 	perr := <-prepared
@@ -197,6 +200,7 @@ func Attach[Out any](ctx context.Context, jobID string, opts ...Option) (*Job[Ou
 	}
 	j := newJob[Out](c, o, jobID, spec.Inputs)
 	j.uploadErr <- nil
+	j.uploaded.Store(int64(spec.Inputs))
 	if err := j.watch(ctx); err != nil {
 		return nil, err
 	}
@@ -321,7 +325,7 @@ func (j *Job[Out]) Results(ctx context.Context) iter.Seq2[Result[Out], error] {
 		if j.inputs == 0 {
 			return
 		}
-		spin := startSpinner(j)
+		spin := startProgress(j)
 		defer spin()
 		finished := false
 		defer func() {
@@ -471,7 +475,7 @@ const (
 )
 
 // upload encodes the inputs, writes them as chunks and seals the job's queue.
-func upload[In any](ctx context.Context, c *Cluster, jobID string, inputs []In) error {
+func upload[In any](ctx context.Context, c *Cluster, jobID string, inputs []In, uploaded *atomic.Int64) error {
 	perChunk := min(max((len(inputs)+targetChunks-1)/targetChunks, 1), maxChunkInputs)
 	var (
 		batch    []store.Chunk
@@ -487,6 +491,9 @@ func upload[In any](ctx context.Context, c *Cluster, jobID string, inputs []In) 
 		}
 		if err := c.st.PutChunks(ctx, jobID, batch); err != nil {
 			return fmt.Errorf("burla: job %s: upload inputs: %w", jobID, err)
+		}
+		for _, ch := range batch {
+			uploaded.Add(int64(len(ch.Items)))
 		}
 		batch = batch[:0]
 		return nil

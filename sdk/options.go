@@ -6,7 +6,6 @@ import (
 	"os"
 	"time"
 
-	"golang.org/x/term"
 )
 
 // Option configures one map call.
@@ -50,14 +49,6 @@ func buildOptions(opts []Option) (options, error) {
 	return o, nil
 }
 
-func (o *options) spinnerOn() bool {
-	if o.spinner != nil {
-		return *o.spinner
-	}
-	f, ok := o.stderr.(*os.File)
-	return ok && term.IsTerminal(int(f.Fd()))
-}
-
 // FuncCPU sets the CPUs each call gets (default 1): a node with C CPUs runs C/n calls
 // at once.
 func FuncCPU(n int) Option { return func(o *options) { o.funcCPU = n } }
@@ -82,8 +73,9 @@ func InputTimeout(d time.Duration) Option { return func(o *options) { o.inputTim
 // stays hidden before another worker takes it (default 5s). Live workers extend it.
 func Lease(d time.Duration) Option { return func(o *options) { o.lease = d } }
 
-// Spinner turns the status line on stderr on or off; by default it is on when
-// stderr is a terminal.
+// Spinner turns the progress display on stderr on (a bar redrawn in place) or off.
+// By default a terminal gets the bar, and other writers (a log file, CI) a plain
+// progress line every 10 seconds.
 func Spinner(on bool) Option { return func(o *options) { o.spinner = &on } }
 
 // Detach lets the job run on when the caller goes away: its context's cancellation

@@ -167,6 +167,7 @@ type Node struct {
 	TaskQueue string    `json:"task_queue"`
 	Job       string    `json:"job,omitempty"`     // the job it is working on, if any
 	Warm      int       `json:"warm"`              // prewarmed workers ready to take a job
+	Busy      int       `json:"busy,omitempty"`    // workers running the job's calls
 	Metrics   string    `json:"metrics,omitempty"` // the agent's Prometheus endpoint
 	Updated   time.Time `json:"updated"`
 }

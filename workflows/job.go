@@ -228,7 +228,7 @@ func end(ctx workflow.Context, spec job.Spec, placement workflow.Version, state 
 		StartToCloseTimeout: 30 * time.Second,
 		RetryPolicy:         &temporal.RetryPolicy{InitialInterval: time.Second, MaximumAttempts: 5},
 	})
-	if ferr := workflow.ExecuteActivity(dctx, names.ActivityFinishJob, activities.FinishInput{JobID: spec.ID}).Get(dctx, nil); ferr != nil {
+	if ferr := workflow.ExecuteActivity(dctx, names.ActivityFinishJob, activities.FinishInput{JobID: spec.ID, State: state}).Get(dctx, nil); ferr != nil {
 		workflow.GetLogger(ctx).Warn("could not clean up job", "job", spec.ID, "error", ferr)
 	}
 	setState(dctx, state)

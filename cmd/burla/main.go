@@ -272,8 +272,12 @@ func storeFlag(fs *flag.FlagSet) *string {
 
 // dialTemporal connects to Temporal, secured as the environment says (package
 // temporalconn: BURLA_TEMPORAL_API_KEY and the TLS variables).
-func dialTemporal(ctx context.Context, addr, namespace string) (client.Client, error) {
+// A metrics handler, if given, receives the client's and its workers' metrics.
+func dialTemporal(ctx context.Context, addr, namespace string, metrics ...client.MetricsHandler) (client.Client, error) {
 	o := client.Options{HostPort: addr, Namespace: namespace, Logger: quietTemporalLogger()}
+	if len(metrics) > 0 {
+		o.MetricsHandler = metrics[0]
+	}
 	if err := temporalconn.FromEnv().Apply(&o); err != nil {
 		return nil, err
 	}
