@@ -28,8 +28,8 @@ import (
 	"github.com/burla-temporal/burla/runtime/process"
 	"github.com/burla-temporal/burla/store"
 	"github.com/burla-temporal/burla/store/storeurl"
-	"github.com/burla-temporal/burla/temporalmetrics"
 	"github.com/burla-temporal/burla/temporalconn"
+	"github.com/burla-temporal/burla/temporalmetrics"
 	"github.com/burla-temporal/burla/workers"
 )
 

@@ -5,7 +5,6 @@ import (
 	"io"
 	"os"
 	"time"
-
 )
 
 // Option configures one map call.
