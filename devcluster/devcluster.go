@@ -12,6 +12,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"sync"
@@ -25,6 +27,7 @@ import (
 
 	"github.com/burla-temporal/burla/activities"
 	"github.com/burla-temporal/burla/containerworker"
+	"github.com/burla-temporal/burla/dashboard"
 	"github.com/burla-temporal/burla/names"
 	"github.com/burla-temporal/burla/provider"
 	"github.com/burla-temporal/burla/provider/docker"
@@ -52,6 +55,9 @@ type Config struct {
 	TemporalPort int // default 7233
 	UIPort       int // default 8233
 	NATSPort     int // default 4222
+	// Dashboard is the address the web dashboard listens on (host:port, port 0
+	// for any); empty means no dashboard.
+	Dashboard string
 	// Executable is the burla binary that runs node agents and container workers;
 	// empty means this program. The docker provider needs it static (CGO_ENABLED=0).
 	Executable string
@@ -81,6 +87,7 @@ type Addresses struct {
 	Store     string `json:"store"`          // the data plane every component connects to
 	NATS      string `json:"nats,omitempty"` // the embedded NATS server, if the cluster runs one
 	Metrics   string `json:"metrics,omitempty"`
+	Dashboard string `json:"dashboard,omitempty"`
 	Nodes     int    `json:"nodes"`
 	CPUs      int    `json:"cpus_per_node"`
 }
@@ -98,6 +105,7 @@ type Cluster struct {
 
 	local     *local.Provider
 	docker    *docker.Provider
+	dashboard *http.Server
 	closeOnce sync.Once
 }
 
@@ -178,6 +186,16 @@ func Start(ctx context.Context, cfg Config) (_ *Cluster, err error) {
 		Store: storeURL, Metrics: cfg.MetricsURL, Nodes: cfg.Nodes, CPUs: cfg.CPUs}
 	if c.nats != nil {
 		c.addrs.NATS = c.nats.URL()
+	}
+	if cfg.Dashboard != "" {
+		ln, err := net.Listen("tcp", cfg.Dashboard)
+		if err != nil {
+			return nil, fmt.Errorf("dev cluster: dashboard: %w", err)
+		}
+		c.dashboard = &http.Server{Handler: dashboard.New(dashboard.Config{Temporal: c.tc, Store: c.st,
+			Namespace: c.addrs.Namespace, TemporalUI: c.addrs.UI, Logger: cfg.Logger}), ReadHeaderTimeout: 10 * time.Second}
+		go c.dashboard.Serve(ln)
+		c.addrs.Dashboard = "http://" + ln.Addr().String()
 	}
 	c.local = local.New(local.Config{
 		Executable:      cfg.Executable,
@@ -313,6 +331,9 @@ func Status(ctx context.Context, tc client.Client, cluster string) (workflows.Cl
 func (c *Cluster) Close() error {
 	var errs []error
 	c.closeOnce.Do(func() {
+		if c.dashboard != nil {
+			c.dashboard.Close()
+		}
 		if c.worker != nil {
 			c.worker.Stop()
 		}

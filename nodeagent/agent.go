@@ -190,6 +190,8 @@ func Run(ctx context.Context, cfg Config) error {
 			return nil
 		case <-t.C:
 			register()
+		case <-p.changed:
+			register()
 		}
 	}
 }

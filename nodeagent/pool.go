@@ -40,6 +40,18 @@ type pool struct {
 	mu    sync.Mutex
 	slots []*slot
 	run   *assignment // the job the pool is on, if any
+
+	// changed receives a value when the pool's job or a worker's busy state has
+	// changed, so that the node's record can say so at once.
+	changed chan struct{}
+}
+
+// touch notes that what state reports has changed.
+func (p *pool) touch() {
+	select {
+	case p.changed <- struct{}{}:
+	default:
+	}
 }
 
 type slot struct {
@@ -69,7 +81,7 @@ type assignment struct {
 func newPool(rt runtime.Runtime, spec runtime.WorkerSpec, argv []string, cpus int, envs []string, log *slog.Logger, binary func(context.Context, string) (string, error)) *pool {
 	p := &pool{rt: rt, spec: spec, argv: argv, log: log, binary: binary, cpus: cpus,
 		restarts: prometheus.NewCounter(prometheus.CounterOpts{Name: "burla_node_worker_restarts_total", Help: "Container workers restarted after they exited."}),
-		work:     newWorkMetrics()}
+		work:     newWorkMetrics(), changed: make(chan struct{}, 1)}
 	for _, image := range append([]string{""}, envs...) {
 		for range cpus {
 			p.slots = append(p.slots, &slot{i: len(p.slots), image: image})
@@ -226,6 +238,7 @@ func (p *pool) event(s *slot, w *workerProc, e containerworker.Event) {
 		return // a report about a job the slot has left
 	}
 	s.busy = ""
+	p.touch()
 	if s.idle != nil {
 		close(s.idle)
 		s.idle = nil
@@ -263,6 +276,7 @@ func (p *pool) assign(s *slot, a *assignment) {
 		return
 	}
 	s.busy = spec.ID
+	p.touch()
 	s.idle = make(chan struct{})
 	s.last = a.binary
 }

@@ -78,9 +78,13 @@ func runJobs(ctx context.Context, args []string) error {
 		fmt.Fprintf(os.Stderr, "burla jobs: unknown command %q\n\n%s", cmd, jobsUsage)
 		os.Exit(2)
 	}
-	fs.Parse(args)
-	if cmd != "ls" && cmd != "list" && fs.NArg() != 1 {
-		return fmt.Errorf("burla jobs %s: want one job ID, got %d arguments", cmd, fs.NArg())
+	pos := parseInterspersed(fs, args)
+	if cmd != "ls" && cmd != "list" && len(pos) != 1 {
+		return fmt.Errorf("burla jobs %s: want one job ID, got %d arguments", cmd, len(pos))
+	}
+	jobID := ""
+	if len(pos) > 0 {
+		jobID = pos[0]
 	}
 	following := (follow != nil && *follow) || cmd == "attach"
 	if !following {
@@ -99,13 +103,13 @@ func runJobs(ctx context.Context, args []string) error {
 	case "ls", "list":
 		cmdErr = listJobs(ctx, c, f, table)
 	case "show":
-		cmdErr = showJob(ctx, c, fs.Arg(0), table)
+		cmdErr = showJob(ctx, c, jobID, table)
 	case "logs":
-		cmdErr = jobLogs(ctx, c, fs.Arg(0), *follow)
+		cmdErr = jobLogs(ctx, c, jobID, *follow)
 	case "attach":
-		cmdErr = attachJob(ctx, c, fs.Arg(0), *results)
+		cmdErr = attachJob(ctx, c, jobID, *results)
 	case "cancel":
-		id := fs.Arg(0)
+		id := jobID
 		if _, err := status.Get(ctx, c.Temporal(), c.Store(), id); err != nil {
 			cmdErr = err
 			break
@@ -121,6 +125,20 @@ func runJobs(ctx context.Context, args []string) error {
 		os.Exit(4)
 	}
 	return cmdErr
+}
+
+// parseInterspersed parses flags before and after positional arguments, as in
+// `burla jobs logs ID -f`, and returns the positional ones.
+func parseInterspersed(fs *flag.FlagSet, args []string) []string {
+	var pos []string
+	for {
+		fs.Parse(args)
+		if fs.NArg() == 0 {
+			return pos
+		}
+		pos = append(pos, fs.Arg(0))
+		args = fs.Args()[1:]
+	}
 }
 
 func parseState(s string) (job.State, error) {

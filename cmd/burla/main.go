@@ -119,6 +119,7 @@ func runDev(ctx context.Context, args []string) error {
 	natsPort := fs.Int("nats-port", 4222, "NATS port (0: any free port)")
 	storeURL := fs.String("store", "", "use this data plane instead of an embedded NATS server: nats://host:port, or firestore://PROJECT?bucket=BUCKET (Google credentials from ADC; FIRESTORE_EMULATOR_HOST and STORAGE_EMULATOR_HOST point at emulators)")
 	metricsPort := fs.Int("metrics-port", 9464, "Prometheus metrics port of the control plane (0: any free port)")
+	dashboardPort := fs.Int("dashboard-port", 8234, "web dashboard port (0: any free port, -1: no dashboard)")
 	readyFile := fs.String("ready-file", "", "write the cluster's addresses as JSON to this file once it is ready")
 	verbose := fs.Bool("v", false, "log verbosely")
 	fs.Parse(args)
@@ -137,7 +138,7 @@ func runDev(ctx context.Context, args []string) error {
 	c, err := devcluster.Start(ctx, devcluster.Config{
 		DataDir: *dataDir, Nodes: *nodes, CPUs: *cpus, MaxNodes: *maxNodes, Provider: *providerName, Runtime: *runtimeName, Envs: envs, Host: *host, StoreURL: *storeURL,
 		TemporalPort: anyPort(*temporalPort), UIPort: anyPort(*uiPort), NATSPort: anyPort(*natsPort),
-		Logger: log, Metrics: reg, MetricsURL: metricsAddr,
+		Logger: log, Metrics: reg, MetricsURL: metricsAddr, Dashboard: dashboardAddr(*host, *dashboardPort),
 	})
 	if err != nil {
 		return err
@@ -157,6 +158,9 @@ func runDev(ctx context.Context, args []string) error {
 	}
 	fmt.Printf("  Store     %s\n", a.Store)
 	fmt.Printf("  Nodes     %d × %d CPUs, %s provider, %s runtime\n", a.Nodes, a.CPUs, *providerName, *runtimeName)
+	if a.Dashboard != "" {
+		fmt.Printf("  Dashboard %s\n", a.Dashboard)
+	}
 	fmt.Printf("  Metrics   %s (each node's address is in its node record)\n", metricsAddr)
 	fmt.Printf("  Data      %s\n", *dataDir)
 	if a.Temporal == "127.0.0.1:7233" && a.Store == storeurl.Default {
@@ -171,6 +175,14 @@ func runDev(ctx context.Context, args []string) error {
 	}
 	<-ctx.Done()
 	return nil
+}
+
+// dashboardAddr is where --dashboard-port says the dashboard listens, or "" for none.
+func dashboardAddr(host string, port int) string {
+	if port < 0 {
+		return ""
+	}
+	return net.JoinHostPort(host, strconv.Itoa(port))
 }
 
 func runNodeAgent(ctx context.Context, args []string) error {

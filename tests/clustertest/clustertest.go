@@ -47,6 +47,7 @@ type Addresses struct {
 	Store     string `json:"store"`
 	NATS      string `json:"nats"`
 	Metrics   string `json:"metrics"`
+	Dashboard string `json:"dashboard"`
 }
 
 // Dev is a running `burla dev`.
@@ -111,7 +112,7 @@ func Start(ctx context.Context, o Options) (*Dev, error) {
 	d.cmd = exec.Command(bin, "dev",
 		"--data-dir", filepath.Join(o.Dir, "data"),
 		"--nodes", strconv.Itoa(o.Nodes), "--cpus", strconv.Itoa(o.CPUs),
-		"--temporal-port", "0", "--ui-port", "0", "--nats-port", "0", "--metrics-port", "0",
+		"--temporal-port", "0", "--ui-port", "0", "--nats-port", "0", "--metrics-port", "0", "--dashboard-port", "0",
 		"--provider", cmp.Or(o.Provider, "local"),
 		"--runtime", cmp.Or(o.Runtime, "process"),
 		"--ready-file", ready)

@@ -1,0 +1,317 @@
+// Package dashboard serves the cluster's web dashboard: its nodes and their
+// containers, its jobs with their progress, a job's logs live, the standby settings,
+// and links into the Temporal Web UI for every workflow. It reads everything through
+// package status, so it shows what `burla jobs` and `burla cluster status` show.
+//
+// The page is plain HTML and JavaScript embedded in the binary; it polls a small
+// JSON API and follows a job's logs with server-sent events:
+//
+//	GET /api/cluster           the cluster: standby settings and nodes
+//	GET /api/jobs              recent jobs (?state=Running&limit=N), with progress
+//	GET /api/jobs/{id}         one job
+//	GET /api/jobs/{id}/logs    the job's lines from the first, as server-sent events,
+//	                           until the job ends (an "end" event)
+package dashboard
+
+import (
+	"cmp"
+	"context"
+	"embed"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"strconv"
+	"sync"
+	"time"
+
+	"go.temporal.io/sdk/client"
+
+	"github.com/burla-temporal/burla/job"
+	"github.com/burla-temporal/burla/names"
+	"github.com/burla-temporal/burla/status"
+	"github.com/burla-temporal/burla/store"
+	"github.com/burla-temporal/burla/workflows"
+)
+
+// Config is what the dashboard reads from.
+type Config struct {
+	Temporal client.Client
+	Store    store.Store
+	// Cluster is the cluster shown; empty means names.DefaultCluster.
+	Cluster string
+	// Namespace and TemporalUI (the Web UI's base URL, such as
+	// http://127.0.0.1:8233) make the links into the Temporal UI; without a
+	// TemporalUI there are none.
+	Namespace  string
+	TemporalUI string
+	Logger     *slog.Logger
+}
+
+//go:embed ui
+var ui embed.FS
+
+// New returns the dashboard's handler.
+func New(cfg Config) http.Handler {
+	cfg.Cluster = cmp.Or(cfg.Cluster, names.DefaultCluster)
+	cfg.Namespace = cmp.Or(cfg.Namespace, "default")
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	d := &dashboard{cfg: cfg}
+	mux := http.NewServeMux()
+	static, _ := fs.Sub(ui, "ui")
+	mux.Handle("GET /", http.FileServerFS(static))
+	mux.HandleFunc("GET /api/cluster", d.cluster)
+	mux.HandleFunc("GET /api/jobs", d.jobs)
+	mux.HandleFunc("GET /api/jobs/{id}", d.job)
+	mux.HandleFunc("GET /api/jobs/{id}/logs", d.logs)
+	return mux
+}
+
+type dashboard struct {
+	cfg Config
+}
+
+// apiTimeout bounds one API request but the log stream.
+const apiTimeout = 10 * time.Second
+
+// Cluster is the body of GET /api/cluster.
+type Cluster struct {
+	Name         string                `json:"name"`
+	Standby      workflows.StandbySpec `json:"standby"`
+	ShuttingDown bool                  `json:"shutting_down,omitempty"`
+	Lost         int                   `json:"lost"`
+	Nodes        []status.Node         `json:"nodes"`
+	Jobs         []*workflows.JobClaim `json:"jobs"` // jobs holding nodes
+	Links        map[string]string     `json:"links,omitempty"`
+	Error        string                `json:"error,omitempty"`
+	Temporal     map[string]string     `json:"temporal"`
+}
+
+func (d *dashboard) cluster(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), apiTimeout)
+	defer cancel()
+	out := Cluster{Name: d.cfg.Cluster, Temporal: map[string]string{"namespace": d.cfg.Namespace, "ui": d.cfg.TemporalUI}}
+	cs, err := status.Cluster(ctx, d.cfg.Temporal, d.cfg.Cluster)
+	if err != nil {
+		// The nodes' own records still say something; the cluster may be down.
+		out.Error = err.Error()
+	}
+	records, err := d.cfg.Store.ListNodes(ctx)
+	if err != nil {
+		httpError(w, http.StatusBadGateway, fmt.Errorf("list nodes: %w", err))
+		return
+	}
+	out.Standby, out.ShuttingDown, out.Lost = cs.Standby, cs.ShuttingDown, cs.Lost
+	out.Nodes = status.Nodes(cs, records)
+	out.Jobs = []*workflows.JobClaim{}
+	for _, c := range cs.Jobs {
+		out.Jobs = append(out.Jobs, c)
+	}
+	if out.Nodes == nil {
+		out.Nodes = []status.Node{}
+	}
+	if l := d.link(names.ClusterWorkflowID(d.cfg.Cluster)); l != "" {
+		out.Links = map[string]string{"workflow": l}
+	}
+	writeJSON(w, out)
+}
+
+// Job is a job with its links into the Temporal UI.
+type Job struct {
+	status.Job
+	Link string `json:"link,omitempty"`
+}
+
+func (d *dashboard) jobs(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), apiTimeout)
+	defer cancel()
+	f := status.Filter{State: job.State(r.URL.Query().Get("state")), Limit: 50}
+	if n, err := strconv.Atoi(r.URL.Query().Get("limit")); err == nil && n > 0 {
+		f.Limit = min(n, 500)
+	}
+	list, err := status.List(ctx, d.cfg.Temporal, f)
+	if err != nil {
+		httpError(w, http.StatusBadGateway, err)
+		return
+	}
+	out := make([]Job, len(list))
+	for i, j := range list {
+		if !j.State.Terminal() {
+			if p, err := d.cfg.Store.Progress(ctx, j.ID); err == nil {
+				j.Progress = status.ProgressOf(p)
+			}
+		}
+		out[i] = Job{Job: j, Link: d.link(j.ID)}
+	}
+	writeJSON(w, out)
+}
+
+func (d *dashboard) job(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), apiTimeout)
+	defer cancel()
+	j, err := status.Get(ctx, d.cfg.Temporal, d.cfg.Store, r.PathValue("id"))
+	switch {
+	case errors.Is(err, status.ErrNoJob):
+		httpError(w, http.StatusNotFound, err)
+		return
+	case err != nil && !job.ValidID(r.PathValue("id")):
+		httpError(w, http.StatusBadRequest, err)
+		return
+	case err != nil:
+		httpError(w, http.StatusBadGateway, err)
+		return
+	}
+	writeJSON(w, Job{Job: j, Link: d.link(j.ID)})
+}
+
+// Line is one log line as the dashboard sends it.
+type Line struct {
+	Index  int64  `json:"i"`
+	Stderr bool   `json:"e,omitempty"`
+	Text   string `json:"t"`
+}
+
+// maxEventLines bounds the lines in one server-sent event.
+const maxEventLines = 1000
+
+// logs streams a job's lines from the first as server-sent events ("lines", a
+// JSON array of Line), and an "end" event with the job's state once the job has
+// ended and every line it printed has been sent.
+func (d *dashboard) logs(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("id")
+	if !job.ValidID(id) {
+		httpError(w, http.StatusBadRequest, fmt.Errorf("%q is not a job ID", id))
+		return
+	}
+	flusher, ok := w.(http.Flusher)
+	if !ok {
+		httpError(w, http.StatusInternalServerError, errors.New("streaming unsupported"))
+		return
+	}
+	ctx := r.Context()
+	box := &lineBox{ready: make(chan struct{}, 1)}
+	watch, err := d.cfg.Store.WatchLogs(ctx, id, box.put)
+	if err != nil {
+		httpError(w, http.StatusBadGateway, fmt.Errorf("logs of job %s: %w", id, err))
+		return
+	}
+	defer watch.Close()
+	w.Header().Set("Content-Type", "text/event-stream")
+	w.Header().Set("Cache-Control", "no-cache")
+	w.WriteHeader(http.StatusOK)
+	flusher.Flush()
+
+	send := func(event string, v any) bool {
+		b, _ := json.Marshal(v)
+		if _, err := fmt.Fprintf(w, "event: %s\ndata: %s\n\n", event, b); err != nil {
+			return false
+		}
+		flusher.Flush()
+		return true
+	}
+	drain := func() bool {
+		for lines := box.take(); len(lines) > 0; lines = lines[min(len(lines), maxEventLines):] {
+			if !send("lines", lines[:min(len(lines), maxEventLines)]) {
+				return false
+			}
+		}
+		return true
+	}
+	ended := make(chan job.State, 1)
+	go func() {
+		// The job's end comes after its last line is stored.
+		err := d.cfg.Temporal.GetWorkflow(ctx, id, "").Get(ctx, nil)
+		if ctx.Err() != nil {
+			return
+		}
+		state := job.StateSucceeded
+		dctx, cancel := context.WithTimeout(ctx, apiTimeout)
+		defer cancel()
+		if resp, derr := d.cfg.Temporal.DescribeWorkflowExecution(dctx, id, ""); derr == nil {
+			state = status.StateOf(resp.GetWorkflowExecutionInfo())
+		} else if err != nil {
+			state = job.StateFailed
+		}
+		ended <- state
+	}()
+	keepAlive := time.NewTicker(15 * time.Second)
+	defer keepAlive.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-box.ready:
+			if !drain() {
+				return
+			}
+		case state := <-ended:
+			sctx, cancel := context.WithTimeout(ctx, apiTimeout)
+			err := watch.Sync(sctx)
+			cancel()
+			if err != nil {
+				d.cfg.Logger.Warn("dashboard: sync logs", "job", id, "error", err)
+			}
+			if drain() {
+				send("end", map[string]string{"state": string(state)})
+			}
+			return
+		case <-keepAlive.C:
+			if _, err := fmt.Fprint(w, ": keep-alive\n\n"); err != nil {
+				return
+			}
+			flusher.Flush()
+		}
+	}
+}
+
+// lineBox collects lines from a store watch, whose callback must never block.
+type lineBox struct {
+	mu    sync.Mutex
+	lines []Line
+	ready chan struct{}
+}
+
+func (b *lineBox) put(batch []store.LogLine) {
+	b.mu.Lock()
+	for _, l := range batch {
+		b.lines = append(b.lines, Line{Index: l.Index, Stderr: l.Stream == store.Stderr, Text: l.Text})
+	}
+	b.mu.Unlock()
+	select {
+	case b.ready <- struct{}{}:
+	default:
+	}
+}
+
+func (b *lineBox) take() []Line {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	lines := b.lines
+	b.lines = nil
+	return lines
+}
+
+// link is the Temporal UI's page of a workflow, or "" without a UI.
+func (d *dashboard) link(workflowID string) string {
+	if d.cfg.TemporalUI == "" {
+		return ""
+	}
+	return fmt.Sprintf("%s/namespaces/%s/workflows/%s", d.cfg.TemporalUI, url.PathEscape(d.cfg.Namespace), url.PathEscape(workflowID))
+}
+
+func writeJSON(w http.ResponseWriter, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+func httpError(w http.ResponseWriter, code int, err error) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	_ = json.NewEncoder(w).Encode(map[string]string{"error": err.Error()})
+}
