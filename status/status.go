@@ -161,7 +161,7 @@ func Get(ctx context.Context, tc client.Client, st store.Store, id string) (Job,
 	}
 	if !j.State.Terminal() {
 		if p, err := st.Progress(ctx, id); err == nil {
-			j.Progress = progressOf(p)
+			j.Progress = ProgressOf(p)
 		}
 		nodes, err := st.ListNodes(ctx)
 		if err != nil {
@@ -183,7 +183,8 @@ func Get(ctx context.Context, tc client.Client, st store.Store, id string) (Job,
 	return j, nil
 }
 
-func progressOf(p store.Progress) *Progress {
+// ProgressOf reads a store's account of a job's queue.
+func ProgressOf(p store.Progress) *Progress {
 	out := &Progress{Sealed: p.Sealed, Chunks: p.Chunks, Waiting: p.Waiting, InFlight: p.InFlight}
 	if p.Sealed {
 		out.Done = max(p.Chunks-p.Waiting-p.InFlight, 0)
