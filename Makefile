@@ -5,10 +5,11 @@ GO ?= go
 # ones that do (the embedded server, the end-to-end suites) run without it, because a
 # race build of the server takes several times the memory and time.
 LIGHT := ./job/... ./names/... ./wire/... ./store/... ./blob/... ./execfile/... ./sdk/... ./workflows/... \
-	./activities/... ./containerworker/... ./nodeagent/... ./workers/... ./temporalconn/...
+	./activities/... ./containerworker/... ./nodeagent/... ./workers/... ./temporalconn/... \
+	./status/... ./dashboard/... ./temporalmetrics/... ./deploy/grafana/...
 HEAVY := ./temporalserver/... ./devcluster/... ./provider/... ./tests/...
 
-.PHONY: demo test build bench vet workflowcheck docker deps
+.PHONY: demo test build bench vet workflowcheck docker chromium deps
 
 demo: deps
 	./scripts/demo.sh
@@ -18,12 +19,16 @@ WORKFLOWCHECK := go.temporal.io/sdk/contrib/tools/workflowcheck@v0.6.0
 # The heavy packages build static (CGO_ENABLED=0): the docker provider's nodes run the
 # burla binary and the test programs FROM scratch. They run one package at a time: each
 # starts whole clusters, and on two cores they would starve each other's heartbeats.
-test: deps vet workflowcheck docker
+test: deps vet workflowcheck docker chromium
 	$(GO) test -race -count=1 $(LIGHT)
 	CGO_ENABLED=0 $(GO) test -p 1 -count=1 -timeout 30m $(HEAVY)
 
 docker:
 	./scripts/ensure-docker.sh
+
+# Debian's chromium, for the dashboard's end-to-end test.
+chromium:
+	./scripts/ensure-chromium.sh
 
 vet:
 	CGO_ENABLED=0 $(GO) vet ./...
