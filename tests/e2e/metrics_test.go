@@ -68,3 +68,94 @@ func TestMetrics(t *testing.T) {
 		}
 	}
 }
+
+// TestMetricsOfEveryComponent checks that a job shows in the control plane's
+// metrics (jobs by final state, cluster nodes by state, queue depth, the Temporal
+// SDK's own) and in its nodes' (the container workers' inputs, claims and chunks).
+func TestMetricsOfEveryComponent(t *testing.T) {
+	waitStandby(t, 2)
+	control := dev.Addrs.Metrics
+	succeeded := `burla_control_jobs_finished_total{state="Succeeded"}`
+	before := metricOr0(t, control, succeeded)
+	st, err := natsstore.Connect(context.Background(), dev.Addrs.NATS, "e2e")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	nodes, err := st.ListNodes(context.Background())
+	if err != nil || len(nodes) != 2 {
+		t.Fatalf("nodes %v, %v; want 2", nodes, err)
+	}
+	done := 0.0
+	for _, n := range nodes {
+		done += metricOr0(t, n.Metrics, `burla_worker_inputs_total{outcome="done"}`)
+	}
+	if _, err := burla.RemoteParallelMap(testCtx(t, time.Minute), square, []int{1, 2, 3, 4, 5, 6, 7, 8}, opts()...); err != nil {
+		t.Fatal(err)
+	}
+	eventuallyMetric(t, control, succeeded, func(v float64) bool { return v == before+1 })
+	eventuallyMetric(t, control, `burla_cluster_nodes{cluster="default",state="ready"}`, func(v float64) bool { return v == 2 })
+	for _, name := range []string{`burla_queue_chunks{cluster="default",state="waiting"}`, `burla_cluster_jobs_running{cluster="default"}`} {
+		eventuallyMetric(t, control, name, func(v float64) bool { return v >= 0 })
+	}
+	if v := metric(t, control, "temporal_request_total"); v <= 0 {
+		t.Errorf("temporal_request_total = %v; want the Temporal SDK's requests counted", v)
+	}
+	// Workers report once a second.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		after, claims := 0.0, 0.0
+		for _, n := range nodes {
+			after += metricOr0(t, n.Metrics, `burla_worker_inputs_total{outcome="done"}`)
+			claims += metricOr0(t, n.Metrics, "burla_worker_claim_seconds_count")
+		}
+		if after == done+8 && claims > 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the nodes' workers report %v inputs done (%v before a job of 8) and %v claims", after, done, claims)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	for _, n := range nodes {
+		for _, name := range []string{"burla_node_workers_busy", "temporal_worker_task_slots_available"} {
+			metric(t, n.Metrics, name)
+		}
+	}
+}
+
+// metricOr0 reads one exactly named sample (name with its labels as printed), or 0
+// if the endpoint does not have it yet.
+func metricOr0(t *testing.T, url, sample string) float64 {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	m := regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(sample) + ` (\S+)$`).FindSubmatch(b)
+	if m == nil {
+		return 0
+	}
+	v, err := strconv.ParseFloat(string(m[1]), 64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return v
+}
+
+func eventuallyMetric(t *testing.T, url, sample string, ok func(float64) bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		v := metricOr0(t, url, sample)
+		if ok(v) {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s at %s is %v", sample, url, v)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
