@@ -152,6 +152,13 @@ function select(id) {
   $("#log-count").textContent = "";
   for (const tr of document.querySelectorAll("tr.job")) tr.classList.toggle("selected", tr.dataset.id === id);
   logSource = new EventSource("api/jobs/" + encodeURIComponent(id) + "/logs");
+  // The stream always starts from the job's first line, also when EventSource
+  // reconnects after losing it: start the panel over rather than show every line twice.
+  logSource.addEventListener("open", () => {
+    logLines = 0;
+    $("#logs").replaceChildren();
+    $("#log-count").textContent = "";
+  });
   logSource.addEventListener("lines", (ev) => appendLines(JSON.parse(ev.data)));
   logSource.addEventListener("end", (ev) => {
     const end = JSON.parse(ev.data);
