@@ -1,7 +1,7 @@
 // Command burla runs a Burla cluster and its parts:
 //
 //	burla dev               a whole local cluster: Temporal, NATS, control plane, nodes
-//	burla jobs              manage jobs (cancel)
+//	burla jobs              list, show, follow and cancel jobs
 //	burla control-plane     the control plane of a cluster whose Temporal and store run elsewhere
 //	burla temporal-server   the embedded Temporal server alone (SQLite in a file)
 //	burla nats-server       the embedded NATS JetStream server alone
@@ -41,7 +41,7 @@ const usage = `usage: burla <command> [flags]
 commands:
   dev               run a local cluster (embedded Temporal and NATS, node agents as processes)
   cluster           up, down, status, set-standby, restart: manage a cluster's standby nodes
-  jobs              cancel: manage jobs
+  jobs              ls, show, logs, attach, cancel: the cluster's jobs
   control-plane     run the control plane against a Temporal and a store elsewhere (e.g. on Google Cloud)
   temporal-server   run the embedded Temporal server alone (its SQLite file under --data-dir)
   nats-server       run the embedded NATS JetStream server alone (its streams under --data-dir)
