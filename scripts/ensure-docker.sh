@@ -2,7 +2,8 @@
 # make test: make sure a Docker engine answers, installing docker.io from Debian and
 # starting dockerd when none does (as root). Without one, the Docker tests skip and
 # say so loudly. Debian's static busybox is the shell of the test image built for
-# jobs in a user's image (no registry can be pulled from).
+# jobs in a user's image (no registry can be pulled from). Debian's docker-compose
+# (1.29) runs deploy/compose in tests/compose, unless the compose plugin is there.
 set -u
 updated=""
 apt_install() {
@@ -15,6 +16,8 @@ apt_install() {
 	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$1" >/dev/null
 }
 [ -x /bin/busybox ] || apt_install busybox-static || echo "*** could not install busybox-static: the user-image test will fail ***" >&2
+command -v docker-compose >/dev/null 2>&1 || docker compose version >/dev/null 2>&1 ||
+	apt_install docker-compose || echo "*** could not install docker-compose: the compose test will be skipped ***" >&2
 docker info >/dev/null 2>&1 && exit 0
 if [ "$(id -u)" != 0 ]; then
 	echo "*** no Docker engine and not root: Docker tests will be skipped ***" >&2

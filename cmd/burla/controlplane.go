@@ -11,21 +11,22 @@ import (
 	"strings"
 	"time"
 
-	"go.temporal.io/api/workflowservice/v1"
 	"go.temporal.io/sdk/client"
 
 	"google.golang.org/api/option"
 
 	"github.com/burla-temporal/burla/activities"
 	"github.com/burla-temporal/burla/blob/gcsblob"
+	"github.com/burla-temporal/burla/dashboard"
 	"github.com/burla-temporal/burla/devcluster"
-	"github.com/burla-temporal/burla/names"
 	"github.com/burla-temporal/burla/provider"
 	"github.com/burla-temporal/burla/provider/gce"
 	"github.com/burla-temporal/burla/provider/local"
 	burla "github.com/burla-temporal/burla/sdk"
+	"github.com/burla-temporal/burla/status"
 	"github.com/burla-temporal/burla/store/storeurl"
 	"github.com/burla-temporal/burla/temporalconn"
+	"github.com/burla-temporal/burla/temporalmetrics"
 	"github.com/burla-temporal/burla/workers"
 )
 
@@ -41,6 +42,8 @@ func runControlPlane(ctx context.Context, args []string) error {
 	storeURL := fs.String("store", env.StoreURL, "the data plane: nats://host:port or firestore://PROJECT?bucket=BUCKET (BURLA_STORE_URL)")
 	dataDir := fs.String("data-dir", filepath.Join(home, ".burla", "control"), "where environment builds keep the programs they inspect")
 	metricsAddr := fs.String("metrics-addr", "127.0.0.1:9464", "where to serve Prometheus metrics")
+	dashAddr := fs.String("dashboard-addr", "127.0.0.1:8234", "where to serve the web dashboard (empty: no dashboard)")
+	temporalUI := fs.String("temporal-ui", "", "the Temporal Web UI's base URL, for the dashboard's links into it (e.g. http://temporal.example:8233)")
 	verbose := fs.Bool("v", false, "log verbosely")
 
 	var g gce.Config
@@ -66,6 +69,7 @@ func runControlPlane(ctx context.Context, args []string) error {
 	upload := fs.Bool("upload-binary", true, "upload this program to --gce-binary-url when it is a gs:// URL")
 	localNodes := fs.String("local-nodes", "", "serve the local provider: node agents as processes on this machine, each with its cache under this directory; they outlive this process, and a restarted control plane finds them again")
 	localRuntime := fs.String("local-runtime", "process", "local nodes' worker runtime: process or docker")
+	dockerNodes := dockerNodeFlags(fs) // dockernodes.go
 	fs.Parse(args)
 
 	log := logger(*verbose, "component", "control-plane")
@@ -78,11 +82,18 @@ func runControlPlane(ctx context.Context, args []string) error {
 		return fmt.Errorf("control plane: %w", err)
 	}
 	defer st.Close()
-	tc, err := dialTemporal(ctx, *temporalAddr, *namespace)
+	tc, err := dialTemporal(ctx, *temporalAddr, *namespace, temporalmetrics.New(reg))
 	if err != nil {
 		return fmt.Errorf("control plane: connect to Temporal at %s: %w", *temporalAddr, err)
 	}
 	defer tc.Close()
+	reg.MustRegister(status.NewCollector(tc, st, log))
+	dashURL := ""
+	if *dashAddr != "" {
+		if dashURL, err = serveDashboard(ctx, *dashAddr, dashboard.Config{Temporal: tc, Store: st, Namespace: *namespace, TemporalUI: *temporalUI, Logger: log}, log); err != nil {
+			return fmt.Errorf("control plane: %w", err)
+		}
+	}
 
 	providers := provider.Set{}
 	if g.Project != "" {
@@ -128,8 +139,11 @@ func runControlPlane(ctx context.Context, args []string) error {
 			DataDir: *localNodes, Runtime: *localRuntime, Detached: true, Logger: log,
 		})
 	}
+	if err := dockerNodes.add(ctx, providers, *temporalAddr, *namespace, *storeURL, log); err != nil {
+		return fmt.Errorf("control plane: %w", err)
+	}
 	if len(providers) == 0 {
-		return fmt.Errorf("control plane: no node provider: give --local-nodes DIR, or --gce-project, --gce-zone and --gce-binary-url")
+		return fmt.Errorf("control plane: no node provider: give --local-nodes DIR, --docker-nodes, or --gce-project, --gce-zone and --gce-binary-url")
 	}
 	control := &activities.Control{Nodes: st, Queue: st, Jobs: st, Temporal: tc, Metrics: activities.NewControlMetrics(reg)}
 	envs := &activities.Env{Blobs: st, Dir: filepath.Join(*dataDir, "envs"), Inspect: devcluster.Inspect}
@@ -137,8 +151,8 @@ func runControlPlane(ctx context.Context, args []string) error {
 	if *sweepEvery > 0 {
 		go sweepOrphans(ctx, tc, providers, *sweepEvery, log)
 	}
-	fmt.Printf("burla control plane: Temporal %s (namespace %q), store %s, providers %v, metrics %s\n",
-		*temporalAddr, *namespace, *storeURL, providers.Names(), metricsURL)
+	fmt.Printf("burla control plane: Temporal %s (namespace %q), store %s, providers %v, metrics %s, dashboard %s\n",
+		*temporalAddr, *namespace, *storeURL, providers.Names(), metricsURL, cmp.Or(dashURL, "off"))
 	return w.Run(stopOn(ctx))
 }
 
@@ -190,17 +204,12 @@ func sweepOrphans(ctx context.Context, tc client.Client, providers provider.Set,
 			return
 		case <-t.C:
 		}
-		query := fmt.Sprintf("WorkflowType = '%s' AND ExecutionStatus = 'Running'", names.WorkflowCluster)
-		resp, err := tc.ListWorkflow(ctx, &workflowservice.ListWorkflowExecutionsRequest{Query: query})
+		clusters, err := status.RunningClusters(ctx, tc)
 		if err != nil {
-			log.Warn("orphan sweep: list clusters", "error", err)
+			log.Warn("orphan sweep", "error", err)
 			continue
 		}
-		for _, ex := range resp.GetExecutions() {
-			cluster, ok := strings.CutPrefix(ex.GetExecution().GetWorkflowId(), names.ClusterWorkflowID(""))
-			if !ok {
-				continue
-			}
+		for _, cluster := range clusters {
 			if err := sweepCluster(ctx, tc, providers, cluster, log); err != nil {
 				log.Warn("orphan sweep", "cluster", cluster, "error", err)
 			}

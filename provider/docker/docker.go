@@ -1,6 +1,9 @@
-// Package docker is the provider whose nodes are containers on a Docker engine: each
-// runs the node agent (and its workers, as processes) from an image built locally
-// FROM scratch with the static burla binary, so that no registry is needed.
+// Package docker is the provider whose nodes are containers on Docker engines: each
+// runs the node agent (and its workers, as processes) from an image built on its
+// engine FROM scratch with the static burla binary, so that no registry is needed.
+// One provider can spread a cluster's nodes over several engines (on several
+// machines): each node goes to the engine that holds the fewest of its cluster's
+// nodes, and is found again on whichever engine holds it.
 package docker
 
 import (
@@ -19,7 +22,9 @@ import (
 	"slices"
 	"strconv"
 	"sync"
+	"time"
 
+	"github.com/docker/docker/api/types"
 	"github.com/docker/docker/api/types/build"
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/filters"
@@ -41,6 +46,9 @@ const (
 	LabelCluster = "burla.cluster"
 	LabelNode    = "burla.node"
 	LabelRole    = "burla.role" // "node" here; worker containers say "worker"
+	// LabelInstance is Config.Instance, on the node containers of a provider that
+	// has one.
+	LabelInstance = "burla.instance"
 )
 
 // API is the part of the Docker client the provider uses.
@@ -52,6 +60,7 @@ type API interface {
 	ContainerList(ctx context.Context, options container.ListOptions) ([]container.Summary, error)
 	ImageBuild(ctx context.Context, buildContext io.Reader, options build.ImageBuildOptions) (build.ImageBuildResponse, error)
 	ImageInspect(ctx context.Context, imageID string, inspectOpts ...client.ImageInspectOption) (image.InspectResponse, error)
+	Ping(ctx context.Context) (types.Ping, error)
 }
 
 // Config says what the node containers run and where their control plane is.
@@ -61,16 +70,37 @@ type Config struct {
 	TemporalAddress string
 	Namespace       string
 	StoreURL        string
-	Logger          *slog.Logger
+	// Instance, if set, sets this provider's node containers apart from those of
+	// other control planes on the same engines: it is in their names
+	// (burla-INSTANCE-node-ID rather than burla-node-ID) and their burla.instance
+	// label, and List and placement see only containers that carry it. A provider
+	// without one sees only containers without one.
+	Instance string
+	Logger   *slog.Logger
 }
 
 // Provider runs nodes as containers.
 type Provider struct {
-	api API
-	cfg Config
+	engines []*engine
+	cfg     Config
 
-	mu    sync.Mutex
-	image string // built node image, once known
+	mu sync.Mutex
+	// placing is the engine each create in flight has chosen, by node ID, until
+	// its container exists: placement counts these, and a retried create of the
+	// same node goes where the first attempt went.
+	placing map[string]placement
+}
+
+type placement struct {
+	engine  *engine
+	cluster string
+}
+
+// engine is an Engine with the node image built on it, once known.
+type engine struct {
+	Engine
+	mu    sync.Mutex // held while the image is built
+	image string
 }
 
 // New connects to the Docker engine named by the environment (DOCKER_HOST, or the
@@ -88,25 +118,66 @@ func New(ctx context.Context, cfg Config) (*Provider, error) {
 
 // NewWithAPI returns a provider on api.
 func NewWithAPI(api API, cfg Config) *Provider {
+	p, _ := NewWithEngines([]Engine{{Host: "local", API: api}}, cfg)
+	return p
+}
+
+// NewWithEngines returns a provider that spreads nodes over engines. Its images
+// (Image, EnvImage) are built on the first.
+func NewWithEngines(engines []Engine, cfg Config) (*Provider, error) {
+	if len(engines) == 0 {
+		return nil, errors.New("docker provider: no Docker engine")
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	return &Provider{api: api, cfg: cfg}
+	p := &Provider{cfg: cfg, placing: map[string]placement{}}
+	for _, e := range engines {
+		p.engines = append(p.engines, &engine{Engine: e})
+	}
+	return p, nil
+}
+
+// Ping checks every engine and returns how many answered, and an error naming
+// each one that did not.
+func (p *Provider) Ping(ctx context.Context) (answered int, err error) {
+	errs := make([]error, len(p.engines))
+	p.each(func(i int, e *engine) {
+		if _, err := e.API.Ping(ctx); err != nil {
+			errs[i] = fmt.Errorf("docker engine %s does not answer: %w", e.Host, err)
+		}
+	})
+	for _, err := range errs {
+		if err == nil {
+			answered++
+		}
+	}
+	return answered, errors.Join(errs...)
 }
 
 // Name implements provider.Provider.
 func (p *Provider) Name() string { return "docker" }
 
-func containerName(id string) string { return "burla-node-" + id }
+func (p *Provider) containerName(id string) string {
+	if p.cfg.Instance != "" {
+		return "burla-" + p.cfg.Instance + "-node-" + id
+	}
+	return "burla-node-" + id
+}
 
-// Image builds the node image if it is missing and returns its tag: FROM scratch,
-// the burla binary as its entry point and the host's CA bundle. The tag carries the
-// binary's digest, so a new burla gets a new image.
+// Image builds the node image on the first engine if it is missing there and
+// returns its tag: FROM scratch, the burla binary as its entry point and the host's
+// CA bundle. The tag carries the binary's digest, so a new burla gets a new image.
 func (p *Provider) Image(ctx context.Context) (string, error) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.image != "" {
-		return p.image, nil
+	return p.imageOn(ctx, p.engines[0])
+}
+
+// imageOn builds the node image on e, once.
+func (p *Provider) imageOn(ctx context.Context, e *engine) (string, error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.image != "" {
+		return e.image, nil
 	}
 	bin, digest, err := p.burla()
 	if err != nil {
@@ -119,10 +190,10 @@ func (p *Provider) Image(ctx context.Context) (string, error) {
 		extra["ca-certificates.crt"] = ca
 		dockerfile += "COPY ca-certificates.crt " + caBundle + "\n"
 	}
-	if err := p.build(ctx, tag, dockerfile+"ENTRYPOINT [\"/burla\"]\n", bin, extra); err != nil {
+	if err := p.build(ctx, e, tag, dockerfile+"ENTRYPOINT [\"/burla\"]\n", bin, extra); err != nil {
 		return "", err
 	}
-	p.image = tag
+	e.image = tag
 	return tag, nil
 }
 
@@ -130,10 +201,12 @@ func (p *Provider) Image(ctx context.Context) (string, error) {
 const caBundle = "/etc/ssl/certs/ca-certificates.crt"
 
 // EnvImage layers the burla binary (the container worker) onto a user's image,
-// which must be on this engine already (no registry is pulled from), and returns
-// the new image's tag. The tag carries both images' identities, so it is built once.
+// which must be on the first engine already (no registry is pulled from), and
+// returns the new image's tag. The tag carries both images' identities, so it is
+// built once.
 func (p *Provider) EnvImage(ctx context.Context, base string) (string, error) {
-	info, err := p.api.ImageInspect(ctx, base)
+	e := p.engines[0]
+	info, err := e.API.ImageInspect(ctx, base)
 	if err != nil {
 		return "", fmt.Errorf("docker provider: image %q is not on this Docker engine (no registry is pulled from; build or load it first): %w", base, err)
 	}
@@ -144,7 +217,7 @@ func (p *Provider) EnvImage(ctx context.Context, base string) (string, error) {
 	sum := sha256.Sum256([]byte(info.ID + digest))
 	tag := "burla-env:" + hex.EncodeToString(sum[:])[:16]
 	dockerfile := "FROM " + info.ID + "\nCOPY burla /burla\nENTRYPOINT [\"/burla\"]\n"
-	if err := p.build(ctx, tag, dockerfile, bin, nil); err != nil {
+	if err := p.build(ctx, e, tag, dockerfile, bin, nil); err != nil {
 		return "", err
 	}
 	return tag, nil
@@ -163,10 +236,10 @@ func (p *Provider) burla() ([]byte, string, error) {
 	return bin, hex.EncodeToString(sum[:]), nil
 }
 
-// build builds tag from dockerfile with the burla binary (and extra files) as its
-// context, unless tag exists already.
-func (p *Provider) build(ctx context.Context, tag, dockerfile string, bin []byte, extra map[string][]byte) error {
-	if _, err := p.api.ImageInspect(ctx, tag); err == nil {
+// build builds tag on e from dockerfile with the burla binary (and extra files) as
+// its context, unless tag exists there already.
+func (p *Provider) build(ctx context.Context, e *engine, tag, dockerfile string, bin []byte, extra map[string][]byte) error {
+	if _, err := e.API.ImageInspect(ctx, tag); err == nil {
 		return nil
 	}
 	var buf bytes.Buffer
@@ -194,10 +267,10 @@ func (p *Provider) build(ctx context.Context, tag, dockerfile string, bin []byte
 	if err := tw.Close(); err != nil {
 		return err
 	}
-	resp, err := p.api.ImageBuild(ctx, &buf, build.ImageBuildOptions{Tags: []string{tag}, Remove: true, ForceRemove: true,
+	resp, err := e.API.ImageBuild(ctx, &buf, build.ImageBuildOptions{Tags: []string{tag}, Remove: true, ForceRemove: true,
 		Labels: map[string]string{"burla.image": "true"}})
 	if err != nil {
-		return fmt.Errorf("docker provider: build %s: %w", tag, err)
+		return fmt.Errorf("docker provider: build %s on %s: %w", tag, e.Host, err)
 	}
 	defer resp.Body.Close()
 	// The build reports failures in its JSON stream, not in its status.
@@ -208,11 +281,11 @@ func (p *Provider) build(ctx context.Context, tag, dockerfile string, bin []byte
 			Error string `json:"error"`
 		}
 		if json.Unmarshal(sc.Bytes(), &msg) == nil && msg.Error != "" {
-			return fmt.Errorf("docker provider: build %s: %s", tag, msg.Error)
+			return fmt.Errorf("docker provider: build %s on %s: %s", tag, e.Host, msg.Error)
 		}
 	}
 	if err := sc.Err(); err != nil {
-		return fmt.Errorf("docker provider: build %s: %w", tag, err)
+		return fmt.Errorf("docker provider: build %s on %s: %w", tag, e.Host, err)
 	}
 	return nil
 }
@@ -229,20 +302,28 @@ func checkStatic(path string) error {
 	return nil
 }
 
-// Create implements provider.Provider: a running container for the node is success;
-// a stopped one is started; otherwise one is created and started.
+// Create implements provider.Provider: a running container for the node, on any
+// engine, is success; a stopped one is started; otherwise one is created and
+// started on the engine that holds the fewest of the cluster's nodes. Engines that
+// do not answer are passed over, so that nodes can still be made while a machine
+// is down.
 func (p *Provider) Create(ctx context.Context, n provider.NodeSpec) error {
-	name := containerName(n.ID)
-	info, err := p.api.ContainerInspect(ctx, name)
+	name := p.containerName(n.ID)
+	e, info, err := p.find(ctx, name)
 	switch {
-	case err == nil && info.State != nil && info.State.Running:
+	case err != nil:
+		return err
+	case e != nil && info.State != nil && info.State.Running:
 		return nil
-	case err == nil:
-		return p.start(ctx, name)
-	case !errdefs.IsNotFound(err):
-		return fmt.Errorf("docker provider: inspect %s: %w", name, err)
+	case e != nil:
+		return p.start(ctx, e, name)
 	}
-	img, err := p.Image(ctx)
+	e, placed, err := p.place(ctx, n)
+	if err != nil {
+		return err
+	}
+	defer placed()
+	img, err := p.imageOn(ctx, e)
 	if err != nil {
 		return err
 	}
@@ -250,7 +331,11 @@ func (p *Provider) Create(ctx context.Context, n provider.NodeSpec) error {
 	if n.RAMMB > 0 {
 		res.Memory = int64(n.RAMMB) << 20
 	}
-	_, err = p.api.ContainerCreate(ctx, &container.Config{
+	labels := map[string]string{LabelCluster: n.Cluster, LabelNode: n.ID, LabelRole: "node"}
+	if p.cfg.Instance != "" {
+		labels[LabelInstance] = p.cfg.Instance
+	}
+	_, err = e.API.ContainerCreate(ctx, &container.Config{
 		Image: img,
 		Cmd: []string{"node-agent",
 			"--id", n.ID, "--cluster", n.Cluster,
@@ -258,11 +343,12 @@ func (p *Provider) Create(ctx context.Context, n provider.NodeSpec) error {
 			"--temporal", p.cfg.TemporalAddress, "--namespace", p.cfg.Namespace, "--store", p.cfg.StoreURL,
 			"--cache-dir", "/var/lib/burla",
 		},
-		Labels: map[string]string{LabelCluster: n.Cluster, LabelNode: n.ID, LabelRole: "node"},
+		Labels: labels,
 		// Nodes reach Temporal as securely as the control plane does.
 		Env: temporalconn.FromEnv().Env(),
 	}, &container.HostConfig{
-		// The control plane listens on the host's loopback.
+		// The node reaches Temporal and the store at the addresses its engine's
+		// machine reaches them at (the control plane's own loopback, with burla dev).
 		NetworkMode:    "host",
 		ReadonlyRootfs: true,
 		// Programs are fetched into the cache and run from it.
@@ -271,45 +357,178 @@ func (p *Provider) Create(ctx context.Context, n provider.NodeSpec) error {
 		Resources:   res,
 	}, nil, nil, name)
 	if errdefs.IsConflict(err) {
-		return p.start(ctx, name) // created by an earlier attempt of this call
+		return p.start(ctx, e, name) // created by an earlier attempt of this call
 	}
 	if err != nil {
-		return fmt.Errorf("docker provider: create %s: %w", name, err)
+		return fmt.Errorf("docker provider: create %s on %s: %w", name, e.Host, err)
 	}
-	return p.start(ctx, name)
+	p.cfg.Logger.Info("node container created", "node", n.ID, "cluster", n.Cluster, "engine", e.Host)
+	return p.start(ctx, e, name)
 }
 
-func (p *Provider) start(ctx context.Context, name string) error {
-	if err := p.api.ContainerStart(ctx, name, container.StartOptions{}); err != nil {
-		return fmt.Errorf("docker provider: start %s: %w", name, err)
+func (p *Provider) start(ctx context.Context, e *engine, name string) error {
+	if err := e.API.ContainerStart(ctx, name, container.StartOptions{}); err != nil {
+		return fmt.Errorf("docker provider: start %s on %s: %w", name, e.Host, err)
 	}
 	return nil
 }
 
-// Delete implements provider.Provider.
+// probeTimeout bounds the calls that look for a node or count an engine's nodes,
+// so that an engine on a machine that is off (whose packets are dropped, not
+// refused) does not hold up every create for the dialer's timeout.
+const probeTimeout = 10 * time.Second
+
+// find returns the engine that holds the container name and what it is, or a nil
+// engine if no engine that answers holds it. It fails only when no engine answers.
+func (p *Provider) find(ctx context.Context, name string) (*engine, container.InspectResponse, error) {
+	type found struct {
+		info container.InspectResponse
+		err  error
+	}
+	res := make([]found, len(p.engines))
+	p.each(func(i int, e *engine) {
+		ctx, cancel := context.WithTimeout(ctx, probeTimeout)
+		defer cancel()
+		res[i].info, res[i].err = e.API.ContainerInspect(ctx, name)
+	})
+	var errs []error
+	for i, r := range res {
+		switch {
+		case r.err == nil:
+			return p.engines[i], r.info, nil
+		case !errdefs.IsNotFound(r.err):
+			errs = append(errs, fmt.Errorf("inspect %s on %s: %w", name, p.engines[i].Host, r.err))
+		}
+	}
+	if len(errs) == len(p.engines) {
+		return nil, container.InspectResponse{}, fmt.Errorf("docker provider: %w", errors.Join(errs...))
+	}
+	for _, err := range errs {
+		p.cfg.Logger.Warn("docker provider: an engine does not answer; passing it over", "error", err)
+	}
+	return nil, container.InspectResponse{}, nil
+}
+
+// place chooses the engine for a new node n: the one holding the fewest of n's
+// cluster's nodes (counting creates in flight), the first given on a tie. placed
+// must be called once n's container exists or its create has failed.
+func (p *Provider) place(ctx context.Context, n provider.NodeSpec) (_ *engine, placed func(), err error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	done := func() {
+		p.mu.Lock()
+		delete(p.placing, n.ID)
+		p.mu.Unlock()
+	}
+	if pl, ok := p.placing[n.ID]; ok {
+		return pl.engine, func() {}, nil // a retry while the first attempt is still creating it
+	}
+	if len(p.engines) == 1 {
+		p.placing[n.ID] = placement{p.engines[0], n.Cluster}
+		return p.engines[0], done, nil
+	}
+	// Each engine's nodes of the cluster, by ID: those it holds and those being
+	// created on it (which it may hold already).
+	held := make([]map[string]bool, len(p.engines))
+	errs := make([]error, len(p.engines))
+	p.each(func(i int, e *engine) {
+		ctx, cancel := context.WithTimeout(ctx, probeTimeout)
+		defer cancel()
+		ids, err := p.listOn(ctx, e, n.Cluster)
+		held[i], errs[i] = map[string]bool{}, err
+		for _, id := range ids {
+			held[i][id] = true
+		}
+	})
+	var best *engine
+	fewest := 0
+	for i, e := range p.engines {
+		if errs[i] != nil {
+			p.cfg.Logger.Warn("docker provider: an engine does not answer; placing node elsewhere", "node", n.ID, "engine", e.Host, "error", errs[i])
+			continue
+		}
+		for id, pl := range p.placing {
+			if pl.engine == e && pl.cluster == n.Cluster {
+				held[i][id] = true
+			}
+		}
+		if best == nil || len(held[i]) < fewest {
+			best, fewest = e, len(held[i])
+		}
+	}
+	if best == nil {
+		return nil, nil, fmt.Errorf("docker provider: no engine to place node %s on: %w", n.ID, errors.Join(errs...))
+	}
+	p.placing[n.ID] = placement{best, n.Cluster}
+	return best, done, nil
+}
+
+// each calls f for every engine at once and waits for them all.
+func (p *Provider) each(f func(i int, e *engine)) {
+	var wg sync.WaitGroup
+	for i, e := range p.engines {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			f(i, e)
+		}()
+	}
+	wg.Wait()
+}
+
+// Delete implements provider.Provider: it removes the node's container from
+// whichever engine holds it. It fails if the container is on no engine that
+// answered and some engine did not answer, since the node may be there.
 func (p *Provider) Delete(ctx context.Context, n provider.NodeSpec) error {
-	id := n.ID
-	err := p.api.ContainerRemove(ctx, containerName(id), container.RemoveOptions{Force: true})
-	if err != nil && !errdefs.IsNotFound(err) {
-		return fmt.Errorf("docker provider: remove %s: %w", containerName(id), err)
+	name := p.containerName(n.ID)
+	errs := make([]error, len(p.engines))
+	removed := make([]bool, len(p.engines))
+	p.each(func(i int, e *engine) {
+		err := e.API.ContainerRemove(ctx, name, container.RemoveOptions{Force: true})
+		switch {
+		case err == nil:
+			removed[i] = true
+		case !errdefs.IsNotFound(err):
+			errs[i] = fmt.Errorf("docker provider: remove %s on %s: %w", name, e.Host, err)
+		}
+	})
+	if slices.Contains(removed, true) {
+		return nil // a node is on one engine only
 	}
-	return nil
+	return errors.Join(errs...)
 }
 
-// List implements provider.Provider, from the containers' labels.
+// List implements provider.Provider, from the containers' labels on every engine.
 func (p *Provider) List(ctx context.Context, cluster string) ([]string, error) {
-	cs, err := p.api.ContainerList(ctx, container.ListOptions{All: true, Filters: filters.NewArgs(
-		filters.Arg("label", LabelCluster+"="+cluster), filters.Arg("label", LabelRole+"=node"))})
+	lists := make([][]string, len(p.engines))
+	errs := make([]error, len(p.engines))
+	p.each(func(i int, e *engine) {
+		lists[i], errs[i] = p.listOn(ctx, e, cluster)
+	})
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	ids := slices.Concat(lists...)
+	slices.Sort(ids)
+	return slices.Compact(ids), nil
+}
+
+// listOn returns the IDs of the nodes of cluster on e.
+func (p *Provider) listOn(ctx context.Context, e *engine, cluster string) ([]string, error) {
+	f := filters.NewArgs(filters.Arg("label", LabelCluster+"="+cluster), filters.Arg("label", LabelRole+"=node"))
+	if p.cfg.Instance != "" {
+		f.Add("label", LabelInstance+"="+p.cfg.Instance)
+	}
+	cs, err := e.API.ContainerList(ctx, container.ListOptions{All: true, Filters: f})
 	if err != nil {
-		return nil, fmt.Errorf("docker provider: list nodes of %s: %w", cluster, err)
+		return nil, fmt.Errorf("docker provider: list nodes of %s on %s: %w", cluster, e.Host, err)
 	}
 	var ids []string
 	for _, c := range cs {
-		if id := c.Labels[LabelNode]; id != "" {
+		if id := c.Labels[LabelNode]; id != "" && c.Labels[LabelInstance] == p.cfg.Instance {
 			ids = append(ids, id)
 		}
 	}
-	slices.Sort(ids)
 	return ids, nil
 }
 
