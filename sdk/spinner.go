@@ -195,7 +195,11 @@ func startProgress[Out any](j *Job[Out]) (stop func()) {
 	var wg sync.WaitGroup
 	p := &progress{}
 	wg.Add(2)
-	go func() { defer wg.Done(); pollProgress(ctx, j, p) }()
+	poll := pollEvery
+	if mode == progressLines {
+		poll = plainEvery / 2 // what a line shows is at most this old
+	}
+	go func() { defer wg.Done(); pollProgress(ctx, j, p, poll) }()
 	go func() { defer wg.Done(); drawProgress(ctx, j, p, mode) }()
 	return func() {
 		cancel()
@@ -205,11 +209,11 @@ func startProgress[Out any](j *Job[Out]) (stop func()) {
 
 // pollProgress keeps p fresh: the job's state from Temporal's record of it, and the
 // nodes working on it from their records in the store.
-func pollProgress[Out any](ctx context.Context, j *Job[Out], p *progress) {
-	t := time.NewTicker(pollEvery)
+func pollProgress[Out any](ctx context.Context, j *Job[Out], p *progress, every time.Duration) {
+	t := time.NewTicker(every)
 	defer t.Stop()
 	for {
-		qctx, cancel := context.WithTimeout(ctx, pollEvery)
+		qctx, cancel := context.WithTimeout(ctx, min(every, 2*time.Second))
 		state := job.State("")
 		if resp, err := j.c.tc.DescribeWorkflowExecution(qctx, j.id, ""); err == nil {
 			state = status.StateOf(resp.GetWorkflowExecutionInfo())
