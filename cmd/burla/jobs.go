@@ -12,9 +12,11 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"go.temporal.io/api/serviceerror"
 	"golang.org/x/term"
 
 	"github.com/burla-temporal/burla/job"
+	"github.com/burla-temporal/burla/names"
 	burla "github.com/burla-temporal/burla/sdk"
 	"github.com/burla-temporal/burla/status"
 	"github.com/burla-temporal/burla/store"
@@ -92,6 +94,10 @@ func runJobs(ctx context.Context, args []string) error {
 		ctx, cancel = context.WithTimeout(ctx, *timeout)
 		defer cancel()
 	}
+	if cmd == "cancel" {
+		// Cancelling needs Temporal alone, so that it works while the store is down.
+		return cancelJob(ctx, *temporalAddr, *namespace, jobID)
+	}
 	c, err := burla.Dial(ctx, burla.Config{TemporalAddress: *temporalAddr, Namespace: *namespace, StoreURL: *storeURL})
 	if err != nil {
 		return err
@@ -108,17 +114,6 @@ func runJobs(ctx context.Context, args []string) error {
 		cmdErr = jobLogs(ctx, c, jobID, *follow)
 	case "attach":
 		cmdErr = attachJob(ctx, c, jobID, *results)
-	case "cancel":
-		id := jobID
-		if _, err := status.Get(ctx, c.Temporal(), c.Store(), id); err != nil {
-			cmdErr = err
-			break
-		}
-		if err := c.Temporal().CancelWorkflow(ctx, id, ""); err != nil {
-			cmdErr = fmt.Errorf("cancel job %s: %w", id, err)
-			break
-		}
-		cmdErr = printJSON(map[string]any{"job": id, "cancel_requested": true})
 	}
 	if errors.Is(cmdErr, errNoJob) {
 		fmt.Fprintf(os.Stderr, "burla: %v\n", cmdErr)
@@ -139,6 +134,32 @@ func parseInterspersed(fs *flag.FlagSet, args []string) []string {
 		pos = append(pos, fs.Arg(0))
 		args = fs.Args()[1:]
 	}
+}
+
+// cancelJob asks Temporal to cancel the job's workflow: its workers stop, and its
+// client gets a Cancelled error.
+func cancelJob(ctx context.Context, temporalAddr, namespace, id string) error {
+	if !job.ValidID(id) {
+		return fmt.Errorf("%q is not a job ID (they look like j-0123…)", id)
+	}
+	tc, err := dialTemporal(ctx, temporalAddr, namespace)
+	if err != nil {
+		return fmt.Errorf("connect to Temporal at %s: %w", temporalAddr, err)
+	}
+	defer tc.Close()
+	resp, err := tc.DescribeWorkflowExecution(ctx, id, "")
+	var nf *serviceerror.NotFound
+	switch {
+	case errors.As(err, &nf) || (err == nil && resp.GetWorkflowExecutionInfo().GetType().GetName() != names.WorkflowJob):
+		fmt.Fprintf(os.Stderr, "burla: job %s: %v\n", id, errNoJob)
+		os.Exit(4)
+	case err != nil:
+		return fmt.Errorf("job %s: %w", id, err)
+	}
+	if err := tc.CancelWorkflow(ctx, id, ""); err != nil {
+		return fmt.Errorf("cancel job %s: %w", id, err)
+	}
+	return printJSON(map[string]any{"job": id, "cancel_requested": true})
 }
 
 func parseState(s string) (job.State, error) {

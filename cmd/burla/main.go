@@ -19,6 +19,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -89,7 +90,8 @@ func main() {
 		os.Exit(2)
 	}
 	if err != nil {
-		fmt.Fprintf(os.Stderr, "burla: %v\n", err)
+		// The SDK's errors say "burla: " already.
+		fmt.Fprintf(os.Stderr, "burla: %s\n", strings.TrimPrefix(err.Error(), "burla: "))
 		os.Exit(1)
 	}
 }
