@@ -558,6 +558,28 @@ func (s *Store) PutResults(ctx context.Context, jobID string, rs []store.Result)
 	if err := checkID(jobID); err != nil {
 		return err
 	}
+	// A result is created once: a retried write that finds it there has succeeded,
+	// so writes that fail transiently (the emulator, under load, answers some with
+	// a bare Unknown) are retried.
+	for attempt := 1; ; attempt++ {
+		failed, err := s.putResults(ctx, jobID, rs)
+		if err == nil {
+			return nil
+		}
+		if attempt == 4 || !transient(err) || ctx.Err() != nil {
+			return err
+		}
+		rs = failed
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(time.Duration(attempt) * 50 * time.Millisecond):
+		}
+	}
+}
+
+// putResults writes rs and returns those whose write failed, with the first error.
+func (s *Store) putResults(ctx context.Context, jobID string, rs []store.Result) ([]store.Result, error) {
 	bw := s.fs.BulkWriter(ctx)
 	jobs := make([]*firestore.BulkWriterJob, 0, len(rs))
 	for _, r := range rs {
@@ -565,17 +587,33 @@ func (s *Store) PutResults(ctx context.Context, jobID string, rs []store.Result)
 			fData: store.AppendResults(nil, []store.Result{r}), fAt: firestore.ServerTimestamp})
 		if err != nil {
 			bw.End()
-			return fmt.Errorf("write result of input %d of job %s: %w", r.Index, jobID, err)
+			return nil, fmt.Errorf("write result of input %d of job %s: %w", r.Index, jobID, err)
 		}
 		jobs = append(jobs, j)
 	}
 	bw.End()
+	var (
+		failed   []store.Result
+		firstErr error
+	)
 	for i, j := range jobs {
 		if _, err := j.Results(); err != nil && status.Code(err) != codes.AlreadyExists {
-			return fmt.Errorf("write result of input %d of job %s: %w", rs[i].Index, jobID, err)
+			failed = append(failed, rs[i])
+			if firstErr == nil {
+				firstErr = fmt.Errorf("write result of input %d of job %s: %w", rs[i].Index, jobID, err)
+			}
 		}
 	}
-	return nil
+	return failed, firstErr
+}
+
+// transient reports whether a write that failed with err may succeed if tried again.
+func transient(err error) bool {
+	switch status.Code(err) {
+	case codes.Unknown, codes.Unavailable, codes.Aborted, codes.ResourceExhausted, codes.Internal, codes.DeadlineExceeded:
+		return true
+	}
+	return false
 }
 
 // PutLogs implements store.Logs: one document per batch.

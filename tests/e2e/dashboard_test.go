@@ -303,8 +303,8 @@ func (b *browser) snapshot() string {
 	return "the page shows:\n" + s
 }
 
-// lockedBuffer collects Chromium's output, which chromedp writes from its own
-// goroutine.
+// lockedBuffer is a bytes.Buffer written from another goroutine: Chromium's output,
+// which chromedp writes from its own, or the SDK's progress display.
 type lockedBuffer struct {
 	mu sync.Mutex
 	b  bytes.Buffer

@@ -169,27 +169,9 @@ func TestJobsCLIFailedAndCancelled(t *testing.T) {
 	waitStandby(t, 2)
 }
 
-// progressBuffer is a bytes.Buffer safe for the progress display's goroutine.
-type progressBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *progressBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *progressBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
-}
-
 func TestProgressBar(t *testing.T) {
 	inputs := make([]int, 80)
-	var stderr progressBuffer
+	var stderr lockedBuffer
 	_, err := burla.RemoteParallelMap(testCtx(t, time.Minute), ticking, inputs,
 		burla.OnCluster(dev.Cluster), burla.Spinner(true), burla.Output(&bytes.Buffer{}, &stderr))
 	if err != nil {

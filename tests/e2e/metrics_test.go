@@ -16,21 +16,31 @@ import (
 // metric reads one unlabelled (or first labelled) sample of name from a Prometheus endpoint.
 func metric(t *testing.T, url, name string) float64 {
 	t.Helper()
+	v, ok := sample(t, url, name+`(?:\{[^}]*\})?`)
+	if !ok {
+		t.Fatalf("%s has no %s", url, name)
+	}
+	return v
+}
+
+// sample reads the first sample whose name and labels match the pattern.
+func sample(t *testing.T, url, pattern string) (float64, bool) {
+	t.Helper()
 	resp, err := http.Get(url)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
-	m := regexp.MustCompile(`(?m)^` + name + `(?:\{[^}]*\})? (\S+)$`).FindSubmatch(b)
+	m := regexp.MustCompile(`(?m)^` + pattern + ` (\S+)$`).FindSubmatch(b)
 	if m == nil {
-		t.Fatalf("%s has no %s:\n%s", url, name, b)
+		return 0, false
 	}
 	v, err := strconv.ParseFloat(string(m[1]), 64)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return v
+	return v, true
 }
 
 func TestMetrics(t *testing.T) {
@@ -126,22 +136,9 @@ func TestMetricsOfEveryComponent(t *testing.T) {
 
 // metricOr0 reads one exactly named sample (name with its labels as printed), or 0
 // if the endpoint does not have it yet.
-func metricOr0(t *testing.T, url, sample string) float64 {
+func metricOr0(t *testing.T, url, name string) float64 {
 	t.Helper()
-	resp, err := http.Get(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	m := regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(sample) + ` (\S+)$`).FindSubmatch(b)
-	if m == nil {
-		return 0
-	}
-	v, err := strconv.ParseFloat(string(m[1]), 64)
-	if err != nil {
-		t.Fatal(err)
-	}
+	v, _ := sample(t, url, regexp.QuoteMeta(name))
 	return v
 }
 
