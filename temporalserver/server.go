@@ -285,12 +285,14 @@ func (s *Server) awaitReady(ctx context.Context, sl *slog.Logger, want map[strin
 	if err != nil {
 		return fmt.Errorf("namespace %q not ready: %w", s.namespace, err)
 	}
-	return ensureSearchAttributes(ctx, c, s.namespace, want)
+	return EnsureSearchAttributes(ctx, c, s.namespace, want)
 }
 
-// ensureSearchAttributes registers the search attributes of want that the
-// namespace lacks, and waits until the frontend accepts them in queries.
-func ensureSearchAttributes(ctx context.Context, c client.Client, ns string, want map[string]enumspb.IndexedValueType) error {
+// EnsureSearchAttributes registers the search attributes of want that the
+// namespace lacks, and waits until the frontend accepts them in queries. It works
+// against any Temporal whose operator API the client may use, not only this
+// package's server.
+func EnsureSearchAttributes(ctx context.Context, c client.Client, ns string, want map[string]enumspb.IndexedValueType) error {
 	if len(want) == 0 {
 		return nil
 	}

@@ -6,8 +6,10 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -27,6 +29,7 @@ import (
 	"github.com/burla-temporal/burla/store/storeurl"
 	"github.com/burla-temporal/burla/temporalconn"
 	"github.com/burla-temporal/burla/temporalmetrics"
+	"github.com/burla-temporal/burla/temporalserver"
 	"github.com/burla-temporal/burla/workers"
 )
 
@@ -88,6 +91,15 @@ func runControlPlane(ctx context.Context, args []string) error {
 	}
 	defer tc.Close()
 	reg.MustRegister(status.NewCollector(tc, st, log))
+	// Jobs set Burla's search attributes when they start, and a namespace that
+	// lacks one refuses them: register what is missing (a Temporal set up by an
+	// older burla lacks BurlaTenant), or say what to register by hand.
+	sactx, cancelSA := context.WithTimeout(ctx, 30*time.Second)
+	if err := temporalserver.EnsureSearchAttributes(sactx, tc, *namespace, devcluster.SearchAttributes()); err != nil {
+		log.Warn("could not register Burla's search attributes; jobs cannot start until they are (temporal operator search-attribute create, see deploy/gcp/README.md)",
+			"attributes", slices.Sorted(maps.Keys(devcluster.SearchAttributes())), "error", err)
+	}
+	cancelSA()
 	dashURL := ""
 	if *dashAddr != "" {
 		if dashURL, err = serveDashboard(ctx, *dashAddr, dashboard.Config{Temporal: tc, Store: st, Namespace: *namespace, TemporalUI: *temporalUI, Logger: log}, log); err != nil {
