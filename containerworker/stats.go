@@ -30,23 +30,22 @@ type stats struct {
 }
 
 func (st *stats) claimed(d time.Duration) {
-	if st == nil {
-		return
+	if st != nil {
+		st.sample(&st.s.Claims, d)
 	}
-	st.mu.Lock()
-	if len(st.s.Claims) < maxSamples {
-		st.s.Claims = append(st.s.Claims, d.Seconds())
-	}
-	st.mu.Unlock()
 }
 
 func (st *stats) chunkDone(d time.Duration) {
-	if st == nil {
-		return
+	if st != nil {
+		st.sample(&st.s.Chunks, d)
 	}
+}
+
+// sample records d in samples, one of st's lists, up to maxSamples a report.
+func (st *stats) sample(samples *[]float64, d time.Duration) {
 	st.mu.Lock()
-	if len(st.s.Chunks) < maxSamples {
-		st.s.Chunks = append(st.s.Chunks, d.Seconds())
+	if len(*samples) < maxSamples {
+		*samples = append(*samples, d.Seconds())
 	}
 	st.mu.Unlock()
 }

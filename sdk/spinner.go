@@ -218,21 +218,20 @@ func pollProgress[Out any](ctx context.Context, j *Job[Out], p *progress, every 
 		if resp, err := j.c.tc.DescribeWorkflowExecution(qctx, j.id, ""); err == nil {
 			state = status.StateOf(resp.GetWorkflowExecutionInfo())
 		}
-		nodes, busy := 0, 0
-		if ns, err := j.c.st.ListNodes(qctx); err == nil {
-			for _, n := range ns {
-				if n.Job == j.id {
-					nodes++
-					busy += n.Busy
-				}
-			}
+		var nodes []status.JobNode
+		if records, err := j.c.st.ListNodes(qctx); err == nil {
+			nodes = status.JobNodes(records, j.id)
+		}
+		busy := 0
+		for _, n := range nodes {
+			busy += n.Busy
 		}
 		cancel()
 		p.mu.Lock()
 		if state != "" {
 			p.state = state
 		}
-		p.nodes, p.busy = nodes, busy
+		p.nodes, p.busy = len(nodes), busy
 		p.mu.Unlock()
 		select {
 		case <-ctx.Done():

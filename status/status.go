@@ -74,6 +74,19 @@ type JobNode struct {
 	Busy int    `json:"busy"`
 }
 
+// JobNodes picks, from the node agents' records, the nodes working on the job, in
+// ID order.
+func JobNodes(records []store.Node, jobID string) []JobNode {
+	var out []JobNode
+	for _, n := range records {
+		if n.Job == jobID {
+			out = append(out, JobNode{ID: n.ID, Busy: n.Busy})
+		}
+	}
+	slices.SortFunc(out, func(a, b JobNode) int { return strings.Compare(a.ID, b.ID) })
+	return out
+}
+
 // Filter narrows List. Empty fields match everything.
 type Filter struct {
 	State    job.State
@@ -135,25 +148,35 @@ func List(ctx context.Context, tc client.Client, f Filter) ([]Job, error) {
 	return jobs[:min(len(jobs), limit)], nil
 }
 
-// ErrNoJob is returned by Get for a job Temporal does not know.
+// ErrNoJob is returned by Describe and Get for a job Temporal does not know.
 var ErrNoJob = errors.New("no such job")
 
-// Get returns everything known about one job: its record in Temporal, its queue's
-// progress and the nodes working on it.
-func Get(ctx context.Context, tc client.Client, st store.Store, id string) (Job, error) {
+// Describe returns Temporal's record of the job's workflow: an error for an ID that
+// cannot be a job's, and ErrNoJob for one Temporal does not know as a job.
+func Describe(ctx context.Context, tc client.Client, id string) (*workflowpb.WorkflowExecutionInfo, error) {
 	if !job.ValidID(id) {
-		return Job{}, fmt.Errorf("%q is not a job ID (they look like j-0123…)", id)
+		return nil, fmt.Errorf("%q is not a job ID (they look like j-0123…)", id)
 	}
 	resp, err := tc.DescribeWorkflowExecution(ctx, id, "")
 	if err != nil {
 		if isNotFound(err) {
-			return Job{}, fmt.Errorf("job %s: %w", id, ErrNoJob)
+			return nil, fmt.Errorf("job %s: %w", id, ErrNoJob)
 		}
-		return Job{}, fmt.Errorf("job %s: %w", id, err)
+		return nil, fmt.Errorf("job %s: %w", id, err)
 	}
 	info := resp.GetWorkflowExecutionInfo()
 	if info.GetType().GetName() != names.WorkflowJob {
-		return Job{}, fmt.Errorf("job %s: workflow %s is a %s: %w", id, id, info.GetType().GetName(), ErrNoJob)
+		return nil, fmt.Errorf("job %s: workflow %s is a %s: %w", id, id, info.GetType().GetName(), ErrNoJob)
+	}
+	return info, nil
+}
+
+// Get returns everything known about one job: its record in Temporal, its queue's
+// progress and the nodes working on it.
+func Get(ctx context.Context, tc client.Client, st store.Store, id string) (Job, error) {
+	info, err := Describe(ctx, tc, id)
+	if err != nil {
+		return Job{}, err
 	}
 	j := fromInfo(info)
 	if spec, err := st.Job(ctx, id); err == nil {
@@ -167,12 +190,7 @@ func Get(ctx context.Context, tc client.Client, st store.Store, id string) (Job,
 		if err != nil {
 			return j, fmt.Errorf("job %s: %w", id, err)
 		}
-		for _, n := range nodes {
-			if n.Job == id {
-				j.Nodes = append(j.Nodes, JobNode{ID: n.ID, Busy: n.Busy})
-			}
-		}
-		slices.SortFunc(j.Nodes, func(a, b JobNode) int { return strings.Compare(a.ID, b.ID) })
+		j.Nodes = JobNodes(nodes, id)
 	}
 	if info.GetStatus() != enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING && info.GetStatus() != enumspb.WORKFLOW_EXECUTION_STATUS_COMPLETED {
 		// The job's error is in its closing event.

@@ -12,11 +12,9 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"go.temporal.io/api/serviceerror"
 	"golang.org/x/term"
 
 	"github.com/burla-temporal/burla/job"
-	"github.com/burla-temporal/burla/names"
 	burla "github.com/burla-temporal/burla/sdk"
 	"github.com/burla-temporal/burla/status"
 	"github.com/burla-temporal/burla/store"
@@ -94,26 +92,23 @@ func runJobs(ctx context.Context, args []string) error {
 		ctx, cancel = context.WithTimeout(ctx, *timeout)
 		defer cancel()
 	}
+	var cmdErr error
 	if cmd == "cancel" {
 		// Cancelling needs Temporal alone, so that it works while the store is down.
-		return cancelJob(ctx, *temporalAddr, *namespace, jobID)
-	}
-	c, err := burla.Dial(ctx, burla.Config{TemporalAddress: *temporalAddr, Namespace: *namespace, StoreURL: *storeURL})
-	if err != nil {
-		return err
-	}
-	defer c.Close()
-	table := !*asJSON && isTerminal(os.Stdout)
-	var cmdErr error
-	switch cmd {
-	case "ls", "list":
-		cmdErr = listJobs(ctx, c, f, table)
-	case "show":
-		cmdErr = showJob(ctx, c, jobID, table)
-	case "logs":
-		cmdErr = jobLogs(ctx, c, jobID, *follow)
-	case "attach":
-		cmdErr = attachJob(ctx, c, jobID, *results)
+		cmdErr = cancelJob(ctx, *temporalAddr, *namespace, jobID)
+	} else {
+		cmdErr = withCluster(ctx, burla.Config{TemporalAddress: *temporalAddr, Namespace: *namespace, StoreURL: *storeURL}, func(c *burla.Cluster) error {
+			table := !*asJSON && isTerminal(os.Stdout)
+			switch cmd {
+			case "show":
+				return showJob(ctx, c, jobID, table)
+			case "logs":
+				return jobLogs(ctx, c, jobID, *follow)
+			case "attach":
+				return attachJob(ctx, c, jobID, *results)
+			}
+			return listJobs(ctx, c, f, table)
+		})
 	}
 	if errors.Is(cmdErr, errNoJob) {
 		fmt.Fprintf(os.Stderr, "burla: %v\n", cmdErr)
@@ -139,27 +134,28 @@ func parseInterspersed(fs *flag.FlagSet, args []string) []string {
 // cancelJob asks Temporal to cancel the job's workflow: its workers stop, and its
 // client gets a Cancelled error.
 func cancelJob(ctx context.Context, temporalAddr, namespace, id string) error {
-	if !job.ValidID(id) {
-		return fmt.Errorf("%q is not a job ID (they look like j-0123…)", id)
-	}
 	tc, err := dialTemporal(ctx, temporalAddr, namespace)
 	if err != nil {
 		return fmt.Errorf("connect to Temporal at %s: %w", temporalAddr, err)
 	}
 	defer tc.Close()
-	resp, err := tc.DescribeWorkflowExecution(ctx, id, "")
-	var nf *serviceerror.NotFound
-	switch {
-	case errors.As(err, &nf) || (err == nil && resp.GetWorkflowExecutionInfo().GetType().GetName() != names.WorkflowJob):
-		fmt.Fprintf(os.Stderr, "burla: job %s: %v\n", id, errNoJob)
-		os.Exit(4)
-	case err != nil:
-		return fmt.Errorf("job %s: %w", id, err)
+	if _, err := status.Describe(ctx, tc, id); err != nil {
+		return err
 	}
 	if err := tc.CancelWorkflow(ctx, id, ""); err != nil {
 		return fmt.Errorf("cancel job %s: %w", id, err)
 	}
 	return printJSON(map[string]any{"job": id, "cancel_requested": true})
+}
+
+// withCluster runs fn on a connection to the cluster cfg names.
+func withCluster(ctx context.Context, cfg burla.Config, fn func(*burla.Cluster) error) error {
+	c, err := burla.Dial(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	return fn(c)
 }
 
 func parseState(s string) (job.State, error) {
@@ -275,7 +271,7 @@ func took(now time.Time, j status.Job) string {
 // jobLogs prints the lines a job's calls have printed, in the order they were
 // stored; with follow it goes on until the job ends.
 func jobLogs(ctx context.Context, c *burla.Cluster, id string, follow bool) error {
-	if _, err := status.Get(ctx, c.Temporal(), c.Store(), id); err != nil {
+	if _, err := status.Describe(ctx, c.Temporal(), id); err != nil {
 		return err
 	}
 	w, err := c.Store().WatchLogs(ctx, id, func(lines []store.LogLine) {
@@ -308,7 +304,7 @@ func jobLogs(ctx context.Context, c *burla.Cluster, id string, follow bool) erro
 // a terminal, and its outcome. Attaching does not make the job depend on this
 // command: interrupting it leaves the job running.
 func attachJob(ctx context.Context, c *burla.Cluster, id string, results bool) error {
-	if _, err := status.Get(ctx, c.Temporal(), c.Store(), id); err != nil {
+	if _, err := status.Describe(ctx, c.Temporal(), id); err != nil {
 		return err
 	}
 	stdout := io.Writer(os.Stdout)
