@@ -4,12 +4,12 @@ GO ?= go
 # Packages that do not link the Temporal server run under the race detector; the
 # ones that do (the embedded server, the end-to-end suites) run without it, because a
 # race build of the server takes several times the memory and time.
-LIGHT := ./job/... ./names/... ./wire/... ./store/... ./blob/... ./execfile/... ./sdk/... ./workflows/... \
+LIGHT := ./auth/... ./job/... ./names/... ./wire/... ./store/... ./blob/... ./execfile/... ./sdk/... ./workflows/... \
 	./activities/... ./containerworker/... ./nodeagent/... ./workers/... ./temporalconn/... \
 	./status/... ./dashboard/... ./temporalmetrics/... ./deploy/grafana/...
 HEAVY := ./temporalserver/... ./devcluster/... ./provider/... ./tests/...
 
-.PHONY: demo test build bench vet workflowcheck docker chromium deps
+.PHONY: demo test build bench vet workflowcheck fuzz docker chromium deps
 
 demo: deps
 	./scripts/demo.sh
@@ -19,7 +19,7 @@ WORKFLOWCHECK := go.temporal.io/sdk/contrib/tools/workflowcheck@v0.6.0
 # The heavy packages build static (CGO_ENABLED=0): the docker provider's nodes run the
 # burla binary and the test programs FROM scratch. They run one package at a time: each
 # starts whole clusters, and on two cores they would starve each other's heartbeats.
-test: deps vet workflowcheck docker chromium
+test: deps vet workflowcheck fuzz docker chromium
 	$(GO) test -race -count=1 $(LIGHT)
 	CGO_ENABLED=0 $(GO) test -p 1 -count=1 -timeout 30m $(HEAVY)
 
@@ -32,6 +32,13 @@ chromium:
 
 vet:
 	CGO_ENABLED=0 $(GO) vet ./...
+
+# A short run of every fuzz target (the wire protocol, the store's records, job
+# specs and IDs); their corpora in testdata/fuzz also run as plain tests.
+# FUZZTIME=1m make fuzz for a longer one.
+FUZZTIME ?= 5s
+fuzz:
+	FUZZTIME=$(FUZZTIME) ./scripts/fuzz.sh
 
 # Temporal's linter: workflow code must not call time.Now, start goroutines, etc.
 workflowcheck:

@@ -34,6 +34,7 @@ const ErrBadImage = "BadImage"
 // InspectInput names a program in the blob store.
 type InspectInput struct {
 	Binary string
+	Tenant string // whose program it is; empty for the default tenant
 }
 
 // Inspector starts a program in worker mode and returns its hello. It is the
@@ -69,10 +70,10 @@ func (e *Env) InspectBinary(ctx context.Context, in InspectInput) (EnvInfo, erro
 	bad := func(msg string, err error) error {
 		return temporal.NewNonRetryableApplicationError(msg, names.ErrBadBinary, err)
 	}
-	if len(in.Binary) != 64 {
+	if !job.ValidDigest(in.Binary) {
 		return EnvInfo{}, bad(fmt.Sprintf("binary digest %q is not a SHA-256", in.Binary), nil)
 	}
-	path, err := blob.FetchExecutable(ctx, e.Blobs, job.BinaryKey(in.Binary), in.Binary, e.Dir)
+	path, err := blob.FetchExecutable(ctx, e.Blobs, job.BinaryKeyFor(in.Tenant, in.Binary), in.Binary, e.Dir)
 	switch {
 	case errors.Is(err, blob.ErrNotFound):
 		return EnvInfo{}, bad(fmt.Sprintf("binary %s is not in the blob store", in.Binary[:12]), err)

@@ -9,6 +9,8 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+
+	"github.com/burla-temporal/burla/job"
 )
 
 // ErrDigestMismatch is returned by FetchExecutable when a blob does not hash to the
@@ -20,6 +22,10 @@ var ErrDigestMismatch = errors.New("content does not match its digest")
 // already there is reused. Concurrent fetches of one digest are safe: each writes a
 // temporary file and renames it into place.
 func FetchExecutable(ctx context.Context, s Store, key, digest, dir string) (string, error) {
+	if !job.ValidDigest(digest) {
+		// The digest names a file under dir: nothing but hex may pass.
+		return "", fmt.Errorf("fetch executable %q: not a SHA-256 hex digest: %w", digest, ErrDigestMismatch)
+	}
 	path := filepath.Join(dir, digest)
 	if _, err := os.Stat(path); err == nil {
 		return path, nil

@@ -26,6 +26,7 @@ import (
 	"go.temporal.io/sdk/worker"
 
 	"github.com/burla-temporal/burla/activities"
+	"github.com/burla-temporal/burla/auth"
 	"github.com/burla-temporal/burla/containerworker"
 	"github.com/burla-temporal/burla/dashboard"
 	"github.com/burla-temporal/burla/names"
@@ -36,6 +37,7 @@ import (
 	"github.com/burla-temporal/burla/store"
 	"github.com/burla-temporal/burla/store/natsstore/natsserver"
 	"github.com/burla-temporal/burla/store/storeurl"
+	"github.com/burla-temporal/burla/temporalconn"
 	"github.com/burla-temporal/burla/temporalmetrics"
 	"github.com/burla-temporal/burla/temporalserver"
 	"github.com/burla-temporal/burla/workers"
@@ -72,7 +74,11 @@ type Config struct {
 	// StoreURL, if set, is the data plane to use instead of an embedded NATS
 	// server: another NATS, or firestore://PROJECT?bucket=BUCKET (package storeurl).
 	StoreURL string
-	Logger   *slog.Logger
+	// Keys, if set, is a keys file (package auth): the cluster's Temporal and NATS
+	// then admit only callers with a key from it, and keep tenants apart. The
+	// control plane and node agents get keys of their own, in memory.
+	Keys   string
+	Logger *slog.Logger
 	// Metrics, if set, receives the control plane's Prometheus metrics, which the
 	// caller serves at MetricsURL.
 	Metrics    prometheus.Registerer
@@ -88,6 +94,7 @@ type Addresses struct {
 	NATS      string `json:"nats,omitempty"` // the embedded NATS server, if the cluster runs one
 	Metrics   string `json:"metrics,omitempty"`
 	Dashboard string `json:"dashboard,omitempty"`
+	Keys      bool   `json:"keys,omitempty"` // callers need an API key
 	Nodes     int    `json:"nodes"`
 	CPUs      int    `json:"cpus_per_node"`
 }
@@ -145,15 +152,29 @@ func Start(ctx context.Context, cfg Config) (_ *Cluster, err error) {
 		}
 	}()
 
+	var keys *auth.Keys
+	var controlKey, nodeKey string
+	if cfg.Keys != "" {
+		if keys, err = auth.Open(cfg.Keys); err != nil {
+			return nil, fmt.Errorf("dev cluster: %w", err)
+		}
+		if controlKey, err = keys.AddEphemeral(auth.RoleControl, ""); err == nil {
+			nodeKey, err = keys.AddEphemeral(auth.RoleNode, "")
+		}
+		if err != nil {
+			return nil, fmt.Errorf("dev cluster: %w", err)
+		}
+	}
 	storeURL := cfg.StoreURL
 	if storeURL == "" {
-		c.nats, err = natsserver.Start(natsserver.Config{Host: cfg.Host, Port: port(cfg.NATSPort, 4222), StoreDir: filepath.Join(cfg.DataDir, "nats")})
+		c.nats, err = natsserver.Start(natsserver.Config{Host: cfg.Host, Port: port(cfg.NATSPort, 4222), StoreDir: filepath.Join(cfg.DataDir, "nats"),
+			Keys: keys, Logger: cfg.Logger.With("component", "nats")})
 		if err != nil {
 			return nil, fmt.Errorf("dev cluster: %w", err)
 		}
 		storeURL = c.nats.URL()
 	}
-	if c.st, err = storeurl.Open(ctx, storeURL, "burla-control"); err != nil {
+	if c.st, err = storeurl.OpenKey(ctx, storeURL, "burla-control", controlKey); err != nil {
 		return nil, fmt.Errorf("dev cluster: %w", err)
 	}
 	c.ts, err = temporalserver.Start(ctx, temporalserver.Config{
@@ -163,17 +184,22 @@ func Start(ctx context.Context, cfg Config) (_ *Cluster, err error) {
 		UIPort:           port(cfg.UIPort, 8233),
 		Logger:           cfg.Logger.With("component", "temporal-server"),
 		SearchAttributes: SearchAttributes(),
+		Keys:             keys,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("dev cluster: temporal server: %w", err)
 	}
-	c.tc, err = client.DialContext(ctx, client.Options{
+	topts := client.Options{
 		HostPort:  c.ts.FrontendHostPort(),
 		Namespace: c.ts.Namespace(),
 		Logger:    tlog.NewStructuredLogger(cfg.Logger.With("component", "control")),
 		// The SDK's own metrics, when the caller serves metrics (nil discards them).
 		MetricsHandler: temporalmetrics.New(cfg.Metrics),
-	})
+	}
+	if err := (temporalconn.Security{Key: controlKey}).Apply(&topts); err != nil {
+		return nil, fmt.Errorf("dev cluster: %w", err)
+	}
+	c.tc, err = client.DialContext(ctx, topts)
 	if err != nil {
 		return nil, fmt.Errorf("dev cluster: connect to temporal: %w", err)
 	}
@@ -183,7 +209,7 @@ func Start(ctx context.Context, cfg Config) (_ *Cluster, err error) {
 		cfg.Metrics.MustRegister(status.NewCollector(c.tc, c.st, cfg.Logger))
 	}
 	c.addrs = Addresses{Temporal: c.ts.FrontendHostPort(), Namespace: c.ts.Namespace(), UI: c.ts.UIAddress(),
-		Store: storeURL, Metrics: cfg.MetricsURL, Nodes: cfg.Nodes, CPUs: cfg.CPUs}
+		Store: storeURL, Metrics: cfg.MetricsURL, Nodes: cfg.Nodes, CPUs: cfg.CPUs, Keys: keys != nil}
 	if c.nats != nil {
 		c.addrs.NATS = c.nats.URL()
 	}
@@ -204,6 +230,7 @@ func Start(ctx context.Context, cfg Config) (_ *Cluster, err error) {
 		StoreURL:        c.addrs.Store,
 		DataDir:         filepath.Join(cfg.DataDir, "nodes"),
 		Runtime:         cfg.Runtime,
+		NodeKey:         nodeKey,
 		Logger:          cfg.Logger,
 	})
 	providers := provider.Set{"local": c.local}
@@ -214,7 +241,7 @@ func Start(ctx context.Context, cfg Config) (_ *Cluster, err error) {
 		// Docker nodes, or nodes with docker workers: either way the control plane
 		// builds images (the node image, and jobs' environments) on the engine.
 		c.docker, err = docker.New(ctx, docker.Config{Executable: cfg.Executable, TemporalAddress: c.addrs.Temporal,
-			Namespace: c.addrs.Namespace, StoreURL: c.addrs.Store, Logger: cfg.Logger})
+			Namespace: c.addrs.Namespace, StoreURL: c.addrs.Store, NodeKey: nodeKey, Logger: cfg.Logger})
 		if err != nil {
 			return nil, fmt.Errorf("dev cluster: %w", err)
 		}

@@ -16,6 +16,10 @@ import (
 // that works on the job, so it carries counts and digests, never inputs.
 type Spec struct {
 	ID string `json:"id"`
+	// Tenant is who started the job. The authority is the ID (see TenantOf), which
+	// is what the servers check access by; Validate refuses a Tenant that differs,
+	// and an empty one (older clients) means TenantOf(ID).
+	Tenant string `json:"tenant,omitempty"`
 	// Cluster is the cluster the job runs on; empty means names.DefaultCluster.
 	Cluster  string `json:"cluster,omitempty"`
 	Function string `json:"function"`
@@ -53,11 +57,17 @@ func (s *Spec) Validate() error {
 	switch {
 	case !ValidID(s.ID):
 		return fmt.Errorf("job spec: invalid job ID %q", s.ID)
+	case TenantOf(s.ID) == "":
+		return fmt.Errorf("job %s: its ID names no valid tenant", s.ID)
+	case len(s.Function) > MaxFunctionName:
+		return fmt.Errorf("job %s: function name of %d bytes is longer than %d", s.ID, len(s.Function), MaxFunctionName)
+	case s.Tenant != "" && s.Tenant != TenantOf(s.ID):
+		return fmt.Errorf("job %s: tenant %q is not the tenant its ID names (%q)", s.ID, s.Tenant, TenantOf(s.ID))
 	case s.Function == "":
 		return fmt.Errorf("job %s: no function name", s.ID)
 	case len(s.Command) > 0 && s.Command[0] == "":
 		return fmt.Errorf("job %s: empty command", s.ID)
-	case len(s.Command) == 0 && len(s.Binary) != 64:
+	case len(s.Command) == 0 && !ValidDigest(s.Binary):
 		return fmt.Errorf("job %s: binary digest %q is not a SHA-256 hex digest", s.ID, s.Binary)
 	case s.Inputs < 0:
 		return fmt.Errorf("job %s: negative input count %d", s.ID, s.Inputs)
@@ -69,6 +79,23 @@ func (s *Spec) Validate() error {
 		return fmt.Errorf("job %s: lease %v is not positive", s.ID, s.Lease)
 	}
 	return nil
+}
+
+// MaxFunctionName bounds a function's name, as the wire protocol does.
+const MaxFunctionName = 1024
+
+// ValidDigest reports whether d is a SHA-256 digest as the SDK writes it: 64
+// lower-case hex digits. Digests name files and blob keys, so nothing else may pass.
+func ValidDigest(d string) bool {
+	if len(d) != 64 {
+		return false
+	}
+	for _, c := range []byte(d) {
+		if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f') {
+			return false
+		}
+	}
+	return true
 }
 
 // State is where a job is in its life; it is the BurlaJobState search attribute.
@@ -89,14 +116,57 @@ func (s State) Terminal() bool {
 
 var idEncoding = base32.NewEncoding("0123456789abcdefghijklmnopqrstuv").WithPadding(base32.NoPadding)
 
-// NewID returns a fresh job ID: "j-" and 20 characters that sort by creation time.
-func NewID(now time.Time) string {
+// DefaultTenant is the tenant of a job started without an API key, on a cluster
+// that does not ask for one.
+const DefaultTenant = "default"
+
+// idRandLen is the length of the part of a job ID after its tenant.
+const idRandLen = 20
+
+// NewID returns a fresh job ID for tenant: "j-", the tenant and a dash unless it is
+// DefaultTenant, and 20 characters that sort by creation time.
+func NewID(now time.Time, tenant string) string {
 	var b [12]byte
 	binary.BigEndian.PutUint32(b[:4], uint32(now.Unix()))
 	if _, err := rand.Read(b[4:]); err != nil {
 		panic(err) // crypto/rand never fails on Linux
 	}
-	return "j-" + idEncoding.EncodeToString(b[:])
+	if tenant == "" || tenant == DefaultTenant {
+		return "j-" + idEncoding.EncodeToString(b[:])
+	}
+	return "j-" + tenant + "-" + idEncoding.EncodeToString(b[:])
+}
+
+// TenantOf is the tenant whose job id is: the part between "j-" and the last 21
+// characters, or DefaultTenant for an ID without one. Only NewID's IDs are
+// meaningful; the result for any other string is still a tenant name or "".
+func TenantOf(id string) string {
+	rest, ok := strings.CutPrefix(id, "j-")
+	if !ok {
+		return ""
+	}
+	if len(rest) > idRandLen+1 && rest[len(rest)-idRandLen-1] == '-' {
+		if t := rest[:len(rest)-idRandLen-1]; ValidTenant(t) {
+			return t
+		}
+		return ""
+	}
+	return DefaultTenant
+}
+
+// ValidTenant reports whether t can name a tenant: 1 to 32 lower-case letters,
+// digits and dashes, starting with a letter and not ending with a dash. Tenant
+// names are parts of job IDs, store subjects and keys.
+func ValidTenant(t string) bool {
+	if t == "" || len(t) > 32 || t[0] < 'a' || t[0] > 'z' || t[len(t)-1] == '-' {
+		return false
+	}
+	for _, c := range t {
+		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-') {
+			return false
+		}
+	}
+	return true
 }
 
 // ValidID reports whether id is safe to use as a job ID in store keys, subjects and
@@ -114,5 +184,39 @@ func ValidID(id string) bool {
 	return true
 }
 
-// BinaryKey is the blob-store key of an executable with the given SHA-256 digest.
-func BinaryKey(digest string) string { return "bin-" + digest }
+// BinaryKey is the blob-store key of the default tenant's executable with the
+// given SHA-256 digest.
+func BinaryKey(digest string) string { return BinaryKeyFor(DefaultTenant, digest) }
+
+// BinaryKeyFor is the blob-store key of tenant's executable with the given SHA-256
+// digest. Each tenant ships its own programs, so no tenant can fetch another's by
+// its digest.
+func BinaryKeyFor(tenant, digest string) string {
+	if tenant == "" || tenant == DefaultTenant {
+		return "bin-" + digest
+	}
+	return "bin-" + tenant + "." + digest
+}
+
+// BlobTenant is the tenant whose blob key is: of an executable (BinaryKeyFor), or
+// of a job's large input or output ("in-<job>-<index>", "out-<job>-<index>"). It
+// is "" for any other key.
+func BlobTenant(key string) string {
+	if rest, ok := strings.CutPrefix(key, "bin-"); ok {
+		if tenant, _, ok := strings.Cut(rest, "."); ok {
+			if ValidTenant(tenant) {
+				return tenant
+			}
+			return ""
+		}
+		return DefaultTenant
+	}
+	rest, ok := strings.CutPrefix(key, "in-")
+	if !ok {
+		rest, ok = strings.CutPrefix(key, "out-")
+	}
+	if i := strings.LastIndexByte(rest, '-'); ok && i > 0 && ValidID(rest[:i]) {
+		return TenantOf(rest[:i])
+	}
+	return ""
+}

@@ -32,9 +32,15 @@ func ClusterWorkflowID(cluster string) string { return "burla-cluster-" + cluste
 // NodeWorkflowID is the workflow ID of a node's NodeWorkflow.
 func NodeWorkflowID(nodeID string) string { return "burla-node-" + nodeID }
 
-// EnvBuildWorkflowID is the workflow ID of the build of an environment, so that
-// concurrent jobs with the same environment share one build.
-func EnvBuildWorkflowID(digest string) string { return "burla-env-" + digest }
+// EnvBuildWorkflowID is the workflow ID of the build of a tenant's environment, so
+// that its concurrent jobs with the same environment share one build. A tenant's
+// builds are its own: it shipped the program they inspect.
+func EnvBuildWorkflowID(tenant, digest string) string {
+	if tenant == "" || tenant == DefaultTenant {
+		return "burla-env-" + digest
+	}
+	return "burla-env-" + tenant + "." + digest
+}
 
 // Updates, signals and queries.
 const (

@@ -20,8 +20,13 @@ import (
 	"go.temporal.io/api/serviceerror"
 	"go.temporal.io/sdk/client"
 	tlog "go.temporal.io/sdk/log"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/nats-io/nats.go"
 
 	"github.com/burla-temporal/burla/activities"
+	"github.com/burla-temporal/burla/auth"
 	"github.com/burla-temporal/burla/job"
 	"github.com/burla-temporal/burla/names"
 	"github.com/burla-temporal/burla/store"
@@ -41,7 +46,10 @@ type Config struct {
 	// that needs them (Temporal Cloud); ConfigFromEnv reads it from
 	// BURLA_TEMPORAL_API_KEY and the other variables of package temporalconn.
 	TemporalSecurity temporalconn.Security
-	Logger           *slog.Logger // for the Temporal client; nil discards
+	// APIKey is the key a cluster that asks for one admits this program by
+	// (BURLA_API_KEY); it names the tenant the program's jobs belong to.
+	APIKey string
+	Logger *slog.Logger // for the Temporal client; nil discards
 }
 
 // ConfigFromEnv reads BURLA_TEMPORAL_ADDRESS, BURLA_NAMESPACE and BURLA_STORE_URL
@@ -52,6 +60,7 @@ func ConfigFromEnv() Config {
 		Namespace:        envOr("BURLA_NAMESPACE", "default"),
 		StoreURL:         envOr("BURLA_STORE_URL", envOr("BURLA_NATS_URL", storeurl.Default)),
 		TemporalSecurity: temporalconn.FromEnv(),
+		APIKey:           os.Getenv(auth.EnvKey),
 	}
 }
 
@@ -65,9 +74,11 @@ func envOr(k, def string) string {
 // Cluster is a connection to a cluster: its Temporal namespace and its store. It is
 // safe for concurrent use; keep one for the life of the program.
 type Cluster struct {
-	cfg Config
-	tc  client.Client
-	st  store.Backend
+	cfg    Config
+	tenant string // whose jobs this connection starts
+	system bool   // the key is an operator's or a component's: every tenant's jobs are visible
+	tc     client.Client
+	st     store.Backend
 
 	mu       sync.Mutex
 	uploaded map[string]bool               // binary digests known to be in the blob store
@@ -92,6 +103,18 @@ func Dial(ctx context.Context, cfg Config) (*Cluster, error) {
 	if cfg.TemporalSecurity == (temporalconn.Security{}) {
 		cfg.TemporalSecurity = def.TemporalSecurity
 	}
+	tenant, system := job.DefaultTenant, false
+	if cfg.APIKey != "" {
+		p, err := auth.ParseKey(cfg.APIKey)
+		if err != nil {
+			return nil, &Error{Kind: KindUnauthorized, Index: -1, Err: err, Msg: "the API key is malformed"}
+		}
+		if p.Role == auth.RoleTenant {
+			tenant = p.Tenant
+		}
+		system = p.Role.System()
+		cfg.TemporalSecurity.Key = cfg.APIKey
+	}
 	logger := cfg.Logger
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
@@ -112,15 +135,38 @@ func Dial(ctx context.Context, cfg Config) (*Cluster, error) {
 	}
 	tc, err := client.DialContext(dctx, topts)
 	if err != nil {
+		if e := unauthorized(err); e != nil {
+			return nil, e
+		}
 		return nil, noCluster("Temporal at "+cfg.TemporalAddress, err)
 	}
-	st, err := storeurl.Open(dctx, cfg.StoreURL, "burla-sdk")
+	st, err := storeurl.OpenKey(dctx, cfg.StoreURL, "burla-sdk", cfg.APIKey)
 	if err != nil {
 		tc.Close()
+		if errors.Is(err, nats.ErrAuthorization) {
+			return nil, &Error{Kind: KindUnauthorized, Index: -1, Err: err, Msg: "the store at " + cfg.StoreURL + " refused the API key"}
+		}
 		return nil, noCluster("store at "+cfg.StoreURL, err)
 	}
-	return &Cluster{cfg: cfg, tc: tc, st: st, uploaded: map[string]bool{}, envs: map[string]activities.EnvInfo{}}, nil
+	return &Cluster{cfg: cfg, tenant: tenant, system: system, tc: tc, st: st, uploaded: map[string]bool{}, envs: map[string]activities.EnvInfo{}}, nil
 }
+
+// unauthorized turns Temporal's refusal of a call into an *Error of kind
+// KindUnauthorized, or returns nil for any other error.
+func unauthorized(err error) error {
+	var denied *serviceerror.PermissionDenied
+	switch {
+	case status.Code(err) == codes.Unauthenticated:
+		return &Error{Kind: KindUnauthorized, Index: -1, Err: err, Msg: "the cluster needs an API key it knows: set BURLA_API_KEY or pass burla.APIKey (" + status.Convert(err).Message() + ")"}
+	case errors.As(err, &denied):
+		return &Error{Kind: KindUnauthorized, Index: -1, Err: err, Msg: denied.Message}
+	}
+	return nil
+}
+
+// Tenant is the tenant whose jobs this connection starts: the API key's, or
+// "default" on a cluster without keys.
+func (c *Cluster) Tenant() string { return c.tenant }
 
 // Close releases the connections.
 func (c *Cluster) Close() {
@@ -136,25 +182,35 @@ func (c *Cluster) Store() store.Backend { return c.st }
 
 var defaultCluster struct {
 	sync.Mutex
-	c *Cluster
+	byKey map[string]*Cluster
 }
 
-// clusterFor returns the cluster named by o, or the process-wide default cluster,
-// dialled on first use and kept so that later calls start warm.
+// clusterFor returns the cluster named by o, or the process-wide default cluster
+// for o's API key, dialled on first use and kept so that later calls start warm.
 func clusterFor(ctx context.Context, o *options) (*Cluster, error) {
 	if o.cluster != nil {
+		if o.apiKey != "" && o.apiKey != o.cluster.cfg.APIKey {
+			return nil, errors.New("burla: APIKey and OnCluster both given: dial the cluster with Config.APIKey instead")
+		}
 		return o.cluster, nil
+	}
+	cfg := ConfigFromEnv()
+	if o.apiKey != "" {
+		cfg.APIKey = o.apiKey
 	}
 	defaultCluster.Lock()
 	defer defaultCluster.Unlock()
-	if defaultCluster.c != nil {
-		return defaultCluster.c, nil
+	if c := defaultCluster.byKey[cfg.APIKey]; c != nil {
+		return c, nil
 	}
-	c, err := Dial(ctx, ConfigFromEnv())
+	c, err := Dial(ctx, cfg)
 	if err != nil {
 		return nil, err
 	}
-	defaultCluster.c = c
+	if defaultCluster.byKey == nil {
+		defaultCluster.byKey = map[string]*Cluster{}
+	}
+	defaultCluster.byKey[cfg.APIKey] = c
 	return c, nil
 }
 
@@ -292,7 +348,7 @@ func (c *Cluster) upload(ctx context.Context, path, digest string) error {
 	if done {
 		return nil
 	}
-	key := job.BinaryKey(digest)
+	key := job.BinaryKeyFor(c.tenant, digest)
 	has, err := c.st.Has(ctx, key)
 	if err != nil {
 		return fmt.Errorf("burla: look up executable %s: %w", digest[:12], err)
@@ -327,22 +383,25 @@ func (c *Cluster) env(ctx context.Context, digest, image string) (activities.Env
 	if ok {
 		return info, nil
 	}
-	id, reuse := names.EnvBuildWorkflowID(digest), enumspb.WORKFLOW_ID_REUSE_POLICY_ALLOW_DUPLICATE_FAILED_ONLY
+	id, reuse := names.EnvBuildWorkflowID(c.tenant, digest), enumspb.WORKFLOW_ID_REUSE_POLICY_ALLOW_DUPLICATE_FAILED_ONLY
 	if image != "" {
 		sum := sha256.Sum256([]byte(key))
-		id, reuse = names.EnvBuildWorkflowID("image-"+hex.EncodeToString(sum[:])), enumspb.WORKFLOW_ID_REUSE_POLICY_ALLOW_DUPLICATE
+		id, reuse = names.EnvBuildWorkflowID(c.tenant, "image-"+hex.EncodeToString(sum[:])), enumspb.WORKFLOW_ID_REUSE_POLICY_ALLOW_DUPLICATE
 	}
 	run, err := c.tc.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
 		ID:                       id,
 		TaskQueue:                names.TaskQueueControl,
 		WorkflowIDReusePolicy:    reuse,
 		WorkflowIDConflictPolicy: enumspb.WORKFLOW_ID_CONFLICT_POLICY_USE_EXISTING,
-	}, names.WorkflowEnvBuild, workflows.EnvBuildInput{Binary: digest, Image: image})
+	}, names.WorkflowEnvBuild, workflows.EnvBuildInput{Binary: digest, Image: image, Tenant: c.tenant})
 	var started *serviceerror.WorkflowExecutionAlreadyStarted
 	if errors.As(err, &started) {
 		run, err = c.tc.GetWorkflow(ctx, id, ""), nil
 	}
 	if err != nil {
+		if e := unauthorized(err); e != nil {
+			return info, e
+		}
 		return info, fmt.Errorf("burla: build environment %s: %w", id, err)
 	}
 	if err := run.Get(ctx, &info); err != nil {

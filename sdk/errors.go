@@ -40,6 +40,7 @@ const (
 	KindCancelled       ErrorKind = "Cancelled"       // the job was cancelled
 	KindClientGone      ErrorKind = "ClientGone"      // the job was cancelled because its client stopped heartbeating
 	KindNodesLost       ErrorKind = "NodesLost"       // every node working on the job was lost
+	KindUnauthorized    ErrorKind = "Unauthorized"    // the cluster refused the API key, or the job is another tenant's
 	KindInternal        ErrorKind = "Internal"        // anything else: the message says what
 )
 

@@ -125,7 +125,8 @@ func Submit[In, Out any](ctx context.Context, f *Function[In, Out], inputs []In,
 	}
 	now := time.Now()
 	spec := job.Spec{
-		ID:             job.NewID(now),
+		ID:             job.NewID(now, c.tenant),
+		Tenant:         c.tenant,
 		Function:       f.name,
 		Binary:         digest,
 		Command:        f.command,
@@ -161,13 +162,16 @@ func Submit[In, Out any](ctx context.Context, f *Function[In, Out], inputs []In,
 			temporal.NewSearchAttributeKeyKeyword(names.SearchJobState).ValueSet(string(job.StatePlacing)),
 			temporal.NewSearchAttributeKeyKeyword(names.SearchFunction).ValueSet(f.name),
 			temporal.NewSearchAttributeKeyInt64(names.SearchInputs).ValueSet(int64(len(inputs))),
-			temporal.NewSearchAttributeKeyKeyword(names.SearchTenant).ValueSet(names.DefaultTenant),
+			temporal.NewSearchAttributeKeyKeyword(names.SearchTenant).ValueSet(c.tenant),
 		),
 	}, names.WorkflowJob, workflows.JobInput{Spec: spec})
 	perr := <-prepared
 	if err != nil {
 		cancelUpload()
 		j.close()
+		if e := unauthorized(err); e != nil {
+			return nil, e
+		}
 		return nil, fmt.Errorf("burla: start job %s: %w", j.id, err)
 	}
 	if perr != nil {
@@ -193,6 +197,10 @@ func Attach[Out any](ctx context.Context, jobID string, opts ...Option) (*Job[Ou
 	c, err := clusterFor(ctx, &o)
 	if err != nil {
 		return nil, err
+	}
+	if t := job.TenantOf(jobID); t != c.tenant && !c.system {
+		// The cluster would not show it anyway: this says why.
+		return nil, &Error{Kind: KindUnauthorized, Job: jobID, Index: -1, Msg: fmt.Sprintf("job %s is not one of tenant %s's", jobID, c.tenant)}
 	}
 	spec, err := c.st.Job(ctx, jobID)
 	if err != nil {
@@ -293,6 +301,9 @@ func (j *Job[Out]) printLogs(lines []store.LogLine) {
 // Cancel cancels the job.
 func (j *Job[Out]) Cancel(ctx context.Context) error {
 	if err := j.c.tc.CancelWorkflow(ctx, j.id, ""); err != nil {
+		if e := unauthorized(err); e != nil {
+			return e
+		}
 		return fmt.Errorf("burla: cancel job %s: %w", j.id, err)
 	}
 	return nil

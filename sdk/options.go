@@ -26,6 +26,7 @@ type options struct {
 	stdout, stderr io.Writer
 	clientTimeout  time.Duration
 	onStart        func(jobID string)
+	apiKey         string
 }
 
 func buildOptions(opts []Option) (options, error) {
@@ -93,6 +94,12 @@ func Image(name string) Option { return func(o *options) { o.image = name } }
 
 // OnCluster runs the job on c instead of the cluster found from the environment.
 func OnCluster(c *Cluster) Option { return func(o *options) { o.cluster = c } }
+
+// APIKey runs the job with key, on a cluster that asks for API keys, instead of
+// the key in BURLA_API_KEY. The key names the tenant the job belongs to: only
+// keys of that tenant (and the cluster's operators) can list, attach to, cancel
+// or read the job. Make keys with `burla keys add --tenant NAME`.
+func APIKey(key string) Option { return func(o *options) { o.apiKey = key } }
 
 // OnStart calls fn with the job's ID as soon as the job has started.
 func OnStart(fn func(jobID string)) Option { return func(o *options) { o.onStart = fn } }

@@ -151,6 +151,10 @@ func List(ctx context.Context, tc client.Client, f Filter) ([]Job, error) {
 // ErrNoJob is returned by Describe and Get for a job Temporal does not know.
 var ErrNoJob = errors.New("no such job")
 
+// ErrDenied is returned by Describe and Get for a job the caller's API key may
+// not see: another tenant's.
+var ErrDenied = errors.New("not this API key's to see")
+
 // Describe returns Temporal's record of the job's workflow: an error for an ID that
 // cannot be a job's, and ErrNoJob for one Temporal does not know as a job.
 func Describe(ctx context.Context, tc client.Client, id string) (*workflowpb.WorkflowExecutionInfo, error) {
@@ -159,8 +163,12 @@ func Describe(ctx context.Context, tc client.Client, id string) (*workflowpb.Wor
 	}
 	resp, err := tc.DescribeWorkflowExecution(ctx, id, "")
 	if err != nil {
-		if isNotFound(err) {
+		var denied *serviceerror.PermissionDenied
+		switch {
+		case isNotFound(err):
 			return nil, fmt.Errorf("job %s: %w", id, ErrNoJob)
+		case errors.As(err, &denied):
+			return nil, fmt.Errorf("job %s: %w (%s)", id, ErrDenied, denied.Message)
 		}
 		return nil, fmt.Errorf("job %s: %w", id, err)
 	}

@@ -12,11 +12,32 @@ import (
 
 const encodingVersion = 1
 
-// MaxRecordCount bounds how many records a decoder accepts in one batch, so that a
-// corrupt or hostile length cannot make it allocate without bound.
-const MaxRecordCount = 1 << 20
+// Limits a decoder checks besides MaxRecordBytes and MaxInlineBytes, so that a
+// corrupt or hostile record cannot make it allocate without bound or hand on values
+// no writer produces.
+const (
+	// MaxRecordCount bounds the items, results or lines of one record.
+	MaxRecordCount = 1 << 20
+	// MaxKeyBytes bounds a blob key held in a record.
+	MaxKeyBytes = 1 << 10
+	// MaxKindBytes bounds a CallError's Kind.
+	MaxKindBytes = 1 << 10
+)
+
+// ErrBadRecord is wrapped by every error a decoder returns: the bytes are not a
+// record that this version's Append functions could have written within the limits.
+var ErrBadRecord = errors.New("bad record")
 
 var errShort = errors.New("truncated record")
+
+// The fewest bytes each element of a record takes, which bounds how many elements
+// the rest of a record can claim: an index, then two lengths (an item's key and
+// data, a line's stream and text) or a status and two or three lengths (a result).
+const (
+	minItemBytes   = 3
+	minResultBytes = 4
+	minLineBytes   = 3
+)
 
 // AppendChunk appends the encoding of c to b.
 func AppendChunk(b []byte, c Chunk) []byte {
@@ -33,16 +54,22 @@ func AppendChunk(b []byte, c Chunk) []byte {
 
 // DecodeChunk decodes a chunk encoded by AppendChunk. The items' Data alias b.
 func DecodeChunk(b []byte) (Chunk, error) {
-	d := decoder{b: b}
-	d.version()
-	c := Chunk{Seq: d.varint()}
-	n := d.count()
-	if d.err == nil {
+	d := newDecoder(b, "item")
+	c := Chunk{Seq: d.index("seq", 0)}
+	if n := d.count(minItemBytes); n > 0 {
 		c.Items = make([]Item, n)
 	}
-	for i := 0; i < n && d.err == nil; i++ {
-		c.Items[i] = Item{Index: d.varint(), Blob: string(d.bytes()), Data: d.bytes()}
+	for i := 0; i < len(c.Items) && d.err == nil; i++ {
+		d.at = i
+		it := &c.Items[i]
+		it.Index = d.index("index", 0)
+		it.Blob = string(d.bytes("blob key", MaxKeyBytes))
+		it.Data = d.bytes("data", MaxInlineBytes)
+		if it.Blob != "" && len(it.Data) > 0 {
+			d.failf("both blob key %q and %d bytes of data", it.Blob, len(it.Data))
+		}
 	}
+	d.end()
 	if d.err != nil {
 		return Chunk{}, fmt.Errorf("decode chunk: %w", d.err)
 	}
@@ -71,26 +98,37 @@ func AppendResults(b []byte, rs []Result) []byte {
 
 // DecodeResults decodes results encoded by AppendResults. Outputs alias b.
 func DecodeResults(b []byte) ([]Result, error) {
-	d := decoder{b: b}
-	d.version()
-	n := d.count()
+	d := newDecoder(b, "result")
 	var rs []Result
-	if d.err == nil {
+	if n := d.count(minResultBytes); n > 0 {
 		rs = make([]Result, n)
 	}
-	for i := 0; i < n && d.err == nil; i++ {
-		r := Result{Index: d.varint()}
-		switch d.byte() {
-		case 0:
-			r.Blob = string(d.bytes())
-			r.Output = d.bytes()
-		case 1:
-			r.Err = &CallError{Kind: string(d.bytes()), Message: string(d.bytes()), Stack: string(d.bytes())}
+	for i := 0; i < len(rs) && d.err == nil; i++ {
+		d.at = i
+		r := &rs[i]
+		r.Index = d.index("index", 0)
+		switch status := d.byte("status"); {
+		case d.err != nil:
+		case status == 0:
+			r.Blob = string(d.bytes("blob key", MaxKeyBytes))
+			r.Output = d.bytes("output", MaxInlineBytes)
+			if r.Blob != "" && len(r.Output) > 0 {
+				d.failf("both blob key %q and %d bytes of output", r.Blob, len(r.Output))
+			}
+		case status == 1:
+			r.Err = &CallError{
+				Kind:    string(d.bytes("error kind", MaxKindBytes)),
+				Message: string(d.bytes("error message", MaxInlineBytes)),
+				Stack:   string(d.bytes("error stack", MaxInlineBytes)),
+			}
+			if d.err == nil && r.Err.Kind == "" {
+				d.failf("error without a kind")
+			}
 		default:
-			d.fail(fmt.Errorf("result %d: bad status byte", i))
+			d.failf("status %d, want 0 (output) or 1 (error)", status)
 		}
-		rs[i] = r
 	}
+	d.end()
 	if d.err != nil {
 		return nil, fmt.Errorf("decode results: %w", d.err)
 	}
@@ -111,16 +149,22 @@ func AppendLogs(b []byte, lines []LogLine) []byte {
 
 // DecodeLogs decodes log lines encoded by AppendLogs.
 func DecodeLogs(b []byte) ([]LogLine, error) {
-	d := decoder{b: b}
-	d.version()
-	n := d.count()
+	d := newDecoder(b, "line")
 	var ls []LogLine
-	if d.err == nil {
+	if n := d.count(minLineBytes); n > 0 {
 		ls = make([]LogLine, n)
 	}
-	for i := 0; i < n && d.err == nil; i++ {
-		ls[i] = LogLine{Index: d.varint(), Stream: d.byte(), Text: string(d.bytes())}
+	for i := 0; i < len(ls) && d.err == nil; i++ {
+		d.at = i
+		l := &ls[i]
+		l.Index = d.index("index", -1) // -1: printed outside any call
+		l.Stream = d.byte("stream")
+		l.Text = string(d.bytes("text", MaxRecordBytes))
+		if d.err == nil && l.Stream != Stdout && l.Stream != Stderr {
+			d.failf("stream %d, want %d (stdout) or %d (stderr)", l.Stream, Stdout, Stderr)
+		}
 	}
+	d.end()
 	if d.err != nil {
 		return nil, fmt.Errorf("decode logs: %w", d.err)
 	}
@@ -133,28 +177,50 @@ func appendBytes(b, p []byte) []byte {
 }
 
 // decoder reads the encodings above, remembering the first error so that callers
-// can decode a whole record and check once.
+// can decode a whole record and check once. Its errors name the element (noun and
+// at) and the field they were reading.
 type decoder struct {
-	b   []byte
-	err error
+	b    []byte
+	err  error
+	noun string // what the record holds a count of: "item", "result", "line"
+	at   int    // the element being read, or -1 while reading the header
 }
 
-func (d *decoder) fail(err error) {
+// newDecoder starts decoding record b: it checks b's size and version.
+func newDecoder(b []byte, noun string) decoder {
+	d := decoder{b: b, noun: noun, at: -1}
+	if len(b) > MaxRecordBytes {
+		d.failf("record of %d bytes exceeds the %d-byte limit (MaxRecordBytes)", len(b), MaxRecordBytes)
+		return d
+	}
+	if v := d.byte("version"); d.err == nil && v != encodingVersion {
+		d.failf("unknown encoding version %d, want %d", v, encodingVersion)
+	}
+	return d
+}
+
+// end checks that the record holds nothing after its last element.
+func (d *decoder) end() {
+	d.at = -1
+	if d.err == nil && len(d.b) > 0 {
+		d.failf("%d bytes after the last %s", len(d.b), d.noun)
+	}
+}
+
+func (d *decoder) failf(format string, args ...any) {
 	if d.err == nil {
-		d.err = err
+		err := fmt.Errorf(format, args...)
+		if d.at >= 0 {
+			err = fmt.Errorf("%s %d: %w", d.noun, d.at, err)
+		}
+		d.err = fmt.Errorf("%w: %w", ErrBadRecord, err)
 	}
 	d.b = nil
 }
 
-func (d *decoder) version() {
-	if v := d.byte(); d.err == nil && v != encodingVersion {
-		d.fail(fmt.Errorf("unknown encoding version %d", v))
-	}
-}
-
-func (d *decoder) byte() byte {
+func (d *decoder) byte(field string) byte {
 	if len(d.b) < 1 {
-		d.fail(errShort)
+		d.failf("%s: %w", field, errShort)
 		return 0
 	}
 	c := d.b[0]
@@ -162,43 +228,72 @@ func (d *decoder) byte() byte {
 	return c
 }
 
-func (d *decoder) varint() int64 {
+// index reads a varint that must be at least least.
+func (d *decoder) index(field string, least int64) int64 {
 	v, n := binary.Varint(d.b)
-	if n <= 0 {
-		d.fail(errShort)
+	switch {
+	case n == 0:
+		d.failf("%s: %w", field, errShort)
+		return 0
+	case n < 0:
+		d.failf("%s overflows 64 bits", field)
+		return 0
+	case v < least:
+		d.failf("%s %d is less than %d", field, v, least)
 		return 0
 	}
 	d.b = d.b[n:]
 	return v
 }
 
-func (d *decoder) uvarint() uint64 {
+// length reads a uvarint that must be at most limit.
+func (d *decoder) length(field string, limit int) int {
 	v, n := binary.Uvarint(d.b)
-	if n <= 0 {
-		d.fail(errShort)
+	switch {
+	case n == 0:
+		d.failf("%s: %w", field, errShort)
+		return 0
+	case n < 0:
+		d.failf("%s overflows 64 bits", field)
+		return 0
+	case v > uint64(limit):
+		d.failf("%s %d exceeds the limit of %d", field, v, limit)
 		return 0
 	}
 	d.b = d.b[n:]
-	return v
+	return int(v)
 }
 
-func (d *decoder) count() int {
-	n := d.uvarint()
-	// Every record takes at least one byte, so a count beyond the bytes left is corrupt.
-	if n > MaxRecordCount || n > uint64(len(d.b)) {
-		d.fail(fmt.Errorf("record count %d out of range", n))
+// count reads how many elements follow, each at least size bytes: a count beyond
+// what the bytes left can hold is corrupt, and is refused before it is allocated.
+func (d *decoder) count(size int) int {
+	n := d.length(d.noun+" count", MaxRecordCount)
+	if d.err == nil && n > len(d.b)/size {
+		d.failf("%d %ss claimed, but the %d bytes left hold at most %d", n, d.noun, len(d.b), len(d.b)/size)
 		return 0
 	}
-	return int(n)
+	return n
 }
 
-func (d *decoder) bytes() []byte {
-	n := d.uvarint()
-	if n > uint64(len(d.b)) {
-		d.fail(errShort)
+// bytes reads a length-prefixed field of at most limit bytes; the result aliases
+// the record.
+func (d *decoder) bytes(field string, limit int) []byte {
+	v, n := binary.Uvarint(d.b)
+	switch {
+	case n == 0:
+		d.failf("%s length: %w", field, errShort)
+		return nil
+	case n < 0:
+		d.failf("%s length overflows 64 bits", field)
+		return nil
+	case v > uint64(limit):
+		d.failf("%s of %d bytes exceeds the %d-byte limit", field, v, limit)
+		return nil
+	case v > uint64(len(d.b)-n):
+		d.failf("%s of %d bytes: %w after %d", field, v, errShort, len(d.b)-n)
 		return nil
 	}
-	p := d.b[:n:n]
-	d.b = d.b[n:]
+	p := d.b[n : n+int(v) : n+int(v)]
+	d.b = d.b[n+int(v):]
 	return p
 }

@@ -9,6 +9,10 @@
 //	BURLA_TEMPORAL_TLS_CA           PEM file of the server's CA (default: the system's roots)
 //	BURLA_TEMPORAL_TLS_SERVER_NAME  the name the server's certificate carries, if not its address's
 //	BURLA_TEMPORAL_TLS=1            TLS with neither
+//
+// Besides, a cluster that asks for Burla API keys (package auth) gets the
+// component's key, BURLA_API_KEY, with every call, over TLS if it is set up and
+// in the clear on a trusted network otherwise.
 package temporalconn
 
 import (
@@ -18,6 +22,8 @@ import (
 	"os"
 
 	"go.temporal.io/sdk/client"
+
+	"github.com/burla-temporal/burla/auth"
 )
 
 // Security is how to secure the connection; the zero value is plain gRPC, as to
@@ -29,6 +35,10 @@ type Security struct {
 	ClientKey  string `json:"client_key,omitempty"`
 	CACert     string `json:"ca_cert,omitempty"`
 	ServerName string `json:"server_name,omitempty"`
+	// Key is the caller's Burla API key (auth.EnvKey), for a Temporal that
+	// admits callers by it (`burla temporal-server --keys`). A secret: never
+	// encoded, and not passed on by Env, since each component has a key of its own.
+	Key string `json:"-"`
 }
 
 // Environment variable names.
@@ -51,6 +61,7 @@ func FromEnv() Security {
 		ClientKey:  os.Getenv(EnvClientKey),
 		CACert:     os.Getenv(EnvCACert),
 		ServerName: os.Getenv(EnvServerName),
+		Key:        os.Getenv(auth.EnvKey),
 	}
 }
 
@@ -82,6 +93,10 @@ func (s Security) Enabled() bool {
 // certificate cannot be loaded.
 func (s Security) Apply(o *client.Options) error {
 	if !s.Enabled() {
+		if s.Key != "" {
+			o.Credentials = client.NewAPIKeyStaticCredentials(s.Key)
+			o.ConnectionOptions.TLSDisabled = true
+		}
 		return nil
 	}
 	if (s.ClientCert == "") != (s.ClientKey == "") {
@@ -107,8 +122,11 @@ func (s Security) Apply(o *client.Options) error {
 		cfg.RootCAs = pool
 	}
 	o.ConnectionOptions.TLS = cfg
-	if s.APIKey != "" {
+	switch {
+	case s.APIKey != "":
 		o.Credentials = client.NewAPIKeyStaticCredentials(s.APIKey)
+	case s.Key != "":
+		o.Credentials = client.NewAPIKeyStaticCredentials(s.Key)
 	}
 	return nil
 }

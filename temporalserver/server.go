@@ -44,6 +44,8 @@ import (
 	sqliteschema "go.temporal.io/server/schema/sqlite"
 	"go.temporal.io/server/temporal"
 	"google.golang.org/protobuf/types/known/durationpb"
+
+	"github.com/burla-temporal/burla/auth"
 )
 
 const (
@@ -90,6 +92,11 @@ type Config struct {
 	// namespace. Ones already registered (with the same type) are left
 	// alone, so this is idempotent across restarts.
 	SearchAttributes map[string]enumspb.IndexedValueType
+	// Keys, when set, makes the frontend admit only callers with an API key and
+	// keep each tenant to its own jobs (see guard). The server's own worker
+	// service then reaches it through an internal frontend on loopback, and the
+	// Web UI, which cannot present a key, is not started.
+	Keys *auth.Keys
 }
 
 // Server is a running embedded Temporal server.
@@ -98,6 +105,7 @@ type Server struct {
 	ui        *webUI
 	logLevel  *slog.LevelVar
 	frontend  string
+	dial      string // the frontend this process's clients use: the internal one when keys are on
 	namespace string
 
 	stopOnce sync.Once
@@ -150,7 +158,16 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 		uiPort, err = uiHold.reserve(bindIP, cfg.UIPort)
 	}
 	internal := map[primitives.ServiceName]int{}
-	for _, svc := range []primitives.ServiceName{primitives.HistoryService, primitives.MatchingService, primitives.WorkerService} {
+	services := []primitives.ServiceName{primitives.HistoryService, primitives.MatchingService, primitives.WorkerService}
+	if cfg.Keys != nil {
+		services = append(services, primitives.InternalFrontendService)
+		if cfg.UIPort >= 0 {
+			logger.Info("the Temporal Web UI is off: it cannot present an API key")
+		}
+		uiHold.release()
+		uiPort = -1
+	}
+	for _, svc := range services {
 		if err != nil {
 			break
 		}
@@ -170,6 +187,14 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 
 	frontend := joinHostPort(dialIP, frontendPort)
 	serverCfg := serverConfig(sqlCfg, bindIP, frontendPort, frontend, internal)
+	opts := []temporal.ServerOption{}
+	dial := frontend // where this process's own client reaches the server
+	if cfg.Keys != nil {
+		g := &guard{keys: cfg.Keys, internalPort: strconv.Itoa(internal[primitives.InternalFrontendService]), log: sl}
+		opts = append(opts, temporal.WithChainedFrontendGrpcInterceptors(g.unary), temporal.WithAdditionalStreamInterceptors(g.stream))
+		serverCfg.PublicClient.HostPort = "" // the worker service finds the internal frontend
+		dial = joinHostPort(loopback, internal[primitives.InternalFrontendService])
+	}
 	hosts := map[primitives.ServiceName]static.Hosts{
 		primitives.FrontendService: static.SingleLocalHost(frontend),
 	}
@@ -179,7 +204,7 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 
 	// NewServer already opens the gRPC listeners.
 	ports.release()
-	srv, err := temporal.NewServer(
+	srv, err := temporal.NewServer(append(opts,
 		temporal.WithConfig(serverCfg),
 		temporal.ForServices(temporal.DefaultServices),
 		temporal.WithStaticHosts(hosts),
@@ -199,7 +224,7 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 			dynamicconfig.MatchingNumTaskqueueReadPartitions.Key():  1,
 			dynamicconfig.MatchingNumTaskqueueWritePartitions.Key(): 1,
 		}),
-	)
+	)...)
 	if err != nil {
 		return nil, fmt.Errorf("temporal server: %w", err)
 	}
@@ -208,7 +233,7 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 		_ = srv.Stop()
 		return nil, fmt.Errorf("temporal server: start: %w", err)
 	}
-	s := &Server{srv: srv, frontend: frontend, namespace: cfg.Namespace, logLevel: logLevel}
+	s := &Server{srv: srv, frontend: frontend, dial: dial, namespace: cfg.Namespace, logLevel: logLevel}
 	defer func() {
 		if err != nil {
 			_ = s.Stop()
@@ -267,7 +292,7 @@ func (s *Server) awaitReady(ctx context.Context, sl *slog.Logger, want map[strin
 	var c client.Client
 	err := retry(ctx, func() (err error) {
 		c, err = client.DialContext(ctx, client.Options{
-			HostPort:  s.frontend,
+			HostPort:  s.dial,
 			Namespace: s.namespace,
 			Logger:    sdklog.NewStructuredLogger(sl),
 		})

@@ -5,6 +5,8 @@
 // job's logs.
 //
 // A frame is a 4-byte big-endian length n, then n bytes: a kind byte and a payload.
+// A Reader takes the length for a claim: it refuses one over MaxFrame (MaxHello for
+// the hello) before allocating, and grows a payload's buffer as its bytes arrive.
 // After each call the program writes the end-of-call marker to stdout and stderr, so
 // that the worker can tell which call printed which bytes.
 package wire
@@ -16,6 +18,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 )
 
 // Environment variables that put a program in worker mode.
@@ -36,6 +39,18 @@ const Version = 1
 // MaxFrame bounds one frame. Inputs larger than a chunk may hold arrive as blobs, but
 // a single value may still be this large.
 const MaxFrame = 1 << 30
+
+// MaxHello bounds the hello frame: a list of function names needs far less, and a
+// worker reads the hello before it knows the program speaks this protocol at all.
+const MaxHello = 1 << 20
+
+// MaxName bounds a function name and an error kind, each in its own frame.
+const MaxName = 1 << 10
+
+// payloadStep is how much of a frame's payload a Reader allocates before the bytes
+// arrive. A length prefix is only a claim: a peer that claims a gigabyte and sends
+// five bytes costs this much, not a gigabyte.
+const payloadStep = 1 << 20
 
 // Frame kinds.
 const (
@@ -181,60 +196,105 @@ type Reader struct {
 // NewReader returns a Reader on r.
 func NewReader(r io.Reader) *Reader { return &Reader{r: bufio.NewReaderSize(r, 64<<10)} }
 
-var errFrame = errors.New("malformed frame")
+// ErrFrame is wrapped by every error a Reader returns for bytes that break the
+// protocol, as opposed to the stream ending (io.EOF) or failing.
+var ErrFrame = errors.New("malformed frame")
 
-// next reads one frame; the payload is freshly allocated.
-func (r *Reader) next(want byte) ([]byte, error) {
+// next reads one frame of kind want, of at most limit bytes; the payload is freshly
+// allocated.
+func (r *Reader) next(want byte, limit int) ([]byte, error) {
 	var hdr [5]byte
 	if _, err := io.ReadFull(r.r, hdr[:]); err != nil {
+		if errors.Is(err, io.ErrUnexpectedEOF) {
+			return nil, fmt.Errorf("%w: header cut short: %w", ErrFrame, err)
+		}
 		return nil, err // io.EOF when the peer closed between frames
 	}
-	n := binary.BigEndian.Uint32(hdr[:4])
-	if n < 1 || n > MaxFrame {
-		return nil, fmt.Errorf("%w: length %d", errFrame, n)
+	n := int64(binary.BigEndian.Uint32(hdr[:4]))
+	switch {
+	case n < 1:
+		return nil, fmt.Errorf("%w: length 0 leaves no room for the kind byte", ErrFrame)
+	case n > MaxFrame:
+		return nil, fmt.Errorf("%w: length %d exceeds the %d-byte limit (MaxFrame)", ErrFrame, n, MaxFrame)
+	case hdr[4] != want:
+		return nil, fmt.Errorf("%w: kind %q, want %q", ErrFrame, hdr[4], want)
+	case n > int64(limit):
+		return nil, fmt.Errorf("%w: %q frame of %d bytes exceeds the %d-byte limit", ErrFrame, want, n, limit)
 	}
-	if hdr[4] != want {
-		return nil, fmt.Errorf("%w: kind %q, want %q", errFrame, hdr[4], want)
+	p, err := readPayload(r.r, int(n-1))
+	if err != nil {
+		return nil, fmt.Errorf("%w: %q frame of %d bytes cut short: %w", ErrFrame, want, n, err)
 	}
-	p := make([]byte, n-1)
-	if _, err := io.ReadFull(r.r, p); err != nil {
-		return nil, fmt.Errorf("%w: %w", errFrame, err)
+	return p, nil
+}
+
+// readPayload reads n bytes, growing its buffer as they arrive (doubling, so that a
+// large payload is copied about once) rather than trusting n up front. A stream
+// that ends first is io.ErrUnexpectedEOF, never io.EOF, which callers take for a
+// clean end between frames.
+func readPayload(r io.Reader, n int) ([]byte, error) {
+	p := make([]byte, 0, min(n, payloadStep))
+	for len(p) < n {
+		if len(p) == cap(p) {
+			p = slices.Grow(p, min(n-len(p), len(p)))
+		}
+		k, err := io.ReadFull(r, p[len(p):min(n, cap(p))])
+		p = p[:len(p)+k]
+		if errors.Is(err, io.EOF) {
+			return nil, io.ErrUnexpectedEOF
+		}
+		if err != nil {
+			return nil, err
+		}
 	}
 	return p, nil
 }
 
 // ReadHello reads the program's hello.
 func (r *Reader) ReadHello() (Hello, error) {
-	p, err := r.next(kindHello)
+	p, err := r.next(kindHello, MaxHello)
 	if err != nil {
 		return Hello{}, err
 	}
 	var h Hello
 	if err := json.Unmarshal(p, &h); err != nil {
-		return Hello{}, fmt.Errorf("%w: hello: %w", errFrame, err)
+		return Hello{}, fmt.Errorf("%w: hello: %w", ErrFrame, err)
+	}
+	for i, f := range h.Functions {
+		if len(f) > MaxName {
+			return Hello{}, fmt.Errorf("%w: hello: function %d has a name of %d bytes, over the %d-byte limit", ErrFrame, i, len(f), MaxName)
+		}
 	}
 	return h, nil
 }
 
 // ReadCall reads a call.
 func (r *Reader) ReadCall() (Call, error) {
-	p, err := r.next(kindCall)
+	p, err := r.next(kindCall, MaxFrame)
 	if err != nil {
 		return Call{}, err
 	}
 	var c Call
 	var n int
 	if c.Index, n = binary.Varint(p); n <= 0 {
-		return Call{}, fmt.Errorf("%w: call index", errFrame)
+		return Call{}, fmt.Errorf("%w: call index is not a varint", ErrFrame)
+	}
+	if c.Index < 0 {
+		return Call{}, fmt.Errorf("%w: call index %d is negative", ErrFrame, c.Index)
 	}
 	p = p[n:]
 	if c.TimeoutMillis, n = binary.Varint(p); n <= 0 {
-		return Call{}, fmt.Errorf("%w: call timeout", errFrame)
+		return Call{}, fmt.Errorf("%w: call %d: timeout is not a varint", ErrFrame, c.Index)
 	}
 	p = p[n:]
 	fl, n := binary.Uvarint(p)
-	if n <= 0 || fl > uint64(len(p)-n) {
-		return Call{}, fmt.Errorf("%w: call function name", errFrame)
+	switch {
+	case n <= 0:
+		return Call{}, fmt.Errorf("%w: call %d: function name length is not a varint", ErrFrame, c.Index)
+	case fl > MaxName:
+		return Call{}, fmt.Errorf("%w: call %d: function name of %d bytes exceeds the %d-byte limit", ErrFrame, c.Index, fl, MaxName)
+	case fl > uint64(len(p)-n):
+		return Call{}, fmt.Errorf("%w: call %d: function name of %d bytes runs past the frame's %d", ErrFrame, c.Index, fl, len(p)-n)
 	}
 	p = p[n:]
 	c.Function = string(p[:fl])
@@ -244,14 +304,17 @@ func (r *Reader) ReadCall() (Call, error) {
 
 // ReadResult reads a result.
 func (r *Reader) ReadResult() (Result, error) {
-	p, err := r.next(kindResult)
+	p, err := r.next(kindResult, MaxFrame)
 	if err != nil {
 		return Result{}, err
 	}
 	var res Result
 	var n int
 	if res.Index, n = binary.Varint(p); n <= 0 || n >= len(p) {
-		return Result{}, fmt.Errorf("%w: result index", errFrame)
+		return Result{}, fmt.Errorf("%w: result index and status missing", ErrFrame)
+	}
+	if res.Index < 0 {
+		return Result{}, fmt.Errorf("%w: result index %d is negative", ErrFrame, res.Index)
 	}
 	status, body := p[n], p[n+1:]
 	switch status {
@@ -260,10 +323,13 @@ func (r *Reader) ReadResult() (Result, error) {
 	case 1:
 		res.Err = new(Error)
 		if err := json.Unmarshal(body, res.Err); err != nil {
-			return Result{}, fmt.Errorf("%w: result error: %w", errFrame, err)
+			return Result{}, fmt.Errorf("%w: result %d: error: %w", ErrFrame, res.Index, err)
+		}
+		if k := len(res.Err.Kind); k == 0 || k > MaxName {
+			return Result{}, fmt.Errorf("%w: result %d: error kind of %d bytes, want 1 to %d", ErrFrame, res.Index, k, MaxName)
 		}
 	default:
-		return Result{}, fmt.Errorf("%w: result status %d", errFrame, status)
+		return Result{}, fmt.Errorf("%w: result %d: status %d, want 0 or 1", ErrFrame, res.Index, status)
 	}
 	return res, nil
 }

@@ -14,6 +14,7 @@ import (
 type EnvBuildInput struct {
 	Binary string // SHA-256 of the program; empty for a command
 	Image  string // the user's image, if any
+	Tenant string // whose program it is; empty for the default tenant
 }
 
 // EnvBuild prepares an environment once for every job that uses it: its workflow ID
@@ -31,7 +32,7 @@ func EnvBuild(ctx workflow.Context, in EnvBuildInput) (activities.EnvInfo, error
 	})
 	var info activities.EnvInfo
 	if in.Binary != "" {
-		if err := workflow.ExecuteActivity(actx, names.ActivityInspectBin, activities.InspectInput{Binary: in.Binary}).Get(ctx, &info); err != nil {
+		if err := workflow.ExecuteActivity(actx, names.ActivityInspectBin, activities.InspectInput{Binary: in.Binary, Tenant: in.Tenant}).Get(ctx, &info); err != nil {
 			return info, unwrapActivity(err)
 		}
 	}

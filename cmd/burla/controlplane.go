@@ -148,7 +148,7 @@ func runControlPlane(ctx context.Context, args []string) error {
 		}
 		providers["local"] = local.New(local.Config{
 			Executable: exe, TemporalAddress: *temporalAddr, Namespace: *namespace, StoreURL: *storeURL,
-			DataDir: *localNodes, Runtime: *localRuntime, Detached: true, Logger: log,
+			DataDir: *localNodes, Runtime: *localRuntime, Detached: true, NodeKey: os.Getenv(envNodeKey), Logger: log,
 		})
 	}
 	if err := dockerNodes.add(ctx, providers, *temporalAddr, *namespace, *storeURL, log); err != nil {
@@ -262,3 +262,7 @@ func sweepCluster(ctx context.Context, tc client.Client, providers provider.Set,
 	}
 	return nil
 }
+
+// envNodeKey names the API key the control plane gives the node agents it starts,
+// on a cluster that asks for keys (BURLA_API_KEY is the control plane's own).
+const envNodeKey = "BURLA_NODE_API_KEY"

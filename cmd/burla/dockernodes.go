@@ -82,6 +82,7 @@ func (d *dockerNodes) add(ctx context.Context, providers provider.Set, temporalA
 		Namespace:       namespace,
 		StoreURL:        cmp.Or(d.store, storeURL),
 		Instance:        d.instance,
+		NodeKey:         os.Getenv(envNodeKey),
 		Logger:          log,
 	})
 	if err != nil {

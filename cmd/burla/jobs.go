@@ -32,7 +32,8 @@ commands:
 
 ls and show print a table on a terminal and JSON otherwise (--json forces JSON,
 one object per line). Exit status: 0 success, 1 error, 3 for attach to a job that
-did not succeed, 4 no such job.
+did not succeed, 4 no such job, 5 the API key may not see the job (another
+tenant's).
 
 flags: --temporal host:port (BURLA_TEMPORAL_ADDRESS), --namespace (BURLA_NAMESPACE),
        --store URL (BURLA_STORE_URL)
@@ -110,9 +111,13 @@ func runJobs(ctx context.Context, args []string) error {
 			return listJobs(ctx, c, f, table)
 		})
 	}
-	if errors.Is(cmdErr, errNoJob) {
+	switch {
+	case errors.Is(cmdErr, errNoJob):
 		fmt.Fprintf(os.Stderr, "burla: %v\n", cmdErr)
 		os.Exit(4)
+	case errors.Is(cmdErr, status.ErrDenied):
+		fmt.Fprintf(os.Stderr, "burla: %v\n", cmdErr)
+		os.Exit(5)
 	}
 	return cmdErr
 }

@@ -43,6 +43,7 @@ commands:
   dev               run a local cluster (embedded Temporal and NATS, node agents as processes)
   cluster           up, down, status, set-standby, restart: manage a cluster's standby nodes
   jobs              ls, show, logs, attach, cancel: the cluster's jobs
+  keys              add, ls, revoke: API keys of a cluster that asks for them
   control-plane     run the control plane against a Temporal and a store elsewhere (e.g. on Google Cloud)
   temporal-server   run the embedded Temporal server alone (its SQLite file under --data-dir)
   nats-server       run the embedded NATS JetStream server alone (its streams under --data-dir)
@@ -71,6 +72,8 @@ func main() {
 		err = runCluster(ctx, args)
 	case "jobs":
 		err = runJobs(ctx, args)
+	case "keys":
+		err = runKeys(args)
 	case "control-plane":
 		err = runControlPlane(ctx, args)
 	case "temporal-server":
@@ -123,6 +126,7 @@ func runDev(ctx context.Context, args []string) error {
 	metricsPort := fs.Int("metrics-port", 9464, "Prometheus metrics port of the control plane (0: any free port)")
 	dashboardPort := fs.Int("dashboard-port", 8234, "web dashboard port (0: any free port, -1: no dashboard)")
 	readyFile := fs.String("ready-file", "", "write the cluster's addresses as JSON to this file once it is ready")
+	keys := fs.String("keys", "", "admit only callers with an API key from this keys file, each tenant seeing only its own jobs (make keys with `burla keys add`)")
 	verbose := fs.Bool("v", false, "log verbosely")
 	fs.Parse(args)
 	anyPort := func(p int) int {
@@ -140,7 +144,7 @@ func runDev(ctx context.Context, args []string) error {
 	c, err := devcluster.Start(ctx, devcluster.Config{
 		DataDir: *dataDir, Nodes: *nodes, CPUs: *cpus, MaxNodes: *maxNodes, Provider: *providerName, Runtime: *runtimeName, Envs: envs, Host: *host, StoreURL: *storeURL,
 		TemporalPort: anyPort(*temporalPort), UIPort: anyPort(*uiPort), NATSPort: anyPort(*natsPort),
-		Logger: log, Metrics: reg, MetricsURL: metricsAddr, Dashboard: dashboardAddr(*host, *dashboardPort),
+		Logger: log, Metrics: reg, MetricsURL: metricsAddr, Dashboard: dashboardAddr(*host, *dashboardPort), Keys: *keys,
 	})
 	if err != nil {
 		return err
@@ -165,6 +169,9 @@ func runDev(ctx context.Context, args []string) error {
 	}
 	fmt.Printf("  Metrics   %s (each node's address is in its node record)\n", metricsAddr)
 	fmt.Printf("  Data      %s\n", *dataDir)
+	if a.Keys {
+		fmt.Printf("  Keys      %s (programs and the CLI need BURLA_API_KEY)\n", *keys)
+	}
 	if a.Temporal == "127.0.0.1:7233" && a.Store == storeurl.Default {
 		fmt.Println("Programs using burla connect here by default. Ctrl-C stops the cluster.")
 	} else {

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 
+	"github.com/burla-temporal/burla/auth"
 	"github.com/burla-temporal/burla/devcluster"
 	"github.com/burla-temporal/burla/store/natsstore/natsserver"
 	"github.com/burla-temporal/burla/temporalserver"
@@ -23,12 +24,17 @@ func runTemporalServer(ctx context.Context, args []string) error {
 	port := fs.Int("port", 7233, "frontend port (0: any free port)")
 	uiPort := fs.Int("ui-port", 8233, "Web UI port (0: any free port, -1: no UI)")
 	readyFile := fs.String("ready-file", "", "write the server's addresses as JSON to this file once it is ready")
+	keysFile := fs.String("keys", "", "admit only callers with an API key from this keys file, each tenant seeing only its own jobs")
 	verbose := fs.Bool("v", false, "log verbosely")
 	fs.Parse(args)
 	log := logger(*verbose, "component", "temporal-server")
+	keys, err := openKeys(*keysFile)
+	if err != nil {
+		return err
+	}
 	ts, err := temporalserver.Start(ctx, temporalserver.Config{
 		DataDir: *dataDir, Host: *host, Port: *port, UIPort: *uiPort, Logger: log,
-		SearchAttributes: devcluster.SearchAttributes(),
+		SearchAttributes: devcluster.SearchAttributes(), Keys: keys,
 	})
 	if err != nil {
 		return err
@@ -50,8 +56,15 @@ func runNATSServer(ctx context.Context, args []string) error {
 	host := fs.String("host", "127.0.0.1", "address to listen on")
 	port := fs.Int("port", 4222, "client port (0: any free port)")
 	readyFile := fs.String("ready-file", "", "write the server's URL as JSON to this file once it is ready")
+	keysFile := fs.String("keys", "", "admit only clients with an API key from this keys file, each tenant in a NATS account of its own")
+	verbose := fs.Bool("v", false, "log verbosely")
 	fs.Parse(args)
-	ns, err := natsserver.Start(natsserver.Config{Host: *host, Port: *port, StoreDir: *dataDir})
+	keys, err := openKeys(*keysFile)
+	if err != nil {
+		return err
+	}
+	ns, err := natsserver.Start(natsserver.Config{Host: *host, Port: *port, StoreDir: *dataDir, Keys: keys,
+		Logger: logger(*verbose, "component", "nats-server")})
 	if err != nil {
 		return err
 	}
@@ -73,4 +86,12 @@ func writeReady(path string, v any) error {
 		return fmt.Errorf("write ready file: %w", err)
 	}
 	return nil
+}
+
+// openKeys opens the keys file at path, or returns nil for no path.
+func openKeys(path string) (*auth.Keys, error) {
+	if path == "" {
+		return nil, nil
+	}
+	return auth.Open(path)
 }

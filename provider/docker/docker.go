@@ -34,6 +34,7 @@ import (
 	"github.com/docker/docker/errdefs"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
+	"github.com/burla-temporal/burla/auth"
 	"github.com/burla-temporal/burla/execfile"
 	"github.com/burla-temporal/burla/provider"
 	"github.com/burla-temporal/burla/temporalconn"
@@ -76,7 +77,10 @@ type Config struct {
 	// label, and List and placement see only containers that carry it. A provider
 	// without one sees only containers without one.
 	Instance string
-	Logger   *slog.Logger
+	// NodeKey is the API key node agents present, on a cluster that asks for
+	// keys (package auth).
+	NodeKey string
+	Logger  *slog.Logger
 }
 
 // Provider runs nodes as containers.
@@ -345,7 +349,7 @@ func (p *Provider) Create(ctx context.Context, n provider.NodeSpec) error {
 		},
 		Labels: labels,
 		// Nodes reach Temporal as securely as the control plane does.
-		Env: temporalconn.FromEnv().Env(),
+		Env: auth.ChildEnv(temporalconn.FromEnv().Env(), p.cfg.NodeKey),
 	}, &container.HostConfig{
 		// The node reaches Temporal and the store at the addresses its engine's
 		// machine reaches them at (the control plane's own loopback, with burla dev).

@@ -21,6 +21,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/burla-temporal/burla/auth"
 	"github.com/burla-temporal/burla/provider"
 	"github.com/burla-temporal/burla/store"
 )
@@ -42,7 +43,10 @@ type Config struct {
 	// process and log to DataDir/<node ID>/agent.log. Delete and List find them by
 	// DataDir/<node ID>/agent.pid, so a restarted control plane still manages them.
 	Detached bool
-	Logger   *slog.Logger
+	// NodeKey is the API key node agents present, on a cluster that asks for
+	// keys (package auth); it replaces any key in this process's environment.
+	NodeKey string
+	Logger  *slog.Logger
 }
 
 // Provider runs node agents as processes.
@@ -106,6 +110,7 @@ func (p *Provider) Create(ctx context.Context, n provider.NodeSpec) error {
 	for _, env := range n.Envs {
 		cmd.Args = append(cmd.Args, "--env", env)
 	}
+	cmd.Env = auth.ChildEnv(os.Environ(), p.cfg.NodeKey)
 	var logFile *os.File
 	if p.cfg.Detached {
 		// The agent must not write to a pipe or terminal this process owns: it

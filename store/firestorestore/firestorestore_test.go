@@ -67,7 +67,7 @@ func TestContract(t *testing.T) {
 func TestFirstResultWins(t *testing.T) {
 	s := newStore(t)
 	ctx := context.Background()
-	spec := job.Spec{ID: job.NewID(time.Now()), Function: "f", Binary: fmt.Sprintf("%064d", 0), Inputs: 2, FuncCPU: 1, Lease: time.Second, ClientTimeout: time.Second}
+	spec := job.Spec{ID: job.NewID(time.Now(), ""), Function: "f", Binary: fmt.Sprintf("%064d", 0), Inputs: 2, FuncCPU: 1, Lease: time.Second, ClientTimeout: time.Second}
 	if err := s.CreateJob(ctx, spec); err != nil {
 		t.Fatal(err)
 	}
@@ -107,7 +107,7 @@ func TestFirstResultWins(t *testing.T) {
 func TestWatchManyBatches(t *testing.T) {
 	s := newStore(t)
 	ctx := context.Background()
-	spec := job.Spec{ID: job.NewID(time.Now()), Function: "f", Binary: fmt.Sprintf("%064d", 0), Inputs: 1, FuncCPU: 1, Lease: time.Second, ClientTimeout: time.Second}
+	spec := job.Spec{ID: job.NewID(time.Now(), ""), Function: "f", Binary: fmt.Sprintf("%064d", 0), Inputs: 1, FuncCPU: 1, Lease: time.Second, ClientTimeout: time.Second}
 	if err := s.CreateJob(ctx, spec); err != nil {
 		t.Fatal(err)
 	}
@@ -157,7 +157,7 @@ func TestWatchManyBatches(t *testing.T) {
 func TestLargeChunks(t *testing.T) {
 	s := newStore(t)
 	ctx := context.Background()
-	spec := job.Spec{ID: job.NewID(time.Now()), Function: "f", Binary: fmt.Sprintf("%064d", 0), Inputs: 12, FuncCPU: 1, Lease: 10 * time.Second, ClientTimeout: time.Second}
+	spec := job.Spec{ID: job.NewID(time.Now(), ""), Function: "f", Binary: fmt.Sprintf("%064d", 0), Inputs: 12, FuncCPU: 1, Lease: 10 * time.Second, ClientTimeout: time.Second}
 	if err := s.CreateJob(ctx, spec); err != nil {
 		t.Fatal(err)
 	}

@@ -67,14 +67,15 @@ type Store struct {
 // Connect dials url and opens the store on the connection, which the Store owns.
 // The connection reconnects for ever; after each reconnection the store makes again
 // any stream or bucket the server lacks (a server restarted without its data).
-func Connect(ctx context.Context, url, name string) (*Store, error) {
+// opts add to the connection's options: credentials (nats.Token, nats.UserInfo).
+func Connect(ctx context.Context, url, name string, opts ...nats.Option) (*Store, error) {
 	var s *Store
 	var mu sync.Mutex
-	nc, err := nats.Connect(url,
+	nc, err := nats.Connect(url, append([]nats.Option{
 		nats.Name(name),
 		nats.MaxReconnects(-1),
-		nats.ReconnectWait(250*time.Millisecond),
-		nats.Timeout(3*time.Second),
+		nats.ReconnectWait(250 * time.Millisecond),
+		nats.Timeout(3 * time.Second),
 		nats.ReconnectHandler(func(*nats.Conn) {
 			mu.Lock()
 			st := s
@@ -83,7 +84,7 @@ func Connect(ctx context.Context, url, name string) (*Store, error) {
 				go st.reensure()
 			}
 		}),
-	)
+	}, opts...)...)
 	if err != nil {
 		return nil, fmt.Errorf("connect to NATS at %s: %w", url, err)
 	}

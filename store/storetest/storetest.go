@@ -29,7 +29,7 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 }
 
 func newSpec(t *testing.T, lease time.Duration) job.Spec {
-	return job.Spec{ID: job.NewID(time.Now()), Function: "f", Binary: fmt.Sprintf("%064d", 0),
+	return job.Spec{ID: job.NewID(time.Now(), ""), Function: "f", Binary: fmt.Sprintf("%064d", 0),
 		Inputs: 3, FuncCPU: 1, Lease: lease, ClientTimeout: 10 * time.Second}
 }
 
@@ -353,7 +353,7 @@ func testClaimHonoursCancel(t *testing.T, s store.Store) {
 // and the time the queue took to drain.
 func BenchmarkDrain(b *testing.B, s store.Store) {
 	ctx := context.Background()
-	spec := job.Spec{ID: job.NewID(time.Now()), Function: "f", Binary: fmt.Sprintf("%064d", 0), Inputs: 2 * b.N, FuncCPU: 1, Lease: 10 * time.Second, ClientTimeout: time.Minute}
+	spec := job.Spec{ID: job.NewID(time.Now(), ""), Function: "f", Binary: fmt.Sprintf("%064d", 0), Inputs: 2 * b.N, FuncCPU: 1, Lease: 10 * time.Second, ClientTimeout: time.Minute}
 	if err := s.CreateJob(ctx, spec); err != nil {
 		b.Fatal(err)
 	}

@@ -16,8 +16,12 @@ import (
 	"context"
 	"fmt"
 	"net/url"
+	"os"
 	"strings"
 
+	"github.com/nats-io/nats.go"
+
+	"github.com/burla-temporal/burla/auth"
 	"github.com/burla-temporal/burla/blob/gcsblob"
 	"github.com/burla-temporal/burla/store"
 	"github.com/burla-temporal/burla/store/firestorestore"
@@ -27,16 +31,36 @@ import (
 // Default is the store of `burla dev`.
 const Default = "nats://127.0.0.1:4222"
 
-// Open connects to the backend rawURL names; name identifies the connection in the
-// server's view where the backend has one (NATS).
+// Open connects to the backend rawURL names with the component's API key from
+// the environment (auth.EnvKey), if any; see OpenKey.
 func Open(ctx context.Context, rawURL, name string) (store.Backend, error) {
+	return OpenKey(ctx, rawURL, name, os.Getenv(auth.EnvKey))
+}
+
+// OpenKey connects to the backend rawURL names; name identifies the connection in
+// the server's view where the backend has one (NATS). On NATS the key, if any, is
+// the connection's credential: a tenant's key opens its tenant's account, and a
+// key of one of the cluster's own roles opens every tenant's (natsstore.Tenants).
+// Firestore and GCS are reached as the Google Cloud service account of the
+// machine or of Application Default Credentials, never with an API key.
+func OpenKey(ctx context.Context, rawURL, name, key string) (store.Backend, error) {
 	u, err := url.Parse(rawURL)
 	if err != nil {
 		return nil, fmt.Errorf("store URL %q: %w", rawURL, err)
 	}
 	switch u.Scheme {
 	case "nats", "tls":
-		return natsstore.Connect(ctx, rawURL, name)
+		if key == "" {
+			return natsstore.Connect(ctx, rawURL, name)
+		}
+		p, err := auth.ParseKey(key)
+		if err != nil {
+			return nil, err
+		}
+		if p.Role.System() {
+			return natsstore.ConnectTenants(ctx, rawURL, name, key)
+		}
+		return natsstore.Connect(ctx, rawURL, name, nats.Token(key))
 	case "firestore":
 		return openFirestore(ctx, u)
 	case "":

@@ -1,0 +1,76 @@
+package job
+
+import (
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestValidate(t *testing.T) {
+	good := func() Spec {
+		return Spec{ID: "j-acme-0123456789abcdefghij", Tenant: "acme", Function: "double",
+			Binary: strings.Repeat("0", 64), Inputs: 3, FuncCPU: 1, Lease: 10 * time.Second}
+	}
+	for _, tc := range []struct {
+		name   string
+		change func(*Spec)
+		want   string // in the error; "" for a spec that validates
+	}{
+		{"good", func(*Spec) {}, ""},
+		{"no tenant", func(s *Spec) { s.Tenant = "" }, ""},
+		{"command instead of binary", func(s *Spec) { s.Binary, s.Command = "", []string{"cat"} }, ""},
+		{"bad ID", func(s *Spec) { s.ID = "j-ACME" }, `invalid job ID "j-ACME"`},
+		{"ID without j-", func(s *Spec) { s.ID = "acme-0123456789abcdefghij" }, "invalid job ID"},
+		{"other tenant", func(s *Spec) { s.Tenant = "other" }, `tenant "other" is not the tenant its ID names ("acme")`},
+		{"no function", func(s *Spec) { s.Function = "" }, "no function name"},
+		{"empty command", func(s *Spec) { s.Command = []string{""} }, "empty command"},
+		{"short digest", func(s *Spec) { s.Binary = "abc" }, "binary digest"},
+		{"negative inputs", func(s *Spec) { s.Inputs = -1 }, "negative input count -1"},
+		{"no CPU", func(s *Spec) { s.FuncCPU = 0 }, "func_cpu 0"},
+		{"negative parallelism", func(s *Spec) { s.MaxParallelism = -2 }, "negative max_parallelism -2"},
+		{"no lease", func(s *Spec) { s.Lease = 0 }, "lease 0s is not positive"},
+	} {
+		s := good()
+		tc.change(&s)
+		err := s.Validate()
+		switch {
+		case tc.want == "" && err != nil:
+			t.Errorf("%s: Validate = %v; want nil", tc.name, err)
+		case tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)):
+			t.Errorf("%s: Validate = %v; want an error saying %q", tc.name, err, tc.want)
+		}
+	}
+}
+
+func TestTenantOf(t *testing.T) {
+	for _, tc := range []struct {
+		id, want string
+	}{
+		{"j-0123456789abcdefghij", DefaultTenant},
+		{"j-acme-0123456789abcdefghij", "acme"},
+		{"j-a-b-0123456789abcdefghij", "a-b"},
+		{"j-default-0123456789abcdefghij", DefaultTenant},
+		{"j-9x-0123456789abcdefghij", ""}, // a tenant starts with a letter
+		{"j-" + strings.Repeat("t", 33) + "-0123456789abcdefghij", ""},
+		{"x-acme-0123456789abcdefghij", ""},
+		{"j-", DefaultTenant},
+	} {
+		if got := TenantOf(tc.id); got != tc.want {
+			t.Errorf("TenantOf(%q) = %q; want %q", tc.id, got, tc.want)
+		}
+	}
+}
+
+func TestNewIDNamesItsTenant(t *testing.T) {
+	now := time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC)
+	for _, tenant := range []string{"", DefaultTenant, "acme", "a", strings.Repeat("z", 32)} {
+		id := NewID(now, tenant)
+		want := tenant
+		if want == "" {
+			want = DefaultTenant
+		}
+		if !ValidID(id) || TenantOf(id) != want {
+			t.Errorf("NewID(%q) = %q: ValidID %v, TenantOf %q; want a valid ID of tenant %q", tenant, id, ValidID(id), TenantOf(id), want)
+		}
+	}
+}

@@ -1,0 +1,90 @@
+package temporalserver
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	commonpb "go.temporal.io/api/common/v1"
+	"go.temporal.io/api/workflowservice/v1"
+
+	"github.com/burla-temporal/burla/job"
+	"github.com/burla-temporal/burla/names"
+)
+
+func TestTenantMay(t *testing.T) {
+	mine, theirs := job.NewID(time.Now(), "acme"), job.NewID(time.Now(), "other")
+	deflt := job.NewID(time.Now(), "")
+	ex := func(id string) *commonpb.WorkflowExecution { return &commonpb.WorkflowExecution{WorkflowId: id} }
+	start := func(typ, id string) *workflowservice.StartWorkflowExecutionRequest {
+		return &workflowservice.StartWorkflowExecutionRequest{WorkflowId: id, WorkflowType: &commonpb.WorkflowType{Name: typ}}
+	}
+	for _, c := range []struct {
+		name string
+		req  any
+		ok   bool
+	}{
+		{"start own job", start(names.WorkflowJob, mine), true},
+		{"start job under another tenant's ID", start(names.WorkflowJob, theirs), false},
+		{"start job under a default ID", start(names.WorkflowJob, deflt), false},
+		{"start own env build", start(names.WorkflowEnvBuild, names.EnvBuildWorkflowID("acme", strings.Repeat("a", 64))), true},
+		{"start another's env build", start(names.WorkflowEnvBuild, names.EnvBuildWorkflowID("other", strings.Repeat("a", 64))), false},
+		{"start the default tenant's env build", start(names.WorkflowEnvBuild, names.EnvBuildWorkflowID("", strings.Repeat("a", 64))), false},
+		{"start a cluster", start(names.WorkflowCluster, names.ClusterWorkflowID("x")), false},
+		{"describe own", &workflowservice.DescribeWorkflowExecutionRequest{Execution: ex(mine)}, true},
+		{"describe another's", &workflowservice.DescribeWorkflowExecutionRequest{Execution: ex(theirs)}, false},
+		{"describe the cluster", &workflowservice.DescribeWorkflowExecutionRequest{Execution: ex(names.ClusterWorkflowID("default"))}, false},
+		{"history of own env build", &workflowservice.GetWorkflowExecutionHistoryRequest{Execution: ex(names.EnvBuildWorkflowID("acme", "d"))}, true},
+		{"history of another's", &workflowservice.GetWorkflowExecutionHistoryRequest{Execution: ex(theirs)}, false},
+		{"cancel own", &workflowservice.RequestCancelWorkflowExecutionRequest{WorkflowExecution: ex(mine)}, true},
+		{"cancel another's", &workflowservice.RequestCancelWorkflowExecutionRequest{WorkflowExecution: ex(theirs)}, false},
+		{"terminate another's", &workflowservice.TerminateWorkflowExecutionRequest{WorkflowExecution: ex(theirs)}, false},
+		{"signal another's", &workflowservice.SignalWorkflowExecutionRequest{WorkflowExecution: ex(theirs)}, false},
+		{"query the cluster", &workflowservice.QueryWorkflowRequest{Execution: ex(names.ClusterWorkflowID("default"))}, false},
+		{"update the cluster", &workflowservice.UpdateWorkflowExecutionRequest{WorkflowExecution: ex(names.ClusterWorkflowID("default"))}, false},
+		{"poll a node's task queue", &workflowservice.PollActivityTaskQueueRequest{}, false},
+		{"complete an activity", &workflowservice.RespondActivityTaskCompletedRequest{}, false},
+		{"system info", &workflowservice.GetSystemInfoRequest{}, true},
+	} {
+		err := tenantMay("acme", "Method", c.req)
+		if (err == nil) != c.ok {
+			t.Errorf("%s: allowed %v, want %v (%v)", c.name, err == nil, c.ok, err)
+		}
+	}
+
+	// A started job is stamped with its tenant, whatever the caller sent.
+	req := start(names.WorkflowJob, mine)
+	req.SearchAttributes = &commonpb.SearchAttributes{IndexedFields: map[string]*commonpb.Payload{names.SearchTenant: {Data: []byte(`"other"`)}}}
+	if err := tenantMay("acme", "StartWorkflowExecution", req); err != nil {
+		t.Fatal(err)
+	}
+	if got := string(req.SearchAttributes.IndexedFields[names.SearchTenant].Data); got != `"acme"` {
+		t.Fatalf("BurlaTenant = %s, want \"acme\"", got)
+	}
+}
+
+func TestNarrow(t *testing.T) {
+	for _, c := range []struct{ in, want string }{
+		{"", "BurlaTenant = 'acme'"},
+		{"BurlaJobState = 'Running'", "BurlaTenant = 'acme' AND (BurlaJobState = 'Running')"},
+		{"a = 'x' OR b = 'y'", "BurlaTenant = 'acme' AND (a = 'x' OR b = 'y')"},
+		{"a = ')'", "BurlaTenant = 'acme' AND (a = ')')"},
+	} {
+		got, err := narrow("acme", c.in)
+		if err != nil || got != c.want {
+			t.Errorf("narrow(%q) = %q, %v; want %q", c.in, got, err, c.want)
+		}
+	}
+	// Queries that would escape the parentheses around them are refused.
+	for _, q := range []string{
+		"a = 'x') OR (BurlaTenant = 'other'",
+		"a = 'x') OR BurlaTenant = 'other' OR (b = 'y'",
+		"a = 'x",
+		"(a = 'x'",
+		`a = "x\") OR (BurlaTenant = 'other'`,
+	} {
+		if got, err := narrow("acme", q); err == nil {
+			t.Errorf("narrow(%q) = %q, not refused", q, got)
+		}
+	}
+}
