@@ -25,11 +25,13 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
 	"go.temporal.io/sdk/client"
 
+	"github.com/burla-temporal/burla/auth"
 	"github.com/burla-temporal/burla/job"
 	"github.com/burla-temporal/burla/names"
 	"github.com/burla-temporal/burla/status"
@@ -48,7 +50,10 @@ type Config struct {
 	// TemporalUI there are none.
 	Namespace  string
 	TemporalUI string
-	Logger     *slog.Logger
+	// Keys, when set, makes the dashboard ask for an API key (package auth): a
+	// tenant's key shows that tenant's jobs only; an admin's, every job.
+	Keys   *auth.Keys
+	Logger *slog.Logger
 }
 
 //go:embed ui
@@ -69,7 +74,67 @@ func New(cfg Config) http.Handler {
 	mux.HandleFunc("GET /api/jobs", d.jobs)
 	mux.HandleFunc("GET /api/jobs/{id}", d.job)
 	mux.HandleFunc("GET /api/jobs/{id}/logs", d.logs)
+	if cfg.Keys != nil {
+		return d.authenticate(mux)
+	}
 	return mux
+}
+
+// keyCookie holds the API key a browser logged in with.
+const keyCookie = "burla_key"
+
+type principalKey struct{}
+
+// authenticate admits requests that present a key the keys file holds: in the
+// Authorization header ("Bearer KEY"), or in the cookie that opening /?key=KEY
+// once sets (the redirect takes the key out of the address bar).
+func (d *dashboard) authenticate(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if k := r.URL.Query().Get("key"); k != "" && r.URL.Path == "/" {
+			if _, err := d.cfg.Keys.Lookup(k); err != nil {
+				httpError(w, http.StatusUnauthorized, err)
+				return
+			}
+			http.SetCookie(w, &http.Cookie{Name: keyCookie, Value: k, Path: "/", HttpOnly: true, SameSite: http.SameSiteStrictMode})
+			http.Redirect(w, r, "/", http.StatusSeeOther)
+			return
+		}
+		key, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+		if !ok {
+			if c, err := r.Cookie(keyCookie); err == nil {
+				key = c.Value
+			}
+		}
+		if key == "" {
+			httpError(w, http.StatusUnauthorized, errors.New("this dashboard needs an API key: open /?key=YOUR_KEY once, or send Authorization: Bearer YOUR_KEY"))
+			return
+		}
+		p, err := d.cfg.Keys.Lookup(key)
+		if err != nil {
+			httpError(w, http.StatusUnauthorized, err)
+			return
+		}
+		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), principalKey{}, p)))
+	})
+}
+
+// tenant is the tenant whose jobs alone the request may see, or "" for every
+// tenant's (no keys, or a key of a system role).
+func tenant(r *http.Request) string {
+	p, ok := r.Context().Value(principalKey{}).(auth.Principal)
+	if !ok || p.Role.System() {
+		return ""
+	}
+	return p.Tenant
+}
+
+// maySee refuses the request if it may not see job id.
+func maySee(w http.ResponseWriter, r *http.Request, id string) bool {
+	if t := tenant(r); t != "" && job.TenantOf(id) != t {
+		httpError(w, http.StatusForbidden, fmt.Errorf("job %s is not tenant %s's", id, t))
+		return false
+	}
+	return true
 }
 
 type dashboard struct {
@@ -109,8 +174,16 @@ func (d *dashboard) cluster(w http.ResponseWriter, r *http.Request) {
 	out.Standby, out.ShuttingDown, out.Lost = cs.Standby, cs.ShuttingDown, cs.Lost
 	out.Nodes = status.Nodes(cs, records)
 	out.Jobs = []*workflows.JobClaim{}
+	t := tenant(r)
 	for _, c := range cs.Jobs {
-		out.Jobs = append(out.Jobs, c)
+		if t == "" || job.TenantOf(c.JobID) == t {
+			out.Jobs = append(out.Jobs, c)
+		}
+	}
+	for i, n := range out.Nodes {
+		if t != "" && n.Job != "" && job.TenantOf(n.Job) != t {
+			out.Nodes[i].Job = "(another tenant's)"
+		}
 	}
 	if out.Nodes == nil {
 		out.Nodes = []status.Node{}
@@ -130,7 +203,7 @@ type Job struct {
 func (d *dashboard) jobs(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), apiTimeout)
 	defer cancel()
-	f := status.Filter{State: job.State(r.URL.Query().Get("state")), Limit: 50}
+	f := status.Filter{State: job.State(r.URL.Query().Get("state")), Tenant: tenant(r), Limit: 50}
 	if n, err := strconv.Atoi(r.URL.Query().Get("limit")); err == nil && n > 0 {
 		f.Limit = min(n, 500)
 	}
@@ -154,6 +227,9 @@ func (d *dashboard) jobs(w http.ResponseWriter, r *http.Request) {
 func (d *dashboard) job(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), apiTimeout)
 	defer cancel()
+	if !maySee(w, r, r.PathValue("id")) {
+		return
+	}
 	j, err := status.Get(ctx, d.cfg.Temporal, d.cfg.Store, r.PathValue("id"))
 	switch {
 	case errors.Is(err, status.ErrNoJob):
@@ -186,6 +262,9 @@ func (d *dashboard) logs(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
 	if !job.ValidID(id) {
 		httpError(w, http.StatusBadRequest, fmt.Errorf("%q is not a job ID", id))
+		return
+	}
+	if !maySee(w, r, id) {
 		return
 	}
 	flusher, ok := w.(http.Flusher)

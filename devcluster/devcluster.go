@@ -219,7 +219,7 @@ func Start(ctx context.Context, cfg Config) (_ *Cluster, err error) {
 			return nil, fmt.Errorf("dev cluster: dashboard: %w", err)
 		}
 		c.dashboard = &http.Server{Handler: dashboard.New(dashboard.Config{Temporal: c.tc, Store: c.st,
-			Namespace: c.addrs.Namespace, TemporalUI: c.addrs.UI, Logger: cfg.Logger}), ReadHeaderTimeout: 10 * time.Second}
+			Namespace: c.addrs.Namespace, TemporalUI: c.addrs.UI, Keys: keys, Logger: cfg.Logger}), ReadHeaderTimeout: 10 * time.Second}
 		go c.dashboard.Serve(ln)
 		c.addrs.Dashboard = "http://" + ln.Addr().String()
 	}

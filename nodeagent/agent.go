@@ -196,21 +196,22 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 }
 
-// binCache keeps the programs jobs ship, by digest, fetched once per node.
+// binCache keeps the programs jobs ship, by digest, fetched once per node from
+// the blob store of the job's tenant.
 type binCache struct {
 	dir   string
 	blobs blob.Store
 	mu    sync.Mutex
 }
 
-func (c *binCache) get(ctx context.Context, digest string) (string, error) {
-	if len(digest) != 64 {
+func (c *binCache) get(ctx context.Context, tenant, digest string) (string, error) {
+	if !job.ValidDigest(digest) {
 		return "", temporal.NewNonRetryableApplicationError(fmt.Sprintf("bad binary digest %q", digest), names.ErrBadBinary, nil)
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	start := time.Now()
-	path, err := blob.FetchExecutable(ctx, c.blobs, job.BinaryKey(digest), digest, c.dir)
+	path, err := blob.FetchExecutable(ctx, c.blobs, job.BinaryKeyFor(tenant, digest), digest, c.dir)
 	switch {
 	case errors.Is(err, blob.ErrNotFound):
 		return "", temporal.NewNonRetryableApplicationError(fmt.Sprintf("binary %s is not in the blob store", digest[:12]), names.ErrBadBinary, err)

@@ -31,7 +31,7 @@ type pool struct {
 	spec   runtime.WorkerSpec // what every worker gets, but its slot and argv
 	argv   []string           // how to start a worker
 	log    *slog.Logger
-	binary func(ctx context.Context, digest string) (string, error)
+	binary func(ctx context.Context, tenant, digest string) (string, error)
 
 	restarts prometheus.Counter
 	work     *workMetrics
@@ -78,7 +78,7 @@ type assignment struct {
 
 // newPool makes a pool of cpus slots for the node's default environment and cpus
 // more for each of envs (images, kept warm for jobs that run in them).
-func newPool(rt runtime.Runtime, spec runtime.WorkerSpec, argv []string, cpus int, envs []string, log *slog.Logger, binary func(context.Context, string) (string, error)) *pool {
+func newPool(rt runtime.Runtime, spec runtime.WorkerSpec, argv []string, cpus int, envs []string, log *slog.Logger, binary func(context.Context, string, string) (string, error)) *pool {
 	p := &pool{rt: rt, spec: spec, argv: argv, log: log, binary: binary, cpus: cpus,
 		restarts: prometheus.NewCounter(prometheus.CounterOpts{Name: "burla_node_worker_restarts_total", Help: "Container workers restarted after they exited."}),
 		work:     newWorkMetrics(), changed: make(chan struct{}, 1)}
@@ -286,7 +286,7 @@ func (p *pool) Start(ctx context.Context, spec job.Spec, n int) (<-chan error, e
 	var bin string
 	if len(spec.Command) == 0 { // a command job ships no program
 		var err error
-		if bin, err = p.binary(ctx, spec.Binary); err != nil {
+		if bin, err = p.binary(ctx, job.TenantOf(spec.ID), spec.Binary); err != nil {
 			return nil, err
 		}
 	}

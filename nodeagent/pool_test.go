@@ -121,7 +121,7 @@ func newTestPool(t *testing.T, slots int) (*pool, *fakeRuntime) {
 	rt := &fakeRuntime{}
 	// 1 CPU and 1 GB per worker.
 	p := newPool(rt, runtime.WorkerSpec{Cluster: "c", Node: "n", CPUs: 1, MemoryMB: 1024}, []string{"burla", "container-worker"}, slots, nil,
-		slog.New(slog.DiscardHandler), func(context.Context, string) (string, error) { return "/bin/prog", nil })
+		slog.New(slog.DiscardHandler), func(context.Context, string, string) (string, error) { return "/bin/prog", nil })
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { p.supervise(ctx); close(done) }()

@@ -103,6 +103,9 @@ func Dial(ctx context.Context, cfg Config) (*Cluster, error) {
 	if cfg.TemporalSecurity == (temporalconn.Security{}) {
 		cfg.TemporalSecurity = def.TemporalSecurity
 	}
+	if cfg.APIKey == "" {
+		cfg.APIKey = def.APIKey
+	}
 	tenant, system := job.DefaultTenant, false
 	if cfg.APIKey != "" {
 		p, err := auth.ParseKey(cfg.APIKey)
@@ -144,7 +147,11 @@ func Dial(ctx context.Context, cfg Config) (*Cluster, error) {
 	if err != nil {
 		tc.Close()
 		if errors.Is(err, nats.ErrAuthorization) {
-			return nil, &Error{Kind: KindUnauthorized, Index: -1, Err: err, Msg: "the store at " + cfg.StoreURL + " refused the API key"}
+			what := "the API key"
+			if cfg.APIKey == "" {
+				what = "a client without an API key (set BURLA_API_KEY or pass burla.APIKey)"
+			}
+			return nil, &Error{Kind: KindUnauthorized, Index: -1, Err: err, Msg: "the store at " + cfg.StoreURL + " refused " + what}
 		}
 		return nil, noCluster("store at "+cfg.StoreURL, err)
 	}

@@ -19,6 +19,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -188,12 +189,14 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 	frontend := joinHostPort(dialIP, frontendPort)
 	serverCfg := serverConfig(sqlCfg, bindIP, frontendPort, frontend, internal)
 	opts := []temporal.ServerOption{}
+	serviceNames := temporal.DefaultServices
 	dial := frontend // where this process's own client reaches the server
 	if cfg.Keys != nil {
 		g := &guard{keys: cfg.Keys, internalPort: strconv.Itoa(internal[primitives.InternalFrontendService]), log: sl}
 		opts = append(opts, temporal.WithChainedFrontendGrpcInterceptors(g.unary), temporal.WithAdditionalStreamInterceptors(g.stream))
 		serverCfg.PublicClient.HostPort = "" // the worker service finds the internal frontend
 		dial = joinHostPort(loopback, internal[primitives.InternalFrontendService])
+		serviceNames = append(slices.Clone(serviceNames), string(primitives.InternalFrontendService))
 	}
 	hosts := map[primitives.ServiceName]static.Hosts{
 		primitives.FrontendService: static.SingleLocalHost(frontend),
@@ -206,7 +209,7 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 	ports.release()
 	srv, err := temporal.NewServer(append(opts,
 		temporal.WithConfig(serverCfg),
-		temporal.ForServices(temporal.DefaultServices),
+		temporal.ForServices(serviceNames),
 		temporal.WithStaticHosts(hosts),
 		temporal.WithLogger(logger),
 		temporal.WithAuthorizer(authorization.NewNoopAuthorizer()),

@@ -46,6 +46,7 @@ func runControlPlane(ctx context.Context, args []string) error {
 	dataDir := fs.String("data-dir", filepath.Join(home, ".burla", "control"), "where environment builds keep the programs they inspect")
 	metricsAddr := fs.String("metrics-addr", "127.0.0.1:9464", "where to serve Prometheus metrics")
 	dashAddr := fs.String("dashboard-addr", "127.0.0.1:8234", "where to serve the web dashboard (empty: no dashboard)")
+	dashKeys := fs.String("dashboard-keys", "", "a keys file: the dashboard then asks for an API key and shows a tenant only its own jobs")
 	temporalUI := fs.String("temporal-ui", "", "the Temporal Web UI's base URL, for the dashboard's links into it (e.g. http://temporal.example:8233)")
 	verbose := fs.Bool("v", false, "log verbosely")
 
@@ -102,7 +103,11 @@ func runControlPlane(ctx context.Context, args []string) error {
 	cancelSA()
 	dashURL := ""
 	if *dashAddr != "" {
-		if dashURL, err = serveDashboard(ctx, *dashAddr, dashboard.Config{Temporal: tc, Store: st, Namespace: *namespace, TemporalUI: *temporalUI, Logger: log}, log); err != nil {
+		keys, err := openKeys(*dashKeys)
+		if err != nil {
+			return fmt.Errorf("control plane: %w", err)
+		}
+		if dashURL, err = serveDashboard(ctx, *dashAddr, dashboard.Config{Temporal: tc, Store: st, Namespace: *namespace, TemporalUI: *temporalUI, Keys: keys, Logger: log}, log); err != nil {
 			return fmt.Errorf("control plane: %w", err)
 		}
 	}

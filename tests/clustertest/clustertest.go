@@ -36,6 +36,9 @@ type Options struct {
 	// (burla dev --store); the child inherits this process's environment, so
 	// FIRESTORE_EMULATOR_HOST and STORAGE_EMULATOR_HOST reach it.
 	StoreURL string
+	// Keys, if set, is a keys file: the cluster asks for API keys (burla dev
+	// --keys), and APIKey is the key Dev.Cluster presents.
+	Keys, APIKey string
 }
 
 // Addresses are what `burla dev --ready-file` writes. (They are declared here rather
@@ -119,6 +122,9 @@ func Start(ctx context.Context, o Options) (*Dev, error) {
 	if o.StoreURL != "" {
 		d.cmd.Args = append(d.cmd.Args, "--store", o.StoreURL)
 	}
+	if o.Keys != "" {
+		d.cmd.Args = append(d.cmd.Args, "--keys", o.Keys)
+	}
 	for _, env := range o.Envs {
 		d.cmd.Args = append(d.cmd.Args, "--env", env)
 	}
@@ -148,12 +154,17 @@ func Start(ctx context.Context, o Options) (*Dev, error) {
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
-	d.Cluster, err = burla.Dial(ctx, burla.Config{TemporalAddress: d.Addrs.Temporal, Namespace: d.Addrs.Namespace, StoreURL: d.Addrs.Store})
+	d.Cluster, err = d.Dial(ctx, o.APIKey)
 	if err != nil {
 		d.Stop()
 		return nil, err
 	}
 	return d, nil
+}
+
+// Dial connects to the cluster with key (none if empty).
+func (d *Dev) Dial(ctx context.Context, key string) (*burla.Cluster, error) {
+	return burla.Dial(ctx, burla.Config{TemporalAddress: d.Addrs.Temporal, Namespace: d.Addrs.Namespace, StoreURL: d.Addrs.Store, APIKey: key})
 }
 
 // Log is what burla dev has printed so far.
