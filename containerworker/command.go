@@ -7,11 +7,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"os"
 	"os/exec"
 	"strings"
 	"syscall"
 	"time"
 
+	"github.com/burla-temporal/burla/auth"
 	"github.com/burla-temporal/burla/store"
 	"github.com/burla-temporal/burla/wire"
 )
@@ -63,6 +65,7 @@ func (c *command) call(ctx context.Context, call wire.Call, timeout time.Duratio
 		defer cancel()
 	}
 	cmd := exec.CommandContext(cctx, c.argv[0], c.argv[1:]...)
+	cmd.Env = auth.ChildEnv(os.Environ(), "") // no credential of the node's
 	cmd.Stdin = bytes.NewReader(input)
 	out := &cappedBuffer{max: maxCommandOutput}
 	cmd.Stdout = out

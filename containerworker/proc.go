@@ -16,6 +16,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/burla-temporal/burla/auth"
 	"github.com/burla-temporal/burla/store"
 	"github.com/burla-temporal/burla/wire"
 )
@@ -75,7 +76,9 @@ func startProc(path string, limit int) (*proc, error) {
 	p.stdout = newCapture(store.Stdout, outR, marker, limit, p.order, p.sink.add)
 	p.stderr = newCapture(store.Stderr, errR, marker, limit, p.order, p.sink.add)
 	cmd := exec.Command(path)
-	cmd.Env = append(os.Environ(), wire.EnvWorker+"=1", wire.EnvMarker+"="+hex.EncodeToString(nonce[:]))
+	// The user's program gets no credential of the node's: it runs another
+	// tenant's code than the next job's.
+	cmd.Env = append(auth.ChildEnv(os.Environ(), ""), wire.EnvWorker+"=1", wire.EnvMarker+"="+hex.EncodeToString(nonce[:]))
 	cmd.Stdin = nil
 	cmd.Stdout, cmd.Stderr = outW, errW
 	cmd.ExtraFiles = []*os.File{callsR, resW} // fds 3 and 4

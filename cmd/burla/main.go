@@ -65,6 +65,16 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	var err error
+	switch cmd := os.Args[1]; cmd {
+	case "dev", "control-plane", "node-agent", "container-worker":
+		// These hold the cluster's credentials, in their environment or memory,
+		// and node agents and container workers run next to users' code: a
+		// process that is not dumpable cannot have its /proc/PID/environ or memory
+		// read by another of the same user without CAP_SYS_PTRACE.
+		if _, _, errno := syscall.RawSyscall(syscall.SYS_PRCTL, syscall.PR_SET_DUMPABLE, 0, 0); errno != 0 {
+			fmt.Fprintf(os.Stderr, "burla: prctl(PR_SET_DUMPABLE): %v\n", errno)
+		}
+	}
 	switch cmd, args := os.Args[1], os.Args[2:]; cmd {
 	case "dev":
 		err = runDev(ctx, args)
