@@ -5,7 +5,7 @@ GO ?= go
 # ones that do (the embedded server, the end-to-end suites) run without it, because a
 # race build of the server takes several times the memory and time.
 LIGHT := ./auth/... ./job/... ./names/... ./wire/... ./store/... ./blob/... ./execfile/... ./sdk/... ./workflows/... \
-	./activities/... ./containerworker/... ./nodeagent/... ./workers/... ./temporalconn/... \
+	./activities/... ./containerworker/... ./nodeagent/... ./runtime/... ./workers/... ./temporalconn/... \
 	./status/... ./dashboard/... ./temporalmetrics/... ./deploy/grafana/...
 HEAVY := ./temporalserver/... ./devcluster/... ./provider/... ./tests/...
 

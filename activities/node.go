@@ -32,8 +32,8 @@ type Runner interface {
 	Start(ctx context.Context, spec job.Spec, n int) (<-chan error, error)
 	// Stop takes the workers off the job and waits until they are idle.
 	Stop(ctx context.Context, jobID string)
-	// Reset restarts every worker, so that the next job finds them fresh, and waits
-	// until they are warm again.
+	// Reset replaces every worker that is not fresh (Stop already starts this when
+	// it ends a job) and waits until every slot has a fresh worker.
 	Reset(ctx context.Context) error
 }
 

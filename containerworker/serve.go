@@ -20,7 +20,7 @@ import (
 const (
 	OpRun  = "run"  // work on Spec with the program at Binary until stopped
 	OpStop = "stop" // stop working on the current job
-	OpWarm = "warm" // start the program at Binary ahead of the job that will run it
+	OpWarm = "warm" // start the program at Binary ahead of the next job, if Tenant's and Binary's
 )
 
 // Command is one instruction from the agent.
@@ -28,6 +28,9 @@ type Command struct {
 	Op     string    `json:"op"`
 	Spec   *job.Spec `json:"spec,omitempty"`
 	Binary string    `json:"binary,omitempty"` // local path of the job's program (for warm, of a program)
+	// Tenant, for warm, is the tenant whose job last ran the program: only a job of
+	// that tenant may take the program prewarmed (see job.TenantOf).
+	Tenant string `json:"tenant,omitempty"`
 }
 
 // Event types.
@@ -114,7 +117,7 @@ func (w *Worker) Serve(ctx context.Context, in io.Reader, out io.Writer) error {
 			stop()
 		case OpWarm:
 			if cancelJob == nil && c.Binary != "" {
-				w.Prewarm(c.Binary)
+				w.Prewarm(c.Binary, c.Tenant)
 			}
 		default:
 			return fmt.Errorf("unknown command %q from agent", c.Op)

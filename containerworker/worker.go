@@ -66,25 +66,31 @@ type Worker struct {
 // most often runs the same program (a user iterating on one). The process is a new
 // one, so nothing of the last job's calls is in it; starting it ahead takes its
 // start-up, the largest part of a small job's time on a node, off the job's path.
+// Prewarming never crosses tenants: the program is the last job's tenant's, and
+// only a job of that tenant takes it. (The node agent does not give a job of
+// another tenant a worker that prewarmed at all, since the program's start-up ran
+// in it; this check is the worker's own.)
 type warming struct {
-	path  string
-	ready chan struct{}
-	p     *proc
-	err   error
+	path   string
+	tenant string
+	ready  chan struct{}
+	p      *proc
+	err    error
 }
 
 // Prewarm starts the program at path in worker mode, to be taken by the next job
-// that runs it. A program prewarmed earlier for another path is stopped.
-func (w *Worker) Prewarm(path string) {
+// that runs it, if that job is tenant's. A program prewarmed earlier for another
+// path or tenant is stopped.
+func (w *Worker) Prewarm(path, tenant string) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if w.warm != nil {
-		if w.warm.path == path {
+		if w.warm.path == path && w.warm.tenant == tenant {
 			return
 		}
 		go w.warm.discard()
 	}
-	wm := &warming{path: path, ready: make(chan struct{})}
+	wm := &warming{path: path, tenant: tenant, ready: make(chan struct{})}
 	w.warm = wm
 	go func() {
 		defer close(wm.ready)
@@ -95,15 +101,16 @@ func (w *Worker) Prewarm(path string) {
 	}()
 }
 
-// takeWarm returns the program prewarmed for path, once it has started, or nil if
-// there is none, or it failed to start (the caller starts it again, so that the
-// error is the job's), or it has since died.
-func (w *Worker) takeWarm(path string) *proc {
+// takeWarm returns the program prewarmed for path and tenant, once it has started,
+// or nil if there is none, or it failed to start (the caller starts it again, so
+// that the error is the job's), or it has since died. A program prewarmed for
+// another path or tenant is stopped.
+func (w *Worker) takeWarm(path, tenant string) *proc {
 	wm := w.unwarm()
 	if wm == nil {
 		return nil
 	}
-	if wm.path != path {
+	if wm.path != path || wm.tenant != tenant {
 		go wm.discard()
 		return nil
 	}
@@ -306,7 +313,7 @@ func (w *Worker) start(spec job.Spec, binPath string, logs *shipper) (caller, er
 	if len(spec.Command) > 0 {
 		return &command{argv: spec.Command, limit: w.cfg.LogLimit, lines: logs.add}, nil
 	}
-	p := w.takeWarm(binPath)
+	p := w.takeWarm(binPath, job.TenantOf(spec.ID))
 	var err error
 	if p == nil {
 		p, err = startProc(binPath, w.cfg.LogLimit)

@@ -344,8 +344,8 @@ func TestRunRefusesProgramWithoutWorkerMode(t *testing.T) {
 	}
 }
 
-// A program prewarmed for a job's binary is the one the job's calls run in; one
-// prewarmed for another binary is not.
+// A program prewarmed for a job's binary and tenant is the one the job's calls run
+// in; one prewarmed for another binary, or for another tenant, is not.
 func TestRunTakesPrewarmedProgram(t *testing.T) {
 	exe, err := os.Executable()
 	if err != nil {
@@ -353,12 +353,12 @@ func TestRunTakesPrewarmedProgram(t *testing.T) {
 	}
 	const wait = time.Second
 	for _, c := range []struct {
-		warm string
-		want bool
-	}{{exe, true}, {"/bin/true", false}} {
+		warm, tenant string
+		want         bool
+	}{{exe, job.TenantOf(spec("age").ID), true}, {"/bin/true", job.DefaultTenant, false}, {exe, "other", false}} {
 		s := &memStore{chunks: chunks(1, 1)}
 		w := containerworker.New(containerworker.Config{Store: s})
-		w.Prewarm(c.warm)
+		w.Prewarm(c.warm, c.tenant)
 		time.Sleep(wait)
 		ctx, cancel := context.WithCancel(context.Background())
 		errc := make(chan error, 1)
@@ -376,12 +376,12 @@ func TestRunTakesPrewarmedProgram(t *testing.T) {
 			t.Fatal(err)
 		}
 		if len(s.results) != 1 || s.results[0].Err != nil {
-			t.Fatalf("prewarmed %s: results %+v", c.warm, s.results)
+			t.Fatalf("prewarmed %s for %s: results %+v", c.warm, c.tenant, s.results)
 		}
 		var age int64
 		fmt.Sscan(string(s.results[0].Output), &age)
 		if got := age >= wait.Milliseconds()/2; got != c.want {
-			t.Errorf("prewarmed %s: the call ran in a program %d ms old; want prewarmed program used = %v", c.warm, age, c.want)
+			t.Errorf("prewarmed %s for %s: the call ran in a program %d ms old; want prewarmed program used = %v", c.warm, c.tenant, age, c.want)
 		}
 	}
 }

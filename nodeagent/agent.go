@@ -21,6 +21,7 @@ import (
 	"go.temporal.io/sdk/temporal"
 
 	"github.com/burla-temporal/burla/activities"
+	"github.com/burla-temporal/burla/auth"
 	"github.com/burla-temporal/burla/blob"
 	"github.com/burla-temporal/burla/job"
 	"github.com/burla-temporal/burla/names"
@@ -45,7 +46,9 @@ type Config struct {
 	StoreURL        string // see package storeurl
 	// TemporalSecurity secures the connection to Temporal (package temporalconn).
 	TemporalSecurity temporalconn.Security
-	// CacheDir holds the node's fetched binaries.
+	// CacheDir holds the node's fetched binaries (in bin/, mode 0700) and its workers'
+	// own directories (in workers/, see runtime.WorkerSpec.Dir). No worker sees the
+	// cache: each is given its job's program alone (runtime.Worker.Provide).
 	CacheDir string
 	// WorkerArgv starts one container worker; the agent adds "--slot N".
 	WorkerArgv []string
@@ -68,12 +71,20 @@ func Run(ctx context.Context, cfg Config) error {
 	if cfg.CPUs < 1 {
 		return fmt.Errorf("node %s: %d CPUs", cfg.ID, cfg.CPUs)
 	}
-	if err := os.MkdirAll(filepath.Join(cfg.CacheDir, "bin"), 0o755); err != nil {
-		return fmt.Errorf("node %s: cache: %w", cfg.ID, err)
-	}
-	// Workers in containers see the cache at the same path, bind-mounted.
+	// Workers' directories are bind-mounted into containers: their paths are absolute.
 	if abs, err := filepath.Abs(cfg.CacheDir); err == nil {
 		cfg.CacheDir = abs
+	}
+	binDir, workersDir := filepath.Join(cfg.CacheDir, "bin"), filepath.Join(cfg.CacheDir, "workers")
+	// Tenants' programs are the agent's alone (a cache made by an older agent was
+	// readable by all).
+	for _, dir := range []string{binDir, workersDir} {
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			return fmt.Errorf("node %s: cache: %w", cfg.ID, err)
+		}
+		if err := os.Chmod(dir, 0o700); err != nil {
+			return fmt.Errorf("node %s: cache: %w", cfg.ID, err)
+		}
 	}
 	st, err := storeurl.Open(ctx, cfg.StoreURL, "burla-node-"+cfg.ID)
 	if err != nil {
@@ -99,7 +110,7 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	defer tc.Close()
 
-	cache := &binCache{dir: filepath.Join(cfg.CacheDir, "bin"), blobs: st}
+	cache := &binCache{dir: binDir, blobs: st}
 	rt := cfg.Runtime
 	if rt == nil {
 		rt = process.Runtime{}
@@ -107,6 +118,10 @@ func Run(ctx context.Context, cfg Config) error {
 	// Workers an earlier agent of this node left behind (a crash) are removed.
 	if err := rt.Cleanup(ctx, cfg.Cluster, cfg.ID); err != nil {
 		return fmt.Errorf("node %s: %w", cfg.ID, err)
+	}
+	// And so are their directories, with whatever their last jobs wrote there.
+	if err := clearDir(workersDir); err != nil {
+		return fmt.Errorf("node %s: remove old workers' directories: %w", cfg.ID, err)
 	}
 	memPerWorker := 0
 	if cfg.RAMMB > 0 {
@@ -123,9 +138,15 @@ func Run(ctx context.Context, cfg Config) error {
 		}
 		envs = append(envs, tag)
 	}
-	p := newPool(rt, runtime.WorkerSpec{Cluster: cfg.Cluster, Node: cfg.ID, CPUs: 1, MemoryMB: memPerWorker, CacheDir: cfg.CacheDir},
+	// Workers reach the store with the node's key, if the cluster asks for one
+	// (storeurl.Open reads it from the environment, as the agent's store did).
+	var workerEnv []string
+	if key := os.Getenv(auth.EnvKey); key != "" {
+		workerEnv = []string{auth.EnvKey + "=" + key}
+	}
+	p := newPool(rt, runtime.WorkerSpec{Cluster: cfg.Cluster, Node: cfg.ID, CPUs: 1, MemoryMB: memPerWorker, Dir: workersDir, Env: workerEnv},
 		cfg.WorkerArgv, cfg.CPUs, envs, log, cache.get)
-	reg.MustRegister(p.restarts,
+	reg.MustRegister(p.restarts, p.resets,
 		prometheus.NewGaugeFunc(
 			prometheus.GaugeOpts{Name: "burla_node_workers_warm", Help: "Container workers running and ready."},
 			func() float64 { _, warm, _ := p.state(); return float64(warm) }),
@@ -194,6 +215,22 @@ func Run(ctx context.Context, cfg Config) error {
 			register()
 		}
 	}
+}
+
+// clearDir removes everything in dir.
+func clearDir(dir string) error {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, e := range entries {
+		d := runtime.WorkerDir{Path: filepath.Join(dir, e.Name())}
+		if err := d.Remove(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // binCache keeps the programs jobs ship, by digest, fetched once per node from

@@ -26,6 +26,14 @@ var _ activities.Runner = (*pool)(nil)
 // pool keeps one prewarmed container worker per slot, in its runtime (a process or a
 // container), and restarts any that dies. A slot on a job keeps the
 // job across its worker's restarts.
+//
+// A node serves one job at a time, and a worker serves at most one job: once the
+// job ends, every worker that served it is retired and a fresh one (a new process
+// with a new scratch directory, or a new container) takes its place, in the
+// background, so that the next job, perhaps another tenant's, finds warm workers
+// and nothing of the last job in them. A fresh worker may start the last job's
+// program ahead of the next job (containerworker.OpWarm); a job of another tenant
+// never runs in such a worker, but in one started fresh for it.
 type pool struct {
 	rt     runtime.Runtime
 	spec   runtime.WorkerSpec // what every worker gets, but its slot and argv
@@ -34,12 +42,17 @@ type pool struct {
 	binary func(ctx context.Context, tenant, digest string) (string, error)
 
 	restarts prometheus.Counter
+	resets   prometheus.Histogram
 	work     *workMetrics
 	cpus     int // the node's; there are cpus slots per environment
 
 	mu    sync.Mutex
 	slots []*slot
 	run   *assignment // the job the pool is on, if any
+	// resetting is when the reset in progress began (zero if none), and resetJob
+	// the job it follows ("" for one the node's workflow asked for).
+	resetting time.Time
+	resetJob  string
 
 	// changed receives a value when the pool's job or a worker's busy state has
 	// changed, so that the node's record can say so at once.
@@ -63,9 +76,10 @@ type slot struct {
 	// parked is set while the slot's worker is stopped because a job with a larger
 	// func_cpu needs fewer workers; closing it lets keep start the worker again.
 	parked chan struct{}
-	// last is the program the slot's last job ran; a fresh worker on an idle slot
-	// starts it ahead of the next job (containerworker.OpWarm).
-	last string
+	// last is the program the slot's last job ran, and lastTenant that job's
+	// tenant; a fresh worker on an idle slot starts it ahead of the next job
+	// (containerworker.OpWarm), which takes it if it is the same tenant's.
+	last, lastTenant string
 }
 
 type assignment struct {
@@ -81,7 +95,10 @@ type assignment struct {
 func newPool(rt runtime.Runtime, spec runtime.WorkerSpec, argv []string, cpus int, envs []string, log *slog.Logger, binary func(context.Context, string, string) (string, error)) *pool {
 	p := &pool{rt: rt, spec: spec, argv: argv, log: log, binary: binary, cpus: cpus,
 		restarts: prometheus.NewCounter(prometheus.CounterOpts{Name: "burla_node_worker_restarts_total", Help: "Container workers restarted after they exited."}),
-		work:     newWorkMetrics(), changed: make(chan struct{}, 1)}
+		resets: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "burla_node_reset_seconds",
+			Help:    "How long the node took, after a job, to replace every worker that served it with a fresh one.",
+			Buckets: prometheus.ExponentialBuckets(0.01, 2, 12)}),
+		work: newWorkMetrics(), changed: make(chan struct{}, 1)}
 	for _, image := range append([]string{""}, envs...) {
 		for range cpus {
 			p.slots = append(p.slots, &slot{i: len(p.slots), image: image})
@@ -120,16 +137,20 @@ func (p *pool) keep(ctx context.Context, s *slot) {
 		p.mu.Lock()
 		s.w, s.busy = w, ""
 		a := p.run
+		onJob := a != nil && contains(a.slots, s.i)
 		switch {
-		case a != nil && contains(a.slots, s.i):
+		case onJob:
 			p.assign(s, a) // a restarted worker goes back to its slot's job
+		case w.image != s.image:
+			// Started in a job's environment for a job that has ended since: it
+			// makes way for one in the slot's own.
+			p.retire(w)
 		case s.last != "":
-			if err := w.enc.Encode(containerworker.Command{Op: containerworker.OpWarm, Binary: s.last}); err != nil {
-				p.log.Warn("could not prewarm program", "slot", s.i, "error", err)
-			}
+			p.prewarm(s, w)
 		}
+		p.resetProgress()
 		p.mu.Unlock()
-		if a != nil && contains(a.slots, s.i) {
+		if onJob {
 			p.resize(ctx, w, a)
 		}
 		<-w.exited
@@ -154,15 +175,62 @@ func (p *pool) keep(ctx context.Context, s *slot) {
 	}
 }
 
-// workerProc is one running container worker.
+// workerProc is one running container worker. p.mu guards its flags.
 type workerProc struct {
 	rw     runtime.Worker
+	image  string // the environment it was started in
 	stdin  io.WriteCloser
 	enc    *json.Encoder
 	exited chan struct{}
 	err    error
-	// retired is set when the pool ends the worker on purpose (a reset); p.mu guards it.
+	// retired is set when the pool ends the worker on purpose (a reset).
 	retired bool
+	// served is set once the worker is given a job: it is retired when the job ends.
+	served bool
+	// warmTenant is the tenant whose program the worker was told to prewarm, if any.
+	warmTenant string
+}
+
+// fresh reports whether w is a worker the next job may have: one that has served
+// no job and is in its slot's environment.
+func (w *workerProc) fresh(s *slot) bool {
+	return w != nil && !w.retired && !w.served && w.image == s.image
+}
+
+// retireWait bounds how long a retired worker has to exit before it is killed.
+const retireWait = 5 * time.Second
+
+// retire ends w on purpose: it exits when its stdin closes, or is killed after
+// retireWait; keep then starts a fresh one in its slot. p.mu is held.
+func (p *pool) retire(w *workerProc) {
+	if w.retired {
+		return
+	}
+	w.retired = true
+	w.stdin.Close()
+	go func() {
+		t := time.NewTimer(retireWait)
+		defer t.Stop()
+		select {
+		case <-w.exited:
+		case <-t.C:
+			w.rw.Kill()
+		}
+	}()
+}
+
+// prewarm gives a fresh worker on an idle slot the slot's last program to start
+// ahead of the next job; p.mu is held.
+func (p *pool) prewarm(s *slot, w *workerProc) {
+	path, err := w.rw.Provide(s.last)
+	if err == nil {
+		err = w.enc.Encode(containerworker.Command{Op: containerworker.OpWarm, Binary: path, Tenant: s.lastTenant})
+	}
+	if err != nil {
+		p.log.Warn("could not prewarm program", "slot", s.i, "error", err)
+		return
+	}
+	w.warmTenant = s.lastTenant
 }
 
 func (w *workerProc) status() string {
@@ -186,7 +254,7 @@ func (p *pool) startWorker(ctx context.Context, s *slot) (*workerProc, error) {
 	if err != nil {
 		return nil, err
 	}
-	w := &workerProc{rw: rw, stdin: rw.Stdin(), enc: json.NewEncoder(rw.Stdin()), exited: make(chan struct{})}
+	w := &workerProc{rw: rw, image: spec.Image, stdin: rw.Stdin(), enc: json.NewEncoder(rw.Stdin()), exited: make(chan struct{})}
 	events := bufio.NewScanner(rw.Stdout())
 	events.Buffer(make([]byte, 64<<10), 1<<20)
 	ready := make(chan bool, 1)
@@ -265,20 +333,31 @@ func (p *pool) event(s *slot, w *workerProc, e containerworker.Event) {
 	}
 }
 
-// assign sends a's job to slot s; p.mu is held.
+// assign sends a's job to slot s, with the job's program, the one program of the
+// node's the worker is given while it runs the job; p.mu is held.
 func (p *pool) assign(s *slot, a *assignment) {
-	if s.w == nil {
-		return // keep will assign it once the worker is back
+	if s.w == nil || s.w.retired {
+		return // keep will assign it once a fresh worker is up
 	}
 	spec := a.spec
-	if err := s.w.enc.Encode(containerworker.Command{Op: containerworker.OpRun, Spec: &spec, Binary: a.binary}); err != nil {
+	path, err := s.w.rw.Provide(a.binary) // a command job has none: the worker is given none
+	if err != nil {
+		p.log.Warn("could not give the job's program to a container worker", "slot", s.i, "job", spec.ID, "error", err)
+		select {
+		case a.errs <- fmt.Errorf("worker %d: %w", s.i, err):
+		default:
+		}
+		return
+	}
+	if err := s.w.enc.Encode(containerworker.Command{Op: containerworker.OpRun, Spec: &spec, Binary: path}); err != nil {
 		p.log.Warn("could not send job to container worker", "slot", s.i, "job", spec.ID, "error", err)
 		return
 	}
+	s.w.served = true
 	s.busy = spec.ID
 	p.touch()
 	s.idle = make(chan struct{})
-	s.last = a.binary
+	s.last, s.lastTenant = a.binary, job.TenantOf(spec.ID)
 }
 
 // Start implements activities.Runner.
@@ -295,6 +374,13 @@ func (p *pool) Start(ctx context.Context, spec job.Spec, n int) (<-chan error, e
 	if p.run != nil {
 		return nil, fmt.Errorf("node is busy with job %s", p.run.spec.ID)
 	}
+	if !p.resetting.IsZero() {
+		// The job takes workers as they come back; this reset is not measured.
+		p.log.Info("job starts before the node's reset has finished", "job", spec.ID, "last_job", p.resetJob,
+			"reset_for", time.Since(p.resetting))
+		p.resetting, p.resetJob = time.Time{}, ""
+	}
+	tenant := job.TenantOf(spec.ID)
 	// The job runs on the slots warm in its environment, or, when its environment
 	// is not kept warm here, on the default slots restarted in it.
 	var mine, others []*slot
@@ -325,11 +411,12 @@ func (p *pool) Start(ctx context.Context, spec job.Spec, n int) (<-chan error, e
 			close(s.parked) // keep starts it, and gives it to the job
 			s.parked = nil
 		}
-		if restart && s.w != nil {
-			// The job runs in its own image: the warm worker makes way for one
-			// started from it, which keep gives to the job.
-			s.w.retired = true
-			s.w.stdin.Close()
+		if s.w != nil && !s.w.retired && (restart || s.w.served || s.w.warmTenant != "" && s.w.warmTenant != tenant) {
+			// The warm worker makes way for a fresh one, which keep gives to the
+			// job: the job runs in its own image, or the worker has started
+			// another tenant's program (prewarmed), whose process, and whatever it
+			// wrote, must not meet this job.
+			p.retire(s.w)
 			continue
 		}
 		p.assign(s, a)
@@ -345,8 +432,7 @@ func (p *pool) Start(ctx context.Context, spec job.Spec, n int) (<-chan error, e
 			s.parked = make(chan struct{})
 		}
 		if s.w != nil {
-			s.w.retired = true
-			s.w.stdin.Close()
+			p.retire(s.w)
 		}
 	}
 	p.run = a
@@ -399,19 +485,67 @@ func (p *pool) Stop(ctx context.Context, jobID string) {
 	a.closed = true
 	close(a.errs)
 	p.run = nil
+	// The node is reset now, in the background, rather than when its workflow
+	// asks (Reset), so that the next job finds it warm.
+	p.reset(jobID)
 	p.mu.Unlock()
+}
+
+// reset retires every worker that is not fresh, and lets the slots parked for the
+// last job start theirs again; keep replaces them. p.mu is held, and no job is on.
+func (p *pool) reset(after string) {
+	pending := false
+	for _, s := range p.slots {
+		if s.parked != nil {
+			close(s.parked)
+			s.parked = nil
+			pending = true
+		}
+		if s.w != nil && !s.w.fresh(s) {
+			p.retire(s.w)
+			pending = true
+		}
+	}
+	if pending && p.resetting.IsZero() {
+		p.resetting, p.resetJob = time.Now(), after
+	}
+	p.resetProgress()
+}
+
+// resetProgress ends the reset in progress if every slot has a fresh worker, and
+// records how long it took; p.mu is held.
+func (p *pool) resetProgress() {
+	if p.resetting.IsZero() || !p.allFresh() {
+		return
+	}
+	took := time.Since(p.resetting)
+	p.resets.Observe(took.Seconds())
+	p.log.Info("node reset: every worker that served the last job replaced by a fresh one",
+		"job", p.resetJob, "workers", len(p.slots), "took", took)
+	p.resetting, p.resetJob = time.Time{}, ""
+	p.touch()
+}
+
+// allFresh reports whether every slot has a fresh worker; p.mu is held.
+func (p *pool) allFresh() bool {
+	for _, s := range p.slots {
+		if s.parked != nil || !s.w.fresh(s) {
+			return false
+		}
+	}
+	return true
 }
 
 // size is the number of workers the pool keeps warm: one per CPU per environment.
 func (p *pool) size() int { return len(p.slots) }
 
-// state reports the pool's job, how many workers are warm, and how many of them
-// are running the job.
+// state reports the pool's job, how many workers are warm (running and not
+// retired), and how many of them are running the job.
 func (p *pool) state() (jobID string, warm, busy int) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	for _, s := range p.slots {
-		if s.w != nil {
+		if s.w != nil && !s.w.retired {
 			warm++
 			if s.busy != "" {
 				busy++
@@ -444,47 +578,23 @@ func contains(xs []int, x int) bool {
 	return false
 }
 
-// Reset implements activities.Runner: every worker is restarted, so that nothing of
-// the last job survives in them, and Reset returns once all are warm again.
+// Reset implements activities.Runner: every worker that is not fresh (one that
+// served a job, as after a job that ended without Stop) is replaced, so that nothing
+// of the last job survives in the node's workers, and Reset returns once every slot
+// has a fresh worker. After Stop, which starts the same reset, it only waits.
 func (p *pool) Reset(ctx context.Context) error {
 	p.mu.Lock()
 	if p.run != nil {
 		p.mu.Unlock()
 		return fmt.Errorf("reset while on job %s", p.run.spec.ID)
 	}
-	var old []*workerProc
-	for _, s := range p.slots {
-		if s.parked != nil {
-			close(s.parked)
-			s.parked = nil
-		}
-		if s.w != nil {
-			old = append(old, s.w)
-			s.w.retired = true
-			s.w.stdin.Close() // a worker exits when its stdin closes; keep restarts it
-		}
-	}
+	p.reset("")
 	p.mu.Unlock()
-	for _, w := range old {
-		select {
-		case <-w.exited:
-		case <-time.After(5 * time.Second):
-			w.rw.Kill()
-			<-w.exited
-		case <-ctx.Done():
-			return ctx.Err()
-		}
-	}
 	for {
 		p.mu.Lock()
-		warm := 0
-		for _, s := range p.slots {
-			if s.w != nil && !slices.Contains(old, s.w) {
-				warm++
-			}
-		}
+		done := p.allFresh()
 		p.mu.Unlock()
-		if warm == len(p.slots) {
+		if done {
 			return nil
 		}
 		select {

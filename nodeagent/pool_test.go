@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -22,7 +23,8 @@ import (
 )
 
 // fakeRuntime starts fake workers that speak the agent protocol: ready at once, a
-// "run" makes them busy, a "stop" makes them idle, a closed stdin ends them.
+// "run" makes them busy, a "stop" makes them idle, a closed stdin ends them. Each
+// records the commands it was sent and the program it was given.
 type fakeRuntime struct {
 	mu      sync.Mutex
 	started int
@@ -37,9 +39,11 @@ type fakeWorker struct {
 	stdoutW *io.PipeWriter
 	done    chan struct{}
 
-	mu   sync.Mutex
-	job  string
-	cpus float64
+	mu       sync.Mutex
+	job      string
+	cpus     float64
+	cmds     []containerworker.Command
+	provided string
 }
 
 func (r *fakeRuntime) Name() string                                  { return "fake" }
@@ -70,6 +74,7 @@ func (w *fakeWorker) serve() {
 		var c containerworker.Command
 		json.Unmarshal(sc.Bytes(), &c)
 		w.mu.Lock()
+		w.cmds = append(w.cmds, c)
 		switch c.Op {
 		case containerworker.OpRun:
 			w.job = c.Spec.ID
@@ -93,6 +98,57 @@ func (w *fakeWorker) Resize(_ context.Context, cpus float64, _ int) error {
 	w.cpus = cpus
 	w.mu.Unlock()
 	return nil
+}
+
+// Provide gives the worker the program under a path of its own.
+func (w *fakeWorker) Provide(path string) (string, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.provided = path
+	if path == "" {
+		return "", nil
+	}
+	return fmt.Sprintf("/worker-%d/%s", w.slot, filepath.Base(path)), nil
+}
+
+// commands returns the ops the worker was sent, with their tenants for warm.
+func (w *fakeWorker) commands() []string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	var ops []string
+	for _, c := range w.cmds {
+		switch c.Op {
+		case containerworker.OpWarm:
+			ops = append(ops, c.Op+":"+c.Tenant+":"+c.Binary)
+		case containerworker.OpRun:
+			ops = append(ops, c.Op+":"+c.Spec.ID+":"+c.Binary)
+		default:
+			ops = append(ops, c.Op)
+		}
+	}
+	return ops
+}
+
+func (w *fakeWorker) exited() bool {
+	select {
+	case <-w.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// worker returns the latest worker started in slot.
+func (r *fakeRuntime) worker(slot int) *fakeWorker {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.workers[slot]
+}
+
+func (r *fakeRuntime) starts() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.started
 }
 
 // live returns, for the latest worker of each slot still running, its job and CPUs.
@@ -157,6 +213,111 @@ func TestPoolGivesAFuncCPUJobWholeCPUs(t *testing.T) {
 	waitFor(t, "four fresh 1-CPU workers after the reset", func() bool { return slices.Equal(rt.live(), want) })
 	if rt.started != 4+4 {
 		t.Errorf("%d workers started; want 4 at first and 4 at the reset", rt.started)
+	}
+}
+
+// Once a job ends, every worker that served it is replaced by a fresh one, in the
+// background: Stop does not wait for them, the next job finds them warm, and the
+// workflow's Reset, after Stop, has nothing left to do. A worker the job did not use
+// is kept.
+func TestPoolReplacesWorkersAfterAJob(t *testing.T) {
+	p, rt := newTestPool(t, 3)
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(p.resets)
+	spec := job.Spec{ID: job.NewID(time.Now(), "acme"), Binary: strings.Repeat("a", 64), FuncCPU: 1}
+	if _, err := p.Start(context.Background(), spec, 2); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "two workers on the job", func() bool { _, _, busy := p.state(); return busy == 2 })
+	served := []*fakeWorker{rt.worker(0), rt.worker(1)}
+	idle := rt.worker(2)
+	for _, w := range served {
+		if got := w.provided; got != "/bin/prog" {
+			t.Errorf("worker %d was given program %q; want the job's, /bin/prog", w.slot, got)
+		}
+	}
+	p.Stop(context.Background(), spec.ID)
+	waitFor(t, "the job's workers replaced and the node warm", func() bool {
+		_, warm, _ := p.state()
+		return warm == 3 && rt.worker(0) != served[0] && rt.worker(1) != served[1]
+	})
+	for _, w := range served {
+		if !w.exited() {
+			t.Errorf("worker %d that served the job still runs", w.slot)
+		}
+	}
+	if rt.worker(2) != idle || idle.exited() {
+		t.Errorf("the worker the job did not use was replaced")
+	}
+	if err := p.Reset(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if got := rt.starts(); got != 3+2 {
+		t.Errorf("%d workers started; want 3 at first and 2 after the job", got)
+	}
+	waitFor(t, "the reset measured", func() bool { return gathered(t, reg)["burla_node_reset_seconds_count"] == 1 })
+	// The next job runs on fresh workers, not on those that served the last one.
+	next := job.Spec{ID: job.NewID(time.Now(), "acme"), Binary: strings.Repeat("a", 64), FuncCPU: 1}
+	if _, err := p.Start(context.Background(), next, 2); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "two workers on the next job", func() bool { _, _, busy := p.state(); return busy == 2 })
+	for _, w := range served {
+		if cmds := w.commands(); slices.ContainsFunc(cmds, func(c string) bool { return strings.Contains(c, next.ID) }) {
+			t.Errorf("worker %d, which served the last job, got the next: %v", w.slot, cmds)
+		}
+	}
+}
+
+// A fresh worker prewarms the last job's program for that job's tenant: the next
+// job of the same tenant runs in it, a job of another tenant in a worker started
+// for it that never prewarmed anything.
+func TestPoolPrewarmsForTheSameTenantOnly(t *testing.T) {
+	for _, c := range []struct {
+		name, tenant string
+		warmKept     bool
+	}{
+		{"same tenant", "acme", true},
+		{"another tenant", "globex", false},
+		{"the default tenant", job.DefaultTenant, false},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			p, rt := newTestPool(t, 1)
+			first := job.Spec{ID: job.NewID(time.Now(), "acme"), Binary: strings.Repeat("a", 64), FuncCPU: 1}
+			if _, err := p.Start(context.Background(), first, 1); err != nil {
+				t.Fatal(err)
+			}
+			waitFor(t, "the worker on the first job", func() bool { _, _, busy := p.state(); return busy == 1 })
+			served := rt.worker(0)
+			p.Stop(context.Background(), first.ID)
+			waitFor(t, "a fresh worker prewarming the program for acme", func() bool {
+				w := rt.worker(0)
+				return w != served && slices.Equal(w.commands(), []string{"warm:acme:/worker-0/prog"})
+			})
+			warm := rt.worker(0)
+			next := job.Spec{ID: job.NewID(time.Now(), c.tenant), Binary: strings.Repeat("a", 64), FuncCPU: 1}
+			if _, err := p.Start(context.Background(), next, 1); err != nil {
+				t.Fatal(err)
+			}
+			run := "run:" + next.ID + ":/worker-0/prog"
+			waitFor(t, "a worker on the next job", func() bool { return slices.Contains(rt.worker(0).commands(), run) })
+			w := rt.worker(0)
+			if c.warmKept {
+				if w != warm || !slices.Equal(w.commands(), []string{"warm:acme:/worker-0/prog", run}) {
+					t.Errorf("the next job of acme ran in a worker sent %v; want the prewarmed one", w.commands())
+				}
+				if got := rt.starts(); got != 2 {
+					t.Errorf("%d workers started; want 2 (the first, the fresh one after the job)", got)
+				}
+				return
+			}
+			if w == warm || !warm.exited() {
+				t.Errorf("a job of %s ran in the worker prewarmed for acme, or that worker lives on", c.tenant)
+			}
+			if got := w.commands(); !slices.Equal(got, []string{run}) {
+				t.Errorf("a job of %s ran in a worker sent %v; want one sent only the job", c.tenant, got)
+			}
+		})
 	}
 }
 

@@ -2,6 +2,11 @@
 // processes (runtime/process) or as Docker containers (runtime/docker), one per CPU,
 // prewarmed. The node agent drives every worker the same way: commands on the
 // worker's stdin, events from its stdout (see containerworker.Serve).
+//
+// Nodes serve one job at a time and the agent replaces every worker that served a
+// job once it ends, so a worker's own files (see WorkerSpec.Dir) live for one job:
+// the next job, perhaps another tenant's, finds neither the files the last one
+// wrote nor its program.
 package runtime
 
 import (
@@ -19,14 +24,21 @@ type WorkerSpec struct {
 	MemoryMB int
 	// Argv is the container worker's command line (argv[0] is the burla binary).
 	Argv []string
-	// CacheDir is the node's program cache; workers read the programs they run from it.
-	CacheDir string
+	// Dir is a directory of the node's, not readable by workers, under which the
+	// runtime keeps each worker's own directory: the program it is given (see
+	// Worker.Provide) and, where the runtime has no filesystem of its own for the
+	// worker, its scratch space. The worker's directory is removed when it exits.
+	Dir string
 	// Image, for runtimes that run images, is the image to run instead of the node's
 	// default: a job's environment.
 	Image string
+	// Env is what the worker needs of the node's environment ("KEY=value"): the API
+	// key it reaches a store that asks for one with. (The worker passes none of it
+	// to the functions it runs.) A worker in a container gets nothing else.
+	Env []string
 }
 
-// Worker is a running container worker.
+// Worker is a running container worker. Its methods are safe for concurrent use.
 type Worker interface {
 	// Stdin takes commands; closing it asks the worker to exit.
 	Stdin() io.WriteCloser
@@ -40,6 +52,12 @@ type Worker interface {
 	// Resize gives the worker cpus CPUs and memoryMB of memory (zero: no limit)
 	// while it runs, where the runtime can limit them.
 	Resize(ctx context.Context, cpus float64, memoryMB int) error
+	// Provide gives the worker the program at path (a file of the node's program
+	// cache) in place of any it was given before, and returns the path the worker
+	// runs it by; an empty path takes the last one away. The node's other programs
+	// stay out of the worker's reach as far as the runtime can keep them out (see
+	// each runtime's package comment).
+	Provide(path string) (string, error)
 }
 
 // Runtime starts workers. Implementations are safe for concurrent use.

@@ -2,8 +2,15 @@
 // from the node image (FROM scratch, the static burla binary), limited to their share
 // of the node's CPUs and memory, labelled so that an agent finds exactly its own
 // after a crash, and hardened: not privileged, no new privileges, a non-root user, a
-// read-only root with a writable /tmp, no Docker socket, the node's program cache
-// mounted read-only. Host networking reaches the store on the host's loopback.
+// read-only root with a writable /tmp, no Docker socket. Host networking reaches the
+// store on the host's loopback.
+//
+// A container serves one job: the agent replaces it once the job ends, so the next
+// job starts on a fresh filesystem (whatever the last wrote in /tmp is gone). Nor
+// does it see the node's program cache: it sees one read-only directory,
+// ProgramDir, which holds only the program its agent provided for its job (a hard
+// link into the worker's directory on the node, see runtime.WorkerDir). A job's
+// function can read its own program there and no other tenant's.
 package docker
 
 import (
@@ -39,6 +46,10 @@ const (
 
 // User is the unprivileged user workers run as.
 const User = "65534:65534"
+
+// ProgramDir is where a worker container finds the program it was provided. (Not
+// under /burla, which is the burla binary in the node image.)
+const ProgramDir = "/burla-program"
 
 // Runtime starts workers as containers.
 type Runtime struct {
@@ -81,17 +92,30 @@ func (r *Runtime) Start(ctx context.Context, spec runtime.WorkerSpec) (runtime.W
 	if err := r.api.ContainerRemove(ctx, name, container.RemoveOptions{Force: true}); err != nil && !client.IsErrNotFound(err) {
 		return nil, fmt.Errorf("docker runtime: clear slot %s: %w", name, err)
 	}
+	// The program directory is the container's only window on the node's files;
+	// the worker's user, not the agent's, reads it.
+	dir, err := runtime.NewWorkerDir(spec, 0o755)
+	if err != nil {
+		return nil, fmt.Errorf("docker runtime: %s: %w", name, err)
+	}
+	w, err := r.start(ctx, spec, img, name, dir)
+	if err != nil {
+		dir.Remove()
+		return nil, err
+	}
+	return w, nil
+}
+
+func (r *Runtime) start(ctx context.Context, spec runtime.WorkerSpec, img, name string, dir *runtime.WorkerDir) (*worker, error) {
 	res := container.Resources{NanoCPUs: int64(spec.CPUs * 1e9)}
 	if spec.MemoryMB > 0 {
 		res.Memory = int64(spec.MemoryMB) << 20
 	}
-	var mounts []mount.Mount
-	if spec.CacheDir != "" {
-		mounts = append(mounts, mount.Mount{Type: mount.TypeBind, Source: spec.CacheDir, Target: spec.CacheDir, ReadOnly: true})
-	}
+	mounts := []mount.Mount{{Type: mount.TypeBind, Source: dir.ProgramDir(), Target: ProgramDir, ReadOnly: true}}
 	_, err := r.api.ContainerCreate(ctx, &container.Config{
 		Image:       img,
 		Cmd:         spec.Argv[1:], // the image's entry point is the burla binary
+		Env:         spec.Env,
 		User:        User,
 		OpenStdin:   true,
 		StdinOnce:   true,
@@ -123,7 +147,7 @@ func (r *Runtime) Start(ctx context.Context, spec runtime.WorkerSpec) (runtime.W
 	}
 	// The attached stream multiplexes stdout and stderr; split them.
 	outR, outW := io.Pipe()
-	w := &worker{api: r.api, name: name, att: att, stdout: outR, done: make(chan struct{})}
+	w := &worker{api: r.api, name: name, dir: dir, att: att, stdout: outR, done: make(chan struct{})}
 	go func() {
 		// The worker's stderr is its own log: it goes to the agent's.
 		_, err := stdcopy.StdCopy(outW, os.Stderr, att.Reader)
@@ -139,8 +163,11 @@ func (r *Runtime) Start(ctx context.Context, spec runtime.WorkerSpec) (runtime.W
 			w.err = err
 		}
 		att.Close()
-		// The container is gone for good: its slot gets a fresh one.
+		// The container is gone for good, with its files: its slot gets a fresh one.
 		_ = r.api.ContainerRemove(context.Background(), name, container.RemoveOptions{Force: true})
+		if err := dir.Remove(); err != nil && w.err == nil {
+			w.err = err
+		}
 		close(w.done)
 	}()
 	return w, nil
@@ -166,6 +193,7 @@ func (r *Runtime) Cleanup(ctx context.Context, cluster, node string) error {
 type worker struct {
 	api    *client.Client
 	name   string
+	dir    *runtime.WorkerDir
 	att    types.HijackedResponse
 	stdout *io.PipeReader
 	done   chan struct{}
@@ -205,4 +233,15 @@ func (w *worker) Resize(ctx context.Context, cpus float64, memoryMB int) error {
 		return fmt.Errorf("docker runtime: resize %s: %w", w.name, err)
 	}
 	return nil
+}
+
+// Provide implements runtime.Worker: the program is linked into the worker's
+// program directory on the node, which the container sees, read-only, at
+// ProgramDir.
+func (w *worker) Provide(path string) (string, error) {
+	name, err := w.dir.Provide(path)
+	if err != nil || name == "" {
+		return "", err
+	}
+	return ProgramDir + "/" + name, nil
 }
