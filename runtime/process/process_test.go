@@ -82,6 +82,9 @@ func TestWorkerHasItsOwnDirectory(t *testing.T) {
 // A worker's directory is removed even when the function left parts of it
 // unwritable.
 func TestWorkerDirRemovesUnwritableDirectories(t *testing.T) {
+	if os.Geteuid() == 0 {
+		t.Skip("root removes unwritable directories anyway: this checks the fallback for an agent that is not root")
+	}
 	d, err := runtime.NewWorkerDir(runtime.WorkerSpec{Dir: t.TempDir()}, 0o700)
 	if err != nil {
 		t.Fatal(err)
