@@ -25,6 +25,29 @@ func (e *RemoteError) Error() string {
 	return fmt.Sprintf("burla: input %d failed on the cluster (%s): %s", e.Index, e.Kind, e.Message)
 }
 
+// InputErrors is the calls that failed in a job run with ReturnErrors, in input
+// order. errors.As finds each *RemoteError in it.
+type InputErrors struct {
+	Job    string
+	Inputs int            // how many inputs the job had
+	Errors []*RemoteError // sorted by Index
+}
+
+func (e *InputErrors) Error() string {
+	first := e.Errors[0]
+	return fmt.Sprintf("burla: %d of %d inputs failed on the cluster; the first, input %d (%s): %s",
+		len(e.Errors), e.Inputs, first.Index, first.Kind, first.Message)
+}
+
+// Unwrap gives each failed call's *RemoteError.
+func (e *InputErrors) Unwrap() []error {
+	errs := make([]error, len(e.Errors))
+	for i, re := range e.Errors {
+		errs[i] = re
+	}
+	return errs
+}
+
 // ErrorKind says what went wrong outside the user's function.
 type ErrorKind string
 

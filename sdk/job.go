@@ -140,6 +140,7 @@ func Submit[In, Out any](ctx context.Context, f *Function[In, Out], inputs []In,
 		Lease:          o.lease,
 		Detached:       o.detach,
 		ClientTimeout:  o.clientTimeout,
+		ReturnErrors:   o.returnErrors,
 		Created:        now,
 	}
 	if err := c.st.CreateJob(ctx, spec); err != nil {
@@ -206,6 +207,7 @@ func Attach[Out any](ctx context.Context, jobID string, opts ...Option) (*Job[Ou
 	if err != nil {
 		return nil, fmt.Errorf("burla: attach to job %s: %w", jobID, err)
 	}
+	o.returnErrors = spec.ReturnErrors // the job's mode, whoever reads it
 	j := newJob[Out](c, o, jobID, spec.Inputs)
 	j.uploadErr <- nil
 	j.uploaded.Store(int64(spec.Inputs))
@@ -315,20 +317,33 @@ func (j *Job[Out]) cancelQuietly() {
 	_ = j.c.tc.CancelWorkflow(ctx, j.id, "")
 }
 
-// Outputs waits for every output and returns them in input order.
+// Outputs waits for every output and returns them in input order. With
+// ReturnErrors, a failed call leaves its output the zero value and the error is an
+// *InputErrors listing every failed input.
 func (j *Job[Out]) Outputs(ctx context.Context) ([]Out, error) {
 	outs := make([]Out, j.inputs)
+	var failed []*RemoteError
 	for r, err := range j.Results(ctx) {
-		if err != nil {
+		var re *RemoteError
+		switch {
+		case err != nil && j.o.returnErrors && errors.As(err, &re):
+			failed = append(failed, re)
+		case err != nil:
 			return nil, err
+		default:
+			outs[r.Index] = r.Output
 		}
-		outs[r.Index] = r.Output
+	}
+	if len(failed) > 0 {
+		slices.SortFunc(failed, func(a, b *RemoteError) int { return a.Index - b.Index })
+		return outs, &InputErrors{Job: j.id, Inputs: j.inputs, Errors: failed}
 	}
 	return outs, nil
 }
 
 // Results yields each output once, as it arrives. A failed call ends the job and is
-// yielded as a *RemoteError; a job that fails for another reason yields an *Error.
+// yielded as a *RemoteError (with ReturnErrors the job goes on, and so does the
+// iteration); a job that fails for another reason yields an *Error.
 // Stopping the iteration early cancels the job unless it is detached.
 func (j *Job[Out]) Results(ctx context.Context) iter.Seq2[Result[Out], error] {
 	return func(yield func(Result[Out], error) bool) {
@@ -388,6 +403,12 @@ func (j *Job[Out]) Results(ctx context.Context) iter.Seq2[Result[Out], error] {
 				seen[i/64] |= 1 << (i % 64)
 				remaining--
 				j.done.Add(1)
+				if r.Err != nil && j.o.returnErrors {
+					if !yield(Result[Out]{Index: i}, &RemoteError{Job: j.id, Index: i, Kind: r.Err.Kind, Message: r.Err.Message, Stack: r.Err.Stack}) {
+						return
+					}
+					continue
+				}
 				if r.Err != nil {
 					// The job fails by itself on its first failed call; cancelling it
 					// here would hide that cause in its history.

@@ -27,6 +27,7 @@ type options struct {
 	clientTimeout  time.Duration
 	onStart        func(jobID string)
 	apiKey         string
+	returnErrors   bool
 }
 
 func buildOptions(opts []Option) (options, error) {
@@ -100,6 +101,12 @@ func OnCluster(c *Cluster) Option { return func(o *options) { o.cluster = c } }
 // keys of that tenant (and the cluster's operators) can list, attach to, cancel
 // or read the job. Make keys with `burla keys add --tenant NAME`.
 func APIKey(key string) Option { return func(o *options) { o.apiKey = key } }
+
+// ReturnErrors runs every input even when some calls fail, instead of failing the
+// job on its first failed call. Results yields each failed input's *RemoteError
+// and goes on; Outputs and RemoteParallelMap return every output, the zero value
+// where a call failed, with an *InputErrors that lists the failed inputs by index.
+func ReturnErrors() Option { return func(o *options) { o.returnErrors = true } }
 
 // OnStart calls fn with the job's ID as soon as the job has started.
 func OnStart(fn func(jobID string)) Option { return func(o *options) { o.onStart = fn } }
