@@ -25,6 +25,7 @@ const maxCommandOutput = 64 << 20
 // the output, its stderr the call's log.
 type command struct {
 	argv  []string
+	env   []string // the job's variables, "NAME=value"
 	limit int
 	lines func(store.LogLine)
 }
@@ -65,7 +66,7 @@ func (c *command) call(ctx context.Context, call wire.Call, timeout time.Duratio
 		defer cancel()
 	}
 	cmd := exec.CommandContext(cctx, c.argv[0], c.argv[1:]...)
-	cmd.Env = auth.ChildEnv(os.Environ(), "") // no credential of the node's
+	cmd.Env = append(auth.ChildEnv(os.Environ(), ""), c.env...) // no credential of the node's
 	cmd.Stdin = bytes.NewReader(input)
 	out := &cappedBuffer{max: maxCommandOutput}
 	cmd.Stdout = out

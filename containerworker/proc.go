@@ -46,9 +46,10 @@ type proc struct {
 	waitErr        error
 }
 
-// startProc starts the program at path in worker mode. What it prints is held
-// until its sink is pointed somewhere (p.sink.to).
-func startProc(path string, limit int) (*proc, error) {
+// startProc starts the program at path in worker mode, with env (the job's
+// variables, "NAME=value") added to its environment. What it prints is held until
+// its sink is pointed somewhere (p.sink.to).
+func startProc(path string, limit int, env []string) (*proc, error) {
 	var nonce [12]byte
 	if _, err := rand.Read(nonce[:]); err != nil {
 		return nil, err
@@ -78,7 +79,7 @@ func startProc(path string, limit int) (*proc, error) {
 	cmd := exec.Command(path)
 	// The user's program gets no credential of the node's: it runs another
 	// tenant's code than the next job's.
-	cmd.Env = append(auth.ChildEnv(os.Environ(), ""), wire.EnvWorker+"=1", wire.EnvMarker+"="+hex.EncodeToString(nonce[:]))
+	cmd.Env = append(append(auth.ChildEnv(os.Environ(), ""), env...), wire.EnvWorker+"=1", wire.EnvMarker+"="+hex.EncodeToString(nonce[:]))
 	cmd.Stdin = nil
 	cmd.Stdout, cmd.Stderr = outW, errW
 	cmd.ExtraFiles = []*os.File{callsR, resW} // fds 3 and 4
@@ -547,7 +548,7 @@ func (c *capture) tailNote() string {
 // Inspect starts the program at path in worker mode, reads what it registers, and
 // stops it.
 func Inspect(ctx context.Context, path string) (functions []string, goos, goarch string, err error) {
-	p, err := startProc(path, 0)
+	p, err := startProc(path, 0, nil)
 	if err != nil {
 		return nil, "", "", err
 	}

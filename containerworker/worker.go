@@ -7,6 +7,7 @@ package containerworker
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -94,7 +95,7 @@ func (w *Worker) Prewarm(path, tenant string) {
 	w.warm = wm
 	go func() {
 		defer close(wm.ready)
-		wm.p, wm.err = startProc(path, w.cfg.LogLimit)
+		wm.p, wm.err = startProc(path, w.cfg.LogLimit, nil)
 		if wm.err != nil {
 			w.log.Warn("could not prewarm program", "path", path, "error", wm.err)
 		}
@@ -182,7 +183,7 @@ func (w *Worker) Run(ctx context.Context, spec job.Spec, binPath string) error {
 		<-shipped
 	}()
 
-	p, err := w.start(spec, binPath, logs)
+	p, err := w.start(ctx, spec, binPath, logs)
 	if err != nil {
 		return err
 	}
@@ -309,14 +310,21 @@ type caller interface {
 	close()
 }
 
-func (w *Worker) start(spec job.Spec, binPath string, logs *shipper) (caller, error) {
-	if len(spec.Command) > 0 {
-		return &command{argv: spec.Command, limit: w.cfg.LogLimit, lines: logs.add}, nil
+func (w *Worker) start(ctx context.Context, spec job.Spec, binPath string, logs *shipper) (caller, error) {
+	env, err := w.jobEnv(ctx, spec)
+	if err != nil {
+		return nil, err
 	}
-	p := w.takeWarm(binPath, job.TenantOf(spec.ID))
-	var err error
+	if len(spec.Command) > 0 {
+		return &command{argv: spec.Command, env: env, limit: w.cfg.LogLimit, lines: logs.add}, nil
+	}
+	var p *proc
+	if len(env) == 0 {
+		// A program prewarmed for the tenant has the worker's environment only.
+		p = w.takeWarm(binPath, job.TenantOf(spec.ID))
+	}
 	if p == nil {
-		p, err = startProc(binPath, w.cfg.LogLimit)
+		p, err = startProc(binPath, w.cfg.LogLimit, env)
 	}
 	if err != nil {
 		msg := fmt.Sprintf("binary %s: %v", spec.Binary[:12], err)
@@ -336,6 +344,31 @@ func (w *Worker) start(spec job.Spec, binPath string, logs *shipper) (caller, er
 			spec.Function, p.hello.Functions)}
 	}
 	return p, nil
+}
+
+// jobEnv reads the job's environment variables from the store (job.EnvKey), as
+// "NAME=value", checked against the names the spec gives; nil when it gives none.
+func (w *Worker) jobEnv(ctx context.Context, spec job.Spec) ([]string, error) {
+	if len(spec.Env) == 0 {
+		return nil, nil
+	}
+	data, err := readBlob(ctx, w.cfg.Blobs, job.EnvKey(spec.ID))
+	if err != nil {
+		return nil, fmt.Errorf("read the job's environment: %w", err)
+	}
+	var vars map[string]string
+	if err := json.Unmarshal(data, &vars); err != nil {
+		return nil, fmt.Errorf("read the job's environment: %w", err)
+	}
+	env := make([]string, 0, len(spec.Env))
+	for _, name := range spec.Env {
+		v, ok := vars[name]
+		if !ok || !job.ValidEnvName(name) {
+			return nil, fmt.Errorf("the job's environment lacks %q, which its spec names", name)
+		}
+		env = append(env, name+"="+v)
+	}
+	return env, nil
 }
 
 // runChunk runs every input of a claimed chunk and hands its results, and then the
@@ -369,7 +402,7 @@ func (w *Worker) runChunk(ctx context.Context, spec job.Spec, binPath string, pp
 	var err error
 	for rest := cl.Chunk().Items; len(rest) > 0 && err == nil; {
 		if *pp == nil {
-			p, serr := w.start(spec, binPath, out.com.logs)
+			p, serr := w.start(ctx, spec, binPath, out.com.logs)
 			if serr != nil {
 				err = serr
 				break

@@ -47,6 +47,10 @@ type Spec struct {
 	Detached bool `json:"detached,omitempty"`
 	// ClientTimeout is how long a job that is not detached survives its client's silence.
 	ClientTimeout time.Duration `json:"client_timeout"`
+	// Env names the environment variables the job's calls get besides the
+	// worker's own. Their values are secrets, so they are not here (the spec is the
+	// job workflow's argument, in its history) but in the blob EnvKey(ID).
+	Env []string `json:"env,omitempty"`
 	// ReturnErrors keeps a job going after a call fails instead of failing it fast.
 	ReturnErrors bool      `json:"return_errors,omitempty"`
 	Created      time.Time `json:"created"`
@@ -61,6 +65,8 @@ func (s *Spec) Validate() error {
 		return fmt.Errorf("job %s: its ID names no valid tenant", s.ID)
 	case len(s.Function) > MaxFunctionName:
 		return fmt.Errorf("job %s: function name of %d bytes is longer than %d", s.ID, len(s.Function), MaxFunctionName)
+	case len(s.Env) > MaxEnvVars:
+		return fmt.Errorf("job %s: %d environment variables, more than %d", s.ID, len(s.Env), MaxEnvVars)
 	case s.Tenant != "" && s.Tenant != TenantOf(s.ID):
 		return fmt.Errorf("job %s: tenant %q is not the tenant its ID names (%q)", s.ID, s.Tenant, TenantOf(s.ID))
 	case s.Function == "":
@@ -79,6 +85,32 @@ func (s *Spec) Validate() error {
 		return fmt.Errorf("job %s: lease %v is not positive", s.ID, s.Lease)
 	}
 	return nil
+}
+
+// MaxEnvVars bounds the environment variables a job sets, and MaxEnvBytes the
+// size of their names and values together.
+const (
+	MaxEnvVars  = 256
+	MaxEnvBytes = 64 << 10
+)
+
+// EnvKey is the blob-store key of a job's environment variables: a JSON object
+// of names and values.
+func EnvKey(jobID string) string { return "env-" + jobID }
+
+// ValidEnvName reports whether name can be a job's environment variable: a
+// letter or underscore, then letters, digits and underscores, at most 128 of
+// them, and not one of Burla's own (BURLA_…).
+func ValidEnvName(name string) bool {
+	if name == "" || len(name) > 128 || strings.HasPrefix(name, "BURLA_") || name[0] >= '0' && name[0] <= '9' {
+		return false
+	}
+	for _, c := range name {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_') {
+			return false
+		}
+	}
+	return true
 }
 
 // MaxFunctionName bounds a function's name, as the wire protocol does.
@@ -198,9 +230,9 @@ func BinaryKeyFor(tenant, digest string) string {
 	return "bin-" + tenant + "." + digest
 }
 
-// BlobTenant is the tenant whose blob key is: of an executable (BinaryKeyFor), or
-// of a job's large input or output ("in-<job>-<index>", "out-<job>-<index>"). It
-// is "" for any other key.
+// BlobTenant is the tenant whose blob key is: of an executable (BinaryKeyFor), of
+// a job's environment (EnvKey), or of a job's large input or output
+// ("in-<job>-<index>", "out-<job>-<index>"). It is "" for any other key.
 func BlobTenant(key string) string {
 	if rest, ok := strings.CutPrefix(key, "bin-"); ok {
 		if tenant, _, ok := strings.Cut(rest, "."); ok {
@@ -210,6 +242,9 @@ func BlobTenant(key string) string {
 			return ""
 		}
 		return DefaultTenant
+	}
+	if rest, ok := strings.CutPrefix(key, "env-"); ok && ValidID(rest) {
+		return TenantOf(rest)
 	}
 	rest, ok := strings.CutPrefix(key, "in-")
 	if !ok {

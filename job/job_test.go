@@ -74,3 +74,24 @@ func TestNewIDNamesItsTenant(t *testing.T) {
 		}
 	}
 }
+
+func TestBlobTenant(t *testing.T) {
+	now := time.Now()
+	acme, deflt := NewID(now, "acme"), NewID(now, "")
+	digest := strings.Repeat("ab", 32)
+	for key, want := range map[string]string{
+		BinaryKeyFor("acme", digest): "acme",
+		BinaryKey(digest):            DefaultTenant,
+		EnvKey(acme):                 "acme",
+		EnvKey(deflt):                DefaultTenant,
+		"in-" + acme + "-12":         "acme",
+		"out-" + deflt + "-0":        DefaultTenant,
+		"bin-Bad.x":                  "",
+		"env-nonsense":               "",
+		"other":                      "",
+	} {
+		if got := BlobTenant(key); got != want {
+			t.Errorf("BlobTenant(%q) = %q, want %q", key, got, want)
+		}
+	}
+}

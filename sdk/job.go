@@ -8,7 +8,10 @@ import (
 	"errors"
 	"fmt"
 	"iter"
+	"maps"
+	"os"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -91,6 +94,10 @@ func Submit[In, Out any](ctx context.Context, f *Function[In, Out], inputs []In,
 	if err != nil {
 		return nil, err
 	}
+	vars, err := jobEnv(&o)
+	if err != nil {
+		return nil, err
+	}
 	c, err := clusterFor(ctx, &o)
 	if err != nil {
 		return nil, err
@@ -142,6 +149,15 @@ func Submit[In, Out any](ctx context.Context, f *Function[In, Out], inputs []In,
 		ClientTimeout:  o.clientTimeout,
 		ReturnErrors:   o.returnErrors,
 		Created:        now,
+	}
+	if len(vars) > 0 {
+		// The values go to the store alone; the spec, which Temporal keeps in the
+		// job's history, names them.
+		data, _ := json.Marshal(vars)
+		if err := c.st.Put(ctx, job.EnvKey(spec.ID), bytes.NewReader(data)); err != nil {
+			return nil, fmt.Errorf("burla: store the job's environment: %w", err)
+		}
+		spec.Env = slices.Sorted(maps.Keys(vars))
 	}
 	if err := c.st.CreateJob(ctx, spec); err != nil {
 		return nil, fmt.Errorf("burla: create job: %w", err)
@@ -215,6 +231,39 @@ func Attach[Out any](ctx context.Context, jobID string, opts ...Option) (*Job[Ou
 		return nil, err
 	}
 	return j, nil
+}
+
+// jobEnv is the environment o gives the job's calls: Env's variables and
+// ForwardEnv's, checked.
+func jobEnv(o *options) (map[string]string, error) {
+	env := maps.Clone(o.env)
+	for _, name := range o.forwardEnv {
+		v, ok := os.LookupEnv(name)
+		if !ok {
+			return nil, fmt.Errorf("burla: ForwardEnv(%q): %s is not set in this program's environment", name, name)
+		}
+		if env == nil {
+			env = map[string]string{}
+		}
+		env[name] = v
+	}
+	size := 0
+	for k, v := range env {
+		if !job.ValidEnvName(k) {
+			return nil, fmt.Errorf("burla: Env: %q is not a variable name a job may set (letters, digits and underscores, not starting with a digit or BURLA_)", k)
+		}
+		if strings.ContainsRune(v, 0) {
+			return nil, fmt.Errorf("burla: Env: the value of %s holds a NUL byte", k)
+		}
+		size += len(k) + len(v)
+	}
+	switch {
+	case len(env) > job.MaxEnvVars:
+		return nil, fmt.Errorf("burla: Env: %d variables, more than %d", len(env), job.MaxEnvVars)
+	case size > job.MaxEnvBytes:
+		return nil, fmt.Errorf("burla: Env: %d bytes of names and values, more than %d; pass large data as inputs", size, job.MaxEnvBytes)
+	}
+	return env, nil
 }
 
 func newJob[Out any](c *Cluster, o options, id string, inputs int) *Job[Out] {

@@ -28,6 +28,8 @@ type options struct {
 	onStart        func(jobID string)
 	apiKey         string
 	returnErrors   bool
+	env            map[string]string
+	forwardEnv     []string
 }
 
 func buildOptions(opts []Option) (options, error) {
@@ -101,6 +103,28 @@ func OnCluster(c *Cluster) Option { return func(o *options) { o.cluster = c } }
 // keys of that tenant (and the cluster's operators) can list, attach to, cancel
 // or read the job. Make keys with `burla keys add --tenant NAME`.
 func APIKey(key string) Option { return func(o *options) { o.apiKey = key } }
+
+// Env sets environment variables for the job's calls, on top of the worker's
+// own: configuration and secrets. Their values never go into the job's workflow
+// history, its logs or the dashboard; they are kept in the cluster's store, in the
+// tenant's own part of it, and given only to this job's calls. Names are letters,
+// digits and underscores; BURLA_… is reserved. Several Env options add up.
+func Env(vars map[string]string) Option {
+	return func(o *options) {
+		if o.env == nil {
+			o.env = map[string]string{}
+		}
+		for k, v := range vars {
+			o.env[k] = v
+		}
+	}
+}
+
+// ForwardEnv gives the job's calls the named variables of this program's own
+// environment, as Env does; each must be set.
+func ForwardEnv(names ...string) Option {
+	return func(o *options) { o.forwardEnv = append(o.forwardEnv, names...) }
+}
 
 // ReturnErrors runs every input even when some calls fail, instead of failing the
 // job on its first failed call. Results yields each failed input's *RemoteError
