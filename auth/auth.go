@@ -92,12 +92,17 @@ func ParseKey(key string) (Principal, error) {
 	if len(key) > MaxKeyBytes {
 		return Principal{}, fmt.Errorf("API key is %d bytes, more than %d", len(key), MaxKeyBytes)
 	}
+	return parseKey(key, hash(key))
+}
+
+// parseKey is ParseKey for a key of at most MaxKeyBytes whose SHA-256 (hex) is h.
+func parseKey(key, h string) (Principal, error) {
 	rest, ok := strings.CutPrefix(key, keyPrefix)
 	parts := strings.Split(rest, "_")
 	if !ok || len(parts) != 3 || len(parts[2]) != 52 {
 		return Principal{}, errors.New(`API key is not of the form "bk_<role>_<tenant>_<secret>"; make one with "burla keys add"`)
 	}
-	p := Principal{Role: Role(parts[0]), Tenant: parts[1], ID: KeyID(key)}
+	p := Principal{Role: Role(parts[0]), Tenant: parts[1], ID: h[:12]}
 	switch {
 	case !p.Role.valid():
 		return Principal{}, fmt.Errorf("API key %s names unknown role %q", p.ID, p.Role)
@@ -177,11 +182,14 @@ func (k *Keys) AddEphemeral(role Role, tenant string) (string, error) {
 
 // Lookup returns who key stands for, or an error wrapping ErrUnknownKey.
 func (k *Keys) Lookup(key string) (Principal, error) {
-	p, err := ParseKey(key)
+	if len(key) > MaxKeyBytes {
+		return ParseKey(key) // its error
+	}
+	h := hash(key) // once: every call to a server that asks for keys comes here
+	p, err := parseKey(key, h)
 	if err != nil {
 		return Principal{}, err
 	}
-	h := hash(key)
 	k.mu.Lock()
 	if k.path != "" && time.Since(k.checked) > time.Second {
 		if err := k.reloadLocked(); err != nil {

@@ -183,7 +183,13 @@ func (w *Worker) Run(ctx context.Context, spec job.Spec, binPath string) error {
 		<-shipped
 	}()
 
-	p, err := w.start(ctx, spec, binPath, logs)
+	// The job's variables are read once; a program restarted mid-job gets them too.
+	env, err := w.jobEnv(ctx, spec)
+	if err != nil {
+		return err
+	}
+	start := func() (caller, error) { return w.start(spec, binPath, env, logs) }
+	p, err := start()
 	if err != nil {
 		return err
 	}
@@ -216,7 +222,7 @@ func (w *Worker) Run(ctx context.Context, spec job.Spec, binPath string) error {
 			}
 			cl = c
 		}
-		failed, err := w.runChunk(ctx, spec, binPath, &p, cl, out)
+		failed, err := w.runChunk(ctx, spec, start, &p, cl, out)
 		if err != nil {
 			if ctx.Err() != nil {
 				return nil
@@ -310,11 +316,9 @@ type caller interface {
 	close()
 }
 
-func (w *Worker) start(ctx context.Context, spec job.Spec, binPath string, logs *shipper) (caller, error) {
-	env, err := w.jobEnv(ctx, spec)
-	if err != nil {
-		return nil, err
-	}
+// start starts what runs the job's calls, with env (the job's variables,
+// "NAME=value") in its environment.
+func (w *Worker) start(spec job.Spec, binPath string, env []string, logs *shipper) (caller, error) {
 	if len(spec.Command) > 0 {
 		return &command{argv: spec.Command, env: env, limit: w.cfg.LogLimit, lines: logs.add}, nil
 	}
@@ -323,6 +327,7 @@ func (w *Worker) start(ctx context.Context, spec job.Spec, binPath string, logs 
 		// A program prewarmed for the tenant has the worker's environment only.
 		p = w.takeWarm(binPath, job.TenantOf(spec.ID))
 	}
+	var err error
 	if p == nil {
 		p, err = startProc(binPath, w.cfg.LogLimit, env)
 	}
@@ -374,7 +379,7 @@ func (w *Worker) jobEnv(ctx context.Context, spec job.Spec) ([]string, error) {
 // runChunk runs every input of a claimed chunk and hands its results, and then the
 // chunk, to the committer. It returns the first failed call as a *JobError, or an
 // error when the chunk had to be abandoned.
-func (w *Worker) runChunk(ctx context.Context, spec job.Spec, binPath string, pp *caller, cl *leased, out *outbox) (*JobError, error) {
+func (w *Worker) runChunk(ctx context.Context, spec job.Spec, start func() (caller, error), pp *caller, cl *leased, out *outbox) (*JobError, error) {
 	var failed *JobError
 	var addErr error
 	out.pace.start(len(cl.Chunk().Items))
@@ -402,7 +407,7 @@ func (w *Worker) runChunk(ctx context.Context, spec job.Spec, binPath string, pp
 	var err error
 	for rest := cl.Chunk().Items; len(rest) > 0 && err == nil; {
 		if *pp == nil {
-			p, serr := w.start(ctx, spec, binPath, out.com.logs)
+			p, serr := start()
 			if serr != nil {
 				err = serr
 				break

@@ -193,7 +193,13 @@ func ValidTenant(t string) bool {
 	if t == "" || len(t) > 32 || t[0] < 'a' || t[0] > 'z' || t[len(t)-1] == '-' {
 		return false
 	}
-	for _, c := range t {
+	return lowerDigitsDashes(t)
+}
+
+// lowerDigitsDashes reports whether s holds only lower-case letters, digits and
+// dashes: the characters that are safe in every store's keys and subjects.
+func lowerDigitsDashes(s string) bool {
+	for _, c := range s {
 		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-') {
 			return false
 		}
@@ -205,15 +211,7 @@ func ValidTenant(t string) bool {
 // workflow IDs: "j-" followed by 1 to 64 lower-case letters, digits or dashes.
 func ValidID(id string) bool {
 	rest, ok := strings.CutPrefix(id, "j-")
-	if !ok || len(rest) == 0 || len(rest) > 64 {
-		return false
-	}
-	for _, c := range rest {
-		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-') {
-			return false
-		}
-	}
-	return true
+	return ok && len(rest) > 0 && len(rest) <= 64 && lowerDigitsDashes(rest)
 }
 
 // BinaryKey is the blob-store key of the default tenant's executable with the

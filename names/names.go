@@ -7,6 +7,8 @@
 // "JobWorkflow" by the SDK, and a renamed constant is a wire-format change.
 package names
 
+import "github.com/burla-temporal/burla/job"
+
 // TaskQueueControl is the task queue served by the control-plane worker: the job,
 // cluster and node workflows and the activities that only touch the store.
 const TaskQueueControl = "burla-control"
@@ -36,7 +38,7 @@ func NodeWorkflowID(nodeID string) string { return "burla-node-" + nodeID }
 // that its concurrent jobs with the same environment share one build. A tenant's
 // builds are its own: it shipped the program they inspect.
 func EnvBuildWorkflowID(tenant, digest string) string {
-	if tenant == "" || tenant == DefaultTenant {
+	if tenant == "" || tenant == job.DefaultTenant {
 		return "burla-env-" + digest
 	}
 	return "burla-env-" + tenant + "." + digest
@@ -81,9 +83,6 @@ const (
 	SearchFunction = "BurlaFunction" // Keyword: registered function name
 	SearchTenant   = "BurlaTenant"   // Keyword: the tenant that started the job
 )
-
-// DefaultTenant is the tenant of a job started without an API key.
-const DefaultTenant = "default"
 
 // Application error types: the Type of a temporal.ApplicationError that ends a job.
 // The SDK switches on them to build the error it returns to the caller.

@@ -452,18 +452,19 @@ func (j *Job[Out]) Results(ctx context.Context) iter.Seq2[Result[Out], error] {
 				seen[i/64] |= 1 << (i % 64)
 				remaining--
 				j.done.Add(1)
-				if r.Err != nil && j.o.returnErrors {
-					if !yield(Result[Out]{Index: i}, &RemoteError{Job: j.id, Index: i, Kind: r.Err.Kind, Message: r.Err.Message, Stack: r.Err.Stack}) {
-						return
-					}
-					continue
-				}
 				if r.Err != nil {
+					re := &RemoteError{Job: j.id, Index: i, Kind: r.Err.Kind, Message: r.Err.Message, Stack: r.Err.Stack}
+					if j.o.returnErrors {
+						if !yield(Result[Out]{Index: i}, re) {
+							return
+						}
+						continue
+					}
 					// The job fails by itself on its first failed call; cancelling it
 					// here would hide that cause in its history.
 					finished = true
 					j.syncLogs(ctx)
-					yield(Result[Out]{Index: i}, &RemoteError{Job: j.id, Index: i, Kind: r.Err.Kind, Message: r.Err.Message, Stack: r.Err.Stack})
+					yield(Result[Out]{Index: i}, re)
 					return
 				}
 				out, err := j.decode(ctx, r)

@@ -122,17 +122,11 @@ func tenantMay(tenant, method string, req any) error {
 	case *workflowservice.SignalWorkflowExecutionRequest:
 		return mayTouch(tenant, r.GetWorkflowExecution())
 	case *workflowservice.ListWorkflowExecutionsRequest:
-		var err error
-		r.Query, err = narrow(tenant, r.Query)
-		return err
+		return narrow(tenant, &r.Query)
 	case *workflowservice.CountWorkflowExecutionsRequest:
-		var err error
-		r.Query, err = narrow(tenant, r.Query)
-		return err
+		return narrow(tenant, &r.Query)
 	case *workflowservice.ScanWorkflowExecutionsRequest:
-		var err error
-		r.Query, err = narrow(tenant, r.Query)
-		return err
+		return narrow(tenant, &r.Query)
 	}
 	return fmt.Errorf("%s is for the cluster's own components", method)
 }
@@ -184,18 +178,20 @@ func ownsEnv(tenant, id string) bool {
 	return ok && rest != "" && !strings.ContainsAny(rest, ".")
 }
 
-// narrow confines a visibility query to tenant's workflows. The caller's query
-// goes in parentheses, so it must not be able to close them: one whose brackets
-// do not balance outside its string literals is refused.
-func narrow(tenant, q string) (string, error) {
+// narrow confines the visibility query q to tenant's workflows, in place. The
+// caller's query goes in parentheses, so it must not be able to close them: one
+// whose brackets do not balance outside its string literals is refused.
+func narrow(tenant string, q *string) error {
 	clause := fmt.Sprintf("%s = '%s'", names.SearchTenant, tenant) // ValidTenant: no quotes
-	if err := balanced(q); err != nil {
-		return "", err
+	if err := balanced(*q); err != nil {
+		return err
 	}
-	if strings.TrimSpace(q) == "" {
-		return clause, nil
+	if strings.TrimSpace(*q) == "" {
+		*q = clause
+	} else {
+		*q = clause + " AND (" + *q + ")"
 	}
-	return clause + " AND (" + q + ")", nil
+	return nil
 }
 
 // balanced checks that q's parentheses pair up and its quotes close.

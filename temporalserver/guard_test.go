@@ -70,7 +70,8 @@ func TestNarrow(t *testing.T) {
 		{"a = 'x' OR b = 'y'", "BurlaTenant = 'acme' AND (a = 'x' OR b = 'y')"},
 		{"a = ')'", "BurlaTenant = 'acme' AND (a = ')')"},
 	} {
-		got, err := narrow("acme", c.in)
+		got := c.in
+		err := narrow("acme", &got)
 		if err != nil || got != c.want {
 			t.Errorf("narrow(%q) = %q, %v; want %q", c.in, got, err, c.want)
 		}
@@ -83,7 +84,7 @@ func TestNarrow(t *testing.T) {
 		"(a = 'x'",
 		`a = "x\") OR (BurlaTenant = 'other'`,
 	} {
-		if got, err := narrow("acme", q); err == nil {
+		if got := q; narrow("acme", &got) == nil {
 			t.Errorf("narrow(%q) = %q, not refused", q, got)
 		}
 	}
