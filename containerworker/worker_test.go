@@ -69,6 +69,8 @@ type memStore struct {
 	results []store.Result
 	lines   []store.LogLine
 	done    int
+	// returned counts chunks given back with Claim.Return.
+	returned int
 	// failPuts makes PutResults fail.
 	failPuts bool
 }
@@ -132,6 +134,12 @@ type memClaim struct {
 func (c *memClaim) Chunk() store.Chunk           { return c.c }
 func (c *memClaim) Attempt() int                 { return 1 }
 func (c *memClaim) Extend(context.Context) error { return nil }
+func (c *memClaim) Return(context.Context) error {
+	c.s.mu.Lock()
+	c.s.returned++
+	c.s.mu.Unlock()
+	return nil
+}
 func (c *memClaim) Done(context.Context) error {
 	c.s.mu.Lock()
 	c.s.done++

@@ -94,4 +94,11 @@ const (
 	ErrClientGone      = "ClientGone"      // the caller stopped heartbeating a job that was not detached
 	ErrNodesLost       = "NodesLost"       // every node working on the job was lost
 	ErrShuttingDown    = "ClusterShutdown" // the cluster is shutting down
+	// ErrNoCompatibleNodes: no node the cluster has or can start fits the job's
+	// image, GPU, region or disk.
+	ErrNoCompatibleNodes = "NoCompatibleNodes"
+	ErrAllNodesBusy      = "AllNodesBusy"      // every node that fits is on other jobs, and the job may not grow
+	ErrNodesFailedToBoot = "NodesFailedToBoot" // the nodes started for the job failed to boot
+	ErrJobStalled        = "JobStalled"        // the job made no progress for longer than its stall timeout
+	ErrVersionMismatch   = "VersionMismatch"   // the client's protocol version is not the cluster's
 )

@@ -126,6 +126,10 @@ type Claim interface {
 	Extend(ctx context.Context) error
 	// Done removes the chunk from the queue; call it after its results are stored.
 	Done(ctx context.Context) error
+	// Return puts the chunk back in the queue at once, for any worker to claim,
+	// instead of when its lease runs out: its claimer cannot run it (a call ran
+	// out of memory, and the node now runs fewer at a time).
+	Return(ctx context.Context) error
 }
 
 // Results holds each input's result. Several results for one index may be stored

@@ -448,6 +448,19 @@ func (c *claim) Extend(ctx context.Context) error {
 	return fmt.Errorf("extend lease of chunk %d: %w", c.chunk.Seq, err)
 }
 
+// Return ends the lease now, if this claim still holds it.
+func (c *claim) Return(ctx context.Context) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	_, err := c.ref.Update(ctx, []firestore.Update{{Path: fLeasedUntil, Value: time.Now()}},
+		firestore.LastUpdateTime(c.updated))
+	switch status.Code(err) {
+	case codes.OK, codes.FailedPrecondition, codes.NotFound:
+		return nil // returned, or no longer this claim's to return
+	}
+	return fmt.Errorf("return chunk %d to the queue: %w", c.chunk.Seq, err)
+}
+
 // Done deletes the chunk whoever holds it now: its results are stored, so a
 // claimer that took it after this one's lease ran out has nothing left to add.
 func (c *claim) Done(ctx context.Context) error {

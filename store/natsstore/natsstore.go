@@ -388,6 +388,13 @@ func (c *claim) Extend(ctx context.Context) error {
 	return nil
 }
 
+func (c *claim) Return(ctx context.Context) error {
+	if err := c.msg.Nak(); err != nil {
+		return fmt.Errorf("return chunk %d to the queue: %w", c.chunk.Seq, err)
+	}
+	return nil
+}
+
 func (c *claim) Done(ctx context.Context) error {
 	// DoubleAck waits for the server, so a chunk reported done is gone for good.
 	if err := c.msg.DoubleAck(ctx); err != nil {

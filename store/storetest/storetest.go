@@ -20,6 +20,7 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 	t.Run("ClaimDoneDrains", func(t *testing.T) { testClaimDoneDrains(t, newStore(t)) })
 	t.Run("LeaseRedelivers", func(t *testing.T) { testLeaseRedelivers(t, newStore(t)) })
 	t.Run("ExtendKeepsLease", func(t *testing.T) { testExtendKeepsLease(t, newStore(t)) })
+	t.Run("ReturnRedeliversAtOnce", func(t *testing.T) { testReturnRedelivers(t, newStore(t)) })
 	t.Run("ConcurrentClaimsAreDisjoint", func(t *testing.T) { testConcurrentClaims(t, newStore(t)) })
 	t.Run("ResultsAndLogsWatch", func(t *testing.T) { testWatch(t, newStore(t)) })
 	t.Run("JobSpecAndHeartbeat", func(t *testing.T) { testJobs(t, newStore(t)) })
@@ -112,6 +113,35 @@ func testLeaseRedelivers(t *testing.T, s store.Store) {
 	}
 	if c2.Chunk().Items[0].Index != c1.Chunk().Items[0].Index || c2.Attempt() != 2 {
 		t.Errorf("reclaimed input %d attempt %d; want input %d attempt 2", c2.Chunk().Items[0].Index, c2.Attempt(), c1.Chunk().Items[0].Index)
+	}
+	if err := c2.Done(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if p, _ := s.Progress(ctx, spec.ID); !p.Drained() {
+		t.Errorf("progress after Done = %+v; want drained", p)
+	}
+}
+
+func testReturnRedelivers(t *testing.T, s store.Store) {
+	ctx := ctxFor(t)
+	spec := newSpec(t, time.Minute) // far longer than the test: only Return brings it back
+	mustCreate(t, ctx, s, spec, 1)
+	c1, err := s.Claim(ctx, spec.ID, time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Claim(ctx, spec.ID, 100*time.Millisecond); !errors.Is(err, store.ErrNoChunk) {
+		t.Fatalf("a leased chunk was claimed again (err %v)", err)
+	}
+	if err := c1.Return(ctx); err != nil {
+		t.Fatalf("Return: %v", err)
+	}
+	c2, err := s.Claim(ctx, spec.ID, 5*time.Second)
+	if err != nil {
+		t.Fatalf("claim after Return: %v", err)
+	}
+	if c2.Chunk().Items[0].Index != c1.Chunk().Items[0].Index {
+		t.Errorf("claimed input %d after Return; want %d", c2.Chunk().Items[0].Index, c1.Chunk().Items[0].Index)
 	}
 	if err := c2.Done(ctx); err != nil {
 		t.Fatal(err)
