@@ -28,6 +28,9 @@ type command struct {
 	env   []string // the job's variables, "NAME=value"
 	limit int
 	lines func(store.LogLine)
+	// memoryMB is the worker's memory share: a call whose process passes it is
+	// killed (0: no limit).
+	memoryMB func() int64
 }
 
 func (c *command) close() {}
@@ -83,6 +86,7 @@ func (c *command) call(ctx context.Context, call wire.Call, timeout time.Duratio
 	if err := cmd.Start(); err != nil {
 		return fail(store.KindExit, fmt.Sprintf("start command %q: %v", c.argv, err), "")
 	}
+	mem := watchMemory(cmd.Process.Pid, c.memoryMB, func() { _ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) })
 	var tail []string
 	used, cut := 0, false
 	sc := bufio.NewScanner(stderr)
@@ -103,6 +107,7 @@ func (c *command) call(ctx context.Context, call wire.Call, timeout time.Duratio
 		c.lines(store.LogLine{Index: call.Index, Stream: store.Stderr, Text: line})
 	}
 	err = cmd.Wait()
+	mem.close()
 	switch {
 	case ctx.Err() != nil:
 		return callOutcome{}, ctx.Err()
@@ -111,12 +116,19 @@ func (c *command) call(ctx context.Context, call wire.Call, timeout time.Duratio
 	case out.over:
 		return fail(store.KindEncode, fmt.Sprintf("command printed more than %d bytes for input %d", maxCommandOutput, call.Index), "")
 	case err != nil:
+		stack := strings.Join(tail, "\n")
+		d := classify(err, mem, stack)
 		var ee *exec.ExitError
 		msg := err.Error()
 		if errors.As(err, &ee) {
-			msg = fmt.Sprintf("command %q exited with status %d", c.argv, ee.ExitCode())
+			msg = fmt.Sprintf("command %q %s", c.argv, exitStatus(ee))
+			if d.oom {
+				msg = d.message(call.Index, exitStatus(ee))
+			}
 		}
-		return fail(store.KindExit, msg, strings.Join(tail, "\n"))
+		oc, _ := fail(d.kind(), msg, stack)
+		oc.lost = d.lost()
+		return oc, nil
 	}
 	b, _ := json.Marshal(strings.TrimSuffix(out.String(), "\n"))
 	return callOutcome{res: wire.Result{Index: call.Index, Output: b}}, nil

@@ -42,14 +42,16 @@ type proc struct {
 	sink           *lineSink  // where the captures' lines go
 	stdout, stderr *capture
 	gone           atomic.Bool // killed, or found dead: start another before the next call
+	mem            *memoryWatch
 	waitOnce       sync.Once
 	waitErr        error
 }
 
 // startProc starts the program at path in worker mode, with env (the job's
 // variables, "NAME=value") added to its environment. What it prints is held until
-// its sink is pointed somewhere (p.sink.to).
-func startProc(path string, limit int, env []string) (*proc, error) {
+// its sink is pointed somewhere (p.sink.to). It is killed when its resident memory
+// passes memoryMB(), if that is above 0.
+func startProc(path string, limit int, env []string, memoryMB func() int64) (*proc, error) {
 	var nonce [12]byte
 	if _, err := rand.Read(nonce[:]); err != nil {
 		return nil, err
@@ -100,6 +102,7 @@ func startProc(path string, limit int, env []string) (*proc, error) {
 		return nil, fmt.Errorf("start %s: %w", path, err)
 	}
 	p.cmd = cmd
+	p.mem = watchMemory(cmd.Process.Pid, memoryMB, p.kill)
 	go p.stdout.run()
 	go p.stderr.run()
 
@@ -144,6 +147,9 @@ func startProc(path string, limit int, env []string) (*proc, error) {
 type callOutcome struct {
 	res  wire.Result
 	died bool // the program is gone; start a new one before the next call
+	// lost: the call's process ran out of memory or was killed from outside; a job
+	// with dynamic resources runs the call again where it has more memory.
+	lost bool
 }
 
 // Pipelining: a worker keeps up to window calls, and up to windowBytes of their
@@ -290,10 +296,12 @@ func (p *proc) died(index int64) callOutcome {
 	// Let the captures reach EOF so that the call's last lines are shipped first.
 	p.stdout.awaitClosed(markerWait)
 	p.stderr.awaitClosed(markerWait)
-	return callOutcome{died: true, res: wire.Result{Index: index, Err: &wire.Error{
-		Kind:    store.KindExit,
-		Message: fmt.Sprintf("the function's process %s while running input %d", status, index),
-		Stack:   p.stderr.tail(),
+	tail := p.stderr.tail()
+	d := classify(p.waitErr, p.mem, tail)
+	return callOutcome{died: true, lost: d.lost(), res: wire.Result{Index: index, Err: &wire.Error{
+		Kind:    d.kind(),
+		Message: d.message(index, status),
+		Stack:   tail,
 	}}}
 }
 
@@ -302,18 +310,25 @@ func (p *proc) wait() string {
 	p.waitOnce.Do(func() {
 		p.callsW.Close()
 		p.waitErr = p.cmd.Wait()
+		p.mem.close()
 	})
 	var ee *exec.ExitError
 	switch {
 	case p.waitErr == nil:
 		return "exited with status 0"
 	case errors.As(p.waitErr, &ee):
-		if ws, ok := ee.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
-			return "was killed by signal " + ws.Signal().String()
-		}
-		return fmt.Sprintf("exited with status %d", ee.ExitCode())
+		return exitStatus(ee)
 	}
 	return p.waitErr.Error()
+}
+
+// exitStatus says how a process ended: "exited with status 3", "was killed by
+// signal killed".
+func exitStatus(ee *exec.ExitError) string {
+	if ws, ok := ee.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+		return "was killed by signal " + ws.Signal().String()
+	}
+	return fmt.Sprintf("exited with status %d", ee.ExitCode())
 }
 
 func (p *proc) kill() {
@@ -548,7 +563,7 @@ func (c *capture) tailNote() string {
 // Inspect starts the program at path in worker mode, reads what it registers, and
 // stops it.
 func Inspect(ctx context.Context, path string) (functions []string, goos, goarch string, err error) {
-	p, err := startProc(path, 0, nil)
+	p, err := startProc(path, 0, nil, noMemoryLimit)
 	if err != nil {
 		return nil, "", "", err
 	}

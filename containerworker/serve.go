@@ -21,6 +21,9 @@ const (
 	OpRun  = "run"  // work on Spec with the program at Binary until stopped
 	OpStop = "stop" // stop working on the current job
 	OpWarm = "warm" // start the program at Binary ahead of the next job, if Tenant's and Binary's
+	// OpResize tells a worker on a job its new share of the node (Workers and
+	// MemoryMB): the node runs fewer workers after a call ran out of memory.
+	OpResize = "resize"
 )
 
 // Command is one instruction from the agent.
@@ -31,6 +34,12 @@ type Command struct {
 	// Tenant, for warm, is the tenant whose job last ran the program: only a job of
 	// that tenant may take the program prewarmed (see job.TenantOf).
 	Tenant string `json:"tenant,omitempty"`
+	// Workers, for run and resize, is how many workers the node runs the job on
+	// now, and MemoryMB this worker's memory for a call (0: no limit of the
+	// worker's own). A call of a job with dynamic resources that runs out of
+	// memory goes back to the queue while Workers is above 1, and fails at 1.
+	Workers  int `json:"workers,omitempty"`
+	MemoryMB int `json:"memory_mb,omitempty"`
 }
 
 // Event types.
@@ -39,6 +48,10 @@ const (
 	EventIdle   = "idle"   // the worker stopped its job and is idle again
 	EventFailed = "failed" // the job failed on this worker; the worker is idle again
 	EventStats  = "stats"  // what the worker did since its last report (Stats)
+	// EventOOM: a call of a job with dynamic resources ran out of memory (or its
+	// process was killed) while Workers workers ran the job; its chunk is back in
+	// the queue, and the node should run fewer. The worker goes on with the job.
+	EventOOM = "oom"
 )
 
 // Event is one report to the agent.
@@ -49,6 +62,7 @@ type Event struct {
 	Message string `json:"message,omitempty"`
 	Index   int64  `json:"index,omitempty"`
 	Stats   *Stats `json:"stats,omitempty"`
+	Workers int    `json:"workers,omitempty"` // for oom: the job's workers on the node, as the worker knew
 }
 
 // Serve reads commands from in and reports on out until in closes or ctx ends.
@@ -95,6 +109,10 @@ func (w *Worker) Serve(ctx context.Context, in io.Reader, out io.Writer) error {
 				return errors.New("run command without a spec")
 			}
 			spec := *c.Spec
+			w.share.set(c.Workers, c.MemoryMB)
+			w.onOOM = func(index int64, workers int, msg string) {
+				emit(Event{Type: EventOOM, Job: spec.ID, Index: index, Workers: workers, Message: msg})
+			}
 			jctx, cancel := context.WithCancel(ctx)
 			cancelJob, jobDone = cancel, make(chan struct{})
 			go func(done chan struct{}) {
@@ -115,6 +133,8 @@ func (w *Worker) Serve(ctx context.Context, in io.Reader, out io.Writer) error {
 			}(jobDone)
 		case OpStop:
 			stop()
+		case OpResize:
+			w.share.set(c.Workers, c.MemoryMB)
 		case OpWarm:
 			if cancelJob == nil && c.Binary != "" {
 				w.Prewarm(c.Binary, c.Tenant)

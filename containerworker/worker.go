@@ -60,6 +60,12 @@ type Worker struct {
 	warm *warming // a program started ahead of the job that will run it
 
 	stats stats // reported to the node agent by Serve
+
+	// share is the worker's part of the node for its current job, and onOOM, if
+	// set, tells the agent that a call of a job with dynamic resources ran out of
+	// memory and went back to the queue (both set by Serve).
+	share share
+	onOOM func(index int64, workers int, msg string)
 }
 
 // warming is a program being started, or started, before its job: a node that
@@ -95,7 +101,7 @@ func (w *Worker) Prewarm(path, tenant string) {
 	w.warm = wm
 	go func() {
 		defer close(wm.ready)
-		wm.p, wm.err = startProc(path, w.cfg.LogLimit, nil)
+		wm.p, wm.err = startProc(path, w.cfg.LogLimit, nil, w.share.memoryMB.Load)
 		if wm.err != nil {
 			w.log.Warn("could not prewarm program", "path", path, "error", wm.err)
 		}
@@ -320,7 +326,7 @@ type caller interface {
 // "NAME=value") in its environment.
 func (w *Worker) start(spec job.Spec, binPath string, env []string, logs *shipper) (caller, error) {
 	if len(spec.Command) > 0 {
-		return &command{argv: spec.Command, env: env, limit: w.cfg.LogLimit, lines: logs.add}, nil
+		return &command{argv: spec.Command, env: env, limit: w.cfg.LogLimit, lines: logs.add, memoryMB: w.share.memoryMB.Load}, nil
 	}
 	var p *proc
 	if len(env) == 0 {
@@ -329,7 +335,7 @@ func (w *Worker) start(spec job.Spec, binPath string, env []string, logs *shippe
 	}
 	var err error
 	if p == nil {
-		p, err = startProc(binPath, w.cfg.LogLimit, env)
+		p, err = startProc(binPath, w.cfg.LogLimit, env, w.share.memoryMB.Load)
 	}
 	if err != nil {
 		msg := fmt.Sprintf("binary %s: %v", spec.Binary[:12], err)
@@ -379,14 +385,28 @@ func (w *Worker) jobEnv(ctx context.Context, spec job.Spec) ([]string, error) {
 // runChunk runs every input of a claimed chunk and hands its results, and then the
 // chunk, to the committer. It returns the first failed call as a *JobError, or an
 // error when the chunk had to be abandoned.
+//
+// A call of a job with dynamic resources that runs out of memory (see
+// callOutcome.lost) while the node runs the job on more than one worker is not a
+// failure: the results before it are stored, the chunk goes back to the queue at
+// once, and the agent hears of it (onOOM), to run fewer workers with more memory
+// each. With the node to itself, the call fails.
 func (w *Worker) runChunk(ctx context.Context, spec job.Spec, start func() (caller, error), pp *caller, cl *leased, out *outbox) (*JobError, error) {
 	var failed *JobError
 	var addErr error
+	var requeue *callOutcome // the call that ran out of memory, for the chunk to run again
 	out.pace.start(len(cl.Chunk().Items))
 	defer out.pace.end()
 	record := func(oc callOutcome) bool {
 		out.pace.answered()
+		if workers := w.share.workers.Load(); oc.lost && spec.Dynamic && workers > 1 {
+			requeue = &oc
+			return false
+		}
 		r := store.Result{Index: oc.res.Index, Output: oc.res.Output}
+		if e := oc.res.Err; e != nil && oc.lost && spec.Dynamic {
+			e.Message += "; it ran alone on its node, so it needs more memory than a node of this cluster has: use nodes with more (burla cluster standby --ram-mb) or make the call use less"
+		}
 		if e := oc.res.Err; e != nil {
 			r = store.Result{Index: oc.res.Index, Err: &store.CallError{Kind: e.Kind, Message: e.Message, Stack: e.Stack}}
 			if failed == nil {
@@ -423,17 +443,33 @@ func (w *Worker) runChunk(ctx context.Context, spec job.Spec, start func() (call
 		switch {
 		case addErr != nil:
 			err = addErr
-		case failed != nil && !spec.ReturnErrors:
+		case requeue != nil, failed != nil && !spec.ReturnErrors:
 			rest = nil
 		default:
 			rest = rest[n:]
 		}
 	}
 	out.flush()
+	if requeue != nil && err == nil {
+		out.com.giveBack(cl)
+		e := requeue.res.Err
+		workers := int(w.share.workers.Load())
+		w.log.Warn("a call ran out of memory; its chunk is back in the queue for the node to run with fewer workers",
+			"job", spec.ID, "input", requeue.res.Index, "workers", workers, "error", e.Message)
+		if w.onOOM != nil {
+			w.onOOM(requeue.res.Index, workers, e.Message)
+		}
+		return failed, nil
+	}
 	if err != nil || (failed != nil && !spec.ReturnErrors) {
 		// Abandoned, or the job is ending: leave the chunk to its lease and the
-		// job's clean-up.
-		out.com.release(cl)
+		// job's clean-up; a worker taken off the job (ctx ended) gives it back at
+		// once, for the node's other workers.
+		if ctx.Err() != nil && failed == nil {
+			out.com.giveBack(cl)
+		} else {
+			out.com.release(cl)
+		}
 		return failed, err
 	}
 	out.com.done(cl)
@@ -545,6 +581,9 @@ type commitOp struct {
 	results []store.Result
 	chunk   *leased // mark done (or, if release, let go) once what came before is stored
 	release bool
+	// giveBack, with release, puts the chunk back in the queue at once rather
+	// than when its lease runs out.
+	giveBack bool
 }
 
 func newCommitter(st Store, jobID string, logs *shipper, log *slog.Logger) *committer {
@@ -554,6 +593,7 @@ func newCommitter(st Store, jobID string, logs *shipper, log *slog.Logger) *comm
 func (c *committer) put(rs []store.Result) { c.ops <- commitOp{results: rs} }
 func (c *committer) done(cl *leased)       { c.ops <- commitOp{chunk: cl} }
 func (c *committer) release(cl *leased)    { c.ops <- commitOp{chunk: cl, release: true} }
+func (c *committer) giveBack(cl *leased)   { c.ops <- commitOp{chunk: cl, release: true, giveBack: true} }
 
 // close stores what was handed over and stops the committer.
 func (c *committer) close() {
@@ -584,6 +624,12 @@ func (c *committer) run(ctx context.Context) {
 		}
 		op.chunk.release()
 		switch {
+		case op.giveBack:
+			octx, cancel := context.WithTimeout(ctx, commitTimeout)
+			if err := op.chunk.Return(octx); err != nil {
+				c.log.Warn("could not return chunk to the queue; its lease will", "chunk", op.chunk.Chunk().Seq, "error", err)
+			}
+			cancel()
 		case op.release:
 		case lost:
 			c.log.Warn("chunk left to its lease, to run again: some of its results were not stored", "chunk", op.chunk.Chunk().Seq)

@@ -47,6 +47,15 @@ var (
 	_ = burla.Func("age", func(ctx context.Context, x int) (int64, error) {
 		return time.Since(processStart).Milliseconds(), nil
 	})
+	// hog holds x MB of memory for a while, as a call that needs it would.
+	_ = burla.Func("hog", func(ctx context.Context, x int) (int, error) {
+		b := make([]byte, x<<20)
+		for i := 0; i < len(b); i += 4096 {
+			b[i] = 1
+		}
+		time.Sleep(400 * time.Millisecond)
+		return int(b[len(b)-4096]) * x, nil
+	})
 	_ = burla.Func("boom", func(ctx context.Context, x int) (int, error) {
 		if x == 1 {
 			panic("boom")
@@ -137,6 +146,7 @@ func (c *memClaim) Extend(context.Context) error { return nil }
 func (c *memClaim) Return(context.Context) error {
 	c.s.mu.Lock()
 	c.s.returned++
+	c.s.chunks = append(c.s.chunks, c.c)
 	c.s.mu.Unlock()
 	return nil
 }

@@ -16,6 +16,8 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -50,6 +52,9 @@ type Config struct {
 	DataDir string
 	Nodes   int
 	CPUs    int // per node
+	// RAMMB is each node's memory, shared by its workers; zero means this
+	// machine's memory divided among the nodes.
+	RAMMB int
 	// MaxNodes bounds the nodes running at once (replacements and grows included);
 	// zero means Nodes, since on one machine more nodes than that only compete.
 	MaxNodes     int
@@ -134,6 +139,9 @@ func Start(ctx context.Context, cfg Config) (_ *Cluster, err error) {
 	if cfg.Host == "" {
 		cfg.Host = "127.0.0.1"
 	}
+	if cfg.RAMMB == 0 {
+		cfg.RAMMB = machineMB() / cfg.Nodes
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -203,7 +211,7 @@ func Start(ctx context.Context, cfg Config) (_ *Cluster, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("dev cluster: connect to temporal: %w", err)
 	}
-	control := &activities.Control{Nodes: c.st, Queue: c.st, Jobs: c.st, Temporal: c.tc}
+	control := &activities.Control{Nodes: c.st, Queue: c.st, Jobs: c.st, Temporal: c.tc, Blobs: c.st}
 	if cfg.Metrics != nil {
 		control.Metrics = activities.NewControlMetrics(cfg.Metrics)
 		cfg.Metrics.MustRegister(status.NewCollector(c.tc, c.st, cfg.Logger))
@@ -277,7 +285,7 @@ func Start(ctx context.Context, cfg Config) (_ *Cluster, err error) {
 	if cfg.MaxNodes == 0 {
 		cfg.MaxNodes = cfg.Nodes
 	}
-	if err := c.upCluster(ctx, workflows.StandbySpec{Nodes: cfg.Nodes, CPUs: cfg.CPUs, Provider: cfg.Provider, MaxNodes: cfg.MaxNodes, Envs: cfg.Envs}); err != nil {
+	if err := c.upCluster(ctx, workflows.StandbySpec{Nodes: cfg.Nodes, CPUs: cfg.CPUs, RAMMB: cfg.RAMMB, Provider: cfg.Provider, MaxNodes: cfg.MaxNodes, Envs: cfg.Envs}); err != nil {
 		return nil, err
 	}
 	return c, nil
@@ -420,4 +428,20 @@ func (c *Cluster) Client() client.Client { return c.tc }
 func Inspect(ctx context.Context, path string) (activities.EnvInfo, error) {
 	fns, goos, goarch, err := containerworker.Inspect(ctx, path)
 	return activities.EnvInfo{Functions: fns, GOOS: goos, GOARCH: goarch}, err
+}
+
+// machineMB is this machine's memory in MB (MemTotal in /proc/meminfo), or 0 if
+// it cannot be read.
+func machineMB() int {
+	b, err := os.ReadFile("/proc/meminfo")
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "MemTotal:"); ok {
+			kb, _ := strconv.Atoi(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")))
+			return kb >> 10
+		}
+	}
+	return 0
 }

@@ -33,9 +33,15 @@ type Spec struct {
 	Inputs  int      `json:"inputs"`
 	// FuncCPU and FuncRAMMB are the resources one call needs; a node with C CPUs runs
 	// C/FuncCPU calls at once.
-	FuncCPU        int `json:"func_cpu"`
-	FuncRAMMB      int `json:"func_ram_mb,omitempty"`
-	MaxParallelism int `json:"max_parallelism,omitempty"`
+	FuncCPU   int `json:"func_cpu"`
+	FuncRAMMB int `json:"func_ram_mb,omitempty"`
+	// Dynamic is set when the caller fixed neither FuncCPU nor FuncRAM: a node
+	// starts the job with one worker per CPU, and when a call runs out of memory
+	// or its process is killed, it puts the input back in the queue and runs
+	// fewer workers, each with more memory. The call fails only when it dies
+	// with the node to itself.
+	Dynamic        bool `json:"dynamic,omitempty"`
+	MaxParallelism int  `json:"max_parallelism,omitempty"`
 	// Grow lets the cluster start nodes for the job when too few are ready.
 	Grow bool `json:"grow,omitempty"`
 	// InputTimeout bounds one call; zero means no bound.

@@ -146,7 +146,7 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	p := newPool(rt, runtime.WorkerSpec{Cluster: cfg.Cluster, Node: cfg.ID, CPUs: 1, MemoryMB: memPerWorker, Dir: workersDir, Env: workerEnv},
 		cfg.WorkerArgv, cfg.CPUs, envs, log, cache.get)
-	reg.MustRegister(p.restarts, p.resets,
+	reg.MustRegister(p.restarts, p.resets, p.lowered,
 		prometheus.NewGaugeFunc(
 			prometheus.GaugeOpts{Name: "burla_node_workers_warm", Help: "Container workers running and ready."},
 			func() float64 { _, warm, _ := p.state(); return float64(warm) }),

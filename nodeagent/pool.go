@@ -43,6 +43,7 @@ type pool struct {
 
 	restarts prometheus.Counter
 	resets   prometheus.Histogram
+	lowered  prometheus.Counter
 	work     *workMetrics
 	cpus     int // the node's; there are cpus slots per environment
 
@@ -86,8 +87,14 @@ type assignment struct {
 	spec   job.Spec
 	binary string
 	slots  []int
-	errs   chan error
-	closed bool
+	// workers is how many workers the job runs on here: len(slots) once Start
+	// has set them all.
+	workers int
+	errs    chan error
+	closed  bool
+	// memoryMB is each worker's memory for a job with dynamic resources: the
+	// node's, shared equally by the job's workers (0 where the node's is unknown).
+	memoryMB int
 }
 
 // newPool makes a pool of cpus slots for the node's default environment and cpus
@@ -98,6 +105,8 @@ func newPool(rt runtime.Runtime, spec runtime.WorkerSpec, argv []string, cpus in
 		resets: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "burla_node_reset_seconds",
 			Help:    "How long the node took, after a job, to replace every worker that served it with a fresh one.",
 			Buckets: prometheus.ExponentialBuckets(0.01, 2, 12)}),
+		lowered: prometheus.NewCounter(prometheus.CounterOpts{Name: "burla_node_concurrency_lowered_total",
+			Help: "Times the node halved the workers on a job with dynamic resources because a call ran out of memory."}),
 		work: newWorkMetrics(), changed: make(chan struct{}, 1)}
 	for _, image := range append([]string{""}, envs...) {
 		for range cpus {
@@ -138,9 +147,12 @@ func (p *pool) keep(ctx context.Context, s *slot) {
 		s.w, s.busy = w, ""
 		a := p.run
 		onJob := a != nil && contains(a.slots, s.i)
+		var cpus float64
+		var mem int
 		switch {
 		case onJob:
 			p.assign(s, a) // a restarted worker goes back to its slot's job
+			cpus, mem = a.limits()
 		case w.image != s.image:
 			// Started in a job's environment for a job that has ended since: it
 			// makes way for one in the slot's own.
@@ -151,7 +163,7 @@ func (p *pool) keep(ctx context.Context, s *slot) {
 		p.resetProgress()
 		p.mu.Unlock()
 		if onJob {
-			p.resize(ctx, w, a)
+			p.resize(ctx, w, a.spec.ID, cpus, mem)
 		}
 		<-w.exited
 		p.mu.Lock()
@@ -247,6 +259,7 @@ func (p *pool) startWorker(ctx context.Context, s *slot) (*workerProc, error) {
 	p.mu.Lock()
 	if a := p.run; a != nil && contains(a.slots, s.i) {
 		spec.Image = a.spec.Image // a job's worker runs in the job's environment
+		spec.GPUs = a.spec.GPUCount()
 	}
 	p.mu.Unlock()
 	spec.Argv = append(slices.Clone(p.argv), "--slot", fmt.Sprint(s.i))
@@ -305,6 +318,10 @@ func (p *pool) event(s *slot, w *workerProc, e containerworker.Event) {
 	if s.w != w || s.busy != e.Job {
 		return // a report about a job the slot has left
 	}
+	if e.Type == containerworker.EventOOM {
+		p.lower(s, e)
+		return
+	}
 	s.busy = ""
 	p.touch()
 	if s.idle != nil {
@@ -349,7 +366,8 @@ func (p *pool) assign(s *slot, a *assignment) {
 		}
 		return
 	}
-	if err := s.w.enc.Encode(containerworker.Command{Op: containerworker.OpRun, Spec: &spec, Binary: path}); err != nil {
+	if err := s.w.enc.Encode(containerworker.Command{Op: containerworker.OpRun, Spec: &spec, Binary: path,
+		Workers: a.workers, MemoryMB: a.memoryMB}); err != nil {
 		p.log.Warn("could not send job to container worker", "slot", s.i, "job", spec.ID, "error", err)
 		return
 	}
@@ -403,7 +421,10 @@ func (p *pool) Start(ctx context.Context, spec job.Spec, n int) (<-chan error, e
 	}
 	keep = max(keep, 1)
 	n = max(1, min(n, keep))
-	a := &assignment{spec: spec, binary: bin, errs: make(chan error, len(p.slots)+1)}
+	a := &assignment{spec: spec, binary: bin, workers: n, errs: make(chan error, len(p.slots)+1)}
+	if nodeRAM := p.spec.MemoryMB * p.cpus; spec.Dynamic && nodeRAM > 0 {
+		a.memoryMB = nodeRAM / n
+	}
 	var resize []*workerProc
 	for _, s := range mine[:n] {
 		a.slots = append(a.slots, s.i)
@@ -436,18 +457,78 @@ func (p *pool) Start(ctx context.Context, spec job.Spec, n int) (<-chan error, e
 		}
 	}
 	p.run = a
+	cpus, mem := a.limits()
 	for _, w := range resize {
-		p.resize(ctx, w, a)
+		p.resize(ctx, w, spec.ID, cpus, mem)
 	}
 	return a.errs, nil
 }
 
-// resize gives a worker on a job the job's share of the node.
-func (p *pool) resize(ctx context.Context, w *workerProc, a *assignment) {
-	cpus := float64(max(a.spec.FuncCPU, 1))
-	if err := w.rw.Resize(ctx, cpus, a.spec.FuncRAMMB); err != nil {
-		p.log.Warn("could not resize worker", "job", a.spec.ID, "error", err)
+// limits is a worker's share of the node on the job: its CPUs and memory (0: the
+// worker's own limit stays); p.mu is held.
+func (a *assignment) limits() (cpus float64, memoryMB int) {
+	if a.spec.Dynamic {
+		return 1, a.memoryMB
 	}
+	return float64(max(a.spec.FuncCPU, 1)), a.spec.FuncRAMMB
+}
+
+// resize gives a worker on a job its share of the node, from a.limits.
+func (p *pool) resize(ctx context.Context, w *workerProc, job string, cpus float64, memoryMB int) {
+	if err := w.rw.Resize(ctx, cpus, memoryMB); err != nil {
+		p.log.Warn("could not resize worker", "job", job, "error", err)
+	}
+}
+
+// lower halves the workers on a job with dynamic resources after one of its
+// calls ran out of memory with e.Workers workers on it (its chunk is back in the
+// queue): the other half are stopped until the job ends, and the workers kept
+// share the node's memory. A report from before the last lowering changes
+// nothing: the call that ran out of memory then runs again with more. p.mu is held.
+func (p *pool) lower(s *slot, e containerworker.Event) {
+	a := p.run
+	if a == nil || a.spec.ID != e.Job || a.closed || !a.spec.Dynamic || e.Workers != a.workers || a.workers < 2 {
+		return
+	}
+	n := a.workers / 2
+	// The worker whose call ran out of memory goes first: its program is gone.
+	keep := make([]int, 0, n)
+	for _, i := range a.slots {
+		if i != s.i && len(keep) < n {
+			keep = append(keep, i)
+		}
+	}
+	for _, i := range a.slots {
+		if contains(keep, i) {
+			continue
+		}
+		stopped := p.slots[i]
+		if stopped.parked == nil {
+			stopped.parked = make(chan struct{})
+		}
+		if stopped.w != nil {
+			p.retire(stopped.w) // its chunk goes back to the queue as it stops
+		}
+	}
+	a.slots, a.workers = keep, n
+	if a.memoryMB > 0 {
+		a.memoryMB = p.spec.MemoryMB * p.cpus / n
+	}
+	p.lowered.Inc()
+	p.log.Warn("a call ran out of memory: the node runs the job on half as many workers, each with more memory",
+		"job", a.spec.ID, "input", e.Index, "workers", n, "memory_mb", a.memoryMB, "error", e.Message)
+	for _, i := range keep {
+		k := p.slots[i]
+		if k.w == nil || k.w.retired {
+			continue // keep gives a restarted worker the job's new share
+		}
+		if err := k.w.enc.Encode(containerworker.Command{Op: containerworker.OpResize, Workers: n, MemoryMB: a.memoryMB}); err != nil {
+			p.log.Warn("could not resize worker", "slot", i, "job", a.spec.ID, "error", err)
+		}
+		cpus, mem := a.limits()
+		go p.resize(context.Background(), k.w, a.spec.ID, cpus, mem)
+	}
+	p.touch()
 }
 
 // Stop implements activities.Runner.

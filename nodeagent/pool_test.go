@@ -40,10 +40,31 @@ type fakeWorker struct {
 	done    chan struct{}
 
 	mu       sync.Mutex
+	enc      *json.Encoder
 	job      string
 	cpus     float64
+	memoryMB int
 	cmds     []containerworker.Command
 	provided string
+}
+
+// report sends e to the agent as the worker.
+func (w *fakeWorker) report(e containerworker.Event) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.enc.Encode(e)
+}
+
+// last returns the last command of op the worker was sent.
+func (w *fakeWorker) last(op string) (containerworker.Command, bool) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for i := len(w.cmds) - 1; i >= 0; i-- {
+		if w.cmds[i].Op == op {
+			return w.cmds[i], true
+		}
+	}
+	return containerworker.Command{}, false
 }
 
 func (r *fakeRuntime) Name() string                                  { return "fake" }
@@ -68,6 +89,9 @@ func (w *fakeWorker) serve() {
 	defer close(w.done)
 	defer w.stdoutW.Close()
 	enc := json.NewEncoder(w.stdoutW)
+	w.mu.Lock()
+	w.enc = enc
+	w.mu.Unlock()
 	enc.Encode(containerworker.Event{Type: containerworker.EventReady})
 	sc := bufio.NewScanner(w.stdinR)
 	for sc.Scan() {
@@ -93,9 +117,9 @@ func (w *fakeWorker) Stdout() io.ReadCloser { return w.stdoutR }
 func (w *fakeWorker) Done() <-chan struct{} { return w.done }
 func (w *fakeWorker) Err() error            { return nil }
 func (w *fakeWorker) Kill()                 { w.stdinW.Close() }
-func (w *fakeWorker) Resize(_ context.Context, cpus float64, _ int) error {
+func (w *fakeWorker) Resize(_ context.Context, cpus float64, memoryMB int) error {
 	w.mu.Lock()
-	w.cpus = cpus
+	w.cpus, w.memoryMB = cpus, memoryMB
 	w.mu.Unlock()
 	return nil
 }
@@ -411,4 +435,69 @@ func gathered(t *testing.T, reg *prometheus.Registry) map[string]float64 {
 		}
 	}
 	return out
+}
+
+// A job with dynamic resources starts with a worker per CPU, each with an equal
+// share of the node's memory; each time a call runs out of memory the node halves
+// its workers and gives the rest the memory. A report sent before the last halving
+// changes nothing, and a job with fixed resources is never lowered.
+func TestPoolLowersDynamicJobOnOutOfMemory(t *testing.T) {
+	p, rt := newTestPool(t, 4) // 4 CPUs, 4 GB
+	spec := job.Spec{ID: "j-dyn", Binary: strings.Repeat("a", 64), FuncCPU: 1, Dynamic: true}
+	if _, err := p.Start(context.Background(), spec, 4); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "four workers on the job", func() bool { return slices.Equal(rt.live(), []string{"j-dyn:1", "j-dyn:1", "j-dyn:1", "j-dyn:1"}) })
+	if c, _ := rt.worker(0).last(containerworker.OpRun); c.Workers != 4 || c.MemoryMB != 1024 {
+		t.Fatalf("run command says %d workers with %d MB; want 4 with 1024", c.Workers, c.MemoryMB)
+	}
+	oom := func(slot, workers int) {
+		rt.worker(slot).report(containerworker.Event{Type: containerworker.EventOOM, Job: spec.ID, Index: 7, Workers: workers, Message: "out of memory"})
+	}
+	oom(2, 4)
+	waitFor(t, "two workers on the job", func() bool { return slices.Equal(rt.live(), []string{"j-dyn:1", "j-dyn:1"}) })
+	for _, slot := range []int{0, 1} {
+		w := rt.worker(slot)
+		waitFor(t, "the kept workers resized", func() bool {
+			c, ok := w.last(containerworker.OpResize)
+			w.mu.Lock()
+			defer w.mu.Unlock()
+			return ok && c.Workers == 2 && c.MemoryMB == 2048 && w.memoryMB == 2048
+		})
+	}
+	oom(3, 4) // stale: sent before the halving
+	oom(0, 2)
+	waitFor(t, "one worker on the job", func() bool { return slices.Equal(rt.live(), []string{"j-dyn:1"}) })
+	if c, _ := rt.worker(1).last(containerworker.OpResize); c.Workers != 1 || c.MemoryMB != 4096 {
+		t.Errorf("last resize %+v; want 1 worker with 4096 MB", c)
+	}
+	oom(1, 1) // alone: the worker fails the call itself; nothing to lower
+	time.Sleep(50 * time.Millisecond)
+	if got := rt.live(); !slices.Equal(got, []string{"j-dyn:1"}) {
+		t.Errorf("workers %v after a report with one worker; want the one kept", got)
+	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(p.lowered)
+	if n := gathered(t, reg)["burla_node_concurrency_lowered_total"]; n != 2 {
+		t.Errorf("burla_node_concurrency_lowered_total = %v; want 2", n)
+	}
+	p.Stop(context.Background(), spec.ID)
+	if err := p.Reset(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "four fresh workers after the job", func() bool { return slices.Equal(rt.live(), []string{":1", ":1", ":1", ":1"}) })
+
+	fixed := job.Spec{ID: "j-fixed", Binary: strings.Repeat("a", 64), FuncCPU: 1}
+	if _, err := p.Start(context.Background(), fixed, 4); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "four workers on the fixed job", func() bool { return len(rt.live()) == 4 && rt.live()[0] == "j-fixed:1" })
+	if c, _ := rt.worker(0).last(containerworker.OpRun); c.MemoryMB != 0 {
+		t.Errorf("a fixed job's run command gives the worker %d MB; want none of its own", c.MemoryMB)
+	}
+	rt.worker(0).report(containerworker.Event{Type: containerworker.EventOOM, Job: fixed.ID, Workers: 4})
+	time.Sleep(50 * time.Millisecond)
+	if n := len(rt.live()); n != 4 {
+		t.Errorf("%d workers after an oom report on a fixed job; want 4", n)
+	}
 }

@@ -14,8 +14,11 @@ import (
 // panicked, exited its process or ran past its timeout.
 type RemoteError struct {
 	Job   string
-	Index int    // the input's index in the slice given to RemoteParallelMap
-	Kind  string // "error", "panic", "exit", "timeout", "encode" or "decode"
+	Index int // the input's index in the slice given to RemoteParallelMap
+	// Kind is "error", "panic", "exit", "timeout", "encode", "decode", or "oom":
+	// the call's process ran out of memory (with dynamic resources, only once it
+	// had its node to itself).
+	Kind string
 	// Message is the remote error's text; Stack is the remote stack trace, if any.
 	Message string
 	Stack   string

@@ -13,6 +13,7 @@ type Option func(*options)
 type options struct {
 	funcCPU        int
 	funcRAMMB      int
+	fixed          bool // FuncCPU or FuncRAM was given: resources are not dynamic
 	maxParallelism int
 	grow           bool
 	inputTimeout   time.Duration
@@ -52,12 +53,21 @@ func buildOptions(opts []Option) (options, error) {
 	return o, nil
 }
 
-// FuncCPU sets the CPUs each call gets (default 1): a node with C CPUs runs C/n calls
-// at once.
-func FuncCPU(n int) Option { return func(o *options) { o.funcCPU = n } }
+// FuncCPU fixes the CPUs each call gets: a node with C CPUs runs C/n calls at once.
+//
+// Without FuncCPU and FuncRAM a job's resources are dynamic, as in Burla: a node
+// runs one call per CPU, each with an equal share of its memory, and when a call
+// runs out of memory (or its process is killed) the node puts the input back in
+// the queue and halves the calls it runs at once, giving each more memory. The call
+// fails, with a RemoteError of kind "oom", only when it runs out of memory with the
+// node to itself. A fixed FuncCPU or FuncRAM turns this off: a call that runs out
+// of memory fails at once.
+func FuncCPU(n int) Option { return func(o *options) { o.funcCPU, o.fixed = n, true } }
 
-// FuncRAM sets the memory each call needs, in GB.
-func FuncRAM(gb int) Option { return func(o *options) { o.funcRAMMB = gb * 1024 } }
+// FuncRAM fixes the memory each call needs, in GB: a node runs no more calls at
+// once than its memory holds, and a call that uses more is killed (on the docker
+// runtime) and fails. See FuncCPU for the dynamic default.
+func FuncRAM(gb int) Option { return func(o *options) { o.funcRAMMB, o.fixed = gb*1024, true } }
 
 // MaxParallelism bounds how many calls run at once across the cluster.
 func MaxParallelism(n int) Option { return func(o *options) { o.maxParallelism = n } }

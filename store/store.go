@@ -69,6 +69,7 @@ const (
 	KindError   = "error"   // the function returned an error
 	KindPanic   = "panic"   // the function panicked
 	KindExit    = "exit"    // the function's process exited while running it
+	KindOOM     = "oom"     // the function's process ran out of memory while running it
 	KindTimeout = "timeout" // the call ran past the job's per-input timeout
 	KindEncode  = "encode"  // the output could not be encoded
 	KindDecode  = "decode"  // the input could not be decoded into the function's type

@@ -123,6 +123,7 @@ func runDev(ctx context.Context, args []string) error {
 	dataDir := fs.String("data-dir", filepath.Join(home, ".burla", "dev"), "where the cluster keeps its state (Temporal's SQLite database, NATS's streams, node caches)")
 	nodes := fs.Int("nodes", 2, "number of nodes")
 	cpus := fs.Int("cpus", 2, "CPUs per node: each node keeps one warm worker per CPU")
+	ramMB := fs.Int("ram-mb", 0, "memory per node in MB, shared by its workers (0: this machine's memory divided among the nodes)")
 	runtimeName := fs.String("runtime", "process", "where each node runs its workers: process, or docker (a container per worker; local provider only)")
 	var envs []string
 	repeated(fs, "env", "a local image every node keeps warm workers in, one per CPU, besides the default environment (docker runtime; repeatable)", &envs)
@@ -152,7 +153,7 @@ func runDev(ctx context.Context, args []string) error {
 		return err
 	}
 	c, err := devcluster.Start(ctx, devcluster.Config{
-		DataDir: *dataDir, Nodes: *nodes, CPUs: *cpus, MaxNodes: *maxNodes, Provider: *providerName, Runtime: *runtimeName, Envs: envs, Host: *host, StoreURL: *storeURL,
+		DataDir: *dataDir, Nodes: *nodes, CPUs: *cpus, RAMMB: *ramMB, MaxNodes: *maxNodes, Provider: *providerName, Runtime: *runtimeName, Envs: envs, Host: *host, StoreURL: *storeURL,
 		TemporalPort: anyPort(*temporalPort), UIPort: anyPort(*uiPort), NATSPort: anyPort(*natsPort),
 		Logger: log, Metrics: reg, MetricsURL: metricsAddr, Dashboard: dashboardAddr(*host, *dashboardPort), Keys: *keys,
 	})

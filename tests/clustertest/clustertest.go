@@ -24,6 +24,8 @@ import (
 type Options struct {
 	Nodes int
 	CPUs  int
+	// RAMMB is each node's memory (burla dev --ram-mb); zero is burla dev's default.
+	RAMMB int
 	// Dir is the cluster's data directory; empty makes a temporary one.
 	Dir string
 	// Provider is "local" (default) or "docker".
@@ -121,6 +123,9 @@ func Start(ctx context.Context, o Options) (*Dev, error) {
 		"--ready-file", ready)
 	if o.StoreURL != "" {
 		d.cmd.Args = append(d.cmd.Args, "--store", o.StoreURL)
+	}
+	if o.RAMMB > 0 {
+		d.cmd.Args = append(d.cmd.Args, "--ram-mb", strconv.Itoa(o.RAMMB))
 	}
 	if o.Keys != "" {
 		d.cmd.Args = append(d.cmd.Args, "--keys", o.Keys)
