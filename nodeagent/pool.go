@@ -259,7 +259,6 @@ func (p *pool) startWorker(ctx context.Context, s *slot) (*workerProc, error) {
 	p.mu.Lock()
 	if a := p.run; a != nil && contains(a.slots, s.i) {
 		spec.Image = a.spec.Image // a job's worker runs in the job's environment
-		spec.GPUs = a.spec.GPUCount()
 	}
 	p.mu.Unlock()
 	spec.Argv = append(slices.Clone(p.argv), "--slot", fmt.Sprint(s.i))
