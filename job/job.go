@@ -57,6 +57,9 @@ type Spec struct {
 	// worker's own. Their values are secrets, so they are not here (the spec is the
 	// job workflow's argument, in its history) but in the blob EnvKey(ID).
 	Env []string `json:"env,omitempty"`
+	// Version is the job protocol the client speaks (SpecVersion when it was
+	// built); 0 is a client from before versions, which speaks version 1.
+	Version int `json:"version,omitempty"`
 	// ReturnErrors keeps a job going after a call fails instead of failing it fast.
 	ReturnErrors bool      `json:"return_errors,omitempty"`
 	Created      time.Time `json:"created"`
@@ -89,6 +92,30 @@ func (s *Spec) Validate() error {
 		return fmt.Errorf("job %s: negative max_parallelism %d", s.ID, s.MaxParallelism)
 	case s.Lease <= 0:
 		return fmt.Errorf("job %s: lease %v is not positive", s.ID, s.Lease)
+	}
+	return nil
+}
+
+// SpecVersion is the job protocol this build speaks: what a Spec can ask for and
+// how its data is laid out in the store. A cluster runs jobs of versions
+// MinSpecVersion to SpecVersion; bump it when a job of this build would be run
+// wrongly by a cluster that does not know its new parts.
+//
+// Version 2 added dynamic resources and the GPU, region and disk of a job's nodes.
+const (
+	SpecVersion    = 2
+	MinSpecVersion = 1
+)
+
+// CheckVersion reports, naming both sides and what to do, a spec this build of
+// the cluster cannot run.
+func (s *Spec) CheckVersion() error {
+	v := max(s.Version, 1)
+	switch {
+	case v > SpecVersion:
+		return fmt.Errorf("job %s: the client speaks job protocol %d and the cluster %d: upgrade the cluster to the client's burla version, or build the client against the cluster's", s.ID, v, SpecVersion)
+	case v < MinSpecVersion:
+		return fmt.Errorf("job %s: the client speaks job protocol %d, older than the %d the cluster needs at least: rebuild the client against the cluster's burla version", s.ID, v, MinSpecVersion)
 	}
 	return nil
 }

@@ -65,9 +65,18 @@ const (
 	KindBadOutput       ErrorKind = "BadOutput"       // an output cannot be decoded into the function's type
 	KindCancelled       ErrorKind = "Cancelled"       // the job was cancelled
 	KindClientGone      ErrorKind = "ClientGone"      // the job was cancelled because its client stopped heartbeating
-	KindNodesLost       ErrorKind = "NodesLost"       // every node working on the job was lost
+	KindNodesLost       ErrorKind = "NodesLost"       // every node working on the job disconnected (was lost) and none replaced them
 	KindUnauthorized    ErrorKind = "Unauthorized"    // the cluster refused the API key, or the job is another tenant's
-	KindInternal        ErrorKind = "Internal"        // anything else: the message says what
+	// KindNoCompatibleNodes: no node the cluster has or can start has the job's
+	// image, GPU, region or disk; the message says what the job asked and the
+	// nodes have.
+	KindNoCompatibleNodes ErrorKind = "NoCompatibleNodes"
+	KindAllNodesBusy      ErrorKind = "AllNodesBusy"      // every node that fits stayed busy with other jobs, and the job may not grow
+	KindNodesFailedToBoot ErrorKind = "NodesFailedToBoot" // the nodes started for the job failed to boot; the message has the provider's reason
+	KindJobStalled        ErrorKind = "JobStalled"        // the job made no progress for longer than StallTimeout; the message says what it waited for
+	KindClusterShutdown   ErrorKind = "ClusterShutdown"   // the cluster is shutting down and takes no more jobs
+	KindVersionMismatch   ErrorKind = "VersionMismatch"   // the client and the cluster speak different job protocols
+	KindInternal          ErrorKind = "Internal"          // anything else: the message says what
 )
 
 // Error is a job that could not run or finish for a reason other than a failed call.
@@ -121,6 +130,18 @@ func jobError(jobID string, err error) error {
 			kind = KindNodesLost
 		case activities.ErrBadImage:
 			kind = KindBadImage
+		case names.ErrNoCompatibleNodes:
+			kind = KindNoCompatibleNodes
+		case names.ErrAllNodesBusy:
+			kind = KindAllNodesBusy
+		case names.ErrNodesFailedToBoot:
+			kind = KindNodesFailedToBoot
+		case names.ErrJobStalled:
+			kind = KindJobStalled
+		case names.ErrShuttingDown:
+			kind = KindClusterShutdown
+		case names.ErrVersionMismatch:
+			kind = KindVersionMismatch
 		}
 		return &Error{Kind: kind, Job: jobID, Index: -1, Msg: app.Message()}
 	}

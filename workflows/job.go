@@ -42,6 +42,10 @@ const nodeHeartbeat = 10 * time.Second
 func Job(ctx workflow.Context, in JobInput) (JobOutput, error) {
 	spec := in.Spec
 	log := workflow.GetLogger(ctx)
+	if err := spec.CheckVersion(); err != nil {
+		// A spec from before versions never fails this: recorded histories replay.
+		return JobOutput{}, temporal.NewNonRetryableApplicationError(err.Error(), names.ErrVersionMismatch, nil)
+	}
 	if err := spec.Validate(); err != nil {
 		return JobOutput{}, temporal.NewNonRetryableApplicationError(err.Error(), "BadSpec", nil)
 	}
