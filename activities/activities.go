@@ -14,6 +14,7 @@ import (
 	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/temporal"
 
+	"github.com/burla-temporal/burla/blob"
 	"github.com/burla-temporal/burla/job"
 	"github.com/burla-temporal/burla/names"
 	"github.com/burla-temporal/burla/store"
@@ -47,6 +48,8 @@ type Control struct {
 	Metrics *ControlMetrics
 	// Temporal sends the job workflow's updates to its cluster.
 	Temporal ClusterUpdater
+	// Blobs, if set, is where FinishJob deletes a finished job's environment.
+	Blobs blob.Store
 }
 
 func (c *Control) now() time.Time {
@@ -188,11 +191,18 @@ type FinishInput struct {
 	State job.State
 }
 
-// FinishJob drops what is left of a finished job's input queue. Results and logs stay
-// for the store's retention period so that the job can still be read.
+// FinishJob drops what is left of a finished job's input queue, and its
+// environment variables (job.EnvKey), secrets that no worker reads once the job
+// has ended. Results and logs stay for the store's retention period so that the
+// job can still be read.
 func (c *Control) FinishJob(ctx context.Context, in FinishInput) error {
 	if err := c.Queue.DeleteInputs(ctx, in.JobID); err != nil {
 		return err
+	}
+	if c.Blobs != nil {
+		if err := c.Blobs.Delete(ctx, job.EnvKey(in.JobID)); err != nil {
+			return fmt.Errorf("finish job %s: delete its environment: %w", in.JobID, err)
+		}
 	}
 	if c.Metrics != nil {
 		c.Metrics.JobsFinished.WithLabelValues(cmp.Or(string(in.State), "unknown")).Inc()

@@ -24,6 +24,11 @@ type ReserveRequest struct {
 	FuncRAMMB int
 	// Grow asks the cluster to start nodes when too few are ready.
 	Grow bool
+	// GPU, Region and DiskGB are what the job needs of its nodes besides CPUs
+	// and memory (see job.Spec); empty or 0: anything.
+	GPU    string `json:",omitempty"`
+	Region string `json:",omitempty"`
+	DiskGB int    `json:",omitempty"`
 }
 
 // ReserveResponse is the nodes a job got at once; more may follow by signal.

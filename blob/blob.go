@@ -1,12 +1,14 @@
 // Package blob is the contract for content too large for a store record: shipped
-// executables, large inputs and large outputs. Keys are chosen by the writer and
-// are content-addressed where the content allows, so writing a key twice is safe.
+// executables, large inputs and large outputs, and tenants' shared files. Keys are
+// chosen by the writer and are content-addressed where the content allows, so
+// writing a key twice is safe.
 package blob
 
 import (
 	"context"
 	"errors"
 	"io"
+	"time"
 )
 
 // ErrNotFound is returned by Open for a key that was never written.
@@ -14,10 +16,31 @@ var ErrNotFound = errors.New("blob not found")
 
 // Store holds blobs by key. Implementations are safe for concurrent use.
 type Store interface {
-	// Put stores everything r yields under key, replacing any earlier value.
+	// Put stores everything r yields under key, replacing any earlier value. The
+	// new value appears whole or not at all: a reader opens the old value or the
+	// new one, and an error from r or a cancelled ctx leaves the old one in place.
 	Put(ctx context.Context, key string, r io.Reader) error
 	// Open returns the blob under key; the caller closes it.
 	Open(ctx context.Context, key string) (io.ReadCloser, error)
 	// Has reports whether key holds a blob.
 	Has(ctx context.Context, key string) (bool, error)
+	// List returns every blob whose key starts with prefix, in no particular
+	// order. A store that keeps tenants apart finds a tenant's blobs only by a
+	// prefix that names the tenant (see job.BlobTenant).
+	List(ctx context.Context, prefix string) ([]Info, error)
+	// Delete removes the blob under key; removing a key that holds none is not an
+	// error.
+	Delete(ctx context.Context, key string) error
+}
+
+// Info describes a stored blob.
+type Info struct {
+	Key  string
+	Size int64
+	// Modified is when the blob was last written, by the store's clock.
+	Modified time.Time
+	// Digest is a hash of the content, "<algorithm>:<hex>" with an algorithm that
+	// Digests computes ("sha256" or "md5"), or "" when the store does not know one.
+	// Two values with equal digests are equal.
+	Digest string
 }

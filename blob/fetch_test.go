@@ -28,7 +28,9 @@ func (m mem) Open(_ context.Context, key string) (io.ReadCloser, error) {
 	}
 	return io.NopCloser(bytes.NewReader(b)), nil
 }
-func (m mem) Has(_ context.Context, key string) (bool, error) { _, ok := m[key]; return ok, nil }
+func (m mem) Has(_ context.Context, key string) (bool, error)   { _, ok := m[key]; return ok, nil }
+func (m mem) List(context.Context, string) ([]blob.Info, error) { return nil, errors.New("not used") }
+func (m mem) Delete(_ context.Context, key string) error        { delete(m, key); return nil }
 
 func TestFetchExecutable(t *testing.T) {
 	ctx := context.Background()

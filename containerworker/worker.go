@@ -39,6 +39,10 @@ type Config struct {
 	LogLimit int
 	// ClaimWait is how long one claim waits for a chunk (default 1s).
 	ClaimWait time.Duration
+	// SharedDir, if set, is the directory of the tenant's shared files, which the
+	// worker keeps in sync with the store (see shared.go). The runtime names it
+	// in the worker's environment (job.EnvSharedDir), which the calls inherit.
+	SharedDir string
 }
 
 // JobError is a failure that ends the job, with the application error type the
@@ -194,7 +198,9 @@ func (w *Worker) Run(ctx context.Context, spec job.Spec, binPath string) error {
 	if err != nil {
 		return err
 	}
-	start := func() (caller, error) { return w.start(spec, binPath, env, logs) }
+	// Calls see the tenant's shared files, synced around each run and call (shared.go).
+	shared := w.newSharedDir(spec, log)
+	start := func() (caller, error) { return shared.wrap(w.start(spec, binPath, env, logs)) }
 	p, err := start()
 	if err != nil {
 		return err

@@ -8,6 +8,7 @@
 //
 //	GET /api/cluster           the cluster: standby settings and nodes
 //	GET /api/jobs              recent jobs (?state=Running&limit=N), with progress
+//	                           and, for a job that runs no call, what it waits for
 //	GET /api/jobs/{id}         one job
 //	GET /api/jobs/{id}/logs    the job's lines from the first, as server-sent events,
 //	                           until the job ends (an "end" event)
@@ -128,6 +129,14 @@ func tenant(r *http.Request) string {
 	return p.Tenant
 }
 
+// viewer is whose job IDs the request may see named in what a job waits for.
+func viewer(r *http.Request) string {
+	if t := tenant(r); t != "" {
+		return t
+	}
+	return status.AllTenants
+}
+
 // maySee refuses the request if it may not see job id.
 func maySee(w http.ResponseWriter, r *http.Request, id string) bool {
 	if t := tenant(r); t != "" && job.TenantOf(id) != t {
@@ -212,13 +221,10 @@ func (d *dashboard) jobs(w http.ResponseWriter, r *http.Request) {
 		httpError(w, http.StatusBadGateway, err)
 		return
 	}
+	// Each job that has not ended gets its progress and what it waits for.
+	status.Explain(ctx, d.cfg.Temporal, d.cfg.Store, viewer(r), list, nil)
 	out := make([]Job, len(list))
 	for i, j := range list {
-		if !j.State.Terminal() {
-			if p, err := d.cfg.Store.Progress(ctx, j.ID); err == nil {
-				j.Progress = status.ProgressOf(p)
-			}
-		}
 		out[i] = Job{Job: j, Link: d.link(j.ID)}
 	}
 	writeJSON(w, out)
@@ -230,7 +236,7 @@ func (d *dashboard) job(w http.ResponseWriter, r *http.Request) {
 	if !maySee(w, r, r.PathValue("id")) {
 		return
 	}
-	j, err := status.Get(ctx, d.cfg.Temporal, d.cfg.Store, r.PathValue("id"))
+	j, err := status.GetFor(ctx, d.cfg.Temporal, d.cfg.Store, r.PathValue("id"), viewer(r))
 	switch {
 	case errors.Is(err, status.ErrNoJob):
 		httpError(w, http.StatusNotFound, err)

@@ -211,7 +211,7 @@ func Start(ctx context.Context, cfg Config) (_ *Cluster, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("dev cluster: connect to temporal: %w", err)
 	}
-	control := &activities.Control{Nodes: c.st, Queue: c.st, Jobs: c.st, Temporal: c.tc}
+	control := &activities.Control{Nodes: c.st, Queue: c.st, Jobs: c.st, Temporal: c.tc, Blobs: c.st}
 	if cfg.Metrics != nil {
 		control.Metrics = activities.NewControlMetrics(cfg.Metrics)
 		cfg.Metrics.MustRegister(status.NewCollector(c.tc, c.st, cfg.Logger))

@@ -9,6 +9,8 @@ import (
 	"fmt"
 	"strings"
 	"time"
+
+	"github.com/burla-temporal/burla/gpu"
 )
 
 // Spec is what a job is: which function of which binary runs over how many inputs,
@@ -44,6 +46,13 @@ type Spec struct {
 	MaxParallelism int  `json:"max_parallelism,omitempty"`
 	// Grow lets the cluster start nodes for the job when too few are ready.
 	Grow bool `json:"grow,omitempty"`
+	// GPU is what one call needs of GPUs: a model the gpu package knows, alone
+	// ("A100") or with a count ("A100:2"). Nodes without them do not take the job.
+	GPU string `json:"gpu,omitempty"`
+	// Region is the cloud region the job's nodes must be in ("us-central1");
+	// DiskGB the least boot disk they must have. Empty or 0: any.
+	Region string `json:"region,omitempty"`
+	DiskGB int    `json:"disk_gb,omitempty"`
 	// InputTimeout bounds one call; zero means no bound.
 	InputTimeout time.Duration `json:"input_timeout,omitempty"`
 	// Lease is how long a claimed chunk stays invisible to other workers while its
@@ -92,8 +101,36 @@ func (s *Spec) Validate() error {
 		return fmt.Errorf("job %s: negative max_parallelism %d", s.ID, s.MaxParallelism)
 	case s.Lease <= 0:
 		return fmt.Errorf("job %s: lease %v is not positive", s.ID, s.Lease)
+	case s.Region != "" && !ValidRegion(s.Region):
+		return fmt.Errorf("job %s: region %q is not a region name such as us-central1", s.ID, s.Region)
+	case s.DiskGB != 0 && (s.DiskGB < MinDiskGB || s.DiskGB > MaxDiskGB):
+		return fmt.Errorf("job %s: disk_gb %d is outside %d to %d", s.ID, s.DiskGB, MinDiskGB, MaxDiskGB)
+	}
+	if _, err := gpu.Parse(s.GPU); err != nil {
+		return fmt.Errorf("job %s: gpu: %w", s.ID, err)
 	}
 	return nil
+}
+
+// GPUCount is how many GPUs one call of the job needs: the count of GPU, 0 for none.
+func (s *Spec) GPUCount() int { return gpu.Count(s.GPU) }
+
+// MinDiskGB is the least boot disk a job may ask its nodes for: what a node's
+// image needs. MaxDiskGB is the most a boot disk can be.
+const (
+	MinDiskGB = 10
+	MaxDiskGB = 65536
+)
+
+// ValidRegion reports whether r can name a cloud region: lower-case letters,
+// then a dash, then lower-case letters and digits ending in a digit, and dashes
+// between ("us-central1", "northamerica-northeast1"), at most 63 characters.
+func ValidRegion(r string) bool {
+	if len(r) > 63 || !strings.Contains(r, "-") || !lowerDigitsDashes(r) || r[0] < 'a' || r[0] > 'z' {
+		return false
+	}
+	last := r[len(r)-1]
+	return last >= '0' && last <= '9' && !strings.Contains(r, "--")
 }
 
 // SpecVersion is the job protocol this build speaks: what a Spec can ask for and
@@ -262,9 +299,13 @@ func BinaryKeyFor(tenant, digest string) string {
 }
 
 // BlobTenant is the tenant whose blob key is: of an executable (BinaryKeyFor), of
-// a job's environment (EnvKey), or of a job's large input or output
-// ("in-<job>-<index>", "out-<job>-<index>"). It is "" for any other key.
+// a job's environment (EnvKey), of a job's large input or output
+// ("in-<job>-<index>", "out-<job>-<index>"), or of a shared file (SharedKey; a
+// prefix of one that names its tenant too). It is "" for any other key.
 func BlobTenant(key string) string {
+	if tenant, ok := sharedTenant(key); ok {
+		return tenant
+	}
 	if rest, ok := strings.CutPrefix(key, "bin-"); ok {
 		if tenant, _, ok := strings.Cut(rest, "."); ok {
 			if ValidTenant(tenant) {

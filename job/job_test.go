@@ -29,6 +29,12 @@ func TestValidate(t *testing.T) {
 		{"no CPU", func(s *Spec) { s.FuncCPU = 0 }, "func_cpu 0"},
 		{"negative parallelism", func(s *Spec) { s.MaxParallelism = -2 }, "negative max_parallelism -2"},
 		{"no lease", func(s *Spec) { s.Lease = 0 }, "lease 0s is not positive"},
+		{"GPU", func(s *Spec) { s.GPU, s.Region, s.DiskGB = "A100:2", "us-central1", 200 }, ""},
+		{"unknown GPU", func(s *Spec) { s.GPU = "RTX4090" }, `gpu: unknown GPU "RTX4090"`},
+		{"too many GPUs", func(s *Spec) { s.GPU = "T4:8" }, "no machine has more than 4 T4 GPUs"},
+		{"zone for region", func(s *Spec) { s.Region = "us-central1-a" }, `region "us-central1-a" is not a region name`},
+		{"region case", func(s *Spec) { s.Region = "US-CENTRAL1" }, "region"},
+		{"small disk", func(s *Spec) { s.DiskGB = 5 }, "disk_gb 5 is outside 10 to 65536"},
 	} {
 		s := good()
 		tc.change(&s)
@@ -38,6 +44,17 @@ func TestValidate(t *testing.T) {
 			t.Errorf("%s: Validate = %v; want nil", tc.name, err)
 		case tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)):
 			t.Errorf("%s: Validate = %v; want an error saying %q", tc.name, err, tc.want)
+		}
+	}
+}
+
+func TestValidRegion(t *testing.T) {
+	for r, want := range map[string]bool{
+		"us-central1": true, "europe-west4": true, "northamerica-northeast1": true, "me-central2": true,
+		"": false, "us": false, "us-central1-a": false, "us-central": false, "-us1": false, "us--central1": false, "Us-central1": false,
+	} {
+		if got := ValidRegion(r); got != want {
+			t.Errorf("ValidRegion(%q) = %v; want %v", r, got, want)
 		}
 	}
 }

@@ -259,6 +259,7 @@ func (p *pool) startWorker(ctx context.Context, s *slot) (*workerProc, error) {
 	p.mu.Lock()
 	if a := p.run; a != nil && contains(a.slots, s.i) {
 		spec.Image = a.spec.Image // a job's worker runs in the job's environment
+		spec.GPUs = a.spec.GPUCount()
 	}
 	p.mu.Unlock()
 	spec.Argv = append(slices.Clone(p.argv), "--slot", fmt.Sprint(s.i))
@@ -412,6 +413,8 @@ func (p *pool) Start(ctx context.Context, spec job.Spec, n int) (<-chan error, e
 	if len(mine) == 0 {
 		mine, others, restart = p.slots[:p.cpus], p.slots[p.cpus:], true
 	}
+	// Warm workers have no GPU: a job that needs them gets workers started with them.
+	restart = restart || spec.GPU != ""
 	// A node keeps floor(CPUs/func_cpu) workers for a job, fewer if func_ram does
 	// not fit that many; the job uses n of them.
 	keep := p.cpus / max(spec.FuncCPU, 1)

@@ -468,9 +468,10 @@ func TestPoolLowersDynamicJobOnOutOfMemory(t *testing.T) {
 	oom(3, 4) // stale: sent before the halving
 	oom(0, 2)
 	waitFor(t, "one worker on the job", func() bool { return slices.Equal(rt.live(), []string{"j-dyn:1"}) })
-	if c, _ := rt.worker(1).last(containerworker.OpResize); c.Workers != 1 || c.MemoryMB != 4096 {
-		t.Errorf("last resize %+v; want 1 worker with 4096 MB", c)
-	}
+	waitFor(t, "the last worker told it has the node's 4096 MB", func() bool {
+		c, _ := rt.worker(1).last(containerworker.OpResize)
+		return c.Workers == 1 && c.MemoryMB == 4096
+	})
 	oom(1, 1) // alone: the worker fails the call itself; nothing to lower
 	time.Sleep(50 * time.Millisecond)
 	if got := rt.live(); !slices.Equal(got, []string{"j-dyn:1"}) {

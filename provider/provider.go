@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"strings"
 )
 
 // NodeSpec is a node to create.
@@ -22,6 +23,22 @@ type NodeSpec struct {
 	// Project and Zone place a cloud node (gce); empty means the provider's own.
 	Project string `json:"project,omitempty"`
 	Zone    string `json:"zone,omitempty"`
+	// GPU is the node's GPUs, in the form gpu.Parse reads ("A100:4"); Region
+	// the region it must be in when Zone names none; DiskGB its boot disk. Only
+	// a provider that can choose them (gce) accepts them; empty or 0 is its own.
+	GPU    string `json:"gpu,omitempty"`
+	Region string `json:"region,omitempty"`
+	DiskGB int    `json:"disk_gb,omitempty"`
+}
+
+// RegionOf is the region of a cloud zone ("us-central1" of "us-central1-a"), or
+// "" if zone names none.
+func RegionOf(zone string) string {
+	i := strings.LastIndexByte(zone, '-')
+	if i <= 0 || i == len(zone)-1 {
+		return ""
+	}
+	return zone[:i]
 }
 
 // Provider creates and deletes nodes. A created node runs a node agent that

@@ -32,6 +32,12 @@ type WorkerSpec struct {
 	// Image, for runtimes that run images, is the image to run instead of the node's
 	// default: a job's environment.
 	Image string
+	// GPUs, for runtimes that can give a worker devices, is how many of the
+	// node's GPUs the worker gets (a job's FuncGPU); zero means none. GPUDevices,
+	// when set, names which (their indexes or UUIDs), so that the workers of one
+	// node do not share them; otherwise the runtime gives the first GPUs.
+	GPUs       int
+	GPUDevices []string
 	// Env is what the worker needs of the node's environment ("KEY=value"): the API
 	// key it reaches a store that asks for one with. (The worker passes none of it
 	// to the functions it runs.) A worker in a container gets nothing else.

@@ -104,16 +104,20 @@ func Submit[In, Out any](ctx context.Context, f *Function[In, Out], inputs []In,
 	}
 	var digest, path string
 	image := cmp.Or(f.image, o.image)
+	prep := startPreparing(&o) // says what Submit waits for until the job exists
+	defer prep.stop()
 	if f.command == nil {
 		if path, digest, err = binaryFor(&o); err != nil {
 			return nil, err
 		}
+		prep.uploadingProgram(path)
 		if err := c.upload(ctx, path, digest); err != nil {
 			return nil, err
 		}
 	}
 	var env activities.EnvInfo
 	if f.command == nil || image != "" {
+		prep.buildingEnv(image)
 		if env, err = c.env(ctx, digest, image); err != nil {
 			var be *Error
 			if errors.As(err, &be) && be.Kind == KindBadBinary && path != "" {
@@ -123,6 +127,7 @@ func Submit[In, Out any](ctx context.Context, f *Function[In, Out], inputs []In,
 			return nil, err
 		}
 	}
+	prep.stop()
 	if f.command == nil {
 		if !slices.Contains(env.Functions, f.name) {
 			return nil, &Error{Kind: KindUnknownFunction, Index: -1, Msg: fmt.Sprintf(
@@ -145,6 +150,9 @@ func Submit[In, Out any](ctx context.Context, f *Function[In, Out], inputs []In,
 		Version:        job.SpecVersion,
 		MaxParallelism: o.maxParallelism,
 		Grow:           o.grow,
+		GPU:            o.funcGPU,
+		Region:         o.region,
+		DiskGB:         o.diskGB,
 		InputTimeout:   o.inputTimeout,
 		Lease:          o.lease,
 		Detached:       o.detach,
@@ -170,7 +178,10 @@ func Submit[In, Out any](ctx context.Context, f *Function[In, Out], inputs []In,
 	upCtx, cancelUpload := context.WithCancel(context.WithoutCancel(ctx))
 	go func() {
 		defer cancelUpload()
-		j.uploadErr <- upload(upCtx, c, j.id, inputs, &j.uploaded)
+		stopRecord := recordUpload(upCtx, c.st, j.id, len(inputs), &j.uploaded)
+		err := upload(upCtx, c, j.id, inputs, &j.uploaded)
+		stopRecord()
+		j.uploadErr <- err
 	}()
 	prepared := make(chan error, 1)
 	go func() { prepared <- j.prepare(ctx) }()
@@ -417,9 +428,20 @@ func (j *Job[Out]) Results(ctx context.Context) iter.Seq2[Result[Out], error] {
 		seen := make([]uint64, (j.inputs+63)/64)
 		remaining := j.inputs
 		var endErr error // set once the workflow has ended; only stored results remain
+		// A job in which no input finishes for StallTimeout fails, saying why.
+		var stall *time.Timer
+		var stalled <-chan time.Time
+		if j.o.stallTimeout > 0 {
+			stall = time.NewTimer(j.o.stallTimeout)
+			defer stall.Stop()
+			stalled = stall.C
+		}
 		for remaining > 0 {
 			var batch []store.Result
 			select {
+			case <-stalled:
+				yield(Result[Out]{Index: -1}, j.stalledError(ctx))
+				return
 			case <-j.results.ready:
 				batch = j.results.take()
 			case err := <-j.uploadErr:
@@ -453,6 +475,9 @@ func (j *Job[Out]) Results(ctx context.Context) iter.Seq2[Result[Out], error] {
 				}
 				seen[i/64] |= 1 << (i % 64)
 				remaining--
+				if stall != nil {
+					stall.Reset(j.o.stallTimeout)
+				}
 				j.done.Add(1)
 				if r.Err != nil {
 					re := &RemoteError{Job: j.id, Index: i, Kind: r.Err.Kind, Message: r.Err.Message, Stack: r.Err.Stack}
@@ -637,4 +662,18 @@ func upload[In any](ctx context.Context, c *Cluster, jobID string, inputs []In, 
 		return fmt.Errorf("burla: job %s: %w", jobID, err)
 	}
 	return nil
+}
+
+// stalledError is the error of a job in which no input finished for StallTimeout:
+// it says what the job waits for, as the progress line does.
+func (j *Job[Out]) stalledError(ctx context.Context) error {
+	msg := fmt.Sprintf("no input finished for %v (%d of %d done)", j.o.stallTimeout, j.done.Load(), j.inputs)
+	qctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if _, _, _, w := j.look(qctx, &uploadGrowth{changed: j.started}); w != nil {
+		msg += fmt.Sprintf("; it has been waiting %v: %s", time.Since(w.Since).Round(time.Second), w.Detail)
+	} else {
+		msg += "; its calls are running but none has ended: raise StallTimeout if they are long, or set InputTimeout"
+	}
+	return &Error{Kind: KindJobStalled, Job: j.id, Index: -1, Msg: msg}
 }

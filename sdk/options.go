@@ -5,6 +5,9 @@ import (
 	"io"
 	"os"
 	"time"
+
+	"github.com/burla-temporal/burla/gpu"
+	"github.com/burla-temporal/burla/job"
 )
 
 // Option configures one map call.
@@ -16,6 +19,9 @@ type options struct {
 	fixed          bool // FuncCPU or FuncRAM was given: resources are not dynamic
 	maxParallelism int
 	grow           bool
+	funcGPU        string // canonical once built: "A100", "A100:2"
+	region         string
+	diskGB         int
 	inputTimeout   time.Duration
 	lease          time.Duration
 	spinner        *bool
@@ -29,6 +35,7 @@ type options struct {
 	onStart        func(jobID string)
 	apiKey         string
 	returnErrors   bool
+	stallTimeout   time.Duration
 	env            map[string]string
 	forwardEnv     []string
 }
@@ -45,11 +52,22 @@ func buildOptions(opts []Option) (options, error) {
 		return o, fmt.Errorf("burla: FuncRAM(%d): negative", o.funcRAMMB)
 	case o.maxParallelism < 0:
 		return o, fmt.Errorf("burla: MaxParallelism(%d): negative", o.maxParallelism)
+	case o.stallTimeout < 0:
+		return o, fmt.Errorf("burla: StallTimeout(%v): negative", o.stallTimeout)
 	case o.inputTimeout < 0:
 		return o, fmt.Errorf("burla: InputTimeout(%v): negative", o.inputTimeout)
 	case o.lease < 500*time.Millisecond:
 		return o, fmt.Errorf("burla: Lease(%v): must be at least 500ms", o.lease)
+	case o.region != "" && !job.ValidRegion(o.region):
+		return o, fmt.Errorf("burla: Region(%q): not a region name such as us-central1", o.region)
+	case o.diskGB != 0 && (o.diskGB < job.MinDiskGB || o.diskGB > job.MaxDiskGB):
+		return o, fmt.Errorf("burla: DiskGB(%d): want %d to %d GB (a node's image needs %d)", o.diskGB, job.MinDiskGB, job.MaxDiskGB, job.MinDiskGB)
 	}
+	g, err := gpu.Parse(o.funcGPU)
+	if err != nil {
+		return o, fmt.Errorf("burla: FuncGPU: %w", err)
+	}
+	o.funcGPU = g.String()
 	return o, nil
 }
 
@@ -76,6 +94,21 @@ func MaxParallelism(n int) Option { return func(o *options) { o.maxParallelism =
 // (inputs or MaxParallelism × FuncCPU) than the ready nodes give. Without it the job
 // runs on the nodes there are, and takes more as other jobs free them.
 func Grow() Option { return func(o *options) { o.grow = true } }
+
+// FuncGPU gives each call GPUs: a model ("A100", "A100_80G", "H100", "L4", "T4",
+// "V100"), alone for one GPU or with a count ("A100:2"). The job runs only on
+// nodes that have them; a gce cluster starts such nodes for a job with Grow. A
+// cluster that has none and cannot start one fails the job at once with an
+// error of kind KindNoCompatibleNodes.
+func FuncGPU(model string) Option { return func(o *options) { o.funcGPU = model } }
+
+// Region runs the job only on nodes in the named cloud region ("us-central1"); a
+// gce cluster starts nodes there for a job with Grow.
+func Region(name string) Option { return func(o *options) { o.region = name } }
+
+// DiskGB runs the job only on nodes whose boot disk has at least gb GB (10 or
+// more); a gce cluster starts such nodes for a job with Grow.
+func DiskGB(gb int) Option { return func(o *options) { o.diskGB = gb } }
 
 // InputTimeout bounds each call; a call that runs longer fails with a RemoteError of
 // kind "timeout" and its process is killed. The function's context carries the
@@ -141,6 +174,12 @@ func ForwardEnv(names ...string) Option {
 // and goes on; Outputs and RemoteParallelMap return every output, the zero value
 // where a call failed, with an *InputErrors that lists the failed inputs by index.
 func ReturnErrors() Option { return func(o *options) { o.returnErrors = true } }
+
+// StallTimeout fails a job in which no input has finished for d: the job is
+// cancelled (unless detached) and its caller gets an *Error of kind JobStalled
+// that says what the job was waiting for (nodes booting, every node busy with
+// another job, …) and since when. By default a job waits as long as it must.
+func StallTimeout(d time.Duration) Option { return func(o *options) { o.stallTimeout = d } }
 
 // OnStart calls fn with the job's ID as soon as the job has started.
 func OnStart(fn func(jobID string)) Option { return func(o *options) { o.onStart = fn } }

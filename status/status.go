@@ -48,6 +48,9 @@ type Job struct {
 	Error string `json:"error,omitempty"`
 	// Spec is what the client asked for, when the store still has it.
 	Spec *job.Spec `json:"spec,omitempty"`
+	// Waiting is what a job that runs no call waits for; nil for a job that runs
+	// calls or has ended (see Diagnose).
+	Waiting *Waiting `json:"waiting,omitempty"`
 }
 
 // Progress counts a job's input chunks. Chunks hold consecutive inputs of about
@@ -180,23 +183,41 @@ func Describe(ctx context.Context, tc client.Client, id string) (*workflowpb.Wor
 }
 
 // Get returns everything known about one job: its record in Temporal, its queue's
-// progress and the nodes working on it.
+// progress, the nodes working on it and what it waits for, naming in Waiting only
+// jobs of its own tenant (GetFor names more).
 func Get(ctx context.Context, tc client.Client, st store.Store, id string) (Job, error) {
+	return GetFor(ctx, tc, st, id, job.TenantOf(id))
+}
+
+// GetFor is Get for a reader who may see the job IDs of viewer (a tenant, or
+// AllTenants) named in the job's Waiting.
+func GetFor(ctx context.Context, tc client.Client, st store.Store, id, viewer string) (Job, error) {
+	j, records, err := get(ctx, tc, st, id)
+	if err != nil {
+		return j, err
+	}
+	jobs := []Job{j}
+	Explain(ctx, tc, st, viewer, jobs, records)
+	return jobs[0], nil
+}
+
+func get(ctx context.Context, tc client.Client, st store.Store, id string) (Job, []store.Node, error) {
 	info, err := Describe(ctx, tc, id)
 	if err != nil {
-		return Job{}, err
+		return Job{}, nil, err
 	}
 	j := fromInfo(info)
 	if spec, err := st.Job(ctx, id); err == nil {
 		j.Spec = &spec
 	}
+	var nodes []store.Node
 	if !j.State.Terminal() {
 		if p, err := st.Progress(ctx, id); err == nil {
 			j.Progress = ProgressOf(p)
 		}
-		nodes, err := st.ListNodes(ctx)
+		nodes, err = st.ListNodes(ctx)
 		if err != nil {
-			return j, fmt.Errorf("job %s: %w", id, err)
+			return j, nil, fmt.Errorf("job %s: %w", id, err)
 		}
 		j.Nodes = JobNodes(nodes, id)
 	}
@@ -206,7 +227,7 @@ func Get(ctx context.Context, tc client.Client, st store.Store, id string) (Job,
 			j.Error = causeOf(err)
 		}
 	}
-	return j, nil
+	return j, nodes, nil
 }
 
 // ProgressOf reads a store's account of a job's queue.

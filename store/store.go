@@ -164,6 +164,29 @@ type Jobs interface {
 	LastHeartbeat(ctx context.Context, jobID string) (time.Time, error)
 }
 
+// Upload is a client's account of writing a job's inputs, recorded as it goes so
+// that other processes (`burla jobs show`, the dashboard) can tell a job whose
+// workers wait for its client from one that waits for nodes. The client records it
+// about once a second at most, never per input; the queue's seal (Progress.Sealed)
+// says the upload is over.
+type Upload struct {
+	Inputs   int       `json:"inputs"`
+	Uploaded int       `json:"uploaded"` // inputs written so far
+	Started  time.Time `json:"started"`
+	// Updated is when Uploaded last grew: an upload that stops growing has a
+	// client that stalled or went away.
+	Updated time.Time `json:"updated"`
+}
+
+// Uploads keeps each job's Upload record. It is apart from Store so that stores
+// written before it still satisfy Store; every backend here implements it, and a
+// reader that finds a store without it does without the record.
+type Uploads interface {
+	PutUpload(ctx context.Context, jobID string, u Upload) error
+	// Upload returns the job's last recorded Upload, or ErrNotFound.
+	Upload(ctx context.Context, jobID string) (Upload, error)
+}
+
 // Node is a node agent's record of itself, refreshed while it lives.
 type Node struct {
 	ID        string    `json:"id"`

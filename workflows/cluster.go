@@ -1,9 +1,11 @@
 package workflows
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	enumspb "go.temporal.io/api/enums/v1"
@@ -11,6 +13,8 @@ import (
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/burla-temporal/burla/activities"
+	"github.com/burla-temporal/burla/gpu"
+	"github.com/burla-temporal/burla/job"
 	"github.com/burla-temporal/burla/names"
 	"github.com/burla-temporal/burla/provider"
 )
@@ -32,6 +36,13 @@ type StandbySpec struct {
 	// Project and Zone place cloud nodes (gce); empty means the provider's own.
 	Project string `json:"project,omitempty"`
 	Zone    string `json:"zone,omitempty"`
+	// GPU gives standby nodes GPUs ("A100:4", a count a machine of the model
+	// has); their CPUs and memory are then the machine's. Region places them in
+	// a region when Zone names none; DiskGB sizes their boot disks. Only gce
+	// nodes have them.
+	GPU    string `json:"gpu,omitempty"`
+	Region string `json:"region,omitempty"`
+	DiskGB int    `json:"disk_gb,omitempty"`
 }
 
 // Validate reports the first thing wrong with s.
@@ -47,6 +58,23 @@ func (s StandbySpec) Validate() error {
 		return fmt.Errorf("a project and zone place gce nodes, not %s ones", s.Provider)
 	case s.MaxNodes != 0 && s.MaxNodes < s.Nodes:
 		return fmt.Errorf("max nodes %d is less than the %d standby nodes", s.MaxNodes, s.Nodes)
+	case (s.GPU != "" || s.Region != "" || s.DiskGB != 0) && s.Provider != "gce":
+		return fmt.Errorf("GPUs, a region and a disk size are for gce nodes, not %s ones", s.Provider)
+	case s.Region != "" && !job.ValidRegion(s.Region):
+		return fmt.Errorf("standby region %q is not a region name such as us-central1", s.Region)
+	case s.Region != "" && s.Zone != "" && provider.RegionOf(s.Zone) != s.Region:
+		return fmt.Errorf("standby zone %s is not in region %s", s.Zone, s.Region)
+	case s.DiskGB != 0 && (s.DiskGB < job.MinDiskGB || s.DiskGB > job.MaxDiskGB):
+		return fmt.Errorf("standby disk of %d GB is outside %d to %d", s.DiskGB, job.MinDiskGB, job.MaxDiskGB)
+	}
+	g, err := gpu.Parse(s.GPU)
+	if err != nil {
+		return fmt.Errorf("standby GPU: %w", err)
+	}
+	if !g.IsZero() {
+		if _, ok := g.Model.ShapeOf(g.Count); !ok {
+			return fmt.Errorf("standby GPU %s: no machine has exactly %d %s GPUs", s.GPU, g.Count, g.Model.Name)
+		}
 	}
 	return nil
 }
@@ -71,6 +99,11 @@ type ClusterNode struct {
 	Job   string `json:"job,omitempty"`
 	CPUs  int    `json:"cpus"`
 	RAMMB int    `json:"ram_mb,omitempty"`
+	// GPU is the node's GPUs ("A100:4"), Region the region it is in when the
+	// cluster knows it, DiskGB its boot disk when the cluster chose it.
+	GPU    string `json:"gpu,omitempty"`
+	Region string `json:"region,omitempty"`
+	DiskGB int    `json:"disk_gb,omitempty"`
 }
 
 // JobClaim is a job's hold on the cluster.
@@ -81,6 +114,14 @@ type JobClaim struct {
 	FuncRAMMB int      `json:"func_ram_mb,omitempty"`
 	Grow      bool     `json:"grow,omitempty"` // start nodes for the job when too few are ready
 	Nodes     []string `json:"nodes"`
+	// GPU (per call), Region and DiskGB are what the job needs of its nodes
+	// besides CPUs and memory; only nodes that have them take it.
+	GPU    string `json:"gpu,omitempty"`
+	Region string `json:"region,omitempty"`
+	DiskGB int    `json:"disk_gb,omitempty"`
+	// BootFailures are the reasons the nodes started for the job, while it
+	// waited for its first, failed to boot.
+	BootFailures []string `json:"boot_failures,omitempty"`
 }
 
 // ClusterState is everything a ClusterWorkflow carries across continue-as-new.
@@ -125,7 +166,7 @@ type NodeLost struct {
 // Cluster keeps a cluster's standby nodes up and hands nodes to jobs. It runs for
 // the life of the cluster, continuing as new when its history grows large.
 func Cluster(ctx workflow.Context, in ClusterInput) (ClusterState, error) {
-	c := &cluster{ctx: ctx, st: in.State, log: workflow.GetLogger(ctx)}
+	c := &cluster{ctx: ctx, st: in.State, log: workflow.GetLogger(ctx), wake: workflow.NewBufferedChannel(ctx, 1)}
 	if c.st.Nodes == nil {
 		c.st.Nodes = map[string]*ClusterNode{}
 	}
@@ -148,6 +189,9 @@ func Cluster(ctx workflow.Context, in ClusterInput) (ClusterState, error) {
 		Validator: func(ctx workflow.Context, r activities.ReserveRequest) error {
 			if r.JobID == "" || r.Slots < 1 || r.FuncCPU < 1 {
 				return fmt.Errorf("bad reserve request %+v", r)
+			}
+			if _, err := gpu.Parse(r.GPU); err != nil {
+				return fmt.Errorf("reserve request of job %s: %w", r.JobID, err)
 			}
 			return notShuttingDown()
 		},
@@ -188,6 +232,7 @@ func Cluster(ctx workflow.Context, in ClusterInput) (ClusterState, error) {
 			ch.Receive(ctx, &r)
 			c.release(r.JobID)
 		})
+		sel.AddReceive(c.wake, func(ch workflow.ReceiveChannel, _ bool) { ch.Receive(ctx, nil) })
 		sel.Select(ctx)
 		if c.st.ShuttingDown && len(c.st.Nodes) == 0 {
 			break
@@ -209,6 +254,9 @@ func Cluster(ctx workflow.Context, in ClusterInput) (ClusterState, error) {
 type cluster struct {
 	ctx workflow.Context
 	st  ClusterState
+	// wake makes the main loop look at the state again after an update that
+	// may end the cluster (a shutdown with no node left to wait for).
+	wake workflow.Channel
 	log interface {
 		Info(string, ...interface{})
 		Warn(string, ...interface{})
@@ -293,20 +341,37 @@ func (c *cluster) canStart() bool {
 	return live < c.st.Standby.MaxNodes
 }
 
-// startNode starts a NodeWorkflow for a new node, for a job's grow if job is set.
+// startNode starts a NodeWorkflow for a new standby node, or for a job's grow if
+// job is set.
 func (c *cluster) startNode(job string) *ClusterNode {
+	return c.startShaped(job, c.standbyNode(), false)
+}
+
+// startShaped starts a NodeWorkflow for a new node shaped like shape: for a
+// job's grow if job is set. A node that is anywhere in its region (one with GPUs
+// or a region of its own) is left to its provider to place in a zone of that
+// region which has what it needs, rather than in the standby's zone.
+func (c *cluster) startShaped(job string, shape ClusterNode, anywhereInRegion bool) *ClusterNode {
 	c.st.Seq++
 	id := fmt.Sprintf("%s-%d", c.st.Name, c.st.Seq)
-	nd := &ClusterNode{ID: id, State: NodeProvisioning, Job: job, CPUs: c.st.Standby.CPUs, RAMMB: c.st.Standby.RAMMB}
+	nd := &ClusterNode{ID: id, State: NodeProvisioning, Job: job, CPUs: shape.CPUs, RAMMB: shape.RAMMB,
+		GPU: shape.GPU, Region: shape.Region, DiskGB: shape.DiskGB}
 	c.st.Nodes[id] = nd
 	cctx := workflow.WithChildOptions(c.ctx, workflow.ChildWorkflowOptions{
 		WorkflowID:        names.NodeWorkflowID(id),
 		TaskQueue:         names.TaskQueueControl,
 		ParentClosePolicy: enumspb.PARENT_CLOSE_POLICY_ABANDON,
 	})
+	spec := provider.NodeSpec{ID: id, Cluster: c.st.Name, CPUs: nd.CPUs, RAMMB: nd.RAMMB, Envs: c.st.Standby.Envs,
+		Project: c.st.Standby.Project, Zone: c.st.Standby.Zone, GPU: nd.GPU, DiskGB: nd.DiskGB}
+	if c.st.Standby.Zone == "" {
+		spec.Region = c.st.Standby.Region
+	}
+	if anywhereInRegion {
+		spec.Zone, spec.Region = "", nd.Region
+	}
 	workflow.ExecuteChildWorkflow(cctx, names.WorkflowNode, NodeInput{
-		Spec: provider.NodeSpec{ID: id, Cluster: c.st.Name, CPUs: nd.CPUs, RAMMB: nd.RAMMB, Envs: c.st.Standby.Envs,
-			Project: c.st.Standby.Project, Zone: c.st.Standby.Zone},
+		Spec:              spec,
 		Provider:          c.st.Standby.Provider,
 		ClusterWorkflowID: workflow.GetInfo(c.ctx).WorkflowExecution.ID,
 	})
@@ -334,12 +399,209 @@ func slotsOn(nd *ClusterNode, funcCPU, funcRAMMB int) int {
 	return s
 }
 
+// hasNeeds reports whether the claim's job needs more of its nodes than CPUs and
+// memory: GPUs, a region or a disk.
+func (cl *JobClaim) hasNeeds() bool { return cl.GPU != "" || cl.Region != "" || cl.DiskGB != 0 }
+
+// slots is how many of a claim's calls node nd runs at once: none if it lacks
+// the GPUs, region or disk the claim needs, and no more than its GPUs allow.
+func (c *cluster) slots(nd *ClusterNode, cl *JobClaim) int {
+	s := slotsOn(nd, cl.FuncCPU, cl.FuncRAMMB)
+	if !cl.hasNeeds() {
+		return s
+	}
+	if cl.Region != "" && nd.Region != cl.Region || cl.DiskGB > 0 && nd.DiskGB < cl.DiskGB {
+		return 0
+	}
+	have, _ := gpu.Parse(nd.GPU) // specs were validated; a bad one is no GPU
+	want, _ := gpu.Parse(cl.GPU)
+	calls, ok := gpu.Fits(have, want)
+	switch {
+	case !ok:
+		return 0
+	case calls >= 0:
+		return min(s, calls)
+	}
+	return s
+}
+
+// standbyRegion is the region of standby nodes, "" when the cluster does not
+// know it (the provider's own).
+func (c *cluster) standbyRegion() string {
+	if c.st.Standby.Zone != "" {
+		return provider.RegionOf(c.st.Standby.Zone)
+	}
+	return c.st.Standby.Region
+}
+
+// standbyNode is what a standby node is like. Standby GPU nodes are the machine
+// that has their GPUs, with its CPUs and memory.
+func (c *cluster) standbyNode() ClusterNode {
+	sb := c.st.Standby
+	nd := ClusterNode{CPUs: sb.CPUs, RAMMB: sb.RAMMB, GPU: sb.GPU, Region: c.standbyRegion(), DiskGB: sb.DiskGB}
+	if g, err := gpu.Parse(sb.GPU); err == nil && !g.IsZero() {
+		if shape, ok := g.Model.ShapeOf(g.Count); ok {
+			nd.CPUs, nd.RAMMB = shape.CPUs, shape.RAMMB
+		}
+	}
+	return nd
+}
+
+// standbyShaped reports whether nd is like the standby nodes, so that it may
+// join them when no job holds it. A node started for a job's GPUs, region or
+// disk is not: it goes once the job is done with it.
+func (c *cluster) standbyShaped(nd *ClusterNode) bool {
+	return nd.GPU == c.st.Standby.GPU && nd.DiskGB == c.st.Standby.DiskGB && (nd.Region == "" || nd.Region == c.standbyRegion())
+}
+
+// growNode is the node the cluster starts for a claim that wants want more
+// calls at once: a standby-sized node without GPUs, in the region and with the
+// disk the claim needs; for a claim that needs GPUs, the machine with the fewest
+// of them that runs want calls (or as many as a machine can), and at least one.
+func (c *cluster) growNode(cl *JobClaim, want int) ClusterNode {
+	sb := c.st.Standby
+	nd := ClusterNode{CPUs: sb.CPUs, RAMMB: sb.RAMMB}
+	if !cl.hasNeeds() {
+		return nd
+	}
+	nd.Region = cmp.Or(cl.Region, c.standbyRegion())
+	nd.DiskGB = max(cl.DiskGB, sb.DiskGB)
+	g, err := gpu.Parse(cl.GPU)
+	if err != nil || g.IsZero() {
+		return nd
+	}
+	need := min(max(want, 1)*g.Count, g.Model.MaxGPUs())
+	for _, shape := range g.Model.Shapes {
+		if shape.GPUs < need && shape.GPUs < g.Model.MaxGPUs() {
+			continue
+		}
+		nd.CPUs, nd.RAMMB, nd.GPU = shape.CPUs, shape.RAMMB, gpu.Spec{Model: g.Model, Count: shape.GPUs}.String()
+		if c.slots(&nd, cl) >= 1 {
+			break
+		}
+	}
+	return nd
+}
+
+// perGrownNode is how many of a claim's calls a node started for it runs at once.
+func (c *cluster) perGrownNode(cl *JobClaim) int {
+	nd := c.growNode(cl, cl.Slots)
+	return c.slots(&nd, cl)
+}
+
+// canGrowFor reports whether the cluster's provider can start nodes that have
+// what the claim needs: any provider starts plain nodes; only gce chooses GPUs,
+// regions and disks.
+func (c *cluster) canGrowFor(cl *JobClaim) bool {
+	return !cl.hasNeeds() || c.st.Standby.Provider == "gce"
+}
+
+// compatible fails a claim with ErrNoCompatibleNodes when no node the cluster
+// has, keeps on standby, or can start for it has what it needs, saying what it
+// asked for, what the nodes have, and what to do.
+func (c *cluster) compatible(cl *JobClaim, fits func(*ClusterNode) bool) error {
+	growable := cl.Grow && c.canGrowFor(cl)
+	if growable {
+		shape := c.growNode(cl, cl.Slots)
+		if fits(&shape) {
+			return nil
+		}
+	}
+	if sb := c.standbyNode(); c.st.Standby.Nodes > 0 && fits(&sb) {
+		return nil
+	}
+	for _, nd := range c.sortedNodes() {
+		if nd.State != NodeDeleting && fits(nd) {
+			return nil
+		}
+	}
+	var asks, options []string
+	if cl.GPU != "" {
+		asks = append(asks, "GPU "+cl.GPU+" per call")
+		options = append(options, "burla.FuncGPU")
+	}
+	if cl.Region != "" {
+		asks = append(asks, "region "+cl.Region)
+		options = append(options, "burla.Region")
+	}
+	if cl.DiskGB != 0 {
+		asks = append(asks, fmt.Sprintf("a disk of at least %d GB", cl.DiskGB))
+		options = append(options, "burla.DiskGB")
+	}
+	asks = append(asks, fmt.Sprintf("func_cpu=%d", cl.FuncCPU))
+	if cl.FuncRAMMB > 0 {
+		asks = append(asks, fmt.Sprintf("func_ram=%dMB", cl.FuncRAMMB))
+	}
+	var todo string
+	switch {
+	case c.st.Standby.Provider != "gce":
+		todo = fmt.Sprintf("this cluster's nodes come from the %s provider, which cannot start nodes with GPUs, in a region or with a disk size of a job's choosing: "+
+			"run the job on a gce cluster with burla.Grow(), or drop %s", c.st.Standby.Provider, strings.Join(options, " and "))
+	case !cl.Grow:
+		todo = "start the job with burla.Grow() so that the cluster starts nodes that have them, " +
+			"or give the cluster's standby nodes what it needs (the standby spec's gpu, region and disk_gb)"
+	default:
+		shape := c.growNode(cl, cl.Slots)
+		todo = fmt.Sprintf("a node started for it would have %s, too little for one call: lower func_cpu or func_ram, or ask for more GPUs per call", describeNode(&shape))
+	}
+	return temporal.NewNonRetryableApplicationError(
+		fmt.Sprintf("no compatible nodes: the job asks for %s; cluster %s has %s; %s",
+			strings.Join(asks, ", "), c.st.Name, c.describeNodes(), todo),
+		names.ErrNoCompatibleNodes, nil)
+}
+
+// describeNodes says what the cluster's nodes are like, alike nodes counted together.
+func (c *cluster) describeNodes() string {
+	var kinds []string
+	counts := map[string]int{}
+	for _, nd := range c.sortedNodes() {
+		if nd.State == NodeDeleting {
+			continue
+		}
+		d := describeNode(nd)
+		if counts[d] == 0 {
+			kinds = append(kinds, d)
+		}
+		counts[d]++
+	}
+	if len(kinds) == 0 {
+		sb := c.standbyNode()
+		return fmt.Sprintf("no nodes (its standby nodes would have %s)", describeNode(&sb))
+	}
+	out := make([]string, len(kinds))
+	for i, d := range kinds {
+		out[i] = fmt.Sprintf("%d node(s) with %s", counts[d], d)
+	}
+	return strings.Join(out, "; ")
+}
+
+func describeNode(nd *ClusterNode) string {
+	d := fmt.Sprintf("%d CPUs", nd.CPUs)
+	if nd.RAMMB > 0 {
+		d += fmt.Sprintf(", %d MB", nd.RAMMB)
+	}
+	if nd.GPU != "" {
+		d += ", GPU " + nd.GPU
+	} else {
+		d += ", no GPU"
+	}
+	if nd.Region != "" {
+		d += ", in " + nd.Region
+	} else {
+		d += ", in no region the cluster chose"
+	}
+	if nd.DiskGB > 0 {
+		d += fmt.Sprintf(", %d GB disk", nd.DiskGB)
+	}
+	return d
+}
+
 // claimed is how many slots the nodes of a claim give it.
 func (c *cluster) claimed(cl *JobClaim) int {
 	total := 0
 	for _, id := range cl.Nodes {
 		if nd, ok := c.st.Nodes[id]; ok {
-			total += slotsOn(nd, cl.FuncCPU, cl.FuncRAMMB)
+			total += c.slots(nd, cl)
 		}
 	}
 	return total
@@ -349,9 +611,9 @@ func (c *cluster) claimed(cl *JobClaim) int {
 func (c *cluster) assign(nd *ClusterNode, cl *JobClaim) activities.Assignment {
 	nd.State, nd.Job = NodeAssigned, cl.JobID
 	cl.Nodes = append(cl.Nodes, nd.ID)
-	want := cl.Slots - c.claimed(cl) + slotsOn(nd, cl.FuncCPU, cl.FuncRAMMB)
+	want := cl.Slots - c.claimed(cl) + c.slots(nd, cl)
 	return activities.Assignment{NodeID: nd.ID, TaskQueue: names.NodeTaskQueue(nd.ID),
-		Workers: max(1, min(slotsOn(nd, cl.FuncCPU, cl.FuncRAMMB), want))}
+		Workers: max(1, min(c.slots(nd, cl), want))}
 }
 
 // reserve gives a job the ready nodes it can use at once, starts more in the
@@ -363,13 +625,26 @@ func (c *cluster) reserve(ctx workflow.Context, r activities.ReserveRequest) (ac
 		var resp activities.ReserveResponse
 		for _, id := range cl.Nodes {
 			if nd, ok := c.st.Nodes[id]; ok {
-				resp.Nodes = append(resp.Nodes, activities.Assignment{NodeID: id, TaskQueue: names.NodeTaskQueue(id), Workers: slotsOn(nd, cl.FuncCPU, cl.FuncRAMMB)})
+				resp.Nodes = append(resp.Nodes, activities.Assignment{NodeID: id, TaskQueue: names.NodeTaskQueue(id), Workers: c.slots(nd, cl)})
 			}
 		}
 		return resp, nil
 	}
-	perNode := slotsOn(&ClusterNode{CPUs: c.st.Standby.CPUs, RAMMB: c.st.Standby.RAMMB}, r.FuncCPU, r.FuncRAMMB)
-	fits := func(nd *ClusterNode) bool { return slotsOn(nd, r.FuncCPU, r.FuncRAMMB) >= 1 }
+	cl := &JobClaim{JobID: r.JobID, Slots: r.Slots, FuncCPU: r.FuncCPU, FuncRAMMB: r.FuncRAMMB, Grow: r.Grow}
+	if r.GPU != "" || r.Region != "" || r.DiskGB != 0 {
+		// Version 1 gives a job that needs GPUs, a region or a disk only nodes
+		// that have them; the default version knew of no such needs.
+		if workflow.GetVersion(ctx, "node-needs", workflow.DefaultVersion, 1) != workflow.DefaultVersion {
+			cl.GPU, cl.Region, cl.DiskGB = r.GPU, r.Region, r.DiskGB
+		}
+	}
+	perNode := c.perGrownNode(cl)
+	fits := func(nd *ClusterNode) bool { return c.slots(nd, cl) >= 1 }
+	if cl.hasNeeds() {
+		if err := c.compatible(cl, fits); err != nil {
+			return activities.ReserveResponse{}, err
+		}
+	}
 	anyFits := perNode >= 1
 	for _, nd := range c.sortedNodes() {
 		anyFits = anyFits || fits(nd)
@@ -387,7 +662,6 @@ func (c *cluster) reserve(ctx workflow.Context, r activities.ReserveRequest) (ac
 		}
 		return false
 	}
-	cl := &JobClaim{JobID: r.JobID, Slots: r.Slots, FuncCPU: r.FuncCPU, FuncRAMMB: r.FuncRAMMB, Grow: r.Grow}
 	c.st.Jobs[r.JobID] = cl
 	if !readyFit() {
 		// Nothing ready: take what is coming (nodes resetting or starting), grow
@@ -395,19 +669,28 @@ func (c *cluster) reserve(ctx workflow.Context, r activities.ReserveRequest) (ac
 		c.earmark(cl, fits)
 		c.grow(cl, perNode)
 		// Without grow, this waits for a node to come free from another job.
-		ok, err := workflow.AwaitWithTimeout(ctx, 5*time.Minute, func() bool { return len(cl.Nodes) > 0 || c.st.ShuttingDown })
+		// Version 1 gives up as soon as every node started for the job has failed
+		// to boot, and says why a job found no node: those failures, or every node
+		// that fits being busy with other jobs.
+		why := workflow.GetVersion(ctx, "reserve-why", workflow.DefaultVersion, 1)
+		ok, err := workflow.AwaitWithTimeout(ctx, 5*time.Minute, func() bool {
+			return len(cl.Nodes) > 0 || c.st.ShuttingDown || why == 1 && c.bootFailed(cl)
+		})
 		if err != nil {
 			return activities.ReserveResponse{}, err
 		}
 		if !ok || len(cl.Nodes) == 0 {
 			delete(c.st.Jobs, r.JobID)
+			if why == 1 {
+				return activities.ReserveResponse{}, c.noNodeError(cl, fits, !ok)
+			}
 			return activities.ReserveResponse{}, temporal.NewNonRetryableApplicationError(
 				fmt.Sprintf("no node of cluster %s became ready within 5 minutes", c.st.Name), names.ErrNoNodes, nil)
 		}
 		var resp activities.ReserveResponse
 		for _, id := range cl.Nodes {
 			nd := c.st.Nodes[id]
-			resp.Nodes = append(resp.Nodes, activities.Assignment{NodeID: id, TaskQueue: names.NodeTaskQueue(id), Workers: slotsOn(nd, r.FuncCPU, r.FuncRAMMB)})
+			resp.Nodes = append(resp.Nodes, activities.Assignment{NodeID: id, TaskQueue: names.NodeTaskQueue(id), Workers: c.slots(nd, cl)})
 		}
 		return resp, nil
 	}
@@ -426,6 +709,48 @@ func (c *cluster) reserve(ctx workflow.Context, r activities.ReserveRequest) (ac
 	return resp, nil
 }
 
+// bootFailed reports whether nodes were started for a claim that holds none and
+// every one of them failed to boot, with none left coming.
+func (c *cluster) bootFailed(cl *JobClaim) bool {
+	if len(cl.BootFailures) == 0 || len(cl.Nodes) > 0 {
+		return false
+	}
+	for _, nd := range c.sortedNodes() {
+		if nd.Job == cl.JobID && (nd.State == NodeProvisioning || nd.State == NodeResetting) {
+			return false
+		}
+	}
+	return true
+}
+
+// noNodeError says why a claim got no node: the nodes started for it failed to
+// boot, every node that fits it stayed busy with other jobs (timedOut), or the
+// cluster has none.
+func (c *cluster) noNodeError(cl *JobClaim, fits func(*ClusterNode) bool, timedOut bool) error {
+	switch {
+	case c.st.ShuttingDown:
+		return temporal.NewNonRetryableApplicationError("cluster "+c.st.Name+" is shutting down", names.ErrShuttingDown, nil)
+	case len(cl.BootFailures) > 0:
+		return temporal.NewNonRetryableApplicationError(fmt.Sprintf(
+			"the %d node(s) cluster %s started for the job failed to boot; the last: %s. Check the provider's quota and the node image (burla cluster status shows the nodes)",
+			len(cl.BootFailures), c.st.Name, cl.BootFailures[len(cl.BootFailures)-1]), names.ErrNodesFailedToBoot, nil)
+	}
+	busy, jobs := 0, map[string]bool{}
+	for _, nd := range c.sortedNodes() {
+		if nd.State == NodeAssigned && nd.Job != cl.JobID && fits(nd) {
+			busy++
+			jobs[nd.Job] = true
+		}
+	}
+	if timedOut && busy > 0 {
+		return temporal.NewNonRetryableApplicationError(fmt.Sprintf(
+			"all %d node(s) of cluster %s that fit the job stayed busy with %d other job(s) for 5 minutes, and the job may not grow: start it with burla.Grow(), raise the standby (burla cluster set-standby --nodes N), or retry when they finish",
+			busy, c.st.Name, len(jobs)), names.ErrAllNodesBusy, nil)
+	}
+	return temporal.NewNonRetryableApplicationError(
+		fmt.Sprintf("no node of cluster %s became ready within 5 minutes", c.st.Name), names.ErrNoNodes, nil)
+}
+
 // earmark sets idle nodes that are resetting or starting aside for a claim that
 // wants more than it holds: they go to it when they are ready, which is sooner than
 // a node started now would be.
@@ -437,20 +762,20 @@ func (c *cluster) earmark(cl *JobClaim, fits func(*ClusterNode) bool) {
 		}
 		if nd.Job == "" && (nd.State == NodeResetting || nd.State == NodeProvisioning) && fits(nd) {
 			nd.Job = cl.JobID
-			coming += slotsOn(nd, cl.FuncCPU, cl.FuncRAMMB)
+			coming += c.slots(nd, cl)
 		}
 	}
 }
 
 // grow starts nodes for a claim that wants more slots than it holds or has coming.
 func (c *cluster) grow(cl *JobClaim, perNode int) {
-	if !cl.Grow || perNode < 1 || c.st.ShuttingDown {
+	if !cl.Grow || perNode < 1 || c.st.ShuttingDown || !c.canGrowFor(cl) {
 		return
 	}
 	coming := 0
 	for _, nd := range c.sortedNodes() {
 		if nd.Job == cl.JobID && (nd.State == NodeProvisioning || nd.State == NodeResetting) {
-			coming += slotsOn(nd, cl.FuncCPU, cl.FuncRAMMB)
+			coming += c.slots(nd, cl)
 		}
 	}
 	maxGrow := c.st.Standby.MaxGrow
@@ -458,8 +783,14 @@ func (c *cluster) grow(cl *JobClaim, perNode int) {
 		maxGrow = 16
 	}
 	for started := 0; c.claimed(cl)+coming < cl.Slots && started < maxGrow && c.canStart(); started++ {
-		c.startNode(cl.JobID)
-		coming += perNode
+		if !cl.hasNeeds() {
+			c.startNode(cl.JobID)
+			coming += perNode
+			continue
+		}
+		shape := c.growNode(cl, cl.Slots-c.claimed(cl)-coming)
+		c.startShaped(cl.JobID, shape, shape.GPU != "" || cl.Region != "")
+		coming += max(c.slots(&shape, cl), 1)
 	}
 }
 
@@ -479,7 +810,7 @@ func (c *cluster) nodeEvent(e NodeEvent) {
 		}
 		// A job that wants more gets it: the one it was started for first.
 		for _, cl := range c.claimsWanting(wasFor) {
-			if slotsOn(nd, cl.FuncCPU, cl.FuncRAMMB) < 1 {
+			if c.slots(nd, cl) < 1 {
 				continue
 			}
 			a := c.assign(nd, cl)
@@ -487,16 +818,19 @@ func (c *cluster) nodeEvent(e NodeEvent) {
 			c.ensureStandby()
 			return
 		}
-		if c.idle() > c.st.Standby.Nodes {
-			c.deleteNode(nd) // standby is full already
+		if c.idle() > c.st.Standby.Nodes || !c.standbyShaped(nd) {
+			c.deleteNode(nd) // standby is full already, or this is no standby node (a GPU node started for a job)
 		}
 	case "lost", "failed":
 		c.log.Warn("node gone", "node", nd.ID, "event", e.Event, "reason", e.Reason)
 		c.st.Lost++
+		if cl, ok := c.st.Jobs[nd.Job]; ok && e.Event == "failed" && nd.State == NodeProvisioning {
+			cl.BootFailures = append(cl.BootFailures, nd.ID+": "+e.Reason)
+		}
 		if cl, ok := c.st.Jobs[nd.Job]; ok && nd.State == NodeAssigned {
 			cl.Nodes = slices.DeleteFunc(cl.Nodes, func(id string) bool { return id == nd.ID })
 			workflow.SignalExternalWorkflow(c.ctx, cl.JobID, "", names.SignalNodeLost, NodeLost{NodeID: nd.ID})
-			c.grow(cl, slotsOn(&ClusterNode{CPUs: c.st.Standby.CPUs, RAMMB: c.st.Standby.RAMMB}, cl.FuncCPU, cl.FuncRAMMB))
+			c.grow(cl, c.perGrownNode(cl))
 		}
 		delete(c.st.Nodes, nd.ID)
 		c.ensureStandby()
@@ -547,7 +881,7 @@ func (c *cluster) release(jobID string) {
 		switch nd.State {
 		case NodeAssigned:
 			nd.Job = ""
-			if c.st.ShuttingDown || c.idle() > c.st.Standby.Nodes {
+			if c.st.ShuttingDown || c.idle() > c.st.Standby.Nodes || !c.standbyShaped(nd) {
 				c.deleteNode(nd)
 				continue
 			}
@@ -587,6 +921,7 @@ func (c *cluster) restart(ctx workflow.Context) (ClusterState, error) {
 // keep their nodes until they release them.
 func (c *cluster) shutdown(ctx workflow.Context) (ClusterState, error) {
 	c.st.ShuttingDown = true
+	c.wake.SendAsync(struct{}{})
 	for _, nd := range c.sortedNodes() {
 		if nd.State != NodeAssigned {
 			c.deleteNode(nd)

@@ -67,7 +67,8 @@ func Job(ctx workflow.Context, in JobInput) (JobOutput, error) {
 			// A job that needs nodes the cluster must first start waits here.
 			StartToCloseTimeout: 6 * time.Minute,
 			RetryPolicy: &temporal.RetryPolicy{InitialInterval: 200 * time.Millisecond, MaximumAttempts: 5,
-				NonRetryableErrorTypes: []string{names.ErrNoNodes, names.ErrShuttingDown}},
+				NonRetryableErrorTypes: []string{names.ErrNoNodes, names.ErrShuttingDown, names.ErrNoCompatibleNodes,
+					names.ErrAllNodesBusy, names.ErrNodesFailedToBoot}},
 		})
 		var resp activities.ReserveResponse
 		err = workflow.ExecuteLocalActivity(lctx, names.ActivityReserveNodes, reserveRequest(spec)).Get(ctx, &resp)
@@ -214,7 +215,8 @@ func reserveRequest(spec job.Spec) activities.ReserveRequest {
 	if cluster == "" {
 		cluster = names.DefaultCluster
 	}
-	return activities.ReserveRequest{Cluster: cluster, JobID: spec.ID, Slots: max(slots, 1), FuncCPU: spec.FuncCPU, FuncRAMMB: spec.FuncRAMMB, Grow: spec.Grow}
+	return activities.ReserveRequest{Cluster: cluster, JobID: spec.ID, Slots: max(slots, 1), FuncCPU: spec.FuncCPU, FuncRAMMB: spec.FuncRAMMB, Grow: spec.Grow,
+		GPU: spec.GPU, Region: spec.Region, DiskGB: spec.DiskGB}
 }
 
 // end cleans up after a job, records its final state and returns its outcome. It

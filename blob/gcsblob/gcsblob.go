@@ -15,6 +15,7 @@ import (
 	"unicode/utf8"
 
 	"cloud.google.com/go/storage"
+	"google.golang.org/api/iterator"
 	"google.golang.org/api/option"
 
 	"github.com/burla-temporal/burla/blob"
@@ -133,6 +134,44 @@ func (s *Store) Has(ctx context.Context, key string) (bool, error) {
 		return false, fmt.Errorf("look up blob %s in %s: %w", key, url(o), err)
 	}
 	return true, nil
+}
+
+// List implements blob.Store with one listing request per thousand blobs.
+func (s *Store) List(ctx context.Context, prefix string) ([]blob.Info, error) {
+	q := &storage.Query{Prefix: s.prefix + prefix}
+	if err := q.SetAttrSelection([]string{"Name", "Size", "Updated", "MD5"}); err != nil {
+		return nil, err
+	}
+	var infos []blob.Info
+	it := s.bucket.Objects(ctx, q)
+	for {
+		a, err := it.Next()
+		if errors.Is(err, iterator.Done) {
+			return infos, nil
+		}
+		if err != nil {
+			return nil, fmt.Errorf("list blobs %s* in gs://%s/%s: %w", prefix, s.bucket.BucketName(), s.prefix, err)
+		}
+		info := blob.Info{Key: strings.TrimPrefix(a.Name, s.prefix), Size: a.Size, Modified: a.Updated}
+		if len(a.MD5) > 0 { // composite objects have none
+			info.Digest = blob.MD5Digest(a.MD5)
+		}
+		infos = append(infos, info)
+	}
+}
+
+// Delete implements blob.Store.
+func (s *Store) Delete(ctx context.Context, key string) error {
+	o, err := s.object(key)
+	if err != nil {
+		return err
+	}
+	// Deleting twice removes the same object, so a retry after a lost reply is safe.
+	err = o.Retryer(storage.WithPolicy(storage.RetryAlways)).Delete(ctx)
+	if err != nil && !errors.Is(err, storage.ErrObjectNotExist) {
+		return fmt.Errorf("delete blob %s in %s: %w", key, url(o), err)
+	}
+	return nil
 }
 
 // object returns the handle of the object that holds key, or an error wrapping

@@ -1,12 +1,17 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"os"
+	"slices"
+	"strings"
+	"text/tabwriter"
 	"time"
 
 	enumspb "go.temporal.io/api/enums/v1"
@@ -21,25 +26,51 @@ import (
 
 const clusterUsage = `usage: burla cluster <command> [flags]
 
-commands (each prints JSON):
+commands:
   up           start the cluster's ClusterWorkflow and wait until standby is ready
   down         delete every node and end the cluster
-  status       the cluster's standby spec and nodes
+  status       the cluster's standby spec and nodes (-w, --watch: again on every change)
+  watch        status --watch
   set-standby  change the standby spec (--nodes, --cpus, --ram-mb, --max-nodes, --env)
   restart      replace every idle node
+
+Each prints the cluster's state: a table on a terminal, and otherwise (or with
+--json) one JSON object on one line:
+  {"name":…,"standby":{"nodes":N,"cpus":N,"provider":…},"nodes":{ID:{"id":…,"state":…,"cpus":N,"job":…}},
+   "jobs":{ID:{…}},"seq":N,"lost":N,"shutting_down":bool}
+A watch polls every second and prints the state, with "time" added, each time it
+changes, one object per line, until interrupted (Ctrl-C exits 0) or --timeout.
+
+Exit status: 0 success, 1 error, 2 usage, 4 no such cluster (never up, or down),
+5 the API key is refused or may not run the cluster (a tenant's key), 6 nothing
+answered at the Temporal address.
 
 flags: --temporal host:port (BURLA_TEMPORAL_ADDRESS), --namespace (BURLA_NAMESPACE), --cluster name;
   up and set-standby: --nodes, --cpus, --ram-mb, --max-nodes, --env, --provider local|docker|gce,
   and for gce --project P --zone Z (a control plane started with --gce-project serves it)
 `
 
+// errNoCluster marks a cluster Temporal does not know, or one that is down; it
+// exits with exitNotFound.
+var errNoCluster = errors.New("no such cluster")
+
+// watchInterval is how often a watch asks the cluster for its state.
+const watchInterval = time.Second
+
 func runCluster(ctx context.Context, args []string) error {
 	if len(args) == 0 {
-		fmt.Fprint(os.Stderr, clusterUsage)
-		os.Exit(2)
+		return usageErrorf(clusterUsage, "cluster: give a command")
 	}
 	cmd, args := args[0], args[1:]
-	fs := flag.NewFlagSet("burla cluster "+cmd, flag.ExitOnError)
+	switch cmd {
+	case "up", "down", "status", "watch", "set-standby", "restart":
+	case "-h", "-help", "--help", "help":
+		fmt.Print(clusterUsage)
+		return nil
+	default:
+		return usageErrorf(clusterUsage, "cluster: unknown command %q", cmd)
+	}
+	fs := flag.NewFlagSet("burla cluster "+cmd, flag.ContinueOnError)
 	env := burla.ConfigFromEnv() // the addresses programs use, and their defaults
 	temporalAddr := fs.String("temporal", env.TemporalAddress, "Temporal frontend host:port")
 	namespace := fs.String("namespace", env.Namespace, "Temporal namespace")
@@ -53,34 +84,64 @@ func runCluster(ctx context.Context, args []string) error {
 	zone := fs.String("zone", "", "the zone gce nodes are made in, e.g. us-central1-a (up, set-standby; default: the control plane's --gce-zone)")
 	var envs []string
 	repeated(fs, "env", "a local image every node keeps warm workers in (up, set-standby; repeatable; docker runtime)", &envs)
-	timeout := fs.Duration("timeout", 5*time.Minute, "how long to wait")
-	fs.Parse(args)
-	ctx, cancel := context.WithTimeout(ctx, *timeout)
-	defer cancel()
-	tc, err := dialTemporal(ctx, *temporalAddr, *namespace)
+	timeout := fs.Duration("timeout", 5*time.Minute, "how long to wait (a watch: how long to watch; none if not given)")
+	asJSON := fs.Bool("json", false, "print JSON, one object per line, even on a terminal")
+	watch := cmd == "watch"
+	if cmd == "status" {
+		fs.BoolVar(&watch, "watch", false, "print the state again each time it changes, until interrupted")
+		fs.BoolVar(&watch, "w", false, "short for --watch")
+	}
+	pos, err := parseFlags(fs, clusterUsage, args)
 	if err != nil {
+		return err
+	}
+	if len(pos) > 0 {
+		return usageErrorf(clusterUsage, "cluster %s takes no arguments, got %q (name a cluster with --cluster)", cmd, pos)
+	}
+	spec := workflows.StandbySpec{Nodes: *nodes, CPUs: *cpus, RAMMB: *ramMB, MaxNodes: *maxNodes, Provider: *providerName, Envs: envs, Project: *project, Zone: *zone}
+	if cmd == "up" || cmd == "set-standby" {
+		if err := spec.Validate(); err != nil {
+			return usageErrorf(clusterUsage, "cluster %s: %s: %w", *cluster, cmd, err)
+		}
+	}
+	timed := !watch
+	fs.Visit(func(f *flag.Flag) { timed = timed || f.Name == "timeout" })
+	if timed {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, *timeout)
+		defer cancel()
+	}
+	out := clusterOutput{w: os.Stdout, json: *asJSON || !isTerminal(os.Stdout)}
+	tc, err := dialTemporal(ctx, *temporalAddr, *namespace)
+	if errors.Is(err, errUnreachable) {
 		return fmt.Errorf("connect to Temporal at %s: %w (is a control plane running? `burla dev` starts one)", *temporalAddr, err)
+	}
+	if err != nil {
+		return fmt.Errorf("connect to Temporal at %s: %w", *temporalAddr, err)
 	}
 	defer tc.Close()
 	id := names.ClusterWorkflowID(*cluster)
-	spec := workflows.StandbySpec{Nodes: *nodes, CPUs: *cpus, RAMMB: *ramMB, MaxNodes: *maxNodes, Provider: *providerName, Envs: envs, Project: *project, Zone: *zone}
 	update := func(name string, args ...any) error {
 		h, err := tc.UpdateWorkflow(ctx, client.UpdateWorkflowOptions{WorkflowID: id, UpdateName: name, Args: args, WaitForStage: client.WorkflowUpdateStageCompleted})
 		if err != nil {
-			return fmt.Errorf("cluster %s: %s: %w", *cluster, name, err)
+			return clusterError(*cluster, name, err)
 		}
 		var st workflows.ClusterState
 		if err := h.Get(ctx, &st); err != nil {
-			return fmt.Errorf("cluster %s: %s: %w", *cluster, name, err)
+			return clusterError(*cluster, name, err)
 		}
-		return printJSON(st)
+		return out.state(st)
+	}
+	query := func(ctx context.Context) (workflows.ClusterState, error) {
+		st, err := devcluster.Status(ctx, tc, *cluster)
+		if err != nil {
+			return st, clusterError(*cluster, "status", err)
+		}
+		return st, nil
 	}
 	switch cmd {
 	case "up":
 		start := time.Now()
-		if err := spec.Validate(); err != nil {
-			return err
-		}
 		_, err := tc.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
 			ID: id, TaskQueue: names.TaskQueueControl,
 			WorkflowIDConflictPolicy: enumspb.WORKFLOW_ID_CONFLICT_POLICY_FAIL,
@@ -95,36 +156,163 @@ func runCluster(ctx context.Context, args []string) error {
 		if err := devcluster.WaitReady(ctx, tc, *cluster, spec.Nodes, *timeout); err != nil {
 			return err
 		}
-		st, err := devcluster.Status(ctx, tc, *cluster)
+		st, err := query(ctx)
 		if err != nil {
 			return err
 		}
 		fmt.Fprintf(os.Stderr, "cluster %s: %d standby nodes ready in %v\n", *cluster, spec.Nodes, time.Since(start).Round(time.Millisecond))
-		return printJSON(st)
+		return out.state(st)
 	case "down":
 		if err := update(names.UpdateShutdown); err != nil {
 			return err
 		}
-		return tc.GetWorkflow(ctx, id, "").Get(ctx, nil)
-	case "status":
-		st, err := devcluster.Status(ctx, tc, *cluster)
+		if err := tc.GetWorkflow(ctx, id, "").Get(ctx, nil); err != nil {
+			return fmt.Errorf("cluster %s: wait for it to end: %w", *cluster, err)
+		}
+		return nil
+	case "status", "watch":
+		if watch {
+			return watchCluster(ctx, watchInterval, query, out.change)
+		}
+		st, err := query(ctx)
 		if err != nil {
 			return err
 		}
-		return printJSON(st)
+		return out.state(st)
 	case "set-standby":
 		return update(names.UpdateSetStandby, spec)
 	case "restart":
 		return update(names.UpdateRestart)
-	default:
-		fmt.Fprintf(os.Stderr, "burla cluster: unknown command %q\n\n%s", cmd, clusterUsage)
-		os.Exit(2)
 	}
 	return nil
 }
 
+// clusterError says what failed on which cluster, and marks a cluster Temporal
+// does not know, or whose workflow has ended, with errNoCluster.
+func clusterError(cluster, op string, err error) error {
+	var nf *serviceerror.NotFound
+	if errors.As(err, &nf) {
+		return fmt.Errorf("cluster %s: %s: %w (never up, or down; `burla cluster up` starts it): %w", cluster, op, errNoCluster, err)
+	}
+	return fmt.Errorf("cluster %s: %s: %w", cluster, op, err)
+}
+
+// watchCluster asks for the cluster's state every interval and hands each state
+// that differs from the one before to emit, the first one included, until ctx
+// ends, which is not an error.
+func watchCluster(ctx context.Context, interval time.Duration, poll func(context.Context) (workflows.ClusterState, error), emit func(workflows.ClusterState) error) error {
+	tick := time.NewTicker(interval)
+	defer tick.Stop()
+	var last []byte
+	for {
+		st, err := poll(ctx)
+		if ctx.Err() != nil {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		b, err := json.Marshal(st) // maps marshal in key order: equal states, equal bytes
+		if err != nil {
+			return err
+		}
+		if !bytes.Equal(b, last) {
+			last = b
+			if err := emit(st); err != nil {
+				return err
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-tick.C:
+		}
+	}
+}
+
+// clusterOutput prints cluster states as JSON lines or as tables.
+type clusterOutput struct {
+	w    io.Writer
+	json bool
+}
+
+// state prints st.
+func (o clusterOutput) state(st workflows.ClusterState) error {
+	if o.json {
+		return json.NewEncoder(o.w).Encode(st)
+	}
+	return printClusterTable(o.w, st)
+}
+
+// change prints st as a watch sees it: with the time it was seen.
+func (o clusterOutput) change(st workflows.ClusterState) error {
+	now := time.Now()
+	if o.json {
+		return json.NewEncoder(o.w).Encode(struct {
+			Time time.Time `json:"time"`
+			workflows.ClusterState
+		}{now.UTC(), st})
+	}
+	fmt.Fprintf(o.w, "--- %s\n", now.Format(time.DateTime))
+	if err := printClusterTable(o.w, st); err != nil {
+		return err
+	}
+	_, err := fmt.Fprintln(o.w)
+	return err
+}
+
+// printClusterTable prints a cluster's standby and its nodes for a person.
+func printClusterTable(w io.Writer, st workflows.ClusterState) error {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	s := st.Standby
+	state := "up"
+	if st.ShuttingDown {
+		state = "shutting down"
+	}
+	fmt.Fprintf(tw, "Cluster\t%s (%s)\n", st.Name, state)
+	standby := fmt.Sprintf("%d nodes × %d CPUs", s.Nodes, s.CPUs)
+	if s.RAMMB > 0 {
+		standby += fmt.Sprintf(", %d MB", s.RAMMB)
+	}
+	standby += ", " + s.Provider + " provider"
+	if s.MaxNodes > 0 {
+		standby += fmt.Sprintf(", at most %d nodes", s.MaxNodes)
+	}
+	if s.Project != "" || s.Zone != "" {
+		standby += fmt.Sprintf(", in %s %s", s.Project, s.Zone)
+	}
+	fmt.Fprintf(tw, "Standby\t%s\n", standby)
+	if len(s.Envs) > 0 {
+		fmt.Fprintf(tw, "Envs\t%s\n", strings.Join(s.Envs, ", "))
+	}
+	fmt.Fprintf(tw, "Jobs\t%d\n", len(st.Jobs))
+	fmt.Fprintf(tw, "Lost\t%d nodes over its life\n", st.Lost)
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	ids := make([]string, 0, len(st.Nodes))
+	for id := range st.Nodes {
+		ids = append(ids, id)
+	}
+	slices.Sort(ids)
+	fmt.Fprintln(w)
+	tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "NODE\tSTATE\tCPUS\tRAM MB\tJOB")
+	for _, id := range ids {
+		n := st.Nodes[id]
+		ram, job := "-", "-"
+		if n.RAMMB > 0 {
+			ram = fmt.Sprint(n.RAMMB)
+		}
+		if n.Job != "" {
+			job = n.Job
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\n", id, n.State, n.CPUs, ram, job)
+	}
+	return tw.Flush()
+}
+
+// printJSON prints v on stdout as one line of JSON.
 func printJSON(v any) error {
-	enc := json.NewEncoder(os.Stdout)
-	enc.SetIndent("", "  ")
-	return enc.Encode(v)
+	return json.NewEncoder(os.Stdout).Encode(v)
 }

@@ -162,7 +162,7 @@ func runControlPlane(ctx context.Context, args []string) error {
 	if len(providers) == 0 {
 		return fmt.Errorf("control plane: no node provider: give --local-nodes DIR, --docker-nodes, or --gce-project, --gce-zone and --gce-binary-url")
 	}
-	control := &activities.Control{Nodes: st, Queue: st, Jobs: st, Temporal: tc, Metrics: activities.NewControlMetrics(reg)}
+	control := &activities.Control{Nodes: st, Queue: st, Jobs: st, Temporal: tc, Metrics: activities.NewControlMetrics(reg), Blobs: st}
 	envs := &activities.Env{Blobs: st, Dir: filepath.Join(*dataDir, "envs"), Inspect: devcluster.Inspect}
 	w := workers.Control(tc, control, &activities.Nodes{Providers: providers, Store: st}, envs)
 	if *sweepEvery > 0 {

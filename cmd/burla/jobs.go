@@ -14,6 +14,7 @@ import (
 
 	"golang.org/x/term"
 
+	"github.com/burla-temporal/burla/auth"
 	"github.com/burla-temporal/burla/job"
 	burla "github.com/burla-temporal/burla/sdk"
 	"github.com/burla-temporal/burla/status"
@@ -197,8 +198,26 @@ func listJobs(ctx context.Context, c *burla.Cluster, f status.Filter, table bool
 	return tw.Flush()
 }
 
+// viewer is whose job IDs this command may name when it says what a job waits
+// for: every tenant's without a key (a cluster without keys) or with an operator's,
+// the tenant's own with a tenant's.
+func viewer() string {
+	key := os.Getenv(auth.EnvKey)
+	if key == "" {
+		return status.AllTenants
+	}
+	p, err := auth.ParseKey(key)
+	switch {
+	case err != nil:
+		return "" // Dial refuses such a key before this is asked
+	case p.Role.System():
+		return status.AllTenants
+	}
+	return p.Tenant
+}
+
 func showJob(ctx context.Context, c *burla.Cluster, id string, table bool) error {
-	j, err := status.Get(ctx, c.Temporal(), c.Store(), id)
+	j, err := status.GetFor(ctx, c.Temporal(), c.Store(), id, viewer())
 	if err != nil {
 		return err
 	}
@@ -222,6 +241,10 @@ func showJob(ctx context.Context, c *burla.Cluster, id string, table bool) error
 		} else {
 			fmt.Fprintf(tw, "Progress\tinputs uploading (%d chunks so far: %d running, %d waiting)\n", p.Waiting+p.InFlight, p.InFlight, p.Waiting)
 		}
+	}
+	if w := j.Waiting; w != nil {
+		fmt.Fprintf(tw, "Waiting\t%s, for %s (%s, since %s)\n", w.Detail, status.ShortDuration(max(now.Sub(w.Since), 0)),
+			w.Reason, w.Since.Local().Format(time.TimeOnly))
 	}
 	if len(j.Nodes) > 0 {
 		var ns []string

@@ -10,6 +10,7 @@ import (
 	"text/tabwriter"
 
 	"github.com/burla-temporal/burla/auth"
+	"github.com/burla-temporal/burla/job"
 )
 
 const keysUsage = `usage: burla keys <add|ls|revoke> [flags]
@@ -18,42 +19,99 @@ const keysUsage = `usage: burla keys <add|ls|revoke> [flags]
   ls                                                     list the keys (IDs, roles, tenants), never the keys
   revoke ID                                              remove the keys whose ID starts with ID
 
-Every subcommand takes --file (default ~/.burla/keys.json). A server started with
---keys FILE reads the file again within a second of a change.
+Every subcommand takes --file (default ~/.burla/keys.json) and --json. A server
+started with --keys FILE reads the file again within a second of a change.
+
+On a terminal, add prints the key alone on stdout and ls a table. Otherwise (or
+with --json) each prints JSON, one object per line:
+  add     {"id":…,"key":"bk_…","role":…,"tenant":…,"file":…}
+  ls      {"id":…,"role":…,"tenant":…,"created":…} for each key
+  revoke  {"revoked":N,"id":…,"file":…}
+
+Exit status: 0 success, 1 error, 2 usage, 4 no such key (revoke) or no keys file
+(ls, revoke).
 `
+
+// errNoKey and errNoKeysFile exit with exitNotFound.
+var (
+	errNoKey      = errors.New("no such key")
+	errNoKeysFile = errors.New("no keys file")
+)
 
 func runKeys(args []string) error {
 	if len(args) == 0 {
-		fmt.Fprint(os.Stderr, keysUsage)
-		os.Exit(2)
+		return usageErrorf(keysUsage, "keys: give a command")
 	}
+	cmd, args := args[0], args[1:]
 	home, _ := os.UserHomeDir()
-	fs := flag.NewFlagSet("burla keys "+args[0], flag.ExitOnError)
+	fs := flag.NewFlagSet("burla keys "+cmd, flag.ContinueOnError)
 	file := fs.String("file", filepath.Join(home, ".burla", "keys.json"), "the keys file")
-	switch args[0] {
+	asJSON := fs.Bool("json", false, "print JSON, one object per line, even on a terminal")
+	var tenant, role *string
+	switch cmd {
 	case "add":
-		tenant := fs.String("tenant", "", "the tenant the key's jobs belong to (role tenant)")
-		role := fs.String("role", string(auth.RoleTenant), "tenant (starts and sees its own jobs), admin (sees every tenant's), control or node (the cluster's own components)")
-		fs.Parse(args[1:])
-		if *tenant == "" && auth.Role(*role) == auth.RoleTenant {
-			return errors.New("keys add: give --tenant NAME")
+		tenant = fs.String("tenant", "", "the tenant the key's jobs belong to (role tenant)")
+		role = fs.String("role", string(auth.RoleTenant), "tenant (starts and sees its own jobs), admin (sees every tenant's), control or node (the cluster's own components)")
+	case "ls", "list", "revoke":
+	case "-h", "-help", "--help", "help":
+		fmt.Print(keysUsage)
+		return nil
+	default:
+		return usageErrorf(keysUsage, "keys: unknown command %q", cmd)
+	}
+	pos, err := parseFlags(fs, keysUsage, args)
+	if err != nil {
+		return err
+	}
+	wantArgs := 0
+	if cmd == "revoke" {
+		wantArgs = 1
+	}
+	if len(pos) != wantArgs {
+		if cmd == "revoke" {
+			return usageErrorf(keysUsage, "keys revoke: give one key ID (from burla keys ls), got %q", pos)
 		}
-		key, err := auth.Add(*file, auth.Role(*role), *tenant)
+		return usageErrorf(keysUsage, "keys %s takes no arguments, got %q", cmd, pos)
+	}
+	jsonOut := *asJSON || !isTerminal(os.Stdout)
+	enc := json.NewEncoder(os.Stdout)
+	switch cmd {
+	case "add":
+		r := auth.Role(*role)
+		switch {
+		case r != auth.RoleTenant && r != auth.RoleAdmin && r != auth.RoleControl && r != auth.RoleNode:
+			return usageErrorf(keysUsage, "keys add: unknown role %q (tenant, admin, control or node)", *role)
+		case r == auth.RoleTenant && *tenant == "":
+			return usageErrorf(keysUsage, "keys add: give --tenant NAME")
+		case r == auth.RoleTenant && !job.ValidTenant(*tenant):
+			return usageErrorf(keysUsage, "keys add: invalid tenant name %q: 1 to 32 lower-case letters, digits and dashes, starting with a letter", *tenant)
+		}
+		key, err := auth.Add(*file, r, *tenant)
 		if err != nil {
 			return fmt.Errorf("keys add: %w", err)
 		}
-		fmt.Fprintf(os.Stderr, "key %s added to %s; it is not shown again:\n", auth.KeyID(key), *file)
+		p, err := auth.ParseKey(key)
+		if err != nil {
+			return fmt.Errorf("keys add: %w", err)
+		}
+		if jsonOut {
+			return enc.Encode(map[string]any{"id": p.ID, "key": key, "role": p.Role, "tenant": p.Tenant, "file": *file})
+		}
+		fmt.Fprintf(os.Stderr, "key %s added to %s; it is not shown again:\n", p.ID, *file)
 		fmt.Println(key)
-	case "ls":
-		fs.Parse(args[1:])
+	case "ls", "list":
 		entries, err := auth.List(*file)
+		if errors.Is(err, os.ErrNotExist) {
+			return fmt.Errorf("keys ls: %w at %s (`burla keys add` makes one)", errNoKeysFile, *file)
+		}
 		if err != nil {
 			return fmt.Errorf("keys ls: %w", err)
 		}
-		if !isTerminal(os.Stdout) {
-			enc := json.NewEncoder(os.Stdout)
+		if jsonOut {
 			for _, e := range entries {
-				enc.Encode(map[string]any{"id": e.SHA256[:12], "role": e.Role, "tenant": e.Tenant, "created": e.Created})
+				if err := enc.Encode(map[string]any{"id": e.SHA256[:12], "role": e.Role, "tenant": e.Tenant, "created": e.Created}); err != nil {
+					return err
+				}
 			}
 			return nil
 		}
@@ -64,21 +122,24 @@ func runKeys(args []string) error {
 		}
 		return tw.Flush()
 	case "revoke":
-		fs.Parse(args[1:])
-		if fs.NArg() != 1 {
-			return errors.New("keys revoke: give the key's ID (from burla keys ls)")
+		id := pos[0]
+		if len(id) < 6 {
+			return usageErrorf(keysUsage, "keys revoke: key ID %q: give at least 6 hex digits", id)
 		}
-		n, err := auth.Revoke(*file, fs.Arg(0))
+		n, err := auth.Revoke(*file, id)
+		if errors.Is(err, os.ErrNotExist) {
+			return fmt.Errorf("keys revoke: %w at %s", errNoKeysFile, *file)
+		}
 		if err != nil {
 			return fmt.Errorf("keys revoke: %w", err)
 		}
 		if n == 0 {
-			return fmt.Errorf("keys revoke: no key %s in %s", fs.Arg(0), *file)
+			return fmt.Errorf("keys revoke: %w %s in %s", errNoKey, id, *file)
 		}
-		fmt.Fprintf(os.Stderr, "revoked %d key(s)\n", n)
-	default:
-		fmt.Fprint(os.Stderr, keysUsage)
-		os.Exit(2)
+		if jsonOut {
+			return enc.Encode(map[string]any{"revoked": n, "id": id, "file": *file})
+		}
+		fmt.Printf("revoked %d key(s)\n", n)
 	}
 	return nil
 }

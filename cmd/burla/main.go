@@ -1,7 +1,9 @@
 // Command burla runs a Burla cluster and its parts:
 //
 //	burla dev               a whole local cluster: Temporal, NATS, control plane, nodes
+//	burla cluster           start, watch, resize, restart and stop a cluster's standby nodes
 //	burla jobs              list, show, follow and cancel jobs
+//	burla keys              add, list and revoke API keys
 //	burla control-plane     the control plane of a cluster whose Temporal and store run elsewhere
 //	burla temporal-server   the embedded Temporal server alone (SQLite in a file)
 //	burla nats-server       the embedded NATS JetStream server alone
@@ -11,37 +13,49 @@ package main
 
 import (
 	"context"
+	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"os"
 	"os/signal"
 	"path/filepath"
+	goruntime "runtime"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"syscall"
 	"time"
 
+	"go.temporal.io/api/serviceerror"
 	"go.temporal.io/sdk/client"
 	tlog "go.temporal.io/sdk/log"
+	"google.golang.org/grpc/codes"
+	grpcstatus "google.golang.org/grpc/status"
 
 	"github.com/burla-temporal/burla/containerworker"
 	"github.com/burla-temporal/burla/devcluster"
+	"github.com/burla-temporal/burla/job"
 	"github.com/burla-temporal/burla/nodeagent"
 	dockerprovider "github.com/burla-temporal/burla/provider/docker"
 	"github.com/burla-temporal/burla/runtime"
 	dockerruntime "github.com/burla-temporal/burla/runtime/docker"
 	"github.com/burla-temporal/burla/runtime/process"
+	burla "github.com/burla-temporal/burla/sdk"
+	"github.com/burla-temporal/burla/status"
 	"github.com/burla-temporal/burla/store/storeurl"
 	"github.com/burla-temporal/burla/temporalconn"
+	"github.com/burla-temporal/burla/wire"
 )
 
 const usage = `usage: burla <command> [flags]
 
 commands:
   dev               run a local cluster (embedded Temporal and NATS, node agents as processes)
-  cluster           up, down, status, set-standby, restart: manage a cluster's standby nodes
+  cluster           up, down, status, watch, set-standby, restart: manage a cluster's standby nodes
   jobs              ls, show, logs, attach, cancel: the cluster's jobs
   keys              add, ls, revoke: API keys of a cluster that asks for them
   control-plane     run the control plane against a Temporal and a store elsewhere (e.g. on Google Cloud)
@@ -49,18 +63,153 @@ commands:
   nats-server       run the embedded NATS JetStream server alone (its streams under --data-dir)
   node-agent        run one node's agent
   container-worker  run one container worker (its node agent starts it)
-  version           print the version
+  version           print the version (--json: {"version":…,"protocol":N,"go":…})
 
 Run 'burla <command> -h' for a command's flags.
+
+The management commands (cluster, jobs, keys, version) print a table or text on
+a terminal, and JSON when stdout is not a terminal or --json is given: one object
+per line, a list as one object per line, a watch as one object per change.
+
+exit status (every command):
+  0  success
+  1  error
+  2  usage: an unknown command, flag or argument
+  3  jobs attach: the job did not succeed
+  4  no such thing: job, cluster, key or keys file
+  5  refused: the cluster does not know the API key, or the key may not do this
+     (another tenant's job; a tenant's key on the cluster's own commands)
+  6  unreachable: nothing answered at the Temporal address
+Errors go to stderr; with JSON output the last line there is {"error":"…","code":N}.
 `
+
+// Exit statuses, the same for every command, so that scripts can tell failures
+// apart (usage and README.md list them). jobs.go still writes 3, 4 and 5 as
+// numbers; they are these.
+const (
+	exitOK          = 0
+	exitError       = 1
+	exitUsage       = 2
+	exitJobFailed   = 3 // burla jobs attach: the job did not succeed
+	exitNotFound    = 4 // no such job, cluster, key or keys file
+	exitDenied      = 5 // the cluster refused the API key, or the key may not do this
+	exitUnreachable = 6 // nothing answered at the Temporal address
+)
+
+// errUnreachable marks a failure to reach a cluster at all; it exits with
+// exitUnreachable.
+var errUnreachable = errors.New("no cluster answered")
+
+// errHelp is returned after a command printed its help on request; it exits 0.
+var errHelp = errors.New("help requested")
+
+// usageError is a command line burla cannot make sense of; it exits with
+// exitUsage, after the command's usage text.
+type usageError struct {
+	err   error
+	usage string
+}
+
+func (e *usageError) Error() string { return e.err.Error() }
+func (e *usageError) Unwrap() error { return e.err }
+
+// usageErrorf is a usageError whose message is formatted, followed by usage.
+func usageErrorf(usage, format string, args ...any) error {
+	return &usageError{err: fmt.Errorf(format, args...), usage: usage}
+}
+
+// exitCode is the exit status for err (see the const block above).
+func exitCode(err error) int {
+	var ue *usageError
+	var denied *serviceerror.PermissionDenied
+	switch {
+	case err == nil, errors.Is(err, errHelp):
+		return exitOK
+	case errors.As(err, &ue):
+		return exitUsage
+	case errors.Is(err, status.ErrDenied), burla.IsKind(err, burla.KindUnauthorized),
+		errors.As(err, &denied), grpcstatus.Code(err) == codes.Unauthenticated:
+		return exitDenied
+	case errors.Is(err, errUnreachable), burla.IsKind(err, burla.KindNoCluster):
+		return exitUnreachable
+	case errors.Is(err, status.ErrNoJob), errors.Is(err, errNoCluster), errors.Is(err, errNoKey), errors.Is(err, errNoKeysFile):
+		return exitNotFound
+	}
+	return exitError
+}
+
+// exit ends burla with err's exit status. The error goes to stderr as a line of
+// text, then, for a command whose output is JSON, as {"error":…,"code":N}, so
+// that a script reads the last line of stderr.
+func exit(err error, asJSON bool) {
+	code := exitCode(err)
+	if code == exitOK {
+		os.Exit(exitOK)
+	}
+	// The SDK's errors say "burla: " already.
+	msg := strings.TrimPrefix(err.Error(), "burla: ")
+	fmt.Fprintf(os.Stderr, "burla: %s\n", msg)
+	if ue := (*usageError)(nil); errors.As(err, &ue) && ue.usage != "" {
+		fmt.Fprint(os.Stderr, "\n"+ue.usage)
+	}
+	if asJSON {
+		json.NewEncoder(os.Stderr).Encode(struct {
+			Error string `json:"error"`
+			Code  int    `json:"code"`
+		}{msg, code})
+	}
+	os.Exit(code)
+}
+
+// jsonOutput reports whether a command run with args prints JSON: when stdout is
+// not a terminal, or --json is among its flags.
+func jsonOutput(args []string) bool {
+	if !isTerminal(os.Stdout) {
+		return true
+	}
+	for _, a := range args {
+		if a == "--" {
+			break
+		}
+		switch a {
+		case "-json", "--json", "-json=true", "--json=true":
+			return true
+		}
+	}
+	return false
+}
+
+// parseFlags parses args, flags before and after positional arguments, and returns
+// the positional ones. A flag it does not know is a usageError; -h prints usage
+// and the flags on stdout and returns errHelp.
+func parseFlags(fs *flag.FlagSet, usage string, args []string) ([]string, error) {
+	fs.SetOutput(io.Discard)
+	var pos []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			if errors.Is(err, flag.ErrHelp) {
+				fmt.Print(usage)
+				fmt.Printf("\nflags of %s:\n", fs.Name())
+				fs.SetOutput(os.Stdout)
+				fs.PrintDefaults()
+				return nil, errHelp
+			}
+			return nil, &usageError{err: fmt.Errorf("%s: %w", strings.TrimPrefix(fs.Name(), "burla "), err), usage: usage}
+		}
+		if fs.NArg() == 0 {
+			return pos, nil
+		}
+		pos = append(pos, fs.Arg(0))
+		args = fs.Args()[1:]
+	}
+}
 
 // version is set at build time with -ldflags "-X main.version=...".
 var version = "dev"
 
 func main() {
 	if len(os.Args) < 2 {
-		fmt.Fprint(os.Stderr, usage)
-		os.Exit(2)
+		exit(usageErrorf(usage, "give a command"), jsonOutput(nil))
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -95,18 +244,42 @@ func main() {
 	case "container-worker":
 		err = runContainerWorker(ctx, args)
 	case "version":
-		fmt.Println("burla", version)
+		err = runVersion(args)
 	case "-h", "-help", "--help", "help":
 		fmt.Print(usage)
 	default:
-		fmt.Fprintf(os.Stderr, "burla: unknown command %q\n\n%s", cmd, usage)
-		os.Exit(2)
+		err = usageErrorf(usage, "unknown command %q", cmd)
 	}
 	if err != nil {
-		// The SDK's errors say "burla: " already.
-		fmt.Fprintf(os.Stderr, "burla: %s\n", strings.TrimPrefix(err.Error(), "burla: "))
-		os.Exit(1)
+		exit(err, jsonOutput(os.Args[2:]))
 	}
+}
+
+// runVersion prints burla's version, the protocol version its workers and
+// programs speak (package wire), and the Go it was built with.
+func runVersion(args []string) error {
+	fs := flag.NewFlagSet("burla version", flag.ContinueOnError)
+	asJSON := fs.Bool("json", false, "print JSON even on a terminal")
+	pos, err := parseFlags(fs, "usage: burla version [--json]\n", args)
+	if err != nil {
+		return err
+	}
+	if len(pos) > 0 {
+		return usageErrorf("usage: burla version [--json]\n", "version takes no arguments, got %q", pos)
+	}
+	v := version
+	if bi, ok := debug.ReadBuildInfo(); ok && v == "dev" && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
+		v = bi.Main.Version // go install …@vX.Y.Z
+	}
+	if *asJSON || !isTerminal(os.Stdout) {
+		return printJSON(struct {
+			Version  string `json:"version"`
+			Protocol int    `json:"protocol"`
+			Go       string `json:"go"`
+		}{v, wire.Version, goruntime.Version()})
+	}
+	_, err = fmt.Printf("burla %s (protocol %d, %s)\n", v, wire.Version, goruntime.Version())
+	return err
 }
 
 func logger(verbose bool, attrs ...any) *slog.Logger {
@@ -277,7 +450,8 @@ func runContainerWorker(ctx context.Context, args []string) error {
 		return err
 	}
 	defer st.Close()
-	w := containerworker.New(containerworker.Config{Store: st, Blobs: st, Logger: log})
+	// The runtime names the worker's shared directory in its environment.
+	w := containerworker.New(containerworker.Config{Store: st, Blobs: st, Logger: log, SharedDir: os.Getenv(job.EnvSharedDir)})
 	return w.Serve(ctx, os.Stdin, os.Stdout)
 }
 
@@ -313,5 +487,11 @@ func dialTemporal(ctx context.Context, addr, namespace string, metrics ...client
 	if err := temporalconn.FromEnv().Apply(&o); err != nil {
 		return nil, err
 	}
-	return client.DialContext(ctx, o)
+	c, err := client.DialContext(ctx, o)
+	var denied *serviceerror.PermissionDenied
+	if err != nil && grpcstatus.Code(err) != codes.Unauthenticated && !errors.As(err, &denied) {
+		// Not a refusal: nothing (or nothing that speaks Temporal) answered.
+		return nil, fmt.Errorf("%w: %w", errUnreachable, err)
+	}
+	return c, err
 }

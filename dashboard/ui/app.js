@@ -27,6 +27,16 @@ function duration(ms) {
   return Math.floor(s / 3600) + "h" + String(Math.floor(s / 60) % 60).padStart(2, "0") + "m";
 }
 
+// The client's own steps read "uploading inputs 1200/5000 (12s)"; the cluster's,
+// "waiting 42s: 3 nodes booting" (as status.Waiting.Text). The server counts the
+// seconds, so that the browser's clock does not matter.
+const clientReasons = ["uploading-binary", "building-environment", "uploading-inputs"];
+
+function waitingText(w) {
+  const d = duration(Math.max(w.seconds || 0, 0) * 1000);
+  return clientReasons.includes(w.reason) ? w.detail + " (" + d + ")" : "waiting " + d + ": " + w.detail;
+}
+
 function progressCell(j) {
   let frac = null, text = "";
   if (j.state === "Succeeded") { frac = 1; text = "done"; }
@@ -35,10 +45,16 @@ function progressCell(j) {
     text = Math.round(frac * 100) + "% (" + j.progress.in_flight + " chunks running, " + j.progress.waiting + " waiting)";
   } else if (j.progress) { text = "uploading inputs"; }
   else if (!["Failed", "Cancelled"].includes(j.state)) { text = j.state === "Placing" ? "waiting for nodes" : ""; }
+  if (j.waiting) text = ""; // the wait says it better
   const bar = el("span", { class: "bar", "data-fraction": frac === null ? "" : frac.toFixed(3) },
     el("span", { style: "" }));
   bar.firstChild.style.width = ((frac || 0) * 100) + "%";
-  return el("td", { class: "progress" }, bar, " ", el("span", { class: "muted" }, text));
+  const td = el("td", { class: "progress" }, bar, " ", el("span", { class: "muted" }, text));
+  if (j.waiting) {
+    td.append(" ", el("span", { class: "waiting", "data-reason": j.waiting.reason, title: "since " + new Date(Date.parse(j.waiting.since)).toLocaleString() },
+      waitingText(j.waiting)));
+  }
+  return td;
 }
 
 function link(href, text) {
@@ -119,6 +135,7 @@ async function refreshJob() {
   const add = (k, v) => { if (v !== undefined && v !== "") dl.append(el("dt", {}, k), el("dd", { "data-key": k }, v)); };
   add("Function", j.function);
   add("Inputs", String(j.inputs));
+  if (j.waiting) add("Waiting", waitingText(j.waiting) + " [" + j.waiting.reason + "]");
   if (j.progress && j.progress.sealed) add("Chunks", j.progress.done + " of " + j.progress.chunks + " done, " + j.progress.in_flight + " running, " + j.progress.waiting + " waiting");
   if (j.nodes) add("Nodes", j.nodes.map((n) => n.id + " (" + n.busy + " busy)").join(", "));
   if (j.spec) add("Per call", j.spec.func_cpu + " CPU" + (j.spec.func_ram_mb ? ", " + j.spec.func_ram_mb + " MB" : ""));

@@ -29,6 +29,8 @@ import (
 	"google.golang.org/api/option"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/burla-temporal/burla/gpu"
+	"github.com/burla-temporal/burla/job"
 	"github.com/burla-temporal/burla/provider"
 )
 
@@ -53,6 +55,10 @@ const (
 	DefaultRuntime   = "process"
 )
 
+// DefaultGPUDiskGB is the least boot disk of a GPU node: images with NVIDIA's
+// drivers and CUDA need more room than a plain one.
+const DefaultGPUDiskGB = 50
+
 // scopeCloudPlatform is the VM's OAuth scope; what the VM may do is then decided
 // by its service account's IAM roles (it needs to read BinaryURL's bucket).
 const scopeCloudPlatform = "https://www.googleapis.com/auth/cloud-platform"
@@ -71,6 +77,12 @@ type Config struct {
 	DiskGB      int    // boot disk size; DefaultDiskGB when 0
 	DiskType    string // boot disk type; DefaultDiskType when empty
 	DiskImage   string // boot image; DefaultDiskImage when empty. The startup script needs bash, curl, sed and systemd.
+	// GPUDiskImage is the boot image of nodes with GPUs; DiskImage when empty.
+	// Their calls need NVIDIA's driver (and, for the docker runtime, NVIDIA's
+	// container toolkit): an image that has them, such as a Deep Learning VM
+	// image, which installs the driver at first boot as the metadata
+	// install-nvidia-driver=True that GPU nodes carry asks.
+	GPUDiskImage string
 	// Spot makes Spot VMs, which Compute Engine deletes when it preempts them.
 	Spot       bool
 	Network    string // DefaultNetwork when empty
@@ -112,7 +124,11 @@ type Config struct {
 type Provider struct {
 	cfg       Config
 	instances *compute.InstancesClient
-	log       *slog.Logger
+	// accelerators and regions say which zones a node with GPUs, or in a region
+	// of its own, can go in.
+	accelerators *compute.AcceleratorTypesClient
+	regions      *compute.RegionsClient
+	log          *slog.Logger
 }
 
 // New checks cfg and connects to the Compute Engine API with Application Default
@@ -129,10 +145,23 @@ func New(ctx context.Context, cfg Config, opts ...option.ClientOption) (*Provide
 	if err != nil {
 		return nil, fmt.Errorf("gce provider: compute client: %w", err)
 	}
+	accelerators, err := compute.NewAcceleratorTypesRESTClient(ctx, opts...)
+	if err != nil {
+		instances.Close()
+		return nil, fmt.Errorf("gce provider: accelerator types client: %w", err)
+	}
+	regions, err := compute.NewRegionsRESTClient(ctx, opts...)
+	if err != nil {
+		instances.Close()
+		accelerators.Close()
+		return nil, fmt.Errorf("gce provider: regions client: %w", err)
+	}
 	return &Provider{
-		cfg:       cfg,
-		instances: instances,
-		log:       cfg.Logger.With("provider", "gce", "project", cfg.Project, "zone", cfg.Zone),
+		cfg:          cfg,
+		instances:    instances,
+		accelerators: accelerators,
+		regions:      regions,
+		log:          cfg.Logger.With("provider", "gce", "project", cfg.Project, "zone", cfg.Zone),
 	}, nil
 }
 
@@ -149,6 +178,7 @@ func (c Config) withDefaults() (Config, error) {
 	c.DiskGB = cmp.Or(c.DiskGB, DefaultDiskGB)
 	c.DiskType = cmp.Or(c.DiskType, DefaultDiskType)
 	c.DiskImage = cmp.Or(c.DiskImage, DefaultDiskImage)
+	c.GPUDiskImage = cmp.Or(c.GPUDiskImage, c.DiskImage)
 	c.Network = cmp.Or(c.Network, DefaultNetwork)
 	c.Namespace = cmp.Or(c.Namespace, DefaultNamespace)
 	c.Runtime = cmp.Or(c.Runtime, DefaultRuntime)
@@ -167,7 +197,9 @@ func (c Config) withDefaults() (Config, error) {
 }
 
 // Close closes the connection to the Compute Engine API. It deletes no VM.
-func (p *Provider) Close() error { return p.instances.Close() }
+func (p *Provider) Close() error {
+	return errors.Join(p.instances.Close(), p.accelerators.Close(), p.regions.Close())
+}
 
 // Name implements provider.Provider.
 func (p *Provider) Name() string { return "gce" }
@@ -187,11 +219,33 @@ func InstanceName(id string) (string, error) {
 // Create implements provider.Provider: it inserts the node's VM and waits until
 // Compute Engine has made it (the agent starts later, when the VM has booted).
 // A VM of that name existing already is success, whatever its state.
+//
+// A node with GPUs or a region of its own, and no zone, goes in a zone of its
+// region (the provider's zone's region if it names none) that offers its GPUs:
+// the provider's own zone if it does, else the first by name. A retried Create
+// finds the VM wherever the first made it.
 func (p *Provider) Create(ctx context.Context, n provider.NodeSpec) error {
 	p = p.at(n)
 	name, err := InstanceName(n.ID)
 	if err != nil {
 		return err
+	}
+	if _, err := p.instance(name, n); err != nil { // refuse a bad spec before any call
+		return fmt.Errorf("gce provider: instance %s: %w", p.where(name), err)
+	}
+	if p.choosesZone(n) {
+		zone, err := p.findInstance(ctx, name)
+		if err != nil {
+			return err
+		}
+		if zone != "" {
+			p.log.Info("instance exists already", "node", n.ID, "instance", name, "zone", zone)
+			return nil
+		}
+		if zone, err = p.chooseZone(ctx, n); err != nil {
+			return fmt.Errorf("gce provider: place node %s: %w", n.ID, err)
+		}
+		p = p.at(provider.NodeSpec{Project: p.cfg.Project, Zone: zone})
 	}
 	inst, err := p.instance(name, n)
 	if err != nil {
@@ -210,7 +264,7 @@ func (p *Provider) Create(ctx context.Context, n provider.NodeSpec) error {
 		if err != nil {
 			return fmt.Errorf("gce provider: insert instance %s: %w", p.where(name), err)
 		}
-		log.Info("inserting instance", "operation", op.Name(), "machine_type", inst.GetMachineType(), "spot", p.cfg.Spot)
+		log.Info("inserting instance", "operation", op.Name(), "machine_type", inst.GetMachineType(), "spot", p.cfg.Spot, "gpu", n.GPU)
 		if err := wait(ctx, op); err != nil {
 			return fmt.Errorf("gce provider: insert instance %s: %w", p.where(name), err)
 		}
@@ -235,12 +289,24 @@ func (p *Provider) Create(ctx context.Context, n provider.NodeSpec) error {
 }
 
 // Delete implements provider.Provider and waits until the VM is gone.
+// A node whose zone Create chose is looked for in every zone.
 func (p *Provider) Delete(ctx context.Context, n provider.NodeSpec) error {
 	p = p.at(n)
 	id := n.ID
 	name, err := InstanceName(id)
 	if err != nil {
 		return err
+	}
+	if p.choosesZone(n) {
+		zone, err := p.findInstance(ctx, name)
+		if err != nil {
+			return err
+		}
+		if zone == "" {
+			p.log.Info("instance does not exist", "node", id, "instance", name)
+			return nil
+		}
+		p = p.at(provider.NodeSpec{Project: p.cfg.Project, Zone: zone})
 	}
 	log := p.log.With("node", id, "instance", name)
 	reqID := p.requestID("delete", name, "")
@@ -331,6 +397,20 @@ func (p *Provider) instance(name string, n provider.NodeSpec) (*computepb.Instan
 			Type: proto.String(computepb.AccessConfig_ONE_TO_ONE_NAT.String()),
 		}}
 	}
+	g, err := gpu.Parse(n.GPU)
+	if err != nil {
+		return nil, err
+	}
+	image, diskGB := p.cfg.DiskImage, p.cfg.DiskGB
+	if !g.IsZero() {
+		image, diskGB = p.cfg.GPUDiskImage, max(diskGB, DefaultGPUDiskGB)
+	}
+	switch {
+	case n.DiskGB != 0 && n.DiskGB < job.MinDiskGB:
+		return nil, fmt.Errorf("a boot disk of %d GB is too small: the node's image needs %d GB or more", n.DiskGB, job.MinDiskGB)
+	case n.DiskGB != 0:
+		diskGB = n.DiskGB
+	}
 	inst := &computepb.Instance{
 		Name:        proto.String(name),
 		MachineType: proto.String(machineType),
@@ -338,8 +418,8 @@ func (p *Provider) instance(name string, n provider.NodeSpec) (*computepb.Instan
 			Boot:       proto.Bool(true),
 			AutoDelete: proto.Bool(true),
 			InitializeParams: &computepb.AttachedDiskInitializeParams{
-				SourceImage: proto.String(p.cfg.DiskImage),
-				DiskSizeGb:  proto.Int64(int64(p.cfg.DiskGB)),
+				SourceImage: proto.String(image),
+				DiskSizeGb:  proto.Int64(int64(diskGB)),
 				DiskType:    proto.String(p.zonal("diskTypes", p.cfg.DiskType)),
 			},
 		}},
@@ -367,6 +447,9 @@ func (p *Provider) instance(name string, n provider.NodeSpec) (*computepb.Instan
 			OnHostMaintenance:         proto.String(computepb.Scheduling_TERMINATE.String()),
 		}
 	}
+	if !g.IsZero() {
+		addGPUs(inst, g, p.zonal("acceleratorTypes", g.Model.Accelerator))
+	}
 	return inst, nil
 }
 
@@ -374,9 +457,13 @@ func (p *Provider) instance(name string, n provider.NodeSpec) (*computepb.Instan
 // of memory per vCPU.
 var e2Sizes = []int{2, 4, 8, 16, 32}
 
-// machineType is Config.MachineType, or the smallest e2-standard type that holds
-// node n, as a zonal partial URL.
+// machineType is the machine of a node with GPUs (see gpuMachineType), else
+// Config.MachineType, or the smallest e2-standard type that holds node n, as a
+// zonal partial URL.
 func (p *Provider) machineType(n provider.NodeSpec) (string, error) {
+	if n.GPU != "" {
+		return p.gpuMachineType(n)
+	}
 	if p.cfg.MachineType != "" {
 		return p.zonal("machineTypes", p.cfg.MachineType), nil
 	}

@@ -10,7 +10,8 @@
 // does it see the node's program cache: it sees one read-only directory,
 // ProgramDir, which holds only the program its agent provided for its job (a hard
 // link into the worker's directory on the node, see runtime.WorkerDir). A job's
-// function can read its own program there and no other tenant's.
+// function can read its own program there and no other tenant's. It writes its
+// tenant's shared files at SharedDir, another directory of the worker's own.
 package docker
 
 import (
@@ -20,6 +21,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"strconv"
 	"sync"
 
@@ -30,6 +32,7 @@ import (
 	"github.com/docker/docker/client"
 	"github.com/docker/docker/pkg/stdcopy"
 
+	"github.com/burla-temporal/burla/job"
 	"github.com/burla-temporal/burla/runtime"
 )
 
@@ -50,6 +53,11 @@ const User = "65534:65534"
 // ProgramDir is where a worker container finds the program it was provided. (Not
 // under /burla, which is the burla binary in the node image.)
 const ProgramDir = "/burla-program"
+
+// SharedDir is where a worker container finds its tenant's shared files, as in
+// Burla (job.EnvSharedDir names it to the worker and its calls): a directory of the
+// worker's own on the node, which the worker keeps in sync with the store.
+const SharedDir = "/workspace/shared"
 
 // Runtime starts workers as containers.
 type Runtime struct {
@@ -107,15 +115,21 @@ func (r *Runtime) Start(ctx context.Context, spec runtime.WorkerSpec) (runtime.W
 }
 
 func (r *Runtime) start(ctx context.Context, spec runtime.WorkerSpec, img, name string, dir *runtime.WorkerDir) (*worker, error) {
-	res := container.Resources{NanoCPUs: int64(spec.CPUs * 1e9)}
-	if spec.MemoryMB > 0 {
-		res.Memory = int64(spec.MemoryMB) << 20
+	res := resources(spec)
+	// The shared directory is on the node's disk, not in the container's memory:
+	// shared files are the large ones. The worker's user writes it.
+	shared, err := dir.SharedDir(0o777)
+	if err != nil {
+		return nil, fmt.Errorf("docker runtime: %s: %w", name, err)
 	}
-	mounts := []mount.Mount{{Type: mount.TypeBind, Source: dir.ProgramDir(), Target: ProgramDir, ReadOnly: true}}
-	_, err := r.api.ContainerCreate(ctx, &container.Config{
+	mounts := []mount.Mount{
+		{Type: mount.TypeBind, Source: dir.ProgramDir(), Target: ProgramDir, ReadOnly: true},
+		{Type: mount.TypeBind, Source: shared, Target: SharedDir},
+	}
+	_, err = r.api.ContainerCreate(ctx, &container.Config{
 		Image:       img,
 		Cmd:         spec.Argv[1:], // the image's entry point is the burla binary
-		Env:         spec.Env,
+		Env:         append(slices.Clip(spec.Env), job.EnvSharedDir+"="+SharedDir),
 		User:        User,
 		OpenStdin:   true,
 		StdinOnce:   true,

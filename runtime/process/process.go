@@ -5,7 +5,8 @@
 // and removed when it exits: its scratch space, which is the working directory and
 // TMPDIR of the worker and so of the function it runs, and the one program it was
 // given. The agent replaces a worker after every job, so a job starts in an empty
-// scratch directory, and the files the last job wrote there are gone.
+// scratch directory, and the files the last job wrote there are gone. Its shared
+// directory, the tenant's shared files (job.EnvSharedDir), is in there too.
 //
 // That is as far as this runtime isolates jobs. Processes of one user are not
 // isolated from each other's files, and a function runs as the agent's user: it can
@@ -27,6 +28,7 @@ import (
 	"path/filepath"
 	"syscall"
 
+	"github.com/burla-temporal/burla/job"
 	"github.com/burla-temporal/burla/runtime"
 )
 
@@ -62,10 +64,14 @@ func start(spec runtime.WorkerSpec, dir *runtime.WorkerDir) (*worker, error) {
 	if err := os.Mkdir(scratch, 0o700); err != nil {
 		return nil, fmt.Errorf("worker scratch directory: %w", err)
 	}
+	shared, err := dir.SharedDir(0o700)
+	if err != nil {
+		return nil, err
+	}
 	cmd := exec.Command(spec.Argv[0], spec.Argv[1:]...)
 	cmd.Dir = scratch
 	// The last of a variable's values is the one used.
-	cmd.Env = append(append(os.Environ(), spec.Env...), "TMPDIR="+scratch)
+	cmd.Env = append(append(os.Environ(), spec.Env...), "TMPDIR="+scratch, job.EnvSharedDir+"="+shared)
 	cmd.Stderr = os.Stderr
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Setpgid: true}
 	stdin, err := cmd.StdinPipe()

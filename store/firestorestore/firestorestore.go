@@ -7,6 +7,8 @@
 //	<p>_jobs/<job>/chunks/<seq>     data (an encoded store.Chunk), leased_until, attempts
 //	<p>_jobs/<job>/results/<index>  data (one encoded store.Result), at; created once: the first write wins
 //	<p>_jobs/<job>/logs/<auto>      data (encoded store.LogLines), at
+//	<p>_jobs/<job>/client/upload    data (a JSON store.Upload), apart from the job's
+//	                                document, which the client's heartbeat writes
 //	<p>_nodes/<node>                node (JSON), updated
 //
 // A claim is a compare-and-swap: a query finds chunks whose lease has run out (a
@@ -44,8 +46,9 @@ import (
 )
 
 var (
-	_ store.Store = (*Store)(nil)
-	_ blob.Store  = (*Store)(nil)
+	_ store.Store   = (*Store)(nil)
+	_ store.Uploads = (*Store)(nil)
+	_ blob.Store    = (*Store)(nil)
 )
 
 // Document field names.
@@ -912,6 +915,45 @@ func (s *Store) LastHeartbeat(ctx context.Context, jobID string) (time.Time, err
 	return r.hb, nil
 }
 
+func (s *Store) uploadDoc(jobID string) *firestore.DocumentRef {
+	return s.jobs.Doc(jobID).Collection("client").Doc("upload")
+}
+
+// PutUpload implements store.Uploads.
+func (s *Store) PutUpload(ctx context.Context, jobID string, u store.Upload) error {
+	if err := checkID(jobID); err != nil {
+		return err
+	}
+	b, err := json.Marshal(u)
+	if err != nil {
+		return fmt.Errorf("encode upload of job %s: %w", jobID, err)
+	}
+	if _, err := s.uploadDoc(jobID).Set(ctx, map[string]any{fData: string(b)}); err != nil {
+		return fmt.Errorf("record upload of job %s: %w", jobID, err)
+	}
+	return nil
+}
+
+// Upload implements store.Uploads.
+func (s *Store) Upload(ctx context.Context, jobID string) (store.Upload, error) {
+	var u store.Upload
+	if err := checkID(jobID); err != nil {
+		return u, err
+	}
+	snap, err := s.uploadDoc(jobID).Get(ctx)
+	if status.Code(err) == codes.NotFound {
+		return u, fmt.Errorf("upload of job %s: %w", jobID, store.ErrNotFound)
+	}
+	if err != nil {
+		return u, fmt.Errorf("read upload of job %s: %w", jobID, err)
+	}
+	data, _ := snap.Data()[fData].(string)
+	if err := json.Unmarshal([]byte(data), &u); err != nil {
+		return u, fmt.Errorf("decode upload of job %s: %w", jobID, err)
+	}
+	return u, nil
+}
+
 // PutNode implements store.Nodes.
 func (s *Store) PutNode(ctx context.Context, n store.Node) error {
 	if !store.ValidNodeID(n.ID) {
@@ -1004,3 +1046,11 @@ func (s *Store) Open(ctx context.Context, key string) (io.ReadCloser, error) {
 
 // Has implements blob.Store.
 func (s *Store) Has(ctx context.Context, key string) (bool, error) { return s.blobs.Has(ctx, key) }
+
+// List implements blob.Store.
+func (s *Store) List(ctx context.Context, prefix string) ([]blob.Info, error) {
+	return s.blobs.List(ctx, prefix)
+}
+
+// Delete implements blob.Store.
+func (s *Store) Delete(ctx context.Context, key string) error { return s.blobs.Delete(ctx, key) }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -235,6 +236,25 @@ func (b *memBlobs) Has(_ context.Context, key string) (bool, error) {
 	defer b.mu.Unlock()
 	_, ok := b.m[key]
 	return ok, nil
+}
+
+func (b *memBlobs) List(_ context.Context, prefix string) ([]blob.Info, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	var infos []blob.Info
+	for k, v := range b.m {
+		if strings.HasPrefix(k, prefix) {
+			infos = append(infos, blob.Info{Key: k, Size: int64(len(v))})
+		}
+	}
+	return infos, nil
+}
+
+func (b *memBlobs) Delete(_ context.Context, key string) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	delete(b.m, key)
+	return nil
 }
 
 func BenchmarkDrain(b *testing.B) {

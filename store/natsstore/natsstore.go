@@ -10,17 +10,21 @@
 //   - key-value bucket burla-jobs: <job>.spec, <job>.seal, <job>.hb.
 //   - key-value bucket burla-nodes: one key per live node, expiring after NodeTTL.
 //   - object store burla-blobs: executables and large values.
+//   - object store burla-shared: tenants' shared files (job.SharedKey), apart from
+//     the other blobs so that listing them reads their records only.
 package natsstore
 
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -39,6 +43,7 @@ const (
 	bucketJobs    = "burla-jobs"
 	bucketNodes   = "burla-nodes"
 	bucketBlobs   = "burla-blobs"
+	bucketShared  = "burla-shared"
 
 	// NodeTTL is how long a node record lives without a refresh.
 	NodeTTL = store.NodeTTL
@@ -48,8 +53,9 @@ const (
 )
 
 var (
-	_ store.Store = (*Store)(nil)
-	_ blob.Store  = (*Store)(nil)
+	_ store.Store   = (*Store)(nil)
+	_ store.Uploads = (*Store)(nil)
+	_ blob.Store    = (*Store)(nil)
 )
 
 // Store is a store.Store and blob.Store on one NATS connection.
@@ -59,6 +65,8 @@ type Store struct {
 	jobs  jetstream.KeyValue
 	nodes jetstream.KeyValue
 	blobs jetstream.ObjectStore
+	// shared holds the keys job.IsSharedKey reports, and blobs every other.
+	shared jetstream.ObjectStore
 
 	mu        sync.Mutex
 	consumers map[string]jetstream.Consumer // input consumers by job, cached for Claim
@@ -106,7 +114,7 @@ func Open(ctx context.Context, nc *nats.Conn) (*Store, error) {
 		return nil, fmt.Errorf("open JetStream: %w", err)
 	}
 	s := &Store{nc: nc, js: js, consumers: map[string]jetstream.Consumer{}}
-	if s.jobs, s.nodes, s.blobs, err = s.ensure(ctx); err != nil {
+	if s.jobs, s.nodes, s.blobs, s.shared, err = s.ensure(ctx); err != nil {
 		return nil, err
 	}
 	return s, nil
@@ -123,15 +131,15 @@ var streamConfigs = []jetstream.StreamConfig{
 // write to it would then fail until something made it again.
 // The handles it returns name their streams, so the ones Open keeps stay good after
 // a later ensure makes a stream again.
-func (s *Store) ensure(ctx context.Context) (jobs, nodes jetstream.KeyValue, blobs jetstream.ObjectStore, err error) {
+func (s *Store) ensure(ctx context.Context) (jobs, nodes jetstream.KeyValue, blobs, shared jetstream.ObjectStore, err error) {
 	for _, cfg := range streamConfigs {
 		if _, err := s.js.CreateOrUpdateStream(ctx, cfg); err != nil {
-			return nil, nil, nil, fmt.Errorf("create stream %s: %w", cfg.Name, err)
+			return nil, nil, nil, nil, fmt.Errorf("create stream %s: %w", cfg.Name, err)
 		}
 	}
 	jobs, err = s.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: bucketJobs, TTL: Retention, Storage: jetstream.FileStorage})
 	if err != nil {
-		return nil, nil, nil, fmt.Errorf("create bucket %s: %w", bucketJobs, err)
+		return nil, nil, nil, nil, fmt.Errorf("create bucket %s: %w", bucketJobs, err)
 	}
 	nodesCfg := jetstream.KeyValueConfig{Bucket: bucketNodes, TTL: NodeTTL, Storage: jetstream.FileStorage}
 	nodes, err = s.js.CreateOrUpdateKeyValue(ctx, nodesCfg)
@@ -144,14 +152,18 @@ func (s *Store) ensure(ctx context.Context) (jobs, nodes jetstream.KeyValue, blo
 			}
 		}
 		if err != nil {
-			return nil, nil, nil, fmt.Errorf("create bucket %s: %w", bucketNodes, err)
+			return nil, nil, nil, nil, fmt.Errorf("create bucket %s: %w", bucketNodes, err)
 		}
 	}
 	blobs, err = s.js.CreateOrUpdateObjectStore(ctx, jetstream.ObjectStoreConfig{Bucket: bucketBlobs, Storage: jetstream.FileStorage})
 	if err != nil {
-		return nil, nil, nil, fmt.Errorf("create object store %s: %w", bucketBlobs, err)
+		return nil, nil, nil, nil, fmt.Errorf("create object store %s: %w", bucketBlobs, err)
 	}
-	return jobs, nodes, blobs, nil
+	shared, err = s.js.CreateOrUpdateObjectStore(ctx, jetstream.ObjectStoreConfig{Bucket: bucketShared, Storage: jetstream.FileStorage})
+	if err != nil {
+		return nil, nil, nil, nil, fmt.Errorf("create object store %s: %w", bucketShared, err)
+	}
+	return jobs, nodes, blobs, shared, nil
 }
 
 // reensure runs ensure after a reconnection, retrying for a while: the server may
@@ -159,7 +171,7 @@ func (s *Store) ensure(ctx context.Context) (jobs, nodes jetstream.KeyValue, blo
 func (s *Store) reensure() {
 	for attempt := range 20 {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		_, _, _, err := s.ensure(ctx)
+		_, _, _, _, err := s.ensure(ctx)
 		cancel()
 		if err == nil || s.nc.IsClosed() {
 			return
@@ -608,6 +620,44 @@ func (s *Store) LastHeartbeat(ctx context.Context, jobID string) (time.Time, err
 	return time.UnixMilli(ms), nil
 }
 
+// PutUpload implements store.Uploads.
+func (s *Store) PutUpload(ctx context.Context, jobID string, u store.Upload) error {
+	ctx, cancel := bounded(ctx)
+	defer cancel()
+	if err := checkID(jobID); err != nil {
+		return err
+	}
+	b, err := json.Marshal(u)
+	if err != nil {
+		return fmt.Errorf("encode upload of job %s: %w", jobID, err)
+	}
+	if _, err := s.jobs.Put(ctx, jobID+".upload", b); err != nil {
+		return fmt.Errorf("record upload of job %s: %w", jobID, err)
+	}
+	return nil
+}
+
+// Upload implements store.Uploads.
+func (s *Store) Upload(ctx context.Context, jobID string) (store.Upload, error) {
+	ctx, cancel := bounded(ctx)
+	defer cancel()
+	var u store.Upload
+	if err := checkID(jobID); err != nil {
+		return u, err
+	}
+	e, err := s.jobs.Get(ctx, jobID+".upload")
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return u, fmt.Errorf("upload of job %s: %w", jobID, store.ErrNotFound)
+	}
+	if err != nil {
+		return u, fmt.Errorf("read upload of job %s: %w", jobID, err)
+	}
+	if err := json.Unmarshal(e.Value(), &u); err != nil {
+		return u, fmt.Errorf("decode upload of job %s: %w", jobID, err)
+	}
+	return u, nil
+}
+
 // PutNode implements store.Nodes.
 func (s *Store) PutNode(ctx context.Context, n store.Node) error {
 	ctx, cancel := bounded(ctx)
@@ -687,7 +737,7 @@ func (s *Store) DeleteNode(ctx context.Context, id string) error {
 
 // Put implements blob.Store.
 func (s *Store) Put(ctx context.Context, key string, r io.Reader) error {
-	if _, err := s.blobs.Put(ctx, jetstream.ObjectMeta{Name: key}, r); err != nil {
+	if _, err := s.objects(key).Put(ctx, jetstream.ObjectMeta{Name: key}, r); err != nil {
 		return fmt.Errorf("put blob %s: %w", key, err)
 	}
 	return nil
@@ -695,7 +745,7 @@ func (s *Store) Put(ctx context.Context, key string, r io.Reader) error {
 
 // Open implements blob.Store.
 func (s *Store) Open(ctx context.Context, key string) (io.ReadCloser, error) {
-	r, err := s.blobs.Get(ctx, key)
+	r, err := s.objects(key).Get(ctx, key)
 	if errors.Is(err, jetstream.ErrObjectNotFound) {
 		return nil, fmt.Errorf("blob %s: %w", key, blob.ErrNotFound)
 	}
@@ -709,7 +759,7 @@ func (s *Store) Open(ctx context.Context, key string) (io.ReadCloser, error) {
 func (s *Store) Has(ctx context.Context, key string) (bool, error) {
 	ctx, cancel := bounded(ctx)
 	defer cancel()
-	_, err := s.blobs.GetInfo(ctx, key)
+	_, err := s.objects(key).GetInfo(ctx, key)
 	if errors.Is(err, jetstream.ErrObjectNotFound) {
 		return false, nil
 	}
@@ -717,6 +767,70 @@ func (s *Store) Has(ctx context.Context, key string) (bool, error) {
 		return false, fmt.Errorf("look up blob %s: %w", key, err)
 	}
 	return true, nil
+}
+
+// objects is the object store that holds key.
+func (s *Store) objects(key string) jetstream.ObjectStore {
+	if job.IsSharedKey(key) {
+		return s.shared
+	}
+	return s.blobs
+}
+
+// List implements blob.Store. An object store has no index by name, so a listing
+// reads the record of every blob in the object stores that can hold keys under
+// prefix (only burla-shared's, for a shared file's prefix) and keeps those under
+// prefix.
+func (s *Store) List(ctx context.Context, prefix string) ([]blob.Info, error) {
+	var stores []jetstream.ObjectStore
+	switch {
+	case job.IsSharedKey(prefix):
+		stores = []jetstream.ObjectStore{s.shared}
+	case strings.HasPrefix(job.SharedKeyPrefix, prefix): // shared keys are under prefix too
+		stores = []jetstream.ObjectStore{s.blobs, s.shared}
+	default:
+		stores = []jetstream.ObjectStore{s.blobs}
+	}
+	var objs []*jetstream.ObjectInfo
+	for _, st := range stores {
+		o, err := st.List(ctx)
+		if err != nil && !errors.Is(err, jetstream.ErrNoObjectsFound) {
+			return nil, fmt.Errorf("list blobs %s*: %w", prefix, err)
+		}
+		objs = append(objs, o...)
+	}
+	var infos []blob.Info
+	for _, o := range objs {
+		if o.Deleted || !strings.HasPrefix(o.Name, prefix) {
+			continue
+		}
+		info := blob.Info{Key: o.Name, Size: int64(o.Size), Modified: o.ModTime}
+		if sum, err := jetstream.DecodeObjectDigest(o.Digest); err == nil && len(sum) == sha256.Size {
+			info.Digest = blob.SHA256Digest(sum)
+		}
+		infos = append(infos, info)
+	}
+	return infos, nil
+}
+
+// Delete implements blob.Store.
+func (s *Store) Delete(ctx context.Context, key string) error {
+	ctx, cancel := bounded(ctx)
+	defer cancel()
+	// A deleted object keeps its record, marked deleted, which the object store's
+	// Delete would write again: only a live object is deleted.
+	objs := s.objects(key)
+	info, err := objs.GetInfo(ctx, key)
+	if errors.Is(err, jetstream.ErrObjectNotFound) {
+		return nil
+	}
+	if err == nil {
+		err = objs.Delete(ctx, info.Name)
+	}
+	if err != nil && !errors.Is(err, jetstream.ErrObjectNotFound) {
+		return fmt.Errorf("delete blob %s: %w", key, err)
+	}
+	return nil
 }
 
 // GetBytes reads a whole small blob.

@@ -14,7 +14,10 @@ import (
 	"github.com/burla-temporal/burla/store"
 )
 
-var _ store.Backend = (*Tenants)(nil)
+var (
+	_ store.Backend = (*Tenants)(nil)
+	_ store.Uploads = (*Tenants)(nil)
+)
 
 // Tenants is the store as the cluster's own components see it on a NATS server
 // that keeps each tenant in an account of its own (natsserver.Authenticator): a
@@ -184,6 +187,22 @@ func (t *Tenants) LastHeartbeat(ctx context.Context, jobID string) (time.Time, e
 	return s.LastHeartbeat(ctx, jobID)
 }
 
+func (t *Tenants) PutUpload(ctx context.Context, jobID string, u store.Upload) error {
+	s, err := t.job(ctx, jobID)
+	if err != nil {
+		return err
+	}
+	return s.PutUpload(ctx, jobID, u)
+}
+
+func (t *Tenants) Upload(ctx context.Context, jobID string) (store.Upload, error) {
+	s, err := t.job(ctx, jobID)
+	if err != nil {
+		return store.Upload{}, err
+	}
+	return s.Upload(ctx, jobID)
+}
+
 func (t *Tenants) PutNode(ctx context.Context, n store.Node) error { return t.global.PutNode(ctx, n) }
 func (t *Tenants) ListNodes(ctx context.Context) ([]store.Node, error) {
 	return t.global.ListNodes(ctx)
@@ -217,6 +236,24 @@ func (t *Tenants) Has(ctx context.Context, key string) (bool, error) {
 		return false, err
 	}
 	return s.Has(ctx, key)
+}
+
+// List implements blob.Store in the account of the tenant prefix names (see
+// job.BlobTenant), or the global one for a prefix that names none.
+func (t *Tenants) List(ctx context.Context, prefix string) ([]blob.Info, error) {
+	s, err := t.blob(ctx, prefix)
+	if err != nil {
+		return nil, err
+	}
+	return s.List(ctx, prefix)
+}
+
+func (t *Tenants) Delete(ctx context.Context, key string) error {
+	s, err := t.blob(ctx, key)
+	if err != nil {
+		return err
+	}
+	return s.Delete(ctx, key)
 }
 
 var _ blob.Store = (*Tenants)(nil)

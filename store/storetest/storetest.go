@@ -24,6 +24,7 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 	t.Run("ConcurrentClaimsAreDisjoint", func(t *testing.T) { testConcurrentClaims(t, newStore(t)) })
 	t.Run("ResultsAndLogsWatch", func(t *testing.T) { testWatch(t, newStore(t)) })
 	t.Run("JobSpecAndHeartbeat", func(t *testing.T) { testJobs(t, newStore(t)) })
+	t.Run("Upload", func(t *testing.T) { testUpload(t, newStore(t)) })
 	t.Run("Nodes", func(t *testing.T) { testNodes(t, newStore(t)) })
 	t.Run("ClaimHonoursCancel", func(t *testing.T) { testClaimHonoursCancel(t, newStore(t)) })
 	t.Run("DeleteInputs", func(t *testing.T) { testDeleteInputs(t, newStore(t)) })
@@ -303,6 +304,35 @@ func testJobs(t *testing.T, s store.Store) {
 	}
 	if err := s.CreateJob(ctx, job.Spec{ID: "../etc"}); err == nil {
 		t.Error("CreateJob accepted an invalid job ID")
+	}
+}
+
+func testUpload(t *testing.T, s store.Store) {
+	ctx := ctxFor(t)
+	u, ok := s.(store.Uploads)
+	if !ok {
+		t.Fatalf("%T does not implement store.Uploads", s)
+	}
+	spec := newSpec(t, time.Second)
+	if err := s.CreateJob(ctx, spec); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := u.Upload(ctx, spec.ID); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("Upload before any: %v; want ErrNotFound", err)
+	}
+	started := time.Now().Add(-3 * time.Second).UTC().Truncate(time.Millisecond)
+	for _, n := range []int{1, 2} { // the second record replaces the first
+		want := store.Upload{Inputs: 3, Uploaded: n, Started: started, Updated: started.Add(time.Duration(n) * time.Second)}
+		if err := u.PutUpload(ctx, spec.ID, want); err != nil {
+			t.Fatal(err)
+		}
+		got, err := u.Upload(ctx, spec.ID)
+		if err != nil || got.Inputs != want.Inputs || got.Uploaded != want.Uploaded || !got.Started.Equal(want.Started) || !got.Updated.Equal(want.Updated) {
+			t.Errorf("Upload = %+v, %v; want %+v", got, err, want)
+		}
+	}
+	if err := u.PutUpload(ctx, "../etc", store.Upload{}); err == nil {
+		t.Error("PutUpload accepted an invalid job ID")
 	}
 }
 

@@ -1,0 +1,171 @@
+package natsstore_test
+
+import (
+	"context"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/burla-temporal/burla/auth"
+	"github.com/burla-temporal/burla/blob"
+	"github.com/burla-temporal/burla/job"
+	"github.com/burla-temporal/burla/store/natsstore"
+	"github.com/burla-temporal/burla/store/natsstore/natsserver"
+)
+
+func listKeys(t *testing.T, ctx context.Context, s blob.Store, prefix string) []string {
+	t.Helper()
+	infos, err := s.List(ctx, prefix)
+	if err != nil {
+		t.Fatalf("List %q: %v", prefix, err)
+	}
+	var keys []string
+	for _, in := range infos {
+		keys = append(keys, in.Key)
+	}
+	slices.Sort(keys)
+	return keys
+}
+
+// Shared files live in an object store of their own, so that listing them does not
+// read every executable, input and output, and a listing of any prefix still finds
+// every key under it.
+func TestSharedFilesHaveTheirOwnBucket(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	srv, err := natsserver.Start(natsserver.Config{StoreDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(srv.Stop)
+	s, err := natsstore.Connect(ctx, srv.URL(), "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(s.Close)
+	keys := []string{job.SharedKey("acme", "a.txt"), job.SharedKey("acme", "d/b"), "in-j-x-1", "bin-" + strings.Repeat("a", 64)}
+	for _, k := range keys {
+		if err := s.Put(ctx, k, strings.NewReader(k)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for prefix, want := range map[string][]string{
+		"":                          keys,
+		"s":                         {keys[0], keys[1]},
+		job.SharedKeyPrefix:         {keys[0], keys[1]},
+		job.SharedPrefix("acme"):    {keys[0], keys[1]},
+		job.SharedKey("acme", "d/"): {keys[1]},
+		"in-":                       {keys[2]},
+	} {
+		if got := listKeys(t, ctx, s, prefix); !slices.Equal(got, slices.Sorted(slices.Values(want))) {
+			t.Errorf("List %q = %q; want %q", prefix, got, slices.Sorted(slices.Values(want)))
+		}
+	}
+	// Listings carry the content's digest, by which a worker knows a file it has.
+	infos, err := s.List(ctx, job.SharedPrefix("acme"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, in := range infos {
+		d := blob.NewDigests()
+		d.Write([]byte(in.Key))
+		if !slices.Contains(d.Sums(), in.Digest) || !strings.HasPrefix(in.Digest, "sha256:") {
+			t.Errorf("%s listed with digest %q; want its SHA-256, one of %q", in.Key, in.Digest, d.Sums())
+		}
+	}
+	nc, err := nats.Connect(srv.URL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, err := nc.JetStream()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for bucket, want := range map[string][]string{"burla-shared": {keys[0], keys[1]}, "burla-blobs": {keys[2], keys[3]}} {
+		os, err := js.ObjectStore(bucket)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got []string
+		infos, _ := os.List()
+		for _, in := range infos {
+			got = append(got, in.Name)
+		}
+		slices.Sort(got)
+		if !slices.Equal(got, slices.Sorted(slices.Values(want))) {
+			t.Errorf("object store %s holds %q; want %q", bucket, got, want)
+		}
+	}
+}
+
+// Through Tenants, the router of the cluster's own components, a tenant's shared
+// files are in its account: the tenant sees them with its own key, another tenant
+// does not, and Delete reaches them.
+func TestTenantsRouteSharedFiles(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	keysFile := filepath.Join(t.TempDir(), "keys.json")
+	acmeKey, err := auth.Add(keysFile, auth.RoleTenant, "acme")
+	if err != nil {
+		t.Fatal(err)
+	}
+	otherKey, err := auth.Add(keysFile, auth.RoleTenant, "other")
+	if err != nil {
+		t.Fatal(err)
+	}
+	nodeKey, err := auth.Add(keysFile, auth.RoleNode, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	keys, err := auth.Open(keysFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := natsserver.Start(natsserver.Config{StoreDir: t.TempDir(), Keys: keys})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(srv.Stop)
+	router, err := natsstore.ConnectTenants(ctx, srv.URL(), "node", nodeKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(router.Close)
+	connect := func(key string) *natsstore.Store {
+		s, err := natsstore.Connect(ctx, srv.URL(), "tenant", nats.Token(key))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(s.Close)
+		return s
+	}
+	acme, other := connect(acmeKey), connect(otherKey)
+
+	key := job.SharedKey("acme", "data/in.csv")
+	if err := router.Put(ctx, key, strings.NewReader("a,b\n")); err != nil {
+		t.Fatal(err)
+	}
+	if got := listKeys(t, ctx, acme, job.SharedPrefix("acme")); !slices.Equal(got, []string{key}) {
+		t.Fatalf("acme lists %q; want the file the router put", got)
+	}
+	if got := listKeys(t, ctx, router, job.SharedPrefix("acme")); !slices.Equal(got, []string{key}) {
+		t.Fatalf("the router lists %q for acme; want the file it put", got)
+	}
+	if got := listKeys(t, ctx, other, ""); len(got) != 0 {
+		t.Fatalf("another tenant lists %q; want nothing", got)
+	}
+	if ok, err := other.Has(ctx, key); ok || err != nil {
+		t.Fatalf("another tenant: Has = %v, %v; want false", ok, err)
+	}
+	if err := router.Delete(ctx, key); err != nil {
+		t.Fatal(err)
+	}
+	if got := listKeys(t, ctx, acme, job.SharedPrefix("acme")); len(got) != 0 {
+		t.Fatalf("after Delete acme lists %q", got)
+	}
+}

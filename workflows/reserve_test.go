@@ -1,0 +1,107 @@
+package workflows_test
+
+import (
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"go.temporal.io/sdk/temporal"
+	"go.temporal.io/sdk/testsuite"
+	"go.temporal.io/sdk/workflow"
+
+	"github.com/burla-temporal/burla/activities"
+	"github.com/burla-temporal/burla/names"
+	"github.com/burla-temporal/burla/workflows"
+)
+
+func errType(err error) string {
+	var app *temporal.ApplicationError
+	if errors.As(err, &app) {
+		return app.Type()
+	}
+	return ""
+}
+
+// A job that may not grow, on a cluster whose every node stays on another job,
+// fails after the wait with AllNodesBusy, which says what to do.
+func TestReserveFailsWhenAllNodesStayBusy(t *testing.T) {
+	e := newClusterEnv(t)
+	var second error
+	e.RegisterDelayedCallback(func() {
+		e.update(names.UpdateReserve, nil, activities.ReserveRequest{Cluster: "c", JobID: "j-1", Slots: 4, FuncCPU: 1})
+	}, 5*time.Second)
+	e.RegisterDelayedCallback(func() {
+		e.update(names.UpdateReserve, func(_ activities.ReserveResponse, err error) { second = err },
+			activities.ReserveRequest{Cluster: "c", JobID: "j-2", Slots: 1, FuncCPU: 1})
+	}, 6*time.Second)
+	e.RegisterDelayedCallback(func() {
+		if errType(second) != names.ErrAllNodesBusy || !strings.Contains(second.Error(), "burla.Grow()") {
+			t.Errorf("second reserve: %v; want AllNodesBusy saying to grow", second)
+		}
+		e.SignalWorkflow(names.SignalRelease, workflows.ReleaseRequest{JobID: "j-1"})
+		e.update(names.UpdateShutdown, nil)
+	}, 7*time.Minute)
+	e.acceptJobSignals()
+	bounded := standby
+	bounded.MaxNodes = 2
+	e.ExecuteWorkflow(workflows.Cluster, workflows.ClusterInput{State: workflows.ClusterState{Name: "c", Standby: bounded}})
+	if err := e.GetWorkflowError(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// failingNode is a node whose provider cannot start it.
+func failingNode(ctx workflow.Context, in workflows.NodeInput) error {
+	workflow.Sleep(ctx, time.Second)
+	return workflow.SignalExternalWorkflow(ctx, in.ClusterWorkflowID, "", names.SignalNodeEvent,
+		workflows.NodeEvent{NodeID: in.Spec.ID, Event: "failed", Reason: "quota exceeded for CPUS in us-central1"}).Get(ctx, nil)
+}
+
+// A job that grows a cluster whose nodes fail to boot fails as soon as they
+// have, with NodesFailedToBoot and the provider's reason, not after the wait.
+func TestReserveFailsWhenNodesFailToBoot(t *testing.T) {
+	var s testsuite.WorkflowTestSuite
+	e := clusterEnv{s.NewTestWorkflowEnvironment(), t}
+	e.RegisterWorkflowWithOptions(workflows.Cluster, workflow.RegisterOptions{Name: names.WorkflowCluster})
+	e.RegisterWorkflowWithOptions(failingNode, workflow.RegisterOptions{Name: names.WorkflowNode})
+	var got error
+	var at time.Duration
+	begin := time.Time{}
+	e.RegisterDelayedCallback(func() {
+		begin = e.Now()
+		e.update(names.UpdateReserve, func(_ activities.ReserveResponse, err error) { got, at = err, e.Now().Sub(begin) },
+			activities.ReserveRequest{Cluster: "c", JobID: "j-1", Slots: 2, FuncCPU: 1, Grow: true})
+	}, time.Second)
+	e.RegisterDelayedCallback(func() {
+		if errType(got) != names.ErrNodesFailedToBoot || !strings.Contains(got.Error(), "quota exceeded") {
+			t.Errorf("reserve: %v; want NodesFailedToBoot with the provider's reason", got)
+		}
+		if at > time.Minute {
+			t.Errorf("the reserve failed after %v; want as soon as the node failed", at)
+		}
+		e.update(names.UpdateShutdown, nil)
+	}, 2*time.Minute)
+	e.acceptJobSignals()
+	none := standby
+	none.Nodes = 0
+	e.ExecuteWorkflow(workflows.Cluster, workflows.ClusterInput{State: workflows.ClusterState{Name: "c", Standby: none}})
+	if err := e.GetWorkflowError(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// A cluster with no node ends at once when shut down.
+func TestClusterWithoutNodesShutsDown(t *testing.T) {
+	e := newClusterEnv(t)
+	e.RegisterDelayedCallback(func() { e.update(names.UpdateShutdown, nil) }, time.Second)
+	none := standby
+	none.Nodes = 0
+	e.ExecuteWorkflow(workflows.Cluster, workflows.ClusterInput{State: workflows.ClusterState{Name: "c", Standby: none}})
+	if !e.IsWorkflowCompleted() {
+		t.Fatal("the cluster did not end")
+	}
+	if err := e.GetWorkflowError(); err != nil {
+		t.Fatal(err)
+	}
+}
