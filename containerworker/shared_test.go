@@ -116,7 +116,9 @@ func runShared(t *testing.T, blobs blob.Store, dir string, per int, ops ...fileO
 	defer cancel()
 	w := containerworker.New(containerworker.Config{Store: st, Blobs: blobs, SharedDir: dir})
 	errc := make(chan error, 1)
-	go func() { errc <- w.Run(ctx, job.Spec{ID: "j-test", Function: "shared", Binary: strings.Repeat("0", 64), Inputs: len(ops), FuncCPU: 1, Lease: time.Second}, exe) }()
+	go func() {
+		errc <- w.Run(ctx, job.Spec{ID: "j-test", Function: "shared", Binary: strings.Repeat("0", 64), Inputs: len(ops), FuncCPU: 1, Lease: time.Second}, exe)
+	}()
 	for done := false; !done; {
 		select {
 		case err := <-errc:
