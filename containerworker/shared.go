@@ -275,16 +275,11 @@ var errChanged = errors.New("file changed while it was read")
 // the first byte to the last, and returns what is then known of it. An error
 // wrapping errStoreSync is the store's; any other, the file's.
 func (s *sharedDir) upload(ctx context.Context, p, name string) (*syncedFile, error) {
-	f, err := os.Open(p)
+	r, fi, err := openStable(p)
 	if err != nil {
 		return nil, err
 	}
-	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil {
-		return nil, err
-	}
-	r := &stableReader{f: f, stamp: stampOf(fi), sums: blob.NewDigests()}
+	defer r.f.Close()
 	if err := s.blobs.Put(ctx, s.prefix+name, r); err != nil {
 		if r.err != nil {
 			return nil, r.err // the file's failure, not the store's
@@ -325,19 +320,28 @@ func (r *stableReader) Read(b []byte) (int, error) {
 	return n, err
 }
 
+// openStable opens the file at p for a stableReader; the caller closes r.f.
+func openStable(p string) (*stableReader, os.FileInfo, error) {
+	f, err := os.Open(p)
+	if err != nil {
+		return nil, nil, err
+	}
+	fi, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, nil, err
+	}
+	return &stableReader{f: f, stamp: stampOf(fi), sums: blob.NewDigests()}, fi, nil
+}
+
 // digestFile returns the digests of the file at p, or errChanged if it changed
 // while it was read.
 func digestFile(p string) ([]string, error) {
-	f, err := os.Open(p)
+	r, _, err := openStable(p)
 	if err != nil {
 		return nil, err
 	}
-	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil {
-		return nil, err
-	}
-	r := &stableReader{f: f, stamp: stampOf(fi), sums: blob.NewDigests()}
+	defer r.f.Close()
 	if _, err := io.Copy(io.Discard, r); err != nil {
 		return nil, err
 	}

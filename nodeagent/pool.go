@@ -418,14 +418,15 @@ func (p *pool) Start(ctx context.Context, spec job.Spec, n int) (<-chan error, e
 	// A node keeps floor(CPUs/func_cpu) workers for a job, fewer if func_ram does
 	// not fit that many; the job uses n of them.
 	keep := p.cpus / max(spec.FuncCPU, 1)
-	if nodeRAM := p.spec.MemoryMB * p.cpus; nodeRAM > 0 && spec.FuncRAMMB > 0 {
-		keep = min(keep, nodeRAM/spec.FuncRAMMB)
+	nodeMB := p.nodeMB()
+	if nodeMB > 0 && spec.FuncRAMMB > 0 {
+		keep = min(keep, nodeMB/spec.FuncRAMMB)
 	}
 	keep = max(keep, 1)
 	n = max(1, min(n, keep))
 	a := &assignment{spec: spec, binary: bin, workers: n, errs: make(chan error, len(p.slots)+1)}
-	if nodeRAM := p.spec.MemoryMB * p.cpus; spec.Dynamic && nodeRAM > 0 {
-		a.memoryMB = nodeRAM / n
+	if spec.Dynamic && nodeMB > 0 {
+		a.memoryMB = nodeMB / n
 	}
 	var resize []*workerProc
 	for _, s := range mine[:n] {
@@ -514,7 +515,7 @@ func (p *pool) lower(s *slot, e containerworker.Event) {
 	}
 	a.slots, a.workers = keep, n
 	if a.memoryMB > 0 {
-		a.memoryMB = p.spec.MemoryMB * p.cpus / n
+		a.memoryMB = p.nodeMB() / n
 	}
 	p.lowered.Inc()
 	p.log.Warn("a call ran out of memory: the node runs the job on half as many workers, each with more memory",
@@ -618,6 +619,9 @@ func (p *pool) allFresh() bool {
 	}
 	return true
 }
+
+// nodeMB is the node's memory, which its workers share (0: not known).
+func (p *pool) nodeMB() int { return p.spec.MemoryMB * p.cpus }
 
 // size is the number of workers the pool keeps warm: one per CPU per environment.
 func (p *pool) size() int { return len(p.slots) }

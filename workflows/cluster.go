@@ -181,7 +181,7 @@ func Cluster(ctx workflow.Context, in ClusterInput) (ClusterState, error) {
 	}
 	notShuttingDown := func() error {
 		if c.st.ShuttingDown {
-			return temporal.NewNonRetryableApplicationError("cluster "+c.st.Name+" is shutting down", names.ErrShuttingDown, nil)
+			return c.shuttingDown()
 		}
 		return nil
 	}
@@ -257,7 +257,7 @@ type cluster struct {
 	// wake makes the main loop look at the state again after an update that
 	// may end the cluster (a shutdown with no node left to wait for).
 	wake workflow.Channel
-	log interface {
+	log  interface {
 		Info(string, ...interface{})
 		Warn(string, ...interface{})
 	}
@@ -709,6 +709,11 @@ func (c *cluster) reserve(ctx workflow.Context, r activities.ReserveRequest) (ac
 	return resp, nil
 }
 
+// shuttingDown is the error of a request the cluster refuses as it shuts down.
+func (c *cluster) shuttingDown() error {
+	return temporal.NewNonRetryableApplicationError("cluster "+c.st.Name+" is shutting down", names.ErrShuttingDown, nil)
+}
+
 // bootFailed reports whether nodes were started for a claim that holds none and
 // every one of them failed to boot, with none left coming.
 func (c *cluster) bootFailed(cl *JobClaim) bool {
@@ -729,7 +734,7 @@ func (c *cluster) bootFailed(cl *JobClaim) bool {
 func (c *cluster) noNodeError(cl *JobClaim, fits func(*ClusterNode) bool, timedOut bool) error {
 	switch {
 	case c.st.ShuttingDown:
-		return temporal.NewNonRetryableApplicationError("cluster "+c.st.Name+" is shutting down", names.ErrShuttingDown, nil)
+		return c.shuttingDown()
 	case len(cl.BootFailures) > 0:
 		return temporal.NewNonRetryableApplicationError(fmt.Sprintf(
 			"the %d node(s) cluster %s started for the job failed to boot; the last: %s. Check the provider's quota and the node image (burla cluster status shows the nodes)",
