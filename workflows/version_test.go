@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"strings"
+	"sync/atomic"
 	"testing"
 
 	"go.temporal.io/sdk/temporal"
@@ -18,9 +19,10 @@ import (
 // asked for, with a VersionMismatch that names both versions; a spec from before
 // versions (0) runs.
 func TestJobRefusesANewerClient(t *testing.T) {
-	ran := false
+	// The test environment runs activities on goroutines of their own.
+	var ran atomic.Bool
 	run := func(context.Context, activities.RunInput) (activities.RunOutput, error) {
-		ran = true
+		ran.Store(true)
 		return activities.RunOutput{Drained: true}, nil
 	}
 	e := newEnv(t, twoNodes(), run)
@@ -32,7 +34,7 @@ func TestJobRefusesANewerClient(t *testing.T) {
 		!strings.Contains(app.Message(), "upgrade the cluster") {
 		t.Fatalf("workflow error %v; want a VersionMismatch saying to upgrade the cluster", err)
 	}
-	if ran {
+	if ran.Load() {
 		t.Error("a node ran the job")
 	}
 
