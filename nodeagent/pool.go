@@ -75,8 +75,14 @@ type slot struct {
 	busy  string      // job the worker is on, per its last command and event
 	idle  chan struct{}
 	// parked is set while the slot's worker is stopped because a job with a larger
-	// func_cpu needs fewer workers; closing it lets keep start the worker again.
+	// func_cpu needs fewer workers, or runs in another environment; closing it lets
+	// keep start the worker again.
 	parked chan struct{}
+	// starting is set while keep starts the slot's worker, and closed once that
+	// start has ended (s.w is then the worker, or nil if it did not start); abort
+	// cancels the start, for a job that parks the slot meanwhile.
+	starting chan struct{}
+	abort    context.CancelFunc
 	// last is the program the slot's last job ran, and lastTenant that job's
 	// tenant; a fresh worker on an idle slot starts it ahead of the next job
 	// (containerworker.OpWarm), which takes it if it is the same tenant's.
@@ -90,6 +96,10 @@ type assignment struct {
 	// workers is how many workers the job runs on here: len(slots) once Start
 	// has set them all.
 	workers int
+	// started is set once Start has given the job to its workers, which it does
+	// only after the workers it stopped have exited; until then keep gives the job
+	// to none it starts.
+	started bool
 	errs    chan error
 	closed  bool
 	// memoryMB is each worker's memory for a job with dynamic resources: the
@@ -132,8 +142,32 @@ func (p *pool) supervise(ctx context.Context) {
 func (p *pool) keep(ctx context.Context, s *slot) {
 	backoff := 100 * time.Millisecond
 	for ctx.Err() == nil {
-		w, err := p.startWorker(ctx, s)
+		p.mu.Lock()
+		parked := s.parked
+		if parked != nil {
+			// Parked for a job: the slot starts no worker until the job ends.
+			p.mu.Unlock()
+			select {
+			case <-parked:
+			case <-ctx.Done():
+			}
+			continue
+		}
+		sctx, abort := context.WithCancel(ctx)
+		starting := make(chan struct{})
+		s.starting, s.abort = starting, abort
+		p.mu.Unlock()
+		w, err := p.startWorker(sctx, s)
+		aborted := sctx.Err() != nil && ctx.Err() == nil
+		abort() // (the context only bounds the start: the worker outlives it)
+		p.mu.Lock()
+		s.starting, s.abort = nil, nil
 		if err != nil {
+			close(starting)
+			p.mu.Unlock()
+			if aborted {
+				continue // a job parked the slot while its worker started
+			}
 			p.log.Warn("could not start container worker", "slot", s.i, "error", err)
 			select {
 			case <-ctx.Done():
@@ -143,16 +177,23 @@ func (p *pool) keep(ctx context.Context, s *slot) {
 			continue
 		}
 		backoff = 100 * time.Millisecond
-		p.mu.Lock()
 		s.w, s.busy = w, ""
+		close(starting)
 		a := p.run
 		onJob := a != nil && contains(a.slots, s.i)
 		var cpus float64
 		var mem int
+		kill := false
 		switch {
-		case onJob:
+		case onJob && a.started:
 			p.assign(s, a) // a restarted worker goes back to its slot's job
 			cpus, mem = a.limits()
+		case onJob:
+			// Start gives it the job once the workers it stops have exited.
+			onJob = false
+		case s.parked != nil:
+			// It came up as a job parked its slot: it stops until the job ends.
+			kill = p.halt(w)
 		case w.image != s.image:
 			// Started in a job's environment for a job that has ended since: it
 			// makes way for one in the slot's own.
@@ -162,6 +203,9 @@ func (p *pool) keep(ctx context.Context, s *slot) {
 		}
 		p.resetProgress()
 		p.mu.Unlock()
+		if kill {
+			w.rw.Kill()
+		}
 		if onJob {
 			p.resize(ctx, w, a.spec.ID, cpus, mem)
 		}
@@ -172,17 +216,11 @@ func (p *pool) keep(ctx context.Context, s *slot) {
 			close(s.idle)
 			s.idle = nil
 		}
-		retired, parked := w.retired, s.parked
+		retired := w.retired
 		p.mu.Unlock()
 		if ctx.Err() == nil && !retired {
 			p.restarts.Inc()
 			p.log.Warn("container worker exited; restarting it", "slot", s.i, "status", w.status())
-		}
-		if parked != nil {
-			select {
-			case <-parked:
-			case <-ctx.Done():
-			}
 		}
 	}
 }
@@ -229,6 +267,70 @@ func (p *pool) retire(w *workerProc) {
 			w.rw.Kill()
 		}
 	}()
+}
+
+// halt stops w, the worker of a slot parked for a job; p.mu is held. It reports
+// whether the caller is to kill w at once (outside p.mu): a worker that has served
+// no job is idle and holds nothing of anyone's, and the job waits for it to be
+// gone; one that served a job (not yet replaced) is retired, and ends as retire
+// says.
+func (p *pool) halt(w *workerProc) bool {
+	if w.retired {
+		return false // on its way out already
+	}
+	p.retire(w)
+	return !w.served
+}
+
+// parkWait bounds how long a job waits for the workers it stops to exit, after
+// which it starts with them still running (the Docker engine, say, is stuck).
+const parkWait = retireWait
+
+// awaitParked waits until no slot parked for the job has a worker running or
+// starting: the workers Start stopped have exited, and starts in flight have been
+// cancelled (or, had they won the race, their workers stopped by keep).
+func (p *pool) awaitParked(ctx context.Context, jobID string) error {
+	deadline := time.NewTimer(parkWait)
+	defer deadline.Stop()
+	began := time.Now()
+	for waited := false; ; waited = true {
+		var pending []<-chan struct{}
+		p.mu.Lock()
+		for _, s := range p.slots {
+			if s.parked == nil {
+				continue
+			}
+			switch {
+			case s.w != nil:
+				select {
+				case <-s.w.exited: // gone; keep clears the slot
+				default:
+					pending = append(pending, s.w.exited)
+				}
+			case s.starting != nil:
+				s.abort()
+				pending = append(pending, s.starting)
+			}
+		}
+		p.mu.Unlock()
+		if len(pending) == 0 {
+			if waited {
+				p.log.Info("job waited for the workers it stopped to exit", "job", jobID, "took", time.Since(began))
+			}
+			return nil
+		}
+		for _, ch := range pending {
+			select {
+			case <-ch:
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-deadline.C:
+				p.log.Warn("job starts while workers it stopped still run", "job", jobID, "workers", len(pending),
+					"waited", time.Since(began))
+				return nil
+			}
+		}
+	}
 }
 
 // prewarm gives a fresh worker on an idle slot the slot's last program to start
@@ -388,8 +490,8 @@ func (p *pool) Start(ctx context.Context, spec job.Spec, n int) (<-chan error, e
 		}
 	}
 	p.mu.Lock()
-	defer p.mu.Unlock()
 	if p.run != nil {
+		defer p.mu.Unlock()
 		return nil, fmt.Errorf("node is busy with job %s", p.run.spec.ID)
 	}
 	if !p.resetting.IsZero() {
@@ -428,7 +530,6 @@ func (p *pool) Start(ctx context.Context, spec job.Spec, n int) (<-chan error, e
 	if spec.Dynamic && nodeMB > 0 {
 		a.memoryMB = nodeMB / n
 	}
-	var resize []*workerProc
 	for _, s := range mine[:n] {
 		a.slots = append(a.slots, s.i)
 		if s.parked != nil {
@@ -441,25 +542,46 @@ func (p *pool) Start(ctx context.Context, spec job.Spec, n int) (<-chan error, e
 			// another tenant's program (prewarmed), whose process, and whatever it
 			// wrote, must not meet this job.
 			p.retire(s.w)
-			continue
-		}
-		p.assign(s, a)
-		if s.w != nil {
-			resize = append(resize, s.w)
 		}
 	}
 	// Workers beyond what the job's func_cpu leaves room for, and those of other
 	// environments, are stopped until the node is reset, so that the job's workers
-	// get the node's CPUs.
-	for _, s := range append(mine[keep:], others...) {
+	// get the node's CPUs and memory: the job is given to its workers once they
+	// have exited.
+	var kill []*workerProc
+	for _, s := range slices.Concat(mine[keep:], others) {
 		if s.parked == nil {
 			s.parked = make(chan struct{})
 		}
-		if s.w != nil {
-			p.retire(s.w)
+		if s.w != nil && p.halt(s.w) {
+			kill = append(kill, s.w)
 		}
 	}
 	p.run = a
+	p.mu.Unlock()
+	for _, w := range kill {
+		go w.rw.Kill()
+	}
+	err := p.awaitParked(ctx, spec.ID)
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.run != a {
+		// Stop came while the job waited: it ended here before it began.
+		return nil, fmt.Errorf("job %s was stopped while it started", spec.ID)
+	}
+	if err != nil {
+		p.end(a)
+		return nil, fmt.Errorf("start job %s: %w", spec.ID, err)
+	}
+	a.started = true
+	var resize []*workerProc
+	for _, i := range a.slots {
+		s := p.slots[i]
+		p.assign(s, a)
+		if s.busy == spec.ID {
+			resize = append(resize, s.w)
+		}
+	}
 	cpus, mem := a.limits()
 	for _, w := range resize {
 		p.resize(ctx, w, spec.ID, cpus, mem)
@@ -566,13 +688,18 @@ func (p *pool) Stop(ctx context.Context, jobID string) {
 		}
 	}
 	p.mu.Lock()
+	p.end(a)
+	p.mu.Unlock()
+}
+
+// end takes the pool off a's job; p.mu is held. The node is reset now, in the
+// background, rather than when its workflow asks (Reset), so that the next job
+// finds it warm.
+func (p *pool) end(a *assignment) {
 	a.closed = true
 	close(a.errs)
 	p.run = nil
-	// The node is reset now, in the background, rather than when its workflow
-	// asks (Reset), so that the next job finds it warm.
-	p.reset(jobID)
-	p.mu.Unlock()
+	p.reset(a.spec.ID)
 }
 
 // reset retires every worker that is not fresh, and lets the slots parked for the

@@ -29,9 +29,27 @@ type fakeRuntime struct {
 	mu      sync.Mutex
 	started int
 	workers map[int]*fakeWorker // by slot, the latest
+	// linger, while set, holds every worker whose stdin has ended (or that was
+	// killed) from exiting until it is closed.
+	linger chan struct{}
+	// hold makes a start in these slots hang until its context ends; starting
+	// counts such starts, aborted those whose context ended.
+	hold              map[int]bool
+	starting, aborted int
+	// order records, in order, each worker's exit ("exit N") and each job given to
+	// one ("run N").
+	order []string
+}
+
+// note appends what happened to r.order.
+func (r *fakeRuntime) note(what string, slot int) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.order = append(r.order, what+" "+strconv.Itoa(slot))
 }
 
 type fakeWorker struct {
+	rt      *fakeRuntime
 	slot    int
 	stdinR  *io.PipeReader
 	stdinW  *io.PipeWriter
@@ -71,7 +89,18 @@ func (r *fakeRuntime) Name() string                                  { return "f
 func (r *fakeRuntime) Cleanup(context.Context, string, string) error { return nil }
 
 func (r *fakeRuntime) Start(ctx context.Context, spec runtime.WorkerSpec) (runtime.Worker, error) {
-	w := &fakeWorker{slot: spec.Slot, done: make(chan struct{}), cpus: spec.CPUs}
+	r.mu.Lock()
+	if r.hold[spec.Slot] {
+		r.starting++
+		r.mu.Unlock()
+		<-ctx.Done()
+		r.mu.Lock()
+		r.aborted++
+		r.mu.Unlock()
+		return nil, ctx.Err()
+	}
+	r.mu.Unlock()
+	w := &fakeWorker{rt: r, slot: spec.Slot, done: make(chan struct{}), cpus: spec.CPUs}
 	w.stdinR, w.stdinW = io.Pipe()
 	w.stdoutR, w.stdoutW = io.Pipe()
 	r.mu.Lock()
@@ -87,7 +116,16 @@ func (r *fakeRuntime) Start(ctx context.Context, spec runtime.WorkerSpec) (runti
 
 func (w *fakeWorker) serve() {
 	defer close(w.done)
+	defer w.rt.note("exit", w.slot)
 	defer w.stdoutW.Close()
+	defer func() {
+		w.rt.mu.Lock()
+		linger := w.rt.linger
+		w.rt.mu.Unlock()
+		if linger != nil {
+			<-linger
+		}
+	}()
 	enc := json.NewEncoder(w.stdoutW)
 	w.mu.Lock()
 	w.enc = enc
@@ -97,6 +135,9 @@ func (w *fakeWorker) serve() {
 	for sc.Scan() {
 		var c containerworker.Command
 		json.Unmarshal(sc.Bytes(), &c)
+		if c.Op == containerworker.OpRun {
+			w.rt.note("run", w.slot) // (before w.mu: live takes r.mu, then w.mu)
+		}
 		w.mu.Lock()
 		w.cmds = append(w.cmds, c)
 		switch c.Op {
@@ -198,15 +239,31 @@ func (r *fakeRuntime) live() []string {
 }
 
 func newTestPool(t *testing.T, slots int) (*pool, *fakeRuntime) {
+	return newEnvTestPool(t, slots, nil)
+}
+
+// newEnvTestPool makes a pool of cpus slots in the default environment and cpus
+// more in each of envs, and waits until all are warm.
+func newEnvTestPool(t *testing.T, cpus int, envs []string) (*pool, *fakeRuntime) {
 	rt := &fakeRuntime{}
 	// 1 CPU and 1 GB per worker.
-	p := newPool(rt, runtime.WorkerSpec{Cluster: "c", Node: "n", CPUs: 1, MemoryMB: 1024}, []string{"burla", "container-worker"}, slots, nil,
+	p := newPool(rt, runtime.WorkerSpec{Cluster: "c", Node: "n", CPUs: 1, MemoryMB: 1024}, []string{"burla", "container-worker"}, cpus, envs,
 		slog.New(slog.DiscardHandler), func(context.Context, string, string) (string, error) { return "/bin/prog", nil })
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { p.supervise(ctx); close(done) }()
-	t.Cleanup(func() { cancel(); p.close(); <-done })
-	waitFor(t, "warm workers", func() bool { _, warm, _ := p.state(); return warm == slots })
+	t.Cleanup(func() {
+		rt.mu.Lock()
+		if rt.linger != nil {
+			close(rt.linger)
+			rt.linger = nil
+		}
+		rt.mu.Unlock()
+		cancel()
+		p.close()
+		<-done
+	})
+	waitFor(t, "warm workers", func() bool { _, warm, _ := p.state(); return warm == p.size() })
 	return p, rt
 }
 
@@ -501,4 +558,127 @@ func TestPoolLowersDynamicJobOnOutOfMemory(t *testing.T) {
 	if n := len(rt.live()); n != 4 {
 		t.Errorf("%d workers after an oom report on a fixed job; want 4", n)
 	}
+}
+
+// A job in an environment the node keeps warm runs on that environment's warm
+// workers as they are, and alone: the node's other workers are stopped, and the
+// job is given to its workers only once they have exited, however slowly they do.
+func TestPoolRunsAJobInAWarmEnvironmentAlone(t *testing.T) {
+	p, rt := newEnvTestPool(t, 2, []string{"env"}) // slots 0 and 1 default, 2 and 3 env
+	warm := []*fakeWorker{rt.worker(2), rt.worker(3)}
+	linger := make(chan struct{})
+	rt.mu.Lock()
+	rt.linger = linger
+	rt.mu.Unlock()
+	spec := job.Spec{ID: job.NewID(time.Now(), "acme"), Image: "env", Command: []string{"sh"}, FuncCPU: 1}
+	started := make(chan error, 1)
+	go func() {
+		_, err := p.Start(context.Background(), spec, 2)
+		started <- err
+	}()
+	// The default workers are told to stop, and linger.
+	waitFor(t, "the default workers stopping", func() bool {
+		_, warm, _ := p.state()
+		return warm == 2
+	})
+	rt.mu.Lock()
+	close(linger)
+	rt.linger = nil
+	rt.mu.Unlock()
+	select {
+	case err := <-started:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Start did not return once the stopped workers had exited")
+	}
+	waitFor(t, "the environment's two workers on the job, no other", func() bool {
+		return slices.Equal(rt.live(), []string{spec.ID + ":1", spec.ID + ":1"})
+	})
+	rt.mu.Lock()
+	order := slices.Clone(rt.order)
+	rt.mu.Unlock()
+	firstRun := slices.IndexFunc(order, func(e string) bool { return strings.HasPrefix(e, "run ") })
+	if !slices.Contains(order[:max(firstRun, 0)], "exit 0") || !slices.Contains(order[:max(firstRun, 0)], "exit 1") {
+		t.Errorf("events %v; want both default workers gone before the job runs", order)
+	}
+	for i, w := range warm {
+		if rt.worker(2+i) != w || !strings.HasPrefix(strings.Join(w.commands(), ","), "run:"+spec.ID) {
+			t.Errorf("slot %d: the job ran in worker %v sent %v; want the warm one", 2+i, rt.worker(2+i) != w, w.commands())
+		}
+	}
+	if got := rt.starts(); got != 4 {
+		t.Errorf("%d workers started; want the 4 warm ones, none during the job", got)
+	}
+	p.Stop(context.Background(), spec.ID)
+	if err := p.Reset(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "four fresh workers after the job", func() bool { return len(rt.live()) == 4 })
+}
+
+// A worker still starting in a slot a job stops (the node is resetting after the
+// last job) is not left to come up beside the job: its start is cancelled, and
+// the job starts at once.
+func TestPoolCancelsAStartInASlotAJobStops(t *testing.T) {
+	p, rt := newEnvTestPool(t, 2, []string{"env"})
+	first := job.Spec{ID: job.NewID(time.Now(), "acme"), Image: "env", Command: []string{"sh"}, FuncCPU: 1}
+	if _, err := p.Start(context.Background(), first, 2); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the first job on the environment's workers", func() bool { _, _, busy := p.state(); return busy == 2 })
+	rt.mu.Lock()
+	rt.hold = map[int]bool{0: true, 1: true}
+	rt.mu.Unlock()
+	p.Stop(context.Background(), first.ID)
+	waitFor(t, "the default workers starting again", func() bool {
+		rt.mu.Lock()
+		defer rt.mu.Unlock()
+		return rt.starting == 2
+	})
+	waitFor(t, "the environment's workers replaced", func() bool {
+		_, warm, _ := p.state()
+		return warm == 2 && !rt.worker(2).served() && !rt.worker(3).served()
+	})
+	next := job.Spec{ID: job.NewID(time.Now(), "acme"), Image: "env", Command: []string{"sh"}, FuncCPU: 1}
+	started := make(chan error, 1)
+	go func() {
+		_, err := p.Start(context.Background(), next, 2)
+		started <- err
+	}()
+	select {
+	case err := <-started:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Start waited for workers starting in slots it stops")
+	}
+	rt.mu.Lock()
+	aborted := rt.aborted
+	rt.hold = nil
+	rt.mu.Unlock()
+	if aborted != 2 {
+		t.Errorf("%d starts cancelled; want the 2 default workers'", aborted)
+	}
+	waitFor(t, "the next job on the environment's workers", func() bool { _, _, busy := p.state(); return busy == 2 })
+	waitFor(t, "the environment's two workers on the job, no other", func() bool {
+		return slices.Equal(rt.live(), []string{next.ID + ":1", next.ID + ":1"})
+	})
+	if got := rt.starts(); got != 4+2 {
+		t.Errorf("%d workers started; want 4 at first and the environment's 2 after the first job", got)
+	}
+	p.Stop(context.Background(), next.ID)
+	if err := p.Reset(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "four fresh workers after the job", func() bool { return len(rt.live()) == 4 })
+}
+
+// served reports whether the worker was given a job.
+func (w *fakeWorker) served() bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return slices.ContainsFunc(w.cmds, func(c containerworker.Command) bool { return c.Op == containerworker.OpRun })
 }
