@@ -140,7 +140,8 @@ type WatchInput struct {
 const storeTimeout = 10 * time.Second
 
 // WatchClient returns a ClientGone error once the job's client has not heartbeated for
-// Timeout, and runs until then or until it is cancelled.
+// Timeout, and runs until then or until it is cancelled. It returns nil once the
+// client has released the job (store.Jobs.Release): it has read every result.
 func (c *Control) WatchClient(ctx context.Context, in WatchInput) error {
 	poll := in.Poll
 	if poll <= 0 {
@@ -149,6 +150,10 @@ func (c *Control) WatchClient(ctx context.Context, in WatchInput) error {
 	start := c.now()
 	t := time.NewTicker(poll)
 	defer t.Stop()
+	// back is when the store answered again after it could not be read: the
+	// client could not heartbeat either, so its silence counts from then.
+	var back time.Time
+	unreachable := false
 	for {
 		select {
 		case <-ctx.Done():
@@ -160,10 +165,19 @@ func (c *Control) WatchClient(ctx context.Context, in WatchInput) error {
 		last, err := c.Jobs.LastHeartbeat(sctx, in.JobID)
 		cancel()
 		switch {
+		case errors.Is(err, store.ErrReleased):
+			return nil // the client has every result: the nodes end the job
 		case errors.Is(err, store.ErrNotFound):
 			last = start
 		case err != nil:
+			unreachable = true
 			continue // the store is unreachable: that says nothing about the client
+		}
+		if unreachable {
+			back, unreachable = c.now(), false
+		}
+		if last.Before(back) {
+			last = back
 		}
 		if silent := c.now().Sub(last); silent > in.Timeout {
 			sctx, cancel := context.WithTimeout(ctx, storeTimeout)

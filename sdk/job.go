@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"iter"
+	"log/slog"
 	"maps"
 	"os"
 	"slices"
@@ -71,6 +72,7 @@ type Job[Out any] struct {
 
 	uploadErr chan error // receives the upload's outcome once
 	stopHB    context.CancelFunc
+	hbDone    chan struct{} // closed when the heartbeat goroutine has returned
 
 	results *inbox[store.Result]
 	rw, lw  store.Watch
@@ -300,8 +302,30 @@ func (j *Job[Out]) prepare(ctx context.Context) error {
 	// first; a job whose results nobody reads is then cancelled by the cluster.
 	hbCtx, stop := context.WithCancel(ctx)
 	j.stopHB = stop
-	go j.heartbeat(hbCtx)
+	j.hbDone = make(chan struct{})
+	go func() {
+		defer close(j.hbDone)
+		j.heartbeat(hbCtx)
+	}()
 	return nil
+}
+
+// release tells the cluster that the client has read every result, so that the
+// job ends well without its heartbeat: a chunk whose result is stored but whose
+// completion was lost (a store restart) may still be running again.
+func (j *Job[Out]) release(ctx context.Context) {
+	if j.stopHB == nil {
+		return // detached: nobody watches the heartbeat
+	}
+	j.stopHB()
+	<-j.hbDone // a beat in flight must not land after the release
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	if err := j.c.st.Release(ctx, j.id); err != nil {
+		// The job still ends once its queue is drained; only a lost chunk's re-run
+		// could outlast the client timeout and fail it with ClientGone.
+		slog.Debug("burla: could not release the job", "job", j.id, "error", err)
+	}
 }
 
 func (j *Job[Out]) watch(ctx context.Context) error {
@@ -512,6 +536,7 @@ func (j *Job[Out]) Results(ctx context.Context) iter.Seq2[Result[Out], error] {
 		}
 		finished = true
 		j.syncLogs(ctx)
+		j.release(ctx)
 	}
 }
 

@@ -33,6 +33,10 @@ var ErrNoChunk = errors.New("no chunk available")
 // ErrNotFound is returned when a job, node or blob does not exist.
 var ErrNotFound = errors.New("not found")
 
+// ErrReleased is returned by LastHeartbeat once the job's client has called
+// Release: it has every result it waited for, and the job no longer needs it.
+var ErrReleased = errors.New("released by its client")
+
 // Item is one input: its index in the caller's slice and its encoded value, or,
 // for an input too large for a chunk, the blob key that holds the value.
 type Item struct {
@@ -160,7 +164,12 @@ type Watch interface {
 // Jobs holds per-job liveness: the client's heartbeat.
 type Jobs interface {
 	Heartbeat(ctx context.Context, jobID string) error
-	// LastHeartbeat returns when the client last called Heartbeat, or ErrNotFound.
+	// Release records that the client has read every result: the job may finish
+	// without its heartbeat (a chunk whose result is stored but whose Done was
+	// lost still runs again, and nobody waits for it).
+	Release(ctx context.Context, jobID string) error
+	// LastHeartbeat returns when the client last called Heartbeat, ErrReleased
+	// once it has called Release, or ErrNotFound.
 	LastHeartbeat(ctx context.Context, jobID string) (time.Time, error)
 }
 

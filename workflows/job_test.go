@@ -29,6 +29,7 @@ type fakeStore struct {
 	deleted  atomic.Int32
 	lastBeat time.Time
 	drained  atomic.Bool // Progress says every chunk is done
+	released atomic.Bool // the client called Release
 }
 
 func (f *fakeStore) PutNode(context.Context, store.Node) error       { return nil }
@@ -43,6 +44,7 @@ func (f *fakeStore) GetNode(_ context.Context, id string) (store.Node, error) {
 	return store.Node{}, store.ErrNotFound
 }
 func (f *fakeStore) Heartbeat(context.Context, string) error                { return nil }
+func (f *fakeStore) Release(context.Context, string) error                  { f.released.Store(true); return nil }
 func (f *fakeStore) CreateJob(context.Context, job.Spec) error              { return nil }
 func (f *fakeStore) Job(context.Context, string) (job.Spec, error)          { return job.Spec{}, nil }
 func (f *fakeStore) PutChunks(context.Context, string, []store.Chunk) error { return nil }
@@ -55,6 +57,9 @@ func (f *fakeStore) Progress(context.Context, string) (store.Progress, error) {
 }
 func (f *fakeStore) DeleteInputs(context.Context, string) error { f.deleted.Add(1); return nil }
 func (f *fakeStore) LastHeartbeat(context.Context, string) (time.Time, error) {
+	if f.released.Load() {
+		return time.Time{}, store.ErrReleased
+	}
 	if f.lastBeat.IsZero() {
 		return time.Time{}, store.ErrNotFound
 	}
@@ -229,6 +234,24 @@ func TestDrainedJobOutlivesItsClient(t *testing.T) {
 	})
 	e.st.drained.Store(true)
 	e.st.lastBeat = time.Now().Add(-time.Hour)
+	e.SetTestTimeout(time.Minute)
+	e.ExecuteWorkflow(workflows.Job, workflows.JobInput{Spec: spec(3, false)})
+	var out workflows.JobOutput
+	if err := e.GetWorkflowResult(&out); err != nil || out.State != job.StateSucceeded {
+		t.Fatalf("workflow ended %+v, %v; want Succeeded", out, err)
+	}
+}
+
+// A client that read every result released the job: a chunk still in flight (its
+// result stored, its Done lost to a store restart) runs again without it, and the
+// job succeeds although nobody heartbeats it any more.
+func TestReleasedJobOutlivesItsClient(t *testing.T) {
+	e := newEnv(t, twoNodes(), func(ctx context.Context, in activities.RunInput) (activities.RunOutput, error) {
+		time.Sleep(1500 * time.Millisecond) // past the client watch's first look
+		return activities.RunOutput{Drained: true}, nil
+	})
+	e.st.lastBeat = time.Now().Add(-time.Hour)
+	e.st.released.Store(true)
 	e.SetTestTimeout(time.Minute)
 	e.ExecuteWorkflow(workflows.Job, workflows.JobInput{Spec: spec(3, false)})
 	var out workflows.JobOutput

@@ -3,7 +3,7 @@
 //
 // Layout, under collections named with the store's prefix (default "burla"):
 //
-//	<p>_jobs/<job>                  spec, sealed, chunks, deleted, hb (the client's heartbeat)
+//	<p>_jobs/<job>                  spec, sealed, chunks, deleted, hb (the client's heartbeat), released
 //	<p>_jobs/<job>/chunks/<seq>     data (an encoded store.Chunk), leased_until, attempts
 //	<p>_jobs/<job>/results/<index>  data (one encoded store.Result), at; created once: the first write wins
 //	<p>_jobs/<job>/logs/<auto>      data (encoded store.LogLines), at
@@ -58,6 +58,7 @@ const (
 	fChunks      = "chunks"
 	fDeleted     = "deleted"
 	fHeartbeat   = "hb"
+	fReleased    = "released"
 	fCreated     = "created"
 	fData        = "data"
 	fLeasedUntil = "leased_until"
@@ -202,12 +203,13 @@ func (s *Store) CreateJob(ctx context.Context, spec job.Spec) error {
 }
 
 type jobRecord struct {
-	exists  bool
-	spec    string
-	sealed  bool
-	chunks  int
-	deleted bool
-	hb      time.Time
+	exists   bool
+	spec     string
+	sealed   bool
+	chunks   int
+	deleted  bool
+	hb       time.Time
+	released bool // the client called Release
 }
 
 func (s *Store) readJob(ctx context.Context, jobID string) (jobRecord, error) {
@@ -227,6 +229,7 @@ func (s *Store) readJob(ctx context.Context, jobID string) (jobRecord, error) {
 	}
 	r.deleted, _ = d[fDeleted].(bool)
 	r.hb, _ = d[fHeartbeat].(time.Time)
+	r.released, _ = d[fReleased].(bool)
 	return r, nil
 }
 
@@ -900,6 +903,17 @@ func (s *Store) Heartbeat(ctx context.Context, jobID string) error {
 	return nil
 }
 
+// Release implements store.Jobs.
+func (s *Store) Release(ctx context.Context, jobID string) error {
+	if err := checkID(jobID); err != nil {
+		return err
+	}
+	if _, err := s.jobDoc(jobID).Set(ctx, map[string]any{fReleased: true}, firestore.MergeAll); err != nil {
+		return fmt.Errorf("release job %s: %w", jobID, err)
+	}
+	return nil
+}
+
 // LastHeartbeat implements store.Jobs.
 func (s *Store) LastHeartbeat(ctx context.Context, jobID string) (time.Time, error) {
 	if err := checkID(jobID); err != nil {
@@ -908,6 +922,9 @@ func (s *Store) LastHeartbeat(ctx context.Context, jobID string) (time.Time, err
 	r, err := s.readJob(ctx, jobID)
 	if err != nil {
 		return time.Time{}, err
+	}
+	if r.released {
+		return time.Time{}, fmt.Errorf("heartbeat of job %s: %w", jobID, store.ErrReleased)
 	}
 	if r.hb.IsZero() {
 		return time.Time{}, fmt.Errorf("heartbeat of job %s: %w", jobID, store.ErrNotFound)

@@ -30,6 +30,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nuid"
 
 	"github.com/burla-temporal/burla/blob"
 	"github.com/burla-temporal/burla/job"
@@ -181,10 +182,15 @@ func (s *Store) reensure() {
 	}
 }
 
-// requestTimeout bounds one request to the server. A reply lost while the server
-// restarts would otherwise be awaited until the caller's deadline, and an activity's
-// deadline can be days away.
+// requestTimeout bounds one call to the server, all its attempts together, unless
+// the caller's context ends sooner; an activity's deadline can be days away.
 const requestTimeout = 10 * time.Second
+
+// attemptTimeout bounds one attempt of a request. A request in flight when the
+// server goes down (a restart, say) loses its reply: rather than wait for it to the
+// caller's deadline, the request is made again after attemptTimeout. Replies take
+// milliseconds; an attempt that times out on a slow server is merely repeated.
+const attemptTimeout = 3 * time.Second
 
 // bounded is ctx, ending requestTimeout from now if it would end later.
 func bounded(ctx context.Context) (context.Context, context.CancelFunc) {
@@ -192,6 +198,55 @@ func bounded(ctx context.Context) (context.Context, context.CancelFunc) {
 		return ctx, func() {}
 	}
 	return context.WithTimeout(ctx, requestTimeout)
+}
+
+// request runs op, a call to the server that is safe to repeat, each attempt
+// bounded by attemptTimeout, again while attempts time out or find JetStream not
+// yet serving (a server restarting), within requestTimeout or ctx. It returns the
+// last attempt's error.
+func request(ctx context.Context, op func(context.Context) error) error {
+	ctx, cancel := bounded(ctx)
+	defer cancel()
+	for {
+		actx, acancel := context.WithTimeout(ctx, attemptTimeout)
+		err := op(actx)
+		timedOut := errors.Is(actx.Err(), context.DeadlineExceeded)
+		acancel()
+		if err == nil || ctx.Err() != nil || !(timedOut || unavailable(err)) {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+// unavailable reports whether err says that the request met no server: the
+// connection dropped with it in flight, or no server answered for JetStream (one
+// restarting, or still recovering its streams).
+func unavailable(err error) bool {
+	return errors.Is(err, nats.ErrDisconnected) || errors.Is(err, nats.ErrNoResponders) ||
+		errors.Is(err, jetstream.ErrNoStreamResponse) || errors.Is(err, nats.ErrTimeout) ||
+		errors.Is(err, jetstream.ErrJetStreamNotEnabled)
+}
+
+// get reads key of kv, as request does.
+func get(ctx context.Context, kv jetstream.KeyValue, key string) (e jetstream.KeyValueEntry, err error) {
+	err = request(ctx, func(ctx context.Context) error {
+		e, err = kv.Get(ctx, key)
+		return err
+	})
+	return e, err
+}
+
+// put writes key of kv, as request does.
+func put(ctx context.Context, kv jetstream.KeyValue, key string, value []byte) error {
+	return request(ctx, func(ctx context.Context) error {
+		_, err := kv.Put(ctx, key, value)
+		return err
+	})
 }
 
 // Conn is the store's connection.
@@ -213,8 +268,6 @@ func checkID(jobID string) error {
 
 // CreateJob implements store.Queue.
 func (s *Store) CreateJob(ctx context.Context, spec job.Spec) error {
-	ctx, cancel := bounded(ctx)
-	defer cancel()
 	if err := spec.Validate(); err != nil {
 		return err
 	}
@@ -222,10 +275,13 @@ func (s *Store) CreateJob(ctx context.Context, spec job.Spec) error {
 	if err != nil {
 		return fmt.Errorf("encode spec of job %s: %w", spec.ID, err)
 	}
-	if _, err := s.jobs.Put(ctx, spec.ID+".spec", b); err != nil {
+	if err := request(ctx, func(ctx context.Context) error {
+		_, err := s.jobs.Put(ctx, spec.ID+".spec", b)
+		return err
+	}); err != nil {
 		return fmt.Errorf("record spec of job %s: %w", spec.ID, err)
 	}
-	c, err := s.js.CreateOrUpdateConsumer(ctx, streamInputs, jetstream.ConsumerConfig{
+	cfg := jetstream.ConsumerConfig{
 		Durable:       spec.ID,
 		FilterSubject: inSubject(spec.ID),
 		AckPolicy:     jetstream.AckExplicitPolicy,
@@ -234,8 +290,12 @@ func (s *Store) CreateJob(ctx context.Context, spec job.Spec) error {
 		MaxAckPending: -1,
 		// A job abandoned without DeleteInputs loses its queue after a day of disuse.
 		InactiveThreshold: 24 * time.Hour,
-	})
-	if err != nil {
+	}
+	var c jetstream.Consumer
+	if err := request(ctx, func(ctx context.Context) (err error) {
+		c, err = s.js.CreateOrUpdateConsumer(ctx, streamInputs, cfg)
+		return err
+	}); err != nil {
 		return fmt.Errorf("create input queue of job %s: %w", spec.ID, err)
 	}
 	s.mu.Lock()
@@ -246,12 +306,10 @@ func (s *Store) CreateJob(ctx context.Context, spec job.Spec) error {
 
 // Job implements store.Queue.
 func (s *Store) Job(ctx context.Context, jobID string) (job.Spec, error) {
-	ctx, cancel := bounded(ctx)
-	defer cancel()
 	if err := checkID(jobID); err != nil {
 		return job.Spec{}, err
 	}
-	e, err := s.jobs.Get(ctx, jobID+".spec")
+	e, err := get(ctx, s.jobs, jobID+".spec")
 	if errors.Is(err, jetstream.ErrKeyNotFound) {
 		return job.Spec{}, fmt.Errorf("job %s: %w", jobID, store.ErrNotFound)
 	}
@@ -266,39 +324,73 @@ func (s *Store) Job(ctx context.Context, jobID string) (job.Spec, error) {
 }
 
 // PutChunks implements store.Queue. It publishes without waiting for each
-// acknowledgement in turn and returns once all are stored.
+// acknowledgement in turn and returns once all are stored. Each chunk's message ID
+// is its job and sequence number, so a chunk written again (its acknowledgement
+// lost as the server restarted, or the whole call repeated) is stored once.
 func (s *Store) PutChunks(ctx context.Context, jobID string, cs []store.Chunk) error {
 	if err := checkID(jobID); err != nil {
 		return err
 	}
-	futs := make([]jetstream.PubAckFuture, 0, len(cs))
-	for _, c := range cs {
-		f, err := s.js.PublishAsync(inSubject(jobID), store.AppendChunk(nil, c))
+	msgs := make([][]byte, len(cs))
+	futs := make([]jetstream.PubAckFuture, len(cs))
+	for i, c := range cs {
+		msgs[i] = store.AppendChunk(nil, c)
+		f, err := s.js.PublishAsync(inSubject(jobID), msgs[i], jetstream.WithMsgID(chunkMsgID(jobID, c.Seq)))
 		if err != nil {
 			return fmt.Errorf("write chunk %d of job %s: %w", c.Seq, jobID, err)
 		}
-		futs = append(futs, f)
+		futs[i] = f
 	}
+	// An acknowledgement that does not come within attemptTimeout of the last one
+	// is taken as lost, with every one not yet in: those chunks are written again
+	// one by one.
+	stalled := time.NewTimer(attemptTimeout)
+	defer stalled.Stop()
+	lost := false
 	for i, f := range futs {
-		select {
-		case <-f.Ok():
-		case err := <-f.Err():
+		var err error
+		if lost {
+			select {
+			case <-f.Ok():
+				continue
+			case err = <-f.Err():
+			default:
+				err = context.DeadlineExceeded
+			}
+		} else {
+			select {
+			case <-f.Ok():
+				stalled.Reset(attemptTimeout)
+				continue
+			case err = <-f.Err():
+			case <-stalled.C:
+				err, lost = context.DeadlineExceeded, true
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		}
+		if !unavailable(err) && !errors.Is(err, context.DeadlineExceeded) {
 			return fmt.Errorf("write chunk %d of job %s: %w", cs[i].Seq, jobID, err)
-		case <-ctx.Done():
-			return ctx.Err()
+		}
+		id := chunkMsgID(jobID, cs[i].Seq)
+		if err := request(ctx, func(ctx context.Context) error {
+			_, err := s.js.Publish(ctx, inSubject(jobID), msgs[i], jetstream.WithMsgID(id))
+			return err
+		}); err != nil {
+			return fmt.Errorf("write chunk %d of job %s: %w", cs[i].Seq, jobID, err)
 		}
 	}
 	return nil
 }
 
+func chunkMsgID(jobID string, seq int64) string { return jobID + "." + strconv.FormatInt(seq, 10) }
+
 // Seal implements store.Queue.
 func (s *Store) Seal(ctx context.Context, jobID string, chunks int) error {
-	ctx, cancel := bounded(ctx)
-	defer cancel()
 	if err := checkID(jobID); err != nil {
 		return err
 	}
-	if _, err := s.jobs.PutString(ctx, jobID+".seal", strconv.Itoa(chunks)); err != nil {
+	if err := put(ctx, s.jobs, jobID+".seal", []byte(strconv.Itoa(chunks))); err != nil {
 		return fmt.Errorf("seal inputs of job %s: %w", jobID, err)
 	}
 	return nil
@@ -311,7 +403,10 @@ func (s *Store) consumer(ctx context.Context, jobID string) (jetstream.Consumer,
 	if ok {
 		return c, nil
 	}
-	c, err := s.js.Consumer(ctx, streamInputs, jobID)
+	err := request(ctx, func(ctx context.Context) (err error) {
+		c, err = s.js.Consumer(ctx, streamInputs, jobID)
+		return err
+	})
 	if errors.Is(err, jetstream.ErrConsumerNotFound) {
 		return nil, fmt.Errorf("input queue of job %s: %w", jobID, store.ErrNotFound)
 	}
@@ -409,6 +504,11 @@ func (c *claim) Return(ctx context.Context) error {
 
 func (c *claim) Done(ctx context.Context) error {
 	// DoubleAck waits for the server, so a chunk reported done is gone for good.
+	// It is not repeated: the server does not answer an ack of a chunk acked
+	// already, as the first may have been when its reply was lost. A chunk whose
+	// ack is lost runs again when its lease runs out.
+	ctx, cancel := context.WithTimeout(ctx, attemptTimeout)
+	defer cancel()
 	if err := c.msg.DoubleAck(ctx); err != nil {
 		return fmt.Errorf("complete chunk %d: %w", c.chunk.Seq, err)
 	}
@@ -417,13 +517,11 @@ func (c *claim) Done(ctx context.Context) error {
 
 // Progress implements store.Queue.
 func (s *Store) Progress(ctx context.Context, jobID string) (store.Progress, error) {
-	ctx, cancel := bounded(ctx)
-	defer cancel()
 	if err := checkID(jobID); err != nil {
 		return store.Progress{}, err
 	}
 	var p store.Progress
-	e, err := s.jobs.Get(ctx, jobID+".seal")
+	e, err := get(ctx, s.jobs, jobID+".seal")
 	switch {
 	case err == nil:
 		p.Sealed = true
@@ -437,7 +535,11 @@ func (s *Store) Progress(ctx context.Context, jobID string) (store.Progress, err
 	if err != nil {
 		return p, err
 	}
-	info, err := c.Info(ctx)
+	var info *jetstream.ConsumerInfo
+	err = request(ctx, func(ctx context.Context) (err error) {
+		info, err = c.Info(ctx)
+		return err
+	})
 	if errors.Is(err, jetstream.ErrConsumerNotFound) {
 		s.mu.Lock()
 		delete(s.consumers, jobID)
@@ -454,25 +556,42 @@ func (s *Store) Progress(ctx context.Context, jobID string) (store.Progress, err
 
 // DeleteInputs implements store.Queue.
 func (s *Store) DeleteInputs(ctx context.Context, jobID string) error {
-	ctx, cancel := bounded(ctx)
-	defer cancel()
 	if err := checkID(jobID); err != nil {
 		return err
 	}
 	s.mu.Lock()
 	delete(s.consumers, jobID)
 	s.mu.Unlock()
-	if err := s.js.DeleteConsumer(ctx, streamInputs, jobID); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
+	// Deleting again what a lost reply hid is no error.
+	if err := request(ctx, func(ctx context.Context) error {
+		err := s.js.DeleteConsumer(ctx, streamInputs, jobID)
+		if errors.Is(err, jetstream.ErrConsumerNotFound) {
+			return nil
+		}
+		return err
+	}); err != nil {
 		return fmt.Errorf("delete input queue of job %s: %w", jobID, err)
 	}
-	st, err := s.js.Stream(ctx, streamInputs)
-	if err != nil {
-		return fmt.Errorf("delete inputs of job %s: %w", jobID, err)
-	}
-	if err := st.Purge(ctx, jetstream.WithPurgeSubject(inSubject(jobID))); err != nil {
+	if err := request(ctx, func(ctx context.Context) error {
+		st, err := s.js.Stream(ctx, streamInputs)
+		if err != nil {
+			return err
+		}
+		return st.Purge(ctx, jetstream.WithPurgeSubject(inSubject(jobID)))
+	}); err != nil {
 		return fmt.Errorf("delete inputs of job %s: %w", jobID, err)
 	}
 	return nil
+}
+
+// publish stores one message, as request does: each attempt carries the same
+// message ID, so that the stream keeps one copy however many attempts reach it.
+func (s *Store) publish(ctx context.Context, subject string, data []byte) error {
+	id := nuid.Next()
+	return request(ctx, func(ctx context.Context) error {
+		_, err := s.js.Publish(ctx, subject, data, jetstream.WithMsgID(id))
+		return err
+	})
 }
 
 // PutResults implements store.Results.
@@ -480,7 +599,7 @@ func (s *Store) PutResults(ctx context.Context, jobID string, rs []store.Result)
 	if err := checkID(jobID); err != nil {
 		return err
 	}
-	if _, err := s.js.Publish(ctx, outSubject(jobID), store.AppendResults(nil, rs)); err != nil {
+	if err := s.publish(ctx, outSubject(jobID), store.AppendResults(nil, rs)); err != nil {
 		return fmt.Errorf("write %d results of job %s: %w", len(rs), jobID, err)
 	}
 	return nil
@@ -491,7 +610,7 @@ func (s *Store) PutLogs(ctx context.Context, jobID string, lines []store.LogLine
 	if err := checkID(jobID); err != nil {
 		return err
 	}
-	if _, err := s.js.Publish(ctx, logSubject(jobID), store.AppendLogs(nil, lines)); err != nil {
+	if err := s.publish(ctx, logSubject(jobID), store.AppendLogs(nil, lines)); err != nil {
 		return fmt.Errorf("write %d log lines of job %s: %w", len(lines), jobID, err)
 	}
 	return nil
@@ -507,53 +626,148 @@ func (s *Store) WatchLogs(ctx context.Context, jobID string, fn func([]store.Log
 	return watch(ctx, s, streamLogs, logSubject(jobID), store.DecodeLogs, fn)
 }
 
+// watchCheck is how often a watch that has delivered nothing looks whether its
+// subject has messages it has not delivered. The ordered consumer it reads with
+// recreates itself after a reconnect or a lost consumer, but not after every
+// error (a pull that fails as the server comes back, say): a watch that has
+// left a message undelivered for a whole watchCheck is restarted from the
+// message after the last it delivered.
+var watchCheck = 5 * time.Second // a variable for the tests
+
 func watch[T any](ctx context.Context, s *Store, stream, subject string, decode func([]byte) ([]T, error), fn func([]T)) (store.Watch, error) {
 	st, err := s.js.Stream(ctx, stream)
 	if err != nil {
 		return nil, fmt.Errorf("watch %s: %w", subject, err)
 	}
-	c, err := st.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{
-		FilterSubjects: []string{subject},
-		DeliverPolicy:  jetstream.DeliverAllPolicy,
-	})
-	if err != nil {
-		return nil, fmt.Errorf("watch %s: %w", subject, err)
-	}
-	w := &watcher{stream: st, subject: subject}
+	w := &watcher{stream: st, subject: subject, check: watchCheck, stop: make(chan struct{}), stopped: make(chan struct{})}
 	w.cond = sync.NewCond(&w.mu)
-	cc, err := c.Consume(func(m jetstream.Msg) {
-		recs, err := decode(m.Data())
-		if err == nil {
+	w.handle = func(m jetstream.Msg) {
+		w.deliver.Lock() // a restarted consumer's last callback may overlap its successor's first
+		defer w.deliver.Unlock()
+		md, err := m.Metadata()
+		if err != nil {
+			return
+		}
+		w.mu.Lock()
+		if md.Sequence.Stream <= w.seen {
+			w.mu.Unlock()
+			return // a restarted consumer's overlap with the one it replaced
+		}
+		w.mu.Unlock()
+		if recs, err := decode(m.Data()); err == nil {
 			fn(recs)
 		}
-		md, mdErr := m.Metadata()
 		w.mu.Lock()
-		if mdErr == nil {
-			w.seen = md.Sequence.Stream
-		}
+		w.seen = md.Sequence.Stream
 		w.cond.Broadcast()
 		w.mu.Unlock()
-	})
-	if err != nil {
-		return nil, fmt.Errorf("watch %s: %w", subject, err)
 	}
-	w.cc = cc
+	if err := w.consume(ctx); err != nil {
+		return nil, err
+	}
+	go w.watchdog()
 	return w, nil
 }
 
 type watcher struct {
 	stream  jetstream.Stream
 	subject string
-	cc      jetstream.ConsumeContext
+	handle  func(jetstream.Msg) // called by one consumer at a time
+	check   time.Duration
 
-	mu     sync.Mutex
-	cond   *sync.Cond
-	seen   uint64 // stream sequence of the last message passed to the callback
-	closed bool
+	stop    chan struct{} // closed by Close
+	stopped chan struct{} // closed when the watchdog has returned
+	deliver sync.Mutex    // held while a message is passed to the callback
+
+	mu       sync.Mutex
+	cond     *sync.Cond
+	cc       jetstream.ConsumeContext
+	seen     uint64 // stream sequence of the last message passed to the callback
+	closed   bool
+	restarts int // times the watchdog restarted the consumer
+}
+
+// consume (re)starts the ordered consumer after the last message delivered.
+func (w *watcher) consume(ctx context.Context) error {
+	w.mu.Lock()
+	cfg := jetstream.OrderedConsumerConfig{FilterSubjects: []string{w.subject}, DeliverPolicy: jetstream.DeliverAllPolicy}
+	if w.seen > 0 {
+		cfg.DeliverPolicy, cfg.OptStartSeq = jetstream.DeliverByStartSequencePolicy, w.seen+1
+	}
+	w.mu.Unlock()
+	c, err := w.stream.OrderedConsumer(ctx, cfg)
+	if err != nil {
+		return fmt.Errorf("watch %s: %w", w.subject, err)
+	}
+	cc, err := c.Consume(w.handle, jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
+		slog.Debug("NATS store: watch", "subject", w.subject, "error", err)
+	}))
+	if err != nil {
+		return fmt.Errorf("watch %s: %w", w.subject, err)
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.closed {
+		cc.Stop()
+		return nil
+	}
+	if w.cc != nil {
+		w.cc.Stop()
+	}
+	w.cc = cc
+	return nil
+}
+
+// watchdog restarts the consumer when it has left a message undelivered for a
+// whole check period; it looks at the stream only while nothing is delivered.
+func (w *watcher) watchdog() {
+	defer close(w.stopped)
+	t := time.NewTicker(w.check)
+	defer t.Stop()
+	var seenBefore, lastBefore uint64 // at the previous tick
+	for {
+		select {
+		case <-w.stop:
+			return
+		case <-t.C:
+		}
+		w.mu.Lock()
+		seen := w.seen
+		w.mu.Unlock()
+		if seen != seenBefore {
+			seenBefore, lastBefore = seen, 0 // delivering: nothing to check
+			continue
+		}
+		if lastBefore > seen {
+			// A message stored a whole period ago is still not delivered.
+			slog.Warn("NATS store: a watch stalled; restarting it", "subject", w.subject, "delivered", seen, "stored", lastBefore)
+			ctx, cancel := context.WithTimeout(context.Background(), attemptTimeout)
+			if err := w.consume(ctx); err != nil {
+				slog.Warn("NATS store: could not restart a watch", "subject", w.subject, "error", err)
+			} else {
+				w.mu.Lock()
+				w.restarts++
+				w.mu.Unlock()
+			}
+			cancel()
+			lastBefore = 0
+			continue
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), attemptTimeout)
+		last, err := w.stream.GetLastMsgForSubject(ctx, w.subject)
+		cancel()
+		if err == nil {
+			lastBefore = last.Sequence
+		}
+	}
 }
 
 func (w *watcher) Sync(ctx context.Context) error {
-	last, err := w.stream.GetLastMsgForSubject(ctx, w.subject)
+	var last *jetstream.RawStreamMsg
+	err := request(ctx, func(ctx context.Context) (err error) {
+		last, err = w.stream.GetLastMsgForSubject(ctx, w.subject)
+		return err
+	})
 	if errors.Is(err, jetstream.ErrMsgNotFound) {
 		return nil
 	}
@@ -578,40 +792,60 @@ func (w *watcher) Sync(ctx context.Context) error {
 }
 
 func (w *watcher) Close() {
-	w.cc.Stop()
 	w.mu.Lock()
+	if w.closed {
+		w.mu.Unlock()
+		return
+	}
 	w.closed = true
+	cc := w.cc
 	w.cond.Broadcast()
 	w.mu.Unlock()
+	close(w.stop)
+	<-w.stopped
+	cc.Stop()
 }
 
 // Heartbeat implements store.Jobs.
 func (s *Store) Heartbeat(ctx context.Context, jobID string) error {
-	ctx, cancel := bounded(ctx)
-	defer cancel()
 	if err := checkID(jobID); err != nil {
 		return err
 	}
 	now := strconv.FormatInt(time.Now().UnixMilli(), 10)
-	if _, err := s.jobs.PutString(ctx, jobID+".hb", now); err != nil {
+	if err := put(ctx, s.jobs, jobID+".hb", []byte(now)); err != nil {
 		return fmt.Errorf("heartbeat job %s: %w", jobID, err)
+	}
+	return nil
+}
+
+// released is the heartbeat's value once the client has called Release.
+const released = "released"
+
+// Release implements store.Jobs.
+func (s *Store) Release(ctx context.Context, jobID string) error {
+	if err := checkID(jobID); err != nil {
+		return err
+	}
+	if err := put(ctx, s.jobs, jobID+".hb", []byte(released)); err != nil {
+		return fmt.Errorf("release job %s: %w", jobID, err)
 	}
 	return nil
 }
 
 // LastHeartbeat implements store.Jobs.
 func (s *Store) LastHeartbeat(ctx context.Context, jobID string) (time.Time, error) {
-	ctx, cancel := bounded(ctx)
-	defer cancel()
 	if err := checkID(jobID); err != nil {
 		return time.Time{}, err
 	}
-	e, err := s.jobs.Get(ctx, jobID+".hb")
+	e, err := get(ctx, s.jobs, jobID+".hb")
 	if errors.Is(err, jetstream.ErrKeyNotFound) {
 		return time.Time{}, fmt.Errorf("heartbeat of job %s: %w", jobID, store.ErrNotFound)
 	}
 	if err != nil {
 		return time.Time{}, fmt.Errorf("heartbeat of job %s: %w", jobID, err)
+	}
+	if string(e.Value()) == released {
+		return time.Time{}, fmt.Errorf("heartbeat of job %s: %w", jobID, store.ErrReleased)
 	}
 	ms, err := strconv.ParseInt(string(e.Value()), 10, 64)
 	if err != nil {
@@ -622,8 +856,6 @@ func (s *Store) LastHeartbeat(ctx context.Context, jobID string) (time.Time, err
 
 // PutUpload implements store.Uploads.
 func (s *Store) PutUpload(ctx context.Context, jobID string, u store.Upload) error {
-	ctx, cancel := bounded(ctx)
-	defer cancel()
 	if err := checkID(jobID); err != nil {
 		return err
 	}
@@ -631,7 +863,7 @@ func (s *Store) PutUpload(ctx context.Context, jobID string, u store.Upload) err
 	if err != nil {
 		return fmt.Errorf("encode upload of job %s: %w", jobID, err)
 	}
-	if _, err := s.jobs.Put(ctx, jobID+".upload", b); err != nil {
+	if err := put(ctx, s.jobs, jobID+".upload", b); err != nil {
 		return fmt.Errorf("record upload of job %s: %w", jobID, err)
 	}
 	return nil
@@ -639,13 +871,11 @@ func (s *Store) PutUpload(ctx context.Context, jobID string, u store.Upload) err
 
 // Upload implements store.Uploads.
 func (s *Store) Upload(ctx context.Context, jobID string) (store.Upload, error) {
-	ctx, cancel := bounded(ctx)
-	defer cancel()
 	var u store.Upload
 	if err := checkID(jobID); err != nil {
 		return u, err
 	}
-	e, err := s.jobs.Get(ctx, jobID+".upload")
+	e, err := get(ctx, s.jobs, jobID+".upload")
 	if errors.Is(err, jetstream.ErrKeyNotFound) {
 		return u, fmt.Errorf("upload of job %s: %w", jobID, store.ErrNotFound)
 	}
@@ -660,8 +890,6 @@ func (s *Store) Upload(ctx context.Context, jobID string) (store.Upload, error) 
 
 // PutNode implements store.Nodes.
 func (s *Store) PutNode(ctx context.Context, n store.Node) error {
-	ctx, cancel := bounded(ctx)
-	defer cancel()
 	if !store.ValidNodeID(n.ID) {
 		return fmt.Errorf("invalid node ID %q", n.ID)
 	}
@@ -669,7 +897,7 @@ func (s *Store) PutNode(ctx context.Context, n store.Node) error {
 	if err != nil {
 		return fmt.Errorf("encode node %s: %w", n.ID, err)
 	}
-	if _, err := s.nodes.Put(ctx, n.ID, b); err != nil {
+	if err := put(ctx, s.nodes, n.ID, b); err != nil {
 		return fmt.Errorf("record node %s: %w", n.ID, err)
 	}
 	return nil
@@ -677,9 +905,11 @@ func (s *Store) PutNode(ctx context.Context, n store.Node) error {
 
 // ListNodes implements store.Nodes.
 func (s *Store) ListNodes(ctx context.Context) ([]store.Node, error) {
-	ctx, cancel := bounded(ctx)
-	defer cancel()
-	keys, err := s.nodes.Keys(ctx)
+	var keys []string
+	err := request(ctx, func(ctx context.Context) (err error) {
+		keys, err = s.nodes.Keys(ctx)
+		return err
+	})
 	if errors.Is(err, jetstream.ErrNoKeysFound) {
 		return nil, nil
 	}
@@ -688,7 +918,7 @@ func (s *Store) ListNodes(ctx context.Context) ([]store.Node, error) {
 	}
 	nodes := make([]store.Node, 0, len(keys))
 	for _, k := range keys {
-		e, err := s.nodes.Get(ctx, k)
+		e, err := get(ctx, s.nodes, k)
 		if errors.Is(err, jetstream.ErrKeyNotFound) {
 			continue // expired between Keys and Get
 		}
@@ -706,12 +936,10 @@ func (s *Store) ListNodes(ctx context.Context) ([]store.Node, error) {
 
 // GetNode implements store.Nodes.
 func (s *Store) GetNode(ctx context.Context, id string) (store.Node, error) {
-	ctx, cancel := bounded(ctx)
-	defer cancel()
 	if !store.ValidNodeID(id) {
 		return store.Node{}, fmt.Errorf("invalid node ID %q", id)
 	}
-	e, err := s.nodes.Get(ctx, id)
+	e, err := get(ctx, s.nodes, id)
 	if errors.Is(err, jetstream.ErrKeyNotFound) {
 		return store.Node{}, fmt.Errorf("node %s: %w", id, store.ErrNotFound)
 	}
@@ -727,9 +955,13 @@ func (s *Store) GetNode(ctx context.Context, id string) (store.Node, error) {
 
 // DeleteNode implements store.Nodes.
 func (s *Store) DeleteNode(ctx context.Context, id string) error {
-	ctx, cancel := bounded(ctx)
-	defer cancel()
-	if err := s.nodes.Purge(ctx, id); err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) {
+	if err := request(ctx, func(ctx context.Context) error {
+		err := s.nodes.Purge(ctx, id)
+		if errors.Is(err, jetstream.ErrKeyNotFound) {
+			return nil
+		}
+		return err
+	}); err != nil {
 		return fmt.Errorf("delete node %s: %w", id, err)
 	}
 	return nil
@@ -757,9 +989,10 @@ func (s *Store) Open(ctx context.Context, key string) (io.ReadCloser, error) {
 
 // Has implements blob.Store.
 func (s *Store) Has(ctx context.Context, key string) (bool, error) {
-	ctx, cancel := bounded(ctx)
-	defer cancel()
-	_, err := s.objects(key).GetInfo(ctx, key)
+	err := request(ctx, func(ctx context.Context) error {
+		_, err := s.objects(key).GetInfo(ctx, key)
+		return err
+	})
 	if errors.Is(err, jetstream.ErrObjectNotFound) {
 		return false, nil
 	}
@@ -815,19 +1048,20 @@ func (s *Store) List(ctx context.Context, prefix string) ([]blob.Info, error) {
 
 // Delete implements blob.Store.
 func (s *Store) Delete(ctx context.Context, key string) error {
-	ctx, cancel := bounded(ctx)
-	defer cancel()
 	// A deleted object keeps its record, marked deleted, which the object store's
 	// Delete would write again: only a live object is deleted.
 	objs := s.objects(key)
-	info, err := objs.GetInfo(ctx, key)
-	if errors.Is(err, jetstream.ErrObjectNotFound) {
-		return nil
-	}
-	if err == nil {
-		err = objs.Delete(ctx, info.Name)
-	}
-	if err != nil && !errors.Is(err, jetstream.ErrObjectNotFound) {
+	err := request(ctx, func(ctx context.Context) error {
+		info, err := objs.GetInfo(ctx, key)
+		if err == nil {
+			err = objs.Delete(ctx, info.Name)
+		}
+		if errors.Is(err, jetstream.ErrObjectNotFound) {
+			return nil
+		}
+		return err
+	})
+	if err != nil {
 		return fmt.Errorf("delete blob %s: %w", key, err)
 	}
 	return nil

@@ -179,6 +179,14 @@ func (t *Tenants) Heartbeat(ctx context.Context, jobID string) error {
 	return s.Heartbeat(ctx, jobID)
 }
 
+func (t *Tenants) Release(ctx context.Context, jobID string) error {
+	s, err := t.job(ctx, jobID)
+	if err != nil {
+		return err
+	}
+	return s.Release(ctx, jobID)
+}
+
 func (t *Tenants) LastHeartbeat(ctx context.Context, jobID string) (time.Time, error) {
 	s, err := t.job(ctx, jobID)
 	if err != nil {

@@ -302,6 +302,12 @@ func testJobs(t *testing.T, s store.Store) {
 	if err != nil || hb.Before(before) {
 		t.Errorf("LastHeartbeat = %v, %v; want about now", hb, err)
 	}
+	if err := s.Release(ctx, spec.ID); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.LastHeartbeat(ctx, spec.ID); !errors.Is(err, store.ErrReleased) {
+		t.Errorf("LastHeartbeat after Release: %v; want ErrReleased", err)
+	}
 	if err := s.CreateJob(ctx, job.Spec{ID: "../etc"}); err == nil {
 		t.Error("CreateJob accepted an invalid job ID")
 	}

@@ -67,6 +67,17 @@ func (r *run) check(t *testing.T, partial bool) (delivered int) {
 	return delivered
 }
 
+// delivered counts the inputs whose result the client saw.
+func (r *run) delivered() int {
+	n := 0
+	for _, k := range r.seen {
+		if k > 0 {
+			n++
+		}
+	}
+	return n
+}
+
 // stall is the longest the client waited for a result after the fault.
 func (r *run) stall() time.Duration {
 	var longest time.Duration
@@ -161,7 +172,7 @@ func faultCompletes(t *testing.T, name string, fault func() error) {
 	base := baselineJob(t)
 	r := mapWithFault(t, fault)
 	if r.err != nil {
-		t.Fatalf("the job failed: %v", r.err)
+		t.Fatalf("the job failed after %d of %d results: %v\n%s", r.delivered(), inputs, r.err, diagnose(r.jobID))
 	}
 	r.check(t, false)
 	waitForStatus(t, r.jobID, enumspb.WORKFLOW_EXECUTION_STATUS_COMPLETED)

@@ -44,7 +44,7 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, "faults: stop cluster:", err)
 		code = 1
 	}
-	if code == 0 {
+	if code == 0 && os.Getenv("BURLA_KEEP_CLUSTER") == "" {
 		os.RemoveAll(cluster.Dir)
 	} else {
 		fmt.Fprintf(os.Stderr, "faults: cluster state and logs kept in %s\n", cluster.Dir)

@@ -1,0 +1,94 @@
+package activities_test
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"testing"
+	"time"
+
+	"go.temporal.io/sdk/temporal"
+	"go.temporal.io/sdk/testsuite"
+
+	"github.com/burla-temporal/burla/activities"
+	"github.com/burla-temporal/burla/names"
+	"github.com/burla-temporal/burla/store"
+)
+
+// beats plays a client's heartbeats on a clock of its own: each look at the
+// heartbeat is one second later, and beat says what the store answers at second n.
+type beats struct {
+	store.Queue // Progress only: the job is never drained
+	mu          sync.Mutex
+	n           int
+	beat        func(n int) (lastAt int, err error)
+}
+
+var epoch = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+
+func (b *beats) Heartbeat(context.Context, string) error { return nil }
+func (b *beats) Release(context.Context, string) error   { return nil }
+func (b *beats) LastHeartbeat(context.Context, string) (time.Time, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.n++
+	at, err := b.beat(b.n)
+	return epoch.Add(time.Duration(at) * time.Second), err
+}
+func (b *beats) now() time.Time {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return epoch.Add(time.Duration(b.n) * time.Second)
+}
+func (b *beats) Progress(context.Context, string) (store.Progress, error) {
+	return store.Progress{Sealed: true, InFlight: 1}, nil
+}
+
+func watch(t *testing.T, b *beats) error {
+	t.Helper()
+	var s testsuite.WorkflowTestSuite
+	env := s.NewTestActivityEnvironment()
+	c := &activities.Control{Jobs: b, Queue: b, Now: b.now}
+	env.RegisterActivity(c)
+	_, err := env.ExecuteActivity(names.ActivityWatchClient, activities.WatchInput{JobID: "j-1", Timeout: 5 * time.Second, Poll: time.Millisecond})
+	return err
+}
+
+func clientGone(err error) bool {
+	var app *temporal.ApplicationError
+	return errors.As(err, &app) && app.Type() == names.ErrClientGone
+}
+
+func TestWatchClientEndsWhenTheClientIsSilent(t *testing.T) {
+	b := &beats{beat: func(n int) (int, error) { return min(n, 3), nil }} // last beat at second 3
+	if err := watch(t, b); !clientGone(err) {
+		t.Fatalf("WatchClient = %v; want ClientGone", err)
+	}
+	if b.n != 9 {
+		t.Errorf("ClientGone at second %d; want 9 (silent 6s > timeout 5s)", b.n)
+	}
+}
+
+// While the store is down the client cannot heartbeat: its silence counts from
+// when the store answers again, not from its last beat before the outage.
+func TestWatchClientForgivesAStoreOutage(t *testing.T) {
+	b := &beats{beat: func(n int) (int, error) {
+		switch {
+		case n <= 3:
+			return n, nil
+		case n <= 20:
+			return 0, errors.New("nats: connection closed") // the store restarts
+		case n <= 23:
+			return 3, nil // the store is back; the client is still reconnecting
+		case n < 30:
+			return n, nil
+		}
+		return 0, store.ErrReleased // it has read every result
+	}}
+	if err := watch(t, b); err != nil {
+		t.Fatalf("WatchClient = %v; want nil once the client released the job", err)
+	}
+	if b.n != 30 {
+		t.Errorf("WatchClient returned at second %d; want 30, on the release", b.n)
+	}
+}
