@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"io"
 	"net"
 	"strings"
 	"sync"
@@ -28,6 +27,8 @@ type cutter struct {
 	target string
 	marker atomic.Pointer[[]byte]
 	cuts   atomic.Int32
+	muteAt atomic.Pointer[[]byte] // a marker after which the server's bytes are dropped
+	mute   atomic.Bool
 	wg     sync.WaitGroup
 }
 
@@ -48,6 +49,11 @@ func (c *cutter) url() string { return "nats://" + c.ln.Addr().String() }
 // arm makes the proxy cut the connection after the next write containing marker.
 func (c *cutter) arm(marker string) { b := []byte(marker); c.marker.Store(&b) }
 
+// armMute makes the proxy drop all the server's bytes from the next read that
+// contains marker on, keeping the connection open: a server that stopped
+// answering mid-way, as one restarting does before the client notices.
+func (c *cutter) armMute(marker string) { b := []byte(marker); c.muteAt.Store(&b) }
+
 func (c *cutter) serve() {
 	defer c.wg.Done()
 	for {
@@ -62,7 +68,25 @@ func (c *cutter) serve() {
 		}
 		cut := sync.OnceFunc(func() { client.Close(); server.Close() })
 		c.wg.Add(2)
-		go func() { defer c.wg.Done(); defer cut(); io.Copy(client, server) }()
+		go func() {
+			defer c.wg.Done()
+			defer cut()
+			buf := make([]byte, 64<<10)
+			for {
+				n, err := server.Read(buf)
+				if m := c.muteAt.Load(); n > 0 && m != nil && bytes.Contains(buf[:n], *m) && c.muteAt.CompareAndSwap(m, nil) {
+					c.mute.Store(true) // from this read on the server says nothing
+				}
+				if n > 0 && !c.mute.Load() {
+					if _, werr := client.Write(buf[:n]); werr != nil {
+						return
+					}
+				}
+				if err != nil {
+					return
+				}
+			}
+		}()
 		go func() {
 			defer c.wg.Done()
 			defer cut()
@@ -166,5 +190,46 @@ func TestLostReplyIsRetried(t *testing.T) {
 	}
 	if p.Waiting != 1 {
 		t.Errorf("%d chunks queued; want the one written, once", p.Waiting)
+	}
+}
+
+// A listing of the shared files whose server stops answering mid-way ends, with
+// an error, even when its caller (a worker between calls) set no deadline: a
+// listing that waits for ever would hold the worker, and the chunk it leases,
+// for ever (TestRestartNATS caught two workers so, in nats.go's listing watch
+// after the server restarted). Each attempt has listTimeout, and three are made.
+func TestListEndsWhenTheServerStopsAnswering(t *testing.T) {
+	defer natsstore.SetListTimeout(500 * time.Millisecond)()
+	srv, err := natsserver.Start(natsserver.Config{StoreDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(srv.Stop)
+	proxy := newCutter(t, srv.URL())
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	s, err := natsstore.Connect(ctx, proxy.url(), "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if err := s.Put(ctx, job.SharedKey("acme", "a.txt"), strings.NewReader("a")); err != nil {
+		t.Fatal(err)
+	}
+	proxy.armMute("$O.burla-shared.M.") // the listing's first object record
+	done := make(chan error, 1)
+	began := time.Now()
+	go func() {
+		_, err := s.List(context.Background(), job.SharedPrefix("acme"))
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if err == nil {
+			t.Fatal("List succeeded although the server said nothing; the test proves nothing")
+		}
+		t.Logf("List gave up after %v: %v", time.Since(began).Round(time.Millisecond), err)
+	case <-time.After(5 * time.Second):
+		t.Fatal("List still waiting 5s after the server stopped answering; want three attempts of 0.5s")
 	}
 }

@@ -207,8 +207,13 @@ func bounded(ctx context.Context) (context.Context, context.CancelFunc) {
 func request(ctx context.Context, op func(context.Context) error) error {
 	ctx, cancel := bounded(ctx)
 	defer cancel()
+	return retry(ctx, attemptTimeout, op)
+}
+
+// retry runs op as request does, each attempt bounded by attempt, until ctx ends.
+func retry(ctx context.Context, attempt time.Duration, op func(context.Context) error) error {
 	for {
-		actx, acancel := context.WithTimeout(ctx, attemptTimeout)
+		actx, acancel := context.WithTimeout(ctx, attempt)
 		err := op(actx)
 		timedOut := errors.Is(actx.Err(), context.DeadlineExceeded)
 		acancel()
@@ -1002,6 +1007,10 @@ func (s *Store) Has(ctx context.Context, key string) (bool, error) {
 	return true, nil
 }
 
+// listTimeout bounds one attempt at listing an object store (a variable for the
+// tests).
+var listTimeout = 10 * time.Second
+
 // objects is the object store that holds key.
 func (s *Store) objects(key string) jetstream.ObjectStore {
 	if job.IsSharedKey(key) {
@@ -1026,8 +1035,23 @@ func (s *Store) List(ctx context.Context, prefix string) ([]blob.Info, error) {
 	}
 	var objs []*jetstream.ObjectInfo
 	for _, st := range stores {
-		o, err := st.List(ctx)
-		if err != nil && !errors.Is(err, jetstream.ErrNoObjectsFound) {
+		// A listing reads every object's record through a watch, which waits for
+		// ever if the server goes away mid-way (and ctx may have no deadline): each
+		// attempt has listTimeout, and they stop after three.
+		lctx, cancel := ctx, context.CancelFunc(func() {})
+		if dl, ok := ctx.Deadline(); !ok || time.Until(dl) > 3*listTimeout {
+			lctx, cancel = context.WithTimeout(ctx, 3*listTimeout)
+		}
+		var o []*jetstream.ObjectInfo
+		err := retry(lctx, listTimeout, func(ctx context.Context) (err error) {
+			o, err = st.List(ctx)
+			if errors.Is(err, jetstream.ErrNoObjectsFound) {
+				return nil
+			}
+			return err
+		})
+		cancel()
+		if err != nil {
 			return nil, fmt.Errorf("list blobs %s*: %w", prefix, err)
 		}
 		objs = append(objs, o...)

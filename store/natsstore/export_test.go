@@ -1,0 +1,10 @@
+package natsstore
+
+import "time"
+
+// SetListTimeout sets listTimeout for a test and returns what restores it.
+func SetListTimeout(d time.Duration) func() {
+	old := listTimeout
+	listTimeout = d
+	return func() { listTimeout = old }
+}
