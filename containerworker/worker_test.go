@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -43,9 +44,10 @@ var (
 		}
 		return x, nil
 	})
-	// age says how long ago this process started, in milliseconds.
-	_ = burla.Func("age", func(ctx context.Context, x int) (int64, error) {
-		return time.Since(processStart).Milliseconds(), nil
+	// prewarmed says whether this program was started by a Prewarm: with warmMark
+	// in its environment (see TestRunTakesPrewarmedProgram).
+	_ = burla.Func("prewarmed", func(ctx context.Context, x int) (bool, error) {
+		return os.Getenv(warmMark) != "", nil
 	})
 	// hog holds x MB of memory for a while, as a call that needs it would.
 	_ = burla.Func("hog", func(ctx context.Context, x int) (int, error) {
@@ -64,9 +66,17 @@ var (
 	})
 )
 
-var processStart = time.Now()
+// warmMark names, in a program's environment, a file the program creates as it
+// starts: the test sets it while a Prewarm starts its program, and so can tell
+// that program from one started later.
+const warmMark = "BURLA_TEST_WARM_MARK"
 
 func TestMain(m *testing.M) {
+	if p := os.Getenv(warmMark); p != "" {
+		if err := os.WriteFile(p, nil, 0o644); err != nil {
+			panic(err)
+		}
+	}
 	burla.Main()
 	os.Exit(m.Run())
 }
@@ -369,18 +379,24 @@ func TestRunTakesPrewarmedProgram(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	const wait = time.Second
 	for _, c := range []struct {
 		warm, tenant string
 		want         bool
-	}{{exe, job.TenantOf(spec("age").ID), true}, {"/bin/true", job.DefaultTenant, false}, {exe, "other", false}} {
+	}{{exe, job.TenantOf(spec("prewarmed").ID), true}, {"/bin/true", job.DefaultTenant, false}, {exe, "other", false}} {
 		s := &memStore{chunks: chunks(1, 1)}
 		w := containerworker.New(containerworker.Config{Store: s})
+		// The prewarmed program starts with warmMark set; any started after it
+		// is unset starts without.
+		mark := filepath.Join(t.TempDir(), "warm")
+		os.Setenv(warmMark, mark)
 		w.Prewarm(c.warm, c.tenant)
-		time.Sleep(wait)
+		if c.warm == exe {
+			waitFile(t, mark)
+		}
+		os.Unsetenv(warmMark)
 		ctx, cancel := context.WithCancel(context.Background())
 		errc := make(chan error, 1)
-		go func() { errc <- w.Run(ctx, spec("age"), exe) }()
+		go func() { errc <- w.Run(ctx, spec("prewarmed"), exe) }()
 		for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(10 * time.Millisecond) {
 			s.mu.Lock()
 			n := len(s.results)
@@ -396,10 +412,21 @@ func TestRunTakesPrewarmedProgram(t *testing.T) {
 		if len(s.results) != 1 || s.results[0].Err != nil {
 			t.Fatalf("prewarmed %s for %s: results %+v", c.warm, c.tenant, s.results)
 		}
-		var age int64
-		fmt.Sscan(string(s.results[0].Output), &age)
-		if got := age >= wait.Milliseconds()/2; got != c.want {
-			t.Errorf("prewarmed %s for %s: the call ran in a program %d ms old; want prewarmed program used = %v", c.warm, c.tenant, age, c.want)
+		if got := string(s.results[0].Output) == "true"; got != c.want {
+			t.Errorf("prewarmed %s for %s: the call ran in the prewarmed program = %v; want %v", c.warm, c.tenant, got, c.want)
+		}
+	}
+}
+
+// waitFile waits until the file at p exists.
+func waitFile(t *testing.T, p string) {
+	t.Helper()
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		if _, err := os.Stat(p); err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s not created within 30s", p)
 		}
 	}
 }
