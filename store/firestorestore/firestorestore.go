@@ -627,9 +627,13 @@ func (s *Store) putResults(ctx context.Context, jobID string, rs []store.Result)
 }
 
 // transient reports whether a write that failed with err may succeed if tried again.
+//
+// Canceled is among them: the emulator, under load, fails a write now and then
+// with "call already cancelled" although the caller's context is live (callers
+// check their context before retrying).
 func transient(err error) bool {
 	switch status.Code(err) {
-	case codes.Unknown, codes.Unavailable, codes.Aborted, codes.ResourceExhausted, codes.Internal, codes.DeadlineExceeded:
+	case codes.Unknown, codes.Unavailable, codes.Aborted, codes.ResourceExhausted, codes.Internal, codes.DeadlineExceeded, codes.Canceled:
 		return true
 	}
 	return false
