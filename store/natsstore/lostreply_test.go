@@ -114,22 +114,29 @@ func (c *cutter) serve() {
 	}
 }
 
-// A write whose reply is lost is made again after a few seconds, not awaited to
-// the caller's deadline, and is stored once.
-func TestLostReplyIsRetried(t *testing.T) {
+// proxied connects a store to a new server through a cutter.
+func proxied(ctx context.Context, t *testing.T) (*natsstore.Store, *cutter) {
+	t.Helper()
 	srv, err := natsserver.Start(natsserver.Config{StoreDir: t.TempDir()})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(srv.Stop)
 	proxy := newCutter(t, srv.URL())
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
 	s, err := natsstore.Connect(ctx, proxy.url(), "test")
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer s.Close()
+	t.Cleanup(s.Close)
+	return s, proxy
+}
+
+// A write whose reply is lost is made again after a few seconds, not awaited to
+// the caller's deadline, and is stored once.
+func TestLostReplyIsRetried(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	s, proxy := proxied(ctx, t)
 	id := job.NewID(time.Now(), "acme")
 	spec := job.Spec{ID: id, Function: "f", Binary: fmt.Sprintf("%064d", 0), Inputs: 1, FuncCPU: 1, Lease: 5 * time.Second, ClientTimeout: time.Minute}
 	if err := s.CreateJob(ctx, spec); err != nil {
@@ -200,19 +207,9 @@ func TestLostReplyIsRetried(t *testing.T) {
 // after the server restarted). Each attempt has listTimeout, and three are made.
 func TestListEndsWhenTheServerStopsAnswering(t *testing.T) {
 	defer natsstore.SetListTimeout(500 * time.Millisecond)()
-	srv, err := natsserver.Start(natsserver.Config{StoreDir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(srv.Stop)
-	proxy := newCutter(t, srv.URL())
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	s, err := natsstore.Connect(ctx, proxy.url(), "test")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	s, proxy := proxied(ctx, t)
 	if err := s.Put(ctx, job.SharedKey("acme", "a.txt"), strings.NewReader("a")); err != nil {
 		t.Fatal(err)
 	}
