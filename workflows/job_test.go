@@ -242,24 +242,6 @@ func TestDrainedJobOutlivesItsClient(t *testing.T) {
 	}
 }
 
-// A client that read every result released the job: a chunk still in flight (its
-// result stored, its Done lost to a store restart) runs again without it, and the
-// job succeeds although nobody heartbeats it any more.
-func TestReleasedJobOutlivesItsClient(t *testing.T) {
-	e := newEnv(t, twoNodes(), func(ctx context.Context, in activities.RunInput) (activities.RunOutput, error) {
-		time.Sleep(1500 * time.Millisecond) // past the client watch's first look
-		return activities.RunOutput{Drained: true}, nil
-	})
-	e.st.lastBeat = time.Now().Add(-time.Hour)
-	e.st.released.Store(true)
-	e.SetTestTimeout(time.Minute)
-	e.ExecuteWorkflow(workflows.Job, workflows.JobInput{Spec: spec(3, false)})
-	var out workflows.JobOutput
-	if err := e.GetWorkflowResult(&out); err != nil || out.State != job.StateSucceeded {
-		t.Fatalf("workflow ended %+v, %v; want Succeeded", out, err)
-	}
-}
-
 func TestJobCancelled(t *testing.T) {
 	e := newEnv(t, twoNodes(), func(ctx context.Context, in activities.RunInput) (activities.RunOutput, error) {
 		for ctx.Err() == nil {
