@@ -21,6 +21,7 @@ import (
 	"github.com/burla-temporal/burla/job"
 	"github.com/burla-temporal/burla/names"
 	"github.com/burla-temporal/burla/store"
+	"github.com/burla-temporal/burla/wire"
 )
 
 // Store is what a worker needs of the data plane.
@@ -430,8 +431,25 @@ func (w *Worker) runChunk(ctx context.Context, spec job.Spec, start func() (call
 		}
 		return readBlob(ctx, w.cfg.Blobs, it.Blob)
 	}
+	// The chunk is the client's word, and the blob store answers this worker for
+	// every tenant: an input that names any blob but its own is not loaded, and
+	// fails.
 	var err error
-	for rest := cl.Chunk().Items; len(rest) > 0 && err == nil; {
+	rest := cl.Chunk().Items
+	for i := 0; i < len(rest); i++ {
+		if it := rest[i]; it.Blob != "" {
+			if kerr := job.CheckInputKey(spec.ID, it.Index, it.Blob); kerr != nil {
+				w.log.Warn("refused an input that names another blob", "job", spec.ID, "input", it.Index, "blob", it.Blob)
+				if !record(callOutcome{res: wire.Result{Index: it.Index, Err: &wire.Error{Kind: store.KindError, Message: "burla refused the input: " + kerr.Error()}}}) {
+					rest, err = nil, addErr
+					break
+				}
+				rest = slices.Delete(slices.Clone(rest), i, i+1)
+				i--
+			}
+		}
+	}
+	for len(rest) > 0 && err == nil {
 		if *pp == nil {
 			p, serr := start()
 			if serr != nil {
@@ -527,7 +545,7 @@ type outbox struct {
 
 func (o *outbox) add(ctx context.Context, r store.Result) error {
 	if len(r.Output) > store.MaxInlineBytes {
-		key := fmt.Sprintf("out-%s-%d", o.job, r.Index)
+		key := job.OutputKey(o.job, r.Index)
 		if err := o.blobs.Put(ctx, key, bytes.NewReader(r.Output)); err != nil {
 			return fmt.Errorf("store output of input %d: %w", r.Index, err)
 		}

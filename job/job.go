@@ -164,10 +164,6 @@ const (
 	MaxEnvBytes = 64 << 10
 )
 
-// EnvKey is the blob-store key of a job's environment variables: a JSON object
-// of names and values.
-func EnvKey(jobID string) string { return "env-" + jobID }
-
 // ValidEnvName reports whether name can be a job's environment variable: a
 // letter or underscore, then letters, digits and underscores, at most 128 of
 // them, and not one of Burla's own (BURLA_…).
@@ -282,48 +278,4 @@ func lowerDigitsDashes(s string) bool {
 func ValidID(id string) bool {
 	rest, ok := strings.CutPrefix(id, "j-")
 	return ok && len(rest) > 0 && len(rest) <= 64 && lowerDigitsDashes(rest)
-}
-
-// BinaryKey is the blob-store key of the default tenant's executable with the
-// given SHA-256 digest.
-func BinaryKey(digest string) string { return BinaryKeyFor(DefaultTenant, digest) }
-
-// BinaryKeyFor is the blob-store key of tenant's executable with the given SHA-256
-// digest. Each tenant ships its own programs, so no tenant can fetch another's by
-// its digest.
-func BinaryKeyFor(tenant, digest string) string {
-	if tenant == "" || tenant == DefaultTenant {
-		return "bin-" + digest
-	}
-	return "bin-" + tenant + "." + digest
-}
-
-// BlobTenant is the tenant whose blob key is: of an executable (BinaryKeyFor), of
-// a job's environment (EnvKey), of a job's large input or output
-// ("in-<job>-<index>", "out-<job>-<index>"), or of a shared file (SharedKey; a
-// prefix of one that names its tenant too). It is "" for any other key.
-func BlobTenant(key string) string {
-	if tenant, ok := sharedTenant(key); ok {
-		return tenant
-	}
-	if rest, ok := strings.CutPrefix(key, "bin-"); ok {
-		if tenant, _, ok := strings.Cut(rest, "."); ok {
-			if ValidTenant(tenant) {
-				return tenant
-			}
-			return ""
-		}
-		return DefaultTenant
-	}
-	if rest, ok := strings.CutPrefix(key, "env-"); ok && ValidID(rest) {
-		return TenantOf(rest)
-	}
-	rest, ok := strings.CutPrefix(key, "in-")
-	if !ok {
-		rest, ok = strings.CutPrefix(key, "out-")
-	}
-	if i := strings.LastIndexByte(rest, '-'); ok && i > 0 && ValidID(rest[:i]) {
-		return TenantOf(rest[:i])
-	}
-	return ""
 }

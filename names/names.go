@@ -7,7 +7,13 @@
 // "JobWorkflow" by the SDK, and a renamed constant is a wire-format change.
 package names
 
-import "github.com/burla-temporal/burla/job"
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"strings"
+
+	"github.com/burla-temporal/burla/job"
+)
 
 // TaskQueueControl is the task queue served by the control-plane worker: the job,
 // cluster and node workflows and the activities that only touch the store.
@@ -39,9 +45,43 @@ func NodeWorkflowID(nodeID string) string { return "burla-node-" + nodeID }
 // builds are its own: it shipped the program they inspect.
 func EnvBuildWorkflowID(tenant, digest string) string {
 	if tenant == "" || tenant == job.DefaultTenant {
-		return "burla-env-" + digest
+		return envBuildPrefix + digest
 	}
-	return "burla-env-" + tenant + "." + digest
+	return envBuildPrefix + tenant + "." + digest
+}
+
+const envBuildPrefix = "burla-env-"
+
+// EnvDigest names the environment of a program (its SHA-256, binary) run in
+// image, or alone when image is empty: the digest part of its EnvBuildWorkflowID.
+// An image's environment is named by a digest of both, so that a build's ID binds
+// everything the build uses.
+func EnvDigest(binary, image string) string {
+	if image == "" {
+		return binary
+	}
+	sum := sha256.Sum256([]byte(binary + "\x00" + image))
+	return "image-" + hex.EncodeToString(sum[:])
+}
+
+// ParseEnvBuildWorkflowID returns the tenant and digest an EnvBuildWorkflowID
+// names, and false for any other ID.
+func ParseEnvBuildWorkflowID(id string) (tenant, digest string, ok bool) {
+	rest, ok := strings.CutPrefix(id, envBuildPrefix)
+	if !ok {
+		return "", "", false
+	}
+	tenant, digest = job.DefaultTenant, rest
+	if t, d, found := strings.Cut(rest, "."); found {
+		tenant, digest = t, d
+		if !job.ValidTenant(tenant) || tenant == job.DefaultTenant {
+			return "", "", false
+		}
+	}
+	if !job.ValidDigest(strings.TrimPrefix(digest, "image-")) {
+		return "", "", false
+	}
+	return tenant, digest, true
 }
 
 // Updates, signals and queries.
@@ -101,4 +141,8 @@ const (
 	ErrNodesFailedToBoot = "NodesFailedToBoot" // the nodes started for the job failed to boot
 	ErrJobStalled        = "JobStalled"        // the job made no progress for longer than its stall timeout
 	ErrVersionMismatch   = "VersionMismatch"   // the client's protocol version is not the cluster's
+	ErrBadSpec           = "BadSpec"           // the job's spec is not valid
+	// ErrNotYours: a workflow's input names a job, tenant or program that its own
+	// workflow ID does not: a tenant tried to act as another.
+	ErrNotYours = "NotYours"
 )

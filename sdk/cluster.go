@@ -390,10 +390,9 @@ func (c *Cluster) env(ctx context.Context, digest, image string) (activities.Env
 	if ok {
 		return info, nil
 	}
-	id, reuse := names.EnvBuildWorkflowID(c.tenant, digest), enumspb.WORKFLOW_ID_REUSE_POLICY_ALLOW_DUPLICATE_FAILED_ONLY
+	id, reuse := names.EnvBuildWorkflowID(c.tenant, names.EnvDigest(digest, image)), enumspb.WORKFLOW_ID_REUSE_POLICY_ALLOW_DUPLICATE_FAILED_ONLY
 	if image != "" {
-		sum := sha256.Sum256([]byte(key))
-		id, reuse = names.EnvBuildWorkflowID(c.tenant, "image-"+hex.EncodeToString(sum[:])), enumspb.WORKFLOW_ID_REUSE_POLICY_ALLOW_DUPLICATE
+		reuse = enumspb.WORKFLOW_ID_REUSE_POLICY_ALLOW_DUPLICATE
 	}
 	run, err := c.tc.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
 		ID:                       id,

@@ -142,6 +142,8 @@ func jobError(jobID string, err error) error {
 			kind = KindClusterShutdown
 		case names.ErrVersionMismatch:
 			kind = KindVersionMismatch
+		case names.ErrNotYours:
+			kind = KindUnauthorized
 		}
 		return &Error{Kind: kind, Job: jobID, Index: -1, Msg: app.Message()}
 	}

@@ -552,6 +552,9 @@ func (j *Job[Out]) decode(ctx context.Context, r store.Result) (Out, error) {
 	var out Out
 	data := r.Output
 	if r.Blob != "" {
+		if err := job.CheckOutputKey(j.id, r.Index, r.Blob); err != nil {
+			return out, &Error{Kind: KindInternal, Job: j.id, Index: int(r.Index), Msg: "refused a result", Err: err}
+		}
 		rc, err := j.c.st.Open(ctx, r.Blob)
 		if err != nil {
 			return out, &Error{Kind: KindInternal, Job: j.id, Index: int(r.Index), Msg: fmt.Sprintf("read output of input %d", r.Index), Err: err}
@@ -657,7 +660,7 @@ func upload[In any](ctx context.Context, c *Cluster, jobID string, inputs []In, 
 			// A blob is written from the encoder's buffer rather than from one more
 			// copy: a large input is in memory three times already (itself, the
 			// encoder's JSON and this buffer's).
-			key := fmt.Sprintf("in-%s-%d", jobID, i)
+			key := job.InputKey(jobID, int64(i))
 			if err := c.st.Put(ctx, key, bytes.NewReader(data)); err != nil {
 				return fmt.Errorf("burla: job %s: upload input %d: %w", jobID, i, err)
 			}

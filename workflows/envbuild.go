@@ -1,12 +1,14 @@
 package workflows
 
 import (
+	"fmt"
 	"time"
 
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/burla-temporal/burla/activities"
+	"github.com/burla-temporal/burla/job"
 	"github.com/burla-temporal/burla/names"
 )
 
@@ -24,6 +26,15 @@ type EnvBuildInput struct {
 // to learn what it can run, so that a job naming a function the program lacks is
 // refused before any node is touched.
 func EnvBuild(ctx workflow.Context, in EnvBuildInput) (activities.EnvInfo, error) {
+	// The build's ID, which the server checked against its caller's tenant, names
+	// the tenant and the environment; an input that names others is refused, so
+	// that no tenant has another's program fetched or run. Builds recorded before
+	// this check replay without it.
+	if workflow.GetVersion(ctx, "env-identity", workflow.DefaultVersion, 1) >= 1 {
+		if err := checkEnvIdentity(workflow.GetInfo(ctx).WorkflowExecution.ID, in); err != nil {
+			return activities.EnvInfo{}, err
+		}
+	}
 	actx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
 		TaskQueue:           names.TaskQueueControl,
 		StartToCloseTimeout: 5 * time.Minute,
@@ -50,4 +61,25 @@ func EnvBuild(ctx workflow.Context, in EnvBuildInput) (activities.EnvInfo, error
 		info.Image = img.Image
 	}
 	return info, nil
+}
+
+// checkEnvIdentity refuses an input that is not the environment its build's ID
+// names.
+func checkEnvIdentity(id string, in EnvBuildInput) error {
+	tenant, digest, ok := names.ParseEnvBuildWorkflowID(id)
+	inTenant := in.Tenant
+	if inTenant == "" {
+		inTenant = job.DefaultTenant
+	}
+	switch {
+	case !ok:
+		return temporal.NewNonRetryableApplicationError(fmt.Sprintf("environment build %q: not an environment build's ID", id), names.ErrNotYours, nil)
+	case inTenant != tenant:
+		return temporal.NewNonRetryableApplicationError(
+			fmt.Sprintf("environment build %s is tenant %s's, but its input names tenant %q", id, tenant, in.Tenant), names.ErrNotYours, nil)
+	case names.EnvDigest(in.Binary, in.Image) != digest:
+		return temporal.NewNonRetryableApplicationError(
+			fmt.Sprintf("environment build %s: its input (program %.12s, image %q) is not the environment its ID names", id, in.Binary, in.Image), names.ErrNotYours, nil)
+	}
+	return nil
 }

@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"go.temporal.io/sdk/activity"
+	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/testsuite"
 
@@ -35,6 +36,7 @@ func TestEnvBuild(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			var s testsuite.WorkflowTestSuite
 			e := s.NewTestWorkflowEnvironment()
+			e.SetStartWorkflowOptions(client.StartWorkflowOptions{ID: names.EnvBuildWorkflowID("", strings.Repeat("a", 64))})
 			var calls atomic.Int32
 			e.RegisterActivityWithOptions(func(ctx context.Context, in activities.InspectInput) (activities.EnvInfo, error) {
 				calls.Add(1)

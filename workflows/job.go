@@ -47,7 +47,16 @@ func Job(ctx workflow.Context, in JobInput) (JobOutput, error) {
 		return JobOutput{}, temporal.NewNonRetryableApplicationError(err.Error(), names.ErrVersionMismatch, nil)
 	}
 	if err := spec.Validate(); err != nil {
-		return JobOutput{}, temporal.NewNonRetryableApplicationError(err.Error(), "BadSpec", nil)
+		return JobOutput{}, temporal.NewNonRetryableApplicationError(err.Error(), names.ErrBadSpec, nil)
+	}
+	// A job is the job its workflow ID names, which the server checked against its
+	// caller's tenant; the spec only describes it. Jobs recorded before this check
+	// replay without it (and with the replayer's workflow ID).
+	if workflow.GetVersion(ctx, "job-identity", workflow.DefaultVersion, 1) >= 1 {
+		if self := workflow.GetInfo(ctx).WorkflowExecution.ID; spec.ID != self {
+			return JobOutput{}, temporal.NewNonRetryableApplicationError(
+				fmt.Sprintf("job %s: its spec names job %q; a job runs only under its own ID", self, spec.ID), names.ErrNotYours, nil)
+		}
 	}
 	setState(ctx, job.StatePlacing)
 

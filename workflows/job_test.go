@@ -12,6 +12,7 @@ import (
 
 	"github.com/stretchr/testify/mock"
 	"go.temporal.io/sdk/activity"
+	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/testsuite"
 
@@ -88,6 +89,8 @@ type env struct {
 func newEnv(t *testing.T, nodes []store.Node, runNode func(context.Context, activities.RunInput) (activities.RunOutput, error)) env {
 	var s testsuite.WorkflowTestSuite
 	e := s.NewTestWorkflowEnvironment()
+	// A job runs under its own ID: the one spec() gives.
+	e.SetStartWorkflowOptions(client.StartWorkflowOptions{ID: spec(0, false).ID})
 	st := &fakeStore{nodes: nodes}
 	workers.RegisterControl(e, &activities.Control{Nodes: st, Queue: st, Jobs: st}, &activities.Nodes{}, &activities.Env{})
 	e.RegisterActivityWithOptions(runNode, activity.RegisterOptions{Name: names.ActivityRunJobOnNode})

@@ -1,12 +1,15 @@
 package workflows_test
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
 
+	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/converter"
 	"go.temporal.io/sdk/worker"
 	"go.temporal.io/sdk/workflow"
 
@@ -41,11 +44,34 @@ func TestReplayRecordedHistories(t *testing.T) {
 	}
 	for _, f := range files {
 		t.Run(filepath.Base(f), func(t *testing.T) {
-			if err := replayer().ReplayWorkflowHistoryFromJSONFile(nil, f); err != nil {
+			if err := replay(f); err != nil {
 				t.Errorf("replay %s: %v", f, err)
 			}
 		})
 	}
+}
+
+// replay replays the history in the JSON file path under the workflow ID it ran
+// with: a job's, from its spec (a job checks that it runs under its own ID).
+func replay(path string) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	h, err := client.HistoryFromJSON(f, client.HistoryJSONOptions{})
+	if err != nil {
+		return err
+	}
+	var opts worker.ReplayWorkflowHistoryOptions
+	if started := h.GetEvents()[0].GetWorkflowExecutionStartedEventAttributes(); started.GetWorkflowType().GetName() == names.WorkflowJob {
+		var in workflows.JobInput
+		if err := converter.GetDefaultDataConverter().FromPayloads(started.GetInput(), &in); err != nil {
+			return fmt.Errorf("%s: the job's input: %w", path, err)
+		}
+		opts.OriginalExecution = workflow.Execution{ID: in.Spec.ID, RunID: "replay"}
+	}
+	return replayer().ReplayWorkflowHistoryWithOptions(nil, h, opts)
 }
 
 // TestReplayDetectsNondeterminism proves the replay test can fail: the recorded
@@ -63,7 +89,7 @@ func TestReplayDetectsNondeterminism(t *testing.T) {
 	if err := os.WriteFile(path, []byte(changed), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if err := replayer().ReplayWorkflowHistoryFromJSONFile(nil, path); err == nil {
+	if err := replay(path); err == nil {
 		t.Fatal("a history with a foreign activity replayed without error")
 	}
 }

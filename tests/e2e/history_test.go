@@ -29,10 +29,10 @@ var record = flag.Bool("record", false, "write the recorded JobWorkflow historie
 func TestJobHistoryReplays(t *testing.T) {
 	ctx := testCtx(t, 2*time.Minute)
 	jobs := map[string]string{}
-	if _, err := burla.RemoteParallelMap(ctx, square, []int{1, 2, 3}, opts(burla.OnStart(func(id string) { jobs["job_v1_cluster_success"] = id }))...); err != nil {
+	if _, err := burla.RemoteParallelMap(ctx, square, []int{1, 2, 3}, opts(burla.OnStart(func(id string) { jobs["job_v2_identity_success"] = id }))...); err != nil {
 		t.Fatal(err)
 	}
-	_, err := burla.RemoteParallelMap(ctx, failing, []int{1, 2, 3}, opts(burla.OnStart(func(id string) { jobs["job_v1_cluster_user_error"] = id }))...)
+	_, err := burla.RemoteParallelMap(ctx, failing, []int{1, 2, 3}, opts(burla.OnStart(func(id string) { jobs["job_v2_identity_user_error"] = id }))...)
 	remoteError(t, err)
 	for _, id := range jobs {
 		if err := tc(dev).GetWorkflow(ctx, id, "").Get(ctx, nil); err != nil {
@@ -58,7 +58,9 @@ func TestJobHistoryReplays(t *testing.T) {
 		r.RegisterWorkflowWithOptions(workflows.Job, workflow.RegisterOptions{Name: names.WorkflowJob})
 		r.RegisterWorkflowWithOptions(workflows.Cluster, workflow.RegisterOptions{Name: names.WorkflowCluster})
 		r.RegisterWorkflowWithOptions(workflows.Node, workflow.RegisterOptions{Name: names.WorkflowNode})
-		if err := r.ReplayWorkflowHistory(nil, hist); err != nil {
+		// Under the ID the workflow ran with: a job checks that it runs under its own.
+		err := r.ReplayWorkflowHistoryWithOptions(nil, hist, worker.ReplayWorkflowHistoryOptions{OriginalExecution: workflow.Execution{ID: id, RunID: "replay"}})
+		if err != nil {
 			t.Errorf("%s: replay of %s: %v", name, id, err)
 		}
 		if *record {

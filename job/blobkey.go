@@ -1,0 +1,87 @@
+package job
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+)
+
+// The blob store's keys are made and read here alone: a key names whose blob it
+// is, and the store and the workers decide what a caller may read by it.
+
+// BinaryKey is the blob-store key of the default tenant's executable with the
+// given SHA-256 digest.
+func BinaryKey(digest string) string { return BinaryKeyFor(DefaultTenant, digest) }
+
+// BinaryKeyFor is the blob-store key of tenant's executable with the given SHA-256
+// digest. Each tenant ships its own programs, so no tenant can fetch another's by
+// its digest.
+func BinaryKeyFor(tenant, digest string) string {
+	if tenant == "" || tenant == DefaultTenant {
+		return "bin-" + digest
+	}
+	return "bin-" + tenant + "." + digest
+}
+
+// EnvKey is the blob-store key of a job's environment variables: a JSON object
+// of names and values.
+func EnvKey(jobID string) string { return "env-" + jobID }
+
+// InputKey is the blob-store key of a job's input too large for a chunk.
+func InputKey(jobID string, index int64) string {
+	return "in-" + jobID + "-" + strconv.FormatInt(index, 10)
+}
+
+// OutputKey is the blob-store key of a job's output too large for a result.
+func OutputKey(jobID string, index int64) string {
+	return "out-" + jobID + "-" + strconv.FormatInt(index, 10)
+}
+
+// CheckInputKey says why key is not the blob of input index of job jobID, or nil:
+// a chunk is written by the job's client, and a worker must load nothing through
+// it but that job's own inputs (not another job's, not an environment or a shared
+// file), whatever key the chunk names.
+func CheckInputKey(jobID string, index int64, key string) error {
+	if key != InputKey(jobID, index) {
+		return fmt.Errorf("input %d names blob %q, which is not that input of job %s", index, key, jobID)
+	}
+	return nil
+}
+
+// CheckOutputKey is CheckInputKey for an output a client reads.
+func CheckOutputKey(jobID string, index int64, key string) error {
+	if key != OutputKey(jobID, index) {
+		return fmt.Errorf("the output of input %d names blob %q, which is not that output of job %s", index, key, jobID)
+	}
+	return nil
+}
+
+// BlobTenant is the tenant whose blob key is: of an executable (BinaryKeyFor), of
+// a job's environment (EnvKey), of a job's large input or output (InputKey,
+// OutputKey), or of a shared file (SharedKey; a prefix of one that names its
+// tenant too). It is "" for any other key.
+func BlobTenant(key string) string {
+	if tenant, ok := sharedTenant(key); ok {
+		return tenant
+	}
+	if rest, ok := strings.CutPrefix(key, "bin-"); ok {
+		if tenant, _, ok := strings.Cut(rest, "."); ok {
+			if ValidTenant(tenant) {
+				return tenant
+			}
+			return ""
+		}
+		return DefaultTenant
+	}
+	if rest, ok := strings.CutPrefix(key, "env-"); ok && ValidID(rest) {
+		return TenantOf(rest)
+	}
+	rest, ok := strings.CutPrefix(key, "in-")
+	if !ok {
+		rest, ok = strings.CutPrefix(key, "out-")
+	}
+	if i := strings.LastIndexByte(rest, '-'); ok && i > 0 && ValidID(rest[:i]) {
+		return TenantOf(rest[:i])
+	}
+	return ""
+}
