@@ -35,10 +35,13 @@ import (
 //
 // The cluster's own components (control plane, node agents) and operators hold
 // keys of a system role and pass. The server's worker service reaches the
-// frontend through the internal frontend, on loopback, which the guard passes too.
+// frontend through the internal frontend, on loopback, which the guard passes too
+// when the caller proved, with the internode client certificate, that it is this
+// process (see internal).
 type guard struct {
 	keys         *auth.Keys
 	internalPort string // the internal frontend's port
+	internode    *internodeTLS
 	log          *slog.Logger
 }
 
@@ -75,14 +78,19 @@ func (g *guard) stream(srv any, ss grpc.ServerStream, info *grpc.StreamServerInf
 	return handler(srv, ss)
 }
 
-// internal reports whether the call came in on the internal frontend.
+// internal reports whether the call came in on the internal frontend from this
+// process. The port alone proves nothing, since any process on the machine can
+// dial loopback: the internal frontend's listener demands the internode client
+// certificate in its TLS handshake, and the caller must have presented exactly
+// that one, so that neither a listener configured otherwise nor a certificate
+// from somewhere else can let a call through without a key.
 func (g *guard) internal(ctx context.Context) bool {
 	pr, ok := peer.FromContext(ctx)
 	if !ok || pr.LocalAddr == nil {
 		return false
 	}
 	_, port, err := net.SplitHostPort(pr.LocalAddr.String())
-	return err == nil && port == g.internalPort
+	return err == nil && port == g.internalPort && g.internode.ours(pr)
 }
 
 func (g *guard) principal(ctx context.Context) (auth.Principal, error) {
@@ -120,7 +128,9 @@ func tenantMay(tenant, method string, req any) error {
 	case *workflowservice.TerminateWorkflowExecutionRequest:
 		return mayTouch(tenant, r.GetWorkflowExecution())
 	case *workflowservice.SignalWorkflowExecutionRequest:
-		return mayTouch(tenant, r.GetWorkflowExecution())
+		// A job's signals (nodes granted or lost) come from its cluster alone: a
+		// tenant that sent them could run its job on nodes it was never granted.
+		return fmt.Errorf("may not signal %q: a job's signals come from its cluster", r.GetWorkflowExecution().GetWorkflowId())
 	case *workflowservice.ListWorkflowExecutionsRequest:
 		return narrow(tenant, &r.Query)
 	case *workflowservice.CountWorkflowExecutionsRequest:
@@ -134,6 +144,13 @@ func tenantMay(tenant, method string, req any) error {
 func mayStart(tenant string, r *workflowservice.StartWorkflowExecutionRequest) error {
 	id, typ := r.GetWorkflowId(), r.GetWorkflowType().GetName()
 	switch {
+	case r.GetTaskQueue().GetName() != names.TaskQueueControl:
+		return fmt.Errorf("%s %q: workflows run on task queue %s, not %q", typ, id, names.TaskQueueControl, r.GetTaskQueue().GetName())
+	case r.GetCronSchedule() != "" || r.GetRequestEagerExecution() || len(r.GetCompletionCallbacks()) > 0 || r.GetVersioningOverride() != nil:
+		// Eager execution would hand the caller the workflow's first task, and
+		// callbacks make the server call out; a tenant's job needs neither, nor a
+		// schedule or a pinned worker version.
+		return fmt.Errorf("%s %q: a tenant's start may not ask for a cron schedule, eager execution, completion callbacks or a versioning override", typ, id)
 	case typ == names.WorkflowEnvBuild && ownsEnv(tenant, id):
 		return nil
 	case typ != names.WorkflowJob:
@@ -174,8 +191,8 @@ func mayTouch(tenant string, ex *commonpb.WorkflowExecution) error {
 }
 
 func ownsEnv(tenant, id string) bool {
-	rest, ok := strings.CutPrefix(id, names.EnvBuildWorkflowID(tenant, ""))
-	return ok && rest != "" && !strings.ContainsAny(rest, ".")
+	t, _, ok := names.ParseEnvBuildWorkflowID(id)
+	return ok && t == tenant
 }
 
 // narrow confines the visibility query q to tenant's workflows, in place. The

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	commonpb "go.temporal.io/api/common/v1"
+	taskqueuepb "go.temporal.io/api/taskqueue/v1"
 	"go.temporal.io/api/workflowservice/v1"
 
 	"github.com/burla-temporal/burla/job"
@@ -17,8 +18,14 @@ func TestTenantMay(t *testing.T) {
 	deflt := job.NewID(time.Now(), "")
 	ex := func(id string) *commonpb.WorkflowExecution { return &commonpb.WorkflowExecution{WorkflowId: id} }
 	start := func(typ, id string) *workflowservice.StartWorkflowExecutionRequest {
-		return &workflowservice.StartWorkflowExecutionRequest{WorkflowId: id, WorkflowType: &commonpb.WorkflowType{Name: typ}}
+		return &workflowservice.StartWorkflowExecutionRequest{WorkflowId: id, WorkflowType: &commonpb.WorkflowType{Name: typ},
+			TaskQueue: &taskqueuepb.TaskQueue{Name: names.TaskQueueControl}}
 	}
+	with := func(r *workflowservice.StartWorkflowExecutionRequest, f func(*workflowservice.StartWorkflowExecutionRequest)) *workflowservice.StartWorkflowExecutionRequest {
+		f(r)
+		return r
+	}
+	digest := strings.Repeat("a", 64)
 	for _, c := range []struct {
 		name string
 		req  any
@@ -31,15 +38,32 @@ func TestTenantMay(t *testing.T) {
 		{"start another's env build", start(names.WorkflowEnvBuild, names.EnvBuildWorkflowID("other", strings.Repeat("a", 64))), false},
 		{"start the default tenant's env build", start(names.WorkflowEnvBuild, names.EnvBuildWorkflowID("", strings.Repeat("a", 64))), false},
 		{"start a cluster", start(names.WorkflowCluster, names.ClusterWorkflowID("x")), false},
+		{"start own job on a node's task queue", with(start(names.WorkflowJob, mine), func(r *workflowservice.StartWorkflowExecutionRequest) {
+			r.TaskQueue.Name = names.NodeTaskQueue("n1")
+		}), false},
+		{"start own job with eager execution", with(start(names.WorkflowJob, mine), func(r *workflowservice.StartWorkflowExecutionRequest) {
+			r.RequestEagerExecution = true
+		}), false},
+		{"start own job on a cron schedule", with(start(names.WorkflowJob, mine), func(r *workflowservice.StartWorkflowExecutionRequest) {
+			r.CronSchedule = "* * * * *"
+		}), false},
+		{"start own job with a completion callback", with(start(names.WorkflowJob, mine), func(r *workflowservice.StartWorkflowExecutionRequest) {
+			r.CompletionCallbacks = []*commonpb.Callback{{}}
+		}), false},
+		{"start own image env build", start(names.WorkflowEnvBuild, names.EnvBuildWorkflowID("acme", names.EnvDigest(digest, "img"))), true},
+		{"start an env build with a bad digest", start(names.WorkflowEnvBuild, names.EnvBuildWorkflowID("acme", "../x")), false},
 		{"describe own", &workflowservice.DescribeWorkflowExecutionRequest{Execution: ex(mine)}, true},
 		{"describe another's", &workflowservice.DescribeWorkflowExecutionRequest{Execution: ex(theirs)}, false},
 		{"describe the cluster", &workflowservice.DescribeWorkflowExecutionRequest{Execution: ex(names.ClusterWorkflowID("default"))}, false},
-		{"history of own env build", &workflowservice.GetWorkflowExecutionHistoryRequest{Execution: ex(names.EnvBuildWorkflowID("acme", "d"))}, true},
+		{"history of own env build", &workflowservice.GetWorkflowExecutionHistoryRequest{Execution: ex(names.EnvBuildWorkflowID("acme", digest))}, true},
+		{"history of another's env build", &workflowservice.GetWorkflowExecutionHistoryRequest{Execution: ex(names.EnvBuildWorkflowID("other", digest))}, false},
 		{"history of another's", &workflowservice.GetWorkflowExecutionHistoryRequest{Execution: ex(theirs)}, false},
 		{"cancel own", &workflowservice.RequestCancelWorkflowExecutionRequest{WorkflowExecution: ex(mine)}, true},
 		{"cancel another's", &workflowservice.RequestCancelWorkflowExecutionRequest{WorkflowExecution: ex(theirs)}, false},
 		{"terminate another's", &workflowservice.TerminateWorkflowExecutionRequest{WorkflowExecution: ex(theirs)}, false},
 		{"signal another's", &workflowservice.SignalWorkflowExecutionRequest{WorkflowExecution: ex(theirs)}, false},
+		{"signal own", &workflowservice.SignalWorkflowExecutionRequest{WorkflowExecution: ex(mine), SignalName: names.SignalNodesAdded}, false},
+		{"signal-with-start own", &workflowservice.SignalWithStartWorkflowExecutionRequest{WorkflowId: mine, SignalName: names.SignalNodesAdded}, false},
 		{"query the cluster", &workflowservice.QueryWorkflowRequest{Execution: ex(names.ClusterWorkflowID("default"))}, false},
 		{"update the cluster", &workflowservice.UpdateWorkflowExecutionRequest{WorkflowExecution: ex(names.ClusterWorkflowID("default"))}, false},
 		{"poll a node's task queue", &workflowservice.PollActivityTaskQueueRequest{}, false},

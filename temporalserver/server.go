@@ -8,11 +8,14 @@
 // loopback only (except the frontend and the Web UI, which listen on
 // Config.Host, 127.0.0.1 by default). The internal services find each other
 // through static host lists rather than ringpop, so no membership / gossip
-// ports are opened at all.
+// ports are opened at all, and they speak mutual TLS with certificates made in
+// memory at Start, since any process on the machine can reach loopback (see
+// internodeTLS).
 package temporalserver
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -95,8 +98,9 @@ type Config struct {
 	SearchAttributes map[string]enumspb.IndexedValueType
 	// Keys, when set, makes the frontend admit only callers with an API key and
 	// keep each tenant to its own jobs (see guard). The server's own worker
-	// service then reaches it through an internal frontend on loopback, and the
-	// Web UI, which cannot present a key, is not started.
+	// service then reaches it through an internal frontend on loopback, which
+	// admits only the holders of the server's internode certificate, and the Web
+	// UI, which cannot present a key, is not started.
 	Keys *auth.Keys
 }
 
@@ -106,7 +110,8 @@ type Server struct {
 	ui        *webUI
 	logLevel  *slog.LevelVar
 	frontend  string
-	dial      string // the frontend this process's clients use: the internal one when keys are on
+	dial      string      // the frontend this process's clients use: the internal one when keys are on
+	dialTLS   *tls.Config // how they reach it: the internode client config for the internal frontend
 	namespace string
 
 	stopOnce sync.Once
@@ -186,16 +191,25 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 		return nil, fmt.Errorf("temporal server: %w", err)
 	}
 
+	// Always, keys or not: one mode, and the cost does not show (see
+	// BenchmarkWorkflows).
+	internode, err := newInternodeTLS()
+	if err != nil {
+		return nil, fmt.Errorf("temporal server: %w", err)
+	}
 	frontend := joinHostPort(dialIP, frontendPort)
 	serverCfg := serverConfig(sqlCfg, bindIP, frontendPort, frontend, internal)
-	opts := []temporal.ServerOption{}
+	// The public frontend stays plaintext (nil, nil).
+	opts := []temporal.ServerOption{temporal.WithTLSConfigFactory(internode.provider(nil, nil))}
 	serviceNames := temporal.DefaultServices
 	dial := frontend // where this process's own client reaches the server
+	var dialTLS *tls.Config
 	if cfg.Keys != nil {
-		g := &guard{keys: cfg.Keys, internalPort: strconv.Itoa(internal[primitives.InternalFrontendService]), log: sl}
+		g := &guard{keys: cfg.Keys, internalPort: strconv.Itoa(internal[primitives.InternalFrontendService]), internode: internode, log: sl}
 		opts = append(opts, temporal.WithChainedFrontendGrpcInterceptors(g.unary), temporal.WithAdditionalStreamInterceptors(g.stream))
 		serverCfg.PublicClient.HostPort = "" // the worker service finds the internal frontend
 		dial = joinHostPort(loopback, internal[primitives.InternalFrontendService])
+		dialTLS = internode.client
 		serviceNames = append(slices.Clone(serviceNames), string(primitives.InternalFrontendService))
 	}
 	hosts := map[primitives.ServiceName]static.Hosts{
@@ -236,7 +250,7 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 		_ = srv.Stop()
 		return nil, fmt.Errorf("temporal server: start: %w", err)
 	}
-	s := &Server{srv: srv, frontend: frontend, dial: dial, namespace: cfg.Namespace, logLevel: logLevel}
+	s := &Server{srv: srv, frontend: frontend, dial: dial, dialTLS: dialTLS, namespace: cfg.Namespace, logLevel: logLevel}
 	defer func() {
 		if err != nil {
 			_ = s.Stop()
@@ -295,14 +309,15 @@ func (s *Server) awaitReady(ctx context.Context, sl *slog.Logger, want map[strin
 	var c client.Client
 	err := retry(ctx, func() (err error) {
 		c, err = client.DialContext(ctx, client.Options{
-			HostPort:  s.dial,
-			Namespace: s.namespace,
-			Logger:    sdklog.NewStructuredLogger(sl),
+			HostPort:          s.dial,
+			Namespace:         s.namespace,
+			ConnectionOptions: client.ConnectionOptions{TLS: s.dialTLS},
+			Logger:            sdklog.NewStructuredLogger(sl),
 		})
 		return err
 	})
 	if err != nil {
-		return fmt.Errorf("frontend %s not reachable: %w", s.frontend, err)
+		return fmt.Errorf("frontend %s not reachable: %w", s.dial, err)
 	}
 	defer c.Close()
 
