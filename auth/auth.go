@@ -22,6 +22,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/burla-temporal/burla/job"
@@ -120,6 +121,10 @@ func parseKey(key, h string) (Principal, error) {
 // KeyID is the short public name of a key: 12 hex digits of its SHA-256.
 func KeyID(key string) string { return hash(key)[:12] }
 
+// Hash is a key's SHA-256 in hex, as the keys file holds it. A server keeps it,
+// not the key, to ask Keys.Admits later whether the key has been revoked.
+func Hash(key string) string { return hash(key) }
+
 func hash(key string) string {
 	sum := sha256.Sum256([]byte(key))
 	return hex.EncodeToString(sum[:])
@@ -147,9 +152,8 @@ type Keys struct {
 	path string
 
 	mu        sync.Mutex
-	checked   time.Time // when the file's modification time was last looked at
-	modTime   time.Time
-	size      int64
+	checked   time.Time // when the file was last read
+	sum       [sha256.Size]byte
 	byHash    map[string]Entry
 	ephemeral map[string]Entry
 }
@@ -192,25 +196,58 @@ func (k *Keys) Lookup(key string) (Principal, error) {
 	}
 	k.mu.Lock()
 	if k.path != "" && time.Since(k.checked) > time.Second {
-		if err := k.reloadLocked(); err != nil {
-			// Keep the keys read last; a half-written file must not lock everyone out.
-			k.checked = time.Now()
-		}
+		// On an error keep the keys read last; a file broken by hand must not lock
+		// everyone out.
+		_ = k.reloadLocked()
 	}
+	e, ok := k.entryLocked(h)
+	k.mu.Unlock()
+	if !ok {
+		return Principal{}, fmt.Errorf("%w: key %s", ErrUnknownKey, p.ID)
+	}
+	if !e.standsFor(p) {
+		return Principal{}, fmt.Errorf("%w: key %s claims %s %q but was made for %s %q", ErrUnknownKey, p.ID, p.Role, p.Tenant, e.Role, e.Tenant)
+	}
+	return p, nil
+}
+
+// Admits reports whether the key whose Hash is sum, admitted by Lookup as p, is
+// still in k with p's role and tenant: a server asks it of the keys its open
+// connections presented, after Refresh, to close those of a key since revoked.
+func (k *Keys) Admits(sum string, p Principal) bool {
+	k.mu.Lock()
+	e, ok := k.entryLocked(sum)
+	k.mu.Unlock()
+	return ok && e.standsFor(p)
+}
+
+// entryLocked is the entry, ephemeral or from the file, of the key whose hash is h.
+func (k *Keys) entryLocked(h string) (Entry, bool) {
 	e, ok := k.ephemeral[h]
 	if !ok {
 		e, ok = k.byHash[h]
 	}
-	k.mu.Unlock()
 	// The map lookup is by hash, so timing reveals nothing of the key; the
 	// comparison guards against a file whose entry was edited by hand.
 	if !ok || subtle.ConstantTimeCompare([]byte(e.SHA256), []byte(h)) != 1 {
-		return Principal{}, fmt.Errorf("%w: key %s", ErrUnknownKey, p.ID)
+		return Entry{}, false
 	}
-	if e.Role != p.Role || (e.Role == RoleTenant && e.Tenant != p.Tenant) {
-		return Principal{}, fmt.Errorf("%w: key %s claims %s %q but was made for %s %q", ErrUnknownKey, p.ID, p.Role, p.Tenant, e.Role, e.Tenant)
+	return e, true
+}
+
+// standsFor reports whether e was made for the role and tenant p claims.
+func (e Entry) standsFor(p Principal) bool {
+	return e.Role == p.Role && (e.Role != RoleTenant || e.Tenant == p.Tenant)
+}
+
+// Refresh reads the keys file again now, rather than within the second Lookup
+// waits, for a server that watches for revoked keys. On an error k keeps the keys
+// read last.
+func (k *Keys) Refresh() error {
+	if k.path == "" {
+		return nil
 	}
-	return p, nil
+	return k.reload()
 }
 
 func (k *Keys) reload() error {
@@ -219,16 +256,22 @@ func (k *Keys) reload() error {
 	return k.reloadLocked()
 }
 
+// reloadLocked reads the file and, if its contents changed, takes its keys. It
+// compares contents, not the file's size and modification time: a revoke then an
+// add leave the size as it was, and within one tick of the file system's clock
+// (some milliseconds on ext4, two seconds on FAT) the time too, so the revoke
+// would go unseen. A keys file is small; reading it once a second costs little.
 func (k *Keys) reloadLocked() error {
 	k.checked = time.Now()
-	fi, err := os.Stat(k.path)
+	data, err := os.ReadFile(k.path)
 	if err != nil {
 		return fmt.Errorf("keys file: %w", err)
 	}
-	if k.byHash != nil && fi.ModTime().Equal(k.modTime) && fi.Size() == k.size {
+	sum := sha256.Sum256(data)
+	if k.byHash != nil && sum == k.sum {
 		return nil
 	}
-	f, err := readFile(k.path)
+	f, err := parseFile(k.path, data)
 	if err != nil {
 		return err
 	}
@@ -236,16 +279,20 @@ func (k *Keys) reloadLocked() error {
 	for _, e := range f.Keys {
 		byHash[e.SHA256] = e
 	}
-	k.byHash, k.modTime, k.size = byHash, fi.ModTime(), fi.Size()
+	k.byHash, k.sum = byHash, sum
 	return nil
 }
 
 func readFile(path string) (file, error) {
-	var f file
 	data, err := os.ReadFile(path)
 	if err != nil {
-		return f, fmt.Errorf("keys file: %w", err)
+		return file{}, fmt.Errorf("keys file: %w", err)
 	}
+	return parseFile(path, data)
+}
+
+func parseFile(path string, data []byte) (file, error) {
+	var f file
 	if err := json.Unmarshal(data, &f); err != nil {
 		return f, fmt.Errorf("keys file %s: %w", path, err)
 	}
@@ -265,6 +312,11 @@ func Add(path string, role Role, tenant string) (string, error) {
 		return "", err
 	}
 	p, _ := ParseKey(key)
+	unlock, err := lock(path)
+	if err != nil {
+		return "", err
+	}
+	defer unlock()
 	f, err := readFile(path)
 	if err != nil && !errors.Is(err, os.ErrNotExist) {
 		return "", err
@@ -279,6 +331,16 @@ func Revoke(path, id string) (int, error) {
 	if len(id) < 6 {
 		return 0, fmt.Errorf("key ID %q: give at least 6 hex digits", id)
 	}
+	if _, err := os.Stat(path); err != nil {
+		// Before lock, which would make a lock file, and its directory, beside a
+		// keys file that is not there.
+		return 0, fmt.Errorf("keys file: %w", err)
+	}
+	unlock, err := lock(path)
+	if err != nil {
+		return 0, err
+	}
+	defer unlock()
 	f, err := readFile(path)
 	if err != nil {
 		return 0, err
@@ -298,6 +360,36 @@ func Revoke(path, id string) (int, error) {
 func List(path string) ([]Entry, error) {
 	f, err := readFile(path)
 	return f.Keys, err
+}
+
+// lock takes an advisory lock (flock(2)) on FILE.lock beside the keys file at
+// path, made if missing, and returns what releases it. Add and Revoke hold it from
+// reading the file to renaming its successor in, so that two `burla keys` at once
+// do not each rewrite what they read and lose the other's change. The lock is on a
+// file of its own because the keys file is replaced on every write: a lock on it
+// would be on a file no longer there; and the lock file is never removed, since
+// one removed while held would let the next taker lock a new file. flock locks an
+// open file, not a process, so goroutines of one process exclude each other too.
+func lock(path string) (unlock func(), err error) {
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return nil, fmt.Errorf("keys file: %w", err)
+	}
+	f, err := os.OpenFile(path+".lock", os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("lock keys file: %w", err)
+	}
+	for {
+		err = syscall.Flock(int(f.Fd()), syscall.LOCK_EX)
+		if !errors.Is(err, syscall.EINTR) {
+			break
+		}
+	}
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("lock keys file %s: %w", f.Name(), err)
+	}
+	// Closing the file releases the lock.
+	return func() { f.Close() }, nil
 }
 
 // writeFile replaces the keys file atomically, so that a server reading it never

@@ -20,7 +20,10 @@ const keysUsage = `usage: burla keys <add|ls|revoke> [flags]
   revoke ID                                              remove the keys whose ID starts with ID
 
 Every subcommand takes --file (default ~/.burla/keys.json) and --json. A server
-started with --keys FILE reads the file again within a second of a change.
+started with --keys FILE reads the file again within a second of a change: a
+revoked key's calls to Temporal are refused and its open store connections
+closed. add and revoke lock FILE.lock beside the file while they change it, so
+that several run at once lose no change.
 
 On a terminal, add prints the key alone on stdout and ls a table. Otherwise (or
 with --json) each prints JSON, one object per line:

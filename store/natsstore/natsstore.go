@@ -689,7 +689,7 @@ type watcher struct {
 	cc       jetstream.ConsumeContext
 	seen     uint64 // stream sequence of the last message passed to the callback
 	closed   bool
-	restarts int // times the watchdog restarted the consumer
+	restarts int // times the watchdog set out to restart the consumer
 }
 
 // consume (re)starts the ordered consumer after the last message delivered.
@@ -746,13 +746,14 @@ func (w *watcher) watchdog() {
 		if lastBefore > seen {
 			// A message stored a whole period ago is still not delivered.
 			slog.Warn("NATS store: a watch stalled; restarting it", "subject", w.subject, "delivered", seen, "stored", lastBefore)
+			// Counted before the new consumer exists: it may deliver (and wake a
+			// Sync) before consume returns.
+			w.mu.Lock()
+			w.restarts++
+			w.mu.Unlock()
 			ctx, cancel := context.WithTimeout(context.Background(), attemptTimeout)
 			if err := w.consume(ctx); err != nil {
 				slog.Warn("NATS store: could not restart a watch", "subject", w.subject, "error", err)
-			} else {
-				w.mu.Lock()
-				w.restarts++
-				w.mu.Unlock()
 			}
 			cancel()
 			lastBefore = 0

@@ -4,6 +4,7 @@
 package natsserver
 
 import (
+	"context"
 	"fmt"
 	"log/slog"
 	"sync"
@@ -20,7 +21,8 @@ type Config struct {
 	Host     string // default 127.0.0.1
 	Port     int    // 0 picks a free port
 	StoreDir string // JetStream's directory; empty keeps everything in a temporary directory
-	// Keys, when set, admits only clients presenting an API key (see Authenticator).
+	// Keys, when set, admits only clients presenting an API key (see Authenticator),
+	// and ends a client's connection within revocationPoll of its key's revoke.
 	Keys *auth.Keys
 	// Logger receives refusals; nil discards them.
 	Logger *slog.Logger
@@ -28,8 +30,17 @@ type Config struct {
 
 // Server is a NATS server with JetStream running inside this process.
 type Server struct {
-	ns *server.Server
+	ns   *server.Server
+	auth *Authenticator // nil without keys
+
+	stopWatch func() // stops the revocation watch and waits for it; nil without keys
 }
+
+// revocationPoll is how often a server with keys reads the keys file again to
+// close the connections of keys revoked: a revoked key's live connection could
+// otherwise go on reading and writing its tenant's data for as long as it stays
+// up. Reading a small file four times a second costs nothing to speak of.
+const revocationPoll = 250 * time.Millisecond
 
 // Start starts an embedded NATS server and waits until it accepts clients.
 func Start(cfg Config) (*Server, error) {
@@ -57,7 +68,7 @@ func Start(cfg Config) (*Server, error) {
 		if log == nil {
 			log = slog.New(slog.DiscardHandler)
 		}
-		a = &Authenticator{keys: cfg.Keys, log: log}
+		a = &Authenticator{keys: cfg.Keys, log: log, conns: map[uint64]admitted{}}
 		opts.CustomClientAuthentication = a
 	}
 	ns, err := server.NewServer(opts)
@@ -72,7 +83,17 @@ func Start(cfg Config) (*Server, error) {
 		ns.Shutdown()
 		return nil, fmt.Errorf("start NATS server: not ready after 10s")
 	}
-	return &Server{ns: ns}, nil
+	s := &Server{ns: ns, auth: a}
+	if a != nil {
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			a.watch(ctx, revocationPoll)
+		}()
+		s.stopWatch = func() { cancel(); <-done }
+	}
+	return s, nil
 }
 
 // URL is the address clients connect to.
@@ -80,6 +101,9 @@ func (s *Server) URL() string { return s.ns.ClientURL() }
 
 // Stop shuts the server down and waits for it.
 func (s *Server) Stop() {
+	if s.stopWatch != nil {
+		s.stopWatch()
+	}
 	s.ns.Shutdown()
 	s.ns.WaitForShutdown()
 }
@@ -100,6 +124,15 @@ type Authenticator struct {
 	srv  *server.Server
 
 	mu sync.Mutex // serialises making accounts
+
+	connsMu sync.Mutex
+	conns   map[uint64]admitted // by client ID, the clients admitted, until they go
+}
+
+// admitted is the key a client was admitted with, by hash: the server keeps no key.
+type admitted struct {
+	sum string
+	p   auth.Principal
 }
 
 // TenantAccount is the name of a tenant's NATS account.
@@ -137,7 +170,67 @@ func (a *Authenticator) Check(c server.ClientAuthentication) bool {
 		}
 	}
 	c.RegisterUser(&server.User{Username: string(p.Role) + ":" + p.ID, Account: acc})
+	a.connsMu.Lock()
+	a.conns[c.GetID()] = admitted{sum: auth.Hash(key), p: p}
+	a.connsMu.Unlock()
 	return true
+}
+
+// watch reads the keys file again every interval, and closes the connections of
+// keys no longer in it, until ctx is done. Their clients reconnect and are refused:
+// Check asks the same Keys, which no longer holds them.
+//
+// It looks at every admitted client each time, not only when the file changed: a
+// client admitted by a Lookup that raced the reload, with the keys read before it,
+// is recorded after the reload and must still be caught.
+func (a *Authenticator) watch(ctx context.Context, interval time.Duration) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	var lastErr string
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if err := a.keys.Refresh(); err != nil {
+			// Keys keeps the keys read last; say so once, not four times a second.
+			if err.Error() != lastErr {
+				a.log.Warn("NATS: could not read the keys file again; keeping the keys read last", "error", err)
+			}
+			lastErr = err.Error()
+		} else {
+			lastErr = ""
+		}
+		a.closeRevoked()
+	}
+}
+
+// closeRevoked closes the connections of keys no longer admitted, and forgets
+// clients that have gone.
+func (a *Authenticator) closeRevoked() {
+	type revoked struct {
+		id uint64
+		admitted
+	}
+	var kick []revoked
+	a.connsMu.Lock()
+	for id, ad := range a.conns {
+		switch {
+		case a.srv.GetClient(id) == nil:
+			delete(a.conns, id)
+		case !a.keys.Admits(ad.sum, ad.p):
+			delete(a.conns, id)
+			kick = append(kick, revoked{id, ad})
+		}
+	}
+	a.connsMu.Unlock()
+	for _, r := range kick {
+		if err := a.srv.DisconnectClientByID(r.id); err != nil {
+			continue // it went meanwhile
+		}
+		a.log.Info("NATS client disconnected: its key was revoked", "key", r.p.ID, "role", r.p.Role, "tenant", r.p.Tenant, "client", r.id)
+	}
 }
 
 // account returns tenant's account, made with JetStream on first use.
