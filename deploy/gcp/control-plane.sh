@@ -3,15 +3,17 @@
 #
 #   PROJECT=my-project ./deploy/gcp/control-plane.sh upload
 #       builds burla for linux/amd64 from this repository and uploads it to
-#       gs://BUCKET/burla/bin/burla, where the control-plane VM and the node VMs
-#       fetch it at boot. Run it first, and again for every new version.
+#       gs://BIN_BUCKET/burla-SHA256, named by its SHA-256, which it prints: the
+#       control-plane VM and the node VMs fetch it from there at boot. Run it first,
+#       and again for every new version.
 #
-#   PROJECT=my-project TEMPORAL_ADDRESS=10.128.0.5:7233 ./deploy/gcp/control-plane.sh
+#   PROJECT=my-project TEMPORAL_ADDRESS=10.128.0.5:7233 BINARY_SHA256=SHA256 ./deploy/gcp/control-plane.sh
 #       makes the VM, if it does not exist, running as the control-plane service
 #       account with network tag burla-control. Its startup script, run at every
-#       boot, fetches the binary and (re)starts `burla control-plane` under systemd
-#       (Restart=always). If the VM exists, its configuration is replaced and the
-#       command that applies it is printed.
+#       boot, fetches the binary, refuses it unless its SHA-256 is BINARY_SHA256, and
+#       (re)starts `burla control-plane` under systemd (Restart=always), which tells
+#       the nodes that digest in turn. If the VM exists, its configuration is
+#       replaced and the command that applies it is printed.
 #
 # Run deploy/gcp/setup.sh first, with the same settings. See deploy/gcp/README.md.
 set -euo pipefail
@@ -20,6 +22,7 @@ set -euo pipefail
 REGION=${REGION:-us-central1}
 ZONE=${ZONE:-${REGION}-a}
 BUCKET=${BUCKET:-${PROJECT}-burla}
+BIN_BUCKET=${BIN_BUCKET:-${PROJECT}-burla-bin}
 FIRESTORE_DB=${FIRESTORE_DB:-(default)}
 SA_NAME=${SA_NAME:-burla-node}
 CONTROL_SA_NAME=${CONTROL_SA_NAME:-burla-control}
@@ -33,7 +36,6 @@ MACHINE_TYPE=${MACHINE_TYPE:-e2-small}
 
 NODE_SA="${SA_NAME}@${PROJECT}.iam.gserviceaccount.com"
 CONTROL_SA="${CONTROL_SA_NAME}@${PROJECT}.iam.gserviceaccount.com"
-BINARY_URL="gs://${BUCKET}/burla/bin/burla"
 
 log() { printf '==> %s\n' "$*" >&2; }
 die() { printf 'control-plane.sh: %s\n' "$*" >&2; exit 1; }
@@ -49,8 +51,21 @@ upload)
 	cd "$(dirname "$0")/../.."
 	log "building burla for linux/amd64 (the first build compiles the embedded Temporal server: minutes)"
 	CGO_ENABLED=0 GOOS=linux GOARCH=amd64 go build -o "${tmp}/burla" ./cmd/burla
-	log "uploading it to ${BINARY_URL}"
-	gcloud storage cp "${tmp}/burla" "${BINARY_URL}" --project="${PROJECT}"
+	if command -v sha256sum >/dev/null 2>&1; then
+		sum=$(sha256sum "${tmp}/burla")
+	else
+		sum=$(shasum -a 256 "${tmp}/burla") # macOS
+	fi
+	sum=${sum%% *}
+	# Named by its digest, an object never changes: VMs told an older digest go on
+	# fetching the older binary until the control plane is told the new one.
+	log "uploading it to gs://${BIN_BUCKET}/burla-${sum}"
+	gcloud storage cp --no-clobber "${tmp}/burla" "gs://${BIN_BUCKET}/burla-${sum}" --project="${PROJECT}"
+	cat <<EOF
+
+Uploaded. Its SHA-256 is ${sum}; run the control plane on it with
+  BINARY_SHA256=${sum} $0
+EOF
 	exit 0
 	;;
 create) ;;
@@ -58,6 +73,9 @@ create) ;;
 esac
 
 : "${TEMPORAL_ADDRESS:?set TEMPORAL_ADDRESS to the host:port of the Temporal frontend, as the VMs reach it (e.g. 10.128.0.5:7233)}"
+: "${BINARY_SHA256:?set BINARY_SHA256 to the SHA-256 of the binary to run, which 'control-plane.sh upload' prints}"
+[[ "${BINARY_SHA256}" =~ ^[0-9a-f]{64}$ ]] || die "BINARY_SHA256=${BINARY_SHA256}: want 64 lowercase hex digits, as sha256sum prints"
+BINARY_URL="gs://${BIN_BUCKET}/burla-${BINARY_SHA256}"
 
 if [ "${FIRESTORE_DB}" = "(default)" ]; then
 	STORE_URL="firestore://${PROJECT}?bucket=${BUCKET}"
@@ -75,7 +93,7 @@ fi
 
 # The VM reads its settings from a systemd environment file, which takes values
 # literally: keep them to characters that need no quoting anywhere.
-for v in TEMPORAL_ADDRESS TEMPORAL_NAMESPACE STORE_URL PROJECT ZONE BINARY_URL NODE_SA NODE_TAG GCE_NETWORK GCE_SUBNETWORK; do
+for v in TEMPORAL_ADDRESS TEMPORAL_NAMESPACE STORE_URL PROJECT ZONE BINARY_URL BINARY_SHA256 NODE_SA NODE_TAG GCE_NETWORK GCE_SUBNETWORK; do
 	[[ "${!v}" =~ ^[A-Za-z0-9._:/?=@%-]*$ ]] || die "${v}=${!v}: only letters, digits and . _ : / ? = @ % - are allowed"
 done
 
@@ -89,6 +107,7 @@ BURLA_STORE_URL=${STORE_URL}
 GCE_PROJECT=${PROJECT}
 GCE_ZONE=${ZONE}
 GCE_BINARY_URL=${BINARY_URL}
+GCE_BINARY_SHA256=${BINARY_SHA256}
 GCE_SERVICE_ACCOUNT=${NODE_SA}
 GCE_TAG=${NODE_TAG}
 GCE_NETWORK=${GCE_NETWORK}
@@ -100,9 +119,18 @@ EOF
 cat >"${tmp}/startup.sh" <<'STARTUP_EOF'
 #!/bin/bash
 # burla control plane: written by deploy/gcp/control-plane.sh. It fetches the burla
-# binary and runs `burla control-plane` under systemd; Compute Engine runs it at
-# every boot. Settings: the instance's burla-config metadata value.
+# binary, checks it, and runs `burla control-plane` under systemd; Compute Engine
+# runs it at every boot. Settings: the instance's burla-config metadata value.
 set -euo pipefail
+
+# fail says why the control plane cannot start, on the serial console as well, and
+# ends the script before it starts.
+console=/dev/ttyS0
+fail() {
+	printf 'burla control plane: %s\n' "$*" >&2
+	printf 'burla control plane: %s\n' "$*" 2>/dev/null >"${console}" || true
+	exit 1
+}
 
 md() {
 	curl -fsS --retry 10 --retry-all-errors -H 'Metadata-Flavor: Google' \
@@ -114,14 +142,24 @@ md instance/attributes/burla-config >/etc/burla/control-plane.env.new
 mv -f /etc/burla/control-plane.env.new /etc/burla/control-plane.env
 
 # The binary, through the Cloud Storage JSON API with the VM's service account
-# token, as the node VMs fetch it (no gcloud needed).
+# token, as the node VMs fetch it (no gcloud needed). Only the one whose digest
+# control-plane.sh was given runs: whoever could write the bucket would otherwise
+# run code here, where the power to make VMs is. The control plane then tells the
+# nodes the digest of the binary it runs, which is this one.
 url=$(sed -n 's/^GCE_BINARY_URL=//p' /etc/burla/control-plane.env)
+want=$(sed -n 's/^GCE_BINARY_SHA256=//p' /etc/burla/control-plane.env)
+[[ "${want}" =~ ^[0-9a-f]{64}$ ]] || fail "burla-config holds no GCE_BINARY_SHA256 to check the binary against: run deploy/gcp/control-plane.sh with BINARY_SHA256"
 rest=${url#gs://}
 bucket=${rest%%/*}
 object=${rest#*/}
 token=$(md instance/service-accounts/default/token | sed -n 's/.*"access_token" *: *"\([^"]*\)".*/\1/p')
 curl -fsSL --retry 10 --retry-all-errors -H "Authorization: Bearer ${token}" -o /opt/burla/burla.new \
 	"https://storage.googleapis.com/storage/v1/b/${bucket}/o/${object//\//%2F}?alt=media"
+if ! printf '%s  %s\n' "${want}" /opt/burla/burla.new | sha256sum --check --status; then
+	got=$(sha256sum </opt/burla/burla.new | cut -d ' ' -f 1) || got=unreadable
+	rm -f /opt/burla/burla.new
+	fail "refusing the burla binary fetched from ${url}: its SHA-256 is ${got}, not ${want}, so the control plane does not start"
+fi
 chmod 0755 /opt/burla/burla.new
 mv -f /opt/burla/burla.new /opt/burla/burla
 
@@ -140,8 +178,8 @@ args=(control-plane
 	--gce-binary-url "${GCE_BINARY_URL}"
 	--gce-service-account "${GCE_SERVICE_ACCOUNT}"
 	--gce-tag "${GCE_TAG}"
-	# The binary at --gce-binary-url is the one this VM fetched at boot; a restart
-	# after a newer upload must not overwrite it with this older copy.
+	# The binary at --gce-binary-url is the one this VM fetched at boot, and this
+	# VM's account may only read it.
 	--upload-binary=false
 )
 if [ -n "${GCE_NETWORK:-}" ]; then

@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # One-time set-up of a Google Cloud project for burla: the APIs, a Firestore
-# database and a bucket (the data plane: firestore://PROJECT?bucket=BUCKET), the
-# service accounts of the node VMs and of the control plane with the roles each
-# needs, and firewall rules. Safe to run again: each resource is looked up before
-# it is made, roles are added (never removed), and the bucket's lifecycle and the
-# firewall rules are set to what this script says.
+# database and a bucket (the data plane: firestore://PROJECT?bucket=BUCKET), a
+# bucket of its own for the burla binary the VMs run, the service accounts of the
+# node VMs and of the control plane with the roles each needs, and firewall rules.
+# Safe to run again: each resource is looked up before it is made, roles are added
+# (never removed), and the bucket's lifecycle and the firewall rules are set to
+# what this script says. It stops if either account may write the binary's
+# bucket, which would let a job plant code that every VM runs as root at boot.
 #
 #   PROJECT=my-project ./deploy/gcp/setup.sh
 #
@@ -15,6 +17,7 @@ set -euo pipefail
 REGION=${REGION:-us-central1}
 ZONE=${ZONE:-${REGION}-a}
 BUCKET=${BUCKET:-${PROJECT}-burla}
+BIN_BUCKET=${BIN_BUCKET:-${PROJECT}-burla-bin} # the burla binary: only people write it
 FIRESTORE_DB=${FIRESTORE_DB:-(default)}
 SA_NAME=${SA_NAME:-burla-node}                    # node VMs run as this account
 CONTROL_SA_NAME=${CONTROL_SA_NAME:-burla-control} # the control-plane VM runs as this one
@@ -51,6 +54,9 @@ retry() {
 q() { printf "'%s'" "$1"; }
 
 command -v gcloud >/dev/null 2>&1 || die "gcloud is not installed: https://cloud.google.com/sdk/docs/install"
+# The VMs' accounts write the data bucket (the store's blobs) and must not write
+# the binary's.
+[ "${BIN_BUCKET}" != "${BUCKET}" ] || die "BIN_BUCKET and BUCKET are both ${BUCKET}: the binary needs a bucket the VMs only read"
 
 # --- APIs --------------------------------------------------------------------
 log "enabling APIs in project ${PROJECT}"
@@ -77,22 +83,27 @@ else
 		--type=firestore-native
 fi
 
-# --- Bucket ------------------------------------------------------------------
-if gcloud storage buckets describe "gs://${BUCKET}" --project="${PROJECT}" >/dev/null 2>&1; then
-	log "bucket gs://${BUCKET} exists"
-else
-	log "creating bucket gs://${BUCKET} in ${REGION}"
-	gcloud storage buckets create "gs://${BUCKET}" \
-		--project="${PROJECT}" \
-		--location="${REGION}" \
-		--uniform-bucket-level-access
-fi
+# --- Buckets -----------------------------------------------------------------
+ensure_bucket() { # name
+	if gcloud storage buckets describe "gs://$1" --project="${PROJECT}" >/dev/null 2>&1; then
+		log "bucket gs://$1 exists"
+	else
+		log "creating bucket gs://$1 in ${REGION}"
+		gcloud storage buckets create "gs://$1" \
+			--project="${PROJECT}" \
+			--location="${REGION}" \
+			--uniform-bucket-level-access
+	fi
+}
+ensure_bucket "${BUCKET}"
+# The binary's bucket: VMs fetch burla-<sha256> from it at every boot and check
+# its digest; people upload it (control-plane.sh upload), and no VM may write it.
+ensure_bucket "${BIN_BUCKET}"
 
 # The store keeps its blobs under "burla/" (the store URL's prefix): programs as
 # bin-<sha256>, large inputs as in-<job>-<index>, large outputs as
-# out-<job>-<index>. Only the inputs and outputs expire; programs stay, and
-# burla/bin/burla (the binary the VMs fetch) is not matched. This replaces the
-# bucket's whole lifecycle configuration.
+# out-<job>-<index>. Only the inputs and outputs expire; programs stay. This
+# replaces the bucket's whole lifecycle configuration.
 log "setting the lifecycle of gs://${BUCKET}: delete burla/in-* and burla/out-* after ${BLOB_TTL_DAYS} days"
 lifecycle=$(mktemp)
 trap 'rm -f "${lifecycle}"' EXIT
@@ -124,26 +135,62 @@ grant_project() { # email, role
 	retry gcloud projects add-iam-policy-binding "${PROJECT}" \
 		--member="serviceAccount:$1" --role="$2" --condition=None --quiet >/dev/null
 }
-grant_bucket() { # email, role
-	retry gcloud storage buckets add-iam-policy-binding "gs://${BUCKET}" --project="${PROJECT}" \
-		--member="serviceAccount:$1" --role="$2" >/dev/null
+grant_bucket() { # bucket, email, role
+	retry gcloud storage buckets add-iam-policy-binding "gs://$1" --project="${PROJECT}" \
+		--member="serviceAccount:$2" --role="$3" >/dev/null
 }
 
 ensure_sa "${SA_NAME}" "burla node VMs"
 ensure_sa "${CONTROL_SA_NAME}" "burla control plane"
 
+# Both run tenants' code (the nodes their jobs, the control plane each new program
+# once, to learn its functions), and that code may get the account's token: the
+# binary's bucket is read-only to both.
 for sa in "${NODE_SA}" "${CONTROL_SA}"; do
-	log "granting ${sa} the data plane and logging roles"
-	grant_project "${sa}" roles/datastore.user         # Firestore reads and writes (every database of the project)
-	grant_bucket "${sa}" roles/storage.objectAdmin      # objects of this bucket only
-	grant_project "${sa}" roles/logging.logWriter       # the guest agent's and startup script's logs
-	grant_project "${sa}" roles/monitoring.metricWriter # for the Ops Agent, if installed
+	log "granting ${sa} the data plane and logging roles, and read access to the binary"
+	grant_project "${sa}" roles/datastore.user                      # Firestore reads and writes (every database of the project)
+	grant_bucket "${BUCKET}" "${sa}" roles/storage.objectAdmin      # the store's blobs: objects of this bucket only
+	grant_bucket "${BIN_BUCKET}" "${sa}" roles/storage.objectViewer # fetch the binary at boot, and never write it
+	grant_project "${sa}" roles/logging.logWriter                   # the guest agent's and startup script's logs
+	grant_project "${sa}" roles/monitoring.metricWriter             # for the Ops Agent, if installed
 done
 
 log "granting ${CONTROL_SA} the right to make node VMs that run as ${NODE_SA}"
 grant_project "${CONTROL_SA}" roles/compute.instanceAdmin.v1
 retry gcloud iam service-accounts add-iam-policy-binding "${NODE_SA}" --project="${PROJECT}" \
 	--member="serviceAccount:${CONTROL_SA}" --role=roles/iam.serviceAccountUser >/dev/null
+
+# Roles are only ever added here, so one granted earlier (by an older version of
+# this script, which kept the binary in the data bucket, or by hand) stays: check
+# that neither account may write the binary's bucket, there or through the
+# project. (A custom role, or a group the account is in, is not looked into.)
+bin_policy=$(gcloud storage buckets get-iam-policy "gs://${BIN_BUCKET}" --project="${PROJECT}" \
+	--flatten='bindings[].members' --format='csv[no-heading](bindings.role,bindings.members)') ||
+	die "cannot read the IAM policy of gs://${BIN_BUCKET}, to check that the VMs' accounts only read it"
+project_policy=$(gcloud projects get-iam-policy "${PROJECT}" \
+	--flatten='bindings[].members' --format='csv[no-heading](bindings.role,bindings.members)') ||
+	die "cannot read the IAM policy of project ${PROJECT}, to check that the VMs' accounts only read gs://${BIN_BUCKET}"
+writes_binary=""
+while IFS=, read -r role member; do
+	case "${member}" in "serviceAccount:${NODE_SA}" | "serviceAccount:${CONTROL_SA}") ;; *) continue ;; esac
+	case "${role}" in
+	roles/storage.objectViewer | roles/storage.legacyObjectReader | roles/storage.legacyBucketReader) ;;
+	*) writes_binary="${writes_binary}      ${member#serviceAccount:}: ${role} on gs://${BIN_BUCKET}
+" ;;
+	esac
+done <<<"${bin_policy}"
+while IFS=, read -r role member; do
+	case "${member}" in "serviceAccount:${NODE_SA}" | "serviceAccount:${CONTROL_SA}") ;; *) continue ;; esac
+	case "${role}" in
+	roles/owner | roles/editor | roles/storage.admin | roles/storage.objectAdmin | roles/storage.objectCreator | roles/storage.objectUser)
+		writes_binary="${writes_binary}      ${member#serviceAccount:}: ${role} on project ${PROJECT}
+" ;;
+	esac
+done <<<"${project_policy}"
+if [ -n "${writes_binary}" ]; then
+	printf '%s' "${writes_binary}" >&2
+	die "these roles let an account whose VMs run tenants' code write gs://${BIN_BUCKET}, the binary every VM runs as root: remove them (gcloud storage buckets remove-iam-policy-binding, gcloud projects remove-iam-policy-binding) and run again"
+fi
 
 # --- Firewall ----------------------------------------------------------------
 gcloud compute networks describe "${NETWORK}" --project="${PROJECT}" >/dev/null 2>&1 ||
@@ -223,19 +270,21 @@ cat <<EOF
 
 Done. Project ${PROJECT} has:
   Firestore database ${FIRESTORE_DB}, bucket gs://${BUCKET}
+  bucket gs://${BIN_BUCKET} for the binary, read-only to both accounts
   node service account          ${NODE_SA}
   control-plane service account ${CONTROL_SA}
   firewall rules burla-${NETWORK}-node-metrics, burla-${NETWORK}-temporal on network ${NETWORK}
 (Firestore TTL policies are optional and not set: see deploy/gcp/README.md.)
 
-Next, see deploy/gcp/README.md: upload the binary, run a Temporal (tag its VM ${TEMPORAL_TAG}),
-then start the control plane with deploy/gcp/control-plane.sh, which runs on its VM:
+Next, see deploy/gcp/README.md: upload the binary (deploy/gcp/control-plane.sh upload, which
+prints its SHA256), run a Temporal (tag its VM ${TEMPORAL_TAG}), then start the control plane with
+BINARY_SHA256=SHA256 deploy/gcp/control-plane.sh, which runs on its VM:
 
   burla control-plane \\
     --temporal $(q "${temporal}") --namespace $(q "${namespace}") \\
     --store $(q "${store}") \\
     --gce-project $(q "${PROJECT}") --gce-zone $(q "${ZONE}") \\
-    --gce-binary-url $(q "gs://${BUCKET}/burla/bin/burla") \\
+    --gce-binary-url $(q "gs://${BIN_BUCKET}/burla-SHA256") --upload-binary=false \\
     --gce-service-account $(q "${NODE_SA}") --gce-tag $(q "${NODE_TAG}")${network_flags} \\
     --metrics-addr 0.0.0.0:9464
 

@@ -55,6 +55,10 @@ const (
 	DefaultRuntime   = "process"
 )
 
+// MetadataBinarySHA256 is the instance metadata key whose value is the SHA-256 of
+// the burla binary the VM runs (Config.BinarySHA256).
+const MetadataBinarySHA256 = "burla-binary-sha256"
+
 // DefaultGPUDiskGB is the least boot disk of a GPU node: images with NVIDIA's
 // drivers and CUDA need more room than a plain one.
 const DefaultGPUDiskGB = 50
@@ -91,14 +95,27 @@ type Config struct {
 	// Cloud NAT or Private Google Access to fetch the binary and reach Temporal.
 	NoExternalIP bool
 	// ServiceAccount is the VMs' service account email; the project's Compute
-	// Engine default service account when empty.
+	// Engine default service account when empty, which usually holds the
+	// project's Editor role and may then write BinaryURL's bucket: give nodes an
+	// account of their own that only reads it (deploy/gcp/setup.sh makes one).
 	ServiceAccount string
 	Tags           []string          // network tags, e.g. for firewall rules
 	Labels         map[string]string // extra labels; keys must be valid label keys; values are sanitized
 
 	// BinaryURL is where the startup script fetches the linux/amd64 burla binary:
 	// gs://bucket/object (read with the VM's service account) or an https URL.
-	BinaryURL       string
+	// Whoever could write it could run code as root on every node that boots
+	// after: the nodes check it against BinarySHA256, and the VMs' service
+	// account must only read it (see deploy/gcp).
+	BinaryURL string
+	// BinarySHA256 is the hex SHA-256 of the binary at BinaryURL: a VM refuses to
+	// run a binary of another, and its node agent does not start. When empty, it
+	// is that of the running program, which is the binary the nodes fetch: burla
+	// control-plane uploads itself to BinaryURL, unless told not to, and deploy/gcp's
+	// control-plane VM runs the binary it fetched from there, checked against the
+	// digest it was given. A control plane that is another build than the binary
+	// at BinaryURL needs BinarySHA256.
+	BinarySHA256    string
 	TemporalAddress string // required: host:port the VMs reach Temporal at
 	Namespace       string // DefaultNamespace when empty
 	StoreURL        string // required: the store the node agents connect to (--store)
@@ -156,13 +173,18 @@ func New(ctx context.Context, cfg Config, opts ...option.ClientOption) (*Provide
 		accelerators.Close()
 		return nil, fmt.Errorf("gce provider: regions client: %w", err)
 	}
-	return &Provider{
+	p := &Provider{
 		cfg:          cfg,
 		instances:    instances,
 		accelerators: accelerators,
 		regions:      regions,
 		log:          cfg.Logger.With("provider", "gce", "project", cfg.Project, "zone", cfg.Zone),
-	}, nil
+	}
+	if workersUseMetadata(cfg.StoreURL) {
+		p.log.Warn("node VMs leave the metadata server open to tenants' code: their workers reach a Firestore store with the token of the VMs' service account, "+
+			"which they get there, and so can a job; give that account no more than the store needs (see deploy/gcp/README.md)", "store", cfg.StoreURL)
+	}
+	return p, nil
 }
 
 func (c Config) withDefaults() (Config, error) {
@@ -174,6 +196,16 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if _, err := fetchCommand(c.BinaryURL); err != nil {
 		return c, err
+	}
+	if c.BinarySHA256 == "" {
+		sum, err := executableSHA256()
+		if err != nil {
+			return c, fmt.Errorf("the digest of the node binary: %w", err)
+		}
+		c.BinarySHA256 = sum
+	}
+	if !validSHA256(c.BinarySHA256) {
+		return c, fmt.Errorf("BinarySHA256 %q: want 64 lowercase hex digits", c.BinarySHA256)
 	}
 	c.DiskGB = cmp.Or(c.DiskGB, DefaultDiskGB)
 	c.DiskType = cmp.Or(c.DiskType, DefaultDiskType)
@@ -431,9 +463,11 @@ func (p *Provider) instance(name string, n provider.NodeSpec) (*computepb.Instan
 		}},
 		Metadata: &computepb.Metadata{Items: []*computepb.Items{
 			{Key: proto.String("startup-script"), Value: proto.String(script)},
-			// For people and tools on the VM: which node it is.
+			// For people and tools on the VM: which node it is, and which binary it
+			// runs (the startup script holds the same digest, and checks it).
 			{Key: proto.String("burla-node-id"), Value: proto.String(n.ID)},
 			{Key: proto.String("burla-cluster"), Value: proto.String(n.Cluster)},
+			{Key: proto.String(MetadataBinarySHA256), Value: proto.String(p.cfg.BinarySHA256)},
 		}},
 	}
 	if len(p.cfg.Tags) > 0 {

@@ -3,6 +3,7 @@ package gce
 import (
 	"cmp"
 	"context"
+	"crypto/sha256"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -98,11 +99,19 @@ func (f *fakeAPI) seenRequestIDs() []string {
 	return slices.Clone(f.requestIDs)
 }
 
+// testBinary stands for the burla binary the tests' control plane vouches for;
+// testBinarySHA256 is its digest.
+var (
+	testBinary       = []byte("#!/bin/sh\n# the burla binary the tests' control plane vouches for\n")
+	testBinarySHA256 = fmt.Sprintf("%x", sha256.Sum256(testBinary))
+)
+
 func testConfig() Config {
 	return Config{
 		Project:         project,
 		Zone:            zone,
 		BinaryURL:       "gs://burla-test-bin/releases/v1/burla",
+		BinarySHA256:    testBinarySHA256,
 		TemporalAddress: "10.128.0.2:7233",
 		StoreURL:        "nats://10.128.0.2:4222",
 		Labels:          map[string]string{"team": "Data Science"},
@@ -216,6 +225,9 @@ func checkInsert(machineType string, spot bool) func(*testing.T, *http.Request, 
 		if metadata["burla-node-id"] != "default-1" || metadata["burla-cluster"] != "default" {
 			t.Errorf("metadata %v; want burla-node-id and burla-cluster", metadata)
 		}
+		if got := metadata[MetadataBinarySHA256]; got != testBinarySHA256 {
+			t.Errorf("metadata %s = %q; want the binary's SHA-256 %s", MetadataBinarySHA256, got, testBinarySHA256)
+		}
 		script := metadata["startup-script"]
 		for _, want := range []string{
 			"exec '/opt/burla/burla' 'node-agent'",
@@ -225,6 +237,10 @@ func checkInsert(machineType string, spot bool) func(*testing.T, *http.Request, 
 			"'--env' 'ghcr.io/acme/etl:1'",
 			"https://storage.googleapis.com/storage/v1/b/burla-test-bin/o/releases%2Fv1%2Fburla?alt=media",
 			"Restart=always",
+			// The binary is checked against the digest the control plane gave, and
+			// tenants' code is kept from the metadata server.
+			"printf '%s  %s\\n' '" + testBinarySHA256 + "' \"$dst\" | sha256sum --check --status",
+			"ip daddr 169.254.0.0/16 meta skuid != 0 jump closed",
 		} {
 			if !strings.Contains(script, want) {
 				t.Errorf("startup script lacks %q:\n%s", want, script)
@@ -443,6 +459,8 @@ func TestNewRefusesBadConfig(t *testing.T) {
 		{"http binary", func(c *Config) { c.BinaryURL = "http://example.com/burla" }, "want gs://bucket/object"},
 		{"bucket without object", func(c *Config) { c.BinaryURL = "gs://bucket/" }, "want gs://bucket/object"},
 		{"runtime", func(c *Config) { c.Runtime = "kubernetes" }, `unknown runtime "kubernetes"`},
+		{"digest", func(c *Config) { c.BinarySHA256 = strings.ToUpper(testBinarySHA256) }, "BinarySHA256"},
+		{"short digest", func(c *Config) { c.BinarySHA256 = testBinarySHA256[:63] }, "BinarySHA256"},
 		{"label key", func(c *Config) { c.Labels = map[string]string{"Team": "x"} }, `label key "Team"`},
 	}
 	for _, tt := range tests {

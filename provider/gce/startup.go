@@ -1,8 +1,12 @@
 package gce
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
+	"io"
 	"net/url"
+	"os"
 	"strconv"
 	"strings"
 	"text/template"
@@ -20,7 +24,59 @@ const (
 	agentUnit    = "burla-node-agent.service"
 	tokenURL     = "http://metadata.google.internal/computeMetadata/v1/instance/service-accounts/default/token"
 	gcsObjectURL = "https://storage.googleapis.com/storage/v1/b/%s/o/%s?alt=media"
+	// console is the VM's first serial port, whose output Compute Engine keeps
+	// (gcloud compute instances get-serial-port-output): where a node that never
+	// registers is looked into.
+	console = "/dev/ttyS0"
 )
+
+// The metadata server's addresses. It answers DNS (53) and NTP (123) there as
+// well, which every process needs, and HTTP, which hands out the VM's service
+// account tokens, which only root may have.
+const (
+	metadataIPv4 = "169.254.169.254"
+	metadataIPv6 = "fd20:ce::254"
+)
+
+// workersUseMetadata reports whether the node's container workers need the
+// metadata server: they open the store themselves (burla container-worker
+// --store), and a Firestore store is reached with Application Default
+// Credentials, which on a VM are the service account token the metadata server
+// hands out. Workers run as the same user as the tenants' code they run, so the
+// server cannot be open to one and closed to the other.
+func workersUseMetadata(storeURL string) bool {
+	u, err := url.Parse(storeURL)
+	return err == nil && u.Scheme == "firestore"
+}
+
+// executableSHA256 is the hex SHA-256 of the running program. On Linux it reads
+// /proc/self/exe, which is the file this process runs even after a newer binary
+// was moved over its path (as deploy/gcp's startup script does before it
+// restarts the control plane); elsewhere the file at os.Executable.
+func executableSHA256() (string, error) {
+	f, err := os.Open("/proc/self/exe")
+	if err != nil {
+		exe, xerr := os.Executable()
+		if xerr != nil {
+			return "", fmt.Errorf("find this program: %w", xerr)
+		}
+		if f, err = os.Open(exe); err != nil {
+			return "", fmt.Errorf("read this program: %w", err)
+		}
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		return "", fmt.Errorf("read this program: %w", err)
+	}
+	return hex.EncodeToString(h.Sum(nil)), nil
+}
+
+// validSHA256 reports whether s is a SHA-256 as sha256sum writes it: 64
+// lowercase hex digits, which the startup script may hold unquoted.
+func validSHA256(s string) bool {
+	return len(s) == 64 && !strings.ContainsFunc(s, func(r rune) bool { return !(r >= '0' && r <= '9' || r >= 'a' && r <= 'f') })
+}
 
 // agentArgs is the node agent's command line for node n, binary first.
 func agentArgs(cfg Config, n provider.NodeSpec) []string {
@@ -66,8 +122,11 @@ func fetchCommand(rawURL string) (string, error) {
 }
 
 // startupScript is the VM's startup script, which Compute Engine runs as root at
-// every boot: it fetches the burla binary afresh and (re)starts the node agent
-// under systemd, which restarts it whenever it exits.
+// every boot: it closes the metadata server to every user but root (unless the
+// workers need it, see workersUseMetadata), fetches the burla binary afresh,
+// checks that it is the one the control plane vouches for (Config.BinarySHA256)
+// and (re)starts the node agent under systemd, which restarts it whenever it
+// exits. A step that fails ends the script before the agent starts.
 func startupScript(cfg Config, n provider.NodeSpec) (string, error) {
 	args := agentArgs(cfg, n)
 	// Values are single-quoted, which the shell takes literally, but the agent's
@@ -110,19 +169,27 @@ func startupScript(cfg Config, n provider.NodeSpec) (string, error) {
 		lines = append(lines, quoted[i])
 	}
 	var b strings.Builder
+	if !validSHA256(cfg.BinarySHA256) {
+		return "", fmt.Errorf("startup script: the binary's SHA-256 %q is not 64 lowercase hex digits", cfg.BinarySHA256)
+	}
 	err = scriptTemplate.Execute(&b, map[string]any{
-		"Binary":   binaryPath,
-		"Dirs":     "/opt/burla " + cacheDir,
-		"Fetch":    fetch,
-		"Docker":   cfg.Runtime == "docker",
-		"Script":   agentScript,
-		"Command":  strings.Join(lines, " \\\n  "),
-		"Unit":     agentUnit,
-		"NodeID":   n.ID,
-		"UnitPath": "/etc/systemd/system/" + agentUnit,
-		"Env":      env,
-		"Secret":   cfg.TemporalAPIKeySecret,
-		"TokenURL": shellQuote(tokenURL),
+		"Console":       console,
+		"BlockMetadata": !workersUseMetadata(cfg.StoreURL),
+		"MetadataIPv4":  metadataIPv4,
+		"MetadataIPv6":  metadataIPv6,
+		"SHA256":        cfg.BinarySHA256,
+		"Binary":        binaryPath,
+		"Dirs":          "/opt/burla " + cacheDir,
+		"Fetch":         fetch,
+		"Docker":        cfg.Runtime == "docker",
+		"Script":        agentScript,
+		"Command":       strings.Join(lines, " \\\n  "),
+		"Unit":          agentUnit,
+		"NodeID":        n.ID,
+		"UnitPath":      "/etc/systemd/system/" + agentUnit,
+		"Env":           env,
+		"Secret":        cfg.TemporalAPIKeySecret,
+		"TokenURL":      shellQuote(tokenURL),
 	})
 	if err != nil {
 		return "", err
@@ -137,17 +204,86 @@ func shellQuote(s string) string {
 	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
 }
 
-// The unit's and the agent script's here-documents have quoted delimiters, so
-// the shell expands nothing in them.
+// The unit's, the agent script's and the ruleset's here-documents have quoted
+// delimiters, so the shell expands nothing in them.
+//
+// The metadata server's block is a table of nftables' own, which Docker's rules
+// (iptables, in tables of their own) neither flush nor reorder; a packet any
+// table rejects is dropped, whatever the others say. Its output chain sees every
+// packet a process of this VM sends from the VM's network namespace, those of
+// the docker runtime's containers included: they share the host's network (and
+// no user namespace), so their sockets are the host's, owned by uid 65534, the
+// user they run as, as the process runtime's workers do (containerworker.TenantUID).
+// "meta skuid" is that owner; it is root for the agent, the guest agent and this
+// script. A packet without a socket (the kernel's own) has no owner and is not
+// matched. Its forward chain stands for Docker's DOCKER-USER: it rejects what a
+// container on a bridge network, whose packets are forwarded and have no owner,
+// would send there. The whole link-local range goes, as nothing a job needs is
+// there; DNS and NTP to the metadata server stay open to all. A refused TCP
+// connection is reset, at once (an ICMP error would be rate-limited, and a
+// client that probes for the server, as Google's libraries do, would wait).
 var scriptTemplate = template.Must(template.New("startup").Parse(`#!/bin/bash
-# burla node {{.NodeID}}: written by burla's gce provider. It fetches the burla
-# binary and runs its node agent under systemd; Compute Engine runs it at every boot.
+# burla node {{.NodeID}}: written by burla's gce provider. It keeps tenants' code
+# from the metadata server, fetches the burla binary, checks it, and runs its node
+# agent under systemd; Compute Engine runs it at every boot.
 set -euo pipefail
 
+# fail says why the node cannot start, on the serial console as well, and ends the
+# script before the node agent starts.
+console={{.Console}}
+fail() {
+  printf 'burla node {{.NodeID}}: %s\n' "$*" >&2
+  printf 'burla node {{.NodeID}}: %s\n' "$*" 2>/dev/null >"$console" || true
+  exit 1
+}
+{{if .BlockMetadata}}
+# Only root reaches the metadata server, and the service account tokens it hands
+# out: tenants' code runs as uid 65534, in processes or in containers on the host's
+# network, and gets DNS and NTP there and nothing else of the link-local range.
+if ! command -v nft >/dev/null; then
+  { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q nftables; } ||
+    fail "nft is missing and nftables would not install: cannot close the metadata server to tenants' code, so the node agent does not start"
+fi
+nft -f - <<'BURLA_EOF' || fail "nft refused the ruleset that closes the metadata server to tenants' code, so the node agent does not start"
+table inet burla
+delete table inet burla
+table inet burla {
+  chain closed {
+    ip daddr {{.MetadataIPv4}} meta l4proto { tcp, udp } th dport 53 return
+    ip daddr {{.MetadataIPv4}} udp dport 123 return
+    ip6 daddr {{.MetadataIPv6}} meta l4proto { tcp, udp } th dport 53 return
+    ip6 daddr {{.MetadataIPv6}} udp dport 123 return
+    meta l4proto tcp reject with tcp reset
+    reject
+  }
+  chain output {
+    type filter hook output priority 0; policy accept;
+    ip daddr 169.254.0.0/16 meta skuid != 0 jump closed
+    ip6 daddr {{.MetadataIPv6}} meta skuid != 0 jump closed
+  }
+  chain forward {
+    type filter hook forward priority 0; policy accept;
+    ip daddr 169.254.0.0/16 jump closed
+    ip6 daddr {{.MetadataIPv6}} jump closed
+  }
+}
+BURLA_EOF
+{{else}}
+# The metadata server stays open to tenants' code: the workers reach the store with
+# the service account token they get there, and they run as the same user as the
+# code they run.
+{{end}}
 install -d -m 0755 {{.Dirs}}
 
 dst={{.Binary}}.new
 {{.Fetch}}
+# Run only the binary the control plane vouches for: whoever could write where it
+# is fetched from would otherwise run code as root here.
+if ! printf '%s  %s\n' '{{.SHA256}}' "$dst" | sha256sum --check --status; then
+  got=$(sha256sum <"$dst" | cut -d ' ' -f 1) || got=unreadable
+  rm -f "$dst"
+  fail "refusing the burla binary fetched at boot: its SHA-256 is $got, not {{.SHA256}}, so the node agent does not start"
+fi
 chmod 0755 "$dst"
 mv -f "$dst" {{.Binary}}
 {{if .Docker}}
