@@ -13,7 +13,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/burla-temporal/burla/auth"
 	"github.com/burla-temporal/burla/store"
 	"github.com/burla-temporal/burla/wire"
 )
@@ -69,7 +68,10 @@ func (c *command) call(ctx context.Context, call wire.Call, timeout time.Duratio
 		defer cancel()
 	}
 	cmd := exec.CommandContext(cctx, c.argv[0], c.argv[1:]...)
-	cmd.Env = append(auth.ChildEnv(os.Environ(), ""), c.env...) // no credential of the node's
+	// Nothing of the node's environment but what UserEnv lets through, as a
+	// worker runs its calls (asWorker).
+	as := asWorker()
+	cmd.Env = UserEnv(os.Environ(), as.scratch, c.env)
 	cmd.Stdin = bytes.NewReader(input)
 	out := &cappedBuffer{max: maxCommandOutput}
 	cmd.Stdout = out
@@ -77,15 +79,18 @@ func (c *command) call(ctx context.Context, call wire.Call, timeout time.Duratio
 	if err != nil {
 		return callOutcome{}, err
 	}
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	cmd.Dir = as.dir
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL, Credential: as.cred}
 	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
 	cmd.WaitDelay = time.Second
 	fail := func(kind, msg, stack string) (callOutcome, error) {
 		return callOutcome{res: wire.Result{Index: call.Index, Err: &wire.Error{Kind: kind, Message: msg, Stack: stack}}}, nil
 	}
-	if err := cmd.Start(); err != nil {
+	release, err := startTenant(cmd)
+	if err != nil {
 		return fail(store.KindExit, fmt.Sprintf("start command %q: %v", c.argv, err), "")
 	}
+	defer release() // after Wait
 	mem := watchMemory(cmd.Process.Pid, c.memoryMB, func() { _ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) })
 	var tail []string
 	used, cut := 0, false

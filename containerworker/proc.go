@@ -11,12 +11,12 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
 
-	"github.com/burla-temporal/burla/auth"
 	"github.com/burla-temporal/burla/store"
 	"github.com/burla-temporal/burla/wire"
 )
@@ -43,15 +43,35 @@ type proc struct {
 	stdout, stderr *capture
 	gone           atomic.Bool // killed, or found dead: start another before the next call
 	mem            *memoryWatch
+	release        func() // once reaped (see startTenant)
 	waitOnce       sync.Once
 	waitErr        error
 }
 
-// startProc starts the program at path in worker mode, with env (the job's
-// variables, "NAME=value") added to its environment. What it prints is held until
-// its sink is pointed somewhere (p.sink.to). It is killed when its resident memory
-// passes memoryMB(), if that is above 0.
+// runAs is where, and as whom, a process of a tenant's code runs.
+type runAs struct {
+	scratch string              // its HOME and TMPDIR
+	dir     string              // its working directory; "" for this process's
+	cred    *syscall.Credential // its user; nil for this process's
+}
+
+// asWorker is how a worker runs a job's program or command: in the worker's own
+// working directory, with the worker's scratch directory (its TMPDIR, which the
+// runtime gives it, else the system's) as the call's HOME and TMPDIR, and as the
+// worker's own user, which a container worker has made sure is not root (Isolate).
+func asWorker() runAs { return runAs{scratch: os.TempDir()} }
+
+// startProc starts the program at path in worker mode, as a worker runs it (see
+// asWorker), with env (the job's variables, "NAME=value") added to its
+// environment. What it prints is held until its sink is pointed somewhere
+// (p.sink.to). It is killed when its resident memory passes memoryMB(), if that is
+// above 0.
 func startProc(path string, limit int, env []string, memoryMB func() int64) (*proc, error) {
+	return startProcAs(path, limit, env, memoryMB, asWorker())
+}
+
+// startProcAs is startProc for a program that runs as as says.
+func startProcAs(path string, limit int, env []string, memoryMB func() int64, as runAs) (*proc, error) {
 	var nonce [12]byte
 	if _, err := rand.Read(nonce[:]); err != nil {
 		return nil, err
@@ -79,16 +99,17 @@ func startProc(path string, limit int, env []string, memoryMB func() int64) (*pr
 	p.stdout = newCapture(store.Stdout, outR, marker, limit, p.order, p.sink.add)
 	p.stderr = newCapture(store.Stderr, errR, marker, limit, p.order, p.sink.add)
 	cmd := exec.Command(path)
-	// The user's program gets no credential of the node's: it runs another
-	// tenant's code than the next job's.
-	cmd.Env = append(append(auth.ChildEnv(os.Environ(), ""), env...), wire.EnvWorker+"=1", wire.EnvMarker+"="+hex.EncodeToString(nonce[:]))
+	// The program gets nothing of the node's environment but what UserEnv lets
+	// through: no key, token or credential that is not its job's own.
+	cmd.Env = UserEnv(os.Environ(), as.scratch, env, []string{wire.EnvWorker + "=1", wire.EnvMarker + "=" + hex.EncodeToString(nonce[:])})
+	cmd.Dir = as.dir
 	cmd.Stdin = nil
 	cmd.Stdout, cmd.Stderr = outW, errW
 	cmd.ExtraFiles = []*os.File{callsR, resW} // fds 3 and 4
 	// Its own process group, so that a timeout kills whatever it started too; and it
 	// dies with this worker.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	err = cmd.Start()
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL, Credential: as.cred}
+	p.release, err = startTenant(cmd)
 	// The child holds its ends now; ours must close so that EOF means it is gone.
 	callsR.Close()
 	resW.Close()
@@ -138,6 +159,7 @@ func startProc(path string, limit int, env []string, memoryMB func() int64) (*pr
 	}
 	if p.hello.Version != wire.Version {
 		p.kill()
+		p.wait() // reaped, and its thread released (startTenant)
 		return nil, fmt.Errorf("the program speaks worker protocol %d, this worker speaks %d: rebuild it against this version of burla", p.hello.Version, wire.Version)
 	}
 	return p, nil
@@ -310,6 +332,7 @@ func (p *proc) wait() string {
 	p.waitOnce.Do(func() {
 		p.callsW.Close()
 		p.waitErr = p.cmd.Wait()
+		p.release()
 		p.mem.close()
 	})
 	var ee *exec.ExitError
@@ -561,12 +584,97 @@ func (c *capture) tailNote() string {
 }
 
 // Inspect starts the program at path in worker mode, reads what it registers, and
-// stops it.
+// stops it. It is the control plane's, which holds keys of its own: the program
+// runs as a job's would (UserEnv, startTenant) in a scratch directory of its own,
+// and, if this process is root, as TenantUID (see inspectBox).
 func Inspect(ctx context.Context, path string) (functions []string, goos, goarch string, err error) {
-	p, err := startProc(path, 0, nil, noMemoryLimit)
+	box, err := newInspectBox(path)
+	if err != nil {
+		return nil, "", "", fmt.Errorf("inspect %s: %w", path, err)
+	}
+	defer box.remove()
+	p, err := startProcAs(box.program, 0, nil, noMemoryLimit, box.as)
 	if err != nil {
 		return nil, "", "", err
 	}
 	defer p.close()
 	return p.hello.Functions, p.hello.GOOS, p.hello.GOARCH, nil
+}
+
+// inspectBox is where the inspector runs a program: a directory of its own,
+// removed after, that holds the program's scratch directory (its working
+// directory, HOME and TMPDIR), so that it starts among none of the control
+// plane's files. When the inspector is root, the program runs as TenantUID, which
+// cannot reach where the control plane fetched it to: the box holds a copy that
+// TenantUID may run and not change, and the scratch directory is TenantUID's.
+type inspectBox struct {
+	dir     string
+	program string
+	as      runAs
+}
+
+func newInspectBox(path string) (*inspectBox, error) {
+	dir, err := os.MkdirTemp("", "burla-inspect-")
+	if err != nil {
+		return nil, err
+	}
+	b := &inspectBox{dir: dir, program: path}
+	b.as.scratch = filepath.Join(dir, "scratch")
+	b.as.dir = b.as.scratch
+	if err := b.fill(path); err != nil {
+		b.remove()
+		return nil, err
+	}
+	return b, nil
+}
+
+func (b *inspectBox) fill(path string) error {
+	if err := os.Mkdir(b.as.scratch, 0o700); err != nil {
+		return err
+	}
+	if os.Geteuid() != 0 {
+		return nil
+	}
+	if err := os.Chmod(b.dir, 0o711); err != nil {
+		return err
+	}
+	if err := CheckTenantReach(b.dir); err != nil {
+		return err
+	}
+	if err := os.Lchown(b.as.scratch, TenantUID, TenantGID); err != nil {
+		return err
+	}
+	b.program = filepath.Join(b.dir, "program")
+	if err := copyProgram(path, b.program); err != nil {
+		return fmt.Errorf("copy the program for uid %d: %w", TenantUID, err)
+	}
+	b.as.cred = tenantCredential()
+	return nil
+}
+
+// remove deletes the box. A process the program left behind, still writing in it,
+// may keep part of it from going: a few files in the system's temporary directory,
+// not worth failing an inspection for.
+func (b *inspectBox) remove() { _ = os.RemoveAll(b.dir) }
+
+// copyProgram copies the program at src to dst, which anyone may read and run and
+// nobody but root may change.
+func copyProgram(src, dst string) error {
+	in, err := os.Open(src)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	out, err := os.OpenFile(dst, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o555)
+	if err != nil {
+		return err
+	}
+	_, err = io.Copy(out, in)
+	if cerr := out.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Chmod(dst, 0o555) // past the umask
+	}
+	return err
 }

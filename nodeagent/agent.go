@@ -47,8 +47,9 @@ type Config struct {
 	// TemporalSecurity secures the connection to Temporal (package temporalconn).
 	TemporalSecurity temporalconn.Security
 	// CacheDir holds the node's fetched binaries (in bin/, mode 0700) and its workers'
-	// own directories (in workers/, see runtime.WorkerSpec.Dir). No worker sees the
-	// cache: each is given its job's program alone (runtime.Worker.Provide).
+	// own directories (in workers/, see runtime.WorkerSpec.Dir; the process runtime
+	// may keep them elsewhere, see process.WorkersDir). No worker sees the cache:
+	// each is given its job's program alone (runtime.Worker.Provide).
 	CacheDir string
 	// WorkerArgv starts one container worker; the agent adds "--slot N".
 	WorkerArgv []string
@@ -114,6 +115,18 @@ func Run(ctx context.Context, cfg Config) error {
 	rt := cfg.Runtime
 	if rt == nil {
 		rt = process.Runtime{}
+	}
+	if _, ok := rt.(process.Runtime); ok {
+		if process.Isolates() {
+			// Its workers run as a user of their own, which must reach their directories.
+			if workersDir, err = process.WorkersDir(workersDir); err != nil {
+				return fmt.Errorf("node %s: %w", cfg.ID, err)
+			}
+		} else {
+			log.Warn("the process runtime runs tenants' code as this agent's own user, which only an agent that is root could change: " +
+				"a job can read whatever this user can, the node's program cache and other jobs' files included; " +
+				"run the agent as root, or on the docker runtime, to keep tenants apart")
+		}
 	}
 	// Workers an earlier agent of this node left behind (a crash) are removed.
 	if err := rt.Cleanup(ctx, cfg.Cluster, cfg.ID); err != nil {

@@ -54,6 +54,9 @@ type pool struct {
 	// the job it follows ("" for one the node's workflow asked for).
 	resetting time.Time
 	resetJob  string
+	// closed is set by close: a worker whose start was in flight then is stopped
+	// as soon as keep has it.
+	closed bool
 
 	// changed receives a value when the pool's job or a worker's busy state has
 	// changed, so that the node's record can say so at once.
@@ -179,6 +182,11 @@ func (p *pool) keep(ctx context.Context, s *slot) {
 		backoff = 100 * time.Millisecond
 		s.w, s.busy = w, ""
 		close(starting)
+		if p.closed {
+			// close ran while it started (its start may win over ctx's end): it
+			// closed the workers it found, and this was not among them.
+			w.stdin.Close()
+		}
 		a := p.run
 		onJob := a != nil && contains(a.slots, s.i)
 		var cpus float64
@@ -776,6 +784,7 @@ func (p *pool) state() (jobID string, warm, busy int) {
 func (p *pool) close() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	p.closed = true
 	for _, s := range p.slots {
 		if s.w != nil {
 			s.w.stdin.Close()

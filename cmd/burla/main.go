@@ -437,6 +437,12 @@ func runNodeAgent(ctx context.Context, args []string) error {
 }
 
 func runContainerWorker(ctx context.Context, args []string) error {
+	// Before anything else: a worker started as root becomes the tenants' user, and
+	// none of the calls it runs may read its memory or environment, which hold the
+	// node's key.
+	if err := containerworker.Isolate(); err != nil {
+		return fmt.Errorf("container-worker: %w", err)
+	}
 	fs := flag.NewFlagSet("burla container-worker", flag.ExitOnError)
 	node := fs.String("node", "", "node ID")
 	slot := fs.Int("slot", 0, "the worker's slot on its node")

@@ -8,26 +8,49 @@
 // scratch directory, and the files the last job wrote there are gone. Its shared
 // directory, the tenant's shared files (job.EnvSharedDir), is in there too.
 //
-// That is as far as this runtime isolates jobs. Processes of one user are not
-// isolated from each other's files, and a function runs as the agent's user: it can
-// read whatever that user can, including the node's program cache (mode 0700, but
-// owned by that same user), other workers' directories, and any file the last job
-// wrote outside its scratch directory; a process that a function starts in a
-// session of its own outlives its worker. Per-worker directories keep one job's
-// files from the next job by accident, not from a function that looks for them. Run
-// jobs of tenants who must not see each other's programs and files on the docker
-// runtime, whose workers are containers that see only their own program.
+// What else keeps a job from the node's files and processes depends on the agent's
+// user (see Isolates). An agent that is root runs each worker as
+// containerworker.TenantUID (uid 65534, nobody, as the docker runtime's containers
+// do; the worker changes user as it starts, see containerworker.Isolate), and so
+// the calls it runs: the worker's scratch and shared directories are that user's,
+// the rest of its directory stays the agent's and may be searched but not listed,
+// and its program, a link to the cache's file, may be run but not changed. A
+// function then reads none of the node's own files that are not open to all, nor
+// the program cache (mode 0700), nor the memory of the agent or of its worker, and
+// it cannot gain privileges by running a setuid program.
+//
+// An agent that is not root can do none of that: a function runs as the agent's
+// user and can read whatever that user can, including the node's program cache
+// (mode 0700, but owned by that same user), other workers' directories, and any
+// file the last job wrote outside its scratch directory; only the agent's and the
+// worker's memory and environment are closed to it (they are not dumpable). The
+// agent warns when it starts so.
+//
+// Either way, processes of one user are not isolated from each other: a process
+// that a function starts in a session of its own outlives its worker and can
+// watch the next job's processes, which run as the same user, and the files it
+// writes outside its worker's directory (in /tmp, say) are there for the next
+// job's calls to read. Per-worker
+// directories keep one job's files from the next job by accident, not from a
+// function that looks for them. Run jobs of tenants who must not see each other's
+// programs and files on the docker runtime, whose workers are containers that see
+// only their own program.
 package process
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"syscall"
 
+	"github.com/burla-temporal/burla/containerworker"
 	"github.com/burla-temporal/burla/job"
 	"github.com/burla-temporal/burla/runtime"
 )
@@ -45,13 +68,80 @@ func (Runtime) Name() string { return "process" }
 // directories when it starts.)
 func (Runtime) Cleanup(context.Context, string, string) error { return nil }
 
+// Isolates reports whether the runtime keeps tenants' code from the node's files
+// and from its agent's and workers' memory (see the package comment): it does when
+// the agent runs as root, which can have its workers, and the calls they run, run
+// as containerworker.TenantUID. Otherwise a job runs as the agent's own user and can
+// read whatever that user can.
+func Isolates() bool { return os.Geteuid() == 0 }
+
+// WorkersDir returns the directory an agent keeps this runtime's workers'
+// directories in (runtime.WorkerSpec.Dir), given dir, the one it made for them.
+// Where the runtime isolates, a worker runs as containerworker.TenantUID, which must
+// reach its directory by its path and nothing else of the node's: dir is made
+// searchable but not readable by others (0711), if every directory above it is
+// searchable by that user already. If one is not (a cache under root's home, or
+// under a directory of mode 0700), the workers' directories go in a directory of
+// the node's in the system's temporary directory instead, named after dir, so
+// that a restarted agent finds, and clears, the one its last run left. Elsewhere dir
+// is returned as it is.
+func WorkersDir(dir string) (string, error) {
+	if !Isolates() {
+		return dir, nil
+	}
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return "", fmt.Errorf("workers' directory: %w", err)
+	}
+	if containerworker.CheckTenantReach(filepath.Dir(abs)) == nil {
+		if err := ownDir(abs, false); err != nil {
+			return "", err
+		}
+		return abs, nil
+	}
+	sum := sha256.Sum256([]byte(abs))
+	alt := filepath.Join(os.TempDir(), "burla-workers-"+hex.EncodeToString(sum[:8]))
+	if err := ownDir(alt, true); err != nil {
+		return "", err
+	}
+	if err := containerworker.CheckTenantReach(alt); err != nil {
+		return "", fmt.Errorf("workers' directory: neither %s nor %s will do: %w", abs, alt, err)
+	}
+	return alt, nil
+}
+
+// ownDir makes dir, if it is not there, or checks that it is a directory of this
+// process's user (in a directory all may write, someone else could have made it
+// first: exclusive says so), and gives it mode 0711.
+func ownDir(dir string, exclusive bool) error {
+	if err := os.Mkdir(dir, 0o711); err != nil && !errors.Is(err, fs.ErrExist) {
+		return fmt.Errorf("workers' directory: %w", err)
+	}
+	fi, err := os.Lstat(dir)
+	if err != nil {
+		return fmt.Errorf("workers' directory: %w", err)
+	}
+	if st, ok := fi.Sys().(*syscall.Stat_t); !fi.IsDir() || exclusive && (!ok || int(st.Uid) != os.Geteuid()) {
+		return fmt.Errorf("workers' directory %s is not a directory of the agent's own (%v)", dir, fi.Mode())
+	}
+	if err := os.Chmod(dir, 0o711); err != nil {
+		return fmt.Errorf("workers' directory: %w", err)
+	}
+	return nil
+}
+
 // Start implements runtime.Runtime.
 func (Runtime) Start(ctx context.Context, spec runtime.WorkerSpec) (runtime.Worker, error) {
-	dir, err := runtime.NewWorkerDir(spec, 0o700)
+	isolate := Isolates()
+	programMode := fs.FileMode(0o700)
+	if isolate {
+		programMode = 0o711
+	}
+	dir, err := runtime.NewWorkerDir(spec, programMode)
 	if err != nil {
 		return nil, err
 	}
-	w, err := start(spec, dir)
+	w, err := start(spec, dir, isolate)
 	if err != nil {
 		dir.Remove()
 		return nil, err
@@ -59,7 +149,7 @@ func (Runtime) Start(ctx context.Context, spec runtime.WorkerSpec) (runtime.Work
 	return w, nil
 }
 
-func start(spec runtime.WorkerSpec, dir *runtime.WorkerDir) (*worker, error) {
+func start(spec runtime.WorkerSpec, dir *runtime.WorkerDir, isolate bool) (*worker, error) {
 	scratch := filepath.Join(dir.Path, "scratch")
 	if err := os.Mkdir(scratch, 0o700); err != nil {
 		return nil, fmt.Errorf("worker scratch directory: %w", err)
@@ -67,6 +157,11 @@ func start(spec runtime.WorkerSpec, dir *runtime.WorkerDir) (*worker, error) {
 	shared, err := dir.SharedDir(0o700)
 	if err != nil {
 		return nil, err
+	}
+	if isolate {
+		if err := forTenant(dir.Path, scratch, shared); err != nil {
+			return nil, err
+		}
 	}
 	cmd := exec.Command(spec.Argv[0], spec.Argv[1:]...)
 	cmd.Dir = scratch
@@ -105,6 +200,25 @@ func start(spec runtime.WorkerSpec, dir *runtime.WorkerDir) (*worker, error) {
 	return w, nil
 }
 
+// forTenant readies the directory of a worker that will run as
+// containerworker.TenantUID: that user may search it, to reach its program
+// (provided later, see Provide) and its scratch and shared directories, which
+// become its own.
+func forTenant(path, scratch, shared string) error {
+	if err := os.Chmod(path, 0o711); err != nil {
+		return fmt.Errorf("worker directory: %w", err)
+	}
+	if err := containerworker.CheckTenantReach(path); err != nil {
+		return fmt.Errorf("worker directory: %w (the agent keeps its workers' directories where that user reaches them, see WorkersDir)", err)
+	}
+	for _, p := range []string{scratch, shared} {
+		if err := os.Lchown(p, containerworker.TenantUID, containerworker.TenantGID); err != nil {
+			return fmt.Errorf("worker directory: %w", err)
+		}
+	}
+	return nil
+}
+
 type worker struct {
 	cmd    *exec.Cmd
 	dir    *runtime.WorkerDir
@@ -124,7 +238,9 @@ func (w *worker) Kill()                 { _ = syscall.Kill(-w.cmd.Process.Pid, s
 func (w *worker) Resize(context.Context, float64, int) error { return nil }
 
 // Provide implements runtime.Worker: the program is linked into the worker's
-// directory, and the worker runs it from there.
+// directory, and the worker runs it from there. The link is the cache's file, of
+// the agent's user and mode 0755 (blob.FetchExecutable): a worker that runs as
+// another user may run it and not change it.
 func (w *worker) Provide(path string) (string, error) {
 	name, err := w.dir.Provide(path)
 	if err != nil || name == "" {

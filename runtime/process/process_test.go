@@ -6,11 +6,14 @@ import (
 	"errors"
 	"io/fs"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
+	"github.com/burla-temporal/burla/containerworker"
 	"github.com/burla-temporal/burla/runtime"
 )
 
@@ -23,7 +26,12 @@ func TestWorkerHasItsOwnDirectory(t *testing.T) {
 	progA, progB := filepath.Join(cache, "aaaa"), filepath.Join(cache, "bbbb")
 	os.WriteFile(progA, []byte("program a"), 0o755)
 	os.WriteFile(progB, []byte("program b"), 0o755)
-	spec := runtime.WorkerSpec{Node: "n", Slot: 3, Dir: filepath.Join(dir, "workers"),
+	workers, err := WorkersDir(filepath.Join(dir, "workers"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(workers) })
+	spec := runtime.WorkerSpec{Node: "n", Slot: 3, Dir: workers,
 		Argv: []string{"/bin/sh", "-c", `pwd; echo "$TMPDIR"; echo left > file; cat >/dev/null`}}
 	var scratch []string
 	for range 2 {
@@ -101,5 +109,119 @@ func TestWorkerDirRemovesUnwritableDirectories(t *testing.T) {
 	}
 	if _, err := os.Stat(d.Path); !errors.Is(err, fs.ErrNotExist) {
 		t.Errorf("%s left: %v", d.Path, err)
+	}
+}
+
+// An agent that is root keeps its workers' directories where the tenants' user can
+// reach them: in the directory it made, opened to be searched, when that user can
+// reach it, and otherwise in one of its own, the same for the same directory, in
+// the system's temporary directory. An agent that is not root keeps them where it
+// said.
+func TestWorkersDir(t *testing.T) {
+	if !Isolates() {
+		dir := filepath.Join(t.TempDir(), "workers")
+		if got, err := WorkersDir(dir); err != nil || got != dir {
+			t.Fatalf("WorkersDir(%s) = %s, %v; want it unchanged", dir, got, err)
+		}
+		return
+	}
+	open, err := os.MkdirTemp("", "burla-open-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(open) })
+	os.Chmod(open, 0o755)
+	dir := filepath.Join(open, "workers")
+	os.Mkdir(dir, 0o700)
+	if got, err := WorkersDir(dir); err != nil || got != dir {
+		t.Fatalf("WorkersDir(%s) = %s, %v; want it, since uid %d reaches it", dir, got, err, containerworker.TenantUID)
+	}
+	checkMode(t, dir, 0o711)
+
+	closed := filepath.Join(t.TempDir(), "closed") // t.TempDir's parent has mode 0700
+	os.Mkdir(closed, 0o700)
+	dir = filepath.Join(closed, "workers")
+	got, err := WorkersDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(got) })
+	if filepath.Dir(got) != os.TempDir() {
+		t.Fatalf("WorkersDir(%s) = %s; want a directory in %s, since uid %d cannot reach %s", dir, got, os.TempDir(), containerworker.TenantUID, closed)
+	}
+	checkMode(t, got, 0o711)
+	if again, err := WorkersDir(dir); err != nil || again != got {
+		t.Errorf("WorkersDir(%s) again = %s, %v; want %s again, for a restarted agent to clear", dir, again, err, got)
+	}
+}
+
+// On an agent that is root, a worker's scratch and shared directories are the
+// tenants' user's, and its program is theirs to run and not to change.
+func TestIsolatedWorkerDirectory(t *testing.T) {
+	if !Isolates() {
+		t.Skip("only an agent that is root runs its workers as another user")
+	}
+	cache := filepath.Join(t.TempDir(), "bin")
+	os.Mkdir(cache, 0o700)
+	prog := filepath.Join(cache, "prog")
+	os.WriteFile(prog, []byte("#!/bin/sh\necho ran\n"), 0o755)
+	workers, err := WorkersDir(filepath.Join(t.TempDir(), "workers"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(workers) })
+	w, err := Runtime{}.Start(context.Background(), runtime.WorkerSpec{Node: "n", Dir: workers,
+		Argv: []string{"/bin/sh", "-c", `echo "$TMPDIR"; echo "$BURLA_SHARED_DIR"; cat >/dev/null`}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		w.Stdin().Close()
+		<-w.Done()
+	}()
+	out := bufio.NewScanner(w.Stdout())
+	var dirs []string
+	for range 2 {
+		out.Scan()
+		dirs = append(dirs, out.Text())
+	}
+	path, err := w.Provide(prog)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// What the worker and its calls do, as that user.
+	asTenant := func(script string) (string, error) {
+		cmd := exec.Command("/bin/sh", "-c", script)
+		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: containerworker.TenantUID, Gid: containerworker.TenantGID, Groups: []uint32{}}}
+		b, err := cmd.CombinedOutput()
+		return strings.TrimSpace(string(b)), err
+	}
+	for _, d := range dirs {
+		if out, err := asTenant("echo x > " + d + "/probe"); err != nil {
+			t.Errorf("uid %d cannot write %s: %v %s", containerworker.TenantUID, d, err, out)
+		}
+	}
+	if out, err := asTenant(path); err != nil || out != "ran" {
+		t.Errorf("uid %d ran its program: %q, %v; want it to run", containerworker.TenantUID, out, err)
+	}
+	if out, err := asTenant("echo changed >> " + path); err == nil {
+		t.Errorf("uid %d changed its program, the cache's file: %s", containerworker.TenantUID, out)
+	}
+	if out, err := asTenant("ls " + filepath.Dir(filepath.Dir(path))); err == nil {
+		t.Errorf("uid %d listed its worker's directory: %s", containerworker.TenantUID, out)
+	}
+	if out, err := asTenant("cat " + prog); err == nil {
+		t.Errorf("uid %d read the cache: %s", containerworker.TenantUID, out)
+	}
+}
+
+func checkMode(t *testing.T, dir string, want fs.FileMode) {
+	t.Helper()
+	fi, err := os.Stat(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi.Mode().Perm() != want {
+		t.Errorf("%s has mode %v; want %v", dir, fi.Mode().Perm(), want)
 	}
 }

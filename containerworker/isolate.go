@@ -1,0 +1,168 @@
+package containerworker
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"sync"
+	"syscall"
+)
+
+// A container worker holds the node's API key, a key of a system role that reads
+// every tenant's data, and runs tenants' code as its children. What keeps the key
+// from that code: the code's environment is made from an allow-list (UserEnv); the
+// worker is non-dumpable, so that its /proc files and memory are closed to its
+// children (Isolate, startTenant); and tenants' code never runs as root, which
+// could read the worker's memory, and every file of the node's, anyway (Isolate,
+// and Inspect's inspectBox).
+
+// TenantUID and TenantGID are the user and group tenants' code runs as wherever the
+// node can choose: 65534, nobody, as in the docker runtime's containers.
+const (
+	TenantUID = 65534
+	TenantGID = 65534
+)
+
+// Isolate readies this process, a container worker, to hold the node's key with
+// tenants' code as its children. It is the first thing `burla container-worker`
+// does. Linux only.
+//
+// Started as root (the process runtime of an agent that is root), the worker
+// becomes TenantUID, with no supplementary groups and no capabilities left, and so
+// does the code it runs. Running only its children as TenantUID would not do: the
+// worker syncs the tenant's shared directory, which the tenant's code writes, and a
+// worker that is root would follow the links that code plants there to read and
+// write any file of the node's. The runtime gives such a worker a directory of its
+// own that TenantUID can reach (see runtime/process).
+//
+// And the worker makes itself non-dumpable, so that its /proc/PID/environ, mem,
+// maps and the like are closed to every process without CAP_SYS_PTRACE, those of
+// its own user included: the key in its environment and memory is out of its
+// calls' reach. On the docker runtime the worker and its calls share uid 65534 in
+// a container with no capabilities (and no-new-privileges), so this is what keeps
+// the key from them there.
+func Isolate() error {
+	if os.Geteuid() == 0 {
+		if err := dropRoot(); err != nil {
+			return fmt.Errorf("run as uid %d instead of root: %w", TenantUID, err)
+		}
+	}
+	return hide()
+}
+
+// dropRoot makes this process TenantUID and TenantGID, in every thread, for good.
+func dropRoot() error {
+	ppid := os.Getppid()
+	if err := syscall.Setgroups(nil); err != nil {
+		return fmt.Errorf("drop supplementary groups: %w", err)
+	}
+	if err := syscall.Setresgid(TenantGID, TenantGID, TenantGID); err != nil {
+		return fmt.Errorf("set group: %w", err)
+	}
+	if err := syscall.Setresuid(TenantUID, TenantUID, TenantUID); err != nil {
+		return fmt.Errorf("set user: %w", err)
+	}
+	// Changing user cleared the signal that ends this worker when its agent dies
+	// (the runtime's Pdeathsig): ask for it again, and end if the agent is gone already.
+	if _, _, e := syscall.RawSyscall(syscall.SYS_PRCTL, syscall.PR_SET_PDEATHSIG, uintptr(syscall.SIGKILL), 0); e != 0 {
+		return fmt.Errorf("prctl(PR_SET_PDEATHSIG): %w", e)
+	}
+	if os.Getppid() != ppid {
+		return errors.New("its parent exited while it changed user")
+	}
+	return nil
+}
+
+// hide makes this process non-dumpable (see Isolate). Whatever process starts
+// tenants' code does it first: a container worker has already, the control plane
+// has (cmd/burla), but the inspector or a worker may run elsewhere, in a test.
+func hide() error {
+	if _, _, e := syscall.RawSyscall(syscall.SYS_PRCTL, syscall.PR_SET_DUMPABLE, 0, 0); e != 0 {
+		return fmt.Errorf("prctl(PR_SET_DUMPABLE): %w", e)
+	}
+	return nil
+}
+
+// prSetNoNewPrivs is prctl's PR_SET_NO_NEW_PRIVS, which package syscall lacks.
+const prSetNoNewPrivs = 38
+
+// startTenant starts cmd, a process of a tenant's code, once this process is
+// hidden from it (hide), and with no_new_privs set: no program it execs gains a
+// privilege by a set-user-ID bit or file capabilities, so that a setuid-root
+// program of the node's is no way back to root, as no-new-privileges ensures in
+// the docker runtime's containers. The caller calls release once cmd has been
+// waited for.
+//
+// no_new_privs belongs to a thread, which the processes it forks inherit and which
+// it keeps for good. So cmd is forked by a thread of its own, which ends at
+// release rather than going back to serve this process's other goroutines; and not
+// before, since the child's Pdeathsig fires when the thread that forked it ends.
+func startTenant(cmd *exec.Cmd) (release func(), err error) {
+	if err := hide(); err != nil {
+		return nil, err
+	}
+	started := make(chan error, 1)
+	reaped := make(chan struct{})
+	go func() {
+		// Never unlocked: the thread ends with this goroutine.
+		runtime.LockOSThread()
+		if _, _, e := syscall.RawSyscall(syscall.SYS_PRCTL, prSetNoNewPrivs, 1, 0); e != 0 {
+			started <- fmt.Errorf("prctl(PR_SET_NO_NEW_PRIVS): %w", e)
+			return
+		}
+		err := cmd.Start()
+		started <- err
+		if err == nil {
+			<-reaped
+		}
+	}()
+	if err := <-started; err != nil {
+		return nil, err
+	}
+	return sync.OnceFunc(func() { close(reaped) }), nil
+}
+
+// tenantCredential is TenantUID and TenantGID, with no supplementary groups, for a
+// child of a process that is root.
+func tenantCredential() *syscall.Credential {
+	return &syscall.Credential{Uid: TenantUID, Gid: TenantGID, Groups: []uint32{}}
+}
+
+// CheckTenantReach returns nil if TenantUID can reach dir by its path, and
+// otherwise an error that names the first directory on the way that it may not
+// search. (Access control lists are not consulted.)
+func CheckTenantReach(dir string) error {
+	p, err := filepath.Abs(dir)
+	if err == nil {
+		p, err = filepath.EvalSymlinks(p)
+	}
+	if err != nil {
+		return fmt.Errorf("can uid %d reach %s: %w", TenantUID, dir, err)
+	}
+	for {
+		fi, err := os.Stat(p)
+		if err != nil {
+			return fmt.Errorf("can uid %d reach %s: %w", TenantUID, dir, err)
+		}
+		search := fs.FileMode(0o001)
+		if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+			switch {
+			case st.Uid == TenantUID:
+				search = 0o100
+			case st.Gid == TenantGID:
+				search = 0o010
+			}
+		}
+		if fi.Mode().Perm()&search == 0 {
+			return fmt.Errorf("uid %d cannot reach %s: it may not search %s (mode %#o)", TenantUID, dir, p, fi.Mode().Perm())
+		}
+		if p == "/" {
+			return nil
+		}
+		p = filepath.Dir(p)
+	}
+}
