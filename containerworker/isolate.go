@@ -8,7 +8,9 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"sync"
+	"sync/atomic"
 	"syscall"
 )
 
@@ -20,12 +22,53 @@ import (
 // could read the worker's memory, and every file of the node's, anyway (Isolate,
 // and Inspect's inspectBox).
 
-// TenantUID and TenantGID are the user and group tenants' code runs as wherever the
-// node can choose: 65534, nobody, as in the docker runtime's containers.
+// TenantUID and TenantGID are the user and group tenants' code runs as where no
+// other is given: 65534, nobody, as in the docker runtime's containers, which see
+// no process but their own. On a machine whose processes tenants' code can see (the
+// process runtime, the inspector) each worker is given a user of its own instead
+// (NewTenantUID), so that one job's processes cannot read another's, on another
+// node of the same machine or after it on the same node.
 const (
 	TenantUID = 65534
 	TenantGID = 65534
 )
+
+// EnvTenantUID names, in a container worker's environment, the user (and group,
+// of the same number) that the worker, started as root, becomes; unset, it becomes
+// TenantUID.
+const EnvTenantUID = "BURLA_TENANT_UID"
+
+// Users made by NewTenantUID are in [tenantUIDBase, tenantUIDEnd): far above the
+// ranges that systems and container engines hand out.
+const (
+	tenantUIDBase = 0x10000000
+	tenantUIDEnd  = 0x20000000
+)
+
+var tenantSeq atomic.Uint32
+
+// NewTenantUID returns a user ID for one worker's (or one inspection's) tenant
+// code that no other live process of ours on this machine uses: it is made of this
+// process's PID (unique while it lives; at most 2^22 on Linux) and a count of the
+// users it has made, which comes round after 64. ReapTenant clears a user's
+// processes and files before that.
+func NewTenantUID() uint32 {
+	n := tenantSeq.Add(1) % 64
+	return tenantUIDBase + uint32(os.Getpid())%0x400000<<6 + n
+}
+
+// tenantUID is the user this container worker becomes: EnvTenantUID's, or TenantUID.
+func tenantUID() (uint32, error) {
+	v := os.Getenv(EnvTenantUID)
+	if v == "" {
+		return TenantUID, nil
+	}
+	uid, err := strconv.ParseUint(v, 10, 32)
+	if err != nil || uid < tenantUIDBase || uid >= tenantUIDEnd {
+		return 0, fmt.Errorf("%s=%q is not a user NewTenantUID makes", EnvTenantUID, v)
+	}
+	return uint32(uid), nil
+}
 
 // Isolate readies this process, a container worker, to hold the node's key with
 // tenants' code as its children. It is the first thing `burla container-worker`
@@ -47,23 +90,27 @@ const (
 // the key from them there.
 func Isolate() error {
 	if os.Geteuid() == 0 {
-		if err := dropRoot(); err != nil {
-			return fmt.Errorf("run as uid %d instead of root: %w", TenantUID, err)
+		uid, err := tenantUID()
+		if err != nil {
+			return err
+		}
+		if err := dropRoot(int(uid)); err != nil {
+			return fmt.Errorf("run as uid %d instead of root: %w", uid, err)
 		}
 	}
 	return hide()
 }
 
-// dropRoot makes this process TenantUID and TenantGID, in every thread, for good.
-func dropRoot() error {
+// dropRoot makes this process user and group uid, in every thread, for good.
+func dropRoot(uid int) error {
 	ppid := os.Getppid()
 	if err := syscall.Setgroups(nil); err != nil {
 		return fmt.Errorf("drop supplementary groups: %w", err)
 	}
-	if err := syscall.Setresgid(TenantGID, TenantGID, TenantGID); err != nil {
+	if err := syscall.Setresgid(uid, uid, uid); err != nil {
 		return fmt.Errorf("set group: %w", err)
 	}
-	if err := syscall.Setresuid(TenantUID, TenantUID, TenantUID); err != nil {
+	if err := syscall.Setresuid(uid, uid, uid); err != nil {
 		return fmt.Errorf("set user: %w", err)
 	}
 	// Changing user cleared the signal that ends this worker when its agent dies
@@ -126,10 +173,10 @@ func startTenant(cmd *exec.Cmd) (release func(), err error) {
 	return sync.OnceFunc(func() { close(reaped) }), nil
 }
 
-// tenantCredential is TenantUID and TenantGID, with no supplementary groups, for a
-// child of a process that is root.
-func tenantCredential() *syscall.Credential {
-	return &syscall.Credential{Uid: TenantUID, Gid: TenantGID, Groups: []uint32{}}
+// tenantCredential is user and group uid, with no supplementary groups, for a
+// process of a tenant's code.
+func tenantCredential(uid uint32) *syscall.Credential {
+	return &syscall.Credential{Uid: uid, Gid: uid, Groups: []uint32{}}
 }
 
 // CheckTenantReach returns nil if TenantUID can reach dir by its path, and
@@ -165,4 +212,75 @@ func CheckTenantReach(dir string) error {
 		}
 		p = filepath.Dir(p)
 	}
+}
+
+// ReapTenant ends every process of user uid (one made by NewTenantUID) and removes
+// the files it left in the machine's shared temporary directories, once the worker
+// or inspection it was made for is over: a process a job started in a session of
+// its own, or a file it wrote in /tmp, must not outlive the job to watch or feed the
+// next one. Only root can; elsewhere it does nothing.
+func ReapTenant(uid uint32) error {
+	if os.Geteuid() != 0 || uid < tenantUIDBase || uid >= tenantUIDEnd {
+		return nil
+	}
+	// A process may fork while it is looked for: look again until none is left.
+	for round := 0; ; round++ {
+		pids := processesOf(uid)
+		if len(pids) == 0 {
+			break
+		}
+		if round == 50 {
+			return fmt.Errorf("uid %d still has processes %v", uid, pids)
+		}
+		for _, pid := range pids {
+			_ = syscall.Kill(pid, syscall.SIGKILL)
+		}
+	}
+	var errs []error
+	for _, dir := range []string{os.TempDir(), "/var/tmp", "/dev/shm"} {
+		errs = append(errs, removeOwned(dir, uid))
+	}
+	return errors.Join(errs...)
+}
+
+// processesOf lists the processes whose real or effective user is uid.
+func processesOf(uid uint32) []int {
+	ents, _ := os.ReadDir("/proc")
+	var pids []int
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		var st syscall.Stat_t
+		// /proc/PID belongs to the process's effective user.
+		if syscall.Stat("/proc/"+e.Name(), &st) == nil && st.Uid == uid {
+			pids = append(pids, pid)
+		}
+	}
+	return pids
+}
+
+// removeOwned removes what uid owns in dir, at any depth it can reach.
+func removeOwned(dir string, uid uint32) error {
+	var errs []error
+	_ = filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || p == dir {
+			return nil
+		}
+		fi, err := d.Info()
+		if err != nil {
+			return nil
+		}
+		if st, ok := fi.Sys().(*syscall.Stat_t); ok && st.Uid == uid {
+			if err := os.RemoveAll(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
+				errs = append(errs, err)
+			}
+			if d.IsDir() {
+				return filepath.SkipDir
+			}
+		}
+		return nil
+	})
+	return errors.Join(errs...)
 }

@@ -586,7 +586,7 @@ func (c *capture) tailNote() string {
 // Inspect starts the program at path in worker mode, reads what it registers, and
 // stops it. It is the control plane's, which holds keys of its own: the program
 // runs as a job's would (UserEnv, startTenant) in a scratch directory of its own,
-// and, if this process is root, as TenantUID (see inspectBox).
+// and, if this process is root, as a user of its own (see inspectBox).
 func Inspect(ctx context.Context, path string) (functions []string, goos, goarch string, err error) {
 	box, err := newInspectBox(path)
 	if err != nil {
@@ -604,13 +604,15 @@ func Inspect(ctx context.Context, path string) (functions []string, goos, goarch
 // inspectBox is where the inspector runs a program: a directory of its own,
 // removed after, that holds the program's scratch directory (its working
 // directory, HOME and TMPDIR), so that it starts among none of the control
-// plane's files. When the inspector is root, the program runs as TenantUID, which
-// cannot reach where the control plane fetched it to: the box holds a copy that
-// TenantUID may run and not change, and the scratch directory is TenantUID's.
+// plane's files. When the inspector is root, the program runs as a user of its own
+// (NewTenantUID), which cannot reach where the control plane fetched it to: the box
+// holds a copy that user may run and not change, and the scratch directory is
+// that user's.
 type inspectBox struct {
 	dir     string
 	program string
 	as      runAs
+	uid     uint32 // the user the program runs as, when the inspector is root
 }
 
 func newInspectBox(path string) (*inspectBox, error) {
@@ -641,21 +643,27 @@ func (b *inspectBox) fill(path string) error {
 	if err := CheckTenantReach(b.dir); err != nil {
 		return err
 	}
-	if err := os.Lchown(b.as.scratch, TenantUID, TenantGID); err != nil {
+	b.uid = NewTenantUID()
+	if err := os.Lchown(b.as.scratch, int(b.uid), int(b.uid)); err != nil {
 		return err
 	}
 	b.program = filepath.Join(b.dir, "program")
 	if err := copyProgram(path, b.program); err != nil {
-		return fmt.Errorf("copy the program for uid %d: %w", TenantUID, err)
+		return fmt.Errorf("copy the program for uid %d: %w", b.uid, err)
 	}
-	b.as.cred = tenantCredential()
+	b.as.cred = tenantCredential(b.uid)
 	return nil
 }
 
 // remove deletes the box. A process the program left behind, still writing in it,
 // may keep part of it from going: a few files in the system's temporary directory,
 // not worth failing an inspection for.
-func (b *inspectBox) remove() { _ = os.RemoveAll(b.dir) }
+func (b *inspectBox) remove() {
+	if b.uid != 0 {
+		_ = ReapTenant(b.uid)
+	}
+	_ = os.RemoveAll(b.dir)
+}
 
 // copyProgram copies the program at src to dst, which anyone may read and run and
 // nobody but root may change.

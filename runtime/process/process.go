@@ -9,32 +9,28 @@
 // directory, the tenant's shared files (job.EnvSharedDir), is in there too.
 //
 // What else keeps a job from the node's files and processes depends on the agent's
-// user (see Isolates). An agent that is root runs each worker as
-// containerworker.TenantUID (uid 65534, nobody, as the docker runtime's containers
-// do; the worker changes user as it starts, see containerworker.Isolate), and so
-// the calls it runs: the worker's scratch and shared directories are that user's,
-// the rest of its directory stays the agent's and may be searched but not listed,
-// and its program, a link to the cache's file, may be run but not changed. A
-// function then reads none of the node's own files that are not open to all, nor
-// the program cache (mode 0700), nor the memory of the agent or of its worker, and
-// it cannot gain privileges by running a setuid program.
+// user (see Isolates). An agent that is root runs each worker as a user of the
+// worker's own (containerworker.NewTenantUID: no other worker on the machine, on
+// this node or another, has it, nor any later worker for 64 of this agent's
+// worker starts; the worker changes user as it starts, see containerworker.Isolate),
+// and so the calls it runs: the worker's scratch and shared directories are that
+// user's, the rest of its directory stays the agent's and may be searched but not
+// listed, and its program, a link to the cache's file, may be run but not changed.
+// A function then reads none of the node's own files that are not open to all, nor
+// the program cache (mode 0700), nor the memory or environment of the agent, of
+// its worker or of any other job's processes, and it cannot gain privileges by
+// running a setuid program. When the worker ends, every process of its user is
+// killed, a process a call started in a session of its own included, and what that
+// user left in /tmp, /var/tmp and /dev/shm is removed (containerworker.ReapTenant).
 //
 // An agent that is not root can do none of that: a function runs as the agent's
 // user and can read whatever that user can, including the node's program cache
-// (mode 0700, but owned by that same user), other workers' directories, and any
-// file the last job wrote outside its scratch directory; only the agent's and the
-// worker's memory and environment are closed to it (they are not dumpable). The
-// agent warns when it starts so.
-//
-// Either way, processes of one user are not isolated from each other: a process
-// that a function starts in a session of its own outlives its worker and can
-// watch the next job's processes, which run as the same user, and the files it
-// writes outside its worker's directory (in /tmp, say) are there for the next
-// job's calls to read. Per-worker
-// directories keep one job's files from the next job by accident, not from a
-// function that looks for them. Run jobs of tenants who must not see each other's
-// programs and files on the docker runtime, whose workers are containers that see
-// only their own program.
+// (mode 0700, but owned by that same user), other workers' directories and
+// processes, the cluster's data if it is this user's, and any file the last job
+// wrote outside its scratch directory; only the agent's and the worker's memory and
+// environment are closed to it (they are not dumpable). The agent warns when it
+// starts so. Run jobs of tenants who must not see each other on a root agent or on
+// the docker runtime, whose workers are containers that see only their own program.
 package process
 
 import (
@@ -45,9 +41,11 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"syscall"
 
 	"github.com/burla-temporal/burla/containerworker"
@@ -158,8 +156,10 @@ func start(spec runtime.WorkerSpec, dir *runtime.WorkerDir, isolate bool) (*work
 	if err != nil {
 		return nil, err
 	}
+	var uid uint32 // the worker's own user, when it isolates
 	if isolate {
-		if err := forTenant(dir.Path, scratch, shared); err != nil {
+		uid = containerworker.NewTenantUID()
+		if err := forTenant(dir.Path, scratch, shared, uid); err != nil {
 			return nil, err
 		}
 	}
@@ -167,6 +167,9 @@ func start(spec runtime.WorkerSpec, dir *runtime.WorkerDir, isolate bool) (*work
 	cmd.Dir = scratch
 	// The last of a variable's values is the one used.
 	cmd.Env = append(append(os.Environ(), spec.Env...), "TMPDIR="+scratch, job.EnvSharedDir+"="+shared)
+	if isolate {
+		cmd.Env = append(cmd.Env, containerworker.EnvTenantUID+"="+strconv.FormatUint(uint64(uid), 10))
+	}
 	cmd.Stderr = os.Stderr
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Setpgid: true}
 	stdin, err := cmd.StdinPipe()
@@ -190,8 +193,12 @@ func start(spec runtime.WorkerSpec, dir *runtime.WorkerDir, isolate bool) (*work
 	w := &worker{cmd: cmd, dir: dir, stdin: stdin, stdout: stdout, done: make(chan struct{})}
 	go func() {
 		w.err = cmd.Wait()
-		// The worker's files go with it; Done waits for that, so that a worker
-		// started after it never races its removal.
+		// Whatever its calls left running or in the machine's temporary
+		// directories goes with it, and its files; Done waits for that, so that a
+		// worker started after it never races their removal.
+		if err := containerworker.ReapTenant(uid); err != nil {
+			slog.Warn("process runtime: could not clear what a worker's user left", "uid", uid, "error", err)
+		}
 		if err := dir.Remove(); err != nil && w.err == nil {
 			w.err = err
 		}
@@ -200,11 +207,11 @@ func start(spec runtime.WorkerSpec, dir *runtime.WorkerDir, isolate bool) (*work
 	return w, nil
 }
 
-// forTenant readies the directory of a worker that will run as
-// containerworker.TenantUID: that user may search it, to reach its program
+// forTenant readies the directory of a worker that will run as user uid (see
+// containerworker.NewTenantUID): that user may search it, to reach its program
 // (provided later, see Provide) and its scratch and shared directories, which
 // become its own.
-func forTenant(path, scratch, shared string) error {
+func forTenant(path, scratch, shared string, uid uint32) error {
 	if err := os.Chmod(path, 0o711); err != nil {
 		return fmt.Errorf("worker directory: %w", err)
 	}
@@ -212,7 +219,7 @@ func forTenant(path, scratch, shared string) error {
 		return fmt.Errorf("worker directory: %w (the agent keeps its workers' directories where that user reaches them, see WorkersDir)", err)
 	}
 	for _, p := range []string{scratch, shared} {
-		if err := os.Lchown(p, containerworker.TenantUID, containerworker.TenantGID); err != nil {
+		if err := os.Lchown(p, int(uid), int(uid)); err != nil {
 			return fmt.Errorf("worker directory: %w", err)
 		}
 	}

@@ -4,10 +4,12 @@ import (
 	"bufio"
 	"context"
 	"errors"
+	"fmt"
 	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -171,7 +173,7 @@ func TestIsolatedWorkerDirectory(t *testing.T) {
 	}
 	t.Cleanup(func() { os.RemoveAll(workers) })
 	w, err := Runtime{}.Start(context.Background(), runtime.WorkerSpec{Node: "n", Dir: workers,
-		Argv: []string{"/bin/sh", "-c", `echo "$TMPDIR"; echo "$BURLA_SHARED_DIR"; cat >/dev/null`}})
+		Argv: []string{"/bin/sh", "-c", `echo "$TMPDIR"; echo "$BURLA_SHARED_DIR"; echo "$BURLA_TENANT_UID"; cat >/dev/null`}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -185,6 +187,11 @@ func TestIsolatedWorkerDirectory(t *testing.T) {
 		out.Scan()
 		dirs = append(dirs, out.Text())
 	}
+	out.Scan()
+	uid, err := strconv.ParseUint(out.Text(), 10, 32)
+	if err != nil || uid < 0x10000000 {
+		t.Fatalf("the worker's user %q: want one of its own (%v)", out.Text(), err)
+	}
 	path, err := w.Provide(prog)
 	if err != nil {
 		t.Fatal(err)
@@ -192,26 +199,26 @@ func TestIsolatedWorkerDirectory(t *testing.T) {
 	// What the worker and its calls do, as that user.
 	asTenant := func(script string) (string, error) {
 		cmd := exec.Command("/bin/sh", "-c", script)
-		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: containerworker.TenantUID, Gid: containerworker.TenantGID, Groups: []uint32{}}}
+		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uint32(uid), Gid: uint32(uid), Groups: []uint32{}}}
 		b, err := cmd.CombinedOutput()
 		return strings.TrimSpace(string(b)), err
 	}
 	for _, d := range dirs {
 		if out, err := asTenant("echo x > " + d + "/probe"); err != nil {
-			t.Errorf("uid %d cannot write %s: %v %s", containerworker.TenantUID, d, err, out)
+			t.Errorf("uid %d cannot write %s: %v %s", uid, d, err, out)
 		}
 	}
 	if out, err := asTenant(path); err != nil || out != "ran" {
-		t.Errorf("uid %d ran its program: %q, %v; want it to run", containerworker.TenantUID, out, err)
+		t.Errorf("uid %d ran its program: %q, %v; want it to run", uid, out, err)
 	}
 	if out, err := asTenant("echo changed >> " + path); err == nil {
-		t.Errorf("uid %d changed its program, the cache's file: %s", containerworker.TenantUID, out)
+		t.Errorf("uid %d changed its program, the cache's file: %s", uid, out)
 	}
 	if out, err := asTenant("ls " + filepath.Dir(filepath.Dir(path))); err == nil {
-		t.Errorf("uid %d listed its worker's directory: %s", containerworker.TenantUID, out)
+		t.Errorf("uid %d listed its worker's directory: %s", uid, out)
 	}
 	if out, err := asTenant("cat " + prog); err == nil {
-		t.Errorf("uid %d read the cache: %s", containerworker.TenantUID, out)
+		t.Errorf("uid %d read the cache: %s", uid, out)
 	}
 }
 
@@ -224,4 +231,70 @@ func checkMode(t *testing.T, dir string, want fs.FileMode) {
 	if fi.Mode().Perm() != want {
 		t.Errorf("%s has mode %v; want %v", dir, fi.Mode().Perm(), want)
 	}
+}
+
+// On an agent that is root, two workers run as two users, and what a worker's user
+// leaves behind (a process in a session of its own, a file in /tmp) is gone once
+// the worker is: nothing of one job survives to watch or feed the next.
+func TestWorkerUserIsItsOwnAndReaped(t *testing.T) {
+	if !Isolates() {
+		t.Skip("only an agent that is root runs its workers as another user")
+	}
+	workers, err := WorkersDir(filepath.Join(t.TempDir(), "workers"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(workers) })
+	mark := fmt.Sprintf("burla-leftover-%d", time.Now().UnixNano())
+	start := func(slot int) (runtime.Worker, uint64) {
+		// The worker leaves a file in /tmp and a process in a session of its own.
+		w, err := Runtime{}.Start(context.Background(), runtime.WorkerSpec{Node: "n", Slot: slot, Dir: workers,
+			Argv: []string{"/bin/sh", "-c", `echo "$BURLA_TENANT_UID"; cat >/dev/null`}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		out := bufio.NewScanner(w.Stdout())
+		out.Scan()
+		uid, err := strconv.ParseUint(out.Text(), 10, 32)
+		if err != nil {
+			t.Fatalf("the worker's user %q: %v", out.Text(), err)
+		}
+		return w, uid
+	}
+	w1, uid1 := start(0)
+	w2, uid2 := start(1)
+	if uid1 == uid2 {
+		t.Fatalf("two workers run as the same user %d", uid1)
+	}
+	leftover := filepath.Join(os.TempDir(), mark)
+	cmd := exec.Command("/bin/sh", "-c", "touch "+leftover+"; exec sleep 600")
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Credential: &syscall.Credential{Uid: uint32(uid1), Gid: uint32(uid1), Groups: []uint32{}}}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	for i := 0; ; i++ {
+		if _, err := os.Stat(leftover); err == nil {
+			break
+		}
+		if i == 100 {
+			t.Fatal("the leftover file never appeared")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	w1.Stdin().Close()
+	<-w1.Done()
+	select {
+	case <-exited:
+	case <-time.After(5 * time.Second):
+		cmd.Process.Kill()
+		t.Error("a process of the worker's user outlived the worker")
+	}
+	if _, err := os.Stat(leftover); !errors.Is(err, fs.ErrNotExist) {
+		os.Remove(leftover)
+		t.Errorf("the worker's file in %s outlived it: %v", os.TempDir(), err)
+	}
+	w2.Stdin().Close()
+	<-w2.Done()
 }
