@@ -8,12 +8,21 @@ package devcluster
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/json"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/big"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -81,8 +90,20 @@ type Config struct {
 	StoreURL string
 	// Keys, if set, is a keys file (package auth): the cluster's Temporal and NATS
 	// then admit only callers with a key from it, and keep tenants apart. The
-	// control plane and node agents get keys of their own, in memory.
-	Keys   string
+	// control plane and node agents get keys of their own, in memory. Only the
+	// embedded NATS server can keep tenants apart for it, so Keys with a StoreURL
+	// is refused, with an error matching storeurl.ErrNoIsolation.
+	Keys string
+	// TenantLimits bound each tenant's account in the embedded NATS server (with Keys).
+	TenantLimits natsserver.TenantLimits
+	// TLSDir, if set, makes the cluster's Temporal frontend and NATS server serve
+	// TLS only, with the certificate in TLSDir/server.pem and its key in
+	// TLSDir/server-key.pem, which the CA in TLSDir/ca.pem signed: the layout
+	// MakeTLS writes. The cluster's own components trust that CA, and programs
+	// must too (Addresses.CA). Node agents find it in the environment they
+	// inherit, through which the providers pass Temporal's settings on, so Start
+	// sets temporalconn.EnvCACert in this process's environment.
+	TLSDir string
 	Logger *slog.Logger
 	// Metrics, if set, receives the control plane's Prometheus metrics, which the
 	// caller serves at MetricsURL.
@@ -102,6 +123,10 @@ type Addresses struct {
 	Keys      bool   `json:"keys,omitempty"` // callers need an API key
 	Nodes     int    `json:"nodes"`
 	CPUs      int    `json:"cpus_per_node"`
+	// CA is the file of the CA that signed the certificate Temporal and NATS
+	// serve TLS with, when they do: programs trust it (BURLA_TEMPORAL_TLS_CA, and
+	// the ca parameter of Store, which names it already).
+	CA string `json:"ca,omitempty"`
 }
 
 // Cluster is a running dev cluster.
@@ -135,6 +160,9 @@ func port(p, def int) int {
 func Start(ctx context.Context, cfg Config) (_ *Cluster, err error) {
 	if cfg.Nodes < 1 || cfg.CPUs < 1 {
 		return nil, fmt.Errorf("dev cluster: need at least 1 node of 1 CPU, got %d nodes of %d", cfg.Nodes, cfg.CPUs)
+	}
+	if cfg.Keys != "" && cfg.StoreURL != "" {
+		return nil, sharedStore(cfg.StoreURL)
 	}
 	if cfg.Host == "" {
 		cfg.Host = "127.0.0.1"
@@ -173,14 +201,36 @@ func Start(ctx context.Context, cfg Config) (_ *Cluster, err error) {
 			return nil, fmt.Errorf("dev cluster: %w", err)
 		}
 	}
+	var serverTLS *tls.Config
+	var caFile string
+	if cfg.TLSDir != "" {
+		if serverTLS, caFile, err = LoadTLS(cfg.TLSDir); err != nil {
+			return nil, fmt.Errorf("dev cluster: %w", err)
+		}
+		// Node agents, their workers and programs the cluster inspects inherit it.
+		if err := os.Setenv(temporalconn.EnvCACert, caFile); err != nil {
+			return nil, fmt.Errorf("dev cluster: %w", err)
+		}
+	}
 	storeURL := cfg.StoreURL
 	if storeURL == "" {
 		c.nats, err = natsserver.Start(natsserver.Config{Host: cfg.Host, Port: port(cfg.NATSPort, 4222), StoreDir: filepath.Join(cfg.DataDir, "nats"),
-			Keys: keys, Logger: cfg.Logger.With("component", "nats")})
+			Keys: keys, TLS: serverTLS, TenantLimits: cfg.TenantLimits, Logger: cfg.Logger.With("component", "nats")})
 		if err != nil {
 			return nil, fmt.Errorf("dev cluster: %w", err)
 		}
 		storeURL = c.nats.URL()
+		if serverTLS != nil {
+			storeURL = storeurl.WithCA(dialable(storeURL), caFile)
+		}
+	}
+	// Node containers, and the worker containers of the docker runtime, have none
+	// of this machine's files: they get the CA in the URL itself.
+	nodeStoreURL := storeURL
+	if cfg.Provider == "docker" || cfg.Runtime == "docker" {
+		if nodeStoreURL, err = storeurl.Portable(storeURL); err != nil {
+			return nil, fmt.Errorf("dev cluster: %w", err)
+		}
 	}
 	if c.st, err = storeurl.OpenKey(ctx, storeURL, "burla-control", controlKey); err != nil {
 		return nil, fmt.Errorf("dev cluster: %w", err)
@@ -193,6 +243,7 @@ func Start(ctx context.Context, cfg Config) (_ *Cluster, err error) {
 		Logger:           cfg.Logger.With("component", "temporal-server"),
 		SearchAttributes: SearchAttributes(),
 		Keys:             keys,
+		TLS:              serverTLS,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("dev cluster: temporal server: %w", err)
@@ -204,7 +255,7 @@ func Start(ctx context.Context, cfg Config) (_ *Cluster, err error) {
 		// The SDK's own metrics, when the caller serves metrics (nil discards them).
 		MetricsHandler: temporalmetrics.New(cfg.Metrics),
 	}
-	if err := (temporalconn.Security{Key: controlKey}).Apply(&topts); err != nil {
+	if err := (temporalconn.Security{Key: controlKey, CACert: caFile}).Apply(&topts); err != nil {
 		return nil, fmt.Errorf("dev cluster: %w", err)
 	}
 	c.tc, err = client.DialContext(ctx, topts)
@@ -217,7 +268,7 @@ func Start(ctx context.Context, cfg Config) (_ *Cluster, err error) {
 		cfg.Metrics.MustRegister(status.NewCollector(c.tc, c.st, cfg.Logger))
 	}
 	c.addrs = Addresses{Temporal: c.ts.FrontendHostPort(), Namespace: c.ts.Namespace(), UI: c.ts.UIAddress(),
-		Store: storeURL, Metrics: cfg.MetricsURL, Nodes: cfg.Nodes, CPUs: cfg.CPUs, Keys: keys != nil}
+		Store: storeURL, Metrics: cfg.MetricsURL, Nodes: cfg.Nodes, CPUs: cfg.CPUs, Keys: keys != nil, CA: caFile}
 	if c.nats != nil {
 		c.addrs.NATS = c.nats.URL()
 	}
@@ -235,7 +286,7 @@ func Start(ctx context.Context, cfg Config) (_ *Cluster, err error) {
 		Executable:      cfg.Executable,
 		TemporalAddress: c.addrs.Temporal,
 		Namespace:       c.addrs.Namespace,
-		StoreURL:        c.addrs.Store,
+		StoreURL:        nodeStoreURL,
 		DataDir:         filepath.Join(cfg.DataDir, "nodes"),
 		Runtime:         cfg.Runtime,
 		NodeKey:         nodeKey,
@@ -249,7 +300,7 @@ func Start(ctx context.Context, cfg Config) (_ *Cluster, err error) {
 		// Docker nodes, or nodes with docker workers: either way the control plane
 		// builds images (the node image, and jobs' environments) on the engine.
 		c.docker, err = docker.New(ctx, docker.Config{Executable: cfg.Executable, TemporalAddress: c.addrs.Temporal,
-			Namespace: c.addrs.Namespace, StoreURL: c.addrs.Store, NodeKey: nodeKey, Logger: cfg.Logger})
+			Namespace: c.addrs.Namespace, StoreURL: nodeStoreURL, NodeKey: nodeKey, Logger: cfg.Logger})
 		if err != nil {
 			return nil, fmt.Errorf("dev cluster: %w", err)
 		}
@@ -444,4 +495,232 @@ func machineMB() int {
 		}
 	}
 	return 0
+}
+
+// sharedStore is the refusal of API keys with a store the dev cluster does not
+// run: the cluster would admit tenants by key, then let each read and write every
+// other's jobs in the store. A warning would be missed, and the cluster would be
+// used as if tenants were kept apart.
+func sharedStore(storeURL string) error {
+	why := "burla dev keeps tenants apart only in the NATS server it runs itself, where it makes each tenant's account; " +
+		"its own components' keys, made in memory, are known to no other server"
+	if strings.HasPrefix(storeURL, "firestore:") {
+		why = "Firestore keeps no tenant from another's jobs: every tenant's programs would reach it with the same Google credentials"
+	}
+	shown := storeURL
+	if u, err := url.Parse(storeURL); err == nil {
+		shown = u.Redacted()
+	}
+	return fmt.Errorf("dev cluster: API keys (--keys) with the store %s: %w: %s. Drop --store to use the embedded NATS server, "+
+		"which puts each tenant in an account of its own, or drop --keys for a cluster of one tenant", shown, storeurl.ErrNoIsolation, why)
+}
+
+// dialable is a server's URL with an unspecified listening address (0.0.0.0,
+// ::) replaced by loopback, which a client can dial and a certificate names.
+func dialable(rawURL string) string {
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		return rawURL
+	}
+	if ip := net.ParseIP(u.Hostname()); ip != nil && ip.IsUnspecified() {
+		u.Host = net.JoinHostPort("127.0.0.1", u.Port())
+	}
+	return u.String()
+}
+
+// The files of a TLS directory (Config.TLSDir, MakeTLS).
+const (
+	TLSCA        = "ca.pem"         // the CA's certificate: clients trust it
+	TLSCAKey     = "ca-key.pem"     // the CA's key: it signs certificates; keep it off the servers
+	TLSServer    = "server.pem"     // the servers' certificate, then the CA's
+	TLSServerKey = "server-key.pem" // its key
+)
+
+// LoadTLS reads the servers' certificate from a TLS directory (Config.TLSDir),
+// and returns the TLS configuration they serve with and the CA's file.
+func LoadTLS(dir string) (*tls.Config, string, error) {
+	pair, err := tls.LoadX509KeyPair(filepath.Join(dir, TLSServer), filepath.Join(dir, TLSServerKey))
+	if err != nil {
+		return nil, "", fmt.Errorf("TLS directory %s: %w (burla certs make writes one)", dir, err)
+	}
+	ca, err := filepath.Abs(filepath.Join(dir, TLSCA))
+	if err != nil {
+		return nil, "", err
+	}
+	if _, err := os.Stat(ca); err != nil {
+		return nil, "", fmt.Errorf("TLS directory %s: the CA's certificate: %w", dir, err)
+	}
+	return &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{pair}}, ca, nil
+}
+
+// Lifetimes of what MakeTLS makes: the CA outlives many renewals of the
+// servers' certificate, which MakeTLS makes anew each time it runs.
+const (
+	caLifetime   = 10 * 365 * 24 * time.Hour
+	leafLifetime = 3 * 365 * 24 * time.Hour
+)
+
+// MakeTLS writes what a cluster's Temporal and NATS need to serve TLS into dir,
+// in the layout Config.TLSDir, `burla temporal-server --tls-cert` and the compose
+// files read:
+//
+//	ca.pem, ca-key.pem          a CA, made only when dir has none, so that clients
+//	                            that trust it go on trusting what it signs next
+//	server.pem, server-key.pem  a certificate for hosts (names and IP addresses),
+//	                            localhost, 127.0.0.1 and ::1, signed by the CA, made
+//	                            anew each time: run it again to add a host or renew
+//	NAME.pem, NAME-key.pem      for each name in clients, a client certificate
+//	                            signed by the CA, for servers that ask for one
+//	                            (mutual TLS, --tls-client-ca ca.pem)
+//
+// It is all made here, in Go, so that making them takes the burla binary alone
+// (no openssl), as on a server that runs nothing but its image. Keys are ECDSA
+// P-256, written readable by their owner only.
+func MakeTLS(dir string, hosts, clients []string) error {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("make TLS: %w", err)
+	}
+	for _, c := range clients {
+		// A file name in dir, which must not be the CA's or the servers'.
+		if c == "" || c == "ca" || c == "server" || strings.Trim(c, "abcdefghijklmnopqrstuvwxyz0123456789-") != "" {
+			return fmt.Errorf("make TLS: client name %q: use lower-case letters, digits and dashes, and neither ca nor server", c)
+		}
+	}
+	ca, caKey, err := loadOrMakeCA(dir)
+	if err != nil {
+		return fmt.Errorf("make TLS: %w", err)
+	}
+	names := append([]string{"localhost", "127.0.0.1", "::1"}, hosts...)
+	if err := issue(dir, "server", ca, caKey, names, x509.ExtKeyUsageServerAuth); err != nil {
+		return fmt.Errorf("make TLS: %w", err)
+	}
+	for _, c := range clients {
+		if err := issue(dir, c, ca, caKey, nil, x509.ExtKeyUsageClientAuth); err != nil {
+			return fmt.Errorf("make TLS: %w", err)
+		}
+	}
+	return nil
+}
+
+// loadOrMakeCA reads dir's CA, or makes one if dir has neither its certificate
+// nor its key.
+func loadOrMakeCA(dir string) (*x509.Certificate, *ecdsa.PrivateKey, error) {
+	certFile, keyFile := filepath.Join(dir, TLSCA), filepath.Join(dir, TLSCAKey)
+	certPEM, certErr := os.ReadFile(certFile)
+	keyPEM, keyErr := os.ReadFile(keyFile)
+	switch {
+	case certErr == nil && keyErr == nil:
+		pair, err := tls.X509KeyPair(certPEM, keyPEM)
+		if err != nil {
+			return nil, nil, fmt.Errorf("the CA in %s: %w", dir, err)
+		}
+		key, ok := pair.PrivateKey.(*ecdsa.PrivateKey)
+		if !ok {
+			return nil, nil, fmt.Errorf("the CA in %s: its key is not ECDSA", dir)
+		}
+		ca, err := x509.ParseCertificate(pair.Certificate[0])
+		if err != nil {
+			return nil, nil, fmt.Errorf("the CA in %s: %w", dir, err)
+		}
+		return ca, key, nil
+	case !errors.Is(certErr, os.ErrNotExist) || !errors.Is(keyErr, os.ErrNotExist):
+		return nil, nil, fmt.Errorf("the CA in %s: need both %s and %s, or neither to make a new CA: %w", dir, TLSCA, TLSCAKey, errors.Join(certErr, keyErr))
+	}
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, nil, err
+	}
+	now := time.Now()
+	tmpl := &x509.Certificate{
+		Subject:               pkix.Name{CommonName: "burla cluster CA"},
+		NotBefore:             now.Add(-time.Hour),
+		NotAfter:              now.Add(caLifetime),
+		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign,
+		BasicConstraintsValid: true,
+		IsCA:                  true,
+		MaxPathLenZero:        true,
+	}
+	der, err := signCert(tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		return nil, nil, err
+	}
+	ca, err := x509.ParseCertificate(der)
+	if err != nil {
+		return nil, nil, err
+	}
+	// The key first: a certificate without its key would stop the next run.
+	if err := writeKey(keyFile, key); err != nil {
+		return nil, nil, err
+	}
+	if err := writePEM(certFile, 0o644, &pem.Block{Type: "CERTIFICATE", Bytes: der}); err != nil {
+		return nil, nil, err
+	}
+	return ca, key, nil
+}
+
+// issue writes NAME.pem (the certificate, then the CA's) and NAME-key.pem into
+// dir: a certificate for names, signed by ca, for usage.
+func issue(dir, name string, ca *x509.Certificate, caKey *ecdsa.PrivateKey, names []string, usage x509.ExtKeyUsage) error {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return err
+	}
+	now := time.Now()
+	tmpl := &x509.Certificate{
+		Subject:     pkix.Name{CommonName: "burla " + name},
+		NotBefore:   now.Add(-time.Hour),
+		NotAfter:    now.Add(leafLifetime),
+		KeyUsage:    x509.KeyUsageDigitalSignature,
+		ExtKeyUsage: []x509.ExtKeyUsage{usage},
+	}
+	for _, n := range names {
+		if ip := net.ParseIP(n); ip != nil {
+			tmpl.IPAddresses = append(tmpl.IPAddresses, ip)
+		} else if n != "" {
+			tmpl.DNSNames = append(tmpl.DNSNames, n)
+		}
+	}
+	der, err := signCert(tmpl, ca, &key.PublicKey, caKey)
+	if err != nil {
+		return fmt.Errorf("%s certificate: %w", name, err)
+	}
+	if err := writeKey(filepath.Join(dir, name+"-key.pem"), key); err != nil {
+		return err
+	}
+	return writePEM(filepath.Join(dir, name+".pem"), 0o644,
+		&pem.Block{Type: "CERTIFICATE", Bytes: der}, &pem.Block{Type: "CERTIFICATE", Bytes: ca.Raw})
+}
+
+func signCert(tmpl, parent *x509.Certificate, pub *ecdsa.PublicKey, signer *ecdsa.PrivateKey) ([]byte, error) {
+	serial, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 128))
+	if err != nil {
+		return nil, err
+	}
+	tmpl.SerialNumber = serial
+	return x509.CreateCertificate(rand.Reader, tmpl, parent, pub, signer)
+}
+
+func writeKey(path string, key *ecdsa.PrivateKey) error {
+	der, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		return err
+	}
+	return writePEM(path, 0o600, &pem.Block{Type: "PRIVATE KEY", Bytes: der})
+}
+
+// writePEM replaces path with blocks atomically, so that a server starting
+// meanwhile reads the old file or the new one, never half of one.
+func writePEM(path string, mode os.FileMode, blocks ...*pem.Block) error {
+	var data []byte
+	for _, b := range blocks {
+		data = append(data, pem.EncodeToMemory(b)...)
+	}
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, data, mode); err != nil {
+		return err
+	}
+	if err := os.Chmod(tmp, mode); err != nil { // whatever the umask
+		return err
+	}
+	return os.Rename(tmp, path)
 }

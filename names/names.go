@@ -145,4 +145,7 @@ const (
 	// ErrNotYours: a workflow's input names a job, tenant or program that its own
 	// workflow ID does not: a tenant tried to act as another.
 	ErrNotYours = "NotYours"
+	// ErrTenantLimit: the job's tenant held all the nodes its share of the
+	// cluster allows, with other jobs, for as long as the job waited for one.
+	ErrTenantLimit = "TenantLimit"
 )

@@ -77,6 +77,10 @@ const (
 	KindClusterShutdown   ErrorKind = "ClusterShutdown"   // the cluster is shutting down and takes no more jobs
 	KindVersionMismatch   ErrorKind = "VersionMismatch"   // the client and the cluster speak different job protocols
 	KindInternal          ErrorKind = "Internal"          // anything else: the message says what
+	// KindTenantLimit: the job's tenant held all the nodes its share of the
+	// cluster allows, with other jobs, for as long as the job waited for one;
+	// the message names the share and what the tenant holds.
+	KindTenantLimit ErrorKind = "TenantLimit"
 )
 
 // Error is a job that could not run or finish for a reason other than a failed call.
@@ -144,6 +148,8 @@ func jobError(jobID string, err error) error {
 			kind = KindVersionMismatch
 		case names.ErrNotYours:
 			kind = KindUnauthorized
+		case names.ErrTenantLimit:
+			kind = KindTenantLimit
 		}
 		return &Error{Kind: kind, Job: jobID, Index: -1, Msg: app.Message()}
 	}

@@ -20,6 +20,8 @@ func TestJobErrorKinds(t *testing.T) {
 		names.ErrJobStalled:        KindJobStalled,
 		names.ErrShuttingDown:      KindClusterShutdown,
 		names.ErrVersionMismatch:   KindVersionMismatch,
+		names.ErrTenantLimit:       KindTenantLimit,
+		names.ErrNotYours:          KindUnauthorized,
 		names.ErrUnknownFunction:   KindUnknownFunction,
 		names.ErrBadBinary:         KindBadBinary,
 		names.ErrClientGone:        KindClientGone,

@@ -6,7 +6,8 @@
 //
 //	BURLA_TEMPORAL_API_KEY          an API key, sent with every call; implies TLS
 //	BURLA_TEMPORAL_TLS_CERT, _KEY   PEM files of a client certificate (mTLS); imply TLS
-//	BURLA_TEMPORAL_TLS_CA           PEM file of the server's CA (default: the system's roots)
+//	BURLA_TEMPORAL_TLS_CA           the server's CA: a PEM file, or the PEM text itself; implies TLS
+//	                                (default: the system's roots)
 //	BURLA_TEMPORAL_TLS_SERVER_NAME  the name the server's certificate carries, if not its address's
 //	BURLA_TEMPORAL_TLS=1            TLS with neither
 //
@@ -20,6 +21,7 @@ import (
 	"crypto/x509"
 	"fmt"
 	"os"
+	"strings"
 
 	"go.temporal.io/sdk/client"
 
@@ -65,7 +67,11 @@ func FromEnv() Security {
 	}
 }
 
-// Env is s as the environment variables FromEnv reads, for a child process.
+// Env is s as the environment variables FromEnv reads, for a child process. The
+// CA goes as its PEM text rather than its file's name when the file can be read:
+// the child may run where the file is not (a node container has none of its
+// control plane's files), and a CA certificate is no secret. The client
+// certificate's key is, and goes by file name only.
 func (s Security) Env() []string {
 	var env []string
 	add := func(k, v string) {
@@ -79,14 +85,15 @@ func (s Security) Env() []string {
 	add(EnvAPIKey, s.APIKey)
 	add(EnvClientCert, s.ClientCert)
 	add(EnvClientKey, s.ClientKey)
-	add(EnvCACert, s.CACert)
+	add(EnvCACert, portableCA(s.CACert))
 	add(EnvServerName, s.ServerName)
 	return env
 }
 
-// Enabled reports whether the connection uses TLS.
+// Enabled reports whether the connection uses TLS: asked for, or implied by a
+// setting that means nothing without it.
 func (s Security) Enabled() bool {
-	return s.TLS || s.APIKey != "" || s.ClientCert != "" || s.ClientKey != ""
+	return s.TLS || s.APIKey != "" || s.ClientCert != "" || s.ClientKey != "" || s.CACert != ""
 }
 
 // Apply sets o's TLS and credentials from s. It fails, naming the file, when a
@@ -111,13 +118,9 @@ func (s Security) Apply(o *client.Options) error {
 		cfg.Certificates = []tls.Certificate{cert}
 	}
 	if s.CACert != "" {
-		pem, err := os.ReadFile(s.CACert)
+		pool, err := caPool(s.CACert)
 		if err != nil {
-			return fmt.Errorf("temporal TLS: read CA certificate: %w", err)
-		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pem) {
-			return fmt.Errorf("temporal TLS: %s holds no PEM certificate", s.CACert)
+			return err
 		}
 		cfg.RootCAs = pool
 	}
@@ -129,4 +132,39 @@ func (s Security) Apply(o *client.Options) error {
 		o.Credentials = client.NewAPIKeyStaticCredentials(s.Key)
 	}
 	return nil
+}
+
+// isPEM reports whether v is PEM text rather than a file name.
+func isPEM(v string) bool {
+	return strings.HasPrefix(strings.TrimSpace(v), "-----BEGIN ")
+}
+
+// caPool reads the CA certificates ca holds or names (see EnvCACert).
+func caPool(ca string) (*x509.CertPool, error) {
+	what, data := "CA certificate in "+EnvCACert, []byte(ca)
+	if !isPEM(ca) {
+		what = ca
+		var err error
+		if data, err = os.ReadFile(ca); err != nil {
+			return nil, fmt.Errorf("temporal TLS: read CA certificate: %w", err)
+		}
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(data) {
+		return nil, fmt.Errorf("temporal TLS: %s holds no PEM certificate", what)
+	}
+	return pool, nil
+}
+
+// portableCA is ca as PEM text when it names a file that holds PEM, else ca as it
+// is: a child that cannot read the file then fails naming it.
+func portableCA(ca string) string {
+	if ca == "" || isPEM(ca) {
+		return ca
+	}
+	data, err := os.ReadFile(ca)
+	if err != nil || !isPEM(string(data)) {
+		return ca
+	}
+	return string(data)
 }

@@ -168,3 +168,45 @@ func TestEnvRoundTrip(t *testing.T) {
 		t.Errorf("FromEnv after Env = %+v; want %+v", got, s)
 	}
 }
+
+// A CA alone is enough to ask for TLS: there is nothing else it could mean.
+func TestCAImpliesTLS(t *testing.T) {
+	dir := t.TempDir()
+	caFile, _, ca, caKey := pki(t, dir, "ca", nil, nil)
+	certFile, keyFile, _, _ := pki(t, dir, "temporal.test", ca, caKey)
+	addr, _ := serve(t, certFile, keyFile, nil)
+	c, err := dial(t, addr, temporalconn.Security{CACert: caFile, ServerName: "temporal.test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Close()
+}
+
+// A child (a node container) has none of its parent's files: Env gives it the CA
+// itself, with which it still reaches the server once the file is gone.
+func TestEnvCarriesTheCAItself(t *testing.T) {
+	dir := t.TempDir()
+	caFile, _, ca, caKey := pki(t, dir, "ca", nil, nil)
+	certFile, keyFile, _, _ := pki(t, dir, "temporal.test", ca, caKey)
+	addr, _ := serve(t, certFile, keyFile, nil)
+	for _, kv := range (temporalconn.Security{CACert: caFile, ServerName: "temporal.test"}).Env() {
+		k, v, _ := strings.Cut(kv, "=")
+		t.Setenv(k, v)
+	}
+	if err := os.Remove(caFile); err != nil {
+		t.Fatal(err)
+	}
+	sec := temporalconn.FromEnv()
+	if !strings.HasPrefix(sec.CACert, "-----BEGIN CERTIFICATE-----") {
+		t.Fatalf("%s in the child's environment = %.40q…; want the certificate itself", temporalconn.EnvCACert, sec.CACert)
+	}
+	c, err := dial(t, addr, sec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Close()
+	// Text that is no certificate is named as such, not taken for a file name.
+	if err := (temporalconn.Security{CACert: "-----BEGIN CERTIFICATE-----\nnope\n"}).Apply(new(client.Options)); err == nil || !strings.Contains(err.Error(), temporalconn.EnvCACert) {
+		t.Errorf("a CA that is no PEM: %v; want an error naming %s", err, temporalconn.EnvCACert)
+	}
+}

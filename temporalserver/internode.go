@@ -1,12 +1,14 @@
 package temporalserver
 
 import (
+	"bytes"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"errors"
 	"fmt"
 	"math/big"
 	"net"
@@ -54,6 +56,7 @@ type internodeTLS struct {
 	server *tls.Config // requires a client certificate from our CA
 	client *tls.Config // presents ours, trusts only our CA
 	leaf   *x509.Certificate
+	ca     *x509.Certificate
 }
 
 // newInternodeTLS makes a CA and a server and a client certificate signed by
@@ -133,6 +136,7 @@ func newInternodeTLS() (*internodeTLS, error) {
 			ServerName:   internodeName,
 		},
 		leaf: clientCert.Leaf,
+		ca:   ca,
 	}, nil
 }
 
@@ -159,6 +163,49 @@ func (t *internodeTLS) provider(frontendServer, frontendClient *tls.Config) encr
 		FrontendServerConfig:  frontendServer,
 		FrontendClientConfig:  frontendClient,
 	}
+}
+
+// frontend returns the TLS configs of a public frontend that serves TLS with
+// pub, the operator's: the listener's, and that of the services' own clients of
+// it (the worker service, when there is no internal frontend, and Start's).
+//
+// The clients trust exactly the frontend's certificate, whoever signed it: the
+// operator's CA may be nowhere this process can read, and nothing else may
+// answer at the frontend's address. They present our client certificate, which
+// a frontend that asks clients for one (mutual TLS) accepts besides pub's
+// ClientCAs, so that the services need no certificate of the operator's.
+func (t *internodeTLS) frontend(pub *tls.Config) (server, client *tls.Config, err error) {
+	if len(pub.Certificates) == 0 || len(pub.Certificates[0].Certificate) == 0 {
+		return nil, nil, errors.New("public frontend TLS: the configuration has no certificate")
+	}
+	own := pub.Certificates[0].Certificate[0]
+	server = pub.Clone()
+	server.MinVersion = max(server.MinVersion, tls.VersionTLS12)
+	if server.ClientAuth != tls.NoClientCert {
+		pool := server.ClientCAs
+		if pool == nil {
+			// nil stands for the system's roots; keep them.
+			if pool, err = x509.SystemCertPool(); err != nil {
+				return nil, nil, fmt.Errorf("public frontend TLS: %w", err)
+			}
+		}
+		pool = pool.Clone()
+		pool.AddCert(t.ca)
+		server.ClientCAs = pool
+	}
+	client = &tls.Config{
+		MinVersion:   tls.VersionTLS12,
+		Certificates: t.client.Certificates,
+		// Verified below, against the one certificate the frontend has.
+		InsecureSkipVerify: true,
+		VerifyConnection: func(cs tls.ConnectionState) error {
+			if len(cs.PeerCertificates) == 0 || !bytes.Equal(cs.PeerCertificates[0].Raw, own) {
+				return errors.New("the public frontend's address answered with another certificate than the frontend's")
+			}
+			return nil
+		},
+	}
+	return server, client, nil
 }
 
 // ours reports whether the peer of a gRPC call presented our client

@@ -6,7 +6,8 @@
 // Temporal CLI's `temporal server start-dev`: state lives in one file under
 // Config.DataDir, so workflow histories survive restarts. Everything listens on
 // loopback only (except the frontend and the Web UI, which listen on
-// Config.Host, 127.0.0.1 by default). The internal services find each other
+// Config.Host, 127.0.0.1 by default). Given a certificate (Config.TLS), the
+// frontend serves TLS only. The internal services find each other
 // through static host lists rather than ringpop, so no membership / gossip
 // ports are opened at all, and they speak mutual TLS with certificates made in
 // memory at Start, since any process on the machine can reach loopback (see
@@ -102,6 +103,15 @@ type Config struct {
 	// admits only the holders of the server's internode certificate, and the Web
 	// UI, which cannot present a key, is not started.
 	Keys *auth.Keys
+	// TLS, when set, makes the public frontend serve TLS only, with TLS's
+	// certificate (Certificates[0]), and ask clients for a certificate of theirs
+	// when TLS says so (ClientAuth and ClientCAs: mutual TLS). Clients find the CA
+	// through package temporalconn (BURLA_TEMPORAL_TLS_CA). API keys, if any, are
+	// asked for as well. The server's own clients of the frontend trust exactly
+	// its certificate and present the internode one (see internodeTLS.frontend).
+	// The Web UI, which serves plain HTTP, is not started: it would show every
+	// workflow in the clear beside a frontend that hides them.
+	TLS *tls.Config
 }
 
 // Server is a running embedded Temporal server.
@@ -160,18 +170,23 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 	defer uiHold.release()
 	frontendPort, err := ports.reserve(bindIP, cfg.Port)
 	uiPort := -1
-	if err == nil && cfg.UIPort >= 0 {
+	var uiOff string // why the UI is not started
+	switch {
+	case cfg.Keys != nil:
+		uiOff = "it cannot present an API key"
+	case cfg.TLS != nil:
+		uiOff = "it serves plain HTTP, and the frontend TLS only"
+	}
+	if uiOff != "" && cfg.UIPort >= 0 {
+		logger.Info("the Temporal Web UI is off: " + uiOff)
+	}
+	if err == nil && cfg.UIPort >= 0 && uiOff == "" {
 		uiPort, err = uiHold.reserve(bindIP, cfg.UIPort)
 	}
 	internal := map[primitives.ServiceName]int{}
 	services := []primitives.ServiceName{primitives.HistoryService, primitives.MatchingService, primitives.WorkerService}
 	if cfg.Keys != nil {
 		services = append(services, primitives.InternalFrontendService)
-		if cfg.UIPort >= 0 {
-			logger.Info("the Temporal Web UI is off: it cannot present an API key")
-		}
-		uiHold.release()
-		uiPort = -1
 	}
 	for _, svc := range services {
 		if err != nil {
@@ -199,11 +214,17 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 	}
 	frontend := joinHostPort(dialIP, frontendPort)
 	serverCfg := serverConfig(sqlCfg, bindIP, frontendPort, frontend, internal)
-	// The public frontend stays plaintext (nil, nil).
-	opts := []temporal.ServerOption{temporal.WithTLSConfigFactory(internode.provider(nil, nil))}
+	// Without a certificate the public frontend stays plaintext (nil, nil).
+	var frontendServer, frontendClient *tls.Config
+	if cfg.TLS != nil {
+		if frontendServer, frontendClient, err = internode.frontend(cfg.TLS); err != nil {
+			return nil, fmt.Errorf("temporal server: %w", err)
+		}
+	}
+	opts := []temporal.ServerOption{temporal.WithTLSConfigFactory(internode.provider(frontendServer, frontendClient))}
 	serviceNames := temporal.DefaultServices
 	dial := frontend // where this process's own client reaches the server
-	var dialTLS *tls.Config
+	dialTLS := frontendClient
 	if cfg.Keys != nil {
 		g := &guard{keys: cfg.Keys, internalPort: strconv.Itoa(internal[primitives.InternalFrontendService]), internode: internode, log: sl}
 		opts = append(opts, temporal.WithChainedFrontendGrpcInterceptors(g.unary), temporal.WithAdditionalStreamInterceptors(g.stream))

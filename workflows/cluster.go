@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"time"
@@ -43,6 +44,14 @@ type StandbySpec struct {
 	GPU    string `json:"gpu,omitempty"`
 	Region string `json:"region,omitempty"`
 	DiskGB int    `json:"disk_gb,omitempty"`
+	// TenantMaxNodes bounds the nodes each tenant's jobs hold at once, those
+	// started or set aside for them included, so that no tenant takes the whole
+	// cluster from the others; 0 means no bound. A job of a tenant at its bound
+	// waits for a node of its share as a job waits for busy nodes.
+	TenantMaxNodes int `json:"tenant_max_nodes,omitempty"`
+	// TenantNodes bounds the tenants it names instead of TenantMaxNodes: a
+	// larger share for some, a smaller one for others; 0 frees a tenant of any.
+	TenantNodes map[string]int `json:"tenant_nodes,omitempty"`
 }
 
 // Validate reports the first thing wrong with s.
@@ -66,6 +75,16 @@ func (s StandbySpec) Validate() error {
 		return fmt.Errorf("standby zone %s is not in region %s", s.Zone, s.Region)
 	case s.DiskGB != 0 && (s.DiskGB < job.MinDiskGB || s.DiskGB > job.MaxDiskGB):
 		return fmt.Errorf("standby disk of %d GB is outside %d to %d", s.DiskGB, job.MinDiskGB, job.MaxDiskGB)
+	case s.TenantMaxNodes < 0:
+		return fmt.Errorf("tenant max nodes %d is negative", s.TenantMaxNodes)
+	}
+	for _, t := range s.tenantNames() {
+		switch n := s.TenantNodes[t]; {
+		case !job.ValidTenant(t):
+			return fmt.Errorf("tenant nodes: %q is not a tenant name (lower-case letters, digits and dashes)", t)
+		case n < 0:
+			return fmt.Errorf("tenant nodes of %s: %d is negative", t, n)
+		}
 	}
 	g, err := gpu.Parse(s.GPU)
 	if err != nil {
@@ -78,6 +97,12 @@ func (s StandbySpec) Validate() error {
 	}
 	return nil
 }
+
+// tenantNames returns the tenants TenantNodes names, in order: Validate runs in
+// the workflow too, and its first complaint must not depend on map order.
+//
+//workflowcheck:ignore the map is read in any order, then sorted
+func (s StandbySpec) tenantNames() []string { return slices.Sorted(maps.Keys(s.TenantNodes)) }
 
 // NodeState is where a node is in its life.
 type NodeState string
@@ -655,6 +680,9 @@ func (c *cluster) reserve(ctx workflow.Context, r activities.ReserveRequest) (ac
 			names.ErrNoNodes, nil)
 	}
 	readyFit := func() bool {
+		if !c.tenantRoom(cl) {
+			return false // the tenant waits for its share as for busy nodes
+		}
 		for _, nd := range c.sortedNodes() {
 			if nd.State == NodeReady && nd.Job == "" && fits(nd) {
 				return true
@@ -696,7 +724,7 @@ func (c *cluster) reserve(ctx workflow.Context, r activities.ReserveRequest) (ac
 	}
 	var resp activities.ReserveResponse
 	for _, nd := range c.sortedNodes() {
-		if c.claimed(cl) >= cl.Slots {
+		if c.claimed(cl) >= cl.Slots || !c.tenantRoom(cl) {
 			break
 		}
 		if nd.State == NodeReady && nd.Job == "" && fits(nd) {
@@ -739,6 +767,8 @@ func (c *cluster) noNodeError(cl *JobClaim, fits func(*ClusterNode) bool, timedO
 		return temporal.NewNonRetryableApplicationError(fmt.Sprintf(
 			"the %d node(s) cluster %s started for the job failed to boot; the last: %s. Check the provider's quota and the node image (burla cluster status shows the nodes)",
 			len(cl.BootFailures), c.st.Name, cl.BootFailures[len(cl.BootFailures)-1]), names.ErrNodesFailedToBoot, nil)
+	case timedOut && !c.tenantRoom(cl):
+		return c.tenantLimitError(cl)
 	}
 	busy, jobs := 0, map[string]bool{}
 	for _, nd := range c.sortedNodes() {
@@ -762,7 +792,7 @@ func (c *cluster) noNodeError(cl *JobClaim, fits func(*ClusterNode) bool, timedO
 func (c *cluster) earmark(cl *JobClaim, fits func(*ClusterNode) bool) {
 	coming := c.claimed(cl)
 	for _, nd := range c.sortedNodes() {
-		if coming >= cl.Slots {
+		if coming >= cl.Slots || !c.tenantRoom(cl) {
 			return
 		}
 		if nd.Job == "" && (nd.State == NodeResetting || nd.State == NodeProvisioning) && fits(nd) {
@@ -787,7 +817,7 @@ func (c *cluster) grow(cl *JobClaim, perNode int) {
 	if maxGrow == 0 {
 		maxGrow = 16
 	}
-	for started := 0; c.claimed(cl)+coming < cl.Slots && started < maxGrow && c.canStart(); started++ {
+	for started := 0; c.claimed(cl)+coming < cl.Slots && started < maxGrow && c.canStart() && c.tenantRoom(cl); started++ {
 		if !cl.hasNeeds() {
 			c.startNode(cl.JobID)
 			coming += perNode
@@ -815,7 +845,7 @@ func (c *cluster) nodeEvent(e NodeEvent) {
 		}
 		// A job that wants more gets it: the one it was started for first.
 		for _, cl := range c.claimsWanting(wasFor) {
-			if c.slots(nd, cl) < 1 {
+			if c.slots(nd, cl) < 1 || !c.tenantRoom(cl) {
 				continue
 			}
 			a := c.assign(nd, cl)
@@ -843,6 +873,117 @@ func (c *cluster) nodeEvent(e NodeEvent) {
 		delete(c.st.Nodes, nd.ID)
 		c.ensureStandby()
 	}
+}
+
+// sharesOn reports whether the cluster bounds its tenants' nodes. Version 1 of
+// "tenant-shares" does; a cluster before it took the bounds in its spec and
+// ignored them, and must still when its history is replayed.
+func (c *cluster) sharesOn() bool {
+	if c.st.Standby.TenantMaxNodes == 0 && len(c.st.Standby.TenantNodes) == 0 {
+		return false
+	}
+	return workflow.GetVersion(c.ctx, "tenant-shares", workflow.DefaultVersion, 1) >= 1
+}
+
+// tenantBound is how many nodes tenant's jobs may hold at once; 0 means no bound.
+func (c *cluster) tenantBound(tenant string) int {
+	if !c.sharesOn() {
+		return 0
+	}
+	if n, ok := c.st.Standby.TenantNodes[tenant]; ok {
+		return n
+	}
+	return c.st.Standby.TenantMaxNodes
+}
+
+// tenantHeld counts the nodes tenant's jobs hold, and those started or set aside
+// for them: a node coming for a job is the job's share as much as one it runs on.
+// A node counts while a claim lists it; a lost one leaves its claim at once, so
+// that its replacement fits the share.
+func (c *cluster) tenantHeld(tenant string) int {
+	n := 0
+	for _, id := range c.sortedJobIDs() {
+		if job.TenantOf(id) == tenant {
+			n += len(c.st.Jobs[id].Nodes)
+		}
+	}
+	for _, nd := range c.sortedNodes() {
+		if (nd.State == NodeProvisioning || nd.State == NodeResetting) && nd.Job != "" && c.st.Jobs[nd.Job] != nil && job.TenantOf(nd.Job) == tenant {
+			n++
+		}
+	}
+	return n
+}
+
+// tenantRoom reports whether the claim's tenant may hold one more node.
+func (c *cluster) tenantRoom(cl *JobClaim) bool {
+	tenant := job.TenantOf(cl.JobID)
+	bound := c.tenantBound(tenant)
+	return bound == 0 || c.tenantHeld(tenant) < bound
+}
+
+// tenantLimitError is the error of a claim that waited in vain for a node of its
+// tenant's share: it names the bound, what the tenant holds, and what to do.
+func (c *cluster) tenantLimitError(cl *JobClaim) error {
+	tenant := job.TenantOf(cl.JobID)
+	var others []string
+	for _, id := range c.sortedJobIDs() {
+		if id != cl.JobID && job.TenantOf(id) == tenant {
+			others = append(others, id)
+		}
+	}
+	named := strings.Join(others[:min(len(others), 3)], ", ")
+	if len(others) > 3 {
+		named += fmt.Sprintf(" and %d more", len(others)-3)
+	}
+	return temporal.NewNonRetryableApplicationError(fmt.Sprintf(
+		"tenant %s is at its limit of %d node(s) at once on cluster %s: it holds %d, for %d other job(s) (%s), and none came free for the job within 5 minutes: "+
+			"retry when they finish, give them less parallelism, or have the cluster's operator raise the tenant's share (burla cluster set-standby --tenant-max-nodes N or --tenant-nodes %s=N)",
+		tenant, c.tenantBound(tenant), c.st.Name, c.tenantHeld(tenant), len(others), named, tenant),
+		names.ErrTenantLimit, nil)
+}
+
+// serveWanting hands tenant's claims that want more nodes, while the tenant has
+// room, the ready nodes no job holds, and sets aside nodes coming and starts
+// more for them as a reserve does. A job held back by its tenant's bound hears
+// of no node becoming ready once the tenant has room again (a job of the tenant
+// ended, or the bound was raised) if the nodes it could take sit idle already,
+// so it is served here.
+func (c *cluster) serveWanting(tenant string) {
+	if c.st.ShuttingDown {
+		return
+	}
+	for _, cl := range c.claimsWanting("") {
+		if job.TenantOf(cl.JobID) != tenant {
+			continue
+		}
+		fits := func(nd *ClusterNode) bool { return c.slots(nd, cl) >= 1 }
+		var added []activities.Assignment
+		for _, nd := range c.sortedNodes() {
+			if c.claimed(cl) >= cl.Slots || !c.tenantRoom(cl) {
+				break
+			}
+			if nd.State == NodeReady && nd.Job == "" && fits(nd) {
+				added = append(added, c.assign(nd, cl))
+			}
+		}
+		if len(added) > 0 {
+			workflow.SignalExternalWorkflow(c.ctx, cl.JobID, "", names.SignalNodesAdded, NodesAdded{Nodes: added})
+		}
+		c.earmark(cl, fits)
+		c.grow(cl, c.perGrownNode(cl))
+	}
+	c.ensureStandby()
+}
+
+// claimTenants returns the tenants of the jobs holding claims, in order, once each.
+func (c *cluster) claimTenants() []string {
+	var ts []string
+	for _, id := range c.sortedJobIDs() {
+		ts = append(ts, job.TenantOf(id))
+	}
+	slices.Sort(ts)
+	return slices.Compact(ts)
 }
 
 // sortedJobIDs returns the IDs of the jobs holding claims, in order.
@@ -896,10 +1037,23 @@ func (c *cluster) release(jobID string) {
 			nd.Job = "" // set aside for the job, no longer needed: it joins standby, or goes
 		}
 	}
+	if tenant := job.TenantOf(jobID); c.tenantBound(tenant) > 0 {
+		c.serveWanting(tenant) // the job's tenant has room again
+	}
 }
 
 func (c *cluster) setStandby(ctx workflow.Context, s StandbySpec) (ClusterState, error) {
+	tenants := c.claimTenants()
+	before := make([]int, len(tenants))
+	for i, t := range tenants {
+		before[i] = c.tenantBound(t)
+	}
 	c.st.Standby = s
+	for i, t := range tenants {
+		if after := c.tenantBound(t); before[i] > 0 && (after == 0 || after > before[i]) {
+			c.serveWanting(t) // its share raised or lifted: before idle nodes go
+		}
+	}
 	for _, nd := range c.sortedNodes() {
 		if c.idle() <= s.Nodes {
 			break

@@ -77,7 +77,7 @@ func Job(ctx workflow.Context, in JobInput) (JobOutput, error) {
 			StartToCloseTimeout: 6 * time.Minute,
 			RetryPolicy: &temporal.RetryPolicy{InitialInterval: 200 * time.Millisecond, MaximumAttempts: 5,
 				NonRetryableErrorTypes: []string{names.ErrNoNodes, names.ErrShuttingDown, names.ErrNoCompatibleNodes,
-					names.ErrAllNodesBusy, names.ErrNodesFailedToBoot}},
+					names.ErrAllNodesBusy, names.ErrNodesFailedToBoot, names.ErrTenantLimit}},
 		})
 		var resp activities.ReserveResponse
 		err = workflow.ExecuteLocalActivity(lctx, names.ActivityReserveNodes, reserveRequest(spec)).Get(ctx, &resp)

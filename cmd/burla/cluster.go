@@ -8,8 +8,10 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"slices"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -31,7 +33,8 @@ commands:
   down         delete every node and end the cluster
   status       the cluster's standby spec and nodes (-w, --watch: again on every change)
   watch        status --watch
-  set-standby  change the standby spec (--nodes, --cpus, --ram-mb, --max-nodes, --env)
+  set-standby  change the standby spec (--nodes, --cpus, --ram-mb, --max-nodes, --env,
+               --tenant-max-nodes, --tenant-nodes); flags not given take their defaults
   restart      replace every idle node
 
 Each prints the cluster's state: a table on a terminal, and otherwise (or with
@@ -47,7 +50,11 @@ answered at the Temporal address.
 
 flags: --temporal host:port (BURLA_TEMPORAL_ADDRESS), --namespace (BURLA_NAMESPACE), --cluster name;
   up and set-standby: --nodes, --cpus, --ram-mb, --max-nodes, --env, --provider local|docker|gce,
-  and for gce --project P --zone Z (a control plane started with --gce-project serves it)
+  and for gce --project P --zone Z (a control plane started with --gce-project serves it);
+  --tenant-max-nodes N: each tenant's jobs hold at most N nodes at once (0: no bound), and
+  --tenant-nodes TENANT=N (repeatable): TENANT's own bound instead (0: none for it). A job
+  of a tenant at its bound waits for a node of its share, and fails with TenantLimit after
+  5 minutes; other tenants' jobs go on
 `
 
 // errNoCluster marks a cluster Temporal does not know, or one that is down; it
@@ -84,6 +91,9 @@ func runCluster(ctx context.Context, args []string) error {
 	zone := fs.String("zone", "", "the zone gce nodes are made in, e.g. us-central1-a (up, set-standby; default: the control plane's --gce-zone)")
 	var envs []string
 	repeated(fs, "env", "a local image every node keeps warm workers in (up, set-standby; repeatable; docker runtime)", &envs)
+	tenantMaxNodes := fs.Int("tenant-max-nodes", 0, "most nodes each tenant's jobs hold at once (up, set-standby; 0: no bound)")
+	var tenantNodes []string
+	repeated(fs, "tenant-nodes", "TENANT=N: the most nodes TENANT's jobs hold at once, instead of --tenant-max-nodes (up, set-standby; repeatable; 0: no bound)", &tenantNodes)
 	timeout := fs.Duration("timeout", 5*time.Minute, "how long to wait (a watch: how long to watch; none if not given)")
 	asJSON := fs.Bool("json", false, "print JSON, one object per line, even on a terminal")
 	watch := cmd == "watch"
@@ -98,8 +108,12 @@ func runCluster(ctx context.Context, args []string) error {
 	if len(pos) > 0 {
 		return usageErrorf(clusterUsage, "cluster %s takes no arguments, got %q (name a cluster with --cluster)", cmd, pos)
 	}
-	spec := workflows.StandbySpec{Nodes: *nodes, CPUs: *cpus, RAMMB: *ramMB, MaxNodes: *maxNodes, Provider: *providerName, Envs: envs, Project: *project, Zone: *zone}
+	spec := workflows.StandbySpec{Nodes: *nodes, CPUs: *cpus, RAMMB: *ramMB, MaxNodes: *maxNodes, Provider: *providerName, Envs: envs, Project: *project, Zone: *zone,
+		TenantMaxNodes: *tenantMaxNodes}
 	if cmd == "up" || cmd == "set-standby" {
+		if spec.TenantNodes, err = parseTenantNodes(tenantNodes); err != nil {
+			return usageErrorf(clusterUsage, "cluster %s: %s: %w", *cluster, cmd, err)
+		}
 		if err := spec.Validate(); err != nil {
 			return usageErrorf(clusterUsage, "cluster %s: %s: %w", *cluster, cmd, err)
 		}
@@ -185,6 +199,27 @@ func runCluster(ctx context.Context, args []string) error {
 		return update(names.UpdateRestart)
 	}
 	return nil
+}
+
+// parseTenantNodes reads --tenant-nodes values, TENANT=N each, into a
+// StandbySpec's TenantNodes; nil for none.
+func parseTenantNodes(vals []string) (map[string]int, error) {
+	if len(vals) == 0 {
+		return nil, nil
+	}
+	m := make(map[string]int, len(vals))
+	for _, v := range vals {
+		tenant, n, ok := strings.Cut(v, "=")
+		count, err := strconv.Atoi(n)
+		if !ok || err != nil {
+			return nil, fmt.Errorf("--tenant-nodes %q: want TENANT=N, such as acme=4", v)
+		}
+		if _, dup := m[tenant]; dup {
+			return nil, fmt.Errorf("--tenant-nodes names tenant %s twice", tenant)
+		}
+		m[tenant] = count
+	}
+	return m, nil
 }
 
 // clusterError says what failed on which cluster, and marks a cluster Temporal
@@ -282,6 +317,9 @@ func printClusterTable(w io.Writer, st workflows.ClusterState) error {
 		standby += fmt.Sprintf(", in %s %s", s.Project, s.Zone)
 	}
 	fmt.Fprintf(tw, "Standby\t%s\n", standby)
+	if s.TenantMaxNodes > 0 || len(s.TenantNodes) > 0 {
+		fmt.Fprintf(tw, "Tenants\t%s\n", describeShares(s))
+	}
 	if len(s.Envs) > 0 {
 		fmt.Fprintf(tw, "Envs\t%s\n", strings.Join(s.Envs, ", "))
 	}
@@ -310,6 +348,25 @@ func printClusterTable(w io.Writer, st workflows.ClusterState) error {
 		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\n", id, n.State, n.CPUs, ram, job)
 	}
 	return tw.Flush()
+}
+
+// describeShares says how many nodes tenants' jobs may hold at once.
+func describeShares(s workflows.StandbySpec) string {
+	bound := func(n int) string {
+		if n == 0 {
+			return "no bound"
+		}
+		return fmt.Sprintf("at most %d nodes", n)
+	}
+	d := bound(s.TenantMaxNodes) + " each"
+	tenants := slices.Sorted(maps.Keys(s.TenantNodes))
+	for i, t := range tenants {
+		tenants[i] = t + ": " + bound(s.TenantNodes[t])
+	}
+	if len(tenants) > 0 {
+		d += " (" + strings.Join(tenants, ", ") + ")"
+	}
+	return d
 }
 
 // printJSON prints v on stdout as one line of JSON.

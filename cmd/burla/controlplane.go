@@ -18,6 +18,7 @@ import (
 	"google.golang.org/api/option"
 
 	"github.com/burla-temporal/burla/activities"
+	"github.com/burla-temporal/burla/auth"
 	"github.com/burla-temporal/burla/blob/gcsblob"
 	"github.com/burla-temporal/burla/dashboard"
 	"github.com/burla-temporal/burla/devcluster"
@@ -86,6 +87,28 @@ func runControlPlane(ctx context.Context, args []string) error {
 		return fmt.Errorf("control plane: %w", err)
 	}
 	defer st.Close()
+	// A control plane with a key is part of a cluster that admits tenants by key,
+	// which a store that lets every tenant read every other's jobs would undo.
+	if os.Getenv(auth.EnvKey) != "" || *dashKeys != "" {
+		if err := storeurl.CheckIsolation(*storeURL); err != nil {
+			return fmt.Errorf("control plane: the cluster admits tenants by API key, but %w", err)
+		}
+	}
+	// Nodes, or their workers, may run where this machine's files are not (VMs,
+	// containers): a CA file named in their store URL goes as the certificates
+	// themselves. Local nodes with process workers have the files.
+	localStore := *storeURL
+	for _, n := range []struct {
+		serves bool
+		url    *string
+	}{{g.Project != "", nodeStore}, {dockerNodes.enabled, &dockerNodes.store}, {*localNodes != "" && *localRuntime == "docker", &localStore}} {
+		if !n.serves {
+			continue
+		}
+		if *n.url, err = storeurl.Portable(cmp.Or(*n.url, *storeURL)); err != nil {
+			return fmt.Errorf("control plane: the nodes' store: %w", err)
+		}
+	}
 	tc, err := dialTemporal(ctx, *temporalAddr, *namespace, temporalmetrics.New(reg))
 	if err != nil {
 		return fmt.Errorf("control plane: connect to Temporal at %s: %w", *temporalAddr, err)
@@ -152,7 +175,7 @@ func runControlPlane(ctx context.Context, args []string) error {
 			return err
 		}
 		providers["local"] = local.New(local.Config{
-			Executable: exe, TemporalAddress: *temporalAddr, Namespace: *namespace, StoreURL: *storeURL,
+			Executable: exe, TemporalAddress: *temporalAddr, Namespace: *namespace, StoreURL: localStore,
 			DataDir: *localNodes, Runtime: *localRuntime, Detached: true, NodeKey: os.Getenv(envNodeKey), Logger: log,
 		})
 	}

@@ -7,6 +7,7 @@
 //	burla control-plane     the control plane of a cluster whose Temporal and store run elsewhere
 //	burla temporal-server   the embedded Temporal server alone (SQLite in a file)
 //	burla nats-server       the embedded NATS JetStream server alone
+//	burla certs             make the certificates Temporal and NATS serve TLS with
 //	burla node-agent        one node's agent (started by a cluster, not by hand)
 //	burla container-worker  one worker on a node (started by a node agent)
 package main
@@ -61,6 +62,7 @@ commands:
   control-plane     run the control plane against a Temporal and a store elsewhere (e.g. on Google Cloud)
   temporal-server   run the embedded Temporal server alone (its SQLite file under --data-dir)
   nats-server       run the embedded NATS JetStream server alone (its streams under --data-dir)
+  certs             make: a CA and the servers' certificate for Temporal's and NATS's TLS
   node-agent        run one node's agent
   container-worker  run one container worker (its node agent starts it)
   version           print the version (--json: {"version":…,"protocol":N,"go":…})
@@ -237,6 +239,8 @@ func main() {
 		err = runControlPlane(ctx, args)
 	case "temporal-server":
 		err = runTemporalServer(ctx, args)
+	case "certs":
+		err = runCerts(args)
 	case "nats-server":
 		err = runNATSServer(ctx, args)
 	case "node-agent":
@@ -311,8 +315,14 @@ func runDev(ctx context.Context, args []string) error {
 	dashboardPort := fs.Int("dashboard-port", 8234, "web dashboard port (0: any free port, -1: no dashboard)")
 	readyFile := fs.String("ready-file", "", "write the cluster's addresses as JSON to this file once it is ready")
 	keys := fs.String("keys", "", "admit only callers with an API key from this keys file, each tenant seeing only its own jobs (make keys with `burla keys add`)")
+	tlsFlags := devTLSFlags(fs)
+	limits := tenantLimitFlags(fs)
 	verbose := fs.Bool("v", false, "log verbosely")
 	fs.Parse(args)
+	tlsDir, err := tlsFlags.dirFor(*dataDir, *host)
+	if err != nil {
+		return fmt.Errorf("dev: %w", err)
+	}
 	anyPort := func(p int) int {
 		if p == 0 {
 			return -1
@@ -329,6 +339,7 @@ func runDev(ctx context.Context, args []string) error {
 		DataDir: *dataDir, Nodes: *nodes, CPUs: *cpus, RAMMB: *ramMB, MaxNodes: *maxNodes, Provider: *providerName, Runtime: *runtimeName, Envs: envs, Host: *host, StoreURL: *storeURL,
 		TemporalPort: anyPort(*temporalPort), UIPort: anyPort(*uiPort), NATSPort: anyPort(*natsPort),
 		Logger: log, Metrics: reg, MetricsURL: metricsAddr, Dashboard: dashboardAddr(*host, *dashboardPort), Keys: *keys,
+		TLSDir: tlsDir, TenantLimits: limits.get(),
 	})
 	if err != nil {
 		return err
@@ -356,9 +367,15 @@ func runDev(ctx context.Context, args []string) error {
 	if a.Keys {
 		fmt.Printf("  Keys      %s (programs and the CLI need BURLA_API_KEY)\n", *keys)
 	}
-	if a.Temporal == "127.0.0.1:7233" && a.Store == storeurl.Default {
+	if a.CA != "" {
+		fmt.Printf("  TLS       CA %s (programs: BURLA_TEMPORAL_TLS_CA=%s)\n", a.CA, a.CA)
+	}
+	switch {
+	case a.CA != "":
+		fmt.Printf("Programs connect with BURLA_TEMPORAL_ADDRESS=%s BURLA_TEMPORAL_TLS_CA=%s BURLA_STORE_URL=%s. Ctrl-C stops the cluster.\n", a.Temporal, a.CA, a.Store)
+	case a.Temporal == "127.0.0.1:7233" && a.Store == storeurl.Default:
 		fmt.Println("Programs using burla connect here by default. Ctrl-C stops the cluster.")
-	} else {
+	default:
 		fmt.Printf("Programs connect with BURLA_TEMPORAL_ADDRESS=%s BURLA_STORE_URL=%s. Ctrl-C stops the cluster.\n", a.Temporal, a.Store)
 	}
 	if *readyFile != "" {

@@ -2,12 +2,15 @@ package natsstore
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/burla-temporal/burla/blob"
 	"github.com/burla-temporal/burla/job"
@@ -26,19 +29,21 @@ var (
 // key and the tenant as user name; node records are in the global account.
 type Tenants struct {
 	url, name, key string
+	opts           []nats.Option // the connection's besides the key: TLS
 	global         *Store
 
 	mu sync.Mutex
 	by map[string]*Store
 }
 
-// ConnectTenants connects a component holding a key of a system role.
-func ConnectTenants(ctx context.Context, url, name, key string) (*Tenants, error) {
-	g, err := Connect(ctx, url, name, nats.Token(key))
+// ConnectTenants connects a component holding a key of a system role. opts add
+// to every connection's options, each tenant's too: TLS (nats.Secure).
+func ConnectTenants(ctx context.Context, url, name, key string, opts ...nats.Option) (*Tenants, error) {
+	g, err := Connect(ctx, url, name, append(slices.Clip(opts), nats.Token(key))...)
 	if err != nil {
 		return nil, err
 	}
-	return &Tenants{url: url, name: name, key: key, global: g, by: map[string]*Store{}}, nil
+	return &Tenants{url: url, name: name, key: key, opts: opts, global: g, by: map[string]*Store{}}, nil
 }
 
 // For returns the store of tenant's account.
@@ -51,12 +56,46 @@ func (t *Tenants) For(ctx context.Context, tenant string) (*Store, error) {
 	if s, ok := t.by[tenant]; ok {
 		return s, nil
 	}
-	s, err := Connect(ctx, t.url, t.name+"@"+tenant, nats.UserInfo(tenant, t.key))
+	s, err := Connect(ctx, t.url, t.name+"@"+tenant, append(slices.Clip(t.opts), nats.UserInfo(tenant, t.key))...)
 	if err != nil {
 		return nil, fmt.Errorf("tenant %s: %w", tenant, err)
 	}
 	t.by[tenant] = s
 	return s, nil
+}
+
+// ErrTenantLimit marks a request the server refused because the tenant's
+// account is at one of its limits (natsserver.TenantLimits): its store is full,
+// or it has as many streams or consumers as it may. Other tenants are not.
+var ErrTenantLimit = errors.New("the tenant is at a limit of its store")
+
+// JetStream's codes for the account limits.
+const (
+	codeAccountResourcesExceeded jetstream.ErrorCode = 10002 // a write would take the account past its bytes
+	codeStorageResourcesExceeded jetstream.ErrorCode = 10047 // a stream's reservation would
+	codeMemoryResourcesExceeded  jetstream.ErrorCode = 10028 // a stream in memory, which a bounded tenant may not have
+	codeMaximumStreamsLimit      jetstream.ErrorCode = 10027
+)
+
+// limited returns err, the outcome of a request in tenant's account, saying
+// which of the account's limits refused it and matching ErrTenantLimit, when one
+// did: the server's own words name no tenant and no way out.
+func limited(tenant string, err error) error {
+	var api *jetstream.APIError
+	if err == nil || !errors.As(err, &api) {
+		return err
+	}
+	switch api.ErrorCode {
+	case codeAccountResourcesExceeded, codeStorageResourcesExceeded, codeMemoryResourcesExceeded:
+		return fmt.Errorf("tenant %s's store is full: it holds all its account may (the cluster's --tenant-max-store-mb); "+
+			"it frees as the tenant's jobs end and their data expires (%v), or as its shared files are deleted: %w: %w", tenant, Retention, ErrTenantLimit, err)
+	case codeMaximumStreamsLimit:
+		return fmt.Errorf("tenant %s has as many streams as its account may (the cluster's --tenant-max-streams): %w: %w", tenant, ErrTenantLimit, err)
+	case jetstream.JSErrCodeMaximumConsumersLimit:
+		return fmt.Errorf("tenant %s has as many consumers as its account may (the cluster's --tenant-max-consumers), one for each job's inputs and each watch of results or logs: "+
+			"it frees as its jobs end: %w: %w", tenant, ErrTenantLimit, err)
+	}
+	return err
 }
 
 func (t *Tenants) job(ctx context.Context, jobID string) (*Store, error) {
@@ -88,7 +127,7 @@ func (t *Tenants) CreateJob(ctx context.Context, spec job.Spec) error {
 	if err != nil {
 		return err
 	}
-	return s.CreateJob(ctx, spec)
+	return limited(job.TenantOf(spec.ID), s.CreateJob(ctx, spec))
 }
 
 func (t *Tenants) Job(ctx context.Context, jobID string) (job.Spec, error) {
@@ -104,7 +143,7 @@ func (t *Tenants) PutChunks(ctx context.Context, jobID string, cs []store.Chunk)
 	if err != nil {
 		return err
 	}
-	return s.PutChunks(ctx, jobID, cs)
+	return limited(job.TenantOf(jobID), s.PutChunks(ctx, jobID, cs))
 }
 
 func (t *Tenants) Seal(ctx context.Context, jobID string, chunks int) error {
@@ -112,7 +151,7 @@ func (t *Tenants) Seal(ctx context.Context, jobID string, chunks int) error {
 	if err != nil {
 		return err
 	}
-	return s.Seal(ctx, jobID, chunks)
+	return limited(job.TenantOf(jobID), s.Seal(ctx, jobID, chunks))
 }
 
 func (t *Tenants) Claim(ctx context.Context, jobID string, wait time.Duration) (store.Claim, error) {
@@ -120,7 +159,8 @@ func (t *Tenants) Claim(ctx context.Context, jobID string, wait time.Duration) (
 	if err != nil {
 		return nil, err
 	}
-	return s.Claim(ctx, jobID, wait)
+	v, err := s.Claim(ctx, jobID, wait)
+	return v, limited(job.TenantOf(jobID), err)
 }
 
 func (t *Tenants) Progress(ctx context.Context, jobID string) (store.Progress, error) {
@@ -136,7 +176,7 @@ func (t *Tenants) DeleteInputs(ctx context.Context, jobID string) error {
 	if err != nil {
 		return err
 	}
-	return s.DeleteInputs(ctx, jobID)
+	return limited(job.TenantOf(jobID), s.DeleteInputs(ctx, jobID))
 }
 
 func (t *Tenants) PutResults(ctx context.Context, jobID string, rs []store.Result) error {
@@ -144,7 +184,7 @@ func (t *Tenants) PutResults(ctx context.Context, jobID string, rs []store.Resul
 	if err != nil {
 		return err
 	}
-	return s.PutResults(ctx, jobID, rs)
+	return limited(job.TenantOf(jobID), s.PutResults(ctx, jobID, rs))
 }
 
 func (t *Tenants) WatchResults(ctx context.Context, jobID string, fn func([]store.Result)) (store.Watch, error) {
@@ -152,7 +192,8 @@ func (t *Tenants) WatchResults(ctx context.Context, jobID string, fn func([]stor
 	if err != nil {
 		return nil, err
 	}
-	return s.WatchResults(ctx, jobID, fn)
+	v, err := s.WatchResults(ctx, jobID, fn)
+	return v, limited(job.TenantOf(jobID), err)
 }
 
 func (t *Tenants) PutLogs(ctx context.Context, jobID string, lines []store.LogLine) error {
@@ -160,7 +201,7 @@ func (t *Tenants) PutLogs(ctx context.Context, jobID string, lines []store.LogLi
 	if err != nil {
 		return err
 	}
-	return s.PutLogs(ctx, jobID, lines)
+	return limited(job.TenantOf(jobID), s.PutLogs(ctx, jobID, lines))
 }
 
 func (t *Tenants) WatchLogs(ctx context.Context, jobID string, fn func([]store.LogLine)) (store.Watch, error) {
@@ -168,7 +209,8 @@ func (t *Tenants) WatchLogs(ctx context.Context, jobID string, fn func([]store.L
 	if err != nil {
 		return nil, err
 	}
-	return s.WatchLogs(ctx, jobID, fn)
+	v, err := s.WatchLogs(ctx, jobID, fn)
+	return v, limited(job.TenantOf(jobID), err)
 }
 
 func (t *Tenants) Heartbeat(ctx context.Context, jobID string) error {
@@ -176,7 +218,7 @@ func (t *Tenants) Heartbeat(ctx context.Context, jobID string) error {
 	if err != nil {
 		return err
 	}
-	return s.Heartbeat(ctx, jobID)
+	return limited(job.TenantOf(jobID), s.Heartbeat(ctx, jobID))
 }
 
 func (t *Tenants) Release(ctx context.Context, jobID string) error {
@@ -184,7 +226,7 @@ func (t *Tenants) Release(ctx context.Context, jobID string) error {
 	if err != nil {
 		return err
 	}
-	return s.Release(ctx, jobID)
+	return limited(job.TenantOf(jobID), s.Release(ctx, jobID))
 }
 
 func (t *Tenants) LastHeartbeat(ctx context.Context, jobID string) (time.Time, error) {
@@ -200,7 +242,7 @@ func (t *Tenants) PutUpload(ctx context.Context, jobID string, u store.Upload) e
 	if err != nil {
 		return err
 	}
-	return s.PutUpload(ctx, jobID, u)
+	return limited(job.TenantOf(jobID), s.PutUpload(ctx, jobID, u))
 }
 
 func (t *Tenants) Upload(ctx context.Context, jobID string) (store.Upload, error) {
@@ -227,7 +269,7 @@ func (t *Tenants) Put(ctx context.Context, key string, r io.Reader) error {
 	if err != nil {
 		return err
 	}
-	return s.Put(ctx, key, r)
+	return limited(job.BlobTenant(key), s.Put(ctx, key, r))
 }
 
 func (t *Tenants) Open(ctx context.Context, key string) (io.ReadCloser, error) {
@@ -253,7 +295,8 @@ func (t *Tenants) List(ctx context.Context, prefix string) ([]blob.Info, error) 
 	if err != nil {
 		return nil, err
 	}
-	return s.List(ctx, prefix)
+	v, err := s.List(ctx, prefix)
+	return v, limited(job.BlobTenant(prefix), err)
 }
 
 func (t *Tenants) Delete(ctx context.Context, key string) error {
@@ -261,7 +304,7 @@ func (t *Tenants) Delete(ctx context.Context, key string) error {
 	if err != nil {
 		return err
 	}
-	return s.Delete(ctx, key)
+	return limited(job.BlobTenant(key), s.Delete(ctx, key))
 }
 
 var _ blob.Store = (*Tenants)(nil)

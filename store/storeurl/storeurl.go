@@ -3,8 +3,16 @@
 // the same store from one setting:
 //
 //	nats://host:4222                                  NATS JetStream (burla dev, self-hosted)
+//	tls://host:4222                                   the same over TLS, trusting the system's roots
+//	tls://host:4222?ca=FILE                           over TLS, trusting the CA certificates in FILE (PEM)
+//	tls://host:4222?ca=FILE&cert=FILE&key=FILE        and presenting a client certificate (mutual TLS)
 //	firestore://PROJECT?bucket=BUCKET                 Firestore's (default) database and a GCS bucket
 //	firestore://PROJECT/DATABASE?bucket=BUCKET&prefix=P
+//
+// A NATS URL with any of ca, cert and key asks for TLS whether it says nats:// or
+// tls://. ca_data=BASE64 gives the CA certificates themselves (DER, base64url
+// without padding) instead of a file: Portable puts them there for components that
+// run where the file is not.
 //
 // prefix (default "burla") names the Firestore collections and the folder of the
 // bucket, so that several clusters can share a project. Google Cloud credentials
@@ -50,23 +58,27 @@ func OpenKey(ctx context.Context, rawURL, name, key string) (store.Backend, erro
 	}
 	switch u.Scheme {
 	case "nats", "tls":
+		server, opts, err := parseNATS(u)
+		if err != nil {
+			return nil, err
+		}
 		if key == "" {
-			return natsstore.Connect(ctx, rawURL, name)
+			return natsstore.Connect(ctx, server, name, opts...)
 		}
 		p, err := auth.ParseKey(key)
 		if err != nil {
 			return nil, err
 		}
 		if p.Role.System() {
-			return natsstore.ConnectTenants(ctx, rawURL, name, key)
+			return natsstore.ConnectTenants(ctx, server, name, key, opts...)
 		}
-		return natsstore.Connect(ctx, rawURL, name, nats.Token(key))
+		return natsstore.Connect(ctx, server, name, append(opts, nats.Token(key))...)
 	case "firestore":
 		return openFirestore(ctx, u)
 	case "":
-		return nil, fmt.Errorf("store URL %q has no scheme: use nats://host:port or firestore://PROJECT?bucket=BUCKET", rawURL)
+		return nil, fmt.Errorf("store URL %q has no scheme: use nats://host:port, tls://host:port or firestore://PROJECT?bucket=BUCKET", rawURL)
 	default:
-		return nil, fmt.Errorf("store URL %q: unknown scheme %q (nats or firestore)", rawURL, u.Scheme)
+		return nil, fmt.Errorf("store URL %q: unknown scheme %q (nats, tls or firestore)", rawURL, u.Scheme)
 	}
 }
 

@@ -1,9 +1,10 @@
 // Package compose brings up deploy/compose/server.yml for real, as the README's
 // "Run a real cluster" does on the server machine: the burla image built from a
-// static burla binary, Temporal, NATS, a control plane whose nodes are containers
-// on the local Docker engine, and the one-shot `burla cluster up`; then it runs
-// jobs on that cluster from outside it, as a laptop would. The test binary is also
-// the program the nodes run (FROM scratch), so run it with CGO_ENABLED=0.
+// static burla binary, Temporal and NATS with API keys and TLS, a control plane
+// whose nodes are containers on the local Docker engine, and the one-shot `burla
+// cluster up`; then it runs jobs on that cluster from outside it, as a tenant's
+// laptop would. The test binary is also the program the nodes run (FROM scratch),
+// so run it with CGO_ENABLED=0.
 package compose
 
 import (
@@ -21,8 +22,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/burla-temporal/burla/auth"
+	"github.com/burla-temporal/burla/devcluster"
 	"github.com/burla-temporal/burla/execfile"
 	burla "github.com/burla-temporal/burla/sdk"
+	"github.com/burla-temporal/burla/store/storeurl"
+	"github.com/burla-temporal/burla/temporalconn"
 	"github.com/burla-temporal/burla/tests/clustertest"
 )
 
@@ -120,12 +125,35 @@ func TestServerCompose(t *testing.T) {
 	run(t, ctx, os.Environ(), "docker", "build", "-q", "-t", img, "-f", filepath.Join(dir, "Dockerfile"), binDir)
 	t.Cleanup(func() { output(context.Background(), os.Environ(), "docker", "rmi", img) })
 
-	temporalPort, natsPort, uiPort, dashPort := freePort(t), freePort(t), freePort(t), freePort(t)
+	// The certificates and keys, as the README makes them with burla certs make
+	// and burla keys add.
+	secrets := t.TempDir()
+	tlsDir, keysDir := filepath.Join(secrets, "tls"), filepath.Join(secrets, "keys")
+	if err := devcluster.MakeTLS(tlsDir, []string{"temporal", "nats"}, nil); err != nil {
+		t.Fatal(err)
+	}
+	ca := filepath.Join(tlsDir, devcluster.TLSCA)
+	keysFile := filepath.Join(keysDir, "keys.json")
+	var controlKey, nodeKey, tenantKey string
+	for _, k := range []struct {
+		key    *string
+		role   auth.Role
+		tenant string
+	}{{&controlKey, auth.RoleControl, ""}, {&nodeKey, auth.RoleNode, ""}, {&tenantKey, auth.RoleTenant, "acme"}} {
+		if *k.key, err = auth.Add(keysFile, k.role, k.tenant); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	temporalPort, natsPort, dashPort := freePort(t), freePort(t), freePort(t)
 	env := append(os.Environ(),
 		"BURLA_IMAGE="+img,
 		"BURLA_BIND=127.0.0.1",
+		"BURLA_TLS_DIR="+tlsDir,
+		"BURLA_KEYS_DIR="+keysDir,
+		"BURLA_CONTROL_KEY="+controlKey,
+		"BURLA_NODE_KEY="+nodeKey,
 		"BURLA_TEMPORAL_PORT="+temporalPort,
-		"BURLA_UI_PORT="+uiPort,
 		"BURLA_DASHBOARD_PORT="+dashPort,
 		"BURLA_NATS_PORT="+natsPort,
 		"BURLA_METRICS_PORT="+freePort(t),
@@ -163,19 +191,40 @@ func TestServerCompose(t *testing.T) {
 	if nodes := nodeContainers(t, ctx, project); len(nodes) != 2 {
 		t.Fatalf("node containers %v; want 2", nodes)
 	}
-	for name, port := range map[string]string{"Temporal Web UI": uiPort, "dashboard": dashPort} {
-		resp, err := http.Get("http://127.0.0.1:" + port + "/")
+	// The dashboard asks for a key.
+	for key, want := range map[string]int{"": http.StatusUnauthorized, tenantKey: http.StatusOK} {
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://127.0.0.1:"+dashPort+"/", nil)
+		if key != "" {
+			req.Header.Set("Authorization", "Bearer "+key)
+		}
+		resp, err := http.DefaultClient.Do(req)
 		if err != nil {
-			t.Fatalf("%s: %v", name, err)
+			t.Fatalf("dashboard: %v", err)
 		}
 		resp.Body.Close()
-		if resp.StatusCode != http.StatusOK {
-			t.Errorf("%s: %s; want 200 OK", name, resp.Status)
+		if resp.StatusCode != want {
+			t.Errorf("dashboard with key %q: %s; want %d", key, resp.Status, want)
 		}
 	}
 
-	// A job from outside the cluster, as from a laptop: the SDK ships this program.
-	c, err := burla.Dial(ctx, burla.Config{TemporalAddress: "127.0.0.1:" + temporalPort, Namespace: "default", StoreURL: "nats://127.0.0.1:" + natsPort})
+	// Temporal and NATS serve TLS only, to callers with a key.
+	temporalAddr, storeURL := "127.0.0.1:"+temporalPort, storeurl.WithCA("tls://127.0.0.1:"+natsPort, ca)
+	for name, cfg := range map[string]burla.Config{
+		"in plaintext":       {StoreURL: "nats://127.0.0.1:" + natsPort, TemporalSecurity: temporalconn.Security{TLS: false}, APIKey: tenantKey},
+		"without the CA":     {StoreURL: "tls://127.0.0.1:" + natsPort, TemporalSecurity: temporalconn.Security{TLS: true}, APIKey: tenantKey},
+		"without an API key": {StoreURL: storeURL, TemporalSecurity: temporalconn.Security{CACert: ca}},
+	} {
+		cfg.TemporalAddress, cfg.Namespace = temporalAddr, "default"
+		if c, err := burla.Dial(ctx, cfg); err == nil {
+			c.Close()
+			t.Errorf("a program %s reached the cluster", name)
+		}
+	}
+
+	// A job from outside the cluster, as from a tenant's laptop: the SDK ships
+	// this program.
+	c, err := burla.Dial(ctx, burla.Config{TemporalAddress: temporalAddr, Namespace: "default", StoreURL: storeURL,
+		TemporalSecurity: temporalconn.Security{CACert: ca}, APIKey: tenantKey})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -212,7 +261,8 @@ func TestServerCompose(t *testing.T) {
 	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("build quickstart: %v\n%s", err, out)
 	}
-	got := run(t, ctx, append(os.Environ(), "BURLA_TEMPORAL_ADDRESS=127.0.0.1:"+temporalPort, "BURLA_STORE_URL=nats://127.0.0.1:"+natsPort), qs)
+	got := run(t, ctx, append(os.Environ(), "BURLA_TEMPORAL_ADDRESS="+temporalAddr, "BURLA_STORE_URL="+storeURL,
+		temporalconn.EnvCACert+"="+ca, auth.EnvKey+"="+tenantKey), qs)
 	if !strings.HasSuffix(strings.TrimSpace(got), "[2 4 6]") {
 		t.Errorf("quickstart printed %q; want it to end with [2 4 6]", got)
 	}

@@ -5,6 +5,8 @@ package natsserver
 
 import (
 	"context"
+	"crypto/tls"
+	"errors"
 	"fmt"
 	"log/slog"
 	"sync"
@@ -26,6 +28,74 @@ type Config struct {
 	Keys *auth.Keys
 	// Logger receives refusals; nil discards them.
 	Logger *slog.Logger
+	// TenantLimits bound what each tenant's account holds, so that one tenant
+	// cannot fill the server's disk or memory for every other. They need Keys:
+	// without, every client shares one account and there is no tenant to bound.
+	// A single server reserves each account's bound on its disk when it makes the
+	// account (on the tenant's first connection): once the bounds of the tenants
+	// connected since it started add up to more than three quarters of the disk
+	// it had free, it admits no new tenant.
+	TenantLimits TenantLimits
+	// TLS, when set, makes the client port serve TLS only, with TLS's certificate;
+	// a client that does not start TLS is refused before it can present a key.
+	// With ClientAuth tls.RequireAndVerifyClientCert (and ClientCAs), clients
+	// must present a certificate too: mutual TLS. URL then begins tls://.
+	TLS *tls.Config
+}
+
+// TenantLimits bound each tenant's JetStream account; a zero field bounds nothing.
+// A tenant over a bound has its writes refused by the server with
+// "resource limits exceeded for account" (natsstore.ErrTenantLimit, through
+// natsstore.Tenants), and other tenants write on.
+type TenantLimits struct {
+	// StoreMB bounds the megabytes a tenant's streams, buckets and object stores
+	// hold on disk. With it, a tenant keeps nothing in memory: the store keeps
+	// none of a tenant's data there, a tenant's own key could otherwise fill the
+	// server's memory with streams of its own making, and a memory bound per
+	// tenant would be reserved out of the server's memory (see Config).
+	StoreMB int
+	// Streams bounds a tenant's streams, at least StoreStreams, which the store
+	// makes in every account: a tenant's key could make any number more.
+	Streams int
+	// Consumers bounds a tenant's consumers: the store makes one for each job's
+	// inputs and one for each watch of its results and logs while it lasts.
+	Consumers int
+}
+
+// StoreStreams is how many streams natsstore makes in each account: its input,
+// result and log streams, its two buckets and its two object stores.
+const StoreStreams = 7
+
+// Validate reports the first thing wrong with l.
+func (l TenantLimits) Validate() error {
+	switch {
+	case l.StoreMB < 0 || l.Streams < 0 || l.Consumers < 0:
+		return fmt.Errorf("tenant limits %+v: a limit is negative", l)
+	case l.Streams > 0 && l.Streams < StoreStreams:
+		return fmt.Errorf("a tenant limit of %d streams is less than the %d the store makes in each tenant's account", l.Streams, StoreStreams)
+	}
+	return nil
+}
+
+// IsZero reports whether l bounds nothing.
+func (l TenantLimits) IsZero() bool { return l == TenantLimits{} }
+
+// jetStream is l as the server takes it: -1 is no bound.
+func (l TenantLimits) jetStream() map[string]server.JetStreamAccountLimits {
+	orNone := func(n int) int {
+		if n == 0 {
+			return -1
+		}
+		return n
+	}
+	store, memory := int64(-1), int64(-1)
+	if l.StoreMB > 0 {
+		store, memory = int64(l.StoreMB)<<20, 0
+	}
+	return map[string]server.JetStreamAccountLimits{"": {
+		MaxMemory: memory, MaxStore: store, MaxStreams: orNone(l.Streams), MaxConsumers: orNone(l.Consumers),
+		MaxAckPending: -1, MemoryMaxStreamBytes: -1, StoreMaxStreamBytes: -1,
+	}}
 }
 
 // Server is a NATS server with JetStream running inside this process.
@@ -47,6 +117,12 @@ func Start(cfg Config) (*Server, error) {
 	if cfg.Host == "" {
 		cfg.Host = "127.0.0.1"
 	}
+	if err := cfg.TenantLimits.Validate(); err != nil {
+		return nil, fmt.Errorf("start NATS server: %w", err)
+	}
+	if !cfg.TenantLimits.IsZero() && cfg.Keys == nil {
+		return nil, fmt.Errorf("start NATS server: tenant limits need API keys: without them every client shares one account, and no tenant can be told apart")
+	}
 	port := cfg.Port
 	if port == 0 {
 		port = server.RANDOM_PORT
@@ -62,13 +138,20 @@ func Start(cfg Config) (*Server, error) {
 		// Chunks are bounded well below this; the slack is for framing.
 		MaxPayload: 8 << 20,
 	}
+	if cfg.TLS != nil {
+		if len(cfg.TLS.Certificates) == 0 && cfg.TLS.GetCertificate == nil {
+			return nil, errors.New("start NATS server: the TLS configuration has no certificate")
+		}
+		opts.TLSConfig = cfg.TLS.Clone()
+		opts.TLSConfig.MinVersion = max(opts.TLSConfig.MinVersion, tls.VersionTLS12)
+	}
 	var a *Authenticator
 	if cfg.Keys != nil {
 		log := cfg.Logger
 		if log == nil {
 			log = slog.New(slog.DiscardHandler)
 		}
-		a = &Authenticator{keys: cfg.Keys, log: log, conns: map[uint64]admitted{}}
+		a = &Authenticator{keys: cfg.Keys, log: log, conns: map[uint64]admitted{}, limits: cfg.TenantLimits}
 		opts.CustomClientAuthentication = a
 	}
 	ns, err := server.NewServer(opts)
@@ -96,7 +179,8 @@ func Start(cfg Config) (*Server, error) {
 	return s, nil
 }
 
-// URL is the address clients connect to.
+// URL is the address clients connect to: nats://host:port, or tls://host:port
+// with TLS.
 func (s *Server) URL() string { return s.ns.ClientURL() }
 
 // Stop shuts the server down and waits for it.
@@ -119,9 +203,10 @@ func (s *Server) Stop() {
 // then they land in that tenant's account, to work on its jobs
 // (natsstore.Tenants does this).
 type Authenticator struct {
-	keys *auth.Keys
-	log  *slog.Logger
-	srv  *server.Server
+	keys   *auth.Keys
+	log    *slog.Logger
+	srv    *server.Server
+	limits TenantLimits // every tenant's account's
 
 	mu sync.Mutex // serialises making accounts
 
@@ -233,14 +318,27 @@ func (a *Authenticator) closeRevoked() {
 	}
 }
 
-// account returns tenant's account, made with JetStream on first use.
+// account returns tenant's account, made with JetStream, within the tenant
+// limits, on first use.
 func (a *Authenticator) account(tenant string) (*server.Account, error) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	acc, isNew := a.srv.LookupOrRegisterAccount(TenantAccount(tenant))
 	if isNew || !acc.JetStreamEnabled() {
-		if err := acc.EnableJetStream(nil, nil); err != nil {
+		var limits map[string]server.JetStreamAccountLimits // nil: no bound
+		if !a.limits.IsZero() {
+			limits = a.limits.jetStream()
+		}
+		if err := acc.EnableJetStream(limits, nil); err != nil {
+			if limits != nil && server.IsNatsErr(err, server.JSStorageResourcesExceededErr) {
+				return nil, fmt.Errorf("enable JetStream for %s: the server reserves each tenant's %d MB on its disk, and has too little left for another tenant: lower the tenant limit: %w",
+					acc.Name, a.limits.StoreMB, err)
+			}
 			return nil, fmt.Errorf("enable JetStream for %s: %w", acc.Name, err)
+		}
+		if isNew && limits != nil {
+			a.log.Info("NATS: tenant account made", "tenant", tenant, "max_store_mb", a.limits.StoreMB,
+				"max_streams", a.limits.Streams, "max_consumers", a.limits.Consumers)
 		}
 	}
 	return acc, nil

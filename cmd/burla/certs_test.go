@@ -1,0 +1,65 @@
+package main
+
+import (
+	"crypto/tls"
+	"flag"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/burla-temporal/burla/devcluster"
+)
+
+// burla certs make writes what --tls-cert, --tls-key and --tls-client-ca read,
+// and burla dev --tls makes its own in the data directory.
+func TestCertsMakeFeedsTheServerFlags(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "tls")
+	if err := runCerts([]string{"make", "--dir", dir, "--hosts", "temporal,nats", "--hosts", "10.0.0.5", "--client", "node"}); err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range []string{"ca.pem", "ca-key.pem", "server.pem", "server-key.pem", "node.pem", "node-key.pem"} {
+		if _, err := os.Stat(filepath.Join(dir, f)); err != nil {
+			t.Errorf("burla certs make: %v", err)
+		}
+	}
+	fs := flag.NewFlagSet("test", flag.ContinueOnError)
+	flags := serverTLSFlags(fs, "it", "a CA", "a certificate")
+	if err := fs.Parse([]string{"--tls-cert", filepath.Join(dir, "server.pem"), "--tls-key", filepath.Join(dir, "server-key.pem"),
+		"--tls-client-ca", filepath.Join(dir, "ca.pem")}); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := flags.load()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(cfg.Certificates) != 1 || cfg.ClientAuth != tls.RequireAndVerifyClientCert || cfg.ClientCAs == nil {
+		t.Errorf("the flags' TLS configuration: %d certificates, client auth %v; want the server's, asking clients for one", len(cfg.Certificates), cfg.ClientAuth)
+	}
+	for _, args := range [][]string{{"--tls-cert", "x.pem"}, {"--tls-client-ca", "ca.pem"}} {
+		fs := flag.NewFlagSet("test", flag.ContinueOnError)
+		fs.SetOutput(io.Discard)
+		flags := serverTLSFlags(fs, "it", "a CA", "a certificate")
+		fs.Parse(args)
+		if _, err := flags.load(); err == nil || !strings.Contains(err.Error(), "--tls-key") {
+			t.Errorf("%v: %v; want an error asking for --tls-key", args, err)
+		}
+	}
+	if err := runCerts([]string{"make"}); exitCode(err) != exitUsage {
+		t.Errorf("burla certs make without --dir: %v; want a usage error", err)
+	}
+
+	dataDir := t.TempDir()
+	dev := &devTLS{make: true}
+	got, err := dev.dirFor(dataDir, "0.0.0.0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := devcluster.LoadTLS(got); err != nil || got != filepath.Join(dataDir, "tls") {
+		t.Errorf("burla dev --tls made %s: %v", got, err)
+	}
+	if _, err := (&devTLS{make: true, dir: dir}).dirFor(dataDir, "127.0.0.1"); err == nil {
+		t.Error("burla dev took both --tls and --tls-dir")
+	}
+}
