@@ -1,6 +1,7 @@
 package containerworker
 
 import (
+	"os"
 	"strings"
 
 	"github.com/burla-temporal/burla/job"
@@ -22,7 +23,9 @@ import (
 //     the node gave its workers some;
 //   - CUDA_VISIBLE_DEVICES, NVIDIA_VISIBLE_DEVICES and NVIDIA_DRIVER_CAPABILITIES:
 //     the GPUs the runtime gave the worker;
-//   - job.EnvSharedDir: the tenant's shared files, which the SDK's SharedDir names.
+//   - job.EnvSharedDir: the tenant's shared files, which the SDK's SharedDir names;
+//   - the variables the worker's image sets itself (EnvImageEnv), on the docker
+//     runtime.
 //
 // HOME and TMPDIR are scratch, the worker's scratch directory. Then come vars, in
 // order: the job's own variables (spec.Env, read from the job's environment blob)
@@ -70,4 +73,23 @@ var passed = map[string]bool{
 	job.EnvSharedDir: true,
 }
 
-func passes(name string) bool { return passed[name] || strings.HasPrefix(name, "LC_") }
+func passes(name string) bool {
+	return passed[name] || strings.HasPrefix(name, "LC_") || imageEnv[name] && !strings.HasPrefix(name, "BURLA_")
+}
+
+// EnvImageEnv names, in a container worker's environment, the variables (comma
+// separated) that the worker's image sets itself: the docker runtime's workers run
+// in the user's image, whose programs expect its PYTHONPATH, JAVA_HOME and the
+// like, so UserEnv passes those on too (but none of Burla's own).
+const EnvImageEnv = "BURLA_IMAGE_ENV"
+
+// imageEnv is the set EnvImageEnv names in this process's environment.
+var imageEnv = func() map[string]bool {
+	m := map[string]bool{}
+	for _, name := range strings.Split(os.Getenv(EnvImageEnv), ",") {
+		if name != "" {
+			m[name] = true
+		}
+	}
+	return m
+}()

@@ -23,6 +23,7 @@ import (
 	"os"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 
 	"github.com/docker/docker/api/types"
@@ -32,6 +33,7 @@ import (
 	"github.com/docker/docker/client"
 	"github.com/docker/docker/pkg/stdcopy"
 
+	"github.com/burla-temporal/burla/containerworker"
 	"github.com/burla-temporal/burla/job"
 	"github.com/burla-temporal/burla/runtime"
 )
@@ -63,6 +65,9 @@ const SharedDir = "/workspace/shared"
 type Runtime struct {
 	api   *client.Client
 	image func(context.Context) (string, error)
+
+	mu       sync.Mutex
+	imageEnv map[string]string // image → the names of its own variables (imageEnvNames)
 }
 
 // New returns a runtime on the local Docker engine whose containers run the image
@@ -122,6 +127,13 @@ func (r *Runtime) start(ctx context.Context, spec runtime.WorkerSpec, img, name 
 	if err != nil {
 		return nil, fmt.Errorf("docker runtime: %s: %w", name, err)
 	}
+	// The image's own variables (PYTHONPATH, JAVA_HOME…) are its programs' to see;
+	// the worker passes them on, and nothing else of its environment but what
+	// containerworker.UserEnv allows.
+	names, err := r.imageEnvNames(ctx, img)
+	if err != nil {
+		return nil, err
+	}
 	mounts := []mount.Mount{
 		{Type: mount.TypeBind, Source: dir.ProgramDir(), Target: ProgramDir, ReadOnly: true},
 		{Type: mount.TypeBind, Source: shared, Target: SharedDir},
@@ -129,7 +141,7 @@ func (r *Runtime) start(ctx context.Context, spec runtime.WorkerSpec, img, name 
 	_, err = r.api.ContainerCreate(ctx, &container.Config{
 		Image:       img,
 		Cmd:         spec.Argv[1:], // the image's entry point is the burla binary
-		Env:         append(slices.Clip(spec.Env), job.EnvSharedDir+"="+SharedDir),
+		Env:         append(slices.Clip(spec.Env), job.EnvSharedDir+"="+SharedDir, containerworker.EnvImageEnv+"="+names),
 		User:        User,
 		OpenStdin:   true,
 		StdinOnce:   true,
@@ -258,4 +270,35 @@ func (w *worker) Provide(path string) (string, error) {
 		return "", err
 	}
 	return ProgramDir + "/" + name, nil
+}
+
+// imageEnvNames returns the names of the variables img sets (its ENV), comma
+// separated, from the engine once per image.
+func (r *Runtime) imageEnvNames(ctx context.Context, img string) (string, error) {
+	r.mu.Lock()
+	names, ok := r.imageEnv[img]
+	r.mu.Unlock()
+	if ok {
+		return names, nil
+	}
+	info, err := r.api.ImageInspect(ctx, img)
+	if err != nil {
+		return "", fmt.Errorf("docker runtime: inspect image %s: %w", img, err)
+	}
+	var list []string
+	if info.Config != nil {
+		for _, kv := range info.Config.Env {
+			if name, _, ok := strings.Cut(kv, "="); ok && name != "" {
+				list = append(list, name)
+			}
+		}
+	}
+	names = strings.Join(list, ",")
+	r.mu.Lock()
+	if r.imageEnv == nil {
+		r.imageEnv = map[string]string{}
+	}
+	r.imageEnv[img] = names
+	r.mu.Unlock()
+	return names, nil
 }

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"reflect"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -50,6 +51,9 @@ func (f *fakeEngine) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	switch {
 	case r.Method == http.MethodDelete && strings.Contains(r.URL.Path, "/containers/"):
 		http.Error(w, `{"message":"No such container"}`, http.StatusNotFound)
+	case r.Method == http.MethodGet && strings.Contains(r.URL.Path, "/images/") && strings.HasSuffix(r.URL.Path, "/json"):
+		w.Header().Set("Content-Type", "application/json")
+		w.Write([]byte(`{"Id":"sha256:0","Config":{"Env":["PATH=/bin"]}}`))
 	case r.Method == http.MethodPost && strings.HasSuffix(r.URL.Path, "/containers/create"):
 		body, _ := io.ReadAll(r.Body)
 		f.mu.Lock()
@@ -85,6 +89,7 @@ func TestStartAsksForTheJobsGPUs(t *testing.T) {
 	defer f.mu.Unlock()
 	var req struct {
 		Image      string
+		Env        []string
 		HostConfig struct {
 			NanoCpus       int64
 			Memory         int64
@@ -101,5 +106,9 @@ func TestStartAsksForTheJobsGPUs(t *testing.T) {
 	}
 	if req.Image != "burla-node:test" || req.HostConfig.NanoCpus != 1e9 || req.HostConfig.Memory != 1<<30 || len(req.HostConfig.CapDrop) != 1 {
 		t.Errorf("create request %s; want the node image, 1 CPU, 1 GB and every capability dropped", f.create)
+	}
+	// The worker is told which variables are the image's own, to pass on to its calls.
+	if !slices.Contains(req.Env, "BURLA_IMAGE_ENV=PATH") {
+		t.Errorf("the worker's environment %q does not name the image's variables", req.Env)
 	}
 }

@@ -28,7 +28,7 @@ func busyboxImage(t *testing.T) string {
 	var buf bytes.Buffer
 	tw := tar.NewWriter(&buf)
 	for name, data := range map[string][]byte{
-		"Dockerfile": []byte("FROM scratch\nCOPY busybox /bin/busybox\nRUN [\"/bin/busybox\", \"--install\", \"-s\", \"/bin\"]\n"),
+		"Dockerfile": []byte("FROM scratch\nCOPY busybox /bin/busybox\nRUN [\"/bin/busybox\", \"--install\", \"-s\", \"/bin\"]\nENV IMAGE_GREETING=hello-from-the-image\n"),
 		"busybox":    bb,
 	} {
 		tw.WriteHeader(&tar.Header{Name: name, Mode: 0o755, Size: int64(len(data))})
@@ -71,7 +71,7 @@ func TestJobsInAUserImage(t *testing.T) {
 	on := []burla.Option{burla.OnCluster(d.Cluster), burla.Spinner(false)}
 
 	var lines []string
-	triple := burla.Command(img, "sh", "-c", `read x; echo "tripling $x in $(cat /etc/os-release 2>/dev/null || echo busybox)" >&2; echo $((x * 3))`)
+	triple := burla.Command(img, "sh", "-c", `read x; echo "tripling $x in $(cat /etc/os-release 2>/dev/null || echo busybox) $IMAGE_GREETING" >&2; echo $((x * 3))`)
 	out, err := burla.RemoteParallelMap(ctx, triple, []string{"1", "2", "3"},
 		append(on, burla.OnLog(func(l burla.LogLine) { lines = append(lines, l.Text) }))...)
 	if err != nil {
@@ -80,8 +80,8 @@ func TestJobsInAUserImage(t *testing.T) {
 	if !slices.Equal(out, []string{"3", "6", "9"}) {
 		t.Errorf("command outputs %q; want [3 6 9]", out)
 	}
-	if !slices.ContainsFunc(lines, func(s string) bool { return strings.HasPrefix(s, "tripling 2 in busybox") }) {
-		t.Errorf("command logged %q; want its stderr, from inside the busybox image", lines)
+	if !slices.ContainsFunc(lines, func(s string) bool { return strings.HasPrefix(s, "tripling 2 in busybox hello-from-the-image") }) {
+		t.Errorf("command logged %q; want its stderr, from inside the busybox image, with the image's own variable", lines)
 	}
 
 	got, err := burla.RemoteParallelMap(ctx, tripleGo, []int{1, 2, 3}, append(on, burla.Image(img), burla.OnLog(func(burla.LogLine) {}))...)
