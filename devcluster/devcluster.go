@@ -178,7 +178,14 @@ func Start(ctx context.Context, cfg Config) (_ *Cluster, err error) {
 			return nil, err
 		}
 	}
-	if err := os.MkdirAll(cfg.DataDir, 0o755); err != nil {
+	// The data directory holds every tenant's jobs (Temporal's database, NATS's
+	// streams): no other user of the machine, tenants' code on a local node among
+	// them, may enter it. (Workers' own directories are elsewhere when this one
+	// is closed to them; see process.WorkersDir.)
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("dev cluster: data dir: %w", err)
+	}
+	if err := os.Chmod(cfg.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("dev cluster: data dir: %w", err)
 	}
 	c := &Cluster{cfg: cfg, log: cfg.Logger}

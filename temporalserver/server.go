@@ -426,7 +426,11 @@ func sqliteConfig(dataDir string) (*config.SQL, error) {
 	if err != nil {
 		return nil, fmt.Errorf("temporal server: data dir: %w", err)
 	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+	// Every workflow's history is in there: no other user may enter.
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("temporal server: data dir: %w", err)
+	}
+	if err := os.Chmod(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("temporal server: data dir: %w", err)
 	}
 	cfg.DatabaseName = filepath.Join(dir, dbFileName)

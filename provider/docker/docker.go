@@ -159,6 +159,12 @@ func (p *Provider) Ping(ctx context.Context) (answered int, err error) {
 	return answered, errors.Join(errs...)
 }
 
+// NodeCapabilities are the capabilities a node's container keeps: its agent
+// chowns each worker's directories to the worker's user (CHOWN), removes them
+// after (DAC_OVERRIDE, FOWNER), has its workers become that user (SETUID,
+// SETGID) and kills what that user left running (KILL).
+var NodeCapabilities = []string{"CHOWN", "DAC_OVERRIDE", "FOWNER", "SETUID", "SETGID", "KILL"}
+
 // Name implements provider.Provider.
 func (p *Provider) Name() string { return "docker" }
 
@@ -358,7 +364,13 @@ func (p *Provider) Create(ctx context.Context, n provider.NodeSpec) error {
 		// Programs are fetched into the cache and run from it.
 		Tmpfs:       map[string]string{"/var/lib/burla": "exec,mode=0755", "/tmp": "mode=1777"},
 		SecurityOpt: []string{"no-new-privileges"},
-		Resources:   res,
+		// The agent is root in its container, with only what it needs to run
+		// tenants' code as users of their own and clear up after them
+		// (runtime/process): not NET_RAW, say, which on the host's network would let
+		// it read the loopback traffic of every process on the machine.
+		CapDrop:   []string{"ALL"},
+		CapAdd:    NodeCapabilities,
+		Resources: res,
 	}, nil, nil, name)
 	if errdefs.IsConflict(err) {
 		return p.start(ctx, e, name) // created by an earlier attempt of this call

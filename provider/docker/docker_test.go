@@ -33,6 +33,16 @@ func engine(t *testing.T) {
 	}
 }
 
+func api(t *testing.T) *client.Client {
+	t.Helper()
+	c, err := client.NewClientWithOpts(client.FromEnv, client.WithAPIVersionNegotiation())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
 func buildBurla(t *testing.T) string {
 	t.Helper()
 	out, err := exec.Command("go", "env", "GOMOD").Output()
@@ -71,6 +81,25 @@ func TestProviderLifecycle(t *testing.T) {
 	ids, err := p.List(ctx, cluster)
 	if err != nil || !slices.Equal(ids, []string{n.ID}) {
 		t.Fatalf("List = %v, %v; want [%s]", ids, err, n.ID)
+	}
+	// The node's agent is root with the few capabilities it needs, not Docker's
+	// default set (NET_RAW, on the host's network, would read its loopback).
+	info, err := api(t).ContainerInspect(ctx, "burla-node-"+n.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hc := info.HostConfig
+	// The engine names them CAP_X, sorted.
+	added := make([]string, len(hc.CapAdd))
+	for i, c := range hc.CapAdd {
+		added[i] = strings.TrimPrefix(c, "CAP_")
+	}
+	slices.Sort(added)
+	want := slices.Sorted(slices.Values(docker.NodeCapabilities))
+	if !slices.Equal(hc.CapDrop, []string{"ALL"}) || !slices.Equal(added, want) || hc.Privileged ||
+		!hc.ReadonlyRootfs || !slices.Contains(hc.SecurityOpt, "no-new-privileges") {
+		t.Errorf("node container: cap drop %v, cap add %v, privileged %v, read-only %v, security %v; want every capability dropped but %v",
+			hc.CapDrop, hc.CapAdd, hc.Privileged, hc.ReadonlyRootfs, hc.SecurityOpt, docker.NodeCapabilities)
 	}
 	for range 2 {
 		if err := p.Delete(ctx, n); err != nil {

@@ -15,6 +15,7 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+	"testing"
 	"time"
 
 	burla "github.com/burla-temporal/burla/sdk"
@@ -232,4 +233,21 @@ func (d *Dev) Stop() error {
 		time.Sleep(100 * time.Millisecond)
 	}
 	return fmt.Errorf("burla dev left processes behind: %v", left)
+}
+
+// OpenDir returns a new directory that every user may search and read, removed
+// when t ends: for files a test shares with functions on a local node, which run
+// as a user of their own when the node's agent is root (t.TempDir is the test
+// user's alone).
+func OpenDir(t testing.TB) string {
+	t.Helper()
+	dir, err := os.MkdirTemp("", "burla-open-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return dir
 }

@@ -148,7 +148,7 @@ func TestNoKeyNoEntry(t *testing.T) {
 func TestTenantsAreApart(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	gate := filepath.Join(t.TempDir(), "gate")
+	gate := filepath.Join(clustertest.OpenDir(t), "gate")
 	j, err := burla.Submit(ctx, slow, []string{gate, gate}, burla.OnCluster(acme), burla.Detach(), burla.Spinner(false),
 		burla.OnLog(func(burla.LogLine) {}))
 	if err != nil {

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"sync"
 	"time"
 
@@ -122,6 +123,16 @@ func Start(cfg Config) (*Server, error) {
 	}
 	if !cfg.TenantLimits.IsZero() && cfg.Keys == nil {
 		return nil, fmt.Errorf("start NATS server: tenant limits need API keys: without them every client shares one account, and no tenant can be told apart")
+	}
+	if cfg.StoreDir != "" {
+		// Every tenant's inputs, results and programs are in there: no other user
+		// of the machine may enter.
+		if err := os.MkdirAll(cfg.StoreDir, 0o700); err != nil {
+			return nil, fmt.Errorf("start NATS server: %w", err)
+		}
+		if err := os.Chmod(cfg.StoreDir, 0o700); err != nil {
+			return nil, fmt.Errorf("start NATS server: %w", err)
+		}
 	}
 	port := cfg.Port
 	if port == 0 {
