@@ -261,26 +261,36 @@ func processesOf(uid uint32) []int {
 	return pids
 }
 
-// removeOwned removes what uid owns in dir, at any depth it can reach.
+// removeOwned removes what uid owns in dir (a world-writable directory), and in
+// the world-writable directories in it, one level down: where a user may make
+// files outside its own directories. It does not walk all of /tmp, which can be
+// large and busy.
 func removeOwned(dir string, uid uint32) error {
+	return removeOwnedIn(dir, uid, 2)
+}
+
+func removeOwnedIn(dir string, uid uint32, depth int) error {
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return nil // gone, or closed to us: nothing of uid's to find there
+	}
 	var errs []error
-	_ = filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
-		if err != nil || p == dir {
-			return nil
-		}
-		fi, err := d.Info()
+	for _, e := range ents {
+		p := filepath.Join(dir, e.Name())
+		fi, err := os.Lstat(p)
 		if err != nil {
-			return nil
+			continue
 		}
-		if st, ok := fi.Sys().(*syscall.Stat_t); ok && st.Uid == uid {
+		st, ok := fi.Sys().(*syscall.Stat_t)
+		switch {
+		case !ok:
+		case st.Uid == uid:
 			if err := os.RemoveAll(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
 				errs = append(errs, err)
 			}
-			if d.IsDir() {
-				return filepath.SkipDir
-			}
+		case fi.IsDir() && fi.Mode().Perm()&0o002 != 0 && depth > 1:
+			errs = append(errs, removeOwnedIn(p, uid, depth-1))
 		}
-		return nil
-	})
+	}
 	return errors.Join(errs...)
 }
