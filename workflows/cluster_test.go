@@ -2,6 +2,7 @@ package workflows_test
 
 import (
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -181,9 +182,16 @@ func TestClusterReservesAndRefillsStandby(t *testing.T) {
 
 func TestClusterGrowsForABigJob(t *testing.T) {
 	e := newClusterEnv(t)
+	// The environment runs the signal's mock on the goroutines of the workflows
+	// that send it, at once.
+	var mu sync.Mutex
 	var added []workflows.NodesAdded
 	e.OnSignalExternalWorkflow(mock.Anything, "j-big", "", names.SignalNodesAdded, mock.Anything).Run(
-		func(args mock.Arguments) { added = append(added, args.Get(4).(workflows.NodesAdded)) }).Return(nil)
+		func(args mock.Arguments) {
+			mu.Lock()
+			defer mu.Unlock()
+			added = append(added, args.Get(4).(workflows.NodesAdded))
+		}).Return(nil)
 	e.RegisterDelayedCallback(func() {
 		e.update(names.UpdateReserve, func(resp activities.ReserveResponse, err error) {
 			if err != nil || len(resp.Nodes) != 2 {
@@ -204,6 +212,8 @@ func TestClusterGrowsForABigJob(t *testing.T) {
 	if err := e.GetWorkflowError(); err != nil {
 		t.Fatal(err)
 	}
+	mu.Lock()
+	defer mu.Unlock()
 	if len(added) != 3 {
 		t.Errorf("job was handed %d more nodes as they became ready; want 3", len(added))
 	}
@@ -211,9 +221,14 @@ func TestClusterGrowsForABigJob(t *testing.T) {
 
 func TestClusterReplacesALostNode(t *testing.T) {
 	e := newClusterEnv(t)
+	var mu sync.Mutex
 	var lost []workflows.NodeLost
 	e.OnSignalExternalWorkflow(mock.Anything, "j-1", "", names.SignalNodeLost, mock.Anything).Run(
-		func(args mock.Arguments) { lost = append(lost, args.Get(4).(workflows.NodeLost)) }).Return(nil)
+		func(args mock.Arguments) {
+			mu.Lock()
+			defer mu.Unlock()
+			lost = append(lost, args.Get(4).(workflows.NodeLost))
+		}).Return(nil)
 	var victim string
 	e.RegisterDelayedCallback(func() {
 		e.update(names.UpdateReserve, func(resp activities.ReserveResponse, err error) {
@@ -246,6 +261,8 @@ func TestClusterReplacesALostNode(t *testing.T) {
 	if err := e.GetWorkflowError(); err != nil {
 		t.Fatal(err)
 	}
+	mu.Lock()
+	defer mu.Unlock()
 	if len(lost) != 1 || lost[0].NodeID != victim {
 		t.Errorf("job told of lost nodes %+v; want %s", lost, victim)
 	}
