@@ -44,6 +44,10 @@ command -v gcloud >/dev/null 2>&1 || die "gcloud is not installed: https://cloud
 
 tmp=$(mktemp -d)
 trap 'rm -rf "${tmp}"' EXIT
+# The nftables ruleset that closes the metadata server to all but root, which the
+# node VMs load too.
+ruleset="$(cd "$(dirname "$0")/../.." && pwd)/provider/gce/metadata-block.nft"
+[ -r "${ruleset}" ] || die "${ruleset} is missing: run this script from a checkout of the repository"
 
 case "${1:-create}" in
 upload)
@@ -137,6 +141,26 @@ md() {
 		"http://metadata.google.internal/computeMetadata/v1/$1"
 }
 
+STARTUP_EOF
+
+# The control plane runs tenants' programs once to learn what they register (as
+# users of their own; it is root for that), so this VM closes the metadata server,
+# and the token of its account, which may make VMs, to every user but root, with
+# the ruleset the node VMs load.
+{
+	cat <<'STARTUP_EOF'
+if ! command -v nft >/dev/null; then
+	{ apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q nftables; } ||
+		fail "nft is missing and nftables would not install: cannot close the metadata server to the programs the control plane inspects, so it does not start"
+fi
+nft -f - <<'BURLA_NFT' || fail "nft refused the ruleset that closes the metadata server to the programs the control plane inspects, so it does not start"
+STARTUP_EOF
+	cat "${ruleset}"
+	echo BURLA_NFT
+} >>"${tmp}/startup.sh"
+
+cat >>"${tmp}/startup.sh" <<'STARTUP_EOF'
+
 install -d -m 0755 /opt/burla /etc/burla
 md instance/attributes/burla-config >/etc/burla/control-plane.env.new
 mv -f /etc/burla/control-plane.env.new /etc/burla/control-plane.env
@@ -192,8 +216,11 @@ exec /opt/burla/burla "${args[@]}"
 BURLA_EOF
 chmod 0755 /opt/burla/control-plane.sh
 
-# DynamicUser: the control plane runs as an unprivileged user of its own, with a
-# writable /var/lib/burla-control and nothing else writable.
+# The control plane runs as root, so that the programs it inspects run as users of
+# their own (which an unprivileged user could not arrange: they would run as it,
+# with its token), but with no more than that needs: a read-only system, its
+# state in /var/lib/burla-control, a /tmp of its own, and the capabilities to
+# start a program as another user and clear up after it.
 cat >/etc/systemd/system/burla-control-plane.service <<'BURLA_EOF'
 [Unit]
 Description=burla control plane
@@ -206,8 +233,14 @@ Environment=HOME=/var/lib/burla-control
 ExecStart=/opt/burla/control-plane.sh
 Restart=always
 RestartSec=5
-DynamicUser=yes
 StateDirectory=burla-control
+StateDirectoryMode=0700
+ProtectSystem=strict
+ProtectHome=yes
+PrivateTmp=yes
+NoNewPrivileges=yes
+RestrictSUIDSGID=yes
+CapabilityBoundingSet=CAP_SETUID CAP_SETGID CAP_CHOWN CAP_DAC_OVERRIDE CAP_FOWNER CAP_KILL
 
 [Install]
 WantedBy=multi-user.target

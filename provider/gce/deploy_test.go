@@ -214,6 +214,28 @@ func TestControlPlaneVMChecksTheBinary(t *testing.T) {
 	if got, err := os.ReadFile(filepath.Join(run.root, "opt/burla/burla")); err != nil || !bytes.Equal(got, testBinary) {
 		t.Errorf("installed binary %q, %v; want the one fetched", got, err)
 	}
+	// The programs the control plane inspects run there: the VM closes the
+	// metadata server to all but root, with the nodes' ruleset, before anything is
+	// fetched, and the control plane runs as root (to run them as other users)
+	// with only the capabilities that takes.
+	if run.ruleset != metadataRuleset {
+		t.Errorf("the control plane's VM loaded the ruleset %q; want the nodes' (metadata-block.nft)", run.ruleset)
+	}
+	if len(run.calls) == 0 || !strings.HasPrefix(run.calls[0], "nft ") {
+		t.Errorf("calls %q; want nft first", run.calls)
+	}
+	unitFile, err := os.ReadFile(filepath.Join(run.root, "etc/systemd/system", unit))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"CapabilityBoundingSet=CAP_SETUID CAP_SETGID CAP_CHOWN CAP_DAC_OVERRIDE CAP_FOWNER CAP_KILL\n", "ProtectSystem=strict\n", "NoNewPrivileges=yes\n"} {
+		if !strings.Contains(string(unitFile), want) {
+			t.Errorf("the control plane's unit lacks %q:\n%s", want, unitFile)
+		}
+	}
+	if strings.Contains(string(unitFile), "DynamicUser") {
+		t.Errorf("the control plane runs as a user of systemd's, as whom its inspected programs would run:\n%s", unitFile)
+	}
 
 	tampered := append(slices.Clip(testBinary), "# and something else\n"...)
 	run = runStartupScript(t, string(script), tampered, string(config))

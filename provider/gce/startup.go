@@ -2,6 +2,7 @@ package gce
 
 import (
 	"crypto/sha256"
+	_ "embed"
 	"encoding/hex"
 	"fmt"
 	"io"
@@ -175,8 +176,7 @@ func startupScript(cfg Config, n provider.NodeSpec) (string, error) {
 	err = scriptTemplate.Execute(&b, map[string]any{
 		"Console":       console,
 		"BlockMetadata": !workersUseMetadata(cfg.StoreURL),
-		"MetadataIPv4":  metadataIPv4,
-		"MetadataIPv6":  metadataIPv6,
+		"Ruleset":       metadataRuleset,
 		"SHA256":        cfg.BinarySHA256,
 		"Binary":        binaryPath,
 		"Dirs":          "/opt/burla " + cacheDir,
@@ -222,6 +222,12 @@ func shellQuote(s string) string {
 // there; DNS and NTP to the metadata server stay open to all. A refused TCP
 // connection is reset, at once (an ICMP error would be rate-limited, and a
 // client that probes for the server, as Google's libraries do, would wait).
+// metadataRuleset is the nftables ruleset that closes the metadata server to all
+// but root; the control plane's VM loads the same file (deploy/gcp/control-plane.sh).
+//
+//go:embed metadata-block.nft
+var metadataRuleset string
+
 var scriptTemplate = template.Must(template.New("startup").Parse(`#!/bin/bash
 # burla node {{.NodeID}}: written by burla's gce provider. It keeps tenants' code
 # from the metadata server, fetches the burla binary, checks it, and runs its node
@@ -245,29 +251,7 @@ if ! command -v nft >/dev/null; then
     fail "nft is missing and nftables would not install: cannot close the metadata server to tenants' code, so the node agent does not start"
 fi
 nft -f - <<'BURLA_EOF' || fail "nft refused the ruleset that closes the metadata server to tenants' code, so the node agent does not start"
-table inet burla
-delete table inet burla
-table inet burla {
-  chain closed {
-    ip daddr {{.MetadataIPv4}} meta l4proto { tcp, udp } th dport 53 return
-    ip daddr {{.MetadataIPv4}} udp dport 123 return
-    ip6 daddr {{.MetadataIPv6}} meta l4proto { tcp, udp } th dport 53 return
-    ip6 daddr {{.MetadataIPv6}} udp dport 123 return
-    meta l4proto tcp reject with tcp reset
-    reject
-  }
-  chain output {
-    type filter hook output priority 0; policy accept;
-    ip daddr 169.254.0.0/16 meta skuid != 0 jump closed
-    ip6 daddr {{.MetadataIPv6}} meta skuid != 0 jump closed
-  }
-  chain forward {
-    type filter hook forward priority 0; policy accept;
-    ip daddr 169.254.0.0/16 jump closed
-    ip6 daddr {{.MetadataIPv6}} jump closed
-  }
-}
-BURLA_EOF
+{{.Ruleset}}BURLA_EOF
 {{else}}
 # The metadata server stays open to tenants' code: the workers reach the store with
 # the service account token they get there, and they run as the same user as the

@@ -121,6 +121,7 @@ type bootRun struct {
 	calls   []string // the stubbed commands it ran, in order, with their arguments
 	console string   // what it wrote to the serial console
 	root    string   // the directory that stood for the VM's /
+	ruleset string   // what it gave nft to load
 }
 
 // runStartupScript runs script with bash as Compute Engine would, but with the
@@ -187,6 +188,9 @@ cp `+shellQuote(filepath.Join(dir, "binary"))+` "$out"`)
 	}
 	if b, err := os.ReadFile(filepath.Join(root, "dev/ttyS0")); err == nil {
 		r.console = string(b)
+	}
+	if b, err := os.ReadFile(filepath.Join(dir, "ruleset")); err == nil {
+		r.ruleset = string(b)
 	}
 	return r
 }

@@ -21,6 +21,13 @@ if ! command -v nft >/dev/null; then
     fail "nft is missing and nftables would not install: cannot close the metadata server to tenants' code, so the node agent does not start"
 fi
 nft -f - <<'BURLA_EOF' || fail "nft refused the ruleset that closes the metadata server to tenants' code, so the node agent does not start"
+# The rules that close the metadata server (and, with it, the VM's service
+# account tokens) to every process that is not root: tenants' code runs as other
+# users, in processes or in containers on the host's network, and gets DNS and NTP
+# there and nothing else of the link-local range. Loaded with nft -f by the node
+# VMs' startup script (provider/gce) and by the control plane VM's
+# (deploy/gcp/control-plane.sh), at every boot; its delete line makes loading it
+# again replace the table rather than add to it.
 table inet burla
 delete table inet burla
 table inet burla {
