@@ -145,32 +145,56 @@ const prSetNoNewPrivs = 38
 // waited for.
 //
 // no_new_privs belongs to a thread, which the processes it forks inherit and which
-// it keeps for good. So cmd is forked by a thread of its own, which ends at
-// release rather than going back to serve this process's other goroutines; and not
-// before, since the child's Pdeathsig fires when the thread that forked it ends.
+// it keeps for good. So every tenant process is forked by one thread, the forker,
+// which has it and serves nothing else for the life of this process. That thread
+// must never end: a child's Pdeathsig fires when the thread that forked it ends,
+// and the thread the forker locked may have forked other children before (in
+// burla dev, the node agents), which an ending thread would kill.
 func startTenant(cmd *exec.Cmd) (release func(), err error) {
 	if err := hide(); err != nil {
 		return nil, err
 	}
-	started := make(chan error, 1)
-	reaped := make(chan struct{})
-	go func() {
-		// Never unlocked: the thread ends with this goroutine.
-		runtime.LockOSThread()
-		if _, _, e := syscall.RawSyscall(syscall.SYS_PRCTL, prSetNoNewPrivs, 1, 0); e != 0 {
-			started <- fmt.Errorf("prctl(PR_SET_NO_NEW_PRIVS): %w", e)
-			return
-		}
-		err := cmd.Start()
-		started <- err
-		if err == nil {
-			<-reaped
-		}
-	}()
-	if err := <-started; err != nil {
+	forker.once.Do(startForker)
+	if forker.err != nil {
+		return nil, forker.err
+	}
+	done := make(chan error, 1)
+	forker.reqs <- forkRequest{cmd: cmd, done: done}
+	if err := <-done; err != nil {
 		return nil, err
 	}
-	return sync.OnceFunc(func() { close(reaped) }), nil
+	return func() {}, nil
+}
+
+// forker is the thread that forks tenants' processes (see startTenant).
+var forker struct {
+	once sync.Once
+	reqs chan forkRequest
+	err  error // why there is none
+}
+
+type forkRequest struct {
+	cmd  *exec.Cmd
+	done chan error
+}
+
+func startForker() {
+	forker.reqs = make(chan forkRequest)
+	ready := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread() // for good: see startTenant
+		if _, _, e := syscall.RawSyscall(syscall.SYS_PRCTL, prSetNoNewPrivs, 1, 0); e != 0 {
+			// Nothing was set on the thread: it may serve other goroutines again.
+			runtime.UnlockOSThread()
+			ready <- fmt.Errorf("prctl(PR_SET_NO_NEW_PRIVS): %w", e)
+			return
+		}
+		ready <- nil
+		for r := range forker.reqs {
+			r.done <- r.cmd.Start()
+		}
+	}()
+	forker.err = <-ready
 }
 
 // tenantCredential is user and group uid, with no supplementary groups, for a
