@@ -159,7 +159,7 @@ func startProcAs(path string, limit int, env []string, memoryMB func() int64, as
 	}
 	if p.hello.Version != wire.Version {
 		p.kill()
-		p.wait() // reaped, and its thread released (startTenant)
+		p.wait() // reaped
 		return nil, fmt.Errorf("the program speaks worker protocol %d, this worker speaks %d: rebuild it against this version of burla", p.hello.Version, wire.Version)
 	}
 	return p, nil
