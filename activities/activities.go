@@ -134,6 +134,9 @@ type WatchInput struct {
 	Timeout time.Duration
 	// Poll is how often the heartbeat is checked; zero means one second.
 	Poll time.Duration
+	// UntilSealed watches a detached job's client only while it uploads: the
+	// watch ends once every input is in the queue.
+	UntilSealed bool
 }
 
 // storeTimeout bounds one read of the store in a long-running activity.
@@ -141,7 +144,8 @@ const storeTimeout = 10 * time.Second
 
 // WatchClient returns a ClientGone error once the job's client has not heartbeated for
 // Timeout, and runs until then or until it is cancelled. It returns nil once the
-// client has released the job (store.Jobs.Release): it has read every result.
+// client has released the job (store.Jobs.Release): it has read every result; or,
+// with UntilSealed, once the job's inputs are all in its queue.
 func (c *Control) WatchClient(ctx context.Context, in WatchInput) error {
 	poll := in.Poll
 	if poll <= 0 {
@@ -161,6 +165,14 @@ func (c *Control) WatchClient(ctx context.Context, in WatchInput) error {
 		case <-t.C:
 		}
 		activity.RecordHeartbeat(ctx)
+		if in.UntilSealed {
+			sctx, cancel := context.WithTimeout(ctx, storeTimeout)
+			p, err := c.Queue.Progress(sctx, in.JobID)
+			cancel()
+			if err == nil && p.Sealed {
+				return nil // the job no longer needs its client
+			}
+		}
 		sctx, cancel := context.WithTimeout(ctx, storeTimeout)
 		last, err := c.Jobs.LastHeartbeat(sctx, in.JobID)
 		cancel()
@@ -190,6 +202,12 @@ func (c *Control) WatchClient(ctx context.Context, in WatchInput) error {
 			}
 			if c.Metrics != nil {
 				c.Metrics.ClientsLost.Inc()
+			}
+			if in.UntilSealed {
+				return temporal.NewNonRetryableApplicationError(
+					fmt.Sprintf("the client of this detached job stopped heartbeating %v ago (timeout %v) before every input was uploaded; the job cannot finish without them: submit it again",
+						silent.Round(time.Second), in.Timeout),
+					names.ErrClientGone, nil)
 			}
 			return temporal.NewNonRetryableApplicationError(
 				fmt.Sprintf("the client stopped heartbeating %v ago (timeout %v); run with burla.Detach() to keep a job going without its client", silent.Round(time.Second), in.Timeout),

@@ -3,6 +3,7 @@ package activities_test
 import (
 	"context"
 	"errors"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -22,6 +23,9 @@ type beats struct {
 	mu          sync.Mutex
 	n           int
 	beat        func(n int) (lastAt int, err error)
+	// sealedAt is the second from which the job's inputs are all uploaded; 0:
+	// from the start.
+	sealedAt int
 }
 
 var epoch = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
@@ -41,17 +45,42 @@ func (b *beats) now() time.Time {
 	return epoch.Add(time.Duration(b.n) * time.Second)
 }
 func (b *beats) Progress(context.Context, string) (store.Progress, error) {
-	return store.Progress{Sealed: true, InFlight: 1}, nil
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return store.Progress{Sealed: b.n >= b.sealedAt, InFlight: 1}, nil
 }
 
 func watch(t *testing.T, b *beats) error {
+	t.Helper()
+	return watchInput(t, b, activities.WatchInput{JobID: "j-1", Timeout: 5 * time.Second, Poll: time.Millisecond})
+}
+
+func watchInput(t *testing.T, b *beats, in activities.WatchInput) error {
 	t.Helper()
 	var s testsuite.WorkflowTestSuite
 	env := s.NewTestActivityEnvironment()
 	c := &activities.Control{Jobs: b, Queue: b, Now: b.now}
 	env.RegisterActivity(c)
-	_, err := env.ExecuteActivity(names.ActivityWatchClient, activities.WatchInput{JobID: "j-1", Timeout: 5 * time.Second, Poll: time.Millisecond})
+	_, err := env.ExecuteActivity(names.ActivityWatchClient, in)
 	return err
+}
+
+// A detached job's client is watched until its inputs are all uploaded: one
+// that goes before loses the job, and one that goes after does not.
+func TestWatchClientUntilSealed(t *testing.T) {
+	in := activities.WatchInput{JobID: "j-1", Timeout: 5 * time.Second, Poll: time.Millisecond, UntilSealed: true}
+	gone := &beats{sealedAt: 1 << 30, beat: func(n int) (int, error) { return min(n, 3), nil }}
+	err := watchInput(t, gone, in)
+	if !clientGone(err) || !strings.Contains(err.Error(), "before every input was uploaded") {
+		t.Fatalf("a client gone mid-upload: WatchClient = %v; want ClientGone naming the upload", err)
+	}
+	sealed := &beats{sealedAt: 4, beat: func(n int) (int, error) { return min(n, 3), nil }}
+	if err := watchInput(t, sealed, in); err != nil {
+		t.Fatalf("a client gone once its inputs were sealed: WatchClient = %v; want nil", err)
+	}
+	if sealed.n != 4 {
+		t.Errorf("the watch ended at second %d; want 4, when the seal was seen", sealed.n)
+	}
 }
 
 func clientGone(err error) bool {

@@ -58,9 +58,15 @@ type Spec struct {
 	// Lease is how long a claimed chunk stays invisible to other workers while its
 	// claimer keeps no sign of life; a worker extends it while it works.
 	Lease time.Duration `json:"lease"`
-	// Detached jobs run on without a client heartbeat.
+	// Detached jobs run on without a client heartbeat once their inputs are
+	// uploaded.
 	Detached bool `json:"detached,omitempty"`
-	// ClientTimeout is how long a job that is not detached survives its client's silence.
+	// UploadWatched is set by clients that heartbeat a detached job until its
+	// inputs are sealed: the job fails with ClientGone if they stop before. A
+	// detached job of an older client, which is not watched at all, lacks it.
+	UploadWatched bool `json:"upload_watched,omitempty"`
+	// ClientTimeout is how long a job that is not detached survives its client's
+	// silence, and a detached one (UploadWatched) while its inputs upload.
 	ClientTimeout time.Duration `json:"client_timeout"`
 	// Env names the environment variables the job's calls get besides the
 	// worker's own. Their values are secrets, so they are not here (the spec is the

@@ -23,6 +23,7 @@ import (
 	"github.com/burla-temporal/burla/activities"
 	"github.com/burla-temporal/burla/job"
 	"github.com/burla-temporal/burla/names"
+	"github.com/burla-temporal/burla/status"
 	"github.com/burla-temporal/burla/store"
 	"github.com/burla-temporal/burla/workflows"
 )
@@ -86,7 +87,8 @@ type Job[Out any] struct {
 func (j *Job[Out]) ID() string { return j.id }
 
 // Submit starts a job running f on every input and returns once it has started; the
-// inputs are still being uploaded when it returns. Read its results with Outputs or
+// inputs are still being uploaded when it returns, unless the job is detached, when
+// it returns once they are all in the store. Read its results with Outputs or
 // Results.
 func Submit[In, Out any](ctx context.Context, f *Function[In, Out], inputs []In, opts ...Option) (*Job[Out], error) {
 	if !mainCalled() && f.command == nil {
@@ -158,6 +160,7 @@ func Submit[In, Out any](ctx context.Context, f *Function[In, Out], inputs []In,
 		InputTimeout:   o.inputTimeout,
 		Lease:          o.lease,
 		Detached:       o.detach,
+		UploadWatched:  o.detach,
 		ClientTimeout:  o.clientTimeout,
 		ReturnErrors:   o.returnErrors,
 		Created:        now,
@@ -215,7 +218,40 @@ func Submit[In, Out any](ctx context.Context, f *Function[In, Out], inputs []In,
 	if o.onStart != nil {
 		o.onStart(j.id)
 	}
+	if o.detach {
+		if err := j.awaitUpload(ctx); err != nil {
+			cancelUpload()
+			j.cancelQuietly()
+			j.close()
+			return nil, err
+		}
+	}
 	return j, nil
+}
+
+// awaitUpload waits until a detached job's inputs are all in the store, showing
+// how many are, and then stops its heartbeat: the job no longer needs this client.
+func (j *Job[Out]) awaitUpload(ctx context.Context) error {
+	prep := startPreparing(&j.o)
+	defer prep.stop()
+	t := time.NewTicker(100 * time.Millisecond)
+	defer t.Stop()
+	for {
+		prep.set(status.WaitUploadingInputs, fmt.Sprintf("uploading the job's inputs: %d of %d", j.uploaded.Load(), j.inputs))
+		select {
+		case err := <-j.uploadErr:
+			if err != nil {
+				return err
+			}
+			j.uploadErr <- nil // for Results, which also waits for it
+			j.stopHeartbeat()
+			return nil
+		case <-ctx.Done():
+			return fmt.Errorf("burla: job %s: its inputs were not all uploaded (%d of %d) when the caller gave up; it is cancelled: %w",
+				j.id, j.uploaded.Load(), j.inputs, ctx.Err())
+		case <-t.C:
+		}
+	}
 }
 
 // Attach returns a handle on a job started earlier, typically with Detach, by its ID.
@@ -286,14 +322,11 @@ func newJob[Out any](c *Cluster, o options, id string, inputs int) *Job[Out] {
 		uploadErr: make(chan error, 1), results: newInbox[store.Result]()}
 }
 
-// prepare watches the job's results and logs and, unless it is detached, starts
-// its heartbeat.
+// prepare watches the job's results and logs and starts its heartbeat, which a
+// detached job needs only until its inputs are uploaded (stopHeartbeat).
 func (j *Job[Out]) prepare(ctx context.Context) error {
 	if err := j.watch(ctx); err != nil {
 		return err
-	}
-	if j.o.detach {
-		return nil
 	}
 	if err := j.c.st.Heartbeat(ctx, j.id); err != nil {
 		return fmt.Errorf("burla: job %s: %w", j.id, err)
@@ -308,6 +341,16 @@ func (j *Job[Out]) prepare(ctx context.Context) error {
 		j.heartbeat(hbCtx)
 	}()
 	return nil
+}
+
+// stopHeartbeat ends the heartbeat of a detached job once its inputs are uploaded.
+func (j *Job[Out]) stopHeartbeat() {
+	if j.stopHB == nil {
+		return
+	}
+	j.stopHB()
+	<-j.hbDone
+	j.stopHB = nil
 }
 
 // release tells the cluster that the client has read every result, so that the

@@ -125,7 +125,11 @@ func Lease(d time.Duration) Option { return func(o *options) { o.lease = d } }
 func Spinner(on bool) Option { return func(o *options) { o.spinner = &on } }
 
 // Detach lets the job run on when the caller goes away: its context's cancellation
-// and the end of its heartbeat no longer cancel the job. Re-attach with Attach.
+// and the end of its heartbeat no longer cancel the job. Submit then returns only
+// once every input is in the cluster's store (showing the upload's progress), so
+// that the program may exit; a program that dies before that loses its job, which
+// fails with ClientGone within ClientTimeout and frees its nodes. Re-attach with
+// Attach.
 func Detach() Option { return func(o *options) { o.detach = true } }
 
 // Binary ships the linux executable at path instead of the running program. It must
@@ -202,5 +206,6 @@ func Output(stdout, stderr io.Writer) Option {
 }
 
 // ClientTimeout is how long a job that is not detached survives without hearing
-// from this program (default 10s); the program heartbeats every second.
+// from this program (default 10s), and a detached one while its inputs upload;
+// the program heartbeats every second.
 func ClientTimeout(d time.Duration) Option { return func(o *options) { o.clientTimeout = d } }

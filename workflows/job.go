@@ -147,14 +147,19 @@ func Job(ctx workflow.Context, in JobInput) (JobOutput, error) {
 	for _, n := range placed.Nodes {
 		runOn(n)
 	}
-	if !spec.Detached {
+	// A detached job of a client that says it heartbeats until its inputs are
+	// uploaded is watched until then (version 1 of "detached-upload"): a client
+	// that goes mid-upload would leave it waiting for inputs, holding its nodes.
+	uploadWatch := spec.Detached && spec.UploadWatched &&
+		workflow.GetVersion(ctx, "detached-upload", workflow.DefaultVersion, 1) >= 1
+	if !spec.Detached || uploadWatch {
 		wctx := workflow.WithActivityOptions(runCtx, workflow.ActivityOptions{
 			TaskQueue:           names.TaskQueueControl,
 			StartToCloseTimeout: 7 * 24 * time.Hour,
 			HeartbeatTimeout:    10 * time.Second,
 			RetryPolicy:         &temporal.RetryPolicy{InitialInterval: time.Second, NonRetryableErrorTypes: []string{names.ErrClientGone}},
 		})
-		f := workflow.ExecuteActivity(wctx, names.ActivityWatchClient, activities.WatchInput{JobID: spec.ID, Timeout: spec.ClientTimeout})
+		f := workflow.ExecuteActivity(wctx, names.ActivityWatchClient, activities.WatchInput{JobID: spec.ID, Timeout: spec.ClientTimeout, UntilSealed: uploadWatch})
 		sel.AddFuture(f, func(f workflow.Future) {
 			if err := f.Get(ctx, nil); outcome == "" && isType(err, names.ErrClientGone) {
 				outcome, outErr = job.StateCancelled, unwrapActivity(err)

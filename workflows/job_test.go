@@ -226,6 +226,38 @@ func TestJobCancelledWhenClientStopsHeartbeating(t *testing.T) {
 	}
 }
 
+// A detached job whose client went away before its inputs were all uploaded
+// fails with ClientGone; one whose inputs were all
+// uploaded runs on without its client. Both end cleaned up.
+func TestDetachedJobNeedsItsClientUntilUploaded(t *testing.T) {
+	for _, sealed := range []bool{false, true} {
+		e := newEnv(t, twoNodes(), func(ctx context.Context, in activities.RunInput) (activities.RunOutput, error) {
+			select {
+			case <-ctx.Done():
+				return activities.RunOutput{}, ctx.Err()
+			case <-time.After(3 * time.Second): // the watch looks first after 1s
+				return activities.RunOutput{Drained: true}, nil
+			}
+		})
+		e.st.lastBeat = time.Now().Add(-time.Hour)
+		e.st.drained.Store(sealed)
+		s := spec(3, true)
+		s.UploadWatched = true
+		e.SetTestTimeout(time.Minute)
+		e.ExecuteWorkflow(workflows.Job, workflows.JobInput{Spec: s})
+		err := e.GetWorkflowError()
+		switch {
+		case !sealed && appType(err) != names.ErrClientGone:
+			t.Errorf("client gone mid-upload: workflow error %v; want ClientGone", err)
+		case sealed && err != nil:
+			t.Errorf("client gone after the upload: workflow error %v; want success", err)
+		}
+		if e.st.deleted.Load() != 1 { // the job's end, which also releases its nodes
+			t.Errorf("sealed=%v: the job was cleaned up %d times; want once", sealed, e.st.deleted.Load())
+		}
+	}
+}
+
 // A client that read every result and went away before the job's workflow saw the
 // queue drained does not fail the job: the nodes end it.
 func TestDrainedJobOutlivesItsClient(t *testing.T) {

@@ -547,6 +547,8 @@ func runClient(role string) int {
 		return 0
 	case "load":
 		return loadClient(ctx, base)
+	case "submit-and-go", "detached-upload":
+		return detachedClient(ctx, base)
 	}
 	fmt.Fprintf(os.Stderr, "unknown client role %q\n", role)
 	return 2
