@@ -54,7 +54,7 @@ func TestDetachedClientExitsAfterSubmit(t *testing.T) {
 	if !t.Failed() {
 		record(row{fault: fmt.Sprintf("a detached client exits as soon as Submit returns (%d inputs)", goInputs),
 			outcome: fmt.Sprintf("completed; Submit returned after %v, once every input was stored; every result once, read by a new client", submitted.Round(100*time.Millisecond)),
-			stall: -1, recover: -1, job: "-"})
+			stall:   -1, recover: -1, job: "-"})
 	}
 }
 
