@@ -46,8 +46,9 @@ type Control struct {
 	Now func() time.Time
 	// Metrics, if set, count what the activities do.
 	Metrics *ControlMetrics
-	// Temporal sends the job workflow's updates to its cluster.
-	Temporal ClusterUpdater
+	// Temporal sends the job workflow's updates to its cluster and tells the
+	// cluster which jobs have ended.
+	Temporal TemporalClient
 	// Blobs, if set, is where FinishJob deletes a finished job's environment.
 	Blobs blob.Store
 }

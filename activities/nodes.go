@@ -6,10 +6,14 @@ import (
 	"fmt"
 	"time"
 
+	enumspb "go.temporal.io/api/enums/v1"
+	"go.temporal.io/api/serviceerror"
+	"go.temporal.io/api/workflowservice/v1"
 	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/temporal"
 
+	"github.com/burla-temporal/burla/job"
 	"github.com/burla-temporal/burla/names"
 	"github.com/burla-temporal/burla/provider"
 	"github.com/burla-temporal/burla/store"
@@ -36,9 +40,61 @@ type ReserveResponse struct {
 	Nodes []Assignment
 }
 
-// ClusterUpdater sends Workflow Updates; it is the part of client.Client ReserveNodes needs.
-type ClusterUpdater interface {
+// TemporalClient is the part of client.Client the control activities need: they
+// send Workflow Updates (ReserveNodes) and describe job workflows (ClosedJobs).
+type TemporalClient interface {
 	UpdateWorkflow(ctx context.Context, options client.UpdateWorkflowOptions) (client.WorkflowUpdateHandle, error)
+	DescribeWorkflowExecution(ctx context.Context, workflowID, runID string) (*workflowservice.DescribeWorkflowExecutionResponse, error)
+}
+
+// ClosedJobsInput names the jobs a cluster holds nodes for.
+type ClosedJobsInput struct {
+	JobIDs []string
+}
+
+// ClosedJobs returns those of the jobs whose workflows have closed, or that
+// Temporal no longer knows, and cleans up after them as their end would have
+// (FinishJob): a job terminated from outside (an operator's `temporal workflow
+// terminate`) never runs its end, never tells its cluster it has ended, and the
+// cluster would hold its nodes for good. A job that cannot be looked up for
+// another reason is taken to be running.
+func (c *Control) ClosedJobs(ctx context.Context, in ClosedJobsInput) ([]string, error) {
+	if c.Temporal == nil {
+		return nil, temporal.NewNonRetryableApplicationError("this control plane has no Temporal client", "Misconfigured", nil)
+	}
+	var closed []string
+	var errs []error
+	for _, id := range in.JobIDs {
+		d, err := c.Temporal.DescribeWorkflowExecution(ctx, id, "")
+		var nf *serviceerror.NotFound
+		var state job.State
+		switch {
+		case errors.As(err, &nf):
+		case err != nil:
+			errs = append(errs, err)
+			continue
+		default:
+			switch d.GetWorkflowExecutionInfo().GetStatus() {
+			case enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING:
+				continue
+			case enumspb.WORKFLOW_EXECUTION_STATUS_COMPLETED:
+				state = job.StateSucceeded
+			case enumspb.WORKFLOW_EXECUTION_STATUS_CANCELED:
+				state = job.StateCancelled
+			default: // terminated, timed out, failed
+				state = job.StateFailed
+			}
+		}
+		if err := c.FinishJob(ctx, FinishInput{JobID: id, State: state}); err != nil {
+			errs = append(errs, err)
+			continue // looked at again next time
+		}
+		closed = append(closed, id)
+	}
+	if len(errs) == len(in.JobIDs) && len(errs) > 0 {
+		return nil, fmt.Errorf("look up %d job(s): %w", len(errs), errors.Join(errs...))
+	}
+	return closed, nil
 }
 
 // ReserveNodes asks the job's cluster for nodes with a Workflow Update, so that the

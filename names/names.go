@@ -110,6 +110,7 @@ const (
 	ActivityCreateNode    = "CreateNode"
 	ActivityDeleteNode    = "DeleteNode"
 	ActivityWatchNode     = "WatchNode"
+	ActivityClosedJobs    = "ClosedJobs"
 	ActivityResetNode     = "ResetNode"
 	ActivityInspectBin    = "InspectBinary"
 	ActivityBuildEnvImage = "BuildEnvImage"

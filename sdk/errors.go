@@ -64,6 +64,7 @@ const (
 	KindBadInput        ErrorKind = "BadInput"        // an input cannot be encoded
 	KindBadOutput       ErrorKind = "BadOutput"       // an output cannot be decoded into the function's type
 	KindCancelled       ErrorKind = "Cancelled"       // the job was cancelled
+	KindTerminated      ErrorKind = "Terminated"      // the job's workflow was terminated from outside (an operator)
 	KindClientGone      ErrorKind = "ClientGone"      // the job was cancelled because its client stopped heartbeating
 	KindNodesLost       ErrorKind = "NodesLost"       // every node working on the job disconnected (was lost) and none replaced them
 	KindUnauthorized    ErrorKind = "Unauthorized"    // the cluster refused the API key, or the job is another tenant's
@@ -117,6 +118,10 @@ func jobError(jobID string, err error) error {
 	var canceled *temporal.CanceledError
 	if errors.As(err, &canceled) {
 		return &Error{Kind: KindCancelled, Job: jobID, Index: -1, Msg: "job was cancelled"}
+	}
+	var terminated *temporal.TerminatedError
+	if errors.As(err, &terminated) {
+		return &Error{Kind: KindTerminated, Job: jobID, Index: -1, Msg: "job was terminated (its workflow was ended from outside, by an operator or `temporal workflow terminate`)"}
 	}
 	var app *temporal.ApplicationError
 	if errors.As(err, &app) {

@@ -44,6 +44,7 @@ func RegisterControl(r Registry, a *activities.Control, n *activities.Nodes, e *
 	r.RegisterActivityWithOptions(a.ReserveNodes, activity.RegisterOptions{Name: names.ActivityReserveNodes})
 	r.RegisterActivityWithOptions(a.WatchClient, activity.RegisterOptions{Name: names.ActivityWatchClient})
 	r.RegisterActivityWithOptions(a.FinishJob, activity.RegisterOptions{Name: names.ActivityFinishJob})
+	r.RegisterActivityWithOptions(a.ClosedJobs, activity.RegisterOptions{Name: names.ActivityClosedJobs})
 	r.RegisterActivityWithOptions(n.CreateNode, activity.RegisterOptions{Name: names.ActivityCreateNode})
 	r.RegisterActivityWithOptions(n.DeleteNode, activity.RegisterOptions{Name: names.ActivityDeleteNode})
 	r.RegisterActivityWithOptions(n.WatchNode, activity.RegisterOptions{Name: names.ActivityWatchNode})

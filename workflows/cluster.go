@@ -244,9 +244,38 @@ func Cluster(ctx workflow.Context, in ClusterInput) (ClusterState, error) {
 
 	events := workflow.GetSignalChannel(ctx, names.SignalNodeEvent)
 	releases := workflow.GetSignalChannel(ctx, names.SignalRelease)
+	// Version 1 of "reconcile-claims" looks, every reconcileEvery while jobs hold
+	// claims, for jobs whose workflows have closed without releasing theirs (one
+	// terminated from outside never does) and releases them.
+	c.reconcile = workflow.GetVersion(ctx, "reconcile-claims", workflow.DefaultVersion, 1) >= 1
+	var look workflow.Future // the timer before the next look, or the look itself
+	looking := false
 	c.ensureStandby()
 	for {
 		sel := workflow.NewSelector(ctx)
+		if c.reconcile && look == nil && len(c.st.Jobs) > 0 {
+			look, looking = workflow.NewTimer(ctx, reconcileEvery), false
+		}
+		if look != nil {
+			sel.AddFuture(look, func(f workflow.Future) {
+				if !looking {
+					look, looking = c.lookForClosedJobs(), true
+					return
+				}
+				look = nil
+				var closed []string
+				if err := f.Get(ctx, &closed); err != nil {
+					c.log.Warn("could not look for ended jobs", "error", err)
+					return
+				}
+				for _, id := range closed {
+					if _, ok := c.st.Jobs[id]; ok {
+						c.log.Warn("releasing the nodes of a job that ended without releasing them", "job", id)
+						c.release(id)
+					}
+				}
+			})
+		}
 		sel.AddReceive(events, func(ch workflow.ReceiveChannel, _ bool) {
 			var e NodeEvent
 			ch.Receive(ctx, &e)
@@ -276,11 +305,28 @@ func Cluster(ctx workflow.Context, in ClusterInput) (ClusterState, error) {
 	return c.st, nil
 }
 
+// reconcileEvery is how often a cluster looks for jobs that ended without
+// releasing their nodes.
+const reconcileEvery = 20 * time.Second
+
+// lookForClosedJobs asks Temporal which of the jobs holding claims have closed.
+func (c *cluster) lookForClosedJobs() workflow.Future {
+	lctx := workflow.WithLocalActivityOptions(c.ctx, workflow.LocalActivityOptions{
+		StartToCloseTimeout: 30 * time.Second,
+		RetryPolicy:         &temporal.RetryPolicy{InitialInterval: time.Second, MaximumAttempts: 3},
+	})
+	return workflow.ExecuteLocalActivity(lctx, names.ActivityClosedJobs, activities.ClosedJobsInput{JobIDs: c.sortedJobIDs()})
+}
+
 type cluster struct {
 	ctx workflow.Context
 	st  ClusterState
+	// reconcile is set when the cluster releases the claims of jobs that
+	// closed without releasing them ("reconcile-claims").
+	reconcile bool
 	// wake makes the main loop look at the state again after an update that
-	// may end the cluster (a shutdown with no node left to wait for).
+	// may end the cluster (a shutdown with no node left to wait for), or that
+	// made a claim it must watch.
 	wake workflow.Channel
 	log  interface {
 		Info(string, ...interface{})
@@ -691,6 +737,9 @@ func (c *cluster) reserve(ctx workflow.Context, r activities.ReserveRequest) (ac
 		return false
 	}
 	c.st.Jobs[r.JobID] = cl
+	if c.reconcile {
+		c.wake.SendAsync(struct{}{}) // the main loop watches the claims for ended jobs
+	}
 	if !readyFit() {
 		// Nothing ready: take what is coming (nodes resetting or starting), grow
 		// for the rest, and wait for the job's first node.
@@ -701,11 +750,18 @@ func (c *cluster) reserve(ctx workflow.Context, r activities.ReserveRequest) (ac
 		// to boot, and says why a job found no node: those failures, or every node
 		// that fits being busy with other jobs.
 		why := workflow.GetVersion(ctx, "reserve-why", workflow.DefaultVersion, 1)
+		released := func() bool { return c.reconcile && c.st.Jobs[r.JobID] != cl }
 		ok, err := workflow.AwaitWithTimeout(ctx, 5*time.Minute, func() bool {
-			return len(cl.Nodes) > 0 || c.st.ShuttingDown || why == 1 && c.bootFailed(cl)
+			return len(cl.Nodes) > 0 || c.st.ShuttingDown || why == 1 && c.bootFailed(cl) || released()
 		})
 		if err != nil {
 			return activities.ReserveResponse{}, err
+		}
+		if released() {
+			// The job ended while it waited (it was terminated, say): nobody
+			// reads this answer.
+			return activities.ReserveResponse{}, temporal.NewNonRetryableApplicationError(
+				fmt.Sprintf("job %s ended while it waited for nodes", r.JobID), names.ErrNoNodes, nil)
 		}
 		if !ok || len(cl.Nodes) == 0 {
 			delete(c.st.Jobs, r.JobID)

@@ -1,12 +1,15 @@
 package workflows_test
 
 import (
+	"context"
+	"fmt"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/mock"
+	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/converter"
 	"go.temporal.io/sdk/testsuite"
 	"go.temporal.io/sdk/workflow"
@@ -51,15 +54,47 @@ func fakeNode(ctx workflow.Context, in workflows.NodeInput) error {
 
 type clusterEnv struct {
 	*testsuite.TestWorkflowEnvironment
-	t *testing.T
+	t     *testing.T
+	ended *endedJobs
+}
+
+// endedJobs are the jobs whose workflows the test has closed, as ClosedJobs
+// reports them.
+type endedJobs struct {
+	mu  sync.Mutex
+	ids map[string]bool
+}
+
+func (j *endedJobs) end(id string) {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	j.ids[id] = true
+}
+
+func (j *endedJobs) closed(_ context.Context, in activities.ClosedJobsInput) ([]string, error) {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	var out []string
+	for _, id := range in.JobIDs {
+		if j.ids[id] {
+			out = append(out, id)
+		}
+	}
+	return out, nil
 }
 
 func newClusterEnv(t *testing.T) clusterEnv {
+	return newClusterEnvWith(t, fakeNode)
+}
+
+func newClusterEnvWith(t *testing.T, node any) clusterEnv {
 	var s testsuite.WorkflowTestSuite
 	e := s.NewTestWorkflowEnvironment()
 	e.RegisterWorkflowWithOptions(workflows.Cluster, workflow.RegisterOptions{Name: names.WorkflowCluster})
-	e.RegisterWorkflowWithOptions(fakeNode, workflow.RegisterOptions{Name: names.WorkflowNode})
-	return clusterEnv{e, t}
+	e.RegisterWorkflowWithOptions(node, workflow.RegisterOptions{Name: names.WorkflowNode})
+	ended := &endedJobs{ids: map[string]bool{}}
+	e.RegisterActivityWithOptions(ended.closed, activity.RegisterOptions{Name: names.ActivityClosedJobs})
+	return clusterEnv{e, t, ended}
 }
 
 // acceptJobSignals accepts and drops signals to job workflows, which do not run
@@ -330,6 +365,44 @@ func TestClusterWithoutGrowWaitsForFreeNodes(t *testing.T) {
 	e.acceptJobSignals()
 	bounded := standby
 	bounded.MaxNodes = 2
+	e.ExecuteWorkflow(workflows.Cluster, workflows.ClusterInput{State: workflows.ClusterState{Name: "c", Standby: bounded}})
+	if err := e.GetWorkflowError(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// A job whose workflow closed without releasing its nodes (terminated from
+// outside) has them taken back within a minute; and one terminated while it
+// waits for nodes stops waiting.
+func TestClusterTakesBackTheNodesOfEndedJobs(t *testing.T) {
+	e := newClusterEnv(t)
+	var waited error
+	waitedDone := false
+	e.RegisterDelayedCallback(func() {
+		e.update(names.UpdateReserve, nil, activities.ReserveRequest{Cluster: "c", JobID: "j-held", Slots: 4, FuncCPU: 1})
+		e.update(names.UpdateReserve, func(_ activities.ReserveResponse, err error) { waited, waitedDone = err, true },
+			activities.ReserveRequest{Cluster: "c", JobID: "j-waiting", Slots: 1, FuncCPU: 1})
+	}, 5*time.Second)
+	e.RegisterDelayedCallback(func() {
+		if st := e.status(); len(st.Jobs) != 2 || count(st, workflows.NodeAssigned) != 2 {
+			t.Errorf("before the jobs end: %d claims, %d nodes assigned; want 2 and 2", len(st.Jobs), count(st, workflows.NodeAssigned))
+		}
+		e.ended.end("j-held")
+		e.ended.end("j-waiting")
+	}, 10*time.Second)
+	e.RegisterDelayedCallback(func() {
+		st := e.status()
+		if len(st.Jobs) != 0 || count(st, workflows.NodeReady) != 2 {
+			t.Errorf("a minute after the jobs ended: %d claims, %d ready nodes; want none and 2", len(st.Jobs), count(st, workflows.NodeReady))
+		}
+		if !waitedDone || !strings.Contains(fmt.Sprint(waited), "ended while it waited") {
+			t.Errorf("the waiting reserve: done %v, %v; want an error saying the job ended", waitedDone, waited)
+		}
+		e.update(names.UpdateShutdown, nil)
+	}, 70*time.Second)
+	bounded := standby
+	bounded.MaxNodes = 2
+	e.acceptJobSignals()
 	e.ExecuteWorkflow(workflows.Cluster, workflows.ClusterInput{State: workflows.ClusterState{Name: "c", Standby: bounded}})
 	if err := e.GetWorkflowError(); err != nil {
 		t.Fatal(err)

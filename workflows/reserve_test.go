@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"go.temporal.io/sdk/temporal"
-	"go.temporal.io/sdk/testsuite"
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/burla-temporal/burla/activities"
@@ -61,10 +60,7 @@ func failingNode(ctx workflow.Context, in workflows.NodeInput) error {
 // A job that grows a cluster whose nodes fail to boot fails as soon as they
 // have, with NodesFailedToBoot and the provider's reason, not after the wait.
 func TestReserveFailsWhenNodesFailToBoot(t *testing.T) {
-	var s testsuite.WorkflowTestSuite
-	e := clusterEnv{s.NewTestWorkflowEnvironment(), t}
-	e.RegisterWorkflowWithOptions(workflows.Cluster, workflow.RegisterOptions{Name: names.WorkflowCluster})
-	e.RegisterWorkflowWithOptions(failingNode, workflow.RegisterOptions{Name: names.WorkflowNode})
+	e := newClusterEnvWith(t, failingNode)
 	var got error
 	var at time.Duration
 	begin := time.Time{}

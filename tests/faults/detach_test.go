@@ -107,3 +107,28 @@ func detachedClient(ctx context.Context, base []burla.Option) int {
 	}
 	return 0
 }
+
+// A job terminated from outside (an operator's `temporal workflow terminate`)
+// never runs its end: its client gets a Terminated error at once, and the
+// cluster takes its nodes back within a minute.
+func TestTerminateJob(t *testing.T) {
+	var terminated time.Time
+	r := mapWithFault(t, func() error {
+		terminated = time.Now()
+		return cluster.Cluster.Temporal().TerminateWorkflow(context.Background(), lastJob(), "", "the faults suite plays an operator")
+	})
+	if !burla.IsKind(r.err, burla.KindTerminated) {
+		t.Fatalf("the client got %v; want a Terminated error", r.err)
+	}
+	delivered := r.check(t, true)
+	waitForStatus(t, r.jobID, enumspb.WORKFLOW_EXECUTION_STATUS_TERMINATED)
+	back := waitStandby(t, 2)
+	if took := back.Sub(terminated); took > time.Minute {
+		t.Errorf("the nodes were back in standby %v after the terminate; want within a minute", took)
+	}
+	checkHealthy(t)
+	if !t.Failed() {
+		record(row{fault: "terminate the job's workflow (`temporal workflow terminate`)", outcome: fmt.Sprintf("client: Terminated error; %d results before it, none twice; nodes taken back by the cluster", delivered),
+			stall: -1, recover: back.Sub(terminated), job: "-"})
+	}
+}
