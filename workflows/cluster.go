@@ -250,19 +250,28 @@ func Cluster(ctx workflow.Context, in ClusterInput) (ClusterState, error) {
 	c.reconcile = workflow.GetVersion(ctx, "reconcile-claims", workflow.DefaultVersion, 1) >= 1
 	var look workflow.Future // the timer before the next look, or the look itself
 	looking := false
+	// closing is set once Temporal suggests continuing as new, in version 1 of
+	// "quiet-continue": the loop then serves everything as before until nothing
+	// is in flight (no handler running, no signal or child start unacknowledged,
+	// no signal unread, no look under way), and continues as new then.
+	closing := false
 	c.ensureStandby()
 	for {
 		sel := workflow.NewSelector(ctx)
-		if c.reconcile && look == nil && len(c.st.Jobs) > 0 {
+		if c.reconcile && look == nil && len(c.st.Jobs) > 0 && !closing {
 			look, looking = workflow.NewTimer(ctx, reconcileEvery), false
 		}
 		if look != nil {
 			sel.AddFuture(look, func(f workflow.Future) {
 				if !looking {
+					if closing {
+						look = nil // the next run looks
+						return
+					}
 					look, looking = c.lookForClosedJobs(), true
 					return
 				}
-				look = nil
+				look, looking = nil, false
 				var closed []string
 				if err := f.Get(ctx, &closed); err != nil {
 					c.log.Warn("could not look for ended jobs", "error", err)
@@ -287,11 +296,24 @@ func Cluster(ctx workflow.Context, in ClusterInput) (ClusterState, error) {
 			c.release(r.JobID)
 		})
 		sel.AddReceive(c.wake, func(ch workflow.ReceiveChannel, _ bool) { ch.Receive(ctx, nil) })
+		if closing {
+			quiet := func() bool { return workflow.AllHandlersFinished(ctx) && c.inflight == 0 && !looking }
+			if err := workflow.Await(ctx, func() bool { return sel.HasPending() || quiet() }); err != nil {
+				return c.st, err
+			}
+			if !sel.HasPending() {
+				return c.st, workflow.NewContinueAsNewError(ctx, names.WorkflowCluster, ClusterInput{State: c.st})
+			}
+		}
 		sel.Select(ctx)
 		if c.st.ShuttingDown && len(c.st.Nodes) == 0 {
 			break
 		}
-		if workflow.GetInfo(ctx).GetContinueAsNewSuggested() {
+		if !closing && workflow.GetInfo(ctx).GetContinueAsNewSuggested() {
+			if workflow.GetVersion(ctx, "quiet-continue", workflow.DefaultVersion, 1) >= 1 {
+				closing = true
+				continue
+			}
 			if err := workflow.Await(ctx, func() bool { return workflow.AllHandlersFinished(ctx) }); err != nil {
 				return c.st, err
 			}
@@ -324,6 +346,8 @@ type cluster struct {
 	// reconcile is set when the cluster releases the claims of jobs that
 	// closed without releasing them ("reconcile-claims").
 	reconcile bool
+	// inflight counts the signals and child starts not yet acknowledged (track).
+	inflight int
 	// wake makes the main loop look at the state again after an update that
 	// may end the cluster (a shutdown with no node left to wait for), or that
 	// made a claim it must watch.
@@ -441,17 +465,32 @@ func (c *cluster) startShaped(job string, shape ClusterNode, anywhereInRegion bo
 	if anywhereInRegion {
 		spec.Zone, spec.Region = "", nd.Region
 	}
-	workflow.ExecuteChildWorkflow(cctx, names.WorkflowNode, NodeInput{
+	c.track(workflow.ExecuteChildWorkflow(cctx, names.WorkflowNode, NodeInput{
 		Spec:              spec,
 		Provider:          c.st.Standby.Provider,
 		ClusterWorkflowID: workflow.GetInfo(c.ctx).WorkflowExecution.ID,
-	})
+	}).GetChildWorkflowExecution())
 	c.log.Info("starting node", "node", id, "for_job", job)
 	return nd
 }
 
 func (c *cluster) signalNode(id, signal string) {
-	workflow.SignalExternalWorkflow(c.ctx, names.NodeWorkflowID(id), "", signal, nil)
+	c.track(workflow.SignalExternalWorkflow(c.ctx, names.NodeWorkflowID(id), "", signal, nil))
+}
+
+func (c *cluster) signalJob(jobID, signal string, arg any) {
+	c.track(workflow.SignalExternalWorkflow(c.ctx, jobID, "", signal, arg))
+}
+
+// track counts f, a signal sent or a child started, until the server has
+// acknowledged it: a run that continues as new before then may lose it, since
+// the server drops what a closed run asked for.
+func (c *cluster) track(f workflow.Future) {
+	c.inflight++
+	workflow.Go(c.ctx, func(ctx workflow.Context) {
+		_ = f.Get(ctx, nil) // a failure was logged where it matters; here it is only done
+		c.inflight--
+	})
 }
 
 func (c *cluster) deleteNode(nd *ClusterNode) {
@@ -905,7 +944,7 @@ func (c *cluster) nodeEvent(e NodeEvent) {
 				continue
 			}
 			a := c.assign(nd, cl)
-			workflow.SignalExternalWorkflow(c.ctx, cl.JobID, "", names.SignalNodesAdded, NodesAdded{Nodes: []activities.Assignment{a}})
+			c.signalJob(cl.JobID, names.SignalNodesAdded, NodesAdded{Nodes: []activities.Assignment{a}})
 			c.ensureStandby()
 			return
 		}
@@ -920,7 +959,7 @@ func (c *cluster) nodeEvent(e NodeEvent) {
 		}
 		if cl, ok := c.st.Jobs[nd.Job]; ok && nd.State == NodeAssigned {
 			cl.Nodes = slices.DeleteFunc(cl.Nodes, func(id string) bool { return id == nd.ID })
-			workflow.SignalExternalWorkflow(c.ctx, cl.JobID, "", names.SignalNodeLost, NodeLost{NodeID: nd.ID})
+			c.signalJob(cl.JobID, names.SignalNodeLost, NodeLost{NodeID: nd.ID})
 			c.grow(cl, c.perGrownNode(cl))
 		}
 		delete(c.st.Nodes, nd.ID)
@@ -1024,7 +1063,7 @@ func (c *cluster) serveWanting(tenant string) {
 			}
 		}
 		if len(added) > 0 {
-			workflow.SignalExternalWorkflow(c.ctx, cl.JobID, "", names.SignalNodesAdded, NodesAdded{Nodes: added})
+			c.signalJob(cl.JobID, names.SignalNodesAdded, NodesAdded{Nodes: added})
 		}
 		c.earmark(cl, fits)
 		c.grow(cl, c.perGrownNode(cl))

@@ -2,6 +2,7 @@ package workflows_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"sync"
@@ -406,5 +407,44 @@ func TestClusterTakesBackTheNodesOfEndedJobs(t *testing.T) {
 	e.ExecuteWorkflow(workflows.Cluster, workflows.ClusterInput{State: workflows.ClusterState{Name: "c", Standby: bounded}})
 	if err := e.GetWorkflowError(); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// Once Temporal suggests continuing as new, the cluster goes on serving node
+// events while a reserve waits for a node, and continues as new only when
+// nothing is in flight, carrying the claim the reserve made.
+func TestClusterContinuesAsNewWhenQuiet(t *testing.T) {
+	e := newClusterEnv(t)
+	var second activities.ReserveResponse
+	var secondErr error
+	secondDone := false
+	e.RegisterDelayedCallback(func() {
+		e.update(names.UpdateReserve, nil, activities.ReserveRequest{Cluster: "c", JobID: "j-1", Slots: 4, FuncCPU: 1})
+		e.update(names.UpdateReserve, func(r activities.ReserveResponse, err error) { second, secondErr, secondDone = r, err, true },
+			activities.ReserveRequest{Cluster: "c", JobID: "j-2", Slots: 2, FuncCPU: 1})
+	}, 3*time.Second)
+	e.RegisterDelayedCallback(func() { e.SetContinueAsNewSuggested(true) }, 4*time.Second)
+	e.RegisterDelayedCallback(func() { e.SignalWorkflow(names.SignalRelease, workflows.ReleaseRequest{JobID: "j-1"}) }, 6*time.Second)
+	e.SetDetachedChildWait(false) // the nodes outlive the run
+	bounded := standby
+	bounded.MaxNodes = 2
+	e.acceptJobSignals()
+	e.ExecuteWorkflow(workflows.Cluster, workflows.ClusterInput{State: workflows.ClusterState{Name: "c", Standby: bounded}})
+	var can *workflow.ContinueAsNewError
+	if err := e.GetWorkflowError(); !errors.As(err, &can) {
+		t.Fatalf("the cluster ended with %v; want it to continue as new", err)
+	}
+	if !secondDone || secondErr != nil || len(second.Nodes) == 0 {
+		t.Fatalf("the reserve that waited across the suggestion: done %v, %+v, %v; want nodes", secondDone, second, secondErr)
+	}
+	var next workflows.ClusterInput
+	if err := converter.GetDefaultDataConverter().FromPayloads(can.Input, &next); err != nil {
+		t.Fatal(err)
+	}
+	if cl := next.State.Jobs["j-2"]; cl == nil || len(cl.Nodes) != len(second.Nodes) {
+		t.Errorf("the next run's claim of j-2: %+v; want the %d node(s) the reserve got", cl, len(second.Nodes))
+	}
+	if _, ok := next.State.Jobs["j-1"]; ok {
+		t.Error("the next run still holds j-1's claim, which was released")
 	}
 }

@@ -52,6 +52,7 @@ func Node(ctx workflow.Context, in NodeInput) error {
 	deletes := workflow.GetSignalChannel(ctx, names.SignalDeleteNode)
 	resets := workflow.GetSignalChannel(ctx, names.SignalResetNode)
 	registered := workflow.GetSignalChannel(ctx, names.SignalRegistered)
+	var told workflow.Future // the last event told to the cluster
 
 	if !in.Registered {
 		if err := workflow.ExecuteActivity(actx, names.ActivityCreateNode, activities.CreateNodeInput{Provider: in.Provider, Spec: in.Spec}).Get(ctx, nil); err != nil {
@@ -76,7 +77,7 @@ func Node(ctx workflow.Context, in NodeInput) error {
 		case "timeout":
 			return remove("failed", "its agent did not register within "+timeout.String())
 		}
-		tell("ready", "")
+		told = tell("ready", "")
 	}
 
 	// Watch the node until it is lost or deleted, resetting it between jobs.
@@ -127,9 +128,23 @@ func Node(ctx workflow.Context, in NodeInput) error {
 			return remove("lost", "its reset failed")
 		case "reset-done":
 			reset = nil
-			tell("ready", "")
+			told = tell("ready", "")
 		}
 		if workflow.GetInfo(ctx).GetContinueAsNewSuggested() {
+			// Version 1 of "quiet-continue" continues as new only with no reset
+			// under way and no signal unread, and once the cluster has its last
+			// event: the server drops what a closed run sent, and a run's unread
+			// signals and running activities end with it.
+			if workflow.GetVersion(ctx, "quiet-continue", workflow.DefaultVersion, 1) >= 1 {
+				if told != nil {
+					if err := told.Get(ctx, nil); err != nil {
+						log.Warn("could not tell the cluster", "node", in.Spec.ID, "error", err)
+					}
+				}
+				if reset != nil || deletes.Len() > 0 || resets.Len() > 0 {
+					continue
+				}
+			}
 			stopWatch()
 			next := in
 			next.Registered = true

@@ -1,0 +1,70 @@
+package workflows_test
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/mock"
+	"go.temporal.io/sdk/activity"
+	"go.temporal.io/sdk/testsuite"
+	"go.temporal.io/sdk/workflow"
+
+	"github.com/burla-temporal/burla/activities"
+	"github.com/burla-temporal/burla/names"
+	"github.com/burla-temporal/burla/provider"
+	"github.com/burla-temporal/burla/workflows"
+)
+
+// A node asked to continue as new while it resets waits for the reset to end
+// and for its cluster to have the "ready" that follows: a run that closes drops
+// a running activity and a signal it sent but the server had not yet handled.
+func TestNodeContinuesAsNewWhenQuiet(t *testing.T) {
+	var s testsuite.WorkflowTestSuite
+	e := s.NewTestWorkflowEnvironment()
+	e.RegisterWorkflowWithOptions(workflows.Node, workflow.RegisterOptions{Name: names.WorkflowNode})
+	e.RegisterActivityWithOptions(func(context.Context, activities.CreateNodeInput) error { return nil },
+		activity.RegisterOptions{Name: names.ActivityCreateNode})
+	e.RegisterActivityWithOptions(func(ctx context.Context, _ activities.WatchNodeInput) error {
+		<-ctx.Done()
+		return ctx.Err()
+	}, activity.RegisterOptions{Name: names.ActivityWatchNode})
+	var mu sync.Mutex
+	var resetDone time.Time
+	e.RegisterActivityWithOptions(func(ctx context.Context) error {
+		time.Sleep(300 * time.Millisecond)
+		mu.Lock()
+		defer mu.Unlock()
+		resetDone = time.Now()
+		return nil
+	}, activity.RegisterOptions{Name: names.ActivityResetNode})
+	var told []string
+	e.OnSignalExternalWorkflow(mock.Anything, "cluster-c", "", names.SignalNodeEvent, mock.Anything).Return(
+		func(_, _, _, _ string, arg interface{}) error {
+			mu.Lock()
+			defer mu.Unlock()
+			told = append(told, arg.(workflows.NodeEvent).Event)
+			return nil
+		})
+	e.RegisterDelayedCallback(func() { e.SignalWorkflow(names.SignalRegistered, nil) }, time.Second)
+	e.RegisterDelayedCallback(func() {
+		e.SignalWorkflow(names.SignalResetNode, nil)
+		e.SetContinueAsNewSuggested(true)
+		e.SignalWorkflow(names.SignalRegistered, nil) // an agent restart, while the reset runs
+	}, 2*time.Second)
+	e.ExecuteWorkflow(workflows.Node, workflows.NodeInput{Spec: provider.NodeSpec{ID: "c-1", Cluster: "c", CPUs: 2}, Provider: "local", ClusterWorkflowID: "cluster-c"})
+	var can *workflow.ContinueAsNewError
+	if err := e.GetWorkflowError(); !errors.As(err, &can) {
+		t.Fatalf("the node ended with %v; want it to continue as new", err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if resetDone.IsZero() {
+		t.Error("the node continued as new before its reset ended")
+	}
+	if len(told) != 2 || told[0] != "ready" || told[1] != "ready" {
+		t.Errorf("the node told its cluster %q; want ready twice (registered, then reset)", told)
+	}
+}
