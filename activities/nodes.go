@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"time"
 
 	enumspb "go.temporal.io/api/enums/v1"
@@ -105,14 +106,30 @@ func (c *Control) ReserveNodes(ctx context.Context, r ReserveRequest) (ReserveRe
 	if c.Temporal == nil {
 		return ReserveResponse{}, temporal.NewNonRetryableApplicationError("this control plane has no Temporal client for cluster updates", "Misconfigured", nil)
 	}
-	h, err := c.Temporal.UpdateWorkflow(ctx, client.UpdateWorkflowOptions{
-		WorkflowID:   names.ClusterWorkflowID(r.Cluster),
-		UpdateName:   names.UpdateReserve,
-		Args:         []any{r},
-		WaitForStage: client.WorkflowUpdateStageCompleted,
-	})
-	if err != nil {
-		return ReserveResponse{}, fmt.Errorf("reserve nodes of cluster %s for job %s: %w", r.Cluster, r.JobID, err)
+	var h client.WorkflowUpdateHandle
+	for wait := 50 * time.Millisecond; ; wait = min(2*wait, 2*time.Second) {
+		var err error
+		h, err = c.Temporal.UpdateWorkflow(ctx, client.UpdateWorkflowOptions{
+			WorkflowID:   names.ClusterWorkflowID(r.Cluster),
+			UpdateName:   names.UpdateReserve,
+			Args:         []any{r},
+			WaitForStage: client.WorkflowUpdateStageCompleted,
+		})
+		var busy *serviceerror.ResourceExhausted
+		if errors.As(err, &busy) {
+			// Temporal admits a few updates at once per workflow (10 by default): a
+			// job behind that many others waiting for nodes queues here.
+			select {
+			case <-ctx.Done():
+				return ReserveResponse{}, fmt.Errorf("reserve nodes of cluster %s for job %s: queued behind other jobs until %w", r.Cluster, r.JobID, ctx.Err())
+			case <-time.After(wait + time.Duration(rand.Int64N(int64(wait)))):
+			}
+			continue
+		}
+		if err != nil {
+			return ReserveResponse{}, fmt.Errorf("reserve nodes of cluster %s for job %s: %w", r.Cluster, r.JobID, err)
+		}
+		break
 	}
 	var resp ReserveResponse
 	if err := h.Get(ctx, &resp); err != nil {

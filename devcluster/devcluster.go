@@ -105,6 +105,9 @@ type Config struct {
 	// sets temporalconn.EnvCACert in this process's environment.
 	TLSDir string
 	Logger *slog.Logger
+	// SuggestContinueAsNewAfter is passed to the embedded Temporal server
+	// (temporalserver.Config): tests make the cluster's workflows cross many runs.
+	SuggestContinueAsNewAfter int
 	// Metrics, if set, receives the control plane's Prometheus metrics, which the
 	// caller serves at MetricsURL.
 	Metrics    prometheus.Registerer
@@ -251,6 +254,8 @@ func Start(ctx context.Context, cfg Config) (_ *Cluster, err error) {
 		SearchAttributes: SearchAttributes(),
 		Keys:             keys,
 		TLS:              serverTLS,
+
+		SuggestContinueAsNewAfter: cfg.SuggestContinueAsNewAfter,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("dev cluster: temporal server: %w", err)

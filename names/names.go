@@ -149,4 +149,7 @@ const (
 	// ErrTenantLimit: the job's tenant held all the nodes its share of the
 	// cluster allows, with other jobs, for as long as the job waited for one.
 	ErrTenantLimit = "TenantLimit"
+	// ErrClusterContinuing is a reserve the cluster asks to be made again, as
+	// its run ends (continue-as-new); the job retries it.
+	ErrClusterContinuing = "ClusterContinuing"
 )

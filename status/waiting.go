@@ -161,9 +161,15 @@ func Diagnose(e Evidence, now time.Time) *Waiting {
 	case len(n.resetting) > 0:
 		return w(WaitNodesResetting, j.Started, "%s resetting after %s last job", count(len(n.resetting), "node"), its(len(n.resetting)))
 	case n.claim == nil:
+		if ahead := queuedAhead(e.Cluster, j.ID); ahead > 0 {
+			return w(WaitPlacing, j.Started, "queued behind %s waiting for nodes", count(ahead, "job"))
+		}
 		return w(WaitPlacing, j.Started, "asking the cluster for nodes")
 	case len(n.others) > 0:
 		detail := busyWith(n.others, e.Viewer)
+		if ahead := queuedAhead(e.Cluster, j.ID); ahead > 0 {
+			detail = fmt.Sprintf("queued behind %s waiting for nodes; %s", count(ahead, "job"), detail)
+		}
 		if limit := e.Cluster.Standby.MaxNodes; n.claim.Grow && limit > 0 && n.live >= limit {
 			detail += fmt.Sprintf("; the cluster is at its limit of %s", count(limit, "node"))
 		}
@@ -198,6 +204,19 @@ func fromRecords(e Evidence, w func(Reason, time.Time, string, ...any) *Waiting)
 		return w(WaitNodesBusy, j.Started, "%s", busyWith(others, e.Viewer))
 	}
 	return w(WaitPlacing, j.Started, "waiting for nodes")
+}
+
+// queuedAhead counts the jobs that wait for their first node and come before
+// jobID: the cluster serves waiting claims in the order of their IDs, which
+// begin with the time they were made.
+func queuedAhead(cs *workflows.ClusterState, jobID string) int {
+	n := 0
+	for id, cl := range cs.Jobs {
+		if id < jobID && len(cl.Nodes) == 0 {
+			n++
+		}
+	}
+	return n
 }
 
 // nodesFor sorts a cluster's nodes by what they mean to one job.

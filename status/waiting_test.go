@@ -96,6 +96,11 @@ func TestDiagnose(t *testing.T) {
 		{name: "busy, and the cluster may not grow", reason: WaitNodesBusy, since: t0,
 			detail: "every node is busy with another job (" + other + "); the cluster is at its limit of 2 nodes",
 			e:      Evidence{Job: placing, Viewer: "acme", Cluster: withMax(cluster(growing, node("n-1", workflows.NodeAssigned, other), node("n-2", workflows.NodeAssigned, other)), 2)}},
+		{name: "queued behind jobs that wait, before its claim", reason: WaitPlacing, detail: "queued behind 2 jobs waiting for nodes", since: t0,
+			e: Evidence{Job: placing, Cluster: withClaims(cluster(nil, node("n-1", workflows.NodeAssigned, other)), jobID("acme", 0), jobID("aaa", 5))}},
+		{name: "queued behind a job that waits, with its claim", reason: WaitNodesBusy, since: t0,
+			detail: "queued behind 1 job waiting for nodes; every node is busy with another job (" + other + ")",
+			e:      Evidence{Job: placing, Viewer: "acme", Cluster: withClaims(cluster(claim, node("n-1", workflows.NodeAssigned, other)), jobID("acme", 0), jobID("zz", 0))}},
 		{name: "no nodes and no grow", reason: WaitNoNodes, since: t0,
 			detail: "the cluster has no nodes, and the job does not start any (it was not started with burla.Grow)",
 			e:      Evidence{Job: placing, Cluster: cluster(claim, node("n-1", workflows.NodeDeleting, ""))}},
@@ -124,6 +129,14 @@ func TestDiagnose(t *testing.T) {
 func jobID(tenant string, n int) string { return fmt.Sprintf("j-%s-%020d", tenant, n) }
 
 func withProgress(j Job, p Progress) Job { j.Progress = &p; return j }
+
+// withClaims adds claims that hold no node yet, of the jobs named.
+func withClaims(cs *workflows.ClusterState, ids ...string) *workflows.ClusterState {
+	for _, id := range ids {
+		cs.Jobs[id] = &workflows.JobClaim{JobID: id, Slots: 1, FuncCPU: 1}
+	}
+	return cs
+}
 
 func withMax(cs *workflows.ClusterState, n int) *workflows.ClusterState {
 	cs.Standby.MaxNodes = n

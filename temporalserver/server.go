@@ -112,6 +112,11 @@ type Config struct {
 	// The Web UI, which serves plain HTTP, is not started: it would show every
 	// workflow in the clear beside a frontend that hides them.
 	TLS *tls.Config
+	// SuggestContinueAsNewAfter is the history length, in events, at which the
+	// server suggests that a workflow continue as new; zero is Temporal's
+	// default (4 Ki). Tests set it low to make long-running workflows cross
+	// many runs.
+	SuggestContinueAsNewAfter int
 }
 
 // Server is a running embedded Temporal server.
@@ -240,6 +245,20 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 		hosts[svc] = static.SingleLocalHost(joinHostPort(loopback, port))
 	}
 
+	dyn := dynamicconfig.StaticClient{
+		// The defaults are sized for a production host.
+		dynamicconfig.HistoryCacheHostLevelMaxSize.Key(): 8192,
+		// The Web UI polls visibility APIs; 10 rps is easily exceeded.
+		dynamicconfig.FrontendMaxNamespaceVisibilityRPSPerInstance.Key(): 100,
+		// One matching host: with the default four partitions per task queue a
+		// task often lands on a partition no poller waits on and is matched only
+		// after forwarding, which cost each dispatch about 40 ms here.
+		dynamicconfig.MatchingNumTaskqueueReadPartitions.Key():  1,
+		dynamicconfig.MatchingNumTaskqueueWritePartitions.Key(): 1,
+	}
+	if cfg.SuggestContinueAsNewAfter > 0 {
+		dyn[dynamicconfig.HistoryCountSuggestContinueAsNew.Key()] = cfg.SuggestContinueAsNewAfter
+	}
 	// NewServer already opens the gRPC listeners.
 	ports.release()
 	srv, err := temporal.NewServer(append(opts,
@@ -251,17 +270,7 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 		temporal.WithClaimMapper(func(*config.Config) authorization.ClaimMapper {
 			return authorization.NewNoopClaimMapper()
 		}),
-		temporal.WithDynamicConfigClient(dynamicconfig.StaticClient{
-			// The defaults are sized for a production host.
-			dynamicconfig.HistoryCacheHostLevelMaxSize.Key(): 8192,
-			// The Web UI polls visibility APIs; 10 rps is easily exceeded.
-			dynamicconfig.FrontendMaxNamespaceVisibilityRPSPerInstance.Key(): 100,
-			// One matching host: with the default four partitions per task queue a
-			// task often lands on a partition no poller waits on and is matched only
-			// after forwarding, which cost each dispatch about 40 ms here.
-			dynamicconfig.MatchingNumTaskqueueReadPartitions.Key():  1,
-			dynamicconfig.MatchingNumTaskqueueWritePartitions.Key(): 1,
-		}),
+		temporal.WithDynamicConfigClient(dyn),
 	)...)
 	if err != nil {
 		return nil, fmt.Errorf("temporal server: %w", err)

@@ -250,21 +250,16 @@ func Cluster(ctx workflow.Context, in ClusterInput) (ClusterState, error) {
 	c.reconcile = workflow.GetVersion(ctx, "reconcile-claims", workflow.DefaultVersion, 1) >= 1
 	var look workflow.Future // the timer before the next look, or the look itself
 	looking := false
-	// closing is set once Temporal suggests continuing as new, in version 1 of
-	// "quiet-continue": the loop then serves everything as before until nothing
-	// is in flight (no handler running, no signal or child start unacknowledged,
-	// no signal unread, no look under way), and continues as new then.
-	closing := false
 	c.ensureStandby()
 	for {
 		sel := workflow.NewSelector(ctx)
-		if c.reconcile && look == nil && len(c.st.Jobs) > 0 && !closing {
+		if c.reconcile && look == nil && len(c.st.Jobs) > 0 && !c.closing {
 			look, looking = workflow.NewTimer(ctx, reconcileEvery), false
 		}
 		if look != nil {
 			sel.AddFuture(look, func(f workflow.Future) {
 				if !looking {
-					if closing {
+					if c.closing {
 						look = nil // the next run looks
 						return
 					}
@@ -296,7 +291,7 @@ func Cluster(ctx workflow.Context, in ClusterInput) (ClusterState, error) {
 			c.release(r.JobID)
 		})
 		sel.AddReceive(c.wake, func(ch workflow.ReceiveChannel, _ bool) { ch.Receive(ctx, nil) })
-		if closing {
+		if c.closing {
 			quiet := func() bool { return workflow.AllHandlersFinished(ctx) && c.inflight == 0 && !looking }
 			if err := workflow.Await(ctx, func() bool { return sel.HasPending() || quiet() }); err != nil {
 				return c.st, err
@@ -309,9 +304,9 @@ func Cluster(ctx workflow.Context, in ClusterInput) (ClusterState, error) {
 		if c.st.ShuttingDown && len(c.st.Nodes) == 0 {
 			break
 		}
-		if !closing && workflow.GetInfo(ctx).GetContinueAsNewSuggested() {
+		if !c.closing && workflow.GetInfo(ctx).GetContinueAsNewSuggested() {
 			if workflow.GetVersion(ctx, "quiet-continue", workflow.DefaultVersion, 1) >= 1 {
-				closing = true
+				c.closing = true
 				continue
 			}
 			if err := workflow.Await(ctx, func() bool { return workflow.AllHandlersFinished(ctx) }); err != nil {
@@ -348,6 +343,14 @@ type cluster struct {
 	reconcile bool
 	// inflight counts the signals and child starts not yet acknowledged (track).
 	inflight int
+	// closing is set once Temporal suggests continuing as new, in version 1 of
+	// "quiet-continue": the loop then serves everything as before until nothing
+	// is in flight (no handler running, no signal or child start unacknowledged,
+	// no signal unread, no look under way), and continues as new then. A reserve
+	// that would wait for nodes is told to come back (ClusterContinuing, which
+	// the job retries) rather than hold the run open: under steady load one
+	// always would.
+	closing bool
 	// wake makes the main loop look at the state again after an update that
 	// may end the cluster (a shutdown with no node left to wait for), or that
 	// made a claim it must watch.
@@ -731,7 +734,12 @@ func (c *cluster) assign(nd *ClusterNode, cl *JobClaim) activities.Assignment {
 // become ready), and refills standby behind it.
 func (c *cluster) reserve(ctx workflow.Context, r activities.ReserveRequest) (activities.ReserveResponse, error) {
 	if cl, ok := c.st.Jobs[r.JobID]; ok {
-		// A retried request: answer with what the job holds.
+		// A retried request: answer with what the job holds. One that holds no
+		// node yet was told to ask again by a run that ended (ClusterContinuing):
+		// version 1 of "requeue" waits on for it, in its place.
+		if len(cl.Nodes) == 0 && workflow.GetVersion(ctx, "requeue", workflow.DefaultVersion, 1) >= 1 {
+			return c.awaitFirstNode(ctx, r, cl, func(nd *ClusterNode) bool { return c.slots(nd, cl) >= 1 })
+		}
 		var resp activities.ReserveResponse
 		for _, id := range cl.Nodes {
 			if nd, ok := c.st.Nodes[id]; ok {
@@ -788,34 +796,7 @@ func (c *cluster) reserve(ctx workflow.Context, r activities.ReserveRequest) (ac
 		// Version 1 gives up as soon as every node started for the job has failed
 		// to boot, and says why a job found no node: those failures, or every node
 		// that fits being busy with other jobs.
-		why := workflow.GetVersion(ctx, "reserve-why", workflow.DefaultVersion, 1)
-		released := func() bool { return c.reconcile && c.st.Jobs[r.JobID] != cl }
-		ok, err := workflow.AwaitWithTimeout(ctx, 5*time.Minute, func() bool {
-			return len(cl.Nodes) > 0 || c.st.ShuttingDown || why == 1 && c.bootFailed(cl) || released()
-		})
-		if err != nil {
-			return activities.ReserveResponse{}, err
-		}
-		if released() {
-			// The job ended while it waited (it was terminated, say): nobody
-			// reads this answer.
-			return activities.ReserveResponse{}, temporal.NewNonRetryableApplicationError(
-				fmt.Sprintf("job %s ended while it waited for nodes", r.JobID), names.ErrNoNodes, nil)
-		}
-		if !ok || len(cl.Nodes) == 0 {
-			delete(c.st.Jobs, r.JobID)
-			if why == 1 {
-				return activities.ReserveResponse{}, c.noNodeError(cl, fits, !ok)
-			}
-			return activities.ReserveResponse{}, temporal.NewNonRetryableApplicationError(
-				fmt.Sprintf("no node of cluster %s became ready within 5 minutes", c.st.Name), names.ErrNoNodes, nil)
-		}
-		var resp activities.ReserveResponse
-		for _, id := range cl.Nodes {
-			nd := c.st.Nodes[id]
-			resp.Nodes = append(resp.Nodes, activities.Assignment{NodeID: id, TaskQueue: names.NodeTaskQueue(id), Workers: c.slots(nd, cl)})
-		}
-		return resp, nil
+		return c.awaitFirstNode(ctx, r, cl, fits)
 	}
 	var resp activities.ReserveResponse
 	for _, nd := range c.sortedNodes() {
@@ -829,6 +810,46 @@ func (c *cluster) reserve(ctx workflow.Context, r activities.ReserveRequest) (ac
 	c.earmark(cl, fits)
 	c.grow(cl, perNode)
 	c.ensureStandby()
+	return resp, nil
+}
+
+// awaitFirstNode waits until the claim, which holds no node, gets its first one,
+// and answers the reserve with what it then holds; or fails it with why no node
+// came.
+func (c *cluster) awaitFirstNode(ctx workflow.Context, r activities.ReserveRequest, cl *JobClaim, fits func(*ClusterNode) bool) (activities.ReserveResponse, error) {
+	why := workflow.GetVersion(ctx, "reserve-why", workflow.DefaultVersion, 1)
+	released := func() bool { return c.reconcile && c.st.Jobs[r.JobID] != cl }
+	ok, err := workflow.AwaitWithTimeout(ctx, 5*time.Minute, func() bool {
+		return len(cl.Nodes) > 0 || c.st.ShuttingDown || why == 1 && c.bootFailed(cl) || released() || c.closing
+	})
+	if err != nil {
+		return activities.ReserveResponse{}, err
+	}
+	if c.closing && len(cl.Nodes) == 0 && !released() {
+		// The claim keeps its place (and the nodes coming for it): the job
+		// asks the next run again, which waits on for it.
+		return activities.ReserveResponse{}, temporal.NewApplicationError(
+			fmt.Sprintf("cluster %s is continuing as new: job %s asks again", c.st.Name, r.JobID), names.ErrClusterContinuing)
+	}
+	if released() {
+		// The job ended while it waited (it was terminated, say): nobody
+		// reads this answer.
+		return activities.ReserveResponse{}, temporal.NewNonRetryableApplicationError(
+			fmt.Sprintf("job %s ended while it waited for nodes", r.JobID), names.ErrNoNodes, nil)
+	}
+	if !ok || len(cl.Nodes) == 0 {
+		delete(c.st.Jobs, r.JobID)
+		if why == 1 {
+			return activities.ReserveResponse{}, c.noNodeError(cl, fits, !ok)
+		}
+		return activities.ReserveResponse{}, temporal.NewNonRetryableApplicationError(
+			fmt.Sprintf("no node of cluster %s became ready within 5 minutes", c.st.Name), names.ErrNoNodes, nil)
+	}
+	var resp activities.ReserveResponse
+	for _, id := range cl.Nodes {
+		nd := c.st.Nodes[id]
+		resp.Nodes = append(resp.Nodes, activities.Assignment{NodeID: id, TaskQueue: names.NodeTaskQueue(id), Workers: c.slots(nd, cl)})
+	}
 	return resp, nil
 }
 

@@ -410,17 +410,17 @@ func TestClusterTakesBackTheNodesOfEndedJobs(t *testing.T) {
 	}
 }
 
-// Once Temporal suggests continuing as new, the cluster goes on serving node
-// events while a reserve waits for a node, and continues as new only when
-// nothing is in flight, carrying the claim the reserve made.
+// Once Temporal suggests continuing as new, a reserve waiting for nodes is told
+// to ask again (the job retries it on the next run, where its claim waits in its
+// place), the signals the run sent are acknowledged, and the run continues as
+// new with what it holds.
 func TestClusterContinuesAsNewWhenQuiet(t *testing.T) {
 	e := newClusterEnv(t)
-	var second activities.ReserveResponse
-	var secondErr error
+	var second error
 	secondDone := false
 	e.RegisterDelayedCallback(func() {
 		e.update(names.UpdateReserve, nil, activities.ReserveRequest{Cluster: "c", JobID: "j-1", Slots: 4, FuncCPU: 1})
-		e.update(names.UpdateReserve, func(r activities.ReserveResponse, err error) { second, secondErr, secondDone = r, err, true },
+		e.update(names.UpdateReserve, func(_ activities.ReserveResponse, err error) { second, secondDone = err, true },
 			activities.ReserveRequest{Cluster: "c", JobID: "j-2", Slots: 2, FuncCPU: 1})
 	}, 3*time.Second)
 	e.RegisterDelayedCallback(func() { e.SetContinueAsNewSuggested(true) }, 4*time.Second)
@@ -434,17 +434,45 @@ func TestClusterContinuesAsNewWhenQuiet(t *testing.T) {
 	if err := e.GetWorkflowError(); !errors.As(err, &can) {
 		t.Fatalf("the cluster ended with %v; want it to continue as new", err)
 	}
-	if !secondDone || secondErr != nil || len(second.Nodes) == 0 {
-		t.Fatalf("the reserve that waited across the suggestion: done %v, %+v, %v; want nodes", secondDone, second, secondErr)
+	if !secondDone || errType(second) != names.ErrClusterContinuing {
+		t.Fatalf("the reserve that waited across the suggestion: done %v, %v; want ClusterContinuing", secondDone, second)
 	}
 	var next workflows.ClusterInput
 	if err := converter.GetDefaultDataConverter().FromPayloads(can.Input, &next); err != nil {
 		t.Fatal(err)
 	}
-	if cl := next.State.Jobs["j-2"]; cl == nil || len(cl.Nodes) != len(second.Nodes) {
-		t.Errorf("the next run's claim of j-2: %+v; want the %d node(s) the reserve got", cl, len(second.Nodes))
+	if cl := next.State.Jobs["j-2"]; len(next.State.Jobs) != 1 || cl == nil || len(cl.Nodes) != 0 {
+		t.Errorf("the next run holds claims %v; want j-2's alone, in its place, with no node yet (j-1 was released)", next.State.Jobs)
 	}
-	if _, ok := next.State.Jobs["j-1"]; ok {
-		t.Error("the next run still holds j-1's claim, which was released")
+	if n := count(next.State, workflows.NodeResetting); n != 2 {
+		t.Errorf("the next run has %d nodes resetting; want the 2 j-1 released", n)
+	}
+
+	// The next run: j-2 asks again, waits in its place, and gets a node once one
+	// is back from its reset.
+	e2 := newClusterEnv(t)
+	var again activities.ReserveResponse
+	var againErr error
+	e2.RegisterDelayedCallback(func() {
+		e2.update(names.UpdateReserve, func(r activities.ReserveResponse, err error) { again, againErr = r, err },
+			activities.ReserveRequest{Cluster: "c", JobID: "j-2", Slots: 2, FuncCPU: 1})
+	}, 100*time.Millisecond)
+	e2.RegisterDelayedCallback(func() {
+		for _, nd := range next.State.Nodes { // the nodes' resets end (the fake nodes of the first run are gone)
+			e2.SignalWorkflow(names.SignalNodeEvent, workflows.NodeEvent{NodeID: nd.ID, Event: "ready"})
+		}
+	}, time.Second)
+	e2.RegisterDelayedCallback(func() {
+		e2.SignalWorkflow(names.SignalRelease, workflows.ReleaseRequest{JobID: "j-2"})
+		e2.update(names.UpdateShutdown, nil)
+		for _, nd := range next.State.Nodes {
+			e2.SignalWorkflow(names.SignalNodeEvent, workflows.NodeEvent{NodeID: nd.ID, Event: "deleted"})
+		}
+	}, 5*time.Second)
+	e2.acceptJobSignals()
+	e2.OnSignalExternalWorkflow(mock.Anything, mock.Anything, mock.Anything, mock.Anything, mock.Anything).Return(nil) // the nodes of the first run
+	e2.ExecuteWorkflow(workflows.Cluster, next)
+	if againErr != nil || len(again.Nodes) == 0 {
+		t.Errorf("j-2 asking the next run again: %+v, %v; want a node", again, againErr)
 	}
 }

@@ -75,7 +75,11 @@ func Job(ctx workflow.Context, in JobInput) (JobOutput, error) {
 		lctx = workflow.WithLocalActivityOptions(ctx, workflow.LocalActivityOptions{
 			// A job that needs nodes the cluster must first start waits here.
 			StartToCloseTimeout: 6 * time.Minute,
-			RetryPolicy: &temporal.RetryPolicy{InitialInterval: 200 * time.Millisecond, MaximumAttempts: 5,
+			// A cluster continuing as new asks for the reserve again (ClusterContinuing),
+			// as often as it continues while the job waits: tries are not counted, but
+			// bounded in time.
+			ScheduleToCloseTimeout: 30 * time.Minute,
+			RetryPolicy: &temporal.RetryPolicy{InitialInterval: 200 * time.Millisecond, MaximumInterval: time.Second,
 				NonRetryableErrorTypes: []string{names.ErrNoNodes, names.ErrShuttingDown, names.ErrNoCompatibleNodes,
 					names.ErrAllNodesBusy, names.ErrNodesFailedToBoot, names.ErrTenantLimit}},
 		})

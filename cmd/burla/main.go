@@ -317,6 +317,7 @@ func runDev(ctx context.Context, args []string) error {
 	keys := fs.String("keys", "", "admit only callers with an API key from this keys file, each tenant seeing only its own jobs (make keys with `burla keys add`)")
 	tlsFlags := devTLSFlags(fs)
 	limits := tenantLimitFlags(fs)
+	suggestCAN := fs.Int("suggest-continue-as-new", 0, "history events after which the embedded Temporal server suggests that a workflow continue as new (0: Temporal's default, 4096); tests set it low")
 	verbose := fs.Bool("v", false, "log verbosely")
 	fs.Parse(args)
 	tlsDir, err := tlsFlags.dirFor(*dataDir, *host)
@@ -339,7 +340,7 @@ func runDev(ctx context.Context, args []string) error {
 		DataDir: *dataDir, Nodes: *nodes, CPUs: *cpus, RAMMB: *ramMB, MaxNodes: *maxNodes, Provider: *providerName, Runtime: *runtimeName, Envs: envs, Host: *host, StoreURL: *storeURL,
 		TemporalPort: anyPort(*temporalPort), UIPort: anyPort(*uiPort), NATSPort: anyPort(*natsPort),
 		Logger: log, Metrics: reg, MetricsURL: metricsAddr, Dashboard: dashboardAddr(*host, *dashboardPort), Keys: *keys,
-		TLSDir: tlsDir, TenantLimits: limits.get(),
+		TLSDir: tlsDir, TenantLimits: limits.get(), SuggestContinueAsNewAfter: *suggestCAN,
 	})
 	if err != nil {
 		return err

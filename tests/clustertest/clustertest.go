@@ -42,6 +42,11 @@ type Options struct {
 	// Keys, if set, is a keys file: the cluster asks for API keys (burla dev
 	// --keys), and APIKey is the key Dev.Cluster presents.
 	Keys, APIKey string
+	// SuggestContinueAsNew is burla dev --suggest-continue-as-new: the history
+	// length at which Temporal suggests continuing as new (0: its default).
+	SuggestContinueAsNew int
+	// MaxNodes is burla dev --max-nodes (0: Nodes).
+	MaxNodes int
 }
 
 // Addresses are what `burla dev --ready-file` writes. (They are declared here rather
@@ -130,6 +135,12 @@ func Start(ctx context.Context, o Options) (*Dev, error) {
 	}
 	if o.Keys != "" {
 		d.cmd.Args = append(d.cmd.Args, "--keys", o.Keys)
+	}
+	if o.MaxNodes > 0 {
+		d.cmd.Args = append(d.cmd.Args, "--max-nodes", strconv.Itoa(o.MaxNodes))
+	}
+	if o.SuggestContinueAsNew > 0 {
+		d.cmd.Args = append(d.cmd.Args, "--suggest-continue-as-new", strconv.Itoa(o.SuggestContinueAsNew))
 	}
 	for _, env := range o.Envs {
 		d.cmd.Args = append(d.cmd.Args, "--env", env)
