@@ -311,10 +311,18 @@ func integer(sa map[string]*commonpb.Payload, name string) int64 {
 	return n
 }
 
-// Cluster queries a cluster's state from its ClusterWorkflow.
+// Cluster queries a cluster's state from its ClusterWorkflow's current run.
+// The run is named: a query without one was seen answered, long after the
+// workflow continued as new, by one of its earlier runs (the embedded server,
+// tests/churn).
 func Cluster(ctx context.Context, tc client.Client, cluster string) (workflows.ClusterState, error) {
 	var st workflows.ClusterState
-	v, err := tc.QueryWorkflow(ctx, names.ClusterWorkflowID(cluster), "", names.QueryStatus)
+	id := names.ClusterWorkflowID(cluster)
+	d, err := tc.DescribeWorkflowExecution(ctx, id, "")
+	if err != nil {
+		return st, fmt.Errorf("cluster %s status: %w", cluster, err)
+	}
+	v, err := tc.QueryWorkflow(ctx, id, d.GetWorkflowExecutionInfo().GetExecution().GetRunId(), names.QueryStatus)
 	if err != nil {
 		return st, fmt.Errorf("cluster %s status: %w", cluster, err)
 	}

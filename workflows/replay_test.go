@@ -21,6 +21,11 @@ import (
 //
 //	go test ./tests/e2e -run TestJobHistoryReplays -record
 //
+// and cluster_continued.json and node_continued.json, runs that began and ended
+// with a continue-as-new, by
+//
+//	go test ./tests/churn -args -record
+//
 // Every change to JobWorkflow must still replay them (guard changes with
 // workflow.GetVersion); a history recorded before a change stays here for good.
 
@@ -37,7 +42,7 @@ func TestReplayRecordedHistories(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"job_success.json", "job_user_error.json", "job_v1_cluster_success.json", "cluster_running.json", "node_completed.json"} {
+	for _, want := range []string{"job_success.json", "job_user_error.json", "job_v1_cluster_success.json", "cluster_running.json", "node_completed.json", "cluster_continued.json", "node_continued.json"} {
 		if !slices.Contains(files, filepath.Join("testdata", want)) {
 			t.Errorf("testdata has no %s", want)
 		}

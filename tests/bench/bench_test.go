@@ -29,6 +29,7 @@ import (
 
 	"github.com/burla-temporal/burla/names"
 	burla "github.com/burla-temporal/burla/sdk"
+	"github.com/burla-temporal/burla/status"
 	"github.com/burla-temporal/burla/tests/clustertest"
 	"github.com/burla-temporal/burla/workflows"
 )
@@ -399,19 +400,15 @@ func waitReady(b *testing.B, cluster string, n int) {
 	b.Helper()
 	deadline := time.Now().Add(time.Minute)
 	for time.Now().Before(deadline) {
-		v, err := dev.Cluster.Temporal().QueryWorkflow(context.Background(), names.ClusterWorkflowID(cluster), "", names.QueryStatus)
-		if err == nil {
-			var st workflows.ClusterState
-			if err := v.Get(&st); err == nil {
-				ready := 0
-				for _, nd := range st.Nodes {
-					if nd.State == workflows.NodeReady {
-						ready++
-					}
+		if st, err := status.Cluster(context.Background(), dev.Cluster.Temporal(), cluster); err == nil {
+			ready := 0
+			for _, nd := range st.Nodes {
+				if nd.State == workflows.NodeReady {
+					ready++
 				}
-				if ready >= n {
-					return
-				}
+			}
+			if ready >= n {
+				return
 			}
 		}
 		time.Sleep(50 * time.Millisecond)

@@ -8,6 +8,7 @@ import (
 
 	"github.com/burla-temporal/burla/names"
 	burla "github.com/burla-temporal/burla/sdk"
+	"github.com/burla-temporal/burla/status"
 	"github.com/burla-temporal/burla/tests/clustertest"
 	"github.com/burla-temporal/burla/workflows"
 )
@@ -15,12 +16,8 @@ import (
 var tiny = burla.Func("tiny", func(ctx context.Context, x int) (int, error) { return x + 1, nil })
 
 func readyNodes(b *testing.B, d *clustertest.Dev) int {
-	v, err := d.Cluster.Temporal().QueryWorkflow(context.Background(), names.ClusterWorkflowID(names.DefaultCluster), "", names.QueryStatus)
+	st, err := status.Cluster(context.Background(), d.Cluster.Temporal(), names.DefaultCluster)
 	if err != nil {
-		b.Fatal(err)
-	}
-	var st workflows.ClusterState
-	if err := v.Get(&st); err != nil {
 		b.Fatal(err)
 	}
 	n := 0

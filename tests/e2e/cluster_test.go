@@ -6,17 +6,14 @@ import (
 	"time"
 
 	"github.com/burla-temporal/burla/names"
+	"github.com/burla-temporal/burla/status"
 	"github.com/burla-temporal/burla/workflows"
 )
 
 func clusterStatus(t *testing.T) workflows.ClusterState {
 	t.Helper()
-	v, err := dev.Cluster.Temporal().QueryWorkflow(context.Background(), names.ClusterWorkflowID(names.DefaultCluster), "", names.QueryStatus)
+	st, err := status.Cluster(context.Background(), dev.Cluster.Temporal(), names.DefaultCluster)
 	if err != nil {
-		t.Fatal(err)
-	}
-	var st workflows.ClusterState
-	if err := v.Get(&st); err != nil {
 		t.Fatal(err)
 	}
 	return st

@@ -16,6 +16,7 @@ import (
 
 	"github.com/burla-temporal/burla/names"
 	burla "github.com/burla-temporal/burla/sdk"
+	"github.com/burla-temporal/burla/status"
 	"github.com/burla-temporal/burla/store/natsstore"
 	"github.com/burla-temporal/burla/tests/clustertest"
 	"github.com/burla-temporal/burla/workflows"
@@ -409,12 +410,7 @@ func waitWhole(k killed) (time.Time, error) {
 func clusterStatus(timeout time.Duration) (workflows.ClusterState, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
-	var st workflows.ClusterState
-	v, err := cluster.Cluster.Temporal().QueryWorkflow(ctx, names.ClusterWorkflowID(names.DefaultCluster), "", names.QueryStatus)
-	if err == nil {
-		err = v.Get(&st)
-	}
-	return st, err
+	return status.Cluster(ctx, cluster.Cluster.Temporal(), names.DefaultCluster)
 }
 
 // diagnose describes a job that ended wrongly: its queue's progress, and what its
