@@ -155,6 +155,12 @@ func (c *Control) WatchClient(ctx context.Context, in WatchInput) error {
 	start := c.now()
 	t := time.NewTicker(poll)
 	defer t.Stop()
+	// Silence is judged by this process's clock alone: a beat is seen when the
+	// heartbeat's value changes, and the client's silence counts from when its
+	// last change was seen. The value is the client's own time, which may be
+	// far off ours (a laptop's clock 30 s behind would otherwise look silent).
+	var beat time.Time // the last value read
+	seen := start      // when a new value was last seen
 	// back is when the store answered again after it could not be read: the
 	// client could not heartbeat either, so its silence counts from then.
 	var back time.Time
@@ -181,7 +187,7 @@ func (c *Control) WatchClient(ctx context.Context, in WatchInput) error {
 		case errors.Is(err, store.ErrReleased):
 			return nil // the client has every result: the nodes end the job
 		case errors.Is(err, store.ErrNotFound):
-			last = start
+			last = time.Time{}
 		case err != nil:
 			unreachable = true
 			continue // the store is unreachable: that says nothing about the client
@@ -189,10 +195,13 @@ func (c *Control) WatchClient(ctx context.Context, in WatchInput) error {
 		if unreachable {
 			back, unreachable = c.now(), false
 		}
-		if last.Before(back) {
-			last = back
+		if !last.Equal(beat) {
+			beat, seen = last, c.now()
 		}
-		if silent := c.now().Sub(last); silent > in.Timeout {
+		if seen.Before(back) {
+			seen = back
+		}
+		if silent := c.now().Sub(seen); silent > in.Timeout {
 			sctx, cancel := context.WithTimeout(ctx, storeTimeout)
 			p, err := c.Queue.Progress(sctx, in.JobID)
 			cancel()

@@ -121,3 +121,19 @@ func TestWatchClientForgivesAStoreOutage(t *testing.T) {
 		t.Errorf("WatchClient returned at second %d; want 30, on the release", b.n)
 	}
 }
+
+// The client's clock is not the control plane's: a client 30 s behind or ahead
+// that beats every second is never silent.
+func TestWatchClientIgnoresTheClientsClock(t *testing.T) {
+	for _, skew := range []int{-30, 30} {
+		b := &beats{beat: func(n int) (int, error) {
+			if n == 40 {
+				return 0, store.ErrReleased
+			}
+			return n + skew, nil
+		}}
+		if err := watch(t, b); err != nil {
+			t.Errorf("a client %+ds off, beating: WatchClient = %v; want nil once it released the job", skew, err)
+		}
+	}
+}
