@@ -2,6 +2,7 @@ package containerworker_test
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -59,5 +60,39 @@ func TestRunLoadsOnlyTheJobsOwnInputs(t *testing.T) {
 		if r := got[i]; r.Err != nil || string(r.Output) != string(rune('0'+i)) {
 			t.Errorf("input %d: %+v; want its own value", i, r)
 		}
+	}
+}
+
+// An input whose blob is gone from the store fails, saying so, and its chunk is
+// done: another delivery would find it gone too.
+func TestRunFailsAnInputWhoseBlobIsGone(t *testing.T) {
+	ctx := context.Background()
+	blobs := &memblob.Store{}
+	sp := spec("echo")
+	sp.ReturnErrors = true
+	if err := blobs.Put(ctx, job.InputKey(sp.ID, 2), strings.NewReader("2")); err != nil {
+		t.Fatal(err)
+	}
+	c := store.Chunk{Items: []store.Item{{Index: 0, Data: []byte("0")}, {Index: 1, Blob: job.InputKey(sp.ID, 1)},
+		{Index: 2, Blob: job.InputKey(sp.ID, 2)}, {Index: 3, Data: []byte("3")}}}
+	sp.Inputs = len(c.Items)
+	s := &memStore{chunks: []store.Chunk{c}}
+	if err := run(t, s, sp, containerworker.Config{Blobs: blobs}); err != nil {
+		t.Fatal(err)
+	}
+	got := map[int64]store.Result{}
+	for _, r := range s.results {
+		got[r.Index] = r
+	}
+	if r := got[1]; r.Err == nil || !strings.Contains(r.Err.Message, "gone from the cluster's store") {
+		t.Errorf("input 1, whose blob is gone: %+v; want an error saying so", r)
+	}
+	for _, i := range []int64{0, 2, 3} {
+		if r := got[i]; r.Err != nil || string(r.Output) != fmt.Sprint(i) {
+			t.Errorf("input %d: %+v; want its own value", i, r)
+		}
+	}
+	if s.done != 1 || s.returned != 0 {
+		t.Errorf("the chunk: done %d times, returned %d; want done once", s.done, s.returned)
 	}
 }

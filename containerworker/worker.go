@@ -429,7 +429,11 @@ func (w *Worker) runChunk(ctx context.Context, spec job.Spec, start func() (call
 		if it.Blob == "" {
 			return it.Data, nil
 		}
-		return readBlob(ctx, w.cfg.Blobs, it.Blob)
+		b, err := readBlob(ctx, w.cfg.Blobs, it.Blob)
+		if errors.Is(err, blob.ErrNotFound) {
+			return nil, &inputGone{index: it.Index, key: it.Blob}
+		}
+		return b, err
 	}
 	// The chunk is the client's word, and the blob store answers this worker for
 	// every tenant: an input that names any blob but its own is not loaded, and
@@ -463,6 +467,20 @@ func (w *Worker) runChunk(ctx context.Context, spec job.Spec, start func() (call
 		if !(*pp).alive() {
 			(*pp).close()
 			*pp = nil
+		}
+		var gone *inputGone
+		if errors.As(err, &gone) && addErr == nil {
+			// Another delivery would find it gone too: the input fails, saying
+			// why, instead of its chunk coming back for ever.
+			w.log.Warn("an input's blob is gone from the store", "job", spec.ID, "input", gone.index, "blob", gone.key)
+			err = nil
+			if i := slices.IndexFunc(rest, func(it store.Item) bool { return it.Index == gone.index }); i >= n {
+				if !record(callOutcome{res: wire.Result{Index: gone.index, Err: &wire.Error{Kind: store.KindError, Message: gone.Error()}}}) {
+					err, rest = addErr, nil
+					continue
+				}
+				rest = slices.Delete(slices.Clone(rest), i, i+1)
+			}
 		}
 		switch {
 		case addErr != nil:
@@ -498,6 +516,17 @@ func (w *Worker) runChunk(ctx context.Context, spec job.Spec, start func() (call
 	}
 	out.com.done(cl)
 	return failed, nil
+}
+
+// inputGone is an input whose blob is no longer in the store (deleted by hand,
+// or by a retention that passed).
+type inputGone struct {
+	index int64
+	key   string
+}
+
+func (e *inputGone) Error() string {
+	return fmt.Sprintf("burla could not run input %d: its value (blob %s) is gone from the cluster's store", e.index, e.key)
 }
 
 func readBlob(ctx context.Context, b blob.Store, key string) ([]byte, error) {
