@@ -126,6 +126,14 @@ func (c *Control) ReserveNodes(ctx context.Context, r ReserveRequest) (ReserveRe
 			}
 			continue
 		}
+		var missing *serviceerror.NotFound
+		if errors.As(err, &missing) {
+			// Not worth retrying (the job's reserve is retried for a long time,
+			// for clusters continuing as new).
+			return ReserveResponse{}, temporal.NewNonRetryableApplicationError(
+				fmt.Sprintf("cluster %s is not running (no workflow %s): start it with `burla cluster up`", r.Cluster, names.ClusterWorkflowID(r.Cluster)),
+				names.ErrNoNodes, err)
+		}
 		if err != nil {
 			return ReserveResponse{}, fmt.Errorf("reserve nodes of cluster %s for job %s: %w", r.Cluster, r.JobID, err)
 		}
