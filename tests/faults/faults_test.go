@@ -549,3 +549,21 @@ func runClient(role string) int {
 	fmt.Fprintf(os.Stderr, "unknown client role %q\n", role)
 	return 2
 }
+
+// A node agent frozen for 7 s (SIGSTOP, then SIGCONT), longer than its record's
+// time to live: the job completes with every result once, whether the cluster
+// waits for the node or replaces it.
+func TestPauseNodeAgent(t *testing.T) {
+	faultCompletes(t, "SIGSTOP a node agent for 7 s, then SIGCONT", func() error {
+		pids := cluster.Processes("node-agent")
+		if len(pids) == 0 {
+			return fmt.Errorf("no node-agent process")
+		}
+		if err := syscall.Kill(pids[0], syscall.SIGSTOP); err != nil {
+			return err
+		}
+		time.Sleep(7 * time.Second)
+		return syscall.Kill(pids[0], syscall.SIGCONT)
+	})
+	waitStandby(t, 2)
+}
