@@ -4,12 +4,14 @@
 package nodeagent
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"time"
 
@@ -51,6 +53,10 @@ type Config struct {
 	// may keep them elsewhere, see process.WorkersDir). No worker sees the cache:
 	// each is given its job's program alone (runtime.Worker.Provide).
 	CacheDir string
+	// CacheMaxBytes bounds the programs kept in the cache: past it, those used
+	// least recently are deleted (a running program is not disturbed; it is
+	// fetched again when a job next needs it). Zero means DefaultCacheMaxBytes.
+	CacheMaxBytes int64
 	// WorkerArgv starts one container worker; the agent adds "--slot N".
 	WorkerArgv []string
 	// Runtime runs the workers; nil means processes.
@@ -111,7 +117,7 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	defer tc.Close()
 
-	cache := &binCache{dir: binDir, blobs: st}
+	cache := &binCache{dir: binDir, blobs: st, max: cmp.Or(cfg.CacheMaxBytes, DefaultCacheMaxBytes), log: log}
 	rt := cfg.Runtime
 	if rt == nil {
 		rt = process.Runtime{}
@@ -246,12 +252,58 @@ func clearDir(dir string) error {
 	return errors.Join(errs...)
 }
 
+// DefaultCacheMaxBytes is the bound of a node's program cache unless its
+// configuration says otherwise: 4 GiB.
+const DefaultCacheMaxBytes = 4 << 30
+
 // binCache keeps the programs jobs ship, by digest, fetched once per node from
-// the blob store of the job's tenant.
+// the blob store of the job's tenant, up to max bytes: those used least recently
+// go first.
 type binCache struct {
 	dir   string
 	blobs blob.Store
+	max   int64
+	log   *slog.Logger
 	mu    sync.Mutex
+}
+
+// evict deletes the programs used least recently (by modification time, which
+// get sets on every use) until the cache holds at most max bytes, keeping keep.
+func (c *binCache) evict(keep string) {
+	entries, err := os.ReadDir(c.dir)
+	if err != nil {
+		return
+	}
+	type file struct {
+		path string
+		size int64
+		used time.Time
+	}
+	var files []file
+	var total int64
+	for _, e := range entries {
+		fi, err := e.Info()
+		if err != nil || !fi.Mode().IsRegular() {
+			continue
+		}
+		files = append(files, file{filepath.Join(c.dir, e.Name()), fi.Size(), fi.ModTime()})
+		total += fi.Size()
+	}
+	slices.SortFunc(files, func(a, b file) int { return a.used.Compare(b.used) })
+	for _, f := range files {
+		if total <= c.max {
+			return
+		}
+		if f.path == keep {
+			continue
+		}
+		if err := os.Remove(f.path); err == nil {
+			total -= f.size
+			if c.log != nil {
+				c.log.Info("program evicted from the node's cache", "program", filepath.Base(f.path), "bytes", f.size)
+			}
+		}
+	}
 }
 
 func (c *binCache) get(ctx context.Context, tenant, digest string) (string, error) {
@@ -270,6 +322,9 @@ func (c *binCache) get(ctx context.Context, tenant, digest string) (string, erro
 	case err != nil:
 		return "", fmt.Errorf("fetch binary %s: %w", digest[:12], err)
 	}
+	now := time.Now()
+	_ = os.Chtimes(path, now, now) // used now: the last to be evicted
+	c.evict(path)
 	// A long download is reported; a cached program is not, since an activity's
 	// first heartbeat is a round trip to Temporal on the job's path.
 	if actx := ctx; activity.IsActivity(actx) && time.Since(start) > time.Second {

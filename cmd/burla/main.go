@@ -406,6 +406,7 @@ func runNodeAgent(ctx context.Context, args []string) error {
 	namespace := fs.String("namespace", "default", "Temporal namespace")
 	st := storeFlag(fs)
 	cacheDir := fs.String("cache-dir", "", "the node's cache directory")
+	cacheMaxMB := fs.Int64("cache-max-mb", nodeagent.DefaultCacheMaxBytes>>20, "most MB of programs the node keeps; past it, those used least recently are deleted")
 	metricsAddr := fs.String("metrics-addr", "127.0.0.1:0", "where to serve the node's Prometheus metrics")
 	runtimeName := fs.String("runtime", "process", "where workers run: process, or docker (a container per worker on the local engine)")
 	var envs []string
@@ -446,11 +447,12 @@ func runNodeAgent(ctx context.Context, args []string) error {
 		EnvImage: envImage,
 		ID:       *id, Cluster: *cluster, CPUs: *cpus, RAMMB: *ramMB,
 		TemporalAddress: *temporal, Namespace: *namespace, StoreURL: *st, TemporalSecurity: temporalconn.FromEnv(),
-		CacheDir:   *cacheDir,
-		WorkerArgv: []string{exe, "container-worker", "--node", *id, "--store", *st, "--cache-dir", *cacheDir},
-		Logger:     log,
-		Metrics:    reg,
-		MetricsURL: metricsURL,
+		CacheDir:      *cacheDir,
+		CacheMaxBytes: *cacheMaxMB << 20,
+		WorkerArgv:    []string{exe, "container-worker", "--node", *id, "--store", *st, "--cache-dir", *cacheDir},
+		Logger:        log,
+		Metrics:       reg,
+		MetricsURL:    metricsURL,
 	})
 }
 
