@@ -216,8 +216,13 @@ func TestJobCancelledWhenClientStopsHeartbeating(t *testing.T) {
 		<-ctx.Done() // a long job
 		return activities.RunOutput{}, ctx.Err()
 	})
+	// The client never beats while the job runs: its silence counts from the
+	// watch's start (the control plane's clock alone judges it).
 	e.st.lastBeat = time.Now().Add(-time.Hour)
-	e.ExecuteWorkflow(workflows.Job, workflows.JobInput{Spec: spec(3, false)})
+	s := spec(3, false)
+	s.ClientTimeout = time.Second
+	e.SetTestTimeout(time.Minute)
+	e.ExecuteWorkflow(workflows.Job, workflows.JobInput{Spec: s})
 	if err := e.GetWorkflowError(); appType(err) != names.ErrClientGone {
 		t.Fatalf("workflow error %v; want ClientGone", err)
 	}
@@ -235,7 +240,7 @@ func TestDetachedJobNeedsItsClientUntilUploaded(t *testing.T) {
 			select {
 			case <-ctx.Done():
 				return activities.RunOutput{}, ctx.Err()
-			case <-time.After(3 * time.Second): // the watch looks first after 1s
+			case <-time.After(5 * time.Second): // a silent client is gone after about 3s
 				return activities.RunOutput{Drained: true}, nil
 			}
 		})
@@ -243,6 +248,7 @@ func TestDetachedJobNeedsItsClientUntilUploaded(t *testing.T) {
 		e.st.drained.Store(sealed)
 		s := spec(3, true)
 		s.UploadWatched = true
+		s.ClientTimeout = time.Second // silent from the watch's start: gone after 2 looks
 		e.SetTestTimeout(time.Minute)
 		e.ExecuteWorkflow(workflows.Job, workflows.JobInput{Spec: s})
 		err := e.GetWorkflowError()
