@@ -34,7 +34,6 @@ import (
 	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/sdk/client"
 	tlog "go.temporal.io/sdk/log"
-	"go.temporal.io/sdk/worker"
 
 	"github.com/burla-temporal/burla/activities"
 	"github.com/burla-temporal/burla/auth"
@@ -140,7 +139,7 @@ type Cluster struct {
 	st     store.Backend
 	ts     *temporalserver.Server
 	tc     client.Client
-	worker worker.Worker
+	worker *workers.ControlPlane
 	addrs  Addresses
 
 	local     *local.Provider

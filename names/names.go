@@ -19,6 +19,12 @@ import (
 // cluster and node workflows and the activities that only touch the store.
 const TaskQueueControl = "burla-control"
 
+// TaskQueueWatch is the control plane's queue for its long-running watches (a
+// node's liveness, a client's heartbeat): one runs for every node and every
+// attached job, and on a queue of their own they never take the slots that
+// placement and clean-up need.
+const TaskQueueWatch = "burla-watch"
+
 // NodeTaskQueue is the task queue a node agent serves; activities that must run on
 // that node (running a job's inputs there) are scheduled on it.
 func NodeTaskQueue(nodeID string) string { return "node-" + nodeID }

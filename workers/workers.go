@@ -13,9 +13,10 @@ import (
 	"github.com/burla-temporal/burla/workflows"
 )
 
-// Control returns the control-plane worker: the job, cluster and node workflows and
-// the activities that touch the store and the node providers.
-func Control(c client.Client, a *activities.Control, n *activities.Nodes, e *activities.Env) worker.Worker {
+// Control returns the control plane's workers: the job, cluster and node
+// workflows and the activities that touch the store and the node providers on
+// names.TaskQueueControl, and the long-running watches on names.TaskQueueWatch.
+func Control(c client.Client, a *activities.Control, n *activities.Nodes, e *activities.Env) *ControlPlane {
 	w := worker.New(c, names.TaskQueueControl, worker.Options{
 		// Status queries are workflow tasks too: with the default two pollers, a
 		// client polling the cluster's status delays the next job's first task.
@@ -23,7 +24,59 @@ func Control(c client.Client, a *activities.Control, n *activities.Nodes, e *act
 		MaxConcurrentActivityTaskPollers: 8,
 	})
 	RegisterControl(w, a, n, e)
-	return w
+	watch := worker.New(c, names.TaskQueueWatch, worker.Options{
+		// A watch is a goroutine that looks at a record once a second: a node
+		// each, an attached job each. Their slots are not the control queue's.
+		MaxConcurrentActivityExecutionSize: WatchSlots,
+		MaxConcurrentActivityTaskPollers:   4,
+	})
+	RegisterWatch(watch, a, n)
+	return &ControlPlane{workers: []worker.Worker{w, watch}}
+}
+
+// WatchSlots is how many watches one control plane runs at once: nodes and
+// attached jobs together.
+const WatchSlots = 100_000
+
+// RegisterWatch registers the watch activities on r.
+func RegisterWatch(r Registry, a *activities.Control, n *activities.Nodes) {
+	r.RegisterActivityWithOptions(a.WatchClient, activity.RegisterOptions{Name: names.ActivityWatchClient})
+	r.RegisterActivityWithOptions(n.WatchNode, activity.RegisterOptions{Name: names.ActivityWatchNode})
+}
+
+// ControlPlane is the control plane's workers, started and stopped together.
+type ControlPlane struct {
+	workers []worker.Worker
+}
+
+// Start starts every worker, or none.
+func (p *ControlPlane) Start() error {
+	for i, w := range p.workers {
+		if err := w.Start(); err != nil {
+			for _, started := range p.workers[:i] {
+				started.Stop()
+			}
+			return err
+		}
+	}
+	return nil
+}
+
+// Stop stops every worker.
+func (p *ControlPlane) Stop() {
+	for _, w := range p.workers {
+		w.Stop()
+	}
+}
+
+// Run starts the workers and stops them when interrupt delivers.
+func (p *ControlPlane) Run(interrupt <-chan interface{}) error {
+	if err := p.Start(); err != nil {
+		return err
+	}
+	<-interrupt
+	p.Stop()
+	return nil
 }
 
 // Registry is what both a worker and the SDK's test environment can register on.
@@ -42,6 +95,8 @@ func RegisterControl(r Registry, a *activities.Control, n *activities.Nodes, e *
 	r.RegisterActivityWithOptions(e.BuildEnvImage, activity.RegisterOptions{Name: names.ActivityBuildEnvImage})
 	r.RegisterActivityWithOptions(a.PlaceNodes, activity.RegisterOptions{Name: names.ActivityPlaceNodes})
 	r.RegisterActivityWithOptions(a.ReserveNodes, activity.RegisterOptions{Name: names.ActivityReserveNodes})
+	// The watches run on names.TaskQueueWatch (RegisterWatch); workflows from
+	// before it scheduled them here, and theirs still run here.
 	r.RegisterActivityWithOptions(a.WatchClient, activity.RegisterOptions{Name: names.ActivityWatchClient})
 	r.RegisterActivityWithOptions(a.FinishJob, activity.RegisterOptions{Name: names.ActivityFinishJob})
 	r.RegisterActivityWithOptions(a.ClosedJobs, activity.RegisterOptions{Name: names.ActivityClosedJobs})

@@ -158,7 +158,7 @@ func Job(ctx workflow.Context, in JobInput) (JobOutput, error) {
 		workflow.GetVersion(ctx, "detached-upload", workflow.DefaultVersion, 1) >= 1
 	if !spec.Detached || uploadWatch {
 		wctx := workflow.WithActivityOptions(runCtx, workflow.ActivityOptions{
-			TaskQueue:           names.TaskQueueControl,
+			TaskQueue:           watchQueue(ctx),
 			StartToCloseTimeout: 7 * 24 * time.Hour,
 			HeartbeatTimeout:    10 * time.Second,
 			RetryPolicy:         &temporal.RetryPolicy{InitialInterval: time.Second, NonRetryableErrorTypes: []string{names.ErrClientGone}},
@@ -264,6 +264,16 @@ func end(ctx workflow.Context, spec job.Spec, placement workflow.Version, state 
 		}
 	}
 	return out, err
+}
+
+// watchQueue is the task queue of a long-running watch: version 1 of
+// "watch-queue" runs them on a queue of their own, so that watches of every node
+// and attached job never take the control queue's activity slots.
+func watchQueue(ctx workflow.Context) string {
+	if workflow.GetVersion(ctx, "watch-queue", workflow.DefaultVersion, 1) >= 1 {
+		return names.TaskQueueWatch
+	}
+	return names.TaskQueueControl
 }
 
 func setState(ctx workflow.Context, s job.State) {

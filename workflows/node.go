@@ -84,7 +84,7 @@ func Node(ctx workflow.Context, in NodeInput) error {
 	wctx, stopWatch := workflow.WithCancel(ctx)
 	defer stopWatch()
 	watch := workflow.ExecuteActivity(workflow.WithActivityOptions(wctx, workflow.ActivityOptions{
-		TaskQueue:           names.TaskQueueControl,
+		TaskQueue:           watchQueue(ctx),
 		StartToCloseTimeout: 365 * 24 * time.Hour,
 		HeartbeatTimeout:    30 * time.Second,
 		RetryPolicy:         &temporal.RetryPolicy{InitialInterval: time.Second},
