@@ -16,7 +16,6 @@ import (
 
 	"go.temporal.io/sdk/client"
 	sdklog "go.temporal.io/sdk/log"
-	"golang.org/x/sync/errgroup"
 
 	"github.com/burla-temporal/burla/activities"
 	"github.com/burla-temporal/burla/names"
@@ -82,18 +81,26 @@ func TestWatchesLeaveRoomForControlWork(t *testing.T) {
 	// Nodes that have registered go straight to their watch (as after a
 	// continue-as-new).
 	start := time.Now()
-	var g errgroup.Group
-	g.SetLimit(16)
+	var wg sync.WaitGroup
+	errs := make(chan error, watches)
+	slots := make(chan struct{}, 16) // starts in flight at once
 	for i := range watches {
-		g.Go(func() error {
+		slots <- struct{}{}
+		wg.Add(1)
+		go func() {
+			defer func() { <-slots; wg.Done() }()
 			id := fmt.Sprintf("s-%d", i)
 			_, err := tc.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: names.NodeWorkflowID(id), TaskQueue: names.TaskQueueControl},
 				names.WorkflowNode, workflows.NodeInput{Spec: provider.NodeSpec{ID: id, Cluster: "s", CPUs: 1}, Provider: "fake", ClusterWorkflowID: "cluster-s", Registered: true})
-			return err
-		})
+			errs <- err
+		}()
 	}
-	if err := g.Wait(); err != nil {
-		t.Fatal(err)
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
 	}
 	// Every watch is running once every node's workflow has scheduled its own;
 	// the count stops growing if slots run out.
