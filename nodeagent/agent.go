@@ -268,7 +268,7 @@ type binCache struct {
 }
 
 // evict deletes the programs used least recently (by modification time, which
-// get sets on every use) until the cache holds at most max bytes, keeping keep.
+// get sets on every use; a fetched file's is its fetch) until the cache holds at most max bytes, keeping keep.
 func (c *binCache) evict(keep string) {
 	entries, err := os.ReadDir(c.dir)
 	if err != nil {
@@ -312,7 +312,14 @@ func (c *binCache) get(ctx context.Context, tenant, digest string) (string, erro
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	start := time.Now()
+	// A cached program is marked used now, the last to be evicted, in the one
+	// system call that finds it there: the cache grows only on a fetch, so only
+	// a fetch evicts.
+	now := time.Now()
+	if cached := filepath.Join(c.dir, digest); os.Chtimes(cached, now, now) == nil {
+		return cached, nil
+	}
+	start := now
 	path, err := blob.FetchExecutable(ctx, c.blobs, job.BinaryKeyFor(tenant, digest), digest, c.dir)
 	switch {
 	case errors.Is(err, blob.ErrNotFound):
@@ -322,8 +329,6 @@ func (c *binCache) get(ctx context.Context, tenant, digest string) (string, erro
 	case err != nil:
 		return "", fmt.Errorf("fetch binary %s: %w", digest[:12], err)
 	}
-	now := time.Now()
-	_ = os.Chtimes(path, now, now) // used now: the last to be evicted
 	c.evict(path)
 	// A long download is reported; a cached program is not, since an activity's
 	// first heartbeat is a round trip to Temporal on the job's path.
