@@ -46,10 +46,7 @@ func TestRunLoadsOnlyTheJobsOwnInputs(t *testing.T) {
 	if err := run(t, s, sp, containerworker.Config{Blobs: blobs}); err != nil {
 		t.Fatal(err)
 	}
-	got := map[int64]store.Result{}
-	for _, r := range s.results {
-		got[r.Index] = r
-	}
+	got := s.byIndex()
 	for i := range int64(4) {
 		r, ok := got[i]
 		if !ok || r.Err == nil || !strings.Contains(r.Err.Message, "refused") || string(r.Output) == secret {
@@ -80,10 +77,7 @@ func TestRunFailsAnInputWhoseBlobIsGone(t *testing.T) {
 	if err := run(t, s, sp, containerworker.Config{Blobs: blobs}); err != nil {
 		t.Fatal(err)
 	}
-	got := map[int64]store.Result{}
-	for _, r := range s.results {
-		got[r.Index] = r
-	}
+	got := s.byIndex()
 	if r := got[1]; r.Err == nil || !strings.Contains(r.Err.Message, "gone from the cluster's store") {
 		t.Errorf("input 1, whose blob is gone: %+v; want an error saying so", r)
 	}
@@ -95,4 +89,15 @@ func TestRunFailsAnInputWhoseBlobIsGone(t *testing.T) {
 	if s.done != 1 || s.returned != 0 {
 		t.Errorf("the chunk: done %d times, returned %d; want done once", s.done, s.returned)
 	}
+}
+
+// byIndex is the results stored, by their input's index.
+func (s *memStore) byIndex() map[int64]store.Result {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	got := map[int64]store.Result{}
+	for _, r := range s.results {
+		got[r.Index] = r
+	}
+	return got
 }

@@ -9,7 +9,6 @@ import (
 	"flag"
 	"fmt"
 	"os"
-	"path/filepath"
 	"slices"
 	"sync"
 	"testing"
@@ -17,17 +16,15 @@ import (
 
 	enumspb "go.temporal.io/api/enums/v1"
 	historypb "go.temporal.io/api/history/v1"
-	"go.temporal.io/api/temporalproto"
 	workflowpb "go.temporal.io/api/workflow/v1"
 	"go.temporal.io/api/workflowservice/v1"
 	"go.temporal.io/sdk/client"
-	"go.temporal.io/sdk/worker"
-	"go.temporal.io/sdk/workflow"
 
 	"github.com/burla-temporal/burla/names"
 	burla "github.com/burla-temporal/burla/sdk"
 	"github.com/burla-temporal/burla/status"
 	"github.com/burla-temporal/burla/tests/clustertest"
+	"github.com/burla-temporal/burla/tests/histories"
 	"github.com/burla-temporal/burla/workflows"
 )
 
@@ -173,53 +170,31 @@ func closedRuns(t *testing.T, ctx context.Context, tc client.Client, wfType stri
 // in workflows/testdata.
 func replayRuns(t *testing.T, ctx context.Context, tc client.Client, name string, runs []*workflowpb.WorkflowExecutionInfo) {
 	t.Helper()
-	r := worker.NewWorkflowReplayer()
-	r.RegisterWorkflowWithOptions(workflows.Job, workflow.RegisterOptions{Name: names.WorkflowJob})
-	r.RegisterWorkflowWithOptions(workflows.Cluster, workflow.RegisterOptions{Name: names.WorkflowCluster})
-	r.RegisterWorkflowWithOptions(workflows.Node, workflow.RegisterOptions{Name: names.WorkflowNode})
 	var keep *historypb.History
 	for _, ex := range runs {
-		{
-			h := history(t, ctx, tc, ex.Execution.WorkflowId, ex.Execution.RunId)
-			err := r.ReplayWorkflowHistoryWithOptions(nil, h, worker.ReplayWorkflowHistoryOptions{
-				OriginalExecution: workflow.Execution{ID: ex.Execution.WorkflowId, RunID: ex.Execution.RunId}})
-			if err != nil {
-				t.Errorf("replay of %s run %s: %v", ex.Execution.WorkflowId, ex.Execution.RunId, err)
-			}
-			started := h.GetEvents()[0].GetWorkflowExecutionStartedEventAttributes()
-			last := h.GetEvents()[len(h.GetEvents())-1]
-			if started.GetContinuedExecutionRunId() != "" && last.GetEventType() == enumspb.EVENT_TYPE_WORKFLOW_EXECUTION_CONTINUED_AS_NEW &&
-				(keep == nil || len(h.GetEvents()) > len(keep.GetEvents())) {
-				keep = h
-			}
+		id, run := ex.Execution.WorkflowId, ex.Execution.RunId
+		h, err := histories.Fetch(ctx, tc, id, run)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := histories.Replay(h, id, run); err != nil {
+			t.Errorf("replay of %s run %s: %v", id, run, err)
+		}
+		started := h.GetEvents()[0].GetWorkflowExecutionStartedEventAttributes()
+		last := h.GetEvents()[len(h.GetEvents())-1]
+		if started.GetContinuedExecutionRunId() != "" && last.GetEventType() == enumspb.EVENT_TYPE_WORKFLOW_EXECUTION_CONTINUED_AS_NEW &&
+			(keep == nil || len(h.GetEvents()) > len(keep.GetEvents())) {
+			keep = h
 		}
 	}
 	if *record {
 		if keep == nil {
 			t.Fatalf("%s: no run both began and ended with a continue-as-new", name)
 		}
-		b, err := temporalproto.CustomJSONMarshalOptions{Indent: "  "}.Marshal(keep)
+		path, err := histories.Record(name, keep)
 		if err != nil {
-			t.Fatal(err)
-		}
-		path := filepath.Join("..", "..", "workflows", "testdata", name+".json")
-		if err := os.WriteFile(path, b, 0o644); err != nil {
 			t.Fatal(err)
 		}
 		t.Logf("recorded %s (%d events)", path, len(keep.GetEvents()))
 	}
-}
-
-func history(t *testing.T, ctx context.Context, tc client.Client, id, run string) *historypb.History {
-	t.Helper()
-	var h historypb.History
-	it := tc.GetWorkflowHistory(ctx, id, run, false, enumspb.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
-	for it.HasNext() {
-		e, err := it.Next()
-		if err != nil {
-			t.Fatal(err)
-		}
-		h.Events = append(h.Events, e)
-	}
-	return &h
 }

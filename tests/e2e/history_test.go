@@ -1,24 +1,17 @@
 package e2e
 
 import (
-	"context"
 	"flag"
-	"os"
-	"path/filepath"
 	"testing"
 	"time"
 
-	historypb "go.temporal.io/api/history/v1"
-	"go.temporal.io/api/temporalproto"
 	"go.temporal.io/api/workflowservice/v1"
 	"go.temporal.io/sdk/client"
-	"go.temporal.io/sdk/worker"
-	"go.temporal.io/sdk/workflow"
 
 	"github.com/burla-temporal/burla/names"
 	burla "github.com/burla-temporal/burla/sdk"
 	"github.com/burla-temporal/burla/tests/clustertest"
-	"github.com/burla-temporal/burla/workflows"
+	"github.com/burla-temporal/burla/tests/histories"
 )
 
 var record = flag.Bool("record", false, "write the recorded JobWorkflow histories into workflows/testdata")
@@ -53,23 +46,16 @@ func TestJobHistoryReplays(t *testing.T) {
 		t.Fatal("no completed NodeWorkflow to record; run with the other tests (-run '' )")
 	}
 	for name, id := range jobs {
-		hist := history(t, ctx, dev.Cluster.Temporal(), id)
-		r := worker.NewWorkflowReplayer()
-		r.RegisterWorkflowWithOptions(workflows.Job, workflow.RegisterOptions{Name: names.WorkflowJob})
-		r.RegisterWorkflowWithOptions(workflows.Cluster, workflow.RegisterOptions{Name: names.WorkflowCluster})
-		r.RegisterWorkflowWithOptions(workflows.Node, workflow.RegisterOptions{Name: names.WorkflowNode})
-		// Under the ID the workflow ran with: a job checks that it runs under its own.
-		err := r.ReplayWorkflowHistoryWithOptions(nil, hist, worker.ReplayWorkflowHistoryOptions{OriginalExecution: workflow.Execution{ID: id, RunID: "replay"}})
+		hist, err := histories.Fetch(ctx, dev.Cluster.Temporal(), id, "")
 		if err != nil {
+			t.Fatal(err)
+		}
+		if err := histories.Replay(hist, id, "replay"); err != nil {
 			t.Errorf("%s: replay of %s: %v", name, id, err)
 		}
 		if *record {
-			b, err := temporalproto.CustomJSONMarshalOptions{Indent: "  "}.Marshal(hist)
+			path, err := histories.Record(name, hist)
 			if err != nil {
-				t.Fatal(err)
-			}
-			path := filepath.Join("..", "..", "workflows", "testdata", name+".json")
-			if err := os.WriteFile(path, b, 0o644); err != nil {
 				t.Fatal(err)
 			}
 			t.Logf("recorded %s", path)
@@ -78,18 +64,3 @@ func TestJobHistoryReplays(t *testing.T) {
 }
 
 func tc(d *clustertest.Dev) client.Client { return d.Cluster.Temporal() }
-
-// history returns a workflow's history so far.
-func history(t *testing.T, ctx context.Context, tc client.Client, id string) *historypb.History {
-	t.Helper()
-	var h historypb.History
-	it := tc.GetWorkflowHistory(ctx, id, "", false, 0)
-	for it.HasNext() {
-		e, err := it.Next()
-		if err != nil {
-			t.Fatal(err)
-		}
-		h.Events = append(h.Events, e)
-	}
-	return &h
-}
