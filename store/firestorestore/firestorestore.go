@@ -14,8 +14,9 @@
 // A claim is a compare-and-swap: a query finds chunks whose lease has run out (a
 // fresh chunk's leased_until is the Unix epoch), and an update preconditioned on the
 // document's update time takes one, so two claimers never hold one chunk. Done
-// deletes the chunk. Leases are measured on the claimers' clocks, which NTP keeps
-// within milliseconds on Google Cloud.
+// deletes the chunk. Leases are written and compared on Firestore's clock, which
+// each store estimates from the times the server returns (serverClock), so
+// claimers whose own clocks disagree by minutes still agree on who holds a chunk.
 //
 // Results and logs are read with snapshot listeners ordered by commit time; a
 // listener restarts from its last commit time every few thousand documents, so
@@ -103,6 +104,8 @@ type Store struct {
 	nodes *firestore.CollectionRef
 	owned bool // Close closes fs
 
+	clock serverClock
+
 	cacheMu sync.Mutex
 	leases  map[string]time.Duration // jobs' leases: specs never change
 	sealed  map[string]int           // chunk counts of sealed jobs: a seal never changes
@@ -147,6 +150,7 @@ func New(fs *firestore.Client, cfg Config) (*Store, error) {
 		blobs:  cfg.Blobs,
 		jobs:   fs.Collection(cfg.Prefix + "_jobs"),
 		nodes:  fs.Collection(cfg.Prefix + "_nodes"),
+		clock:  serverClock{local: time.Now},
 		leases: map[string]time.Duration{},
 		sealed: map[string]int{},
 	}, nil
@@ -354,7 +358,10 @@ func (s *Store) Claim(ctx context.Context, jobID string, wait time.Duration) (st
 
 // tryClaim takes one claimable chunk, or returns nil, nil when there is none.
 func (s *Store) tryClaim(ctx context.Context, jobID string) (store.Claim, error) {
-	now := time.Now()
+	now, err := s.serverNow(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("claim chunk of job %s: %w", jobID, err)
+	}
 	docs, err := s.chunks(jobID).Where(fLeasedUntil, "<=", now).OrderBy(fLeasedUntil, firestore.Asc).
 		Limit(claimCandidates).Documents(ctx).GetAll()
 	if err != nil {
@@ -374,10 +381,15 @@ func (s *Store) tryClaim(ctx context.Context, jobID string) (store.Claim, error)
 	for i := range docs {
 		d := docs[(start+i)%len(docs)]
 		attempts, _ := d.Data()[fAttempts].(int64)
+		now, _ := s.clock.now()
+		sent := s.clock.local()
 		wr, err := d.Ref.Update(ctx, []firestore.Update{
-			{Path: fLeasedUntil, Value: time.Now().Add(spec)},
+			{Path: fLeasedUntil, Value: now.Add(spec)},
 			{Path: fAttempts, Value: attempts + 1},
 		}, firestore.LastUpdateTime(d.UpdateTime))
+		if err == nil {
+			s.clock.observe(sent, s.clock.local(), wr.UpdateTime)
+		}
 		switch status.Code(err) {
 		case codes.OK:
 		case codes.FailedPrecondition, codes.NotFound, codes.Aborted:
@@ -395,7 +407,7 @@ func (s *Store) tryClaim(ctx context.Context, jobID string) (store.Claim, error)
 			_, _ = d.Ref.Delete(ctx)
 			return nil, fmt.Errorf("claim chunk %s of job %s: %w", d.Ref.ID, jobID, err)
 		}
-		return &claim{ref: d.Ref, chunk: chunk, attempt: int(attempts + 1), lease: spec, updated: wr.UpdateTime}, nil
+		return &claim{ref: d.Ref, chunk: chunk, attempt: int(attempts + 1), lease: spec, clock: &s.clock, updated: wr.UpdateTime}, nil
 	}
 	return nil, nil
 }
@@ -427,6 +439,7 @@ type claim struct {
 	chunk   store.Chunk
 	attempt int
 	lease   time.Duration
+	clock   *serverClock
 
 	mu      sync.Mutex
 	updated time.Time // the chunk's update time as this claim last wrote it
@@ -442,10 +455,13 @@ var ErrLeaseLost = errors.New("lease lost")
 func (c *claim) Extend(ctx context.Context) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	wr, err := c.ref.Update(ctx, []firestore.Update{{Path: fLeasedUntil, Value: time.Now().Add(c.lease)}},
+	now, _ := c.clock.now() // synced: this claim's own write told it
+	sent := c.clock.local()
+	wr, err := c.ref.Update(ctx, []firestore.Update{{Path: fLeasedUntil, Value: now.Add(c.lease)}},
 		firestore.LastUpdateTime(c.updated))
 	switch status.Code(err) {
 	case codes.OK:
+		c.clock.observe(sent, c.clock.local(), wr.UpdateTime)
 		c.updated = wr.UpdateTime
 		return nil
 	case codes.FailedPrecondition, codes.NotFound:
@@ -458,7 +474,8 @@ func (c *claim) Extend(ctx context.Context) error {
 func (c *claim) Return(ctx context.Context) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	_, err := c.ref.Update(ctx, []firestore.Update{{Path: fLeasedUntil, Value: time.Now()}},
+	now, _ := c.clock.now()
+	_, err := c.ref.Update(ctx, []firestore.Update{{Path: fLeasedUntil, Value: now}},
 		firestore.LastUpdateTime(c.updated))
 	switch status.Code(err) {
 	case codes.OK, codes.FailedPrecondition, codes.NotFound:
@@ -494,7 +511,11 @@ func (s *Store) Progress(ctx context.Context, jobID string) (store.Progress, err
 		wg             sync.WaitGroup
 	)
 	wg.Go(func() { total, terr = count(ctx, s.chunks(jobID).Query) })
-	wg.Go(func() { waiting, werr = count(ctx, s.chunks(jobID).Where(fLeasedUntil, "<=", time.Now())) })
+	now, err := s.serverNow(ctx)
+	if err != nil {
+		return store.Progress{}, fmt.Errorf("progress of job %s: %w", jobID, err)
+	}
+	wg.Go(func() { waiting, werr = count(ctx, s.chunks(jobID).Where(fLeasedUntil, "<=", now)) })
 	if !sealed {
 		wg.Go(func() { r, rerr = s.readJob(ctx, jobID) })
 	}
@@ -901,7 +922,7 @@ func (s *Store) Heartbeat(ctx context.Context, jobID string) error {
 	if err := checkID(jobID); err != nil {
 		return err
 	}
-	if _, err := s.jobDoc(jobID).Set(ctx, map[string]any{fHeartbeat: time.Now()}, firestore.MergeAll); err != nil {
+	if _, err := s.jobDoc(jobID).Set(ctx, map[string]any{fHeartbeat: firestore.ServerTimestamp}, firestore.MergeAll); err != nil {
 		return fmt.Errorf("heartbeat job %s: %w", jobID, err)
 	}
 	return nil

@@ -3,6 +3,7 @@ package firestorestore_test
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -47,9 +48,16 @@ var prefixes atomic.Int64
 // other's documents.
 func newStore(t *testing.T) *firestorestore.Store {
 	t.Helper()
+	return storeAt(t, fmt.Sprintf("t%d-%d", time.Now().UnixNano()%1e9, prefixes.Add(1)))
+}
+
+// storeAt returns a store on the collections named by prefix, as a second
+// machine of one cluster would have.
+func storeAt(t *testing.T, prefix string) *firestorestore.Store {
+	t.Helper()
 	s, err := firestorestore.Dial(context.Background(), firestorestore.Config{
 		Project: project,
-		Prefix:  fmt.Sprintf("t%d-%d", time.Now().UnixNano()%1e9, prefixes.Add(1)),
+		Prefix:  prefix,
 		Blobs:   &memBlobs{m: map[string][]byte{}},
 	})
 	if err != nil {
@@ -61,6 +69,63 @@ func newStore(t *testing.T) *firestorestore.Store {
 
 func TestContract(t *testing.T) {
 	storetest.Run(t, func(t *testing.T) store.Store { return newStore(t) })
+}
+
+// Two claimers whose clocks are 30 s ahead and 30 s behind agree on who holds a
+// chunk: neither takes one the other's lease still covers, and neither waits long
+// past a lease that ran out. On the claimers' own clocks the one ahead would take
+// the chunk at once (doubling its work), and the one behind would wait a minute.
+func TestLeasesAcrossSkewedClocks(t *testing.T) {
+	prefix := fmt.Sprintf("t%d-%d", time.Now().UnixNano()%1e9, prefixes.Add(1))
+	ahead, behind := storeAt(t, prefix), storeAt(t, prefix)
+	firestorestore.SetLocalClock(ahead, func() time.Time { return time.Now().Add(30 * time.Second) })
+	firestorestore.SetLocalClock(behind, func() time.Time { return time.Now().Add(-30 * time.Second) })
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	const lease = 3 * time.Second
+	for _, c := range []struct {
+		name         string
+		first, other *firestorestore.Store
+	}{{"behind holds", behind, ahead}, {"ahead holds", ahead, behind}} {
+		t.Run(c.name, func(t *testing.T) {
+			spec := job.Spec{ID: job.NewID(time.Now(), ""), Function: "f", Binary: fmt.Sprintf("%064d", 0), Inputs: 1, FuncCPU: 1, Lease: lease, ClientTimeout: time.Second}
+			if err := c.first.CreateJob(ctx, spec); err != nil {
+				t.Fatal(err)
+			}
+			if err := c.first.PutChunks(ctx, spec.ID, []store.Chunk{{Seq: 0, Items: []store.Item{{Index: 0, Data: []byte("0")}}}}); err != nil {
+				t.Fatal(err)
+			}
+			if err := c.first.Seal(ctx, spec.ID, 1); err != nil {
+				t.Fatal(err)
+			}
+			held, err := c.first.Claim(ctx, spec.ID, time.Second)
+			if err != nil {
+				t.Fatal(err)
+			}
+			claimed := time.Now()
+			if p, err := c.other.Progress(ctx, spec.ID); err != nil || p.InFlight != 1 {
+				t.Errorf("the other claimer's progress = %+v, %v; want the chunk in flight", p, err)
+			}
+			if stolen, err := c.other.Claim(ctx, spec.ID, time.Second); !errors.Is(err, store.ErrNoChunk) {
+				t.Fatalf("the other claimer took a chunk whose lease had %v left: %v, %v", lease-time.Since(claimed), stolen, err)
+			}
+			// The holder dies: the other takes the chunk once the lease ran out.
+			next, err := c.other.Claim(ctx, spec.ID, 20*time.Second)
+			took := time.Since(claimed)
+			if err != nil {
+				t.Fatalf("the other claimer never took the chunk of a dead one: %v", err)
+			}
+			if took < lease-500*time.Millisecond || took > lease+3*time.Second {
+				t.Errorf("the other claimer took the chunk %v after it was claimed; want about the %v lease", took.Round(time.Millisecond), lease)
+			}
+			if err := held.Extend(ctx); err == nil {
+				t.Errorf("the first claimer extended a lease the other now holds")
+			}
+			if err := next.Done(ctx); err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
 }
 
 // Results are keyed by input index: a second result for an index is dropped, even
