@@ -231,6 +231,9 @@ type FinishInput struct {
 	JobID string
 	// State is how the job ended; jobs recorded before it was added have none.
 	State job.State
+	// Binary is the digest of the job's program, whose use FinishJob marks (see
+	// Collect); empty for a command job and for jobs recorded before it was added.
+	Binary string
 }
 
 // FinishJob drops what is left of a finished job's input queue, and its
@@ -245,6 +248,9 @@ func (c *Control) FinishJob(ctx context.Context, in FinishInput) error {
 		if err := c.Blobs.Delete(ctx, job.EnvKey(in.JobID)); err != nil {
 			return fmt.Errorf("finish job %s: delete its environment: %w", in.JobID, err)
 		}
+	}
+	if err := c.markUsed(ctx, in.JobID, in.Binary); err != nil {
+		return fmt.Errorf("finish job %s: %w", in.JobID, err)
 	}
 	if c.Metrics != nil {
 		c.Metrics.JobsFinished.WithLabelValues(cmp.Or(string(in.State), "unknown")).Inc()

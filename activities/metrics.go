@@ -9,6 +9,9 @@ type ControlMetrics struct {
 	JobsFinished    *prometheus.CounterVec // by the job's final state
 	ClientsLost     prometheus.Counter
 	NodesLive       prometheus.Gauge
+	// BlobsCollected and BlobBytesCollected count what Collect deleted.
+	BlobsCollected     prometheus.Counter
+	BlobBytesCollected prometheus.Counter
 }
 
 // NewControlMetrics registers the control plane's metrics on reg.
@@ -20,8 +23,11 @@ func NewControlMetrics(reg prometheus.Registerer) *ControlMetrics {
 			Help: "Jobs cleaned up after they ended, by their final state (Succeeded, Failed, Cancelled; unknown for jobs started by older clusters)."}, []string{"state"}),
 		ClientsLost: prometheus.NewCounter(prometheus.CounterOpts{Name: "burla_control_clients_lost_total", Help: "Jobs cancelled because their client stopped heartbeating."}),
 		NodesLive:   prometheus.NewGauge(prometheus.GaugeOpts{Name: "burla_control_nodes_live", Help: "Live nodes seen at the last placement."}),
+		BlobsCollected: prometheus.NewCounter(prometheus.CounterOpts{Name: "burla_control_blobs_collected_total",
+			Help: "Blobs the collector deleted: ended jobs' large inputs and outputs and environments, programs no job ran for a while."}),
+		BlobBytesCollected: prometheus.NewCounter(prometheus.CounterOpts{Name: "burla_control_blob_bytes_collected_total", Help: "Bytes of the blobs the collector deleted."}),
 	}
-	reg.MustRegister(m.JobsPlaced, m.PlacementFailed, m.JobsFinished, m.ClientsLost, m.NodesLive)
+	reg.MustRegister(m.JobsPlaced, m.PlacementFailed, m.JobsFinished, m.ClientsLost, m.NodesLive, m.BlobsCollected, m.BlobBytesCollected)
 	return m
 }
 

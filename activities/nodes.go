@@ -7,14 +7,12 @@ import (
 	"math/rand/v2"
 	"time"
 
-	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/api/serviceerror"
 	"go.temporal.io/api/workflowservice/v1"
 	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/temporal"
 
-	"github.com/burla-temporal/burla/job"
 	"github.com/burla-temporal/burla/names"
 	"github.com/burla-temporal/burla/provider"
 	"github.com/burla-temporal/burla/store"
@@ -66,25 +64,13 @@ func (c *Control) ClosedJobs(ctx context.Context, in ClosedJobsInput) ([]string,
 	var closed []string
 	var errs []error
 	for _, id := range in.JobIDs {
-		d, err := c.Temporal.DescribeWorkflowExecution(ctx, id, "")
-		var nf *serviceerror.NotFound
-		var state job.State
-		switch {
-		case errors.As(err, &nf):
-		case err != nil:
+		ended, state, _, err := c.jobClosed(ctx, id)
+		if err != nil {
 			errs = append(errs, err)
 			continue
-		default:
-			switch d.GetWorkflowExecutionInfo().GetStatus() {
-			case enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING:
-				continue
-			case enumspb.WORKFLOW_EXECUTION_STATUS_COMPLETED:
-				state = job.StateSucceeded
-			case enumspb.WORKFLOW_EXECUTION_STATUS_CANCELED:
-				state = job.StateCancelled
-			default: // terminated, timed out, failed
-				state = job.StateFailed
-			}
+		}
+		if !ended {
+			continue
 		}
 		if err := c.FinishJob(ctx, FinishInput{JobID: id, State: state}); err != nil {
 			errs = append(errs, err)
@@ -106,17 +92,42 @@ func (c *Control) ReserveNodes(ctx context.Context, r ReserveRequest) (ReserveRe
 	if c.Temporal == nil {
 		return ReserveResponse{}, temporal.NewNonRetryableApplicationError("this control plane has no Temporal client for cluster updates", "Misconfigured", nil)
 	}
-	var h client.WorkflowUpdateHandle
-	for wait := 50 * time.Millisecond; ; wait = min(2*wait, 2*time.Second) {
-		var err error
-		h, err = c.Temporal.UpdateWorkflow(ctx, client.UpdateWorkflowOptions{
+	// Every attempt asks about one update, by its ID: the server answers a
+	// repeated request with the update already under way, or its outcome once it
+	// has completed. Each attempt waits at most reservePoll, because the server
+	// does not always tell a waiting caller that its update has completed (seen
+	// with 50 jobs waiting at once: a job sat on its answer for the whole 6-minute
+	// attempt of its local activity while its nodes stood idle); asking again
+	// finds the outcome.
+	updateID := fmt.Sprintf("reserve-%s-%016x", r.JobID, rand.Uint64())
+	for wait := 50 * time.Millisecond; ; {
+		actx, cancel := context.WithTimeout(ctx, reservePoll)
+		h, err := c.Temporal.UpdateWorkflow(actx, client.UpdateWorkflowOptions{
+			UpdateID:     updateID,
 			WorkflowID:   names.ClusterWorkflowID(r.Cluster),
 			UpdateName:   names.UpdateReserve,
 			Args:         []any{r},
 			WaitForStage: client.WorkflowUpdateStageCompleted,
 		})
+		var resp ReserveResponse
+		if err == nil {
+			err = h.Get(actx, &resp)
+		}
+		polled := actx.Err() != nil
+		cancel()
 		var busy *serviceerror.ResourceExhausted
-		if errors.As(err, &busy) {
+		var missing *serviceerror.NotFound
+		switch {
+		case err == nil:
+			if c.Metrics != nil {
+				c.Metrics.JobsPlaced.Inc()
+			}
+			return resp, nil
+		case ctx.Err() != nil:
+			return ReserveResponse{}, fmt.Errorf("reserve nodes of cluster %s for job %s: %w", r.Cluster, r.JobID, ctx.Err())
+		case polled:
+			continue // ask again about the same update
+		case errors.As(err, &busy):
 			// Temporal admits a few updates at once per workflow (10 by default): a
 			// job behind that many others waiting for nodes queues here.
 			select {
@@ -124,30 +135,25 @@ func (c *Control) ReserveNodes(ctx context.Context, r ReserveRequest) (ReserveRe
 				return ReserveResponse{}, fmt.Errorf("reserve nodes of cluster %s for job %s: queued behind other jobs until %w", r.Cluster, r.JobID, ctx.Err())
 			case <-time.After(wait + time.Duration(rand.Int64N(int64(wait)))):
 			}
+			wait = min(2*wait, 2*time.Second)
 			continue
-		}
-		var missing *serviceerror.NotFound
-		if errors.As(err, &missing) {
+		case errors.As(err, &missing):
 			// Not worth retrying (the job's reserve is retried for a long time,
 			// for clusters continuing as new).
 			return ReserveResponse{}, temporal.NewNonRetryableApplicationError(
 				fmt.Sprintf("cluster %s is not running (no workflow %s): start it with `burla cluster up`", r.Cluster, names.ClusterWorkflowID(r.Cluster)),
 				names.ErrNoNodes, err)
-		}
-		if err != nil {
+		case h != nil:
+			return ReserveResponse{}, err // the cluster's answer: no nodes, and why
+		default:
 			return ReserveResponse{}, fmt.Errorf("reserve nodes of cluster %s for job %s: %w", r.Cluster, r.JobID, err)
 		}
-		break
 	}
-	var resp ReserveResponse
-	if err := h.Get(ctx, &resp); err != nil {
-		return ReserveResponse{}, err
-	}
-	if c.Metrics != nil {
-		c.Metrics.JobsPlaced.Inc()
-	}
-	return resp, nil
 }
+
+// reservePoll bounds how long ReserveNodes waits on one request about its
+// update before it asks again (a variable for the tests).
+var reservePoll = 10 * time.Second
 
 // Nodes holds the node-lifecycle activities of the control plane.
 type Nodes struct {
@@ -205,9 +211,16 @@ type WatchNodeInput struct {
 	ID string
 }
 
-// WatchNode returns once the node's agent has stopped refreshing its record: the
-// node is lost. It heartbeats while the node lives.
-func (n *Nodes) WatchNode(ctx context.Context, in WatchNodeInput) error {
+// WatchNodeResult says why a watched node is lost.
+type WatchNodeResult struct {
+	// Fault is what the node's agent reported before asking to be replaced (its
+	// disk is full); empty when the agent stopped answering.
+	Fault string
+}
+
+// WatchNode returns once the node's agent has stopped refreshing its record, or
+// reports a fault in it: the node is lost. It heartbeats while the node lives.
+func (n *Nodes) WatchNode(ctx context.Context, in WatchNodeInput) (WatchNodeResult, error) {
 	poll, grace := n.Poll, n.Grace
 	if poll <= 0 {
 		poll = time.Second
@@ -221,19 +234,21 @@ func (n *Nodes) WatchNode(ctx context.Context, in WatchNodeInput) error {
 	for {
 		select {
 		case <-ctx.Done():
-			return ctx.Err()
+			return WatchNodeResult{}, ctx.Err()
 		case <-t.C:
 		}
 		activity.RecordHeartbeat(ctx)
-		_, err := n.Store.GetNode(ctx, in.ID)
+		rec, err := n.Store.GetNode(ctx, in.ID)
 		switch {
+		case err == nil && rec.Fault != "":
+			return WatchNodeResult{Fault: rec.Fault}, nil
 		case err == nil:
 			lastSeen = time.Now()
 		case !errors.Is(err, store.ErrNotFound):
 			continue // the store being away says nothing about the node
 		}
 		if time.Since(lastSeen) > grace {
-			return nil
+			return WatchNodeResult{}, nil
 		}
 	}
 }

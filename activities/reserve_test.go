@@ -4,6 +4,7 @@ import (
 	"context"
 	"strings"
 	"testing"
+	"time"
 
 	"go.temporal.io/api/serviceerror"
 	"go.temporal.io/api/workflowservice/v1"
@@ -40,5 +41,50 @@ func TestReserveOnAClusterNotRunning(t *testing.T) {
 	}
 	if tc.updates != 1 {
 		t.Errorf("%d updates sent; want 1", tc.updates)
+	}
+}
+
+// lostAnswer is a cluster that completes a reserve but does not tell the first
+// request that waits on it, as the server sometimes fails to.
+type lostAnswer struct {
+	noCluster
+	ids []string
+}
+
+func (l *lostAnswer) UpdateWorkflow(_ context.Context, o client.UpdateWorkflowOptions) (client.WorkflowUpdateHandle, error) {
+	l.ids = append(l.ids, o.UpdateID)
+	return &answer{lost: len(l.ids) == 1}, nil
+}
+
+type answer struct{ lost bool }
+
+func (a *answer) WorkflowID() string { return "burla-cluster-default" }
+func (a *answer) RunID() string      { return "" }
+func (a *answer) UpdateID() string   { return "" }
+func (a *answer) Get(ctx context.Context, v interface{}) error {
+	if a.lost {
+		<-ctx.Done()
+		return ctx.Err()
+	}
+	*v.(*activities.ReserveResponse) = activities.ReserveResponse{Nodes: []activities.Assignment{{NodeID: "default-1", TaskQueue: "node-default-1", Workers: 2}}}
+	return nil
+}
+
+// A reserve whose answer the server never delivers asks again about the same
+// update, and gets the answer, rather than waiting out its attempt.
+func TestReserveAsksAgainForALostAnswer(t *testing.T) {
+	defer activities.SetReservePoll(200 * time.Millisecond)()
+	tc := &lostAnswer{}
+	c := &activities.Control{Temporal: tc}
+	start := time.Now()
+	resp, err := c.ReserveNodes(context.Background(), activities.ReserveRequest{Cluster: "default", JobID: "j-1", Slots: 2, FuncCPU: 1})
+	if err != nil || len(resp.Nodes) != 1 || resp.Nodes[0].NodeID != "default-1" {
+		t.Fatalf("ReserveNodes = %+v, %v; want default-1", resp, err)
+	}
+	if took := time.Since(start); took > 2*time.Second {
+		t.Errorf("the answer took %v; want about one 200 ms poll", took)
+	}
+	if len(tc.ids) != 2 || tc.ids[0] == "" || tc.ids[0] != tc.ids[1] {
+		t.Errorf("update IDs %q; want the same one twice", tc.ids)
 	}
 }

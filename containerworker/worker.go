@@ -229,6 +229,8 @@ func (w *Worker) Run(ctx context.Context, spec job.Spec, binPath string) error {
 		select {
 		case <-ctx.Done():
 			return nil
+		case <-com.fail:
+			return com.failure()
 		case c, ok := <-claims:
 			if !ok {
 				return nil // the job's queue is gone: it ended
@@ -240,14 +242,38 @@ func (w *Worker) Run(ctx context.Context, spec job.Spec, binPath string) error {
 			if ctx.Err() != nil {
 				return nil
 			}
-			log.Warn("chunk abandoned; its lease will return it to the queue", "chunk", cl.Chunk().Seq, "error", err)
+			if cl.Attempt() >= MaxDeliveries {
+				return chunkFailed(cl, err)
+			}
+			log.Warn("chunk abandoned; its lease will return it to the queue", "chunk", cl.Chunk().Seq, "attempt", cl.Attempt(), "error", err)
 			continue
 		}
 		if failed != nil && !spec.ReturnErrors {
 			com.close() // the failed call's result is stored before the job hears of it
 			return failed
 		}
+		if failed := com.failure(); failed != nil {
+			return failed
+		}
 	}
+}
+
+// MaxDeliveries bounds how often a chunk is handled: one that fails on the
+// cluster's side on its last delivery (its results cannot be stored, a shared
+// file cannot be saved) fails its job, naming its first input and the reason,
+// rather than going back to the queue for ever.
+const MaxDeliveries = 5
+
+// chunkFailed is the error that ends a job whose chunk cl failed on each of its
+// deliveries, the last time with err.
+func chunkFailed(cl store.Claim, err error) *JobError {
+	index := int64(-1)
+	if items := cl.Chunk().Items; len(items) > 0 {
+		index = items[0].Index
+	}
+	return &JobError{Type: names.ErrChunkFailed, Index: index, Message: fmt.Sprintf(
+		"input %d: its chunk (%d inputs) failed on the cluster's side on each of its %d deliveries; the last time: %v",
+		index, len(cl.Chunk().Items), cl.Attempt(), err)}
 }
 
 // leased is a claimed chunk whose lease is kept while it waits, runs and commits.
@@ -624,6 +650,18 @@ type committer struct {
 	ops       chan commitOp
 	finished  chan struct{}
 	closeOnce sync.Once
+
+	mu     sync.Mutex
+	failed *JobError     // a chunk on its last delivery whose results could not be stored
+	fail   chan struct{} // closed once failed is set
+}
+
+// failure returns the error that ends the job, if a chunk's results could not be
+// stored on its last delivery.
+func (c *committer) failure() *JobError {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.failed
 }
 
 // commitTimeout bounds each write of the committer, which goes on after its job's
@@ -640,7 +678,7 @@ type commitOp struct {
 }
 
 func newCommitter(st Store, jobID string, logs *shipper, log *slog.Logger) *committer {
-	return &committer{st: st, job: jobID, logs: logs, log: log, ops: make(chan commitOp, 16), finished: make(chan struct{})}
+	return &committer{st: st, job: jobID, logs: logs, log: log, ops: make(chan commitOp, 16), finished: make(chan struct{}), fail: make(chan struct{})}
 }
 
 func (c *committer) put(rs []store.Result) { c.ops <- commitOp{results: rs} }
@@ -656,7 +694,7 @@ func (c *committer) close() {
 
 func (c *committer) run(ctx context.Context) {
 	defer close(c.finished)
-	lost := false // a result of the current chunk could not be stored
+	var lost error // why a result of the current chunk could not be stored
 	for op := range c.ops {
 		if len(op.results) > 0 {
 			octx, cancel := context.WithTimeout(ctx, commitTimeout)
@@ -667,7 +705,7 @@ func (c *committer) run(ctx context.Context) {
 			cancel()
 			if err != nil {
 				c.log.Warn("could not store results", "results", len(op.results), "error", err)
-				lost = true
+				lost = err
 			} else {
 				c.stats.stored(op.results)
 			}
@@ -684,8 +722,16 @@ func (c *committer) run(ctx context.Context) {
 			}
 			cancel()
 		case op.release:
-		case lost:
-			c.log.Warn("chunk left to its lease, to run again: some of its results were not stored", "chunk", op.chunk.Chunk().Seq)
+		case lost != nil && op.chunk.Attempt() >= MaxDeliveries:
+			c.log.Error("chunk failed on its last delivery: some of its results were not stored", "chunk", op.chunk.Chunk().Seq, "error", lost)
+			c.mu.Lock()
+			if c.failed == nil {
+				c.failed = chunkFailed(op.chunk, fmt.Errorf("its results could not be stored: %w", lost))
+				close(c.fail)
+			}
+			c.mu.Unlock()
+		case lost != nil:
+			c.log.Warn("chunk left to its lease, to run again: some of its results were not stored", "chunk", op.chunk.Chunk().Seq, "attempt", op.chunk.Attempt())
 		default:
 			octx, cancel := context.WithTimeout(ctx, commitTimeout)
 			err := op.chunk.Done(octx)
@@ -696,7 +742,7 @@ func (c *committer) run(ctx context.Context) {
 				c.stats.chunkDone(time.Since(op.chunk.claimedAt))
 			}
 		}
-		lost = false
+		lost = nil
 	}
 }
 

@@ -93,6 +93,8 @@ type memStore struct {
 	returned int
 	// failPuts makes PutResults fail.
 	failPuts bool
+	// attempt is the delivery every claim reports (1 when zero).
+	attempt int
 }
 
 func (s *memStore) CreateJob(context.Context, job.Spec) error     { return nil }
@@ -119,7 +121,7 @@ func (s *memStore) Claim(ctx context.Context, _ string, wait time.Duration) (sto
 	}
 	c := s.chunks[0]
 	s.chunks = s.chunks[1:]
-	return &memClaim{s: s, c: c}, nil
+	return &memClaim{s: s, c: c, attempt: max(s.attempt, 1)}, nil
 }
 func (s *memStore) Progress(context.Context, string) (store.Progress, error) {
 	return store.Progress{}, nil
@@ -147,12 +149,13 @@ func (s *memStore) WatchLogs(context.Context, string, func([]store.LogLine)) (st
 }
 
 type memClaim struct {
-	s *memStore
-	c store.Chunk
+	s       *memStore
+	c       store.Chunk
+	attempt int
 }
 
 func (c *memClaim) Chunk() store.Chunk           { return c.c }
-func (c *memClaim) Attempt() int                 { return 1 }
+func (c *memClaim) Attempt() int                 { return c.attempt }
 func (c *memClaim) Extend(context.Context) error { return nil }
 func (c *memClaim) Return(context.Context) error {
 	c.s.mu.Lock()
@@ -449,5 +452,31 @@ func TestRunLeavesChunkWhoseResultsAreLost(t *testing.T) {
 	defer s.mu.Unlock()
 	if s.done != 0 || len(s.chunks) != 0 {
 		t.Errorf("%d chunks marked done, %d unclaimed; want the one chunk claimed and left to its lease", s.done, len(s.chunks))
+	}
+}
+
+// A chunk whose results cannot be stored on its last delivery fails the job,
+// naming its first input and why, instead of going back to the queue for ever.
+func TestRunFailsAChunkOnItsLastDelivery(t *testing.T) {
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &memStore{chunks: chunks(6, 3)[1:], failPuts: true, attempt: containerworker.MaxDeliveries}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	err = containerworker.New(containerworker.Config{Store: s}).Run(ctx, spec("echo"), exe)
+	var je *containerworker.JobError
+	if !errors.As(err, &je) || je.Type != names.ErrChunkFailed || je.Index != 3 ||
+		!strings.Contains(je.Message, "input 3") || !strings.Contains(je.Message, "store unavailable") {
+		t.Fatalf("Run returned %v; want a ChunkFailed naming input 3 and the store's error", err)
+	}
+	if ctx.Err() != nil {
+		t.Error("Run returned only when its context ended")
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.done != 0 {
+		t.Errorf("%d chunks marked done; want none", s.done)
 	}
 }

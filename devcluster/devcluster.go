@@ -7,6 +7,7 @@
 package devcluster
 
 import (
+	"cmp"
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -107,6 +108,9 @@ type Config struct {
 	// SuggestContinueAsNewAfter is passed to the embedded Temporal server
 	// (temporalserver.Config): tests make the cluster's workflows cross many runs.
 	SuggestContinueAsNewAfter int
+	// CollectEvery is how often the blobs no job needs are deleted
+	// (activities.Control.Collect); zero means every 10 minutes, negative never.
+	CollectEvery time.Duration
 	// Metrics, if set, receives the control plane's Prometheus metrics, which the
 	// caller serves at MetricsURL.
 	Metrics    prometheus.Registerer
@@ -145,7 +149,9 @@ type Cluster struct {
 	local     *local.Provider
 	docker    *docker.Provider
 	dashboard *http.Server
-	closeOnce sync.Once
+	// stopCollect stops the blob collector.
+	stopCollect context.CancelFunc
+	closeOnce   sync.Once
 }
 
 func port(p, def int) int {
@@ -343,6 +349,12 @@ func Start(ctx context.Context, cfg Config) (_ *Cluster, err error) {
 	if err := c.worker.Start(); err != nil {
 		return nil, fmt.Errorf("dev cluster: control worker: %w", err)
 	}
+	if cfg.CollectEvery >= 0 {
+		var collectCtx context.Context
+		collectCtx, c.stopCollect = context.WithCancel(context.WithoutCancel(ctx))
+		g := &activities.Collector{Control: control, Log: cfg.Logger}
+		go g.Run(collectCtx, cmp.Or(cfg.CollectEvery, 10*time.Minute))
+	}
 
 	if cfg.MaxNodes == 0 {
 		cfg.MaxNodes = cfg.Nodes
@@ -428,6 +440,9 @@ func Status(ctx context.Context, tc client.Client, cluster string) (workflows.Cl
 func (c *Cluster) Close() error {
 	var errs []error
 	c.closeOnce.Do(func() {
+		if c.stopCollect != nil {
+			c.stopCollect()
+		}
 		if c.dashboard != nil {
 			c.dashboard.Close()
 		}

@@ -56,6 +56,35 @@ func CheckOutputKey(jobID string, index int64, key string) error {
 	return nil
 }
 
+// UsedKey is the blob-store key of the marker that says when a job last ran the
+// program stored under binKey (BinaryKeyFor): the collector deletes programs
+// that no job has run for a while.
+func UsedKey(binKey string) string { return "used-" + binKey }
+
+// BlobJob returns the job whose environment (EnvKey), large input (InputKey) or
+// large output (OutputKey) key is, and which of the three it is ("env", "in" or
+// "out"); ok is false for any other key.
+func BlobJob(key string) (jobID, kind string, ok bool) {
+	if rest, found := strings.CutPrefix(key, "env-"); found && ValidID(rest) {
+		return rest, "env", true
+	}
+	for _, kind := range []string{"in", "out"} {
+		rest, found := strings.CutPrefix(key, kind+"-")
+		if !found {
+			continue
+		}
+		i := strings.LastIndexByte(rest, '-')
+		if i <= 0 || !ValidID(rest[:i]) {
+			return "", "", false
+		}
+		if _, err := strconv.ParseInt(rest[i+1:], 10, 64); err != nil {
+			return "", "", false
+		}
+		return rest[:i], kind, true
+	}
+	return "", "", false
+}
+
 // BlobTenant is the tenant whose blob key is: of an executable (BinaryKeyFor), of
 // a job's environment (EnvKey), of a job's large input or output (InputKey,
 // OutputKey), or of a shared file (SharedKey; a prefix of one that names its

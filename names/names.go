@@ -141,6 +141,10 @@ const (
 	ErrClientGone      = "ClientGone"      // the caller stopped heartbeating a job that was not detached
 	ErrNodesLost       = "NodesLost"       // every node working on the job was lost
 	ErrShuttingDown    = "ClusterShutdown" // the cluster is shutting down
+	// ErrChunkFailed: a chunk of inputs failed on the cluster's side (its results
+	// could not be stored, a shared file could not be saved) on each of its
+	// deliveries, up to the bound; details carry the input index.
+	ErrChunkFailed = "ChunkFailed"
 	// ErrNoCompatibleNodes: no node the cluster has or can start fits the job's
 	// image, GPU, region or disk.
 	ErrNoCompatibleNodes = "NoCompatibleNodes"
@@ -158,4 +162,9 @@ const (
 	// ErrClusterContinuing is a reserve the cluster asks to be made again, as
 	// its run ends (continue-as-new); the job retries it.
 	ErrClusterContinuing = "ClusterContinuing"
+	// ErrStillQueued is a reserve that waited its slice for a first node: the
+	// job keeps its place and asks again, so that no update waits for long (a
+	// workflow admits few updates in flight, and jobs that have their nodes must
+	// still be able to learn so).
+	ErrStillQueued = "StillQueued"
 )

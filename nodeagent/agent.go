@@ -57,6 +57,10 @@ type Config struct {
 	// least recently are deleted (a running program is not disturbed; it is
 	// fetched again when a job next needs it). Zero means DefaultCacheMaxBytes.
 	CacheMaxBytes int64
+	// MinFreeDisk is the free space, in bytes, below which the node's disk counts
+	// as full: the agent then reports a fault and the cluster replaces the node.
+	// Zero means DefaultMinFreeDisk.
+	MinFreeDisk int64
 	// WorkerArgv starts one container worker; the agent adds "--slot N".
 	WorkerArgv []string
 	// Runtime runs the workers; nil means processes.
@@ -125,8 +129,14 @@ func Run(ctx context.Context, cfg Config) error {
 	if _, ok := rt.(process.Runtime); ok {
 		if process.Isolates() {
 			// Its workers run as a user of their own, which must reach their directories.
+			own := workersDir
 			if workersDir, err = process.WorkersDir(workersDir); err != nil {
 				return fmt.Errorf("node %s: %w", cfg.ID, err)
+			}
+			if workersDir != own {
+				// A directory outside the cache (in the system's temporary
+				// directory) goes with the agent; the cache is its provider's.
+				defer os.RemoveAll(workersDir)
 			}
 		} else {
 			log.Warn("the process runtime runs tenants' code as this agent's own user, which only an agent that is root could change: " +
@@ -173,6 +183,10 @@ func Run(ctx context.Context, cfg Config) error {
 			prometheus.GaugeOpts{Name: "burla_node_workers_busy", Help: "Container workers running a job's calls."},
 			func() float64 { _, _, busy := p.state(); return float64(busy) }))
 	p.work.register(reg)
+	disk := newDiskCheck(cmp.Or(cfg.MinFreeDisk, DefaultMinFreeDisk), cfg.CacheDir, workersDir)
+	reg.MustRegister(prometheus.NewGaugeFunc(
+		prometheus.GaugeOpts{Name: "burla_node_disk_free_bytes", Help: "Free space of the fullest file system the node's cache and workers use."},
+		func() float64 { free, _, _ := disk.free(); return float64(free) }))
 	poolCtx, stopPool := context.WithCancel(context.WithoutCancel(ctx))
 	supervised := make(chan struct{})
 	go func() { p.supervise(poolCtx); close(supervised) }()
@@ -189,12 +203,19 @@ func Run(ctx context.Context, cfg Config) error {
 	defer w.Stop()
 
 	log.Info("node agent started", "cpus", cfg.CPUs, "task_queue", names.NodeTaskQueue(cfg.ID))
+	fault := ""
 	register := func() {
 		jobID, warm, busy := p.state()
+		if f := disk.fault(); f != fault {
+			if fault = f; f != "" {
+				log.Error("the node cannot go on; it asks the cluster to replace it", "fault", f)
+			}
+		}
 		rctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 		defer cancel()
 		err := st.PutNode(rctx, store.Node{ID: cfg.ID, CPUs: cfg.CPUs, RAMMB: cfg.RAMMB,
-			TaskQueue: names.NodeTaskQueue(cfg.ID), Job: jobID, Warm: warm, Busy: busy, Metrics: cfg.MetricsURL, Updated: time.Now()})
+			TaskQueue: names.NodeTaskQueue(cfg.ID), Job: jobID, Warm: warm, Busy: busy, Metrics: cfg.MetricsURL,
+			Fault: fault, Updated: time.Now()})
 		if err != nil && ctx.Err() == nil {
 			log.Warn("could not register node", "error", err)
 		}

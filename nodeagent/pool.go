@@ -451,6 +451,8 @@ func (p *pool) event(s *slot, w *workerProc, e containerworker.Event) {
 		err = activities.UserError(e.Message, e.Index)
 	case names.ErrUnknownFunction, names.ErrBadBinary:
 		err = temporal.NewNonRetryableApplicationError(e.Message, e.ErrType, nil)
+	case names.ErrChunkFailed:
+		err = temporal.NewNonRetryableApplicationError(e.Message, e.ErrType, nil, e.Index)
 	default:
 		err = fmt.Errorf("worker %d failed on job %s: %s", s.i, e.Job, e.Message)
 	}

@@ -4,6 +4,8 @@
 # say so loudly. Debian's static busybox is the shell of the test image built for
 # jobs in a user's image (no registry can be pulled from). Debian's docker-compose
 # (1.29) runs deploy/compose in tests/compose, unless the compose plugin is there.
+# tests/faults partitions a node with ip netns and nft (iproute2, nftables) and
+# flock (util-linux).
 set -u
 updated=""
 apt_install() {
@@ -16,6 +18,10 @@ apt_install() {
 	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$1" >/dev/null
 }
 [ -x /bin/busybox ] || apt_install busybox-static || echo "*** could not install busybox-static: the user-image test will fail ***" >&2
+for tool in ip:iproute2 nft:nftables flock:util-linux; do
+	command -v "${tool%%:*}" >/dev/null 2>&1 || apt_install "${tool#*:}" ||
+		echo "*** could not install ${tool#*:}: the partition test will fail ***" >&2
+done
 command -v docker-compose >/dev/null 2>&1 || docker compose version >/dev/null 2>&1 ||
 	apt_install docker-compose || echo "*** could not install docker-compose: the compose test will be skipped ***" >&2
 docker info >/dev/null 2>&1 && exit 0

@@ -77,6 +77,7 @@ const (
 	KindJobStalled        ErrorKind = "JobStalled"        // the job made no progress for longer than StallTimeout; the message says what it waited for
 	KindClusterShutdown   ErrorKind = "ClusterShutdown"   // the cluster is shutting down and takes no more jobs
 	KindVersionMismatch   ErrorKind = "VersionMismatch"   // the client and the cluster speak different job protocols
+	KindChunkFailed       ErrorKind = "ChunkFailed"       // an input's chunk failed on the cluster's side (its results could not be stored) on each of its deliveries; Index names the input
 	KindInternal          ErrorKind = "Internal"          // anything else: the message says what
 	// KindTenantLimit: the job's tenant held all the nodes its share of the
 	// cluster allows, with other jobs, for as long as the job waited for one;
@@ -155,6 +156,10 @@ func jobError(jobID string, err error) error {
 			kind = KindUnauthorized
 		case names.ErrTenantLimit:
 			kind = KindTenantLimit
+		case names.ErrChunkFailed:
+			index := int64(-1)
+			_ = app.Details(&index)
+			return &Error{Kind: KindChunkFailed, Job: jobID, Index: int(index), Msg: app.Message()}
 		}
 		return &Error{Kind: kind, Job: jobID, Index: -1, Msg: app.Message()}
 	}

@@ -198,15 +198,18 @@ type Uploads interface {
 
 // Node is a node agent's record of itself, refreshed while it lives.
 type Node struct {
-	ID        string    `json:"id"`
-	CPUs      int       `json:"cpus"`
-	RAMMB     int       `json:"ram_mb"`
-	TaskQueue string    `json:"task_queue"`
-	Job       string    `json:"job,omitempty"`     // the job it is working on, if any
-	Warm      int       `json:"warm"`              // prewarmed workers ready to take a job
-	Busy      int       `json:"busy,omitempty"`    // workers running the job's calls
-	Metrics   string    `json:"metrics,omitempty"` // the agent's Prometheus endpoint
-	Updated   time.Time `json:"updated"`
+	ID        string `json:"id"`
+	CPUs      int    `json:"cpus"`
+	RAMMB     int    `json:"ram_mb"`
+	TaskQueue string `json:"task_queue"`
+	Job       string `json:"job,omitempty"`     // the job it is working on, if any
+	Warm      int    `json:"warm"`              // prewarmed workers ready to take a job
+	Busy      int    `json:"busy,omitempty"`    // workers running the job's calls
+	Metrics   string `json:"metrics,omitempty"` // the agent's Prometheus endpoint
+	// Fault, if set, says why the node cannot go on working (its disk is full):
+	// the cluster replaces it.
+	Fault   string    `json:"fault,omitempty"`
+	Updated time.Time `json:"updated"`
 }
 
 // ValidNodeID reports whether id can name a node in every backend: 1 to 64

@@ -147,6 +147,10 @@ type JobClaim struct {
 	// BootFailures are the reasons the nodes started for the job, while it
 	// waited for its first, failed to boot.
 	BootFailures []string `json:"boot_failures,omitempty"`
+	// WaitingSince is when the job began waiting for its first node, in
+	// version 1 of "short-wait": the job's requests each wait a slice of its
+	// wait, and it fails once the whole has passed with no node.
+	WaitingSince time.Time `json:"waiting_since,omitempty"`
 }
 
 // ClusterState is everything a ClusterWorkflow carries across continue-as-new.
@@ -159,7 +163,19 @@ type ClusterState struct {
 	ShuttingDown bool                    `json:"shutting_down,omitempty"`
 	// Lost counts nodes lost over the cluster's life.
 	Lost int `json:"lost"`
+	// LastLost are the last few nodes lost or failed, and why, newest last.
+	LastLost []LostNode `json:"last_lost,omitempty"`
 }
+
+// LostNode is a node the cluster lost, and why.
+type LostNode struct {
+	ID     string    `json:"id"`
+	Reason string    `json:"reason"`
+	At     time.Time `json:"at"`
+}
+
+// lastLostKept is how many lost nodes ClusterState.LastLost keeps.
+const lastLostKept = 5
 
 // ClusterInput starts or continues a ClusterWorkflow.
 type ClusterInput struct {
@@ -813,17 +829,41 @@ func (c *cluster) reserve(ctx workflow.Context, r activities.ReserveRequest) (ac
 	return resp, nil
 }
 
+// firstNodeWait is how long a job waits for its first node; reserveSlice is how
+// much of it one request waits (version 1 of "short-wait").
+const (
+	firstNodeWait = 5 * time.Minute
+	reserveSlice  = 8 * time.Second
+)
+
 // awaitFirstNode waits until the claim, which holds no node, gets its first one,
 // and answers the reserve with what it then holds; or fails it with why no node
 // came.
 func (c *cluster) awaitFirstNode(ctx workflow.Context, r activities.ReserveRequest, cl *JobClaim, fits func(*ClusterNode) bool) (activities.ReserveResponse, error) {
 	why := workflow.GetVersion(ctx, "reserve-why", workflow.DefaultVersion, 1)
 	released := func() bool { return c.reconcile && c.st.Jobs[r.JobID] != cl }
-	ok, err := workflow.AwaitWithTimeout(ctx, 5*time.Minute, func() bool {
+	// Version 1 of "short-wait" waits at most reserveSlice in one request, and
+	// counts the job's 5 minutes from its first: a workflow admits ten updates in
+	// flight, and with ten jobs waiting the whole five minutes, jobs the cluster
+	// had given nodes could not hear so (their answers queued behind the waiting
+	// ones) while those nodes stood idle.
+	wait, left := firstNodeWait, firstNodeWait
+	if workflow.GetVersion(ctx, "short-wait", workflow.DefaultVersion, 1) >= 1 {
+		if cl.WaitingSince.IsZero() {
+			cl.WaitingSince = workflow.Now(ctx)
+		}
+		left = max(cl.WaitingSince.Add(firstNodeWait).Sub(workflow.Now(ctx)), 0)
+		wait = min(left, reserveSlice)
+	}
+	ok, err := workflow.AwaitWithTimeout(ctx, wait, func() bool {
 		return len(cl.Nodes) > 0 || c.st.ShuttingDown || why == 1 && c.bootFailed(cl) || released() || c.closing
 	})
 	if err != nil {
 		return activities.ReserveResponse{}, err
+	}
+	if !ok && left > wait && !released() {
+		return activities.ReserveResponse{}, temporal.NewApplicationError(
+			fmt.Sprintf("job %s is still queued for nodes of cluster %s: it asks again", r.JobID, c.st.Name), names.ErrStillQueued)
 	}
 	if c.closing && len(cl.Nodes) == 0 && !released() {
 		// The claim keeps its place (and the nodes coming for it): the job
@@ -975,6 +1015,10 @@ func (c *cluster) nodeEvent(e NodeEvent) {
 	case "lost", "failed":
 		c.log.Warn("node gone", "node", nd.ID, "event", e.Event, "reason", e.Reason)
 		c.st.Lost++
+		c.st.LastLost = append(c.st.LastLost, LostNode{ID: nd.ID, Reason: e.Event + ": " + e.Reason, At: workflow.Now(c.ctx)})
+		if n := len(c.st.LastLost); n > lastLostKept {
+			c.st.LastLost = slices.Delete(c.st.LastLost, 0, n-lastLostKept)
+		}
 		if cl, ok := c.st.Jobs[nd.Job]; ok && e.Event == "failed" && nd.State == NodeProvisioning {
 			cl.BootFailures = append(cl.BootFailures, nd.ID+": "+e.Reason)
 		}

@@ -128,10 +128,22 @@ func count(st workflows.ClusterState, state workflows.NodeState) int {
 	return n
 }
 
-// update sends an update; done gets its outcome once the handler returns.
+// update sends an update; done gets its outcome once the handler returns. A
+// reserve told it is still queued (StillQueued) asks again a second later, as a
+// job's reserve does.
 func (e clusterEnv) update(name string, done func(resp activities.ReserveResponse, err error), args ...any) {
 	if done == nil {
 		done = func(activities.ReserveResponse, error) {}
+	}
+	if name == names.UpdateReserve {
+		final := done
+		done = func(resp activities.ReserveResponse, err error) {
+			if errType(err) == names.ErrStillQueued {
+				e.RegisterDelayedCallback(func() { e.update(name, final, args...) }, time.Second)
+				return
+			}
+			final(resp, err)
+		}
 	}
 	e.UpdateWorkflow(name, "", &testsuite.TestUpdateCallback{
 		OnAccept: func() {},

@@ -84,7 +84,26 @@ func Job(ctx workflow.Context, in JobInput) (JobOutput, error) {
 					names.ErrAllNodesBusy, names.ErrNodesFailedToBoot, names.ErrTenantLimit}},
 		})
 		var resp activities.ReserveResponse
-		err = workflow.ExecuteLocalActivity(lctx, names.ActivityReserveNodes, reserveRequest(spec)).Get(ctx, &resp)
+		// Version 1 of "reserve-or-signal" starts on nodes the cluster hands the
+		// job (nodes-added) while its reserve waits to ask again (StillQueued):
+		// they are the job's, and would stand idle until its next request.
+		if workflow.GetVersion(ctx, "reserve-or-signal", workflow.DefaultVersion, 1) >= 1 {
+			rctx, stopReserve := workflow.WithCancel(lctx)
+			f := workflow.ExecuteLocalActivity(rctx, names.ActivityReserveNodes, reserveRequest(spec))
+			added := workflow.GetSignalChannel(ctx, names.SignalNodesAdded)
+			wait := workflow.NewSelector(ctx)
+			wait.AddFuture(f, func(workflow.Future) {})
+			wait.AddReceive(added, func(workflow.ReceiveChannel, bool) {
+				// Left in the channel: the loop below runs the job on them.
+			})
+			wait.Select(ctx)
+			if f.IsReady() {
+				err = f.Get(ctx, &resp)
+			}
+			stopReserve()
+		} else {
+			err = workflow.ExecuteLocalActivity(lctx, names.ActivityReserveNodes, reserveRequest(spec)).Get(ctx, &resp)
+		}
 		placed.Nodes = resp.Nodes
 	}
 	if err != nil {
@@ -137,6 +156,11 @@ func Job(ctx workflow.Context, in JobInput) (JobOutput, error) {
 				outcome = job.StateSucceeded
 			case temporal.IsCanceledError(err):
 			case isType(err, names.ErrUserError, names.ErrUnknownFunction, names.ErrBadBinary):
+				outcome, outErr = job.StateFailed, unwrapActivity(err)
+			case isType(err, names.ErrChunkFailed) && workflow.GetVersion(ctx, "chunk-failed", workflow.DefaultVersion, 1) >= 1:
+				// A chunk failed on the cluster's side on its last delivery: it
+				// would fail on any node. (Before version 1 "chunk-failed", the
+				// node was counted lost.)
 				outcome, outErr = job.StateFailed, unwrapActivity(err)
 			default:
 				log.Warn("node lost its share of the job", "node", node, "error", err)
@@ -252,7 +276,7 @@ func end(ctx workflow.Context, spec job.Spec, placement workflow.Version, state 
 		StartToCloseTimeout: 30 * time.Second,
 		RetryPolicy:         &temporal.RetryPolicy{InitialInterval: time.Second, MaximumAttempts: 5},
 	})
-	if ferr := workflow.ExecuteActivity(dctx, names.ActivityFinishJob, activities.FinishInput{JobID: spec.ID, State: state}).Get(dctx, nil); ferr != nil {
+	if ferr := workflow.ExecuteActivity(dctx, names.ActivityFinishJob, activities.FinishInput{JobID: spec.ID, State: state, Binary: spec.Binary}).Get(dctx, nil); ferr != nil {
 		workflow.GetLogger(ctx).Warn("could not clean up job", "job", spec.ID, "error", ferr)
 	}
 	setState(dctx, state)

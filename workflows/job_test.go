@@ -157,6 +157,24 @@ func TestJobFailsFastOnUserError(t *testing.T) {
 	}
 }
 
+// A chunk that failed on the cluster's side on its last delivery fails the job
+// at once, naming the input: on another node it would fail again.
+func TestJobFailsOnAChunkThatKeepsFailing(t *testing.T) {
+	e := newEnv(t, twoNodes(), func(ctx context.Context, in activities.RunInput) (activities.RunOutput, error) {
+		return activities.RunOutput{}, temporal.NewNonRetryableApplicationError(
+			"input 12: its chunk (4 inputs) failed on the cluster's side on each of its 5 deliveries; the last time: store full",
+			names.ErrChunkFailed, nil, int64(12))
+	})
+	e.ExecuteWorkflow(workflows.Job, workflows.JobInput{Spec: spec(16, true)})
+	err := e.GetWorkflowError()
+	if appType(err) != names.ErrChunkFailed || !strings.Contains(err.Error(), "input 12") || !strings.Contains(err.Error(), "store full") {
+		t.Fatalf("workflow error %v; want a ChunkFailed naming input 12 and the reason", err)
+	}
+	if e.st.deleted.Load() != 1 {
+		t.Errorf("inputs deleted %d times; want once", e.st.deleted.Load())
+	}
+}
+
 func TestJobFailsWhenEveryNodeIsLost(t *testing.T) {
 	var attempts atomic.Int32
 	e := newEnv(t, twoNodes(), func(ctx context.Context, in activities.RunInput) (activities.RunOutput, error) {
@@ -330,5 +348,29 @@ func TestPlaceSpreadsAndRespectsLimits(t *testing.T) {
 				t.Errorf("placed %q; want %q", s, tc.want)
 			}
 		})
+	}
+}
+
+// Nodes the cluster hands a job (nodes-added) while its reserve still waits to
+// ask again start the job at once; the reserve is stopped.
+func TestJobStartsOnNodesAddedWhileItsReserveWaits(t *testing.T) {
+	var ran []string
+	e := newEnv(t, nil, func(ctx context.Context, in activities.RunInput) (activities.RunOutput, error) {
+		ran = append(ran, activity.GetInfo(ctx).TaskQueue)
+		return activities.RunOutput{}, nil
+	})
+	e.RegisterActivityWithOptions(func(ctx context.Context, r activities.ReserveRequest) (activities.ReserveResponse, error) {
+		time.Sleep(50 * time.Millisecond) // still queued, every time it asks
+		return activities.ReserveResponse{}, temporal.NewApplicationError("still queued", names.ErrStillQueued)
+	}, activity.RegisterOptions{Name: names.ActivityReserveNodes, DisableAlreadyRegisteredCheck: true})
+	e.RegisterDelayedCallback(func() {
+		e.SignalWorkflow(names.SignalNodesAdded, workflows.NodesAdded{Nodes: []activities.Assignment{{NodeID: "a", TaskQueue: "node-a", Workers: 2}}})
+	}, 3*time.Second)
+	e.ExecuteWorkflow(workflows.Job, workflows.JobInput{Spec: spec(4, true)})
+	if err := e.GetWorkflowError(); err != nil {
+		t.Fatalf("workflow error %v; want the job to run on the node it was handed", err)
+	}
+	if len(ran) != 1 || ran[0] != "node-a" {
+		t.Errorf("ran on %q; want node-a", ran)
 	}
 }

@@ -109,6 +109,14 @@ func Node(ctx workflow.Context, in NodeInput) error {
 		sel.Select(ctx)
 		switch outcome {
 		case "lost":
+			// Version 1 of "node-fault" says what the agent reported, if it
+			// asked to be replaced.
+			if workflow.GetVersion(ctx, "node-fault", workflow.DefaultVersion, 1) >= 1 {
+				var res activities.WatchNodeResult
+				if err := watch.Get(ctx, &res); err == nil && res.Fault != "" {
+					return remove("lost", "its agent reported a fault: "+res.Fault)
+				}
+			}
 			return remove("lost", "its agent stopped answering")
 		case "delete":
 			stopWatch()

@@ -3,6 +3,7 @@ package workflows_test
 import (
 	"context"
 	"errors"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -27,9 +28,9 @@ func TestNodeContinuesAsNewWhenQuiet(t *testing.T) {
 	e.RegisterWorkflowWithOptions(workflows.Node, workflow.RegisterOptions{Name: names.WorkflowNode})
 	e.RegisterActivityWithOptions(func(context.Context, activities.CreateNodeInput) error { return nil },
 		activity.RegisterOptions{Name: names.ActivityCreateNode})
-	e.RegisterActivityWithOptions(func(ctx context.Context, _ activities.WatchNodeInput) error {
+	e.RegisterActivityWithOptions(func(ctx context.Context, _ activities.WatchNodeInput) (activities.WatchNodeResult, error) {
 		<-ctx.Done()
-		return ctx.Err()
+		return activities.WatchNodeResult{}, ctx.Err()
 	}, activity.RegisterOptions{Name: names.ActivityWatchNode})
 	var mu sync.Mutex
 	var resetDone time.Time
@@ -66,5 +67,45 @@ func TestNodeContinuesAsNewWhenQuiet(t *testing.T) {
 	}
 	if len(told) != 2 || told[0] != "ready" || told[1] != "ready" {
 		t.Errorf("the node told its cluster %q; want ready twice (registered, then reset)", told)
+	}
+}
+
+// A node whose agent reports a fault (its disk is full) is deleted, and its
+// cluster is told it is lost and why, so that it replaces the node.
+func TestNodeWithFaultIsReplaced(t *testing.T) {
+	var s testsuite.WorkflowTestSuite
+	e := s.NewTestWorkflowEnvironment()
+	e.RegisterWorkflowWithOptions(workflows.Node, workflow.RegisterOptions{Name: names.WorkflowNode})
+	e.RegisterActivityWithOptions(func(context.Context, activities.CreateNodeInput) error { return nil },
+		activity.RegisterOptions{Name: names.ActivityCreateNode})
+	e.RegisterActivityWithOptions(func(ctx context.Context, _ activities.WatchNodeInput) (activities.WatchNodeResult, error) {
+		return activities.WatchNodeResult{Fault: "disk full: 12 MiB free under /var/lib/burla"}, nil
+	}, activity.RegisterOptions{Name: names.ActivityWatchNode})
+	deleted := false
+	e.RegisterActivityWithOptions(func(context.Context, activities.DeleteNodeInput) error { deleted = true; return nil },
+		activity.RegisterOptions{Name: names.ActivityDeleteNode})
+	var (
+		mu   sync.Mutex
+		told []workflows.NodeEvent
+	)
+	e.OnSignalExternalWorkflow(mock.Anything, "cluster-c", "", names.SignalNodeEvent, mock.Anything).Return(
+		func(_, _, _, _ string, arg interface{}) error {
+			mu.Lock()
+			defer mu.Unlock()
+			told = append(told, arg.(workflows.NodeEvent))
+			return nil
+		})
+	e.RegisterDelayedCallback(func() { e.SignalWorkflow(names.SignalRegistered, nil) }, time.Second)
+	e.ExecuteWorkflow(workflows.Node, workflows.NodeInput{Spec: provider.NodeSpec{ID: "c-1", Cluster: "c", CPUs: 2}, Provider: "local", ClusterWorkflowID: "cluster-c"})
+	if err := e.GetWorkflowError(); err != nil {
+		t.Fatal(err)
+	}
+	if !deleted {
+		t.Error("the node with a full disk was not deleted")
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if n := len(told); n == 0 || told[n-1].Event != "lost" || !strings.Contains(told[n-1].Reason, "disk full: 12 MiB free") {
+		t.Errorf("the node told its cluster %+v; want it lost, last, with the agent's fault", told)
 	}
 }

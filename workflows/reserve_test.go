@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"go.temporal.io/sdk/temporal"
+	"go.temporal.io/sdk/testsuite"
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/burla-temporal/burla/activities"
@@ -97,6 +98,49 @@ func TestClusterWithoutNodesShutsDown(t *testing.T) {
 	if !e.IsWorkflowCompleted() {
 		t.Fatal("the cluster did not end")
 	}
+	if err := e.GetWorkflowError(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// A reserve that finds every node busy answers within seconds that the job is
+// still queued, and the job keeps its place: no update waits for minutes, since
+// a workflow admits only ten in flight and the answers of jobs that got their
+// nodes must get through. The job's five minutes count from its first request.
+func TestReserveWaitsInShortSlices(t *testing.T) {
+	e := newClusterEnv(t)
+	var sent time.Time
+	var answered time.Duration
+	var answer error
+	e.RegisterDelayedCallback(func() {
+		e.update(names.UpdateReserve, nil, activities.ReserveRequest{Cluster: "c", JobID: "j-1", Slots: 4, FuncCPU: 1})
+	}, 5*time.Second)
+	e.RegisterDelayedCallback(func() {
+		sent = e.Now()
+		e.UpdateWorkflow(names.UpdateReserve, "", &testsuite.TestUpdateCallback{
+			OnAccept: func() {},
+			OnReject: func(err error) { answer = err },
+			OnComplete: func(_ interface{}, err error) {
+				answered, answer = e.Now().Sub(sent), err
+			},
+		}, activities.ReserveRequest{Cluster: "c", JobID: "j-2", Slots: 1, FuncCPU: 1})
+	}, 6*time.Second)
+	e.RegisterDelayedCallback(func() {
+		if errType(answer) != names.ErrStillQueued || answered > 10*time.Second {
+			t.Errorf("a waiting reserve answered %v after %v; want StillQueued within 10 s", answer, answered)
+		}
+		st := e.status()
+		if cl, ok := st.Jobs["j-2"]; !ok || cl.WaitingSince.IsZero() {
+			t.Errorf("the queued job's claim %+v; want it kept, with when it began waiting", st.Jobs["j-2"])
+		}
+		e.SignalWorkflow(names.SignalRelease, workflows.ReleaseRequest{JobID: "j-1"})
+		e.SignalWorkflow(names.SignalRelease, workflows.ReleaseRequest{JobID: "j-2"})
+		e.update(names.UpdateShutdown, nil)
+	}, 30*time.Second)
+	e.acceptJobSignals()
+	bounded := standby
+	bounded.MaxNodes = 2
+	e.ExecuteWorkflow(workflows.Cluster, workflows.ClusterInput{State: workflows.ClusterState{Name: "c", Standby: bounded}})
 	if err := e.GetWorkflowError(); err != nil {
 		t.Fatal(err)
 	}

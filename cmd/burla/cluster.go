@@ -40,7 +40,7 @@ commands:
 Each prints the cluster's state: a table on a terminal, and otherwise (or with
 --json) one JSON object on one line:
   {"name":…,"standby":{"nodes":N,"cpus":N,"provider":…},"nodes":{ID:{"id":…,"state":…,"cpus":N,"job":…}},
-   "jobs":{ID:{…}},"seq":N,"lost":N,"shutting_down":bool}
+   "jobs":{ID:{…}},"seq":N,"lost":N,"last_lost":[{"id":…,"reason":…,"at":…}],"shutting_down":bool}
 A watch polls every second and prints the state, with "time" added, each time it
 changes, one object per line, until interrupted (Ctrl-C exits 0) or --timeout.
 
@@ -325,6 +325,9 @@ func printClusterTable(w io.Writer, st workflows.ClusterState) error {
 	}
 	fmt.Fprintf(tw, "Jobs\t%d\n", len(st.Jobs))
 	fmt.Fprintf(tw, "Lost\t%d nodes over its life\n", st.Lost)
+	for _, l := range st.LastLost {
+		fmt.Fprintf(tw, "\t%s %s: %s\n", l.At.Local().Format(time.DateTime), l.ID, l.Reason)
+	}
 	if err := tw.Flush(); err != nil {
 		return err
 	}

@@ -71,9 +71,12 @@ func runControlPlane(ctx context.Context, args []string) error {
 	fs.StringVar(&g.TemporalAPIKeySecret, "gce-temporal-api-key-secret", "", "a Secret Manager secret version (projects/P/secrets/S/versions/latest) with the Temporal API key node VMs use")
 	gceEndpoint := fs.String("gce-endpoint", "", "the Compute Engine API endpoint (default Google's; an http:// one, for tests, is used without credentials)")
 	sweepEvery := fs.Duration("orphan-sweep", 5*time.Minute, "how often to delete the nodes a provider has for a cluster that the cluster does not know (0: never)")
+	collectEvery := fs.Duration("collect-every", 10*time.Minute, "how often to delete the blobs no job needs: ended jobs' large inputs and (once read, or past retention) outputs, programs unused for --program-ttl (0: never)")
+	programTTL := fs.Duration("program-ttl", 30*24*time.Hour, "how long a program no job has run is kept in the store")
 	upload := fs.Bool("upload-binary", true, "upload this program to --gce-binary-url when it is a gs:// URL")
 	localNodes := fs.String("local-nodes", "", "serve the local provider: node agents as processes on this machine, each with its cache under this directory; they outlive this process, and a restarted control plane finds them again")
 	localRuntime := fs.String("local-runtime", "process", "local nodes' worker runtime: process or docker")
+	localWrapper := fs.String("local-node-wrapper", "", "a command each local node agent runs under, the agent's command line appended (e.g. 'ip netns exec NAME'); it must exec the agent")
 	dockerNodes := dockerNodeFlags(fs) // dockernodes.go
 	fs.Parse(args)
 
@@ -176,7 +179,8 @@ func runControlPlane(ctx context.Context, args []string) error {
 		}
 		providers["local"] = local.New(local.Config{
 			Executable: exe, TemporalAddress: *temporalAddr, Namespace: *namespace, StoreURL: localStore,
-			DataDir: *localNodes, Runtime: *localRuntime, Detached: true, NodeKey: os.Getenv(envNodeKey), Logger: log,
+			DataDir: *localNodes, Runtime: *localRuntime, Wrapper: strings.Fields(*localWrapper), Detached: true,
+			NodeKey: os.Getenv(envNodeKey), Logger: log,
 		})
 	}
 	if err := dockerNodes.add(ctx, providers, *temporalAddr, *namespace, *storeURL, log); err != nil {
@@ -190,6 +194,10 @@ func runControlPlane(ctx context.Context, args []string) error {
 	w := workers.Control(tc, control, &activities.Nodes{Providers: providers, Store: st}, envs)
 	if *sweepEvery > 0 {
 		go sweepOrphans(ctx, tc, providers, *sweepEvery, log)
+	}
+	if *collectEvery > 0 {
+		g := &activities.Collector{Control: control, Policy: activities.CollectPolicy{ProgramTTL: *programTTL}, Log: log}
+		go g.Run(ctx, *collectEvery)
 	}
 	fmt.Printf("burla control plane: Temporal %s (namespace %q), store %s, providers %v, metrics %s, dashboard %s\n",
 		*temporalAddr, *namespace, *storeURL, providers.Names(), metricsURL, cmp.Or(dashURL, "off"))

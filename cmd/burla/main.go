@@ -13,6 +13,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -317,6 +318,7 @@ func runDev(ctx context.Context, args []string) error {
 	keys := fs.String("keys", "", "admit only callers with an API key from this keys file, each tenant seeing only its own jobs (make keys with `burla keys add`)")
 	tlsFlags := devTLSFlags(fs)
 	limits := tenantLimitFlags(fs)
+	collectEvery := fs.Duration("collect-every", 10*time.Minute, "how often to delete the blobs no job needs: ended jobs' large inputs and (once read, or past retention) outputs, programs unused for 30 days (0: never)")
 	suggestCAN := fs.Int("suggest-continue-as-new", 0, "history events after which the embedded Temporal server suggests that a workflow continue as new (0: Temporal's default, 4096); tests set it low")
 	verbose := fs.Bool("v", false, "log verbosely")
 	fs.Parse(args)
@@ -341,6 +343,7 @@ func runDev(ctx context.Context, args []string) error {
 		TemporalPort: anyPort(*temporalPort), UIPort: anyPort(*uiPort), NATSPort: anyPort(*natsPort),
 		Logger: log, Metrics: reg, MetricsURL: metricsAddr, Dashboard: dashboardAddr(*host, *dashboardPort), Keys: *keys,
 		TLSDir: tlsDir, TenantLimits: limits.get(), SuggestContinueAsNewAfter: *suggestCAN,
+		CollectEvery: cmp.Or(*collectEvery, -1),
 	})
 	if err != nil {
 		return err
@@ -407,6 +410,7 @@ func runNodeAgent(ctx context.Context, args []string) error {
 	st := storeFlag(fs)
 	cacheDir := fs.String("cache-dir", "", "the node's cache directory")
 	cacheMaxMB := fs.Int64("cache-max-mb", nodeagent.DefaultCacheMaxBytes>>20, "most MB of programs the node keeps; past it, those used least recently are deleted")
+	minFreeMB := fs.Int64("min-free-disk-mb", nodeagent.DefaultMinFreeDisk>>20, "free MB the node's disk must keep: below it the node reports its disk full and the cluster replaces it")
 	metricsAddr := fs.String("metrics-addr", "127.0.0.1:0", "where to serve the node's Prometheus metrics")
 	runtimeName := fs.String("runtime", "process", "where workers run: process, or docker (a container per worker on the local engine)")
 	var envs []string
@@ -449,6 +453,7 @@ func runNodeAgent(ctx context.Context, args []string) error {
 		TemporalAddress: *temporal, Namespace: *namespace, StoreURL: *st, TemporalSecurity: temporalconn.FromEnv(),
 		CacheDir:      *cacheDir,
 		CacheMaxBytes: *cacheMaxMB << 20,
+		MinFreeDisk:   *minFreeMB << 20,
 		WorkerArgv:    []string{exe, "container-worker", "--node", *id, "--store", *st, "--cache-dir", *cacheDir},
 		Logger:        log,
 		Metrics:       reg,

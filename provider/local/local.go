@@ -39,6 +39,11 @@ type Config struct {
 	DataDir string
 	// Runtime is the node agents' worker runtime ("process" when empty).
 	Runtime string
+	// Wrapper, if set, is a command that each node agent runs under: the agent's
+	// command line is appended to it (for instance "ip netns exec NAME", "nice -n
+	// 10", "systemd-run --scope -p MemoryMax=8G"). The wrapper must exec the
+	// agent, so that the agent keeps its pid.
+	Wrapper []string
 	// Detached nodes run in sessions of their own, outlive the control plane's
 	// process and log to DataDir/<node ID>/agent.log. Delete and List find them by
 	// DataDir/<node ID>/agent.pid, so a restarted control plane still manages them.
@@ -109,6 +114,9 @@ func (p *Provider) Create(ctx context.Context, n provider.NodeSpec) error {
 	)
 	for _, env := range n.Envs {
 		cmd.Args = append(cmd.Args, "--env", env)
+	}
+	if len(p.cfg.Wrapper) > 0 {
+		cmd = exec.Command(p.cfg.Wrapper[0], append(slices.Clone(p.cfg.Wrapper[1:]), cmd.Args...)...)
 	}
 	cmd.Env = auth.ChildEnv(os.Environ(), p.cfg.NodeKey)
 	var logFile *os.File
@@ -212,7 +220,7 @@ func (p *Provider) Delete(ctx context.Context, n provider.NodeSpec) error {
 	if !ok {
 		return nil
 	}
-	defer os.Remove(p.pidFile(id))
+	defer p.removeCache(id)
 	_ = syscall.Kill(nd.pid, syscall.SIGTERM)
 	select {
 	case <-nd.exited:
@@ -226,9 +234,22 @@ func (p *Provider) Delete(ctx context.Context, n provider.NodeSpec) error {
 	return nil
 }
 
+// removeCache deletes what a deleted node kept on this machine (its programs, its
+// workers' directories, its pid file) but its agent's log, as a VM's disk goes
+// with the VM.
+func (p *Provider) removeCache(id string) {
+	dir := filepath.Join(p.cfg.DataDir, id)
+	entries, _ := os.ReadDir(dir)
+	for _, e := range entries {
+		if e.Name() != "agent.log" {
+			os.RemoveAll(filepath.Join(dir, e.Name()))
+		}
+	}
+}
+
 // stopForeign stops an agent this process did not start, polling for its exit.
 func (p *Provider) stopForeign(ctx context.Context, id string, pid int) error {
-	defer os.Remove(p.pidFile(id))
+	defer p.removeCache(id)
 	_ = syscall.Kill(pid, syscall.SIGTERM)
 	deadline := time.Now().Add(10 * time.Second)
 	for {

@@ -58,7 +58,6 @@ func TestMain(m *testing.M) {
 	if err := dev.Stop(); err != nil {
 		fmt.Fprintln(os.Stderr, "bench: stop cluster:", err)
 	}
-	os.RemoveAll(dev.Dir)
 	os.Exit(code)
 }
 

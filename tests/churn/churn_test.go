@@ -46,14 +46,10 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	code := m.Run()
+	dev.Keep = code != 0
 	if err := dev.Stop(); err != nil {
 		fmt.Fprintln(os.Stderr, "churn: stop cluster:", err)
 		code = 1
-	}
-	if code == 0 {
-		os.RemoveAll(dev.Dir)
-	} else {
-		fmt.Fprintf(os.Stderr, "churn: the cluster's state and logs are kept in %s\n", dev.Dir)
 	}
 	os.Exit(code)
 }

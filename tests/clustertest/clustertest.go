@@ -47,6 +47,14 @@ type Options struct {
 	SuggestContinueAsNew int
 	// MaxNodes is burla dev --max-nodes (0: Nodes).
 	MaxNodes int
+	// CollectEvery is burla dev --collect-every (0: its default).
+	CollectEvery time.Duration
+	// Host is the address a Split cluster's servers listen on and every part
+	// dials (default 127.0.0.1): an address of the machine's that a network
+	// namespace can reach too.
+	Host string
+	// NodeWrapper is a Split cluster's control-plane --local-node-wrapper.
+	NodeWrapper string
 }
 
 // Addresses are what `burla dev --ready-file` writes. (They are declared here rather
@@ -69,6 +77,10 @@ type Dev struct {
 	Binary  string // the burla binary
 	cmd     *exec.Cmd
 	exited  chan error
+	ownDir  bool // Start made Dir
+	// Keep, set before Stop, keeps Dir (a test failed). Otherwise a Stop that
+	// succeeds removes the Dir that Start made, unless BURLA_KEEP_CLUSTER is set.
+	Keep bool
 }
 
 // Build compiles cmd/burla into dir and returns its path.
@@ -102,7 +114,8 @@ func moduleRoot() (string, error) {
 
 // Start builds burla and starts `burla dev` on free ports, returning once it is ready.
 func Start(ctx context.Context, o Options) (*Dev, error) {
-	if o.Dir == "" {
+	made := o.Dir == ""
+	if made {
 		dir, err := os.MkdirTemp("", "burla-e2e-")
 		if err != nil {
 			return nil, err
@@ -113,7 +126,7 @@ func Start(ctx context.Context, o Options) (*Dev, error) {
 	if err != nil {
 		return nil, err
 	}
-	d := &Dev{Dir: o.Dir, Binary: bin, exited: make(chan error, 1)}
+	d := &Dev{Dir: o.Dir, Binary: bin, exited: make(chan error, 1), ownDir: made}
 	ready := filepath.Join(o.Dir, "ready.json")
 	os.Remove(ready)
 	logf, err := os.Create(filepath.Join(o.Dir, "dev.log"))
@@ -138,6 +151,9 @@ func Start(ctx context.Context, o Options) (*Dev, error) {
 	}
 	if o.MaxNodes > 0 {
 		d.cmd.Args = append(d.cmd.Args, "--max-nodes", strconv.Itoa(o.MaxNodes))
+	}
+	if o.CollectEvery > 0 {
+		d.cmd.Args = append(d.cmd.Args, "--collect-every", o.CollectEvery.String())
 	}
 	if o.SuggestContinueAsNew > 0 {
 		d.cmd.Args = append(d.cmd.Args, "--suggest-continue-as-new", strconv.Itoa(o.SuggestContinueAsNew))
@@ -239,6 +255,11 @@ func (d *Dev) Stop() error {
 	var left []int
 	for range 50 {
 		if left = d.Processes(); len(left) == 0 {
+			if d.ownDir && !d.Keep && os.Getenv("BURLA_KEEP_CLUSTER") == "" {
+				os.RemoveAll(d.Dir)
+			} else if d.ownDir {
+				fmt.Fprintf(os.Stderr, "the cluster's state and logs are kept in %s\n", d.Dir)
+			}
 			return nil
 		}
 		time.Sleep(100 * time.Millisecond)

@@ -3,6 +3,7 @@ package clustertest
 import (
 	"bufio"
 	"bytes"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -68,17 +69,19 @@ func StartSplit(ctx context.Context, o Options) (_ *Split, err error) {
 			s.Stop()
 		}
 	}()
-	tport, nport := freePort(), freePort()
-	s.Addrs = Addresses{Temporal: "127.0.0.1:" + strconv.Itoa(tport), Namespace: "default", Store: "nats://127.0.0.1:" + strconv.Itoa(nport)}
+	host := cmp.Or(o.Host, "127.0.0.1")
+	tport, nport := freePort(host), freePort(host)
+	s.Addrs = Addresses{Temporal: net.JoinHostPort(host, strconv.Itoa(tport)), Namespace: "default",
+		Store: "nats://" + net.JoinHostPort(host, strconv.Itoa(nport))}
 	s.Addrs.NATS = s.Addrs.Store
 	s.parts[Temporal] = &part{ready: filepath.Join(o.Dir, "temporal.json"), args: []string{Temporal,
-		"--data-dir", filepath.Join(o.Dir, "temporal"), "--port", strconv.Itoa(tport), "--ui-port", "-1"}}
+		"--data-dir", filepath.Join(o.Dir, "temporal"), "--host", host, "--port", strconv.Itoa(tport), "--ui-port", "-1"}}
 	s.parts[NATS] = &part{ready: filepath.Join(o.Dir, "nats.json"), args: []string{NATS,
-		"--data-dir", filepath.Join(o.Dir, "nats"), "--port", strconv.Itoa(nport)}}
+		"--data-dir", filepath.Join(o.Dir, "nats"), "--host", host, "--port", strconv.Itoa(nport)}}
 	s.parts[ControlPlane] = &part{args: []string{ControlPlane,
 		"--temporal", s.Addrs.Temporal, "--store", s.Addrs.Store,
 		"--local-nodes", filepath.Join(o.Dir, "nodes"), "--data-dir", filepath.Join(o.Dir, "control"),
-		"--metrics-addr", "127.0.0.1:0", "--orphan-sweep", "0"}}
+		"--metrics-addr", "127.0.0.1:0", "--orphan-sweep", "0", "--local-node-wrapper", o.NodeWrapper}}
 	for _, name := range []string{NATS, Temporal, ControlPlane} {
 		if _, err := s.Start(ctx, name); err != nil {
 			return nil, err
@@ -98,8 +101,8 @@ func StartSplit(ctx context.Context, o Options) (_ *Split, err error) {
 	return s, nil
 }
 
-func freePort() int {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+func freePort(host string) int {
+	l, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
 	if err != nil {
 		panic(err)
 	}

@@ -56,6 +56,7 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	code := m.Run()
+	dev.Keep = code != 0
 	if err := dev.Stop(); err != nil {
 		fmt.Fprintln(os.Stderr, "dockere2e: stop cluster:", err)
 		code = 1
@@ -64,7 +65,6 @@ func TestMain(m *testing.M) {
 		fmt.Fprintf(os.Stderr, "dockere2e: node containers left after burla dev stopped: %v\n", left)
 		code = 1
 	}
-	os.RemoveAll(dev.Dir)
 	os.Exit(code)
 }
 

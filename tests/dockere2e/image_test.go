@@ -64,6 +64,7 @@ func TestJobsInAUserImage(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer func() {
+		d.Keep = t.Failed()
 		if err := d.Stop(); err != nil {
 			t.Error(err)
 		}
@@ -115,6 +116,7 @@ func TestWarmEnvironment(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer func() {
+		d.Keep = t.Failed()
 		if err := d.Stop(); err != nil {
 			t.Error(err)
 		}

@@ -176,13 +176,9 @@ func TestNodeResetBetweenJobs(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer func() {
+		d.Keep = t.Failed()
 		if err := d.Stop(); err != nil {
 			t.Error(err)
-		}
-		if t.Failed() {
-			t.Logf("cluster state kept in %s", d.Dir)
-		} else {
-			os.RemoveAll(d.Dir)
 		}
 	}()
 	globex, err := d.Dial(ctx, globexKey)

@@ -53,6 +53,7 @@ func TestDockerRuntime(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer func() {
+		d.Keep = t.Failed()
 		if err := d.Stop(); err != nil {
 			t.Error(err)
 		}
@@ -135,6 +136,7 @@ func TestFuncCPUResizesWorkers(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer func() {
+		d.Keep = t.Failed()
 		if err := d.Stop(); err != nil {
 			t.Error(err)
 		}

@@ -39,6 +39,7 @@ func TestDynamicResources(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer func() {
+		d.Keep = t.Failed()
 		if err := d.Stop(); err != nil {
 			t.Error(err)
 		}

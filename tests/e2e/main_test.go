@@ -27,20 +27,17 @@ func TestMain(m *testing.M) {
 	}
 	ctx := context.Background()
 	var err error
-	dev, err = clustertest.Start(ctx, clustertest.Options{Nodes: 2, CPUs: 2})
+	// The blob collector runs every 2 s, so that TestLargeInputsAndOutputs sees it.
+	dev, err = clustertest.Start(ctx, clustertest.Options{Nodes: 2, CPUs: 2, CollectEvery: 2 * time.Second})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "e2e: start cluster:", err)
 		os.Exit(1)
 	}
 	code := m.Run()
+	dev.Keep = code != 0
 	if err := dev.Stop(); err != nil {
 		fmt.Fprintln(os.Stderr, "e2e: stop cluster:", err)
 		code = 1
-	}
-	if code == 0 {
-		os.RemoveAll(dev.Dir)
-	} else {
-		fmt.Fprintf(os.Stderr, "e2e: cluster state kept in %s\n", dev.Dir)
 	}
 	os.Exit(code)
 }

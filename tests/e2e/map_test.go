@@ -14,7 +14,9 @@ import (
 
 	enumspb "go.temporal.io/api/enums/v1"
 
+	"github.com/burla-temporal/burla/job"
 	burla "github.com/burla-temporal/burla/sdk"
+	"github.com/burla-temporal/burla/store/storeurl"
 )
 
 func TestThreeInputs(t *testing.T) {
@@ -256,16 +258,41 @@ func TestDetachAndAttach(t *testing.T) {
 	}
 }
 
-// Inputs and outputs larger than a store record travel as blobs.
+// Inputs and outputs larger than a store record travel as blobs. Once the job
+// has ended, the blob collector (every 2 s here) deletes its large inputs; its
+// large outputs stay an hour after its client read them.
 func TestLargeInputsAndOutputs(t *testing.T) {
 	ctx := testCtx(t, time.Minute)
 	in := []string{"small", strings.Repeat("a", 3<<20), strings.Repeat("b", 300<<10)}
-	out, err := burla.RemoteParallelMap(ctx, length, in, opts()...)
+	var first, second string
+	out, err := burla.RemoteParallelMap(ctx, length, in, opts(burla.OnStart(func(id string) { first = id }))...)
 	if err != nil || !slices.Equal(out, []int{5, 3 << 20, 300 << 10}) {
 		t.Fatalf("lengths %v, %v; want [5 %d %d]", out, err, 3<<20, 300<<10)
 	}
-	outs, err := burla.RemoteParallelMap(ctx, repeat, []int{1, 2 << 20}, opts()...)
+	outs, err := burla.RemoteParallelMap(ctx, repeat, []int{1, 2 << 20}, opts(burla.OnStart(func(id string) { second = id }))...)
 	if err != nil || len(outs) != 2 || outs[0] != "x" || len(outs[1]) != 2<<20 {
 		t.Fatalf("repeat outputs of lengths %d, %v; want 1 and %d", len(outs), err, 2<<20)
+	}
+	st, err := storeurl.Open(ctx, dev.Addrs.Store, "e2e-collect")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		ins, err := st.List(ctx, job.InputKey(first, 1))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(ins) == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the large input %s of a job that ended is still in the store 20 s later", ins[0].Key)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	if ok, err := st.Has(ctx, job.OutputKey(second, 1)); err != nil || !ok {
+		t.Errorf("the large output of a job whose client read it just now is gone: %v, %v", ok, err)
 	}
 }

@@ -32,9 +32,20 @@ func TestMain(m *testing.M) {
 		os.Exit(runClient(role))
 	}
 	ctx := context.Background()
-	var err error
-	cluster, err = clustertest.StartSplit(ctx, clustertest.Options{Nodes: 2, CPUs: 2})
+	dir, err := os.MkdirTemp("", "burla-split-")
 	if err != nil {
+		fmt.Fprintln(os.Stderr, "faults:", err)
+		os.Exit(1)
+	}
+	o := clustertest.Options{Nodes: 2, CPUs: 2, Dir: dir}
+	if partition, partitionErr = setUpNetns(dir); partitionErr == nil {
+		o.Host, o.NodeWrapper = partition.hostAddr, partition.wrapper
+	}
+	cluster, err = clustertest.StartSplit(ctx, o)
+	if err != nil {
+		if partition != nil {
+			partition.remove()
+		}
 		fmt.Fprintln(os.Stderr, "faults: start cluster:", err)
 		os.Exit(1)
 	}
@@ -43,6 +54,9 @@ func TestMain(m *testing.M) {
 	if err := cluster.Stop(); err != nil {
 		fmt.Fprintln(os.Stderr, "faults: stop cluster:", err)
 		code = 1
+	}
+	if partition != nil {
+		partition.remove()
 	}
 	if code == 0 && os.Getenv("BURLA_KEEP_CLUSTER") == "" {
 		os.RemoveAll(cluster.Dir)

@@ -72,14 +72,10 @@ func run(m *testing.M) int {
 		return 1
 	}
 	code := m.Run()
+	dev.Keep = code != 0
 	if err := dev.Stop(); err != nil {
 		fmt.Fprintln(os.Stderr, "gcpe2e: stop cluster:", err)
 		code = 1
-	}
-	if code == 0 {
-		os.RemoveAll(dev.Dir)
-	} else {
-		fmt.Fprintf(os.Stderr, "gcpe2e: cluster state kept in %s\n", dev.Dir)
 	}
 	return code
 }

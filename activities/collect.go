@@ -1,0 +1,239 @@
+package activities
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"time"
+
+	enumspb "go.temporal.io/api/enums/v1"
+	"go.temporal.io/api/serviceerror"
+
+	"github.com/burla-temporal/burla/blob"
+	"github.com/burla-temporal/burla/job"
+	"github.com/burla-temporal/burla/store"
+)
+
+// CollectPolicy says how long the collector keeps what no running job needs.
+type CollectPolicy struct {
+	// ProgramTTL is how long a program no job has run is kept (default 30 days).
+	ProgramTTL time.Duration
+	// Retention is how long a job's large outputs are kept when its client has
+	// not read them (default 7 days, the NATS store's retention of results).
+	Retention time.Duration
+	// ReadGrace is how long a job's large outputs are kept once it has ended and
+	// its client has read every result, for a second look (default 1 hour).
+	ReadGrace time.Duration
+}
+
+func (p CollectPolicy) withDefaults() CollectPolicy {
+	if p.ProgramTTL <= 0 {
+		p.ProgramTTL = 30 * 24 * time.Hour
+	}
+	if p.Retention <= 0 {
+		p.Retention = 7 * 24 * time.Hour
+	}
+	if p.ReadGrace <= 0 {
+		p.ReadGrace = time.Hour
+	}
+	return p
+}
+
+// unstartedGrace is how long the blobs of a job Temporal does not know are kept:
+// a client uploads its large inputs before it starts the job's workflow.
+const unstartedGrace = time.Hour
+
+// Collected is what one collection deleted.
+type Collected struct {
+	Blobs int   // blobs deleted
+	Bytes int64 // their size
+}
+
+// Collector deletes what no job needs any more from the cluster's blob store,
+// with its control plane's store and Temporal client. (It is not one of
+// Control's methods, which are all activities.)
+type Collector struct {
+	Control *Control
+	Policy  CollectPolicy
+	Log     *slog.Logger
+}
+
+// Collect deletes from the blob store what no job needs any more: the large
+// inputs and environment of jobs that have ended (FinishJob deletes the
+// environment too; this catches jobs whose end never ran, and inputs, which it
+// leaves), the large outputs of ended jobs once their client has read every
+// result and ReadGrace has passed, or once Retention has, and programs that no job
+// has run for ProgramTTL (FinishJob marks a program's use, job.UsedKey). It runs
+// on the control plane, which sees every tenant's blobs.
+func (g *Collector) Collect(ctx context.Context) (Collected, error) {
+	c, p := g.Control, g.Policy.withDefaults()
+	var out Collected
+	if c.Blobs == nil || c.Temporal == nil {
+		return out, errors.New("collect: this control plane has no blob store or Temporal client")
+	}
+	infos, err := c.Blobs.List(ctx, "")
+	if err != nil {
+		return out, fmt.Errorf("collect: %w", err)
+	}
+	now := c.now()
+	used := map[string]blob.Info{} // program key → its marker: when a job last ran it
+	programs := map[string]blob.Info{}
+	jobs := map[string][]blob.Info{} // job → its blobs
+	for _, info := range infos {
+		switch {
+		case job.IsSharedKey(info.Key):
+			// A tenant's shared files are the tenant's to delete.
+		case strings.HasPrefix(info.Key, "used-"):
+			used[strings.TrimPrefix(info.Key, "used-")] = info
+		case strings.HasPrefix(info.Key, "bin-"):
+			programs[info.Key] = info
+		default:
+			if id, _, ok := job.BlobJob(info.Key); ok {
+				jobs[id] = append(jobs[id], info)
+			}
+		}
+	}
+	var errs []error
+	del := func(info blob.Info) {
+		if err := c.Blobs.Delete(ctx, info.Key); err != nil {
+			errs = append(errs, err)
+			return
+		}
+		out.Blobs++
+		out.Bytes += info.Size
+	}
+	for key, info := range programs {
+		last := info.Modified
+		if u := used[key].Modified; u.After(last) {
+			last = u
+		}
+		if now.Sub(last) > p.ProgramTTL {
+			del(info)
+		}
+	}
+	for key, marker := range used {
+		if _, ok := programs[key]; !ok && now.Sub(marker.Modified) > p.ProgramTTL {
+			del(marker)
+		}
+	}
+	for id, blobs := range jobs {
+		closed, _, closedAt, err := c.jobClosed(ctx, id)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		if !closed {
+			continue
+		}
+		if closedAt.IsZero() { // Temporal does not know the job
+			newest := time.Time{}
+			for _, b := range blobs {
+				if b.Modified.After(newest) {
+					newest = b.Modified
+				}
+			}
+			if now.Sub(newest) < unstartedGrace {
+				continue
+			}
+			closedAt = newest
+		}
+		read := false
+		if c.Jobs != nil {
+			_, err := c.Jobs.LastHeartbeat(ctx, id)
+			read = errors.Is(err, store.ErrReleased)
+		}
+		for _, b := range blobs {
+			_, kind, _ := job.BlobJob(b.Key)
+			switch {
+			case kind != "out":
+				del(b)
+			case read && now.Sub(closedAt) > p.ReadGrace, now.Sub(b.Modified) > p.Retention:
+				del(b)
+			}
+		}
+	}
+	if c.Metrics != nil && c.Metrics.BlobsCollected != nil {
+		c.Metrics.BlobsCollected.Add(float64(out.Blobs))
+		c.Metrics.BlobBytesCollected.Add(float64(out.Bytes))
+	}
+	if len(errs) > 0 {
+		return out, fmt.Errorf("collect: %w", errors.Join(errs...))
+	}
+	return out, nil
+}
+
+// jobClosed reports whether the job's workflow has closed, how and when; a job
+// Temporal does not know is closed, with no state and a zero time.
+func (c *Control) jobClosed(ctx context.Context, id string) (closed bool, state job.State, at time.Time, err error) {
+	d, err := c.Temporal.DescribeWorkflowExecution(ctx, id, "")
+	var nf *serviceerror.NotFound
+	switch {
+	case errors.As(err, &nf):
+		return true, "", time.Time{}, nil
+	case err != nil:
+		return false, "", time.Time{}, fmt.Errorf("look up job %s: %w", id, err)
+	}
+	info := d.GetWorkflowExecutionInfo()
+	switch info.GetStatus() {
+	case enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING:
+		return false, "", time.Time{}, nil
+	case enumspb.WORKFLOW_EXECUTION_STATUS_COMPLETED:
+		state = job.StateSucceeded
+	case enumspb.WORKFLOW_EXECUTION_STATUS_CANCELED:
+		state = job.StateCancelled
+	default: // terminated, timed out, failed
+		state = job.StateFailed
+	}
+	return true, state, info.GetCloseTime().AsTime(), nil
+}
+
+// markEvery is how often a process marks one program's use: markers are compared
+// with a ProgramTTL of days, so one a day is plenty.
+const markEvery = 24 * time.Hour
+
+var marked sync.Map // program key → time.Time this process last marked it
+
+// markUsed records that a job of jobID's tenant ran the program with digest.
+func (c *Control) markUsed(ctx context.Context, jobID, digest string) error {
+	if digest == "" || c.Blobs == nil {
+		return nil // a command job ships no program
+	}
+	key := job.BinaryKeyFor(job.TenantOf(jobID), digest)
+	now := c.now()
+	if last, ok := marked.Load(key); ok && now.Sub(last.(time.Time)) < markEvery {
+		return nil
+	}
+	if err := c.Blobs.Put(ctx, job.UsedKey(key), strings.NewReader("")); err != nil {
+		return fmt.Errorf("mark program %s used: %w", key, err)
+	}
+	marked.Store(key, now)
+	return nil
+}
+
+// Run runs Collect every interval until ctx ends, logging what each collection
+// deleted and what failed (the next one tries again).
+func (g *Collector) Run(ctx context.Context, every time.Duration) {
+	log := g.Log
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		got, err := g.Collect(ctx)
+		if err != nil && ctx.Err() == nil {
+			log.Warn("blob collection", "error", err)
+		}
+		if got.Blobs > 0 {
+			log.Info("blob collection", "deleted", got.Blobs, "bytes", got.Bytes)
+		}
+	}
+}

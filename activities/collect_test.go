@@ -1,0 +1,163 @@
+package activities_test
+
+import (
+	"context"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"go.temporal.io/api/enums/v1"
+	"go.temporal.io/api/serviceerror"
+	workflowpb "go.temporal.io/api/workflow/v1"
+	"go.temporal.io/api/workflowservice/v1"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/burla-temporal/burla/activities"
+	"github.com/burla-temporal/burla/blob"
+	"github.com/burla-temporal/burla/blob/memblob"
+	"github.com/burla-temporal/burla/job"
+	"github.com/burla-temporal/burla/store"
+)
+
+// agedBlobs is a blob store whose blobs were written when written says.
+type agedBlobs struct {
+	memblob.Store
+	written map[string]time.Time
+}
+
+func (a *agedBlobs) put(t *testing.T, key string, at time.Time) {
+	t.Helper()
+	if err := a.Put(context.Background(), key, strings.NewReader("data")); err != nil {
+		t.Fatal(err)
+	}
+	a.written[key] = at
+}
+
+func (a *agedBlobs) List(ctx context.Context, prefix string) ([]blob.Info, error) {
+	infos, err := a.Store.List(ctx, prefix)
+	for i := range infos {
+		infos[i].Modified = a.written[infos[i].Key]
+	}
+	return infos, err
+}
+
+// jobsAt answers for jobs' workflows: closed at the time given, or running
+// (zero time); a job not in the map is unknown to Temporal.
+type jobsAt struct {
+	noCluster
+	closed map[string]time.Time
+}
+
+func (j *jobsAt) DescribeWorkflowExecution(_ context.Context, id, _ string) (*workflowservice.DescribeWorkflowExecutionResponse, error) {
+	at, ok := j.closed[id]
+	if !ok {
+		return nil, serviceerror.NewNotFound("workflow not found")
+	}
+	info := &workflowpb.WorkflowExecutionInfo{Status: enums.WORKFLOW_EXECUTION_STATUS_RUNNING}
+	if !at.IsZero() {
+		info = &workflowpb.WorkflowExecutionInfo{Status: enums.WORKFLOW_EXECUTION_STATUS_COMPLETED, CloseTime: timestamppb.New(at)}
+	}
+	return &workflowservice.DescribeWorkflowExecutionResponse{WorkflowExecutionInfo: info}, nil
+}
+
+// released says which jobs' clients read every result.
+type released struct {
+	store.Jobs
+	ids []string
+}
+
+func (r *released) LastHeartbeat(_ context.Context, id string) (time.Time, error) {
+	if slices.Contains(r.ids, id) {
+		return time.Time{}, store.ErrReleased
+	}
+	return time.Now(), nil
+}
+
+// The collector deletes the large inputs and environment of ended jobs, their
+// large outputs once read (after a grace) or past retention, and programs no job
+// ran for the program TTL; it keeps everything of running jobs, tenants' shared
+// files, and blobs of jobs not started yet.
+func TestCollect(t *testing.T) {
+	now := time.Date(2026, 12, 7, 12, 0, 0, 0, time.UTC)
+	const (
+		running  = "j-acme-0000000000000running1"
+		readOld  = "j-acme-000000000000readold01"
+		readNew  = "j-acme-000000000000readnew01"
+		unread   = "j-acme-0000000000000unread01"
+		stale    = "j-acme-00000000000000stale01"
+		unknown  = "j-acme-000000000000unknown01"
+		starting = "j-acme-00000000000starting01"
+	)
+	for _, id := range []string{running, readOld, readNew, unread, stale, unknown, starting} {
+		if !job.ValidID(id) {
+			t.Fatalf("%s is not a job ID", id)
+		}
+	}
+	b := &agedBlobs{written: map[string]time.Time{}}
+	for _, id := range []string{running, readOld, readNew, unread, stale} {
+		b.put(t, job.InputKey(id, 3), now.Add(-40*24*time.Hour))
+		b.put(t, job.OutputKey(id, 3), now.Add(-2*24*time.Hour))
+		b.put(t, job.EnvKey(id), now.Add(-40*24*time.Hour))
+	}
+	b.put(t, job.OutputKey(stale, 4), now.Add(-8*24*time.Hour))
+	b.put(t, job.InputKey(unknown, 0), now.Add(-2*time.Hour))
+	b.put(t, job.InputKey(starting, 0), now.Add(-10*time.Minute))
+	oldProgram, usedProgram := job.BinaryKeyFor("acme", strings.Repeat("a", 64)), job.BinaryKeyFor("acme", strings.Repeat("b", 64))
+	b.put(t, oldProgram, now.Add(-31*24*time.Hour))
+	b.put(t, usedProgram, now.Add(-31*24*time.Hour))
+	b.put(t, job.UsedKey(usedProgram), now.Add(-24*time.Hour))
+	b.put(t, job.UsedKey(job.BinaryKeyFor("acme", strings.Repeat("c", 64))), now.Add(-40*24*time.Hour)) // its program is gone
+	shared := job.SharedKey("acme", "notes.txt")
+	b.put(t, shared, now.Add(-400*24*time.Hour))
+
+	c := &activities.Control{
+		Blobs: b,
+		Now:   func() time.Time { return now },
+		Jobs:  &released{ids: []string{readOld, readNew}},
+		Temporal: &jobsAt{closed: map[string]time.Time{
+			running: {}, readOld: now.Add(-2 * time.Hour), readNew: now.Add(-10 * time.Minute),
+			unread: now.Add(-24 * time.Hour), stale: now.Add(-24 * time.Hour),
+		}},
+	}
+	got, err := (&activities.Collector{Control: c}).Collect(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{
+		job.InputKey(running, 3), job.OutputKey(running, 3), job.EnvKey(running),
+		job.OutputKey(readNew, 3), job.OutputKey(unread, 3), job.OutputKey(stale, 3),
+		job.InputKey(starting, 0), usedProgram, job.UsedKey(usedProgram), shared,
+	}
+	infos, err := b.Store.List(context.Background(), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var left []string
+	for _, info := range infos {
+		left = append(left, info.Key)
+	}
+	slices.Sort(left)
+	slices.Sort(want)
+	if !slices.Equal(left, want) {
+		t.Errorf("left after the collection:\n%s\nwant:\n%s", strings.Join(left, "\n"), strings.Join(want, "\n"))
+	}
+	if got.Blobs != len(b.written)-len(want) || got.Bytes != int64(4*got.Blobs) {
+		t.Errorf("collected %+v; want %d blobs of 4 bytes", got, len(b.written)-len(want))
+	}
+}
+
+// FinishJob marks the job's program used, so that the collector keeps it.
+func TestFinishJobMarksItsProgramUsed(t *testing.T) {
+	ctx := context.Background()
+	blobs := &memblob.Store{}
+	c := &activities.Control{Queue: &queue{}, Blobs: blobs}
+	const id = "j-acme-0123456789abcdefmark"
+	digest := strings.Repeat("d", 64)
+	if err := c.FinishJob(ctx, activities.FinishInput{JobID: id, State: job.StateSucceeded, Binary: digest}); err != nil {
+		t.Fatal(err)
+	}
+	if ok, err := blobs.Has(ctx, job.UsedKey(job.BinaryKeyFor("acme", digest))); err != nil || !ok {
+		t.Errorf("no mark of the program's use: %v, %v", ok, err)
+	}
+}
