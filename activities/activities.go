@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"sync"
 	"time"
 
 	"go.temporal.io/sdk/activity"
@@ -51,6 +52,8 @@ type Control struct {
 	Temporal TemporalClient
 	// Blobs, if set, is where FinishJob deletes a finished job's environment.
 	Blobs blob.Store
+
+	marked sync.Map // program key → when FinishJob last marked it used (markUsed)
 }
 
 func (c *Control) now() time.Time {

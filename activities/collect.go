@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
-	"sync"
 	"time"
 
 	enumspb "go.temporal.io/api/enums/v1"
@@ -194,8 +193,6 @@ func (c *Control) jobClosed(ctx context.Context, id string) (closed bool, state 
 // with a ProgramTTL of days, so one a day is plenty.
 const markEvery = 24 * time.Hour
 
-var marked sync.Map // program key → time.Time this process last marked it
-
 // markUsed records that a job of jobID's tenant ran the program with digest.
 func (c *Control) markUsed(ctx context.Context, jobID, digest string) error {
 	if digest == "" || c.Blobs == nil {
@@ -203,13 +200,13 @@ func (c *Control) markUsed(ctx context.Context, jobID, digest string) error {
 	}
 	key := job.BinaryKeyFor(job.TenantOf(jobID), digest)
 	now := c.now()
-	if last, ok := marked.Load(key); ok && now.Sub(last.(time.Time)) < markEvery {
+	if last, ok := c.marked.Load(key); ok && now.Sub(last.(time.Time)) < markEvery {
 		return nil
 	}
 	if err := c.Blobs.Put(ctx, job.UsedKey(key), strings.NewReader("")); err != nil {
 		return fmt.Errorf("mark program %s used: %w", key, err)
 	}
-	marked.Store(key, now)
+	c.marked.Store(key, now)
 	return nil
 }
 
