@@ -81,8 +81,12 @@ type Cluster struct {
 	st     store.Backend
 
 	mu       sync.Mutex
-	uploaded map[string]bool               // binary digests known to be in the blob store
-	envs     map[string]activities.EnvInfo // what each built environment can run
+	uploaded map[string]bool // binary digests known to be in the blob store
+	// uploading are the uploads under way, by digest: jobs started at once from
+	// one program share one upload (fifty concurrent puts of one 60 MB program
+	// drew "too many requests" from NATS).
+	uploading map[string]chan struct{}
+	envs      map[string]activities.EnvInfo // what each built environment can run
 }
 
 const dialTimeout = 3 * time.Second
@@ -155,7 +159,7 @@ func Dial(ctx context.Context, cfg Config) (*Cluster, error) {
 		}
 		return nil, noCluster("store at "+cfg.StoreURL, err)
 	}
-	return &Cluster{cfg: cfg, tenant: tenant, system: system, tc: tc, st: st, uploaded: map[string]bool{}, envs: map[string]activities.EnvInfo{}}, nil
+	return &Cluster{cfg: cfg, tenant: tenant, system: system, tc: tc, st: st, uploaded: map[string]bool{}, uploading: map[string]chan struct{}{}, envs: map[string]activities.EnvInfo{}}, nil
 }
 
 // unauthorized turns Temporal's refusal of a call into an *Error of kind
@@ -349,30 +353,54 @@ func osName(abi elf.OSABI) string {
 
 // upload puts the executable in the blob store unless it is there already.
 func (c *Cluster) upload(ctx context.Context, path, digest string) error {
-	c.mu.Lock()
-	done := c.uploaded[digest]
-	c.mu.Unlock()
-	if done {
-		return nil
+	for {
+		c.mu.Lock()
+		if c.uploaded[digest] {
+			c.mu.Unlock()
+			return nil
+		}
+		if busy, ok := c.uploading[digest]; ok {
+			c.mu.Unlock()
+			select {
+			case <-busy: // done, or failed: look again
+				continue
+			case <-ctx.Done():
+				return fmt.Errorf("burla: upload executable %s: %w", path, ctx.Err())
+			}
+		}
+		done := make(chan struct{})
+		c.uploading[digest] = done
+		c.mu.Unlock()
+		err := c.put(ctx, path, digest)
+		c.mu.Lock()
+		delete(c.uploading, digest)
+		if err == nil {
+			c.uploaded[digest] = true
+		}
+		c.mu.Unlock()
+		close(done)
+		return err
 	}
+}
+
+// put stores the program at path under its digest, unless the store has it.
+func (c *Cluster) put(ctx context.Context, path, digest string) error {
 	key := job.BinaryKeyFor(c.tenant, digest)
 	has, err := c.st.Has(ctx, key)
 	if err != nil {
 		return fmt.Errorf("burla: look up executable %s: %w", digest[:12], err)
 	}
-	if !has {
-		f, err := os.Open(path)
-		if err != nil {
-			return fmt.Errorf("burla: upload executable: %w", err)
-		}
-		defer f.Close()
-		if err := c.st.Put(ctx, key, f); err != nil {
-			return fmt.Errorf("burla: upload executable %s: %w", path, err)
-		}
+	if has {
+		return nil
 	}
-	c.mu.Lock()
-	c.uploaded[digest] = true
-	c.mu.Unlock()
+	f, err := os.Open(path)
+	if err != nil {
+		return fmt.Errorf("burla: upload executable: %w", err)
+	}
+	defer f.Close()
+	if err := c.st.Put(ctx, key, f); err != nil {
+		return fmt.Errorf("burla: upload executable %s: %w", path, err)
+	}
 	return nil
 }
 

@@ -35,17 +35,22 @@ func TestFiftyJobsAtOnce(t *testing.T) {
 		mu     sync.Mutex
 		failed []string
 		ids    []string
+		done   = map[string]bool{}
 	)
 	for n := range queueJobs {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			in := []int{n, n + 1, n + 2, n + 3}
+			var self string
 			out, err := burla.RemoteParallelMap(ctx, slowSquare, in, opts(burla.OnStart(func(id string) {
 				mu.Lock()
-				ids = append(ids, id)
+				ids, self = append(ids, id), id
 				mu.Unlock()
 			}))...)
+			mu.Lock()
+			done[self] = true
+			mu.Unlock()
 			if err != nil || fmt.Sprint(out) != fmt.Sprint([]int{n * n, (n + 1) * (n + 1), (n + 2) * (n + 2), (n + 3) * (n + 3)}) {
 				mu.Lock()
 				failed = append(failed, fmt.Sprintf("job %d: %v, %v", n, out, err))
@@ -53,13 +58,16 @@ func TestFiftyJobsAtOnce(t *testing.T) {
 			}
 		}()
 	}
-	// While they run, the newest job that has started says where it stands.
+	// While they run, the last job in the queue that has started and not ended
+	// says where it stands (job IDs sort by time, and so does the queue).
 	queued := ""
 	for deadline := time.Now().Add(2 * time.Minute); queued == "" && time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
 		mu.Lock()
 		var last string
-		if len(ids) > 0 {
-			last = ids[len(ids)-1]
+		for _, id := range ids {
+			if !done[id] && id > last {
+				last = id
+			}
 		}
 		mu.Unlock()
 		if last == "" {
