@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
 	"time"
 
@@ -80,7 +81,7 @@ func (g *Collector) Collect(ctx context.Context) (Collected, error) {
 	now := c.now()
 	used := map[string]blob.Info{} // program key → its marker: when a job last ran it
 	programs := map[string]blob.Info{}
-	jobs := map[string][]blob.Info{} // job → its blobs
+	jobs := map[string][]jobBlob{} // job → its blobs
 	for _, info := range infos {
 		switch {
 		case job.IsSharedKey(info.Key):
@@ -90,8 +91,8 @@ func (g *Collector) Collect(ctx context.Context) (Collected, error) {
 		case strings.HasPrefix(info.Key, "bin-"):
 			programs[info.Key] = info
 		default:
-			if id, _, ok := job.BlobJob(info.Key); ok {
-				jobs[id] = append(jobs[id], info)
+			if id, kind, ok := job.BlobJob(info.Key); ok {
+				jobs[id] = append(jobs[id], jobBlob{info, kind})
 			}
 		}
 	}
@@ -130,8 +131,8 @@ func (g *Collector) Collect(ctx context.Context) (Collected, error) {
 		if closedAt.IsZero() { // Temporal does not know the job
 			newest := time.Time{}
 			for _, b := range blobs {
-				if b.Modified.After(newest) {
-					newest = b.Modified
+				if b.info.Modified.After(newest) {
+					newest = b.info.Modified
 				}
 			}
 			if now.Sub(newest) < unstartedGrace {
@@ -139,18 +140,18 @@ func (g *Collector) Collect(ctx context.Context) (Collected, error) {
 			}
 			closedAt = newest
 		}
-		read := false
-		if c.Jobs != nil {
+		released := false // every result read: asked only of a job with large outputs
+		if c.Jobs != nil && slices.ContainsFunc(blobs, func(b jobBlob) bool { return b.kind == "out" }) {
 			_, err := c.Jobs.LastHeartbeat(ctx, id)
-			read = errors.Is(err, store.ErrReleased)
+			released = errors.Is(err, store.ErrReleased)
 		}
 		for _, b := range blobs {
-			_, kind, _ := job.BlobJob(b.Key)
-			switch {
-			case kind != "out":
-				del(b)
-			case read && now.Sub(closedAt) > p.ReadGrace, now.Sub(b.Modified) > p.Retention:
-				del(b)
+			if b.kind != "out" {
+				del(b.info)
+				continue
+			}
+			if released && now.Sub(closedAt) > p.ReadGrace || now.Sub(b.info.Modified) > p.Retention {
+				del(b.info)
 			}
 		}
 	}
@@ -162,6 +163,12 @@ func (g *Collector) Collect(ctx context.Context) (Collected, error) {
 		return out, fmt.Errorf("collect: %w", errors.Join(errs...))
 	}
 	return out, nil
+}
+
+// jobBlob is a blob of one job's, and which of its blobs it is (job.BlobJob).
+type jobBlob struct {
+	info blob.Info
+	kind string
 }
 
 // jobClosed reports whether the job's workflow has closed, how and when; a job
