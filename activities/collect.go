@@ -21,8 +21,10 @@ import (
 type CollectPolicy struct {
 	// ProgramTTL is how long a program no job has run is kept (default 30 days).
 	ProgramTTL time.Duration
-	// Retention is how long a job's large outputs are kept when its client has
-	// not read them (default 7 days, the NATS store's retention of results).
+	// Retention is how long an ended job's records (spec, results, logs) are
+	// kept, and its large outputs when its client has not read them: counted from
+	// the job's end, never from a write, so a job that runs for weeks keeps all
+	// its results (default 7 days).
 	Retention time.Duration
 	// ReadGrace is how long a job's large outputs are kept once it has ended and
 	// its client has read every result, for a second look (default 1 hour).
@@ -50,6 +52,7 @@ const unstartedGrace = time.Hour
 type Collected struct {
 	Blobs int   // blobs deleted
 	Bytes int64 // their size
+	Jobs  int   // jobs whose records were deleted
 }
 
 // Collector deletes what no job needs any more from the cluster's blob store,
@@ -61,13 +64,14 @@ type Collector struct {
 	Log     *slog.Logger
 }
 
-// Collect deletes from the blob store what no job needs any more: the large
+// Collect deletes what no job needs any more: from the blob store, the large
 // inputs and environment of jobs that have ended (FinishJob deletes the
 // environment too; this catches jobs whose end never ran, and inputs, which it
 // leaves), the large outputs of ended jobs once their client has read every
 // result and ReadGrace has passed, or once Retention has, and programs that no job
-// has run for ProgramTTL (FinishJob marks a program's use, job.UsedKey). It runs
-// on the control plane, which sees every tenant's blobs.
+// has run for ProgramTTL (FinishJob marks a program's use, job.UsedKey); from the
+// store (when Control.Queue is a store.Records), the records of jobs that ended
+// Retention ago. It runs on the control plane, which sees every tenant's.
 func (g *Collector) Collect(ctx context.Context) (Collected, error) {
 	c, p := g.Control, g.Policy.withDefaults()
 	var out Collected
@@ -119,6 +123,23 @@ func (g *Collector) Collect(ctx context.Context) (Collected, error) {
 			del(marker)
 		}
 	}
+	// The store's jobs: a job that has records and no blobs is looked up only
+	// once its records are older than Retention, which its end is then too (its
+	// records change until it ends, its client's last heartbeat).
+	records, _ := c.Queue.(store.Records)
+	updated := map[string]time.Time{} // job → when its records last changed
+	if records != nil {
+		rs, err := records.ListJobs(ctx)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("list jobs: %w", err))
+		}
+		for _, r := range rs {
+			updated[r.ID] = r.Updated
+			if _, ok := jobs[r.ID]; !ok && now.Sub(r.Updated) > p.Retention {
+				jobs[r.ID] = nil
+			}
+		}
+	}
 	for id, blobs := range jobs {
 		closed, _, closedAt, err := c.jobClosed(ctx, id)
 		if err != nil {
@@ -128,8 +149,8 @@ func (g *Collector) Collect(ctx context.Context) (Collected, error) {
 		if !closed {
 			continue
 		}
-		if closedAt.IsZero() { // Temporal does not know the job
-			newest := time.Time{}
+		if closedAt.IsZero() { // Temporal does not know the job: not started yet, or forgotten
+			newest := updated[id]
 			for _, b := range blobs {
 				if b.info.Modified.After(newest) {
 					newest = b.info.Modified
@@ -150,14 +171,22 @@ func (g *Collector) Collect(ctx context.Context) (Collected, error) {
 				del(b.info)
 				continue
 			}
-			if released && now.Sub(closedAt) > p.ReadGrace || now.Sub(b.info.Modified) > p.Retention {
+			if released && now.Sub(closedAt) > p.ReadGrace || now.Sub(closedAt) > p.Retention {
 				del(b.info)
+			}
+		}
+		if _, ok := updated[id]; ok && now.Sub(closedAt) > p.Retention {
+			if err := records.DeleteJob(ctx, id); err != nil {
+				errs = append(errs, err)
+			} else {
+				out.Jobs++
 			}
 		}
 	}
 	if c.Metrics != nil && c.Metrics.BlobsCollected != nil {
 		c.Metrics.BlobsCollected.Add(float64(out.Blobs))
 		c.Metrics.BlobBytesCollected.Add(float64(out.Bytes))
+		c.Metrics.JobsCollected.Add(float64(out.Jobs))
 	}
 	if len(errs) > 0 {
 		return out, fmt.Errorf("collect: %w", errors.Join(errs...))
@@ -234,10 +263,10 @@ func (g *Collector) Run(ctx context.Context, every time.Duration) {
 		}
 		got, err := g.Collect(ctx)
 		if err != nil && ctx.Err() == nil {
-			log.Warn("blob collection", "error", err)
+			log.Warn("collection", "error", err)
 		}
-		if got.Blobs > 0 {
-			log.Info("blob collection", "deleted", got.Blobs, "bytes", got.Bytes)
+		if got.Blobs > 0 || got.Jobs > 0 {
+			log.Info("collection", "blobs", got.Blobs, "bytes", got.Bytes, "jobs", got.Jobs)
 		}
 	}
 }

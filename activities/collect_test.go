@@ -74,9 +74,29 @@ func (r *released) LastHeartbeat(_ context.Context, id string) (time.Time, error
 	return time.Now(), nil
 }
 
+// recordsOf is a store's job records, each last changed when the map says.
+type recordsOf struct {
+	store.Queue
+	updated map[string]time.Time
+}
+
+func (r *recordsOf) ListJobs(context.Context) ([]store.JobRecord, error) {
+	var out []store.JobRecord
+	for id, at := range r.updated {
+		out = append(out, store.JobRecord{ID: id, Updated: at})
+	}
+	return out, nil
+}
+
+func (r *recordsOf) DeleteJob(_ context.Context, id string) error {
+	delete(r.updated, id)
+	return nil
+}
+
 // The collector deletes the large inputs and environment of ended jobs, their
-// large outputs once read (after a grace) or past retention, and programs no job
-// ran for the program TTL; it keeps everything of running jobs, tenants' shared
+// large outputs once read (after a grace) or a retention after they ended, the
+// records of jobs that ended a retention ago, and programs no job ran for the
+// program TTL; it keeps everything of running jobs however old, tenants' shared
 // files, and blobs of jobs not started yet.
 func TestCollect(t *testing.T) {
 	now := time.Date(2026, 12, 7, 12, 0, 0, 0, time.UTC)
@@ -85,22 +105,26 @@ func TestCollect(t *testing.T) {
 		readOld  = "j-acme-000000000000readold01"
 		readNew  = "j-acme-000000000000readnew01"
 		unread   = "j-acme-0000000000000unread01"
-		stale    = "j-acme-00000000000000stale01"
+		long     = "j-acme-000000000000000long01" // ran 9 days, ended a day ago
+		ancient  = "j-acme-000000000000ancient01" // ended 8 days ago
 		unknown  = "j-acme-000000000000unknown01"
 		starting = "j-acme-00000000000starting01"
+		forgot   = "j-acme-0000000000000forgot01" // Temporal forgot it; its records are 8 days old
 	)
-	for _, id := range []string{running, readOld, readNew, unread, stale, unknown, starting} {
+	for _, id := range []string{running, readOld, readNew, unread, long, ancient, unknown, starting, forgot} {
 		if !job.ValidID(id) {
 			t.Fatalf("%s is not a job ID", id)
 		}
 	}
 	b := &agedBlobs{written: map[string]time.Time{}}
-	for _, id := range []string{running, readOld, readNew, unread, stale} {
+	for _, id := range []string{running, readOld, readNew, unread, long} {
 		b.put(t, job.InputKey(id, 3), now.Add(-40*24*time.Hour))
 		b.put(t, job.OutputKey(id, 3), now.Add(-2*24*time.Hour))
 		b.put(t, job.EnvKey(id), now.Add(-40*24*time.Hour))
 	}
-	b.put(t, job.OutputKey(stale, 4), now.Add(-8*24*time.Hour))
+	b.put(t, job.OutputKey(long, 4), now.Add(-9*24*time.Hour))
+	b.put(t, job.OutputKey(running, 4), now.Add(-9*24*time.Hour))
+	b.put(t, job.OutputKey(ancient, 0), now.Add(-9*24*time.Hour))
 	b.put(t, job.InputKey(unknown, 0), now.Add(-2*time.Hour))
 	b.put(t, job.InputKey(starting, 0), now.Add(-10*time.Minute))
 	oldProgram, usedProgram := job.BinaryKeyFor("acme", strings.Repeat("a", 64)), job.BinaryKeyFor("acme", strings.Repeat("b", 64))
@@ -111,13 +135,20 @@ func TestCollect(t *testing.T) {
 	shared := job.SharedKey("acme", "notes.txt")
 	b.put(t, shared, now.Add(-400*24*time.Hour))
 
+	records := &recordsOf{updated: map[string]time.Time{
+		running: now.Add(-9 * 24 * time.Hour), // a detached job: nothing has changed its records since its upload
+		long:    now.Add(-24 * time.Hour), ancient: now.Add(-8 * 24 * time.Hour),
+		readOld: now.Add(-2 * time.Hour), forgot: now.Add(-8 * 24 * time.Hour),
+		starting: now.Add(-10 * time.Minute),
+	}}
 	c := &activities.Control{
+		Queue: records,
 		Blobs: b,
 		Now:   func() time.Time { return now },
 		Jobs:  &released{ids: []string{readOld, readNew}},
 		Temporal: &jobsAt{closed: map[string]time.Time{
 			running: {}, readOld: now.Add(-2 * time.Hour), readNew: now.Add(-10 * time.Minute),
-			unread: now.Add(-24 * time.Hour), stale: now.Add(-24 * time.Hour),
+			unread: now.Add(-24 * time.Hour), long: now.Add(-24 * time.Hour), ancient: now.Add(-8 * 24 * time.Hour),
 		}},
 	}
 	got, err := (&activities.Collector{Control: c}).Collect(context.Background())
@@ -125,8 +156,8 @@ func TestCollect(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := []string{
-		job.InputKey(running, 3), job.OutputKey(running, 3), job.EnvKey(running),
-		job.OutputKey(readNew, 3), job.OutputKey(unread, 3), job.OutputKey(stale, 3),
+		job.InputKey(running, 3), job.OutputKey(running, 3), job.OutputKey(running, 4), job.EnvKey(running),
+		job.OutputKey(readNew, 3), job.OutputKey(unread, 3), job.OutputKey(long, 3), job.OutputKey(long, 4),
 		job.InputKey(starting, 0), usedProgram, job.UsedKey(usedProgram), shared,
 	}
 	infos, err := b.Store.List(context.Background(), "")
@@ -142,8 +173,16 @@ func TestCollect(t *testing.T) {
 	if !slices.Equal(left, want) {
 		t.Errorf("left after the collection:\n%s\nwant:\n%s", strings.Join(left, "\n"), strings.Join(want, "\n"))
 	}
-	if got.Blobs != len(b.written)-len(want) || got.Bytes != int64(4*got.Blobs) {
-		t.Errorf("collected %+v; want %d blobs of 4 bytes", got, len(b.written)-len(want))
+	if got.Blobs != len(b.written)-len(want) || got.Bytes != int64(4*got.Blobs) || got.Jobs != 2 {
+		t.Errorf("collected %+v; want %d blobs of 4 bytes and 2 jobs", got, len(b.written)-len(want))
+	}
+	var kept []string
+	for id := range records.updated {
+		kept = append(kept, id)
+	}
+	slices.Sort(kept)
+	if want := slices.Sorted(slices.Values([]string{long, readOld, running, starting})); !slices.Equal(kept, want) {
+		t.Errorf("records kept of jobs %q; want those of %q (deleted: ancient and forgot)", kept, want)
 	}
 }
 

@@ -12,6 +12,8 @@ type ControlMetrics struct {
 	// BlobsCollected and BlobBytesCollected count what Collect deleted.
 	BlobsCollected     prometheus.Counter
 	BlobBytesCollected prometheus.Counter
+	// JobsCollected counts the jobs whose records Collect deleted.
+	JobsCollected prometheus.Counter
 }
 
 // NewControlMetrics registers the control plane's metrics on reg.
@@ -26,8 +28,10 @@ func NewControlMetrics(reg prometheus.Registerer) *ControlMetrics {
 		BlobsCollected: prometheus.NewCounter(prometheus.CounterOpts{Name: "burla_control_blobs_collected_total",
 			Help: "Blobs the collector deleted: ended jobs' large inputs and outputs and environments, programs no job ran for a while."}),
 		BlobBytesCollected: prometheus.NewCounter(prometheus.CounterOpts{Name: "burla_control_blob_bytes_collected_total", Help: "Bytes of the blobs the collector deleted."}),
+		JobsCollected: prometheus.NewCounter(prometheus.CounterOpts{Name: "burla_control_jobs_collected_total",
+			Help: "Jobs whose records (spec, results, logs) the collector deleted, their retention after they ended having passed."}),
 	}
-	reg.MustRegister(m.JobsPlaced, m.PlacementFailed, m.JobsFinished, m.ClientsLost, m.NodesLive, m.BlobsCollected, m.BlobBytesCollected)
+	reg.MustRegister(m.JobsPlaced, m.PlacementFailed, m.JobsFinished, m.ClientsLost, m.NodesLive, m.BlobsCollected, m.BlobBytesCollected, m.JobsCollected)
 	return m
 }
 

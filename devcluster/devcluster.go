@@ -111,6 +111,9 @@ type Config struct {
 	// CollectEvery is how often the blobs no job needs are deleted
 	// (activities.Control.Collect); zero means every 10 minutes, negative never.
 	CollectEvery time.Duration
+	// Retention is how long an ended job's records, results and logs are kept
+	// (activities.CollectPolicy); zero means 7 days.
+	Retention time.Duration
 	// Metrics, if set, receives the control plane's Prometheus metrics, which the
 	// caller serves at MetricsURL.
 	Metrics    prometheus.Registerer
@@ -352,7 +355,7 @@ func Start(ctx context.Context, cfg Config) (_ *Cluster, err error) {
 	if cfg.CollectEvery >= 0 {
 		var collectCtx context.Context
 		collectCtx, c.stopCollect = context.WithCancel(context.WithoutCancel(ctx))
-		g := &activities.Collector{Control: control, Log: cfg.Logger}
+		g := &activities.Collector{Control: control, Policy: activities.CollectPolicy{Retention: cfg.Retention}, Log: cfg.Logger}
 		go g.Run(collectCtx, cmp.Or(cfg.CollectEvery, 10*time.Minute))
 	}
 

@@ -196,6 +196,24 @@ type Uploads interface {
 	Upload(ctx context.Context, jobID string) (Upload, error)
 }
 
+// JobRecord names a job whose records a store holds, and when they last changed.
+type JobRecord struct {
+	ID      string
+	Updated time.Time // the latest write of its spec, heartbeat or upload record
+}
+
+// Records lets the collector find the jobs a store holds records of and delete
+// those of jobs that ended long ago. A store keeps a job's records until they are
+// deleted, however long the job runs: none expires by age on its own. Every
+// backend here implements it; like Uploads, it is apart from Store.
+type Records interface {
+	// ListJobs returns every job whose spec, heartbeat or upload the store holds.
+	ListJobs(ctx context.Context) ([]JobRecord, error)
+	// DeleteJob deletes everything the store holds of the job: its spec, queue,
+	// results, logs, heartbeat and upload record. Deleting a job again is no error.
+	DeleteJob(ctx context.Context, jobID string) error
+}
+
 // Node is a node agent's record of itself, refreshed while it lives.
 type Node struct {
 	ID        string `json:"id"`

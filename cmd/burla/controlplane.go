@@ -71,7 +71,8 @@ func runControlPlane(ctx context.Context, args []string) error {
 	fs.StringVar(&g.TemporalAPIKeySecret, "gce-temporal-api-key-secret", "", "a Secret Manager secret version (projects/P/secrets/S/versions/latest) with the Temporal API key node VMs use")
 	gceEndpoint := fs.String("gce-endpoint", "", "the Compute Engine API endpoint (default Google's; an http:// one, for tests, is used without credentials)")
 	sweepEvery := fs.Duration("orphan-sweep", 5*time.Minute, "how often to delete the nodes a provider has for a cluster that the cluster does not know (0: never)")
-	collectEvery := fs.Duration("collect-every", 10*time.Minute, "how often to delete the blobs no job needs: ended jobs' large inputs and (once read, or past retention) outputs, programs unused for --program-ttl (0: never)")
+	collectEvery := fs.Duration("collect-every", 10*time.Minute, "how often to delete what no job needs: ended jobs' large inputs, (once read, or past --retention) outputs and (past --retention) records, results and logs, programs unused for --program-ttl (0: never)")
+	retention := fs.Duration("retention", 7*24*time.Hour, "how long an ended job's results, logs and records are kept, counted from its end")
 	programTTL := fs.Duration("program-ttl", 30*24*time.Hour, "how long a program no job has run is kept in the store")
 	upload := fs.Bool("upload-binary", true, "upload this program to --gce-binary-url when it is a gs:// URL")
 	localNodes := fs.String("local-nodes", "", "serve the local provider: node agents as processes on this machine, each with its cache under this directory; they outlive this process, and a restarted control plane finds them again")
@@ -196,7 +197,7 @@ func runControlPlane(ctx context.Context, args []string) error {
 		go sweepOrphans(ctx, tc, providers, *sweepEvery, log)
 	}
 	if *collectEvery > 0 {
-		g := &activities.Collector{Control: control, Policy: activities.CollectPolicy{ProgramTTL: *programTTL}, Log: log}
+		g := &activities.Collector{Control: control, Policy: activities.CollectPolicy{ProgramTTL: *programTTL, Retention: *retention}, Log: log}
 		go g.Run(ctx, *collectEvery)
 	}
 	fmt.Printf("burla control plane: Temporal %s (namespace %q), store %s, providers %v, metrics %s, dashboard %s\n",

@@ -318,7 +318,8 @@ func runDev(ctx context.Context, args []string) error {
 	keys := fs.String("keys", "", "admit only callers with an API key from this keys file, each tenant seeing only its own jobs (make keys with `burla keys add`)")
 	tlsFlags := devTLSFlags(fs)
 	limits := tenantLimitFlags(fs)
-	collectEvery := fs.Duration("collect-every", 10*time.Minute, "how often to delete the blobs no job needs: ended jobs' large inputs and (once read, or past retention) outputs, programs unused for 30 days (0: never)")
+	collectEvery := fs.Duration("collect-every", 10*time.Minute, "how often to delete what no job needs: ended jobs' large inputs, (once read, or past --retention) outputs and (past --retention) records, results and logs, programs unused for 30 days (0: never)")
+	retention := fs.Duration("retention", 7*24*time.Hour, "how long an ended job's results, logs and records are kept, counted from its end")
 	suggestCAN := fs.Int("suggest-continue-as-new", 0, "history events after which the embedded Temporal server suggests that a workflow continue as new (0: Temporal's default, 4096); tests set it low")
 	verbose := fs.Bool("v", false, "log verbosely")
 	fs.Parse(args)
@@ -343,7 +344,7 @@ func runDev(ctx context.Context, args []string) error {
 		TemporalPort: anyPort(*temporalPort), UIPort: anyPort(*uiPort), NATSPort: anyPort(*natsPort),
 		Logger: log, Metrics: reg, MetricsURL: metricsAddr, Dashboard: dashboardAddr(*host, *dashboardPort), Keys: *keys,
 		TLSDir: tlsDir, TenantLimits: limits.get(), SuggestContinueAsNewAfter: *suggestCAN,
-		CollectEvery: cmp.Or(*collectEvery, -1),
+		CollectEvery: cmp.Or(*collectEvery, -1), Retention: *retention,
 	})
 	if err != nil {
 		return err

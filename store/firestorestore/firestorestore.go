@@ -49,6 +49,7 @@ import (
 var (
 	_ store.Store   = (*Store)(nil)
 	_ store.Uploads = (*Store)(nil)
+	_ store.Records = (*Store)(nil)
 	_ blob.Store    = (*Store)(nil)
 )
 
@@ -590,6 +591,40 @@ func deleteAll(ctx context.Context, fs *firestore.Client, coll *firestore.Collec
 			return err
 		}
 	}
+}
+
+// ListJobs implements store.Records: it reads the job documents' names and
+// update times (the client's heartbeat writes its job's), not their fields.
+func (s *Store) ListJobs(ctx context.Context) ([]store.JobRecord, error) {
+	docs, err := s.jobs.Select().Documents(ctx).GetAll()
+	if err != nil {
+		return nil, fmt.Errorf("list jobs: %w", err)
+	}
+	out := make([]store.JobRecord, 0, len(docs))
+	for _, d := range docs {
+		if job.ValidID(d.Ref.ID) {
+			out = append(out, store.JobRecord{ID: d.Ref.ID, Updated: d.UpdateTime})
+		}
+	}
+	return out, nil
+}
+
+// DeleteJob implements store.Records: the job's document goes last, so that a
+// deletion cut short is found and finished by the next.
+func (s *Store) DeleteJob(ctx context.Context, jobID string) error {
+	if err := s.DeleteInputs(ctx, jobID); err != nil {
+		return err
+	}
+	doc := s.jobDoc(jobID)
+	for _, coll := range []*firestore.CollectionRef{s.results(jobID), s.logs(jobID), doc.Collection("client")} {
+		if err := deleteAll(ctx, s.fs, coll); err != nil {
+			return fmt.Errorf("delete records of job %s: %w", jobID, err)
+		}
+	}
+	if _, err := doc.Delete(ctx); err != nil && status.Code(err) != codes.NotFound {
+		return fmt.Errorf("delete job %s: %w", jobID, err)
+	}
+	return nil
 }
 
 // PutResults implements store.Results: each result is a document keyed by its

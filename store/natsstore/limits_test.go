@@ -142,25 +142,12 @@ func TestTenantCannotMakeStreamsPastItsLimits(t *testing.T) {
 func TestStoreStreamsIsWhatTheStoreMakes(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	srv, err := natsserver.Start(natsserver.Config{StoreDir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(srv.Stop)
+	srv, js := rawServer(t)
 	s, err := natsstore.Connect(ctx, srv.URL(), "test")
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(s.Close)
-	nc, err := nats.Connect(srv.URL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
 	var names []string
 	for n := range js.StreamNames(ctx).Name() {
 		names = append(names, n)

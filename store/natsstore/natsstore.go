@@ -7,7 +7,11 @@
 //     lease, so a chunk claimed by a worker that dies is redelivered.
 //   - stream BURLA_RESULTS, subjects burla.out.<job>, and BURLA_LOGS, subjects
 //     burla.log.<job>: batches of records, read back with ordered consumers.
-//   - key-value bucket burla-jobs: <job>.spec, <job>.seal, <job>.hb.
+//   - key-value bucket burla-jobs: <job>.spec, <job>.seal, <job>.hb, <job>.upload.
+//
+// A job's records, results and logs are kept until DeleteJob (the collector's,
+// Retention after the job ended): nothing expires by age, so a job that runs for
+// weeks keeps every result.
 //   - key-value bucket burla-nodes: one key per live node, expiring after NodeTTL.
 //   - object store burla-blobs: executables and large values.
 //   - object store burla-shared: tenants' shared files (job.SharedKey), apart from
@@ -48,14 +52,15 @@ const (
 
 	// NodeTTL is how long a node record lives without a refresh.
 	NodeTTL = store.NodeTTL
-	// Retention is how long results, logs and job records are kept, so that a
-	// detached job can be re-attached.
+	// Retention is how long the collector keeps an ended job's records, results
+	// and logs, so that a detached job can be re-attached (activities.CollectPolicy).
 	Retention = 7 * 24 * time.Hour
 )
 
 var (
 	_ store.Store   = (*Store)(nil)
 	_ store.Uploads = (*Store)(nil)
+	_ store.Records = (*Store)(nil)
 	_ blob.Store    = (*Store)(nil)
 )
 
@@ -123,8 +128,11 @@ func Open(ctx context.Context, nc *nats.Conn) (*Store, error) {
 
 var streamConfigs = []jetstream.StreamConfig{
 	{Name: streamInputs, Subjects: []string{"burla.in.*"}, Retention: jetstream.WorkQueuePolicy, Storage: jetstream.FileStorage},
-	{Name: streamResults, Subjects: []string{"burla.out.*"}, MaxAge: Retention, Storage: jetstream.FileStorage},
-	{Name: streamLogs, Subjects: []string{"burla.log.*"}, MaxAge: Retention, Storage: jetstream.FileStorage},
+	// No MaxAge: a result written in a job's first week is still there when the
+	// job ends in its third. Clusters made before kept them 7 days; ensure
+	// updates their streams.
+	{Name: streamResults, Subjects: []string{"burla.out.*"}, Storage: jetstream.FileStorage},
+	{Name: streamLogs, Subjects: []string{"burla.log.*"}, Storage: jetstream.FileStorage},
 }
 
 // ensure makes the streams and buckets if they are missing. Every bucket is on file
@@ -138,7 +146,7 @@ func (s *Store) ensure(ctx context.Context) (jobs, nodes jetstream.KeyValue, blo
 			return nil, nil, nil, nil, fmt.Errorf("create stream %s: %w", cfg.Name, err)
 		}
 	}
-	jobs, err = s.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: bucketJobs, TTL: Retention, Storage: jetstream.FileStorage})
+	jobs, err = s.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: bucketJobs, Storage: jetstream.FileStorage})
 	if err != nil {
 		return nil, nil, nil, nil, fmt.Errorf("create bucket %s: %w", bucketJobs, err)
 	}
@@ -892,6 +900,67 @@ func (s *Store) Upload(ctx context.Context, jobID string) (store.Upload, error) 
 		return u, fmt.Errorf("decode upload of job %s: %w", jobID, err)
 	}
 	return u, nil
+}
+
+// ListJobs implements store.Records: it reads the jobs bucket's keys and their
+// times, not their values.
+func (s *Store) ListJobs(ctx context.Context) ([]store.JobRecord, error) {
+	ctx, cancel := bounded(ctx)
+	defer cancel()
+	w, err := s.jobs.WatchAll(ctx, jetstream.MetaOnly(), jetstream.IgnoreDeletes())
+	if err != nil {
+		return nil, fmt.Errorf("list jobs: %w", err)
+	}
+	defer w.Stop()
+	latest := map[string]time.Time{}
+	for {
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("list jobs: %w", ctx.Err())
+		case e, ok := <-w.Updates():
+			if !ok {
+				return nil, errors.New("list jobs: the watch ended early")
+			}
+			if e == nil { // every key present when the watch began has come
+				out := make([]store.JobRecord, 0, len(latest))
+				for id, at := range latest {
+					out = append(out, store.JobRecord{ID: id, Updated: at})
+				}
+				return out, nil
+			}
+			id, _, _ := strings.Cut(e.Key(), ".")
+			if !job.ValidID(id) {
+				continue
+			}
+			if at := e.Created(); at.After(latest[id]) {
+				latest[id] = at
+			}
+		}
+	}
+}
+
+// DeleteJob implements store.Records. It purges by subject, so the bucket keeps
+// no delete markers of the job's keys.
+func (s *Store) DeleteJob(ctx context.Context, jobID string) error {
+	if err := s.DeleteInputs(ctx, jobID); err != nil {
+		return err
+	}
+	for stream, subject := range map[string]string{
+		streamResults:      outSubject(jobID),
+		streamLogs:         logSubject(jobID),
+		"KV_" + bucketJobs: "$KV." + bucketJobs + "." + jobID + ".>",
+	} {
+		if err := request(ctx, func(ctx context.Context) error {
+			st, err := s.js.Stream(ctx, stream)
+			if err != nil {
+				return err
+			}
+			return st.Purge(ctx, jetstream.WithPurgeSubject(subject))
+		}); err != nil {
+			return fmt.Errorf("delete records of job %s: %w", jobID, err)
+		}
+	}
+	return nil
 }
 
 // PutNode implements store.Nodes.

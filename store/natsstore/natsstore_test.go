@@ -113,22 +113,9 @@ func TestServerRestart(t *testing.T) {
 
 // A server whose node bucket an older burla made in memory gets it on disk.
 func TestNodeBucketMovesToDisk(t *testing.T) {
-	srv, err := natsserver.Start(natsserver.Config{StoreDir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer srv.Stop()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	nc, err := nats.Connect(srv.URL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	srv, js := rawServer(t)
 	if _, err := js.CreateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: "burla-nodes", TTL: store.NodeTTL, Storage: jetstream.MemoryStorage}); err != nil {
 		t.Fatal(err)
 	}
@@ -144,4 +131,57 @@ func TestNodeBucketMovesToDisk(t *testing.T) {
 	if got := st.CachedInfo().Config.Storage; got != jetstream.FileStorage {
 		t.Fatalf("node bucket storage %v; want file", got)
 	}
+}
+
+// Results, logs and job records do not expire by age, however long their job
+// runs: the collector deletes them once the job has ended. A server whose streams
+// an older burla made with a 7-day age limit loses the limit.
+func TestNothingExpiresByAge(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	srv, js := rawServer(t)
+	week := 7 * 24 * time.Hour
+	for name, subject := range map[string]string{"BURLA_RESULTS": "burla.out.*", "BURLA_LOGS": "burla.log.*"} {
+		if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: name, Subjects: []string{subject}, MaxAge: week, Storage: jetstream.FileStorage}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := js.CreateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: "burla-jobs", TTL: week, Storage: jetstream.FileStorage}); err != nil {
+		t.Fatal(err)
+	}
+	s, err := natsstore.Connect(ctx, srv.URL(), "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	for _, name := range []string{"BURLA_RESULTS", "BURLA_LOGS", "KV_burla-jobs"} {
+		st, err := js.Stream(ctx, name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if age := st.CachedInfo().Config.MaxAge; age != 0 {
+			t.Errorf("stream %s drops messages older than %v; want no age limit", name, age)
+		}
+	}
+}
+
+// rawServer starts a server without keys and connects to its JetStream API
+// directly, as an older burla or an operator would.
+func rawServer(t *testing.T) (*natsserver.Server, jetstream.JetStream) {
+	t.Helper()
+	srv, err := natsserver.Start(natsserver.Config{StoreDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(srv.Stop)
+	nc, err := nats.Connect(srv.URL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return srv, js
 }

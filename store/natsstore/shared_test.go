@@ -2,6 +2,7 @@ package natsstore_test
 
 import (
 	"context"
+	"errors"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -13,6 +14,7 @@ import (
 	"github.com/burla-temporal/burla/auth"
 	"github.com/burla-temporal/burla/blob"
 	"github.com/burla-temporal/burla/job"
+	"github.com/burla-temporal/burla/store"
 	"github.com/burla-temporal/burla/store/natsstore"
 	"github.com/burla-temporal/burla/store/natsstore/natsserver"
 )
@@ -167,5 +169,76 @@ func TestTenantsRouteSharedFiles(t *testing.T) {
 	}
 	if got := listKeys(t, ctx, acme, job.SharedPrefix("acme")); len(got) != 0 {
 		t.Fatalf("after Delete acme lists %q", got)
+	}
+}
+
+// The cluster's components see every tenant's blobs and jobs through Tenants, a
+// fresh connection too (a control plane restarted): the collector lists them all.
+func TestTenantsListEveryTenant(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	keysFile := filepath.Join(t.TempDir(), "keys.json")
+	for _, tenant := range []string{"acme", "other"} {
+		if _, err := auth.Add(keysFile, auth.RoleTenant, tenant); err != nil {
+			t.Fatal(err)
+		}
+	}
+	controlKey, err := auth.Add(keysFile, auth.RoleControl, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	keys, err := auth.Open(keysFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := natsserver.Start(natsserver.Config{StoreDir: t.TempDir(), Keys: keys})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(srv.Stop)
+	router, err := natsstore.ConnectTenants(ctx, srv.URL(), "control", controlKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wantKeys, wantJobs []string
+	for _, tenant := range []string{"acme", "other"} {
+		spec := job.Spec{ID: job.NewID(time.Now(), tenant), Function: "f", Binary: strings.Repeat("0", 64),
+			Inputs: 1, FuncCPU: 1, Lease: time.Second, ClientTimeout: 10 * time.Second}
+		if err := router.CreateJob(ctx, spec); err != nil {
+			t.Fatal(err)
+		}
+		key := job.InputKey(spec.ID, 0)
+		if err := router.Put(ctx, key, strings.NewReader("x")); err != nil {
+			t.Fatal(err)
+		}
+		wantKeys, wantJobs = append(wantKeys, key), append(wantJobs, spec.ID)
+	}
+	router.Close()
+
+	fresh, err := natsstore.ConnectTenants(ctx, srv.URL(), "control", controlKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(fresh.Close)
+	if got := listKeys(t, ctx, fresh, ""); !slices.Equal(got, slices.Sorted(slices.Values(wantKeys))) {
+		t.Errorf("a fresh router lists blobs %q; want every tenant's %q", got, wantKeys)
+	}
+	recs, err := fresh.ListJobs(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var gotJobs []string
+	for _, r := range recs {
+		gotJobs = append(gotJobs, r.ID)
+	}
+	slices.Sort(gotJobs)
+	if !slices.Equal(gotJobs, slices.Sorted(slices.Values(wantJobs))) {
+		t.Errorf("a fresh router lists jobs %q; want every tenant's %q", gotJobs, wantJobs)
+	}
+	if err := fresh.DeleteJob(ctx, wantJobs[0]); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := fresh.Job(ctx, wantJobs[0]); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("job after DeleteJob: %v; want ErrNotFound", err)
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"slices"
 	"sync"
 	"time"
@@ -20,7 +21,13 @@ import (
 var (
 	_ store.Backend = (*Tenants)(nil)
 	_ store.Uploads = (*Tenants)(nil)
+	_ store.Records = (*Tenants)(nil)
 )
+
+// bucketTenants, in the global account, names every tenant whose account a
+// system component has used (one key each), so that the collector can list
+// every tenant's blobs and jobs: no account can list the others.
+const bucketTenants = "burla-tenants"
 
 // Tenants is the store as the cluster's own components see it on a NATS server
 // that keeps each tenant in an account of its own (natsserver.Authenticator): a
@@ -31,9 +38,12 @@ type Tenants struct {
 	url, name, key string
 	opts           []nats.Option // the connection's besides the key: TLS
 	global         *Store
+	tenants        jetstream.KeyValue // bucketTenants
 
 	mu sync.Mutex
 	by map[string]*Store
+	// listed holds the tenants this process has recorded in bucketTenants.
+	listed map[string]bool
 }
 
 // ConnectTenants connects a component holding a key of a system role. opts add
@@ -43,7 +53,13 @@ func ConnectTenants(ctx context.Context, url, name, key string, opts ...nats.Opt
 	if err != nil {
 		return nil, err
 	}
-	return &Tenants{url: url, name: name, key: key, opts: opts, global: g, by: map[string]*Store{}}, nil
+	kv, err := g.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: bucketTenants, Storage: jetstream.FileStorage})
+	if err != nil {
+		g.Close()
+		return nil, fmt.Errorf("create bucket %s: %w", bucketTenants, err)
+	}
+	return &Tenants{url: url, name: name, key: key, opts: opts, global: g, tenants: kv,
+		by: map[string]*Store{}, listed: map[string]bool{}}, nil
 }
 
 // For returns the store of tenant's account.
@@ -53,6 +69,15 @@ func (t *Tenants) For(ctx context.Context, tenant string) (*Store, error) {
 	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	if !t.listed[tenant] {
+		// Recorded before the account is used, so the collector sees whatever
+		// the account comes to hold. A failure is tried again on the next use.
+		if err := put(ctx, t.tenants, tenant, nil); err != nil {
+			slog.Warn("NATS store: could not record a tenant for the collector", "tenant", tenant, "error", err)
+		} else {
+			t.listed[tenant] = true
+		}
+	}
 	if s, ok := t.by[tenant]; ok {
 		return s, nil
 	}
@@ -62,6 +87,67 @@ func (t *Tenants) For(ctx context.Context, tenant string) (*Store, error) {
 	}
 	t.by[tenant] = s
 	return s, nil
+}
+
+// Tenants returns every tenant whose account a system component has used.
+func (t *Tenants) Tenants(ctx context.Context) ([]string, error) {
+	ctx, cancel := bounded(ctx)
+	defer cancel()
+	l, err := t.tenants.ListKeys(ctx)
+	if err != nil {
+		if errors.Is(err, jetstream.ErrNoKeysFound) {
+			return nil, nil
+		}
+		return nil, fmt.Errorf("list tenants: %w", err)
+	}
+	defer l.Stop()
+	var out []string
+	for k := range l.Keys() {
+		if job.ValidTenant(k) {
+			out = append(out, k)
+		}
+	}
+	slices.Sort(out)
+	return out, nil
+}
+
+// eachTenant calls fn with the store of every tenant Tenants returns.
+func (t *Tenants) eachTenant(ctx context.Context, fn func(tenant string, s *Store) error) error {
+	names, err := t.Tenants(ctx)
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, name := range names {
+		s, err := t.For(ctx, name)
+		if err == nil {
+			err = fn(name, s)
+		}
+		if err != nil {
+			errs = append(errs, fmt.Errorf("tenant %s: %w", name, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// ListJobs implements store.Records over every tenant's account.
+func (t *Tenants) ListJobs(ctx context.Context) ([]store.JobRecord, error) {
+	var out []store.JobRecord
+	err := t.eachTenant(ctx, func(_ string, s *Store) error {
+		rs, err := s.ListJobs(ctx)
+		out = append(out, rs...)
+		return err
+	})
+	return out, err
+}
+
+// DeleteJob implements store.Records.
+func (t *Tenants) DeleteJob(ctx context.Context, jobID string) error {
+	s, err := t.job(ctx, jobID)
+	if err != nil {
+		return err
+	}
+	return s.DeleteJob(ctx, jobID)
 }
 
 // ErrTenantLimit marks a request the server refused because the tenant's
@@ -88,7 +174,7 @@ func limited(tenant string, err error) error {
 	switch api.ErrorCode {
 	case codeAccountResourcesExceeded, codeStorageResourcesExceeded, codeMemoryResourcesExceeded:
 		return fmt.Errorf("tenant %s's store is full: it holds all its account may (the cluster's --tenant-max-store-mb); "+
-			"it frees as the tenant's jobs end and their data expires (%v), or as its shared files are deleted: %w: %w", tenant, Retention, ErrTenantLimit, err)
+			"it frees as the collector deletes its ended jobs' data (%v after each ends), or as its shared files are deleted: %w: %w", tenant, Retention, ErrTenantLimit, err)
 	case codeMaximumStreamsLimit:
 		return fmt.Errorf("tenant %s has as many streams as its account may (the cluster's --tenant-max-streams): %w: %w", tenant, ErrTenantLimit, err)
 	case jetstream.JSErrCodeMaximumConsumersLimit:
@@ -290,7 +376,21 @@ func (t *Tenants) Has(ctx context.Context, key string) (bool, error) {
 
 // List implements blob.Store in the account of the tenant prefix names (see
 // job.BlobTenant), or the global one for a prefix that names none.
+// List lists the blobs whose keys begin with prefix. A prefix that names no
+// tenant ("", say) lists the global account's blobs and every tenant's.
 func (t *Tenants) List(ctx context.Context, prefix string) ([]blob.Info, error) {
+	if job.BlobTenant(prefix) == "" {
+		out, err := t.global.List(ctx, prefix)
+		if err != nil {
+			return nil, err
+		}
+		err = t.eachTenant(ctx, func(tenant string, s *Store) error {
+			v, err := s.List(ctx, prefix)
+			out = append(out, v...)
+			return limited(tenant, err)
+		})
+		return out, err
+	}
 	s, err := t.blob(ctx, prefix)
 	if err != nil {
 		return nil, err

@@ -28,6 +28,7 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 	t.Run("Nodes", func(t *testing.T) { testNodes(t, newStore(t)) })
 	t.Run("ClaimHonoursCancel", func(t *testing.T) { testClaimHonoursCancel(t, newStore(t)) })
 	t.Run("DeleteInputs", func(t *testing.T) { testDeleteInputs(t, newStore(t)) })
+	t.Run("Records", func(t *testing.T) { testRecords(t, newStore(t)) })
 }
 
 func newSpec(t *testing.T, lease time.Duration) job.Spec {
@@ -384,6 +385,108 @@ func testDeleteInputs(t *testing.T, s store.Store) {
 	}
 	if _, err := s.Progress(ctx, spec.ID); !errors.Is(err, store.ErrNotFound) {
 		t.Errorf("Progress after DeleteInputs: %v; want ErrNotFound", err)
+	}
+}
+
+// countResults returns how many results the store holds for the job.
+func countResults(t *testing.T, ctx context.Context, s store.Store, jobID string) int {
+	t.Helper()
+	var n atomic.Int64
+	w, err := s.WatchResults(ctx, jobID, func(rs []store.Result) { n.Add(int64(len(rs))) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	if err := w.Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	return int(n.Load())
+}
+
+// A store lists the jobs it holds records of, and DeleteJob deletes all of one
+// job's and nothing of another's.
+func testRecords(t *testing.T, s store.Store) {
+	ctx := ctxFor(t)
+	r, ok := s.(store.Records)
+	if !ok {
+		t.Fatalf("%T does not implement store.Records", s)
+	}
+	gone, kept := newSpec(t, time.Second), newSpec(t, time.Second)
+	before := time.Now().Add(-time.Minute) // the store's clock may differ a little from ours
+	for _, spec := range []job.Spec{gone, kept} {
+		mustCreate(t, ctx, s, spec, 2)
+		if err := s.PutResults(ctx, spec.ID, []store.Result{{Index: 0, Output: []byte("0")}, {Index: 1, Output: []byte("1")}}); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.PutLogs(ctx, spec.ID, []store.LogLine{{Index: 0, Stream: store.Stdout, Text: "hi"}}); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.Heartbeat(ctx, spec.ID); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.(store.Uploads).PutUpload(ctx, spec.ID, store.Upload{Inputs: 2, Uploaded: 2}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	listed := func() map[string]time.Time {
+		t.Helper()
+		rs, err := r.ListJobs(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		m := map[string]time.Time{}
+		for _, rec := range rs {
+			m[rec.ID] = rec.Updated
+		}
+		return m
+	}
+	got := listed()
+	for _, spec := range []job.Spec{gone, kept} {
+		if at, ok := got[spec.ID]; !ok || at.Before(before) || at.After(time.Now().Add(time.Minute)) {
+			t.Errorf("ListJobs gave job %s updated at %v (listed: %v); want it, updated about now", spec.ID, at, ok)
+		}
+	}
+	for range 2 { // deleting again is no error
+		if err := r.DeleteJob(ctx, gone.ID); err != nil {
+			t.Fatalf("DeleteJob: %v", err)
+		}
+	}
+	if _, ok := listed()[gone.ID]; ok {
+		t.Errorf("ListJobs still gives job %s after DeleteJob", gone.ID)
+	}
+	if _, err := s.Job(ctx, gone.ID); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("Job after DeleteJob: %v; want ErrNotFound", err)
+	}
+	if _, err := s.LastHeartbeat(ctx, gone.ID); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("LastHeartbeat after DeleteJob: %v; want ErrNotFound", err)
+	}
+	if _, err := s.(store.Uploads).Upload(ctx, gone.ID); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("Upload after DeleteJob: %v; want ErrNotFound", err)
+	}
+	if n := countResults(t, ctx, s, gone.ID); n != 0 {
+		t.Errorf("%d results left after DeleteJob; want none", n)
+	}
+	var lines atomic.Int64
+	lw, err := s.WatchLogs(ctx, gone.ID, func(ls []store.LogLine) { lines.Add(int64(len(ls))) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lw.Close()
+	if err := lw.Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if n := lines.Load(); n != 0 {
+		t.Errorf("%d log lines left after DeleteJob; want none", n)
+	}
+	// The other job keeps everything.
+	if _, err := s.Job(ctx, kept.ID); err != nil {
+		t.Errorf("the other job's spec: %v", err)
+	}
+	if n := countResults(t, ctx, s, kept.ID); n != 2 {
+		t.Errorf("the other job has %d results; want 2", n)
+	}
+	if _, ok := listed()[kept.ID]; !ok {
+		t.Errorf("ListJobs no longer gives the other job")
 	}
 }
 

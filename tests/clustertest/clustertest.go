@@ -49,6 +49,8 @@ type Options struct {
 	MaxNodes int
 	// CollectEvery is burla dev --collect-every (0: its default).
 	CollectEvery time.Duration
+	// Retention is burla dev --retention (0: its default).
+	Retention time.Duration
 	// Host is the address a Split cluster's servers listen on and every part
 	// dials (default 127.0.0.1): an address of the machine's that a network
 	// namespace can reach too.
@@ -154,6 +156,9 @@ func Start(ctx context.Context, o Options) (*Dev, error) {
 	}
 	if o.CollectEvery > 0 {
 		d.cmd.Args = append(d.cmd.Args, "--collect-every", o.CollectEvery.String())
+	}
+	if o.Retention > 0 {
+		d.cmd.Args = append(d.cmd.Args, "--retention", o.Retention.String())
 	}
 	if o.SuggestContinueAsNew > 0 {
 		d.cmd.Args = append(d.cmd.Args, "--suggest-continue-as-new", strconv.Itoa(o.SuggestContinueAsNew))

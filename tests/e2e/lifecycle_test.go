@@ -3,9 +3,11 @@ package e2e
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -13,6 +15,8 @@ import (
 	enumspb "go.temporal.io/api/enums/v1"
 
 	burla "github.com/burla-temporal/burla/sdk"
+	"github.com/burla-temporal/burla/store"
+	"github.com/burla-temporal/burla/store/storeurl"
 	"github.com/burla-temporal/burla/tests/clustertest"
 )
 
@@ -123,4 +127,64 @@ func waitClosed(t *testing.T, d *clustertest.Dev, jobID string) {
 		time.Sleep(100 * time.Millisecond)
 	}
 	t.Fatalf("job %s still running after 30s", jobID)
+}
+
+// A job that runs longer than the cluster's retention keeps every result: the
+// retention counts from the job's end, never from a result's write. Here the
+// retention is 2 s and the collector runs every 500 ms, and one input of a
+// detached job sleeps 6 s: when a client attaches 4 s in, the first results are
+// twice the retention old and all there. Once the job has ended, its records go
+// a retention later.
+func TestJobLongerThanRetentionKeepsItsResults(t *testing.T) {
+	ctx := testCtx(t, 3*time.Minute)
+	const retention = 2 * time.Second
+	d, err := clustertest.Start(ctx, clustertest.Options{Nodes: 1, CPUs: 2, CollectEvery: 500 * time.Millisecond, Retention: retention})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		if err := d.Stop(); err != nil {
+			t.Error(err)
+		}
+	}()
+	on := []burla.Option{burla.OnCluster(d.Cluster), burla.Spinner(false), burla.OnLog(func(burla.LogLine) {})}
+	in := []int{0, 0, 0, 0, 0, 0, 0, 0, 0, 6000}
+	j, err := burla.Submit(ctx, nap, in, append(on, burla.Detach())...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(4 * time.Second)
+	again, err := burla.Attach[int](ctx, j.ID(), on...)
+	if err != nil {
+		t.Fatalf("attach 4 s into a job with a 2 s retention: %v", err)
+	}
+	out, err := again.Outputs(ctx)
+	if err != nil || !slices.Equal(out, in) {
+		t.Fatalf("outputs of a job longer than the retention: %v, %v; want %v", out, err, in)
+	}
+	waitClosed(t, d, j.ID())
+	ended := time.Now()
+	st, err := storeurl.Open(ctx, d.Addrs.Store, "e2e-retention")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	for {
+		_, err := st.Job(ctx, j.ID())
+		if errors.Is(err, store.ErrNotFound) {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		if time.Since(ended) > 20*time.Second {
+			t.Fatalf("job %s's records are still in the store 20 s after it ended (retention %v)", j.ID(), retention)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	if gone := time.Since(ended); gone < retention-500*time.Millisecond {
+		t.Errorf("job %s's records went %v after it ended; want no sooner than its %v retention", j.ID(), gone, retention)
+	} else {
+		t.Logf("records deleted %v after the job ended (retention %v)", gone.Round(100*time.Millisecond), retention)
+	}
 }

@@ -88,6 +88,11 @@ var (
 		time.Sleep(20 * time.Millisecond)
 		return x, nil
 	})
+	// nap sleeps x milliseconds.
+	nap = burla.Func("nap", func(ctx context.Context, x int) (int, error) {
+		time.Sleep(time.Duration(x) * time.Millisecond)
+		return x, nil
+	})
 	floats = burla.Func("floats", func(ctx context.Context, x float64) (float64, error) { return x, nil })
 	// clientOnly exists in the caller but not in the worker: the worker's registry
 	// lacks it, as when a function is registered conditionally.
