@@ -174,7 +174,7 @@ func limited(tenant string, err error) error {
 	switch api.ErrorCode {
 	case codeAccountResourcesExceeded, codeStorageResourcesExceeded, codeMemoryResourcesExceeded:
 		return fmt.Errorf("tenant %s's store is full: it holds all its account may (the cluster's --tenant-max-store-mb); "+
-			"it frees as the collector deletes its ended jobs' data (%v after each ends), or as its shared files are deleted: %w: %w", tenant, Retention, ErrTenantLimit, err)
+			"it frees as the collector deletes its ended jobs' data (the cluster's --retention after each ends), or as its shared files are deleted: %w: %w", tenant, ErrTenantLimit, err)
 	case codeMaximumStreamsLimit:
 		return fmt.Errorf("tenant %s has as many streams as its account may (the cluster's --tenant-max-streams): %w: %w", tenant, ErrTenantLimit, err)
 	case jetstream.JSErrCodeMaximumConsumersLimit:

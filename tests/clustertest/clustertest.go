@@ -51,6 +51,8 @@ type Options struct {
 	CollectEvery time.Duration
 	// Retention is burla dev --retention (0: its default).
 	Retention time.Duration
+	// TenantMaxStoreMB is burla dev --tenant-max-store-mb (with Keys; 0: no bound).
+	TenantMaxStoreMB int
 	// Host is the address a Split cluster's servers listen on and every part
 	// dials (default 127.0.0.1): an address of the machine's that a network
 	// namespace can reach too.
@@ -156,6 +158,9 @@ func Start(ctx context.Context, o Options) (*Dev, error) {
 	}
 	if o.CollectEvery > 0 {
 		d.cmd.Args = append(d.cmd.Args, "--collect-every", o.CollectEvery.String())
+	}
+	if o.TenantMaxStoreMB > 0 {
+		d.cmd.Args = append(d.cmd.Args, "--tenant-max-store-mb", strconv.Itoa(o.TenantMaxStoreMB))
 	}
 	if o.Retention > 0 {
 		d.cmd.Args = append(d.cmd.Args, "--retention", o.Retention.String())
