@@ -96,7 +96,8 @@ func (d *dashboard) authenticate(next http.Handler) http.Handler {
 				httpError(w, http.StatusUnauthorized, err)
 				return
 			}
-			http.SetCookie(w, &http.Cookie{Name: keyCookie, Value: k, Path: "/", HttpOnly: true, SameSite: http.SameSiteStrictMode})
+			// Over TLS the cookie is Secure: a browser never sends it in plaintext.
+			http.SetCookie(w, &http.Cookie{Name: keyCookie, Value: k, Path: "/", HttpOnly: true, Secure: r.TLS != nil, SameSite: http.SameSiteStrictMode})
 			http.Redirect(w, r, "/", http.StatusSeeOther)
 			return
 		}

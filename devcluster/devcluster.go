@@ -297,10 +297,14 @@ func Start(ctx context.Context, cfg Config) (_ *Cluster, err error) {
 		if err != nil {
 			return nil, fmt.Errorf("dev cluster: dashboard: %w", err)
 		}
+		scheme := "http://"
+		if serverTLS != nil { // with the servers' certificate: keys never cross in plaintext
+			ln, scheme = tls.NewListener(ln, serverTLS.Clone()), "https://"
+		}
 		c.dashboard = &http.Server{Handler: dashboard.New(dashboard.Config{Temporal: c.tc, Store: c.st,
 			Namespace: c.addrs.Namespace, TemporalUI: c.addrs.UI, Keys: keys, Logger: cfg.Logger}), ReadHeaderTimeout: 10 * time.Second}
 		go c.dashboard.Serve(ln)
-		c.addrs.Dashboard = "http://" + ln.Addr().String()
+		c.addrs.Dashboard = scheme + ln.Addr().String()
 	}
 	c.local = local.New(local.Config{
 		Executable:      cfg.Executable,

@@ -7,6 +7,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"log/slog"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -144,7 +145,7 @@ func TestDevClusterOverTLS(t *testing.T) {
 	}
 	t.Setenv(temporalconn.EnvCACert, "") // Start sets it for the nodes; put it back after
 	c, err := Start(ctx, Config{DataDir: filepath.Join(dir, "dev"), Nodes: 1, CPUs: 1, Executable: exe,
-		TemporalPort: -1, UIPort: -1, NATSPort: -1, Keys: keysFile, TLSDir: tlsDir,
+		TemporalPort: -1, UIPort: -1, NATSPort: -1, Keys: keysFile, TLSDir: tlsDir, Dashboard: "127.0.0.1:0",
 		Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))})
 	if err != nil {
 		t.Fatal(err)
@@ -173,6 +174,26 @@ func TestDevClusterOverTLS(t *testing.T) {
 			tc.Close()
 		}
 		return err
+	}
+	// The dashboard serves HTTPS with the same certificate, and asks for a key.
+	if !strings.HasPrefix(a.Dashboard, "https://") {
+		t.Errorf("dashboard at %q; want https", a.Dashboard)
+	} else {
+		caPEM, err := os.ReadFile(a.CA)
+		if err != nil {
+			t.Fatal(err)
+		}
+		pool := x509.NewCertPool()
+		pool.AppendCertsFromPEM(caPEM)
+		hc := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
+		resp, err := hc.Get(a.Dashboard + "/api/jobs")
+		if err != nil {
+			t.Fatalf("dashboard over HTTPS with the CA: %v", err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusUnauthorized {
+			t.Errorf("dashboard without a key: %s; want 401", resp.Status)
+		}
 	}
 	if err := dial(temporalconn.Security{CACert: a.CA, Key: key}); err != nil {
 		t.Errorf("Temporal with the CA and a key: %v", err)

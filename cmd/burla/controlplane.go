@@ -48,6 +48,8 @@ func runControlPlane(ctx context.Context, args []string) error {
 	metricsAddr := fs.String("metrics-addr", "127.0.0.1:9464", "where to serve Prometheus metrics")
 	dashAddr := fs.String("dashboard-addr", "127.0.0.1:8234", "where to serve the web dashboard (empty: no dashboard)")
 	dashKeys := fs.String("dashboard-keys", "", "a keys file: the dashboard then asks for an API key and shows a tenant only its own jobs")
+	dashCert := fs.String("dashboard-tls-cert", "", "serve the dashboard over HTTPS only, with this certificate (PEM, with its chain) and --dashboard-tls-key")
+	dashKey := fs.String("dashboard-tls-key", "", "the private key (PEM) of --dashboard-tls-cert")
 	temporalUI := fs.String("temporal-ui", "", "the Temporal Web UI's base URL, for the dashboard's links into it (e.g. http://temporal.example:8233)")
 	verbose := fs.Bool("v", false, "log verbosely")
 
@@ -134,7 +136,7 @@ func runControlPlane(ctx context.Context, args []string) error {
 		if err != nil {
 			return fmt.Errorf("control plane: %w", err)
 		}
-		if dashURL, err = serveDashboard(ctx, *dashAddr, dashboard.Config{Temporal: tc, Store: st, Namespace: *namespace, TemporalUI: *temporalUI, Keys: keys, Logger: log}, log); err != nil {
+		if dashURL, err = serveDashboard(ctx, *dashAddr, *dashCert, *dashKey, dashboard.Config{Temporal: tc, Store: st, Namespace: *namespace, TemporalUI: *temporalUI, Keys: keys, Logger: log}, log); err != nil {
 			return fmt.Errorf("control plane: %w", err)
 		}
 	}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -35,11 +36,28 @@ func serveMetrics(addr string, log *slog.Logger) (*prometheus.Registry, string, 
 	return reg, "http://" + ln.Addr().String() + "/metrics", nil
 }
 
-// serveDashboard serves the web dashboard on addr until ctx ends and returns its URL.
-func serveDashboard(ctx context.Context, addr string, cfg dashboard.Config, log *slog.Logger) (string, error) {
+// serveDashboard serves the web dashboard on addr until ctx ends and returns its
+// URL: over TLS with the certificate in certFile and its key in keyFile, when
+// both are given.
+func serveDashboard(ctx context.Context, addr, certFile, keyFile string, cfg dashboard.Config, log *slog.Logger) (string, error) {
+	if (certFile == "") != (keyFile == "") {
+		return "", errors.New("dashboard: give both --dashboard-tls-cert and --dashboard-tls-key, or neither")
+	}
+	var tlsCfg *tls.Config
+	if certFile != "" {
+		pair, err := tls.LoadX509KeyPair(certFile, keyFile)
+		if err != nil {
+			return "", fmt.Errorf("dashboard: TLS certificate: %w", err)
+		}
+		tlsCfg = &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{pair}}
+	}
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return "", fmt.Errorf("dashboard: listen on %s: %w", addr, err)
+	}
+	scheme := "http://"
+	if tlsCfg != nil {
+		ln, scheme = tls.NewListener(ln, tlsCfg), "https://"
 	}
 	srv := &http.Server{Handler: dashboard.New(cfg), ReadHeaderTimeout: 10 * time.Second}
 	go func() {
@@ -48,5 +66,5 @@ func serveDashboard(ctx context.Context, addr string, cfg dashboard.Config, log 
 		}
 	}()
 	go func() { <-ctx.Done(); srv.Close() }()
-	return "http://" + ln.Addr().String(), nil
+	return scheme + ln.Addr().String(), nil
 }

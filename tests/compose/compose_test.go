@@ -10,6 +10,8 @@ package compose
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"fmt"
 	"math/rand/v2"
 	"net"
@@ -191,13 +193,27 @@ func TestServerCompose(t *testing.T) {
 	if nodes := nodeContainers(t, ctx, project); len(nodes) != 2 {
 		t.Fatalf("node containers %v; want 2", nodes)
 	}
-	// The dashboard asks for a key.
+	// The dashboard serves HTTPS only, with the servers' certificate, and asks
+	// for a key.
+	caPEM, err := os.ReadFile(ca)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(caPEM)
+	hc := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
+	if resp, err := http.Get("http://127.0.0.1:" + dashPort + "/?key=" + tenantKey); err == nil {
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusBadRequest {
+			t.Errorf("dashboard in plaintext: %s; want it refused", resp.Status)
+		}
+	}
 	for key, want := range map[string]int{"": http.StatusUnauthorized, tenantKey: http.StatusOK} {
-		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://127.0.0.1:"+dashPort+"/", nil)
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "https://127.0.0.1:"+dashPort+"/", nil)
 		if key != "" {
 			req.Header.Set("Authorization", "Bearer "+key)
 		}
-		resp, err := http.DefaultClient.Do(req)
+		resp, err := hc.Do(req)
 		if err != nil {
 			t.Fatalf("dashboard: %v", err)
 		}
