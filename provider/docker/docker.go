@@ -18,6 +18,8 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
+	"net/url"
 	"os"
 	"slices"
 	"strconv"
@@ -62,6 +64,8 @@ type API interface {
 	ImageBuild(ctx context.Context, buildContext io.Reader, options build.ImageBuildOptions) (build.ImageBuildResponse, error)
 	ImageInspect(ctx context.Context, imageID string, inspectOpts ...client.ImageInspectOption) (image.InspectResponse, error)
 	Ping(ctx context.Context) (types.Ping, error)
+	NetworkCreate(ctx context.Context, name string, options network.CreateOptions) (network.CreateResponse, error)
+	NetworkInspect(ctx context.Context, networkID string, options network.InspectOptions) (network.Inspect, error)
 }
 
 // Config says what the node containers run and where their control plane is.
@@ -103,8 +107,9 @@ type placement struct {
 // engine is an Engine with the node image built on it, once known.
 type engine struct {
 	Engine
-	mu    sync.Mutex // held while the image is built
-	image string
+	mu      sync.Mutex // held while the image is built or the network made
+	image   string
+	network bool // the nodes' network is known to exist
 }
 
 // New connects to the Docker engine named by the environment (DOCKER_HOST, or the
@@ -205,6 +210,84 @@ func (p *Provider) imageOn(ctx context.Context, e *engine) (string, error) {
 	}
 	e.image = tag
 	return tag, nil
+}
+
+// NetworkName is the bridge network node containers join when they reach
+// Temporal and the store at addresses other than loopback: NetworkName, or
+// NetworkName-INSTANCE for a provider with an instance.
+const NetworkName = "burla-nodes"
+
+// networkName is this provider's nodes' network.
+func (p *Provider) networkName() string {
+	if p.cfg.Instance != "" {
+		return NetworkName + "-" + p.cfg.Instance
+	}
+	return NetworkName
+}
+
+// OnHostNetwork reports whether the provider's nodes share their machine's
+// network: only when Temporal or the store is at a loopback address, which only
+// the host's network reaches. Otherwise each node is in a network namespace of
+// its own, on a bridge network whose containers cannot reach each other, so a
+// tenant's code on a node reaches neither the machine's loopback services nor
+// other nodes.
+func (p *Provider) OnHostNetwork() bool {
+	return loopback(hostOf(p.cfg.TemporalAddress)) || loopback(storeHost(p.cfg.StoreURL))
+}
+
+func hostOf(addr string) string {
+	if h, _, err := net.SplitHostPort(addr); err == nil {
+		return h
+	}
+	return addr
+}
+
+func storeHost(rawURL string) string {
+	u, err := url.Parse(rawURL)
+	if err != nil || u.Host == "" {
+		return ""
+	}
+	return u.Hostname()
+}
+
+func loopback(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+// networkOn returns the network mode of the nodes on e, making their bridge
+// network there if it is missing: inter-container traffic off, so that nodes
+// do not reach one another.
+func (p *Provider) networkOn(ctx context.Context, e *engine) (container.NetworkMode, error) {
+	if p.OnHostNetwork() {
+		return "host", nil
+	}
+	name := p.networkName()
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.network {
+		return container.NetworkMode(name), nil
+	}
+	_, err := e.API.NetworkInspect(ctx, name, network.InspectOptions{})
+	if errdefs.IsNotFound(err) {
+		labels := map[string]string{LabelRole: "network"}
+		if p.cfg.Instance != "" {
+			labels[LabelInstance] = p.cfg.Instance
+		}
+		_, err = e.API.NetworkCreate(ctx, name, network.CreateOptions{Driver: "bridge", Labels: labels,
+			Options: map[string]string{"com.docker.network.bridge.enable_icc": "false"}})
+		if errdefs.IsConflict(err) { // made meanwhile by another control plane
+			err = nil
+		}
+	}
+	if err != nil {
+		return "", fmt.Errorf("docker provider: the nodes' network %s on %s: %w", name, e.Host, err)
+	}
+	e.network = true
+	return container.NetworkMode(name), nil
 }
 
 // caBundle is where programs in the node image find the CA certificates.
@@ -337,6 +420,10 @@ func (p *Provider) Create(ctx context.Context, n provider.NodeSpec) error {
 	if err != nil {
 		return err
 	}
+	netMode, err := p.networkOn(ctx, e)
+	if err != nil {
+		return err
+	}
 	res := container.Resources{NanoCPUs: int64(n.CPUs) * 1e9}
 	if n.RAMMB > 0 {
 		res.Memory = int64(n.RAMMB) << 20
@@ -357,9 +444,9 @@ func (p *Provider) Create(ctx context.Context, n provider.NodeSpec) error {
 		// Nodes reach Temporal as securely as the control plane does.
 		Env: auth.ChildEnv(temporalconn.FromEnv().Env(), p.cfg.NodeKey),
 	}, &container.HostConfig{
-		// The node reaches Temporal and the store at the addresses its engine's
-		// machine reaches them at (the control plane's own loopback, with burla dev).
-		NetworkMode:    "host",
+		// A network of the nodes' own (networkOn), or the host's when Temporal and
+		// the store are on the engine machine's loopback (burla dev).
+		NetworkMode:    netMode,
 		ReadonlyRootfs: true,
 		// Programs are fetched into the cache and run from it.
 		Tmpfs:       map[string]string{"/var/lib/burla": "exec,mode=0755", "/tmp": "mode=1777"},

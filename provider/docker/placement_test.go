@@ -38,23 +38,45 @@ type fakeEngine struct {
 	containers map[string]*fakeContainer
 	images     map[string]bool
 	builds     int
+	networks   map[string]network.CreateOptions
 }
 
 type fakeContainer struct {
 	labels  map[string]string
 	cmd     []string
+	netMode container.NetworkMode
 	running bool
 }
 
 var _ docker.API = (*fakeEngine)(nil)
 
 func newFakeEngine() *fakeEngine {
-	return &fakeEngine{containers: map[string]*fakeContainer{}, images: map[string]bool{}}
+	return &fakeEngine{containers: map[string]*fakeContainer{}, images: map[string]bool{}, networks: map[string]network.CreateOptions{}}
 }
 
 var errDown = errors.New("connection refused")
 
-func (f *fakeEngine) ContainerCreate(ctx context.Context, cfg *container.Config, _ *container.HostConfig, _ *network.NetworkingConfig, _ *ocispec.Platform, name string) (container.CreateResponse, error) {
+func (f *fakeEngine) NetworkCreate(ctx context.Context, name string, o network.CreateOptions) (network.CreateResponse, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if _, ok := f.networks[name]; ok {
+		return network.CreateResponse{}, errdefs.Conflict(fmt.Errorf("network %s exists", name))
+	}
+	f.networks[name] = o
+	return network.CreateResponse{ID: name}, nil
+}
+
+func (f *fakeEngine) NetworkInspect(ctx context.Context, name string, _ network.InspectOptions) (network.Inspect, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	o, ok := f.networks[name]
+	if !ok {
+		return network.Inspect{}, errdefs.NotFound(fmt.Errorf("no network %s", name))
+	}
+	return network.Inspect{Name: name, Driver: o.Driver, Options: o.Options}, nil
+}
+
+func (f *fakeEngine) ContainerCreate(ctx context.Context, cfg *container.Config, hc *container.HostConfig, _ *network.NetworkingConfig, _ *ocispec.Platform, name string) (container.CreateResponse, error) {
 	time.Sleep(f.createWait)
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -65,8 +87,10 @@ func (f *fakeEngine) ContainerCreate(ctx context.Context, cfg *container.Config,
 		return container.CreateResponse{}, errdefs.NotFound(fmt.Errorf("no image %s", cfg.Image))
 	case f.containers[name] != nil:
 		return container.CreateResponse{}, errdefs.Conflict(fmt.Errorf("name %s in use", name))
+	case hc.NetworkMode != "host" && f.networks[string(hc.NetworkMode)].Driver == "":
+		return container.CreateResponse{}, errdefs.NotFound(fmt.Errorf("no network %s", hc.NetworkMode))
 	}
-	f.containers[name] = &fakeContainer{labels: cfg.Labels, cmd: cfg.Cmd}
+	f.containers[name] = &fakeContainer{labels: cfg.Labels, cmd: cfg.Cmd, netMode: hc.NetworkMode}
 	return container.CreateResponse{ID: name}, nil
 }
 
@@ -427,5 +451,55 @@ func TestConnectRefusesPlainTCP(t *testing.T) {
 	_, err := docker.Connect("tcp://10.0.0.6:2375", "")
 	if err == nil || !strings.Contains(err.Error(), "TLS") {
 		t.Errorf("Connect to tcp:// without TLS: %v; want a refusal that asks for TLS", err)
+	}
+}
+
+// Nodes that reach Temporal and the store at a routable address are each in a
+// network namespace of their own, on a bridge network the provider makes once
+// per engine with traffic between its containers off; nodes of a cluster whose
+// servers are on the machine's loopback share the host's network, the only one
+// that reaches them.
+func TestNodesGetANetworkOfTheirOwn(t *testing.T) {
+	ctx := context.Background()
+	a := newFakeEngine()
+	p := newProvider(t, "inst", a)
+	if p.OnHostNetwork() {
+		t.Fatal("a provider whose servers are at 10.0.0.1 puts its nodes on the host's network")
+	}
+	for i := range 2 {
+		if err := p.Create(ctx, node("c", i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	const name = docker.NetworkName + "-inst"
+	o, ok := a.networks[name]
+	if !ok || len(a.networks) != 1 || o.Driver != "bridge" || o.Options["com.docker.network.bridge.enable_icc"] != "false" || o.Labels[docker.LabelInstance] != "inst" {
+		t.Fatalf("networks %v; want one bridge network %s with inter-container traffic off", a.networks, name)
+	}
+	for cname, c := range a.containers {
+		if c.netMode != name {
+			t.Errorf("node container %s on network %q; want %s", cname, c.netMode, name)
+		}
+	}
+
+	b := newFakeEngine()
+	local, err := docker.NewWithEngines([]docker.Engine{{Host: "local", API: b}}, docker.Config{Executable: staticELF(t),
+		TemporalAddress: "127.0.0.1:7233", Namespace: "default", StoreURL: "nats://10.0.0.1:4222"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !local.OnHostNetwork() {
+		t.Fatal("a provider whose Temporal is on loopback does not put its nodes on the host's network")
+	}
+	if err := local.Create(ctx, node("d", 0)); err != nil {
+		t.Fatal(err)
+	}
+	for cname, c := range b.containers {
+		if c.netMode != "host" {
+			t.Errorf("node container %s on network %q; want host", cname, c.netMode)
+		}
+	}
+	if len(b.networks) != 0 {
+		t.Errorf("networks %v made for host-network nodes; want none", b.networks)
 	}
 }

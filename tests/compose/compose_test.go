@@ -26,6 +26,7 @@ import (
 
 	"github.com/burla-temporal/burla/auth"
 	"github.com/burla-temporal/burla/devcluster"
+	"github.com/burla-temporal/burla/provider/docker"
 	"github.com/burla-temporal/burla/execfile"
 	burla "github.com/burla-temporal/burla/sdk"
 	"github.com/burla-temporal/burla/store/storeurl"
@@ -37,6 +38,38 @@ var cube = burla.Func("cube", func(ctx context.Context, x int) (int, error) {
 	fmt.Println("cubing", x)
 	return x * x * x, nil
 })
+
+// probe says whether a call on a node can open a TCP connection to addr.
+var probe = burla.Func("probe", func(ctx context.Context, addr string) (string, error) {
+	c, err := net.DialTimeout("tcp", addr, 2*time.Second)
+	if err != nil {
+		return "refused", nil
+	}
+	c.Close()
+	return "connected", nil
+})
+
+// dockerGateway is the address of this machine on Docker's default bridge: not
+// loopback, so the provider gives nodes a network of their own, and not
+// published beyond this machine.
+func dockerGateway(t *testing.T) string {
+	t.Helper()
+	ifc, err := net.InterfaceByName("docker0")
+	if err != nil {
+		t.Fatalf("docker's bridge: %v", err)
+	}
+	addrs, err := ifc.Addrs()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, a := range addrs {
+		if ipn, ok := a.(*net.IPNet); ok && ipn.IP.To4() != nil {
+			return ipn.IP.String()
+		}
+	}
+	t.Fatalf("docker's bridge docker0 has no IPv4 address: %v", addrs)
+	return ""
+}
 
 func TestMain(m *testing.M) {
 	burla.Main()
@@ -131,7 +164,10 @@ func TestServerCompose(t *testing.T) {
 	// and burla keys add.
 	secrets := t.TempDir()
 	tlsDir, keysDir := filepath.Join(secrets, "tls"), filepath.Join(secrets, "keys")
-	if err := devcluster.MakeTLS(tlsDir, []string{"temporal", "nats"}, nil); err != nil {
+	// The servers publish their ports on, and nodes reach them at, this machine's
+	// address on Docker's bridge.
+	host := dockerGateway(t)
+	if err := devcluster.MakeTLS(tlsDir, []string{"temporal", "nats", host}, nil); err != nil {
 		t.Fatal(err)
 	}
 	ca := filepath.Join(tlsDir, devcluster.TLSCA)
@@ -150,7 +186,7 @@ func TestServerCompose(t *testing.T) {
 	temporalPort, natsPort, dashPort := freePort(t), freePort(t), freePort(t)
 	env := append(os.Environ(),
 		"BURLA_IMAGE="+img,
-		"BURLA_BIND=127.0.0.1",
+		"BURLA_BIND="+host,
 		"BURLA_TLS_DIR="+tlsDir,
 		"BURLA_KEYS_DIR="+keysDir,
 		"BURLA_CONTROL_KEY="+controlKey,
@@ -159,7 +195,7 @@ func TestServerCompose(t *testing.T) {
 		"BURLA_DASHBOARD_PORT="+dashPort,
 		"BURLA_NATS_PORT="+natsPort,
 		"BURLA_METRICS_PORT="+freePort(t),
-		"BURLA_SERVER_ADDR=127.0.0.1",
+		"BURLA_SERVER_ADDR="+host,
 		"BURLA_DOCKER_HOSTS=unix:///var/run/docker.sock",
 		"BURLA_INSTANCE="+project,
 		"BURLA_NODES=2",
@@ -184,6 +220,8 @@ func TestServerCompose(t *testing.T) {
 		if ids := strings.Fields(ids); len(ids) > 0 {
 			output(ctx, env, append([]string{"docker", "rm", "-f"}, ids...)...)
 		}
+		// And so is their network, which outlives a cluster of its instance.
+		output(ctx, env, "docker", "network", "rm", docker.NetworkName+"-"+project)
 	})
 
 	start = time.Now()
@@ -202,14 +240,14 @@ func TestServerCompose(t *testing.T) {
 	pool := x509.NewCertPool()
 	pool.AppendCertsFromPEM(caPEM)
 	hc := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
-	if resp, err := http.Get("http://127.0.0.1:" + dashPort + "/?key=" + tenantKey); err == nil {
+	if resp, err := http.Get("http://" + host + ":" + dashPort + "/?key=" + tenantKey); err == nil {
 		resp.Body.Close()
 		if resp.StatusCode != http.StatusBadRequest {
 			t.Errorf("dashboard in plaintext: %s; want it refused", resp.Status)
 		}
 	}
 	for key, want := range map[string]int{"": http.StatusUnauthorized, tenantKey: http.StatusOK} {
-		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "https://127.0.0.1:"+dashPort+"/", nil)
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "https://"+host+":"+dashPort+"/", nil)
 		if key != "" {
 			req.Header.Set("Authorization", "Bearer "+key)
 		}
@@ -224,10 +262,10 @@ func TestServerCompose(t *testing.T) {
 	}
 
 	// Temporal and NATS serve TLS only, to callers with a key.
-	temporalAddr, storeURL := "127.0.0.1:"+temporalPort, storeurl.WithCA("tls://127.0.0.1:"+natsPort, ca)
+	temporalAddr, storeURL := net.JoinHostPort(host, temporalPort), storeurl.WithCA("tls://"+net.JoinHostPort(host, natsPort), ca)
 	for name, cfg := range map[string]burla.Config{
-		"in plaintext":       {StoreURL: "nats://127.0.0.1:" + natsPort, TemporalSecurity: temporalconn.Security{TLS: false}, APIKey: tenantKey},
-		"without the CA":     {StoreURL: "tls://127.0.0.1:" + natsPort, TemporalSecurity: temporalconn.Security{TLS: true}, APIKey: tenantKey},
+		"in plaintext":       {StoreURL: "nats://" + net.JoinHostPort(host, natsPort), TemporalSecurity: temporalconn.Security{TLS: false}, APIKey: tenantKey},
+		"without the CA":     {StoreURL: "tls://" + net.JoinHostPort(host, natsPort), TemporalSecurity: temporalconn.Security{TLS: true}, APIKey: tenantKey},
 		"without an API key": {StoreURL: storeURL, TemporalSecurity: temporalconn.Security{CACert: ca}},
 	} {
 		cfg.TemporalAddress, cfg.Namespace = temporalAddr, "default"
@@ -269,6 +307,24 @@ func TestServerCompose(t *testing.T) {
 		t.Errorf("%d lines attributed to their inputs; want %d", lines, len(in))
 	}
 	t.Logf("a %d-input job in %v", len(in), time.Since(start).Round(time.Millisecond))
+
+	// A node is in a network namespace of its own: a call reaches the servers at
+	// the address the cluster gave its nodes, but nothing on the machine's
+	// loopback (a service of this test's, listening there).
+	local, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer local.Close()
+	targets := []string{temporalAddr, local.Addr().String()}
+	reached, err := burla.RemoteParallelMap(ctx, probe, targets, burla.OnCluster(c), burla.Spinner(false), burla.OnLog(func(burla.LogLine) {}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if reached[0] != "connected" || reached[1] != "refused" {
+		t.Errorf("a call on a node reached Temporal at %s: %s, and the machine's loopback %s: %s; want connected and refused",
+			targets[0], reached[0], targets[1], reached[1])
+	}
 
 	// The README's quickstart, pointed at the cluster by the environment.
 	qs := filepath.Join(binDir, "quickstart")
