@@ -46,6 +46,7 @@ import (
 	"github.com/burla-temporal/burla/provider/local"
 	"github.com/burla-temporal/burla/status"
 	"github.com/burla-temporal/burla/store"
+	_ "github.com/burla-temporal/burla/store/firestorestore" // Config.StoreURL may be firestore://
 	"github.com/burla-temporal/burla/store/natsstore/natsserver"
 	"github.com/burla-temporal/burla/store/storeurl"
 	"github.com/burla-temporal/burla/temporalconn"

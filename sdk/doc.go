@@ -21,6 +21,7 @@
 //
 // The cluster is found through BURLA_TEMPORAL_ADDRESS (default 127.0.0.1:7233),
 // BURLA_NAMESPACE (default "default") and BURLA_STORE_URL (default
-// nats://127.0.0.1:4222; firestore://PROJECT?bucket=BUCKET on Google Cloud), which
-// are the defaults of `burla dev`.
+// nats://127.0.0.1:4222; firestore://PROJECT?bucket=BUCKET on Google Cloud, for a
+// program that imports _ "github.com/burla-temporal/burla/store/firestorestore"),
+// which are the defaults of `burla dev`.
 package burla

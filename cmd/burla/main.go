@@ -48,6 +48,7 @@ import (
 	"github.com/burla-temporal/burla/runtime/process"
 	burla "github.com/burla-temporal/burla/sdk"
 	"github.com/burla-temporal/burla/status"
+	_ "github.com/burla-temporal/burla/store/firestorestore" // every component takes firestore:// store URLs
 	"github.com/burla-temporal/burla/store/storeurl"
 	"github.com/burla-temporal/burla/temporalconn"
 	"github.com/burla-temporal/burla/wire"

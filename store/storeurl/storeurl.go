@@ -18,6 +18,10 @@
 // bucket, so that several clusters can share a project. Google Cloud credentials
 // come from Application Default Credentials; FIRESTORE_EMULATOR_HOST and
 // STORAGE_EMULATOR_HOST point the clients at emulators.
+//
+// NATS is built in. Other backends register their schemes, as database/sql
+// drivers do, so that a program links only those it imports: Firestore and GCS
+// are in a program that imports store/firestorestore (the burla command does).
 package storeurl
 
 import (
@@ -26,15 +30,39 @@ import (
 	"net/url"
 	"os"
 	"strings"
+	"sync"
 
 	"github.com/nats-io/nats.go"
 
 	"github.com/burla-temporal/burla/auth"
-	"github.com/burla-temporal/burla/blob/gcsblob"
 	"github.com/burla-temporal/burla/store"
-	"github.com/burla-temporal/burla/store/firestorestore"
 	"github.com/burla-temporal/burla/store/natsstore"
 )
+
+// Opener opens the backend a URL of its scheme names; name identifies the
+// connection where the backend has such a thing, and key is the component's API
+// key, if any.
+type Opener func(ctx context.Context, u *url.URL, name, key string) (store.Backend, error)
+
+var (
+	openersMu sync.RWMutex
+	openers   = map[string]Opener{}
+)
+
+// Register makes Open take URLs of scheme, which open calls. A backend's package
+// calls it from init; registering a scheme twice panics.
+func Register(scheme string, open Opener) {
+	openersMu.Lock()
+	defer openersMu.Unlock()
+	if _, dup := openers[scheme]; dup || scheme == "nats" || scheme == "tls" {
+		panic("storeurl: scheme " + scheme + " registered twice")
+	}
+	openers[scheme] = open
+}
+
+// knownPackages are the packages that register the schemes Burla has, for the
+// error that says which one a program lacks.
+var knownPackages = map[string]string{"firestore": "github.com/burla-temporal/burla/store/firestorestore"}
 
 // Default is the store of `burla dev`.
 const Default = "nats://127.0.0.1:4222"
@@ -73,13 +101,24 @@ func OpenKey(ctx context.Context, rawURL, name, key string) (store.Backend, erro
 			return natsstore.ConnectTenants(ctx, server, name, key, opts...)
 		}
 		return natsstore.Connect(ctx, server, name, append(opts, nats.Token(key))...)
-	case "firestore":
-		return openFirestore(ctx, u)
 	case "":
 		return nil, fmt.Errorf("store URL %q has no scheme: use nats://host:port, tls://host:port or firestore://PROJECT?bucket=BUCKET", rawURL)
-	default:
-		return nil, fmt.Errorf("store URL %q: unknown scheme %q (nats, tls or firestore)", rawURL, u.Scheme)
 	}
+	openersMu.RLock()
+	open, ok := openers[u.Scheme]
+	openersMu.RUnlock()
+	if ok {
+		return open(ctx, u, name, key)
+	}
+	if u.Scheme == "firestore" { // a bad URL says so, linked or not
+		if _, err := ParseFirestore(rawURL); err != nil {
+			return nil, err
+		}
+	}
+	if pkg, known := knownPackages[u.Scheme]; known {
+		return nil, fmt.Errorf("store URL %s: the %s store is not linked into this program: import _ %q", u.Redacted(), u.Scheme, pkg)
+	}
+	return nil, fmt.Errorf("store URL %q: unknown scheme %q (nats, tls or firestore)", rawURL, u.Scheme)
 }
 
 // Firestore is a parsed firestore:// URL.
@@ -116,21 +155,4 @@ func ParseFirestore(rawURL string) (Firestore, error) {
 		}
 	}
 	return f, nil
-}
-
-func openFirestore(ctx context.Context, u *url.URL) (store.Backend, error) {
-	f, err := ParseFirestore(u.String())
-	if err != nil {
-		return nil, err
-	}
-	blobs, err := gcsblob.Dial(ctx, f.Bucket, f.Prefix+"/")
-	if err != nil {
-		return nil, err
-	}
-	st, err := firestorestore.Dial(ctx, firestorestore.Config{Project: f.Project, Database: f.Database, Prefix: f.Prefix, Blobs: blobs})
-	if err != nil {
-		blobs.Close()
-		return nil, err
-	}
-	return st, nil
 }

@@ -38,3 +38,15 @@ func TestBadURLs(t *testing.T) {
 		}
 	}
 }
+
+// A program that imports only the SDK links no Firestore: a firestore:// URL
+// then says which package to import. (tests/gcpe2e opens one with the import.)
+func TestFirestoreNotLinkedSaysWhatToImport(t *testing.T) {
+	_, err := storeurl.Open(context.Background(), "firestore://p?bucket=b", "test")
+	if err == nil || !strings.Contains(err.Error(), `import _ "github.com/burla-temporal/burla/store/firestorestore"`) {
+		t.Errorf("opening a firestore:// URL without the Firestore store linked: %v; want it to name the package to import", err)
+	}
+	if _, err := storeurl.Open(context.Background(), "s3://bucket", "test"); err == nil || !strings.Contains(err.Error(), `unknown scheme "s3"`) {
+		t.Errorf("an unknown scheme: %v", err)
+	}
+}

@@ -21,6 +21,7 @@ import (
 
 	burla "github.com/burla-temporal/burla/sdk"
 	"github.com/burla-temporal/burla/store"
+	_ "github.com/burla-temporal/burla/store/firestorestore" // this program is a client of a Firestore-backed cluster
 	"github.com/burla-temporal/burla/store/firestorestore/emulator"
 	"github.com/burla-temporal/burla/tests/clustertest"
 )
