@@ -40,16 +40,13 @@ flags: --temporal host:port (BURLA_TEMPORAL_ADDRESS), --namespace (BURLA_NAMESPA
        --store URL (BURLA_STORE_URL)
 `
 
-// errNoJob exits with status 4.
-var errNoJob = status.ErrNoJob
-
 func runJobs(ctx context.Context, args []string) error {
 	if len(args) == 0 {
-		fmt.Fprint(os.Stderr, jobsUsage)
-		os.Exit(2)
+		return usageErrorf(jobsUsage, "jobs: name a command")
 	}
 	cmd, args := args[0], args[1:]
-	fs := flag.NewFlagSet("burla jobs "+cmd, flag.ExitOnError)
+	fs := flag.NewFlagSet("burla jobs "+cmd, flag.ContinueOnError)
+	fs.SetOutput(io.Discard) // a bad flag is a usage error, reported once by exit
 	env := burla.ConfigFromEnv()
 	temporalAddr := fs.String("temporal", env.TemporalAddress, "Temporal frontend host:port")
 	namespace := fs.String("namespace", env.Namespace, "Temporal namespace")
@@ -77,12 +74,19 @@ func runJobs(ctx context.Context, args []string) error {
 		fmt.Print(jobsUsage)
 		return nil
 	default:
-		fmt.Fprintf(os.Stderr, "burla jobs: unknown command %q\n\n%s", cmd, jobsUsage)
-		os.Exit(2)
+		return usageErrorf(jobsUsage, "jobs: unknown command %q", cmd)
 	}
-	pos := parseInterspersed(fs, args)
+	pos, err := parseInterspersed(fs, args)
+	if errors.Is(err, flag.ErrHelp) {
+		fs.SetOutput(os.Stdout)
+		fs.PrintDefaults()
+		return errHelp
+	}
+	if err != nil {
+		return usageErrorf(jobsUsage, "jobs %s: %v", cmd, err)
+	}
 	if cmd != "ls" && cmd != "list" && len(pos) != 1 {
-		return fmt.Errorf("burla jobs %s: want one job ID, got %d arguments", cmd, len(pos))
+		return usageErrorf(jobsUsage, "jobs %s: want one job ID, got %d arguments", cmd, len(pos))
 	}
 	jobID := ""
 	if len(pos) > 0 {
@@ -112,25 +116,19 @@ func runJobs(ctx context.Context, args []string) error {
 			return listJobs(ctx, c, f, table)
 		})
 	}
-	switch {
-	case errors.Is(cmdErr, errNoJob):
-		fmt.Fprintf(os.Stderr, "burla: %v\n", cmdErr)
-		os.Exit(4)
-	case errors.Is(cmdErr, status.ErrDenied):
-		fmt.Fprintf(os.Stderr, "burla: %v\n", cmdErr)
-		os.Exit(5)
-	}
-	return cmdErr
+	return cmdErr // exitCode gives no such job 4 and a refusal 5
 }
 
 // parseInterspersed parses flags before and after positional arguments, as in
 // `burla jobs logs ID -f`, and returns the positional ones.
-func parseInterspersed(fs *flag.FlagSet, args []string) []string {
+func parseInterspersed(fs *flag.FlagSet, args []string) ([]string, error) {
 	var pos []string
 	for {
-		fs.Parse(args)
+		if err := fs.Parse(args); err != nil {
+			return nil, err
+		}
 		if fs.NArg() == 0 {
-			return pos
+			return pos, nil
 		}
 		pos = append(pos, fs.Arg(0))
 		args = fs.Args()[1:]
@@ -351,8 +349,7 @@ func attachJob(ctx context.Context, c *burla.Cluster, id string, results bool) e
 				fmt.Fprintf(os.Stderr, "burla: detached from job %s; it runs on\n", id)
 				return nil
 			}
-			fmt.Fprintf(os.Stderr, "burla: job %s: %v\n", id, err)
-			os.Exit(3)
+			return fmt.Errorf("%w (%w)", err, errJobFailed)
 		}
 		n++
 		if results {

@@ -88,8 +88,7 @@ Errors go to stderr; with JSON output the last line there is {"error":"…","cod
 `
 
 // Exit statuses, the same for every command, so that scripts can tell failures
-// apart (usage and README.md list them). jobs.go still writes 3, 4 and 5 as
-// numbers; they are these.
+// apart (usage and README.md list them); exitCode picks one for an error.
 const (
 	exitOK          = 0
 	exitError       = 1
@@ -103,6 +102,10 @@ const (
 // errUnreachable marks a failure to reach a cluster at all; it exits with
 // exitUnreachable.
 var errUnreachable = errors.New("no cluster answered")
+
+// errJobFailed marks an attached job that did not succeed; it exits with
+// exitJobFailed.
+var errJobFailed = errors.New("the job did not succeed")
 
 // errHelp is returned after a command printed its help on request; it exits 0.
 var errHelp = errors.New("help requested")
@@ -131,6 +134,8 @@ func exitCode(err error) int {
 		return exitOK
 	case errors.As(err, &ue):
 		return exitUsage
+	case errors.Is(err, errJobFailed):
+		return exitJobFailed
 	case errors.Is(err, status.ErrDenied), burla.IsKind(err, burla.KindUnauthorized),
 		errors.As(err, &denied), grpcstatus.Code(err) == codes.Unauthenticated:
 		return exitDenied

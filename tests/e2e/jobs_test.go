@@ -31,6 +31,13 @@ var ticking = burla.Func("ticking", func(ctx context.Context, x int) (int, error
 // and exit status.
 func jobsCLI(t *testing.T, args ...string) (string, int) {
 	t.Helper()
+	stdout, _, code := jobsCLIFull(t, args...)
+	return stdout, code
+}
+
+// jobsCLIFull is jobsCLI with stderr too.
+func jobsCLIFull(t *testing.T, args ...string) (string, string, int) {
+	t.Helper()
 	cmd := exec.Command(dev.Binary, append(append([]string{"jobs"}, args[:1]...),
 		append([]string{"--temporal", dev.Addrs.Temporal, "--store", dev.Addrs.Store}, args[1:]...)...)...)
 	var stdout, stderr bytes.Buffer
@@ -40,11 +47,25 @@ func jobsCLI(t *testing.T, args ...string) (string, int) {
 	switch {
 	case errors.As(err, &ee):
 		t.Logf("burla jobs %s: exit %d: %s", strings.Join(args, " "), ee.ExitCode(), stderr.String())
-		return stdout.String(), ee.ExitCode()
+		return stdout.String(), stderr.String(), ee.ExitCode()
 	case err != nil:
 		t.Fatalf("burla jobs %s: %v", strings.Join(args, " "), err)
 	}
-	return stdout.String(), 0
+	return stdout.String(), stderr.String(), 0
+}
+
+// checkErrorLine checks that a failed command's last line on stderr is the JSON
+// error line the README promises, with its exit status.
+func checkErrorLine(t *testing.T, stderr string, code int) {
+	t.Helper()
+	lines := strings.Split(strings.TrimSpace(stderr), "\n")
+	var e struct {
+		Error string `json:"error"`
+		Code  int    `json:"code"`
+	}
+	if err := json.Unmarshal([]byte(lines[len(lines)-1]), &e); err != nil || e.Code != code || e.Error == "" {
+		t.Errorf("last line of stderr %q: %+v, %v; want {\"error\":…,\"code\":%d}", lines[len(lines)-1], e, err, code)
+	}
 }
 
 func showJob(t *testing.T, id string) status.Job {
@@ -145,9 +166,20 @@ func TestJobsCLIFailedAndCancelled(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	out, code := jobsCLI(t, "attach", j.ID())
+	out, stderr, code := jobsCLIFull(t, "attach", j.ID())
 	if code != 3 {
 		t.Errorf("attach to a failing job: exit %d (%q); want 3", code, out)
+	}
+	checkErrorLine(t, stderr, 3)
+	if _, stderr, code := jobsCLIFull(t, "show", "j-doesnotexist"); code != 4 {
+		t.Errorf("show of an unknown job: exit %d; want 4", code)
+	} else {
+		checkErrorLine(t, stderr, 4)
+	}
+	if _, stderr, code := jobsCLIFull(t, "frobnicate", j.ID()); code != 2 {
+		t.Errorf("an unknown jobs command: exit %d; want 2", code)
+	} else {
+		checkErrorLine(t, stderr, 2)
 	}
 	s := showJob(t, j.ID())
 	if s.State != job.StateFailed || !strings.Contains(s.Error, "negative input -3") {
