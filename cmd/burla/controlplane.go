@@ -5,15 +5,12 @@ import (
 	"context"
 	"flag"
 	"fmt"
-	"log/slog"
 	"maps"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"time"
-
-	"go.temporal.io/sdk/client"
 
 	"google.golang.org/api/option"
 
@@ -25,6 +22,7 @@ import (
 	"github.com/burla-temporal/burla/provider"
 	"github.com/burla-temporal/burla/provider/gce"
 	"github.com/burla-temporal/burla/provider/local"
+	"github.com/burla-temporal/burla/provider/sweep"
 	burla "github.com/burla-temporal/burla/sdk"
 	"github.com/burla-temporal/burla/status"
 	"github.com/burla-temporal/burla/store/storeurl"
@@ -196,7 +194,7 @@ func runControlPlane(ctx context.Context, args []string) error {
 	envs := &activities.Env{Blobs: st, Dir: filepath.Join(*dataDir, "envs"), Inspect: devcluster.Inspect}
 	w := workers.Control(tc, control, &activities.Nodes{Providers: providers, Store: st}, envs)
 	if *sweepEvery > 0 {
-		go sweepOrphans(ctx, tc, providers, *sweepEvery, log)
+		go (&sweep.Sweeper{Clusters: sweep.Temporal{Client: tc}, Providers: providers, Log: log}).Run(ctx, *sweepEvery)
 	}
 	if *collectEvery > 0 {
 		g := &activities.Collector{Control: control, Policy: activities.CollectPolicy{ProgramTTL: *programTTL, Retention: *retention}, Log: log}
@@ -238,68 +236,6 @@ func stopOn(ctx context.Context) <-chan any {
 	ch := make(chan any)
 	go func() { <-ctx.Done(); close(ch) }()
 	return ch
-}
-
-// sweepOrphans deletes, every so often, the nodes a provider has for a running
-// cluster that the cluster does not know: VMs whose NodeWorkflow ended without
-// deleting them, or that a crash left between the provider's insert and the
-// cluster's record. It lists a cluster's nodes before it asks the cluster for its
-// state, and the cluster records a node before creating it, so a node being
-// created is never taken for an orphan.
-func sweepOrphans(ctx context.Context, tc client.Client, providers provider.Set, every time.Duration, log *slog.Logger) {
-	t := time.NewTicker(every)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-		clusters, err := status.RunningClusters(ctx, tc)
-		if err != nil {
-			log.Warn("orphan sweep", "error", err)
-			continue
-		}
-		for _, cluster := range clusters {
-			if err := sweepCluster(ctx, tc, providers, cluster, log); err != nil {
-				log.Warn("orphan sweep", "cluster", cluster, "error", err)
-			}
-		}
-	}
-}
-
-func sweepCluster(ctx context.Context, tc client.Client, providers provider.Set, cluster string, log *slog.Logger) error {
-	before, err := devcluster.Status(ctx, tc, cluster)
-	if err != nil {
-		return err
-	}
-	p, ok := providers[before.Standby.Provider]
-	if !ok {
-		return nil // another control plane's provider
-	}
-	if in, ok := p.(interface {
-		In(project, zone string) provider.Provider
-	}); ok {
-		p = in.In(before.Standby.Project, before.Standby.Zone)
-	}
-	ids, err := p.List(ctx, cluster)
-	if err != nil {
-		return err
-	}
-	st, err := devcluster.Status(ctx, tc, cluster)
-	if err != nil {
-		return err
-	}
-	for _, id := range ids {
-		if _, known := st.Nodes[id]; known {
-			continue
-		}
-		log.Info("deleting an orphaned node", "cluster", cluster, "node", id)
-		if err := p.Delete(ctx, provider.NodeSpec{ID: id, Cluster: cluster, Project: st.Standby.Project, Zone: st.Standby.Zone}); err != nil {
-			return fmt.Errorf("delete orphaned node %s: %w", id, err)
-		}
-	}
-	return nil
 }
 
 // envNodeKey names the API key the control plane gives the node agents it starts,
