@@ -29,7 +29,7 @@ type ImageInput struct {
 }
 
 // ErrBadImage is the error type of an image that cannot be made an environment.
-const ErrBadImage = "BadImage"
+const ErrBadImage = names.ErrBadImage
 
 // InspectInput names a program in the blob store.
 type InspectInput struct {

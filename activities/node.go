@@ -94,7 +94,7 @@ func (a *Node) RunJobOnNode(ctx context.Context, in RunInput) (out RunOutput, er
 		cancel()
 		if errors.Is(err, store.ErrNotFound) {
 			// The queue is gone: the job was finished elsewhere.
-			return RunOutput{}, temporal.NewNonRetryableApplicationError("input queue deleted", "QueueGone", err)
+			return RunOutput{}, temporal.NewNonRetryableApplicationError("input queue deleted", names.ErrQueueGone, err)
 		}
 		if err == nil && p.Drained() {
 			return RunOutput{Drained: true}, nil

@@ -59,7 +59,7 @@ type ClosedJobsInput struct {
 // another reason is taken to be running.
 func (c *Control) ClosedJobs(ctx context.Context, in ClosedJobsInput) ([]string, error) {
 	if c.Temporal == nil {
-		return nil, temporal.NewNonRetryableApplicationError("this control plane has no Temporal client", "Misconfigured", nil)
+		return nil, temporal.NewNonRetryableApplicationError("this control plane has no Temporal client", names.ErrMisconfigured, nil)
 	}
 	var closed []string
 	var errs []error
@@ -90,7 +90,7 @@ func (c *Control) ClosedJobs(ctx context.Context, in ClosedJobsInput) ([]string,
 // runs this as a local activity.
 func (c *Control) ReserveNodes(ctx context.Context, r ReserveRequest) (ReserveResponse, error) {
 	if c.Temporal == nil {
-		return ReserveResponse{}, temporal.NewNonRetryableApplicationError("this control plane has no Temporal client for cluster updates", "Misconfigured", nil)
+		return ReserveResponse{}, temporal.NewNonRetryableApplicationError("this control plane has no Temporal client for cluster updates", names.ErrMisconfigured, nil)
 	}
 	// Every attempt asks about one update, by its ID: the server answers a
 	// repeated request with the update already under way, or its outcome once it
@@ -176,7 +176,7 @@ type CreateNodeInput struct {
 func (n *Nodes) CreateNode(ctx context.Context, in CreateNodeInput) error {
 	p, err := n.Providers.Get(in.Provider)
 	if err != nil {
-		return temporal.NewNonRetryableApplicationError(err.Error(), "UnknownProvider", err)
+		return temporal.NewNonRetryableApplicationError(err.Error(), names.ErrUnknownProvider, err)
 	}
 	return p.Create(ctx, in.Spec)
 }
@@ -194,7 +194,7 @@ type DeleteNodeInput struct {
 func (n *Nodes) DeleteNode(ctx context.Context, in DeleteNodeInput) error {
 	p, err := n.Providers.Get(in.Provider)
 	if err != nil {
-		return temporal.NewNonRetryableApplicationError(err.Error(), "UnknownProvider", err)
+		return temporal.NewNonRetryableApplicationError(err.Error(), names.ErrUnknownProvider, err)
 	}
 	spec := in.Spec
 	if spec.ID == "" {

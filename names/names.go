@@ -168,3 +168,12 @@ const (
 	// still be able to learn so).
 	ErrStillQueued = "StillQueued"
 )
+
+// Error types that end an activity or a cluster's request rather than a job.
+const (
+	ErrBadImage        = "BadImage"        // an image cannot be made an environment
+	ErrBadStandby      = "BadStandby"      // a cluster's standby spec is not valid
+	ErrMisconfigured   = "Misconfigured"   // the control plane lacks what the activity needs (its Temporal client)
+	ErrUnknownProvider = "UnknownProvider" // the control plane has no provider of the name a cluster uses
+	ErrQueueGone       = "QueueGone"       // a job's input queue was deleted while a node ran it
+)

@@ -1,6 +1,11 @@
 package names
 
 import (
+	"go/ast"
+	"go/parser"
+	"go/token"
+	"io/fs"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -26,5 +31,45 @@ func TestEnvBuildWorkflowIDRoundTrip(t *testing.T) {
 	}
 	if EnvDigest(d, "") != d || EnvDigest(d, "x") == EnvDigest(d, "y") {
 		t.Error("EnvDigest does not tell environments apart")
+	}
+}
+
+// Every application error type that crosses a process boundary is a constant
+// here: no call in the repository's code makes a temporal.ApplicationError with
+// a type spelled out where it is made.
+func TestErrorTypesAreNamed(t *testing.T) {
+	fset := token.NewFileSet()
+	err := filepath.WalkDir("..", func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.IsDir() && (d.Name() == "testdata" || strings.HasPrefix(d.Name(), ".")) && p != ".." {
+			return filepath.SkipDir
+		}
+		if d.IsDir() || !strings.HasSuffix(p, ".go") || strings.HasSuffix(p, "_test.go") {
+			return nil
+		}
+		f, err := parser.ParseFile(fset, p, nil, 0)
+		if err != nil {
+			return err
+		}
+		ast.Inspect(f, func(n ast.Node) bool {
+			call, ok := n.(*ast.CallExpr)
+			if !ok || len(call.Args) < 2 {
+				return true
+			}
+			sel, ok := call.Fun.(*ast.SelectorExpr)
+			if !ok || !strings.HasSuffix(sel.Sel.Name, "ApplicationError") {
+				return true
+			}
+			if lit, ok := call.Args[1].(*ast.BasicLit); ok {
+				t.Errorf("%s: %s with the type %s spelled out; name it in package names", fset.Position(call.Pos()), sel.Sel.Name, lit.Value)
+			}
+			return true
+		})
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
 	}
 }

@@ -215,7 +215,7 @@ func Cluster(ctx workflow.Context, in ClusterInput) (ClusterState, error) {
 		c.st.Jobs = map[string]*JobClaim{}
 	}
 	if err := c.st.Standby.Validate(); err != nil {
-		return c.st, temporal.NewNonRetryableApplicationError("cluster "+c.st.Name+": "+err.Error(), "BadStandby", nil)
+		return c.st, temporal.NewNonRetryableApplicationError("cluster "+c.st.Name+": "+err.Error(), names.ErrBadStandby, nil)
 	}
 	if err := workflow.SetQueryHandler(ctx, names.QueryStatus, func() (ClusterState, error) { return c.st, nil }); err != nil {
 		return c.st, err
