@@ -30,8 +30,10 @@ docker:
 chromium:
 	./scripts/ensure-chromium.sh
 
+# vet also checks that go.mod and go.sum are tidy (go mod tidy would change nothing).
 vet:
 	CGO_ENABLED=0 $(GO) vet ./...
+	$(GO) mod tidy -diff
 
 # A short run of every fuzz target (the wire protocol, the store's records, job
 # specs and IDs); their corpora in testdata/fuzz also run as plain tests.

@@ -26,15 +26,9 @@ import (
 	"sync"
 	"time"
 
-	"github.com/docker/docker/api/types"
-	"github.com/docker/docker/api/types/build"
-	"github.com/docker/docker/api/types/container"
-	"github.com/docker/docker/api/types/filters"
-	"github.com/docker/docker/api/types/image"
-	"github.com/docker/docker/api/types/network"
-	"github.com/docker/docker/client"
-	"github.com/docker/docker/errdefs"
-	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+	cerrdefs "github.com/containerd/errdefs"
+	"github.com/moby/moby/api/types/container"
+	"github.com/moby/moby/client"
 
 	"github.com/burla-temporal/burla/auth"
 	"github.com/burla-temporal/burla/execfile"
@@ -56,16 +50,16 @@ const (
 
 // API is the part of the Docker client the provider uses.
 type API interface {
-	ContainerCreate(ctx context.Context, config *container.Config, hostConfig *container.HostConfig, networkingConfig *network.NetworkingConfig, platform *ocispec.Platform, containerName string) (container.CreateResponse, error)
-	ContainerStart(ctx context.Context, containerID string, options container.StartOptions) error
-	ContainerRemove(ctx context.Context, containerID string, options container.RemoveOptions) error
-	ContainerInspect(ctx context.Context, containerID string) (container.InspectResponse, error)
-	ContainerList(ctx context.Context, options container.ListOptions) ([]container.Summary, error)
-	ImageBuild(ctx context.Context, buildContext io.Reader, options build.ImageBuildOptions) (build.ImageBuildResponse, error)
-	ImageInspect(ctx context.Context, imageID string, inspectOpts ...client.ImageInspectOption) (image.InspectResponse, error)
-	Ping(ctx context.Context) (types.Ping, error)
-	NetworkCreate(ctx context.Context, name string, options network.CreateOptions) (network.CreateResponse, error)
-	NetworkInspect(ctx context.Context, networkID string, options network.InspectOptions) (network.Inspect, error)
+	ContainerCreate(ctx context.Context, options client.ContainerCreateOptions) (client.ContainerCreateResult, error)
+	ContainerStart(ctx context.Context, containerID string, options client.ContainerStartOptions) (client.ContainerStartResult, error)
+	ContainerRemove(ctx context.Context, containerID string, options client.ContainerRemoveOptions) (client.ContainerRemoveResult, error)
+	ContainerInspect(ctx context.Context, containerID string, options client.ContainerInspectOptions) (client.ContainerInspectResult, error)
+	ContainerList(ctx context.Context, options client.ContainerListOptions) (client.ContainerListResult, error)
+	ImageBuild(ctx context.Context, buildContext io.Reader, options client.ImageBuildOptions) (client.ImageBuildResult, error)
+	ImageInspect(ctx context.Context, imageID string, inspectOpts ...client.ImageInspectOption) (client.ImageInspectResult, error)
+	Ping(ctx context.Context, options client.PingOptions) (client.PingResult, error)
+	NetworkCreate(ctx context.Context, name string, options client.NetworkCreateOptions) (client.NetworkCreateResult, error)
+	NetworkInspect(ctx context.Context, networkID string, options client.NetworkInspectOptions) (client.NetworkInspectResult, error)
 }
 
 // Config says what the node containers run and where their control plane is.
@@ -115,11 +109,11 @@ type engine struct {
 // New connects to the Docker engine named by the environment (DOCKER_HOST, or the
 // local socket).
 func New(ctx context.Context, cfg Config) (*Provider, error) {
-	api, err := client.NewClientWithOpts(client.FromEnv, client.WithAPIVersionNegotiation())
+	api, err := client.New(client.FromEnv)
 	if err != nil {
 		return nil, fmt.Errorf("docker provider: %w", err)
 	}
-	if _, err := api.Ping(ctx); err != nil {
+	if _, err := api.Ping(ctx, client.PingOptions{}); err != nil {
 		return nil, fmt.Errorf("docker provider: no Docker engine answers (%w); install docker.io and start dockerd", err)
 	}
 	return NewWithAPI(api, cfg), nil
@@ -152,7 +146,7 @@ func NewWithEngines(engines []Engine, cfg Config) (*Provider, error) {
 func (p *Provider) Ping(ctx context.Context) (answered int, err error) {
 	errs := make([]error, len(p.engines))
 	p.each(func(i int, e *engine) {
-		if _, err := e.API.Ping(ctx); err != nil {
+		if _, err := e.API.Ping(ctx, client.PingOptions{}); err != nil {
 			errs[i] = fmt.Errorf("docker engine %s does not answer: %w", e.Host, err)
 		}
 	})
@@ -271,15 +265,15 @@ func (p *Provider) networkOn(ctx context.Context, e *engine) (container.NetworkM
 	if e.network {
 		return container.NetworkMode(name), nil
 	}
-	_, err := e.API.NetworkInspect(ctx, name, network.InspectOptions{})
-	if errdefs.IsNotFound(err) {
+	_, err := e.API.NetworkInspect(ctx, name, client.NetworkInspectOptions{})
+	if cerrdefs.IsNotFound(err) {
 		labels := map[string]string{LabelRole: "network"}
 		if p.cfg.Instance != "" {
 			labels[LabelInstance] = p.cfg.Instance
 		}
-		_, err = e.API.NetworkCreate(ctx, name, network.CreateOptions{Driver: "bridge", Labels: labels,
+		_, err = e.API.NetworkCreate(ctx, name, client.NetworkCreateOptions{Driver: "bridge", Labels: labels,
 			Options: map[string]string{"com.docker.network.bridge.enable_icc": "false"}})
-		if errdefs.IsConflict(err) { // made meanwhile by another control plane
+		if cerrdefs.IsConflict(err) { // made meanwhile by another control plane
 			err = nil
 		}
 	}
@@ -360,7 +354,7 @@ func (p *Provider) build(ctx context.Context, e *engine, tag, dockerfile string,
 	if err := tw.Close(); err != nil {
 		return err
 	}
-	resp, err := e.API.ImageBuild(ctx, &buf, build.ImageBuildOptions{Tags: []string{tag}, Remove: true, ForceRemove: true,
+	resp, err := e.API.ImageBuild(ctx, &buf, client.ImageBuildOptions{Tags: []string{tag}, Remove: true, ForceRemove: true,
 		Labels: map[string]string{"burla.image": "true"}})
 	if err != nil {
 		return fmt.Errorf("docker provider: build %s on %s: %w", tag, e.Host, err)
@@ -432,7 +426,7 @@ func (p *Provider) Create(ctx context.Context, n provider.NodeSpec) error {
 	if p.cfg.Instance != "" {
 		labels[LabelInstance] = p.cfg.Instance
 	}
-	_, err = e.API.ContainerCreate(ctx, &container.Config{
+	_, err = e.API.ContainerCreate(ctx, client.ContainerCreateOptions{Name: name, Config: &container.Config{
 		Image: img,
 		Cmd: []string{"node-agent",
 			"--id", n.ID, "--cluster", n.Cluster,
@@ -443,7 +437,7 @@ func (p *Provider) Create(ctx context.Context, n provider.NodeSpec) error {
 		Labels: labels,
 		// Nodes reach Temporal as securely as the control plane does.
 		Env: auth.ChildEnv(temporalconn.FromEnv().Env(), p.cfg.NodeKey),
-	}, &container.HostConfig{
+	}, HostConfig: &container.HostConfig{
 		// A network of the nodes' own (networkOn), or the host's when Temporal and
 		// the store are on the engine machine's loopback (burla dev).
 		NetworkMode:    netMode,
@@ -458,8 +452,8 @@ func (p *Provider) Create(ctx context.Context, n provider.NodeSpec) error {
 		CapDrop:   []string{"ALL"},
 		CapAdd:    NodeCapabilities,
 		Resources: res,
-	}, nil, nil, name)
-	if errdefs.IsConflict(err) {
+	}})
+	if cerrdefs.IsConflict(err) {
 		return p.start(ctx, e, name) // created by an earlier attempt of this call
 	}
 	if err != nil {
@@ -470,7 +464,7 @@ func (p *Provider) Create(ctx context.Context, n provider.NodeSpec) error {
 }
 
 func (p *Provider) start(ctx context.Context, e *engine, name string) error {
-	if err := e.API.ContainerStart(ctx, name, container.StartOptions{}); err != nil {
+	if _, err := e.API.ContainerStart(ctx, name, client.ContainerStartOptions{}); err != nil {
 		return fmt.Errorf("docker provider: start %s on %s: %w", name, e.Host, err)
 	}
 	return nil
@@ -492,14 +486,15 @@ func (p *Provider) find(ctx context.Context, name string) (*engine, container.In
 	p.each(func(i int, e *engine) {
 		ctx, cancel := context.WithTimeout(ctx, probeTimeout)
 		defer cancel()
-		res[i].info, res[i].err = e.API.ContainerInspect(ctx, name)
+		got, err := e.API.ContainerInspect(ctx, name, client.ContainerInspectOptions{})
+		res[i].info, res[i].err = got.Container, err
 	})
 	var errs []error
 	for i, r := range res {
 		switch {
 		case r.err == nil:
 			return p.engines[i], r.info, nil
-		case !errdefs.IsNotFound(r.err):
+		case !cerrdefs.IsNotFound(r.err):
 			errs = append(errs, fmt.Errorf("inspect %s on %s: %w", name, p.engines[i].Host, r.err))
 		}
 	}
@@ -587,11 +582,11 @@ func (p *Provider) Delete(ctx context.Context, n provider.NodeSpec) error {
 	errs := make([]error, len(p.engines))
 	removed := make([]bool, len(p.engines))
 	p.each(func(i int, e *engine) {
-		err := e.API.ContainerRemove(ctx, name, container.RemoveOptions{Force: true})
+		_, err := e.API.ContainerRemove(ctx, name, client.ContainerRemoveOptions{Force: true})
 		switch {
 		case err == nil:
 			removed[i] = true
-		case !errdefs.IsNotFound(err):
+		case !cerrdefs.IsNotFound(err):
 			errs[i] = fmt.Errorf("docker provider: remove %s on %s: %w", name, e.Host, err)
 		}
 	})
@@ -618,16 +613,16 @@ func (p *Provider) List(ctx context.Context, cluster string) ([]string, error) {
 
 // listOn returns the IDs of the nodes of cluster on e.
 func (p *Provider) listOn(ctx context.Context, e *engine, cluster string) ([]string, error) {
-	f := filters.NewArgs(filters.Arg("label", LabelCluster+"="+cluster), filters.Arg("label", LabelRole+"=node"))
+	f := make(client.Filters).Add("label", LabelCluster+"="+cluster, LabelRole+"=node")
 	if p.cfg.Instance != "" {
 		f.Add("label", LabelInstance+"="+p.cfg.Instance)
 	}
-	cs, err := e.API.ContainerList(ctx, container.ListOptions{All: true, Filters: f})
+	cs, err := e.API.ContainerList(ctx, client.ContainerListOptions{All: true, Filters: f})
 	if err != nil {
 		return nil, fmt.Errorf("docker provider: list nodes of %s on %s: %w", cluster, e.Host, err)
 	}
 	var ids []string
-	for _, c := range cs {
+	for _, c := range cs.Items {
 		if id := c.Labels[LabelNode]; id != "" && c.Labels[LabelInstance] == p.cfg.Instance {
 			ids = append(ids, id)
 		}

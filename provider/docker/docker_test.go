@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/docker/docker/client"
+	"github.com/moby/moby/client"
 
 	"github.com/burla-temporal/burla/provider"
 	"github.com/burla-temporal/burla/provider/docker"
@@ -21,11 +21,11 @@ import (
 // .ci/run installs and starts one, so a skip there is a CI failure to look into.
 func engine(t *testing.T) {
 	t.Helper()
-	api, err := client.NewClientWithOpts(client.FromEnv, client.WithAPIVersionNegotiation())
+	api, err := client.New(client.FromEnv)
 	if err == nil {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
-		_, err = api.Ping(ctx)
+		_, err = api.Ping(ctx, client.PingOptions{})
 	}
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "\n*** SKIPPING DOCKER TESTS: no Docker engine (%v) ***\n\n", err)
@@ -35,7 +35,7 @@ func engine(t *testing.T) {
 
 func api(t *testing.T) *client.Client {
 	t.Helper()
-	c, err := client.NewClientWithOpts(client.FromEnv, client.WithAPIVersionNegotiation())
+	c, err := client.New(client.FromEnv)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -84,11 +84,11 @@ func TestProviderLifecycle(t *testing.T) {
 	}
 	// The node's agent is root with the few capabilities it needs, not Docker's
 	// default set (NET_RAW, on the host's network, would read its loopback).
-	info, err := api(t).ContainerInspect(ctx, "burla-node-"+n.ID)
+	info, err := api(t).ContainerInspect(ctx, "burla-node-"+n.ID, client.ContainerInspectOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	hc := info.HostConfig
+	hc := info.Container.HostConfig
 	// The engine names them CAP_X, sorted.
 	added := make([]string, len(hc.CapAdd))
 	for i, c := range hc.CapAdd {

@@ -7,7 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 
-	"github.com/docker/docker/client"
+	"github.com/moby/moby/client"
 )
 
 // Engine is one Docker engine nodes can be placed on.
@@ -33,7 +33,7 @@ const (
 // TLSFiles), and refused without one: an engine on TCP without TLS is root on its
 // machine for anyone who reaches the port.
 func Connect(host, tlsDir string) (Engine, error) {
-	opts := []client.Opt{client.WithAPIVersionNegotiation()}
+	var opts []client.Opt
 	name := host
 	switch {
 	case host == "":
@@ -53,7 +53,7 @@ func Connect(host, tlsDir string) (Engine, error) {
 	default:
 		return Engine{}, fmt.Errorf("docker engine %q: want unix:///path or tcp://host:port", host)
 	}
-	api, err := client.NewClientWithOpts(opts...)
+	api, err := client.New(opts...)
 	if err != nil {
 		return Engine{}, fmt.Errorf("docker engine %s: %w", name, err)
 	}

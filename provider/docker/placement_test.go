@@ -17,14 +17,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/docker/docker/api/types"
-	"github.com/docker/docker/api/types/build"
-	"github.com/docker/docker/api/types/container"
-	"github.com/docker/docker/api/types/image"
-	"github.com/docker/docker/api/types/network"
-	"github.com/docker/docker/client"
-	"github.com/docker/docker/errdefs"
-	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+	cerrdefs "github.com/containerd/errdefs"
+	"github.com/moby/moby/api/types/container"
+	"github.com/moby/moby/api/types/image"
+	"github.com/moby/moby/api/types/network"
+	"github.com/moby/moby/client"
 
 	"github.com/burla-temporal/burla/provider"
 	"github.com/burla-temporal/burla/provider/docker"
@@ -38,7 +35,7 @@ type fakeEngine struct {
 	containers map[string]*fakeContainer
 	images     map[string]bool
 	builds     int
-	networks   map[string]network.CreateOptions
+	networks   map[string]client.NetworkCreateOptions
 }
 
 type fakeContainer struct {
@@ -51,99 +48,100 @@ type fakeContainer struct {
 var _ docker.API = (*fakeEngine)(nil)
 
 func newFakeEngine() *fakeEngine {
-	return &fakeEngine{containers: map[string]*fakeContainer{}, images: map[string]bool{}, networks: map[string]network.CreateOptions{}}
+	return &fakeEngine{containers: map[string]*fakeContainer{}, images: map[string]bool{}, networks: map[string]client.NetworkCreateOptions{}}
 }
 
 var errDown = errors.New("connection refused")
 
-func (f *fakeEngine) NetworkCreate(ctx context.Context, name string, o network.CreateOptions) (network.CreateResponse, error) {
+func (f *fakeEngine) NetworkCreate(ctx context.Context, name string, o client.NetworkCreateOptions) (client.NetworkCreateResult, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if _, ok := f.networks[name]; ok {
-		return network.CreateResponse{}, errdefs.Conflict(fmt.Errorf("network %s exists", name))
+		return client.NetworkCreateResult{}, cerrdefs.ErrConflict.WithMessage(fmt.Sprintf("network %s exists", name))
 	}
 	f.networks[name] = o
-	return network.CreateResponse{ID: name}, nil
+	return client.NetworkCreateResult{ID: name}, nil
 }
 
-func (f *fakeEngine) NetworkInspect(ctx context.Context, name string, _ network.InspectOptions) (network.Inspect, error) {
+func (f *fakeEngine) NetworkInspect(ctx context.Context, name string, _ client.NetworkInspectOptions) (client.NetworkInspectResult, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	o, ok := f.networks[name]
 	if !ok {
-		return network.Inspect{}, errdefs.NotFound(fmt.Errorf("no network %s", name))
+		return client.NetworkInspectResult{}, cerrdefs.ErrNotFound.WithMessage(fmt.Sprintf("no network %s", name))
 	}
-	return network.Inspect{Name: name, Driver: o.Driver, Options: o.Options}, nil
+	return client.NetworkInspectResult{Network: network.Inspect{Network: network.Network{Name: name, Driver: o.Driver, Options: o.Options}}}, nil
 }
 
-func (f *fakeEngine) ContainerCreate(ctx context.Context, cfg *container.Config, hc *container.HostConfig, _ *network.NetworkingConfig, _ *ocispec.Platform, name string) (container.CreateResponse, error) {
+func (f *fakeEngine) ContainerCreate(ctx context.Context, o client.ContainerCreateOptions) (client.ContainerCreateResult, error) {
 	time.Sleep(f.createWait)
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	cfg, hc, name := o.Config, o.HostConfig, o.Name
 	switch {
 	case f.down:
-		return container.CreateResponse{}, errDown
+		return client.ContainerCreateResult{}, errDown
 	case !f.images[cfg.Image]:
-		return container.CreateResponse{}, errdefs.NotFound(fmt.Errorf("no image %s", cfg.Image))
+		return client.ContainerCreateResult{}, cerrdefs.ErrNotFound.WithMessage(fmt.Sprintf("no image %s", cfg.Image))
 	case f.containers[name] != nil:
-		return container.CreateResponse{}, errdefs.Conflict(fmt.Errorf("name %s in use", name))
+		return client.ContainerCreateResult{}, cerrdefs.ErrConflict.WithMessage(fmt.Sprintf("name %s in use", name))
 	case hc.NetworkMode != "host" && f.networks[string(hc.NetworkMode)].Driver == "":
-		return container.CreateResponse{}, errdefs.NotFound(fmt.Errorf("no network %s", hc.NetworkMode))
+		return client.ContainerCreateResult{}, cerrdefs.ErrNotFound.WithMessage(fmt.Sprintf("no network %s", hc.NetworkMode))
 	}
 	f.containers[name] = &fakeContainer{labels: cfg.Labels, cmd: cfg.Cmd, netMode: hc.NetworkMode}
-	return container.CreateResponse{ID: name}, nil
+	return client.ContainerCreateResult{ID: name}, nil
 }
 
-func (f *fakeEngine) ContainerStart(ctx context.Context, name string, _ container.StartOptions) error {
+func (f *fakeEngine) ContainerStart(ctx context.Context, name string, _ client.ContainerStartOptions) (client.ContainerStartResult, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.down {
-		return errDown
+		return client.ContainerStartResult{}, errDown
 	}
 	c := f.containers[name]
 	if c == nil {
-		return errdefs.NotFound(fmt.Errorf("no container %s", name))
+		return client.ContainerStartResult{}, cerrdefs.ErrNotFound.WithMessage(fmt.Sprintf("no container %s", name))
 	}
 	c.running = true
-	return nil
+	return client.ContainerStartResult{}, nil
 }
 
-func (f *fakeEngine) ContainerRemove(ctx context.Context, name string, _ container.RemoveOptions) error {
+func (f *fakeEngine) ContainerRemove(ctx context.Context, name string, _ client.ContainerRemoveOptions) (client.ContainerRemoveResult, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.down {
-		return errDown
+		return client.ContainerRemoveResult{}, errDown
 	}
 	if f.containers[name] == nil {
-		return errdefs.NotFound(fmt.Errorf("no container %s", name))
+		return client.ContainerRemoveResult{}, cerrdefs.ErrNotFound.WithMessage(fmt.Sprintf("no container %s", name))
 	}
 	delete(f.containers, name)
-	return nil
+	return client.ContainerRemoveResult{}, nil
 }
 
-func (f *fakeEngine) ContainerInspect(ctx context.Context, name string) (container.InspectResponse, error) {
+func (f *fakeEngine) ContainerInspect(ctx context.Context, name string, _ client.ContainerInspectOptions) (client.ContainerInspectResult, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.down {
-		return container.InspectResponse{}, errDown
+		return client.ContainerInspectResult{}, errDown
 	}
 	c := f.containers[name]
 	if c == nil {
-		return container.InspectResponse{}, errdefs.NotFound(fmt.Errorf("no container %s", name))
+		return client.ContainerInspectResult{}, cerrdefs.ErrNotFound.WithMessage(fmt.Sprintf("no container %s", name))
 	}
-	return container.InspectResponse{ContainerJSONBase: &container.ContainerJSONBase{Name: "/" + name, State: &container.State{Running: c.running}}}, nil
+	return client.ContainerInspectResult{Container: container.InspectResponse{Name: "/" + name, State: &container.State{Running: c.running}}}, nil
 }
 
-func (f *fakeEngine) ContainerList(ctx context.Context, o container.ListOptions) ([]container.Summary, error) {
+func (f *fakeEngine) ContainerList(ctx context.Context, o client.ContainerListOptions) (client.ContainerListResult, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.down {
-		return nil, errDown
+		return client.ContainerListResult{}, errDown
 	}
 	var out []container.Summary
 	for name, c := range f.containers {
 		match := o.All || c.running
-		for _, kv := range o.Filters.Get("label") {
+		for kv := range o.Filters["label"] {
 			k, v, _ := strings.Cut(kv, "=")
 			match = match && c.labels[k] == v
 		}
@@ -151,41 +149,41 @@ func (f *fakeEngine) ContainerList(ctx context.Context, o container.ListOptions)
 			out = append(out, container.Summary{Names: []string{"/" + name}, Labels: c.labels})
 		}
 	}
-	return out, nil
+	return client.ContainerListResult{Items: out}, nil
 }
 
-func (f *fakeEngine) Ping(ctx context.Context) (types.Ping, error) {
+func (f *fakeEngine) Ping(ctx context.Context, _ client.PingOptions) (client.PingResult, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.down {
-		return types.Ping{}, errDown
+		return client.PingResult{}, errDown
 	}
-	return types.Ping{APIVersion: "1.41"}, nil
+	return client.PingResult{APIVersion: "1.41"}, nil
 }
 
-func (f *fakeEngine) ImageBuild(ctx context.Context, _ io.Reader, o build.ImageBuildOptions) (build.ImageBuildResponse, error) {
+func (f *fakeEngine) ImageBuild(ctx context.Context, _ io.Reader, o client.ImageBuildOptions) (client.ImageBuildResult, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.down {
-		return build.ImageBuildResponse{}, errDown
+		return client.ImageBuildResult{}, errDown
 	}
 	f.builds++
 	for _, t := range o.Tags {
 		f.images[t] = true
 	}
-	return build.ImageBuildResponse{Body: io.NopCloser(strings.NewReader(`{"stream":"done"}` + "\n"))}, nil
+	return client.ImageBuildResult{Body: io.NopCloser(strings.NewReader(`{"stream":"done"}` + "\n"))}, nil
 }
 
-func (f *fakeEngine) ImageInspect(ctx context.Context, tag string, _ ...client.ImageInspectOption) (image.InspectResponse, error) {
+func (f *fakeEngine) ImageInspect(ctx context.Context, tag string, _ ...client.ImageInspectOption) (client.ImageInspectResult, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.down {
-		return image.InspectResponse{}, errDown
+		return client.ImageInspectResult{}, errDown
 	}
 	if !f.images[tag] {
-		return image.InspectResponse{}, errdefs.NotFound(fmt.Errorf("no image %s", tag))
+		return client.ImageInspectResult{}, cerrdefs.ErrNotFound.WithMessage(fmt.Sprintf("no image %s", tag))
 	}
-	return image.InspectResponse{ID: "sha256:" + tag}, nil
+	return client.ImageInspectResult{InspectResponse: image.InspectResponse{ID: "sha256:" + tag}}, nil
 }
 
 // nodes returns the node IDs on f, sorted.

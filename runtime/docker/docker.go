@@ -26,12 +26,11 @@ import (
 	"strings"
 	"sync"
 
-	"github.com/docker/docker/api/types"
-	"github.com/docker/docker/api/types/container"
-	"github.com/docker/docker/api/types/filters"
-	"github.com/docker/docker/api/types/mount"
-	"github.com/docker/docker/client"
-	"github.com/docker/docker/pkg/stdcopy"
+	cerrdefs "github.com/containerd/errdefs"
+	"github.com/moby/moby/api/pkg/stdcopy"
+	"github.com/moby/moby/api/types/container"
+	"github.com/moby/moby/api/types/mount"
+	"github.com/moby/moby/client"
 
 	"github.com/burla-temporal/burla/containerworker"
 	"github.com/burla-temporal/burla/job"
@@ -73,11 +72,11 @@ type Runtime struct {
 // New returns a runtime on the local Docker engine whose containers run the image
 // that image returns (built once, on first use).
 func New(ctx context.Context, image func(context.Context) (string, error)) (*Runtime, error) {
-	api, err := client.NewClientWithOpts(client.FromEnv, client.WithAPIVersionNegotiation())
+	api, err := client.New(client.FromEnv)
 	if err != nil {
 		return nil, fmt.Errorf("docker runtime: %w", err)
 	}
-	if _, err := api.Ping(ctx); err != nil {
+	if _, err := api.Ping(ctx, client.PingOptions{}); err != nil {
 		return nil, fmt.Errorf("docker runtime: no Docker engine answers (%w); install docker.io and start dockerd", err)
 	}
 	return &Runtime{api: api, image: image}, nil
@@ -102,7 +101,7 @@ func (r *Runtime) Start(ctx context.Context, spec runtime.WorkerSpec) (runtime.W
 		}
 	}
 	name := ContainerName(spec.Node, spec.Slot)
-	if err := r.api.ContainerRemove(ctx, name, container.RemoveOptions{Force: true}); err != nil && !client.IsErrNotFound(err) {
+	if _, err := r.api.ContainerRemove(ctx, name, client.ContainerRemoveOptions{Force: true}); err != nil && !cerrdefs.IsNotFound(err) {
 		return nil, fmt.Errorf("docker runtime: clear slot %s: %w", name, err)
 	}
 	// The program directory is the container's only window on the node's files;
@@ -138,7 +137,7 @@ func (r *Runtime) start(ctx context.Context, spec runtime.WorkerSpec, img, name 
 		{Type: mount.TypeBind, Source: dir.ProgramDir(), Target: ProgramDir, ReadOnly: true},
 		{Type: mount.TypeBind, Source: shared, Target: SharedDir},
 	}
-	_, err = r.api.ContainerCreate(ctx, &container.Config{
+	_, err = r.api.ContainerCreate(ctx, client.ContainerCreateOptions{Name: name, Config: &container.Config{
 		Image:       img,
 		Cmd:         spec.Argv[1:], // the image's entry point is the burla binary
 		Env:         append(slices.Clip(spec.Env), job.EnvSharedDir+"="+SharedDir, containerworker.EnvImageEnv+"="+names),
@@ -148,7 +147,7 @@ func (r *Runtime) start(ctx context.Context, spec runtime.WorkerSpec, img, name 
 		AttachStdin: true, AttachStdout: true, AttachStderr: true,
 		Labels: map[string]string{LabelCluster: spec.Cluster, LabelNode: spec.Node, LabelSlot: strconv.Itoa(spec.Slot),
 			LabelEnv: cmp.Or(spec.Image, "default"), LabelRole: "worker"},
-	}, &container.HostConfig{
+	}, HostConfig: &container.HostConfig{
 		NetworkMode:    "host",
 		ReadonlyRootfs: true,
 		Tmpfs:          map[string]string{"/tmp": "mode=1777"},
@@ -156,24 +155,24 @@ func (r *Runtime) start(ctx context.Context, spec runtime.WorkerSpec, img, name 
 		CapDrop:        []string{"ALL"},
 		Mounts:         mounts,
 		Resources:      res,
-	}, nil, nil, name)
+	}})
 	if err != nil {
 		return nil, fmt.Errorf("docker runtime: create %s: %w", name, err)
 	}
-	att, err := r.api.ContainerAttach(ctx, name, container.AttachOptions{Stream: true, Stdin: true, Stdout: true, Stderr: true})
+	att, err := r.api.ContainerAttach(ctx, name, client.ContainerAttachOptions{Stream: true, Stdin: true, Stdout: true, Stderr: true})
 	if err != nil {
-		_ = r.api.ContainerRemove(context.WithoutCancel(ctx), name, container.RemoveOptions{Force: true})
+		_, _ = r.api.ContainerRemove(context.WithoutCancel(ctx), name, client.ContainerRemoveOptions{Force: true})
 		return nil, fmt.Errorf("docker runtime: attach %s: %w", name, err)
 	}
-	waitC, waitErr := r.api.ContainerWait(context.WithoutCancel(ctx), name, container.WaitConditionNextExit)
-	if err := r.api.ContainerStart(ctx, name, container.StartOptions{}); err != nil {
+	wait := r.api.ContainerWait(context.WithoutCancel(ctx), name, client.ContainerWaitOptions{Condition: container.WaitConditionNextExit})
+	if _, err := r.api.ContainerStart(ctx, name, client.ContainerStartOptions{}); err != nil {
 		att.Close()
-		_ = r.api.ContainerRemove(context.WithoutCancel(ctx), name, container.RemoveOptions{Force: true})
+		_, _ = r.api.ContainerRemove(context.WithoutCancel(ctx), name, client.ContainerRemoveOptions{Force: true})
 		return nil, fmt.Errorf("docker runtime: start %s: %w", name, err)
 	}
 	// The attached stream multiplexes stdout and stderr; split them.
 	outR, outW := io.Pipe()
-	w := &worker{api: r.api, name: name, dir: dir, att: att, stdout: outR, done: make(chan struct{})}
+	w := &worker{api: r.api, name: name, dir: dir, att: att.HijackedResponse, stdout: outR, done: make(chan struct{})}
 	go func() {
 		// The worker's stderr is its own log: it goes to the agent's.
 		_, err := stdcopy.StdCopy(outW, os.Stderr, att.Reader)
@@ -181,16 +180,16 @@ func (r *Runtime) start(ctx context.Context, spec runtime.WorkerSpec, img, name 
 	}()
 	go func() {
 		select {
-		case res := <-waitC:
+		case res := <-wait.Result:
 			if res.StatusCode != 0 {
 				w.err = fmt.Errorf("container %s exited with status %d", name, res.StatusCode)
 			}
-		case err := <-waitErr:
+		case err := <-wait.Error:
 			w.err = err
 		}
 		att.Close()
 		// The container is gone for good, with its files: its slot gets a fresh one.
-		_ = r.api.ContainerRemove(context.Background(), name, container.RemoveOptions{Force: true})
+		_, _ = r.api.ContainerRemove(context.Background(), name, client.ContainerRemoveOptions{Force: true})
 		if err := dir.Remove(); err != nil && w.err == nil {
 			w.err = err
 		}
@@ -202,14 +201,14 @@ func (r *Runtime) start(ctx context.Context, spec runtime.WorkerSpec, img, name 
 // Cleanup implements runtime.Runtime: it removes every worker container labelled
 // with the node, which an agent that crashed left behind.
 func (r *Runtime) Cleanup(ctx context.Context, cluster, node string) error {
-	cs, err := r.api.ContainerList(ctx, container.ListOptions{All: true, Filters: filters.NewArgs(
-		filters.Arg("label", LabelCluster+"="+cluster), filters.Arg("label", LabelNode+"="+node), filters.Arg("label", LabelRole+"=worker"))})
+	cs, err := r.api.ContainerList(ctx, client.ContainerListOptions{All: true, Filters: make(client.Filters).Add(
+		"label", LabelCluster+"="+cluster, LabelNode+"="+node, LabelRole+"=worker")})
 	if err != nil {
 		return fmt.Errorf("docker runtime: list old workers of %s: %w", node, err)
 	}
 	var errs []error
-	for _, c := range cs {
-		if err := r.api.ContainerRemove(ctx, c.ID, container.RemoveOptions{Force: true}); err != nil && !client.IsErrNotFound(err) {
+	for _, c := range cs.Items {
+		if _, err := r.api.ContainerRemove(ctx, c.ID, client.ContainerRemoveOptions{Force: true}); err != nil && !cerrdefs.IsNotFound(err) {
 			errs = append(errs, err)
 		}
 	}
@@ -220,7 +219,7 @@ type worker struct {
 	api    *client.Client
 	name   string
 	dir    *runtime.WorkerDir
-	att    types.HijackedResponse
+	att    client.HijackedResponse
 	stdout *io.PipeReader
 	done   chan struct{}
 	err    error
@@ -233,7 +232,7 @@ func (w *worker) Stdout() io.ReadCloser { return w.stdout }
 func (w *worker) Done() <-chan struct{} { return w.done }
 func (w *worker) Err() error            { return w.err }
 func (w *worker) Kill() {
-	_ = w.api.ContainerKill(context.Background(), w.name, "KILL")
+	_, _ = w.api.ContainerKill(context.Background(), w.name, client.ContainerKillOptions{Signal: "KILL"})
 }
 
 // stdinCloser writes to the attached stream; Close half-closes it, which ends the
@@ -255,7 +254,7 @@ func (w *worker) Resize(ctx context.Context, cpus float64, memoryMB int) error {
 		res.Memory = int64(memoryMB) << 20
 		res.MemorySwap = res.Memory
 	}
-	if _, err := w.api.ContainerUpdate(ctx, w.name, container.UpdateConfig{Resources: res}); err != nil {
+	if _, err := w.api.ContainerUpdate(ctx, w.name, client.ContainerUpdateOptions{Resources: &res}); err != nil {
 		return fmt.Errorf("docker runtime: resize %s: %w", w.name, err)
 	}
 	return nil

@@ -13,8 +13,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/docker/docker/api/types/build"
-	"github.com/docker/docker/client"
+	cerrdefs "github.com/containerd/errdefs"
+	"github.com/moby/moby/client"
 
 	"github.com/burla-temporal/burla/runtime"
 )
@@ -39,7 +39,7 @@ func shellImage(t *testing.T, api *client.Client) string {
 	}
 	tw.Close()
 	const tag = "burla-test-runtime-shell:2"
-	resp, err := api.ImageBuild(context.Background(), &buf, build.ImageBuildOptions{Tags: []string{tag}, Remove: true})
+	resp, err := api.ImageBuild(context.Background(), &buf, client.ImageBuildOptions{Tags: []string{tag}, Remove: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -65,9 +65,9 @@ done`
 func TestWorkerSeesOnlyItsProgram(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	api, err := client.NewClientWithOpts(client.FromEnv, client.WithAPIVersionNegotiation())
+	api, err := client.New(client.FromEnv)
 	if err == nil {
-		_, err = api.Ping(ctx)
+		_, err = api.Ping(ctx, client.PingOptions{})
 	}
 	if err != nil {
 		t.Skipf("no Docker engine: %v", err)
@@ -94,11 +94,11 @@ func TestWorkerSeesOnlyItsProgram(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		info, err := rt.api.ContainerInspect(ctx, ContainerName(spec.Node, spec.Slot))
+		info, err := rt.api.ContainerInspect(ctx, ContainerName(spec.Node, spec.Slot), client.ContainerInspectOptions{})
 		if err != nil {
 			t.Fatal(err)
 		}
-		ids = append(ids, info.ID)
+		ids = append(ids, info.Container.ID)
 		out := bufio.NewScanner(w.Stdout())
 		ask := func(line string) string {
 			t.Helper()
@@ -143,7 +143,7 @@ func TestWorkerSeesOnlyItsProgram(t *testing.T) {
 		if entries, _ := os.ReadDir(spec.Dir); len(entries) != 0 {
 			t.Errorf("worker %d's directory left on the node: %v", i, entries)
 		}
-		if _, err := rt.api.ContainerInspect(ctx, info.ID); !client.IsErrNotFound(err) {
+		if _, err := rt.api.ContainerInspect(ctx, info.Container.ID, client.ContainerInspectOptions{}); !cerrdefs.IsNotFound(err) {
 			t.Errorf("worker %d's container left after it exited: %v", i, err)
 		}
 	}

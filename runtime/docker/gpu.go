@@ -1,7 +1,7 @@
 package docker
 
 import (
-	"github.com/docker/docker/api/types/container"
+	"github.com/moby/moby/api/types/container"
 
 	"github.com/burla-temporal/burla/runtime"
 )

@@ -12,8 +12,8 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/docker/docker/api/types/container"
-	"github.com/docker/docker/client"
+	"github.com/moby/moby/api/types/container"
+	"github.com/moby/moby/client"
 
 	"github.com/burla-temporal/burla/runtime"
 )
@@ -73,7 +73,7 @@ func TestStartAsksForTheJobsGPUs(t *testing.T) {
 	f := &fakeEngine{}
 	srv := httptest.NewServer(f)
 	defer srv.Close()
-	api, err := client.NewClientWithOpts(client.WithHost("tcp://"+strings.TrimPrefix(srv.URL, "http://")), client.WithVersion("1.47"))
+	api, err := client.New(client.WithHost("tcp://"+strings.TrimPrefix(srv.URL, "http://")), client.WithAPIVersion("1.47"))
 	if err != nil {
 		t.Fatal(err)
 	}

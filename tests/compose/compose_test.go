@@ -26,8 +26,8 @@ import (
 
 	"github.com/burla-temporal/burla/auth"
 	"github.com/burla-temporal/burla/devcluster"
-	"github.com/burla-temporal/burla/provider/docker"
 	"github.com/burla-temporal/burla/execfile"
+	"github.com/burla-temporal/burla/provider/docker"
 	burla "github.com/burla-temporal/burla/sdk"
 	"github.com/burla-temporal/burla/store/storeurl"
 	"github.com/burla-temporal/burla/temporalconn"

@@ -11,9 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/docker/docker/api/types/container"
-	"github.com/docker/docker/api/types/filters"
-	"github.com/docker/docker/client"
+	"github.com/moby/moby/client"
 
 	"github.com/burla-temporal/burla/execfile"
 	"github.com/burla-temporal/burla/provider/docker"
@@ -35,10 +33,10 @@ var (
 func TestMain(m *testing.M) {
 	burla.Main()
 	var err error
-	api, err = client.NewClientWithOpts(client.FromEnv, client.WithAPIVersionNegotiation())
+	api, err = client.New(client.FromEnv)
 	if err == nil {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		_, err = api.Ping(ctx)
+		_, err = api.Ping(ctx, client.PingOptions{})
 		cancel()
 	}
 	if err != nil {
@@ -69,13 +67,13 @@ func TestMain(m *testing.M) {
 }
 
 func nodeContainers() []string {
-	cs, err := api.ContainerList(context.Background(), container.ListOptions{All: true,
-		Filters: filters.NewArgs(filters.Arg("label", docker.LabelCluster+"=default"))})
+	cs, err := api.ContainerList(context.Background(), client.ContainerListOptions{All: true,
+		Filters: make(client.Filters).Add("label", docker.LabelCluster+"=default")})
 	if err != nil {
 		return []string{err.Error()}
 	}
 	var names []string
-	for _, c := range cs {
+	for _, c := range cs.Items {
 		names = append(names, c.Names...)
 	}
 	return names

@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/docker/docker/api/types/build"
+	"github.com/moby/moby/client"
 
 	burla "github.com/burla-temporal/burla/sdk"
 	"github.com/burla-temporal/burla/tests/clustertest"
@@ -36,7 +36,7 @@ func busyboxImage(t *testing.T) string {
 	}
 	tw.Close()
 	const tag = "burla-test-busybox:latest"
-	resp, err := api.ImageBuild(context.Background(), &buf, build.ImageBuildOptions{Tags: []string{tag}, Remove: true})
+	resp, err := api.ImageBuild(context.Background(), &buf, client.ImageBuildOptions{Tags: []string{tag}, Remove: true})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -17,7 +17,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/docker/docker/client"
+	cerrdefs "github.com/containerd/errdefs"
+	"github.com/moby/moby/client"
 
 	"github.com/burla-temporal/burla/auth"
 	burla "github.com/burla-temporal/burla/sdk"
@@ -260,7 +261,7 @@ func TestNodeResetBetweenJobs(t *testing.T) {
 	case warmForAcme:
 		t.Errorf("job 2, globex's, ran in container %.12s, prewarmed with acme's program", second.Container)
 	}
-	if _, err := api.ContainerInspect(ctx, first.Container); !client.IsErrNotFound(err) {
+	if _, err := api.ContainerInspect(ctx, first.Container, client.ContainerInspectOptions{}); !cerrdefs.IsNotFound(err) {
 		t.Errorf("job 1's container %.12s is still there after job 2 (%v)", first.Container, err)
 	}
 	for _, p := range []string{first.File, filepath.Dir(first.File), first.Exe, first.Cache, filepath.Dir(first.Cache)} {

@@ -6,8 +6,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/docker/docker/api/types/container"
-	"github.com/docker/docker/api/types/filters"
+	"github.com/moby/moby/api/types/container"
+	"github.com/moby/moby/client"
 
 	burla "github.com/burla-temporal/burla/sdk"
 	"github.com/burla-temporal/burla/tests/clustertest"
@@ -21,12 +21,12 @@ var slow = burla.Func("slow", func(ctx context.Context, x int) (int, error) {
 // workerContainers lists the docker runtime's worker containers of a node.
 func workerContainers(t *testing.T, node string) []container.Summary {
 	t.Helper()
-	cs, err := api.ContainerList(context.Background(), container.ListOptions{All: true, Filters: filters.NewArgs(
-		filters.Arg("label", "burla.node="+node), filters.Arg("label", "burla.role=worker"))})
+	cs, err := api.ContainerList(context.Background(), client.ContainerListOptions{All: true, Filters: make(client.Filters).Add(
+		"label", "burla.node="+node, "burla.role=worker")})
 	if err != nil {
 		t.Fatal(err)
 	}
-	return cs
+	return cs.Items
 }
 
 // The docker runtime: each node's workers are hardened containers limited to one
@@ -43,9 +43,8 @@ func TestDockerRuntime(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := api.ContainerCreate(ctx, &container.Config{Image: img, Cmd: []string{"version"},
-		Labels: map[string]string{"burla.cluster": "default", "burla.node": "default-1", "burla.role": "worker"}},
-		nil, nil, nil, "burla-leftover-worker"); err != nil {
+	if _, err := api.ContainerCreate(ctx, client.ContainerCreateOptions{Name: "burla-leftover-worker", Config: &container.Config{Image: img, Cmd: []string{"version"},
+		Labels: map[string]string{"burla.cluster": "default", "burla.node": "default-1", "burla.role": "worker"}}}); err != nil {
 		t.Fatal(err)
 	}
 	d, err := clustertest.Start(ctx, clustertest.Options{Nodes: 1, CPUs: 4, Runtime: "docker"})
@@ -66,10 +65,11 @@ func TestDockerRuntime(t *testing.T) {
 		t.Fatalf("worker containers %v; want the node's 4, and the leftover gone", cs)
 	}
 	for _, c := range cs {
-		info, err := api.ContainerInspect(ctx, c.ID)
+		res, err := api.ContainerInspect(ctx, c.ID, client.ContainerInspectOptions{})
 		if err != nil {
 			t.Fatal(err)
 		}
+		info := res.Container
 		if info.Config.Labels["burla.env"] != "default" || info.Config.Labels["burla.cluster"] != "default" {
 			t.Errorf("container %s labels %v; want its cluster and environment", c.Names[0], info.Config.Labels)
 		}
@@ -92,7 +92,7 @@ func TestDockerRuntime(t *testing.T) {
 		}
 		seen[r.Index]++
 		if !killed {
-			if err := api.ContainerKill(ctx, workerContainers(t, "default-1")[0].ID, "KILL"); err != nil {
+			if _, err := api.ContainerKill(ctx, workerContainers(t, "default-1")[0].ID, client.ContainerKillOptions{Signal: "KILL"}); err != nil {
 				t.Fatal(err)
 			}
 			killed = true
@@ -113,11 +113,11 @@ func running(t *testing.T, node string) []float64 {
 		if c.State != "running" {
 			continue
 		}
-		info, err := api.ContainerInspect(context.Background(), c.ID)
+		info, err := api.ContainerInspect(context.Background(), c.ID, client.ContainerInspectOptions{})
 		if err != nil {
 			continue // gone between list and inspect
 		}
-		cpus = append(cpus, float64(info.HostConfig.NanoCPUs)/1e9)
+		cpus = append(cpus, float64(info.Container.HostConfig.NanoCPUs)/1e9)
 	}
 	slices.Sort(cpus)
 	return cpus

@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/moby/moby/client"
+
 	burla "github.com/burla-temporal/burla/sdk"
 	"github.com/burla-temporal/burla/tests/clustertest"
 )
@@ -71,10 +73,11 @@ func TestSharedDirInWorkerContainers(t *testing.T) {
 		}
 	}
 	for _, c := range workerContainers(t, "default-1") {
-		info, err := api.ContainerInspect(ctx, c.ID)
+		res, err := api.ContainerInspect(ctx, c.ID, client.ContainerInspectOptions{})
 		if err != nil {
 			continue // replaced since the listing
 		}
+		info := res.Container
 		found := false
 		for _, m := range info.Mounts {
 			if m.Destination == "/workspace/shared" {

@@ -26,7 +26,7 @@ import (
 	"testing"
 	"time"
 
-	dockerclient "github.com/docker/docker/client"
+	dockerclient "github.com/moby/moby/client"
 	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/api/serviceerror"
 	"go.temporal.io/sdk/client"
@@ -333,14 +333,14 @@ func waitRunning(t *testing.T, ctx context.Context, c *burla.Cluster, id string)
 }
 
 func dockerAnswers() error {
-	api, err := dockerclient.NewClientWithOpts(dockerclient.FromEnv, dockerclient.WithAPIVersionNegotiation())
+	api, err := dockerclient.New(dockerclient.FromEnv)
 	if err != nil {
 		return err
 	}
 	defer api.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	_, err = api.Ping(ctx)
+	_, err = api.Ping(ctx, dockerclient.PingOptions{})
 	return err
 }
 
