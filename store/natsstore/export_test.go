@@ -8,3 +8,6 @@ func SetListTimeout(d time.Duration) func() {
 	listTimeout = d
 	return func() { listTimeout = old }
 }
+
+// Global is the store of the global account, on which t's own connection is.
+func (t *Tenants) Global() *Store { return t.global }

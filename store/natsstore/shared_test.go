@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/burla-temporal/burla/auth"
 	"github.com/burla-temporal/burla/blob"
@@ -240,5 +241,53 @@ func TestTenantsListEveryTenant(t *testing.T) {
 	}
 	if _, err := fresh.Job(ctx, wantJobs[0]); !errors.Is(err, store.ErrNotFound) {
 		t.Errorf("job after DeleteJob: %v; want ErrNotFound", err)
+	}
+}
+
+// A server that lost the tenants' bucket (restarted without its data) costs a
+// tenant's first use no more than a few seconds, and the bucket is made again.
+func TestTenantsRecordSurvivesALostBucket(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	keysFile := filepath.Join(t.TempDir(), "keys.json")
+	if _, err := auth.Add(keysFile, auth.RoleTenant, "acme"); err != nil {
+		t.Fatal(err)
+	}
+	controlKey, err := auth.Add(keysFile, auth.RoleControl, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	keys, err := auth.Open(keysFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := natsserver.Start(natsserver.Config{StoreDir: t.TempDir(), Keys: keys})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(srv.Stop)
+	router, err := natsstore.ConnectTenants(ctx, srv.URL(), "control", controlKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(router.Close)
+	js, err := jetstream.New(router.Global().Conn())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := js.DeleteKeyValue(ctx, "burla-tenants"); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	spec := job.Spec{ID: job.NewID(time.Now(), "acme"), Function: "f", Binary: strings.Repeat("0", 64),
+		Inputs: 1, FuncCPU: 1, Lease: time.Second, ClientTimeout: 10 * time.Second}
+	if err := router.CreateJob(ctx, spec); err != nil {
+		t.Fatal(err)
+	}
+	if took := time.Since(start); took > 4*time.Second {
+		t.Errorf("a tenant's first use took %v with the tenants' bucket lost; want a few seconds at most", took)
+	}
+	if got, err := router.Tenants(ctx); err != nil || !slices.Equal(got, []string{"acme"}) {
+		t.Errorf("tenants after the bucket was lost: %v, %v; want [acme]", got, err)
 	}
 }

@@ -42,8 +42,10 @@ type Tenants struct {
 
 	mu sync.Mutex
 	by map[string]*Store
-	// listed holds the tenants this process has recorded in bucketTenants.
+	// listed holds the tenants this process has recorded in bucketTenants, and
+	// retry when it may try again to record one it could not.
 	listed map[string]bool
+	retry  map[string]time.Time
 }
 
 // ConnectTenants connects a component holding a key of a system role. opts add
@@ -59,7 +61,7 @@ func ConnectTenants(ctx context.Context, url, name, key string, opts ...nats.Opt
 		return nil, fmt.Errorf("create bucket %s: %w", bucketTenants, err)
 	}
 	return &Tenants{url: url, name: name, key: key, opts: opts, global: g, tenants: kv,
-		by: map[string]*Store{}, listed: map[string]bool{}}, nil
+		by: map[string]*Store{}, listed: map[string]bool{}, retry: map[string]time.Time{}}, nil
 }
 
 // For returns the store of tenant's account.
@@ -69,11 +71,13 @@ func (t *Tenants) For(ctx context.Context, tenant string) (*Store, error) {
 	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if !t.listed[tenant] {
+	if !t.listed[tenant] && !time.Now().Before(t.retry[tenant]) {
 		// Recorded before the account is used, so the collector sees whatever
-		// the account comes to hold. A failure is tried again on the next use.
-		if err := put(ctx, t.tenants, tenant, nil); err != nil {
+		// the account comes to hold. It is not worth holding up the store's
+		// work for: a failure is tried again a while later.
+		if err := t.record(ctx, tenant); err != nil {
 			slog.Warn("NATS store: could not record a tenant for the collector", "tenant", tenant, "error", err)
+			t.retry[tenant] = time.Now().Add(recordRetry)
 		} else {
 			t.listed[tenant] = true
 		}
@@ -87,6 +91,23 @@ func (t *Tenants) For(ctx context.Context, tenant string) (*Store, error) {
 	}
 	t.by[tenant] = s
 	return s, nil
+}
+
+// recordRetry is how long after a failed record of a tenant For tries again.
+const recordRetry = time.Minute
+
+// record writes tenant into bucketTenants within a few seconds, making the
+// bucket again if the server lost it (a restart without its data).
+func (t *Tenants) record(ctx context.Context, tenant string) error {
+	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	defer cancel()
+	_, err := t.tenants.Put(ctx, tenant, nil)
+	if errors.Is(err, jetstream.ErrBucketNotFound) || errors.Is(err, jetstream.ErrStreamNotFound) || errors.Is(err, jetstream.ErrNoStreamResponse) {
+		if _, err = t.global.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: bucketTenants, Storage: jetstream.FileStorage}); err == nil {
+			_, err = t.tenants.Put(ctx, tenant, nil)
+		}
+	}
+	return err
 }
 
 // Tenants returns every tenant whose account a system component has used.
