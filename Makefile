@@ -52,8 +52,11 @@ workflowcheck:
 build: deps
 	CGO_ENABLED=0 $(GO) build -o bin/burla ./cmd/burla
 
+# The benchmarks write their figures to tests/bench/results.json, and the README's
+# table of them is made from that file.
 bench: deps
-	CGO_ENABLED=0 $(GO) test -run '^$$' -bench . -benchtime 1x -timeout 30m ./tests/bench/
+	CGO_ENABLED=0 $(GO) test -run '^$$' -bench . -benchtime 1x -timeout 30m ./tests/bench/ -args -out $(CURDIR)/tests/bench/results.json
+	$(GO) run ./tests/bench/readme tests/bench/results.json README.md
 
 deps:
 	$(GO) mod download

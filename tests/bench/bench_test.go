@@ -1,4 +1,4 @@
-// Package bench measures a warm local cluster, each figure beside a baseline measured
+// The benchmarks measure a warm local cluster, each figure beside a baseline measured
 // in the same run (the same function over the same inputs on a local goroutine pool:
 // the limit): a 3-input job's latency, the throughput of 100 000 and 1 000 000
 // printing inputs, the parallel efficiency of 400 inputs of 10 ms, the bytes per
@@ -8,13 +8,16 @@
 //
 //	make bench      # or: go test -run '^$' -bench . -benchtime 1x ./tests/bench/
 //	go test -run '^$' -bench Throughput -benchtime 1x ./tests/bench/ -args -nodes 1 -cpus 4
+
 package bench
 
 import (
 	"context"
+	"encoding/json"
 	"flag"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"runtime"
 	"runtime/debug"
@@ -57,6 +60,12 @@ func TestMain(m *testing.M) {
 	code := m.Run()
 	if err := dev.Stop(); err != nil {
 		fmt.Fprintln(os.Stderr, "bench: stop cluster:", err)
+	}
+	if *out != "" && code == 0 {
+		if err := writeResults(*out); err != nil {
+			fmt.Fprintln(os.Stderr, "bench:", err)
+			code = 1
+		}
 	}
 	os.Exit(code)
 }
@@ -161,6 +170,7 @@ func BenchmarkThreeInputJob(b *testing.B) {
 	b.ReportMetric(ms(lp50), "local-p50-ms")
 	report(b, "3-input job, %d runs: p50 %.1f ms, p90 %.1f ms; local pool p50 %.3f ms (cluster/local %.0f×)",
 		len(remote), ms(p50), ms(p90), ms(lp50), float64(p50)/float64(max(lp50, time.Nanosecond)))
+	record(rowThreeInputs, fmt.Sprintf("p50 %.1f ms, p90 %.1f ms", ms(p50), ms(p90)), fmt.Sprintf("p50 %.3f ms", ms(lp50)))
 }
 
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
@@ -194,6 +204,12 @@ func BenchmarkThroughput(b *testing.B) {
 			b.ReportMetric(lrate, "local-inputs/s")
 			report(b, "%d printing inputs: %.0f inputs/s (%.2f s per job); local pool %.0f inputs/s (cluster/local %.3f)",
 				n, rate, (remote / time.Duration(b.N)).Seconds(), lrate, rate/lrate)
+			row := rowThroughput100k
+			if n == 1_000_000 {
+				row = rowThroughput1M
+			}
+			record(row, fmt.Sprintf("%s inputs/s (%.2f s)", thousands(rate), (remote / time.Duration(b.N)).Seconds()),
+				fmt.Sprintf("%s inputs/s (ratio %.3f)", thousands(lrate), rate/lrate))
 		})
 	}
 }
@@ -225,6 +241,8 @@ func BenchmarkParallelEfficiency(b *testing.B) {
 	b.ReportMetric(leff, "local-efficiency")
 	report(b, "400 × 10 ms on %d workers: %.0f ms, efficiency %.2f; local pool of %d: %.0f ms, efficiency %.2f (ideal %.0f ms)",
 		workers(), ms(remote), eff, workers(), ms(base), leff, ms(ideal))
+	record(rowEfficiency, fmt.Sprintf("%.0f ms, parallel efficiency %.2f", ms(remote), eff),
+		fmt.Sprintf("%d goroutines: %.0f ms, %.2f", workers(), ms(base), leff))
 }
 
 // BenchmarkBytes sends 1 GiB of inputs in one job, 1 024 strings of 1 MiB, and
@@ -257,6 +275,7 @@ func BenchmarkBytes(b *testing.B) {
 	b.ReportMetric(rate/1e6, "MB/s")
 	report(b, "1 GiB of inputs (1 024 × 1 MiB): %.0f MB/s (%.1f s per job); local pool %.0f MB/s",
 		rate/1e6, (remote / time.Duration(b.N)).Seconds(), lrate/1e6)
+	record(rowBytes, fmt.Sprintf("%.0f MB/s (%.1f s)", rate/1e6, (remote / time.Duration(b.N)).Seconds()), "(no copy: not comparable)")
 }
 
 // BenchmarkTenMillion runs 10 000 000 trivial inputs in one call and reports the
@@ -288,6 +307,10 @@ func BenchmarkTenMillion(b *testing.B) {
 	b.ReportMetric(float64(peak)/(1<<20), "client-peak-MiB")
 	report(b, "%d trivial inputs in one call: %.0f inputs/s (%.1f s); client peak RSS %d MiB, of which inputs and outputs %d MiB",
 		n, rate, (remote / time.Duration(b.N)).Seconds(), peak>>20, int64(2*8*n)>>20)
+	if n == 10_000_000 {
+		record(rowTenMillion, fmt.Sprintf("%s inputs/s (%.0f s); client peak RSS %d MiB, of which the inputs and outputs slices %d MiB",
+			thousands(rate), (remote / time.Duration(b.N)).Seconds(), peak>>20, int64(2*8*n)>>20), "")
+	}
 }
 
 // resetPeakRSS resets this process's VmHWM to its current RSS.
@@ -336,9 +359,10 @@ func BenchmarkFirstResult(b *testing.B) {
 			}
 		}
 	}
-	p50 := percentile(firsts, 0.5)
+	p50, p90 := percentile(firsts, 0.5), percentile(firsts, 0.9)
 	b.ReportMetric(float64(p50.Microseconds())/1000, "first-result-p50-ms")
-	b.Logf("job start to first result over %d runs: median %v, p90 %v", len(firsts), p50, percentile(firsts, 0.9))
+	report(b, "job start to first result over %d runs: median %.1f ms, p90 %.1f ms", len(firsts), ms(p50), ms(p90))
+	record(rowFirstResult, fmt.Sprintf("median %.1f ms, p90 %.1f ms", ms(p50), ms(p90)), "")
 }
 
 // BenchmarkClusterUp measures the time from starting a cluster's ClusterWorkflow
@@ -372,9 +396,10 @@ func BenchmarkClusterUp(b *testing.B) {
 			}
 		}
 	}
-	p50 := percentile(ups, 0.5)
+	p50, p90 := percentile(ups, 0.5), percentile(ups, 0.9)
 	b.ReportMetric(float64(p50.Microseconds())/1000, "up-p50-ms")
-	b.Logf("cluster up to 2 standby nodes ready over %d runs: median %v, p90 %v", len(ups), p50, percentile(ups, 0.9))
+	report(b, "cluster up to 2 standby nodes ready over %d runs: median %.0f ms, p90 %.0f ms", len(ups), ms(p50), ms(p90))
+	record(rowClusterUp, fmt.Sprintf("median %.0f ms, p90 %.0f ms", ms(p50), ms(p90)), "")
 }
 
 // waitStandby waits for the dev cluster's standby, then lets it settle: a node turns
@@ -413,4 +438,43 @@ func waitReady(b *testing.B, cluster string, n int) {
 		time.Sleep(50 * time.Millisecond)
 	}
 	b.Fatalf("cluster %s: %d nodes not ready within a minute", cluster, n)
+}
+
+// out is where `make bench` has the figures written, for the README's table
+// (tests/bench/readme makes it from them).
+var out = flag.String("out", "", "write the figures to this JSON file (Results)")
+
+var (
+	resultsMu sync.Mutex
+	results   = map[string]Row{}
+)
+
+// record keeps a figure for the results file.
+func record(row, burla, local string) {
+	resultsMu.Lock()
+	defer resultsMu.Unlock()
+	results[row] = Row{Burla: burla, Local: local}
+}
+
+func writeResults(path string) error {
+	resultsMu.Lock()
+	defer resultsMu.Unlock()
+	r := Results{When: time.Now().UTC().Truncate(time.Second), CPUs: runtime.NumCPU(), Nodes: *nodes, NodeCPU: *cpus, Figures: results}
+	b, err := json.MarshalIndent(r, "", "  ")
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(path, append(b, '\n'), 0o644); err != nil {
+		return fmt.Errorf("write results: %w", err)
+	}
+	return nil
+}
+
+// thousands writes x rounded, with a space between each group of three digits.
+func thousands(x float64) string {
+	s := fmt.Sprintf("%.0f", math.Round(x))
+	for i := len(s) - 3; i > 0; i -= 3 {
+		s = s[:i] + " " + s[i:]
+	}
+	return s
 }
