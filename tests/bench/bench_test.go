@@ -208,7 +208,7 @@ func BenchmarkThroughput(b *testing.B) {
 			if n == 1_000_000 {
 				row = rowThroughput1M
 			}
-			record(row, fmt.Sprintf("%s inputs/s (%.2f s)", thousands(rate), (remote / time.Duration(b.N)).Seconds()),
+			record(row, fmt.Sprintf("%s inputs/s (%.2f s)", thousands(rate), (remote/time.Duration(b.N)).Seconds()),
 				fmt.Sprintf("%s inputs/s (ratio %.3f)", thousands(lrate), rate/lrate))
 		})
 	}
@@ -275,7 +275,7 @@ func BenchmarkBytes(b *testing.B) {
 	b.ReportMetric(rate/1e6, "MB/s")
 	report(b, "1 GiB of inputs (1 024 × 1 MiB): %.0f MB/s (%.1f s per job); local pool %.0f MB/s",
 		rate/1e6, (remote / time.Duration(b.N)).Seconds(), lrate/1e6)
-	record(rowBytes, fmt.Sprintf("%.0f MB/s (%.1f s)", rate/1e6, (remote / time.Duration(b.N)).Seconds()), "(no copy: not comparable)")
+	record(rowBytes, fmt.Sprintf("%.0f MB/s (%.1f s)", rate/1e6, (remote/time.Duration(b.N)).Seconds()), "(no copy: not comparable)")
 }
 
 // BenchmarkTenMillion runs 10 000 000 trivial inputs in one call and reports the
@@ -309,7 +309,7 @@ func BenchmarkTenMillion(b *testing.B) {
 		n, rate, (remote / time.Duration(b.N)).Seconds(), peak>>20, int64(2*8*n)>>20)
 	if n == 10_000_000 {
 		record(rowTenMillion, fmt.Sprintf("%s inputs/s (%.0f s); client peak RSS %d MiB, of which the inputs and outputs slices %d MiB",
-			thousands(rate), (remote / time.Duration(b.N)).Seconds(), peak>>20, int64(2*8*n)>>20), "")
+			thousands(rate), (remote/time.Duration(b.N)).Seconds(), peak>>20, int64(2*8*n)>>20), "")
 	}
 }
 

@@ -35,4 +35,3 @@ type Row struct {
 	Burla string `json:"burla"`
 	Local string `json:"local,omitempty"`
 }
-
