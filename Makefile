@@ -30,9 +30,11 @@ docker:
 chromium:
 	./scripts/ensure-chromium.sh
 
-# vet also checks that go.mod and go.sum are tidy (go mod tidy would change nothing).
+# vet also checks that every Go file is gofmt'ed and that go.mod and go.sum are
+# tidy (go mod tidy would change nothing).
 vet:
 	CGO_ENABLED=0 $(GO) vet ./...
+	@unformatted=$$(gofmt -l .); if [ -n "$$unformatted" ]; then echo "not gofmt'ed: $$unformatted" >&2; exit 1; fi
 	$(GO) mod tidy -diff
 
 # A short run of every fuzz target (the wire protocol, the store's records, job
