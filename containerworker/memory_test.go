@@ -11,6 +11,7 @@ import (
 
 	"github.com/burla-temporal/burla/containerworker"
 	"github.com/burla-temporal/burla/store"
+	"github.com/burla-temporal/burla/wire"
 )
 
 // served drives a worker through Serve, as its node agent does.
@@ -18,7 +19,7 @@ type served struct {
 	t      *testing.T
 	in     *io.PipeWriter
 	enc    *json.Encoder
-	events chan containerworker.Event
+	events chan wire.Event
 }
 
 func serve(t *testing.T, s *memStore) *served {
@@ -29,34 +30,34 @@ func serve(t *testing.T, s *memStore) *served {
 	w := containerworker.New(containerworker.Config{Store: s})
 	done := make(chan struct{})
 	go func() { defer close(done); w.Serve(ctx, inR, outW); outW.Close() }()
-	sv := &served{t: t, in: inW, enc: json.NewEncoder(inW), events: make(chan containerworker.Event, 64)}
+	sv := &served{t: t, in: inW, enc: json.NewEncoder(inW), events: make(chan wire.Event, 64)}
 	go func() {
 		defer close(sv.events)
 		dec := json.NewDecoder(outR)
 		for {
-			var e containerworker.Event
+			var e wire.Event
 			if dec.Decode(&e) != nil {
 				return
 			}
-			if e.Type != containerworker.EventStats {
+			if e.Type != wire.EventStats {
 				sv.events <- e
 			}
 		}
 	}()
 	t.Cleanup(func() { inW.Close(); cancel(); <-done })
-	if e := sv.next(); e.Type != containerworker.EventReady {
+	if e := sv.next(); e.Type != wire.EventReady {
 		t.Fatalf("first event %+v; want ready", e)
 	}
 	return sv
 }
 
-func (sv *served) send(c containerworker.Command) {
+func (sv *served) send(c wire.Command) {
 	if err := sv.enc.Encode(c); err != nil {
 		sv.t.Fatal(err)
 	}
 }
 
-func (sv *served) next() containerworker.Event {
+func (sv *served) next() wire.Event {
 	sv.t.Helper()
 	select {
 	case e, ok := <-sv.events:
@@ -67,7 +68,7 @@ func (sv *served) next() containerworker.Event {
 	case <-time.After(20 * time.Second):
 		sv.t.Fatal("no event from the worker within 20s")
 	}
-	return containerworker.Event{}
+	return wire.Event{}
 }
 
 func hogChunks(mbs ...string) []store.Chunk {
@@ -90,9 +91,9 @@ func TestDynamicCallOutOfMemoryGoesBackToQueue(t *testing.T) {
 	sv := serve(t, s)
 	sp := spec("hog")
 	sp.Dynamic = true
-	sv.send(containerworker.Command{Op: containerworker.OpRun, Spec: &sp, Binary: exe, Workers: 2, MemoryMB: 150})
+	sv.send(wire.Command{Op: wire.OpRun, Spec: &sp, Binary: exe, Workers: 2, MemoryMB: 150})
 	e := sv.next()
-	if e.Type != containerworker.EventOOM || e.Index != 1 || e.Workers != 2 || !strings.Contains(e.Message, "150 MB") {
+	if e.Type != wire.EventOOM || e.Index != 1 || e.Workers != 2 || !strings.Contains(e.Message, "150 MB") {
 		t.Fatalf("event %+v; want oom of input 1 with 2 workers, naming the 150 MB share", e)
 	}
 	// The chunk goes back once the results before it are stored, as the agent hears.
@@ -113,7 +114,7 @@ func TestDynamicCallOutOfMemoryGoesBackToQueue(t *testing.T) {
 		}
 	}
 	// The agent halves the node's workers: this one now has the node's memory.
-	sv.send(containerworker.Command{Op: containerworker.OpResize, Workers: 1, MemoryMB: 1000})
+	sv.send(wire.Command{Op: wire.OpResize, Workers: 1, MemoryMB: 1000})
 	deadline := time.Now().Add(20 * time.Second)
 	for {
 		s.mu.Lock()
@@ -155,9 +156,9 @@ func TestOutOfMemoryFailsAlone(t *testing.T) {
 			sv := serve(t, s)
 			sp := spec("hog")
 			sp.Dynamic = c.dynamic
-			sv.send(containerworker.Command{Op: containerworker.OpRun, Spec: &sp, Binary: exe, Workers: c.workers, MemoryMB: 150})
+			sv.send(wire.Command{Op: wire.OpRun, Spec: &sp, Binary: exe, Workers: c.workers, MemoryMB: 150})
 			e := sv.next()
-			if e.Type != containerworker.EventFailed || e.Index != 0 || !strings.Contains(e.Message, "(oom)") || !strings.Contains(e.Message, "out of memory") {
+			if e.Type != wire.EventFailed || e.Index != 0 || !strings.Contains(e.Message, "(oom)") || !strings.Contains(e.Message, "out of memory") {
 				t.Fatalf("event %+v; want the job failed on input 0 out of memory", e)
 			}
 			s.mu.Lock()

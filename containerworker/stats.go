@@ -5,19 +5,8 @@ import (
 	"time"
 
 	"github.com/burla-temporal/burla/store"
+	"github.com/burla-temporal/burla/wire"
 )
-
-// Stats is what a worker did since its last report. The worker sends it to its node
-// agent (EventStats) about once a second while there is something to say, and the
-// agent exports it as Prometheus metrics: a worker in a FROM-scratch container has
-// no port of its own to be scraped on, and one endpoint per node is what operators
-// want anyway.
-type Stats struct {
-	Done   int64     `json:"done,omitempty"`   // inputs whose results were stored
-	Failed int64     `json:"failed,omitempty"` // of which the call failed
-	Claims []float64 `json:"claims,omitempty"` // seconds each chunk claim took
-	Chunks []float64 `json:"chunks,omitempty"` // seconds from each chunk's claim to its done
-}
 
 // maxSamples bounds the latencies one report carries; more are dropped, which
 // leaves the counts exact and the histograms a sample.
@@ -26,7 +15,7 @@ const maxSamples = 1024
 // stats accumulates a worker's Stats between reports. A nil *stats records nothing.
 type stats struct {
 	mu sync.Mutex
-	s  Stats
+	s  wire.Stats
 }
 
 func (st *stats) claimed(d time.Duration) {
@@ -67,10 +56,10 @@ func (st *stats) stored(rs []store.Result) {
 }
 
 // take returns what was recorded since the last take, and whether it is anything.
-func (st *stats) take() (Stats, bool) {
+func (st *stats) take() (wire.Stats, bool) {
 	st.mu.Lock()
 	defer st.mu.Unlock()
 	s := st.s
-	st.s = Stats{}
+	st.s = wire.Stats{}
 	return s, s.Done > 0 || len(s.Claims) > 0 || len(s.Chunks) > 0
 }

@@ -3,7 +3,7 @@ package nodeagent
 import (
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/burla-temporal/burla/containerworker"
+	"github.com/burla-temporal/burla/wire"
 )
 
 // workMetrics are the node's container workers' metrics, from the Stats each
@@ -29,7 +29,7 @@ func (m *workMetrics) register(reg prometheus.Registerer) {
 	reg.MustRegister(m.inputs, m.claim, m.chunk)
 }
 
-func (m *workMetrics) add(s *containerworker.Stats) {
+func (m *workMetrics) add(s *wire.Stats) {
 	if s == nil {
 		return
 	}

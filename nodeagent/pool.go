@@ -15,10 +15,10 @@ import (
 	"go.temporal.io/sdk/temporal"
 
 	"github.com/burla-temporal/burla/activities"
-	"github.com/burla-temporal/burla/containerworker"
 	"github.com/burla-temporal/burla/job"
 	"github.com/burla-temporal/burla/names"
 	"github.com/burla-temporal/burla/runtime"
+	"github.com/burla-temporal/burla/wire"
 )
 
 var _ activities.Runner = (*pool)(nil)
@@ -32,7 +32,7 @@ var _ activities.Runner = (*pool)(nil)
 // with a new scratch directory, or a new container) takes its place, in the
 // background, so that the next job, perhaps another tenant's, finds warm workers
 // and nothing of the last job in them. A fresh worker may start the last job's
-// program ahead of the next job (containerworker.OpWarm); a job of another tenant
+// program ahead of the next job (wire.OpWarm); a job of another tenant
 // never runs in such a worker, but in one started fresh for it.
 type pool struct {
 	rt     runtime.Runtime
@@ -88,7 +88,7 @@ type slot struct {
 	abort    context.CancelFunc
 	// last is the program the slot's last job ran, and lastTenant that job's
 	// tenant; a fresh worker on an idle slot starts it ahead of the next job
-	// (containerworker.OpWarm), which takes it if it is the same tenant's.
+	// (wire.OpWarm), which takes it if it is the same tenant's.
 	last, lastTenant string
 }
 
@@ -346,7 +346,7 @@ func (p *pool) awaitParked(ctx context.Context, jobID string) error {
 func (p *pool) prewarm(s *slot, w *workerProc) {
 	path, err := w.rw.Provide(s.last)
 	if err == nil {
-		err = w.enc.Encode(containerworker.Command{Op: containerworker.OpWarm, Binary: path, Tenant: s.lastTenant})
+		err = w.enc.Encode(wire.Command{Op: wire.OpWarm, Binary: path, Tenant: s.lastTenant})
 	}
 	if err != nil {
 		p.log.Warn("could not prewarm program", "slot", s.i, "error", err)
@@ -385,17 +385,17 @@ func (p *pool) startWorker(ctx context.Context, s *slot) (*workerProc, error) {
 		defer close(w.exited)
 		first := true
 		for events.Scan() {
-			var e containerworker.Event
+			var e wire.Event
 			if err := json.Unmarshal(events.Bytes(), &e); err != nil {
 				p.log.Warn("bad event from container worker", "slot", s.i, "error", err)
 				continue
 			}
 			if first {
 				first = false
-				ready <- e.Type == containerworker.EventReady
+				ready <- e.Type == wire.EventReady
 				continue
 			}
-			if e.Type == containerworker.EventStats {
+			if e.Type == wire.EventStats {
 				p.work.add(e.Stats)
 				continue
 			}
@@ -422,13 +422,13 @@ func (p *pool) startWorker(ctx context.Context, s *slot) (*workerProc, error) {
 }
 
 // event handles a worker's report.
-func (p *pool) event(s *slot, w *workerProc, e containerworker.Event) {
+func (p *pool) event(s *slot, w *workerProc, e wire.Event) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if s.w != w || s.busy != e.Job {
 		return // a report about a job the slot has left
 	}
-	if e.Type == containerworker.EventOOM {
+	if e.Type == wire.EventOOM {
 		p.lower(s, e)
 		return
 	}
@@ -438,7 +438,7 @@ func (p *pool) event(s *slot, w *workerProc, e containerworker.Event) {
 		close(s.idle)
 		s.idle = nil
 	}
-	if e.Type != containerworker.EventFailed {
+	if e.Type != wire.EventFailed {
 		return
 	}
 	a := p.run
@@ -478,7 +478,7 @@ func (p *pool) assign(s *slot, a *assignment) {
 		}
 		return
 	}
-	if err := s.w.enc.Encode(containerworker.Command{Op: containerworker.OpRun, Spec: &spec, Binary: path,
+	if err := s.w.enc.Encode(wire.Command{Op: wire.OpRun, Spec: &spec, Binary: path,
 		Workers: a.workers, MemoryMB: a.memoryMB}); err != nil {
 		p.log.Warn("could not send job to container worker", "slot", s.i, "job", spec.ID, "error", err)
 		return
@@ -620,7 +620,7 @@ func (p *pool) resize(ctx context.Context, w *workerProc, job string, cpus float
 // queue): the other half are stopped until the job ends, and the workers kept
 // share the node's memory. A report from before the last lowering changes
 // nothing: the call that ran out of memory then runs again with more. p.mu is held.
-func (p *pool) lower(s *slot, e containerworker.Event) {
+func (p *pool) lower(s *slot, e wire.Event) {
 	a := p.run
 	if a == nil || a.spec.ID != e.Job || a.closed || !a.spec.Dynamic || e.Workers != a.workers || a.workers < 2 {
 		return
@@ -657,7 +657,7 @@ func (p *pool) lower(s *slot, e containerworker.Event) {
 		if k.w == nil || k.w.retired {
 			continue // keep gives a restarted worker the job's new share
 		}
-		if err := k.w.enc.Encode(containerworker.Command{Op: containerworker.OpResize, Workers: n, MemoryMB: a.memoryMB}); err != nil {
+		if err := k.w.enc.Encode(wire.Command{Op: wire.OpResize, Workers: n, MemoryMB: a.memoryMB}); err != nil {
 			p.log.Warn("could not resize worker", "slot", i, "job", a.spec.ID, "error", err)
 		}
 		cpus, mem := a.limits()
@@ -681,7 +681,7 @@ func (p *pool) Stop(ctx context.Context, jobID string) {
 		if s.w == nil || s.busy != jobID {
 			continue
 		}
-		if err := s.w.enc.Encode(containerworker.Command{Op: containerworker.OpStop}); err != nil {
+		if err := s.w.enc.Encode(wire.Command{Op: wire.OpStop}); err != nil {
 			continue
 		}
 		waits = append(waits, s.idle)

@@ -17,9 +17,9 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/burla-temporal/burla/containerworker"
 	"github.com/burla-temporal/burla/job"
 	"github.com/burla-temporal/burla/runtime"
+	"github.com/burla-temporal/burla/wire"
 )
 
 // fakeRuntime starts fake workers that speak the agent protocol: ready at once, a
@@ -62,19 +62,19 @@ type fakeWorker struct {
 	job      string
 	cpus     float64
 	memoryMB int
-	cmds     []containerworker.Command
+	cmds     []wire.Command
 	provided string
 }
 
 // report sends e to the agent as the worker.
-func (w *fakeWorker) report(e containerworker.Event) {
+func (w *fakeWorker) report(e wire.Event) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	w.enc.Encode(e)
 }
 
 // last returns the last command of op the worker was sent.
-func (w *fakeWorker) last(op string) (containerworker.Command, bool) {
+func (w *fakeWorker) last(op string) (wire.Command, bool) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	for i := len(w.cmds) - 1; i >= 0; i-- {
@@ -82,7 +82,7 @@ func (w *fakeWorker) last(op string) (containerworker.Command, bool) {
 			return w.cmds[i], true
 		}
 	}
-	return containerworker.Command{}, false
+	return wire.Command{}, false
 }
 
 func (r *fakeRuntime) Name() string                                  { return "fake" }
@@ -130,23 +130,23 @@ func (w *fakeWorker) serve() {
 	w.mu.Lock()
 	w.enc = enc
 	w.mu.Unlock()
-	enc.Encode(containerworker.Event{Type: containerworker.EventReady})
+	enc.Encode(wire.Event{Type: wire.EventReady})
 	sc := bufio.NewScanner(w.stdinR)
 	for sc.Scan() {
-		var c containerworker.Command
+		var c wire.Command
 		json.Unmarshal(sc.Bytes(), &c)
-		if c.Op == containerworker.OpRun {
+		if c.Op == wire.OpRun {
 			w.rt.note("run", w.slot) // (before w.mu: live takes r.mu, then w.mu)
 		}
 		w.mu.Lock()
 		w.cmds = append(w.cmds, c)
 		switch c.Op {
-		case containerworker.OpRun:
+		case wire.OpRun:
 			w.job = c.Spec.ID
-			enc.Encode(containerworker.Event{Type: containerworker.EventStats,
-				Stats: &containerworker.Stats{Done: 3, Failed: 1, Claims: []float64{0.002}, Chunks: []float64{0.01, 0.02}}})
-		case containerworker.OpStop:
-			enc.Encode(containerworker.Event{Type: containerworker.EventIdle, Job: w.job})
+			enc.Encode(wire.Event{Type: wire.EventStats,
+				Stats: &wire.Stats{Done: 3, Failed: 1, Claims: []float64{0.002}, Chunks: []float64{0.01, 0.02}}})
+		case wire.OpStop:
+			enc.Encode(wire.Event{Type: wire.EventIdle, Job: w.job})
 			w.job = ""
 		}
 		w.mu.Unlock()
@@ -183,9 +183,9 @@ func (w *fakeWorker) commands() []string {
 	var ops []string
 	for _, c := range w.cmds {
 		switch c.Op {
-		case containerworker.OpWarm:
+		case wire.OpWarm:
 			ops = append(ops, c.Op+":"+c.Tenant+":"+c.Binary)
-		case containerworker.OpRun:
+		case wire.OpRun:
 			ops = append(ops, c.Op+":"+c.Spec.ID+":"+c.Binary)
 		default:
 			ops = append(ops, c.Op)
@@ -505,18 +505,18 @@ func TestPoolLowersDynamicJobOnOutOfMemory(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitFor(t, "four workers on the job", func() bool { return slices.Equal(rt.live(), []string{"j-dyn:1", "j-dyn:1", "j-dyn:1", "j-dyn:1"}) })
-	if c, _ := rt.worker(0).last(containerworker.OpRun); c.Workers != 4 || c.MemoryMB != 1024 {
+	if c, _ := rt.worker(0).last(wire.OpRun); c.Workers != 4 || c.MemoryMB != 1024 {
 		t.Fatalf("run command says %d workers with %d MB; want 4 with 1024", c.Workers, c.MemoryMB)
 	}
 	oom := func(slot, workers int) {
-		rt.worker(slot).report(containerworker.Event{Type: containerworker.EventOOM, Job: spec.ID, Index: 7, Workers: workers, Message: "out of memory"})
+		rt.worker(slot).report(wire.Event{Type: wire.EventOOM, Job: spec.ID, Index: 7, Workers: workers, Message: "out of memory"})
 	}
 	oom(2, 4)
 	waitFor(t, "two workers on the job", func() bool { return slices.Equal(rt.live(), []string{"j-dyn:1", "j-dyn:1"}) })
 	for _, slot := range []int{0, 1} {
 		w := rt.worker(slot)
 		waitFor(t, "the kept workers resized", func() bool {
-			c, ok := w.last(containerworker.OpResize)
+			c, ok := w.last(wire.OpResize)
 			w.mu.Lock()
 			defer w.mu.Unlock()
 			return ok && c.Workers == 2 && c.MemoryMB == 2048 && w.memoryMB == 2048
@@ -526,7 +526,7 @@ func TestPoolLowersDynamicJobOnOutOfMemory(t *testing.T) {
 	oom(0, 2)
 	waitFor(t, "one worker on the job", func() bool { return slices.Equal(rt.live(), []string{"j-dyn:1"}) })
 	waitFor(t, "the last worker told it has the node's 4096 MB", func() bool {
-		c, _ := rt.worker(1).last(containerworker.OpResize)
+		c, _ := rt.worker(1).last(wire.OpResize)
 		return c.Workers == 1 && c.MemoryMB == 4096
 	})
 	oom(1, 1) // alone: the worker fails the call itself; nothing to lower
@@ -550,10 +550,10 @@ func TestPoolLowersDynamicJobOnOutOfMemory(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitFor(t, "four workers on the fixed job", func() bool { return len(rt.live()) == 4 && rt.live()[0] == "j-fixed:1" })
-	if c, _ := rt.worker(0).last(containerworker.OpRun); c.MemoryMB != 0 {
+	if c, _ := rt.worker(0).last(wire.OpRun); c.MemoryMB != 0 {
 		t.Errorf("a fixed job's run command gives the worker %d MB; want none of its own", c.MemoryMB)
 	}
-	rt.worker(0).report(containerworker.Event{Type: containerworker.EventOOM, Job: fixed.ID, Workers: 4})
+	rt.worker(0).report(wire.Event{Type: wire.EventOOM, Job: fixed.ID, Workers: 4})
 	time.Sleep(50 * time.Millisecond)
 	if n := len(rt.live()); n != 4 {
 		t.Errorf("%d workers after an oom report on a fixed job; want 4", n)
@@ -680,5 +680,5 @@ func TestPoolCancelsAStartInASlotAJobStops(t *testing.T) {
 func (w *fakeWorker) served() bool {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	return slices.ContainsFunc(w.cmds, func(c containerworker.Command) bool { return c.Op == containerworker.OpRun })
+	return slices.ContainsFunc(w.cmds, func(c wire.Command) bool { return c.Op == wire.OpRun })
 }

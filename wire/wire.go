@@ -1,5 +1,9 @@
-// Package wire is the framed protocol between a container worker and the user's
-// program running in worker mode. The worker starts the program with two extra file
+// Package wire holds the protocols inside a node: the framed one between a
+// container worker and the user's program running in worker mode (this file), and
+// the JSON lines between the node agent and its container workers (agent.go).
+//
+// The framed protocol: the container worker talks to the user's program running
+// in worker mode. The worker starts the program with two extra file
 // descriptors: it writes calls to fd 3 and reads the program's hello and results
 // from fd 4, leaving the program's own stdout and stderr free to be captured as the
 // job's logs.
