@@ -1,7 +1,3 @@
-// Package containerworker is the process inside each prewarmed container (or, on the
-// process runtime, each worker process): it takes a job from its node agent, starts
-// the job's program in worker mode, claims chunks of inputs from the store, runs one
-// call at a time, and writes results and the lines each call printed.
 package containerworker
 
 import (
