@@ -1,6 +1,3 @@
-// Package activities holds the Temporal activities of the control plane and of the
-// node agents. Each is a method on a struct whose dependencies (the store, the node's
-// worker pool) are injected, so tests build them with fakes.
 package activities
 
 import (

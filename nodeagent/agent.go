@@ -1,6 +1,3 @@
-// Package nodeagent is the per-node agent: it registers its node in the store, keeps
-// one prewarmed container worker per CPU, serves its node's Temporal task queue, and
-// runs a job's share on its workers when the job workflow asks.
 package nodeagent
 
 import (

@@ -1,7 +1,3 @@
-// Package workflows holds the control plane's workflows. Everything here is
-// deterministic workflow code: no I/O, no wall clock, no goroutines or map-order
-// dependence. Changes to a workflow's logic are guarded with workflow.GetVersion and
-// proven against the recorded histories in testdata/ by the replay tests.
 package workflows
 
 import (

@@ -1,0 +1,13 @@
+// Package workflows holds the control plane's workflows. Everything here is
+// deterministic workflow code: no I/O, no wall clock, no goroutines or map-order
+// dependence. Changes to a workflow's logic are guarded with workflow.GetVersion and
+// proven against the recorded histories in testdata/ by the replay tests.
+//
+// Where each lives:
+//
+//	job.go       Job: one map job, from its reserve to its clean-up
+//	cluster.go   Cluster: standby upkeep, grants of nodes to jobs, growth, and
+//	             continue-as-new when quiet
+//	node.go      Node: one node's life, from its creation to its deletion
+//	envbuild.go  EnvBuild: one image made an environment, once per tenant and digest
+package workflows
