@@ -178,25 +178,7 @@ func TestTenantsRouteSharedFiles(t *testing.T) {
 func TestTenantsListEveryTenant(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	keysFile := filepath.Join(t.TempDir(), "keys.json")
-	for _, tenant := range []string{"acme", "other"} {
-		if _, err := auth.Add(keysFile, auth.RoleTenant, tenant); err != nil {
-			t.Fatal(err)
-		}
-	}
-	controlKey, err := auth.Add(keysFile, auth.RoleControl, "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	keys, err := auth.Open(keysFile)
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv, err := natsserver.Start(natsserver.Config{StoreDir: t.TempDir(), Keys: keys})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(srv.Stop)
+	srv, controlKey := keyedServer(t, "acme", "other")
 	router, err := natsstore.ConnectTenants(ctx, srv.URL(), "control", controlKey)
 	if err != nil {
 		t.Fatal(err)
@@ -249,23 +231,7 @@ func TestTenantsListEveryTenant(t *testing.T) {
 func TestTenantsRecordSurvivesALostBucket(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	keysFile := filepath.Join(t.TempDir(), "keys.json")
-	if _, err := auth.Add(keysFile, auth.RoleTenant, "acme"); err != nil {
-		t.Fatal(err)
-	}
-	controlKey, err := auth.Add(keysFile, auth.RoleControl, "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	keys, err := auth.Open(keysFile)
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv, err := natsserver.Start(natsserver.Config{StoreDir: t.TempDir(), Keys: keys})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(srv.Stop)
+	srv, controlKey := keyedServer(t, "acme")
 	router, err := natsstore.ConnectTenants(ctx, srv.URL(), "control", controlKey)
 	if err != nil {
 		t.Fatal(err)
@@ -290,4 +256,30 @@ func TestTenantsRecordSurvivesALostBucket(t *testing.T) {
 	if got, err := router.Tenants(ctx); err != nil || !slices.Equal(got, []string{"acme"}) {
 		t.Errorf("tenants after the bucket was lost: %v, %v; want [acme]", got, err)
 	}
+}
+
+// keyedServer starts a server that admits keys of a keys file holding a key for
+// each tenant, and returns it with a key of the control plane's.
+func keyedServer(t *testing.T, tenants ...string) (*natsserver.Server, string) {
+	t.Helper()
+	keysFile := filepath.Join(t.TempDir(), "keys.json")
+	for _, tenant := range tenants {
+		if _, err := auth.Add(keysFile, auth.RoleTenant, tenant); err != nil {
+			t.Fatal(err)
+		}
+	}
+	controlKey, err := auth.Add(keysFile, auth.RoleControl, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	keys, err := auth.Open(keysFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := natsserver.Start(natsserver.Config{StoreDir: t.TempDir(), Keys: keys})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(srv.Stop)
+	return srv, controlKey
 }
