@@ -24,10 +24,16 @@ type served struct {
 
 func serve(t *testing.T, s *memStore) *served {
 	t.Helper()
+	return serveConfig(t, containerworker.Config{Store: s})
+}
+
+// serveConfig is serve with a worker of cfg.
+func serveConfig(t *testing.T, cfg containerworker.Config) *served {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	inR, inW := io.Pipe()
 	outR, outW := io.Pipe()
-	w := containerworker.New(containerworker.Config{Store: s})
+	w := containerworker.New(cfg)
 	done := make(chan struct{})
 	go func() { defer close(done); w.Serve(ctx, inR, outW); outW.Close() }()
 	sv := &served{t: t, in: inW, enc: json.NewEncoder(inW), events: make(chan wire.Event, 64)}

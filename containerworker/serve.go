@@ -83,6 +83,10 @@ func (w *Worker) Serve(ctx context.Context, in io.Reader, out io.Writer) error {
 			stop()
 		case wire.OpResize:
 			w.share.set(c.Workers, c.MemoryMB)
+		case wire.OpToken:
+			if c.Token != nil && w.cfg.Tokens != nil {
+				w.cfg.Tokens.Set(*c.Token)
+			}
 		case wire.OpWarm:
 			if cancelJob == nil && c.Binary != "" {
 				w.Prewarm(c.Binary, c.Tenant)

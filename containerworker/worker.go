@@ -40,6 +40,9 @@ type Config struct {
 	// worker keeps in sync with the store (see shared.go). The runtime names it
 	// in the worker's environment (job.EnvSharedDir), which the calls inherit.
 	SharedDir string
+	// Tokens, if set, takes the access tokens the node agent hands the worker
+	// (wire.OpToken), which the worker's store was opened with.
+	Tokens *Tokens
 }
 
 // JobError is a failure that ends the job, with the application error type the

@@ -60,6 +60,12 @@ type Config struct {
 	MinFreeDisk int64
 	// WorkerArgv starts one container worker; the agent adds "--slot N".
 	WorkerArgv []string
+	// WorkerTokens, if set, gives the access tokens the workers reach a cloud
+	// store with, which the agent hands them (wire.OpToken): the one it has as
+	// each starts, and every TokenEvery the one WorkerTokens gives then, which is
+	// to be a new one well before the last expires. Their argv is to tell them to
+	// take them (burla container-worker --agent-tokens).
+	WorkerTokens func(ctx context.Context) (token string, expiry time.Time, err error)
 	// Runtime runs the workers; nil means processes.
 	Runtime runtime.Runtime
 	// Envs are users' images whose workers the node keeps warm besides its
@@ -187,6 +193,11 @@ func Run(ctx context.Context, cfg Config) error {
 	poolCtx, stopPool := context.WithCancel(context.WithoutCancel(ctx))
 	supervised := make(chan struct{})
 	go func() { p.supervise(poolCtx); close(supervised) }()
+	if cfg.WorkerTokens != nil {
+		fed := make(chan struct{})
+		go func() { p.feedTokens(poolCtx, cfg.WorkerTokens, TokenEvery); close(fed) }()
+		defer func() { stopPool(); <-fed }()
+	}
 	defer func() {
 		stopPool()
 		p.close()

@@ -57,6 +57,9 @@ type pool struct {
 	// closed is set by close: a worker whose start was in flight then is stopped
 	// as soon as keep has it.
 	closed bool
+	// token is the workers' latest access token for the store, if the node hands
+	// them tokens (see feedTokens).
+	token wire.Token
 
 	// changed receives a value when the pool's job or a worker's busy state has
 	// changed, so that the node's record can say so at once.
@@ -181,6 +184,7 @@ func (p *pool) keep(ctx context.Context, s *slot) {
 		}
 		backoff = 100 * time.Millisecond
 		s.w, s.busy = w, ""
+		p.handToken(w) // before any job: its calls' results go to the store
 		close(starting)
 		if p.closed {
 			// close ran while it started (its start may win over ctx's end): it

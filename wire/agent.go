@@ -1,6 +1,10 @@
 package wire
 
-import "github.com/burla-temporal/burla/job"
+import (
+	"time"
+
+	"github.com/burla-temporal/burla/job"
+)
 
 // The protocol between a node agent and its container workers, apart from the
 // framed one between a worker and the user's program above: the agent drives a
@@ -15,6 +19,11 @@ const (
 	// OpResize tells a worker on a job its new share of the node (Workers and
 	// MemoryMB): the node runs fewer workers after a call ran out of memory.
 	OpResize = "resize"
+	// OpToken hands the worker the access token it reaches a cloud store with
+	// (Token), and every later one before the last expires: on a cloud VM the
+	// metadata server that hands them out is closed to the worker and to the
+	// tenants' code it runs, and only the agent, as root, asks it.
+	OpToken = "token"
 )
 
 // Command is one instruction from the agent.
@@ -31,6 +40,14 @@ type Command struct {
 	// memory goes back to the queue while Workers is above 1, and fails at 1.
 	Workers  int `json:"workers,omitempty"`
 	MemoryMB int `json:"memory_mb,omitempty"`
+	// Token is the access token, for token.
+	Token *Token `json:"token,omitempty"`
+}
+
+// Token is an OAuth2 bearer token and when it expires.
+type Token struct {
+	Value  string    `json:"value"`
+	Expiry time.Time `json:"expiry"`
 }
 
 // Event types.

@@ -38,6 +38,7 @@ import (
 	"google.golang.org/grpc/codes"
 	grpcstatus "google.golang.org/grpc/status"
 
+	"github.com/burla-temporal/burla/auth"
 	"github.com/burla-temporal/burla/containerworker"
 	"github.com/burla-temporal/burla/devcluster"
 	"github.com/burla-temporal/burla/job"
@@ -48,7 +49,7 @@ import (
 	"github.com/burla-temporal/burla/runtime/process"
 	burla "github.com/burla-temporal/burla/sdk"
 	"github.com/burla-temporal/burla/status"
-	_ "github.com/burla-temporal/burla/store/firestorestore" // every component takes firestore:// store URLs
+	"github.com/burla-temporal/burla/store/firestorestore" // and with it, every component takes firestore:// store URLs
 	"github.com/burla-temporal/burla/store/storeurl"
 	"github.com/burla-temporal/burla/temporalconn"
 	"github.com/burla-temporal/burla/wire"
@@ -452,6 +453,16 @@ func runNodeAgent(ctx context.Context, args []string) error {
 	default:
 		return fmt.Errorf("node-agent: unknown runtime %q (process or docker)", *runtimeName)
 	}
+	// On a Firestore store the workers reach it with tokens the agent hands them,
+	// as the VM's metadata server is closed to them (provider/gce).
+	workerArgv := []string{exe, "container-worker", "--node", *id, "--store", *st, "--cache-dir", *cacheDir}
+	tokens, err := firestorestore.WorkerTokens(*st)
+	if err != nil {
+		return fmt.Errorf("node-agent: %w", err)
+	}
+	if tokens != nil {
+		workerArgv = append(workerArgv, "--agent-tokens")
+	}
 	return nodeagent.Run(ctx, nodeagent.Config{
 		Runtime:  rt,
 		Envs:     envs,
@@ -461,7 +472,8 @@ func runNodeAgent(ctx context.Context, args []string) error {
 		CacheDir:      *cacheDir,
 		CacheMaxBytes: *cacheMaxMB << 20,
 		MinFreeDisk:   *minFreeMB << 20,
-		WorkerArgv:    []string{exe, "container-worker", "--node", *id, "--store", *st, "--cache-dir", *cacheDir},
+		WorkerArgv:    workerArgv,
+		WorkerTokens:  tokens,
 		Logger:        log,
 		Metrics:       reg,
 		MetricsURL:    metricsURL,
@@ -480,16 +492,23 @@ func runContainerWorker(ctx context.Context, args []string) error {
 	slot := fs.Int("slot", 0, "the worker's slot on its node")
 	storeURL := storeFlag(fs)
 	_ = fs.String("cache-dir", "", "the node's cache directory")
+	agentTokens := fs.Bool("agent-tokens", false, "reach a cloud store with the access tokens the node agent hands over, not Application Default Credentials")
 	verbose := fs.Bool("v", false, "log verbosely")
 	fs.Parse(args)
 	log := logger(*verbose, "component", "container-worker", "node", *node, "container", *slot)
-	st, err := storeurl.Open(ctx, *storeURL, fmt.Sprintf("burla-worker-%s-%d", *node, *slot))
+	creds := storeurl.Credentials{Key: os.Getenv(auth.EnvKey)}
+	var tokens *containerworker.Tokens
+	if *agentTokens {
+		tokens = containerworker.NewTokens()
+		creds.Token = tokens.Token
+	}
+	st, err := storeurl.OpenWith(ctx, *storeURL, fmt.Sprintf("burla-worker-%s-%d", *node, *slot), creds)
 	if err != nil {
 		return err
 	}
 	defer st.Close()
 	// The runtime names the worker's shared directory in its environment.
-	w := containerworker.New(containerworker.Config{Store: st, Blobs: st, Logger: log, SharedDir: os.Getenv(job.EnvSharedDir)})
+	w := containerworker.New(containerworker.Config{Store: st, Blobs: st, Logger: log, SharedDir: os.Getenv(job.EnvSharedDir), Tokens: tokens})
 	return w.Serve(ctx, os.Stdin, os.Stdout)
 }
 

@@ -180,10 +180,6 @@ func New(ctx context.Context, cfg Config, opts ...option.ClientOption) (*Provide
 		regions:      regions,
 		log:          cfg.Logger.With("provider", "gce", "project", cfg.Project, "zone", cfg.Zone),
 	}
-	if workersUseMetadata(cfg.StoreURL) {
-		p.log.Warn("node VMs leave the metadata server open to tenants' code: their workers reach a Firestore store with the token of the VMs' service account, "+
-			"which they get there, and so can a job; give that account no more than the store needs (see deploy/gcp/README.md)", "store", cfg.StoreURL)
-	}
 	return p, nil
 }
 

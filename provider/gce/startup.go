@@ -39,17 +39,6 @@ const (
 	metadataIPv6 = "fd20:ce::254"
 )
 
-// workersUseMetadata reports whether the node's container workers need the
-// metadata server: they open the store themselves (burla container-worker
-// --store), and a Firestore store is reached with Application Default
-// Credentials, which on a VM are the service account token the metadata server
-// hands out. Workers run as the same user as the tenants' code they run, so the
-// server cannot be open to one and closed to the other.
-func workersUseMetadata(storeURL string) bool {
-	u, err := url.Parse(storeURL)
-	return err == nil && u.Scheme == "firestore"
-}
-
 // executableSHA256 is the hex SHA-256 of the running program. On Linux it reads
 // /proc/self/exe, which is the file this process runs even after a newer binary
 // was moved over its path (as deploy/gcp's startup script does before it
@@ -123,8 +112,9 @@ func fetchCommand(rawURL string) (string, error) {
 }
 
 // startupScript is the VM's startup script, which Compute Engine runs as root at
-// every boot: it closes the metadata server to every user but root (unless the
-// workers need it, see workersUseMetadata), fetches the burla binary afresh,
+// every boot: it closes the metadata server to every user but root (a Firestore
+// store's workers get their tokens from the node agent, see
+// firestorestore.WorkerTokens), fetches the burla binary afresh,
 // checks that it is the one the control plane vouches for (Config.BinarySHA256)
 // and (re)starts the node agent under systemd, which restarts it whenever it
 // exits. A step that fails ends the script before the agent starts.
@@ -174,22 +164,21 @@ func startupScript(cfg Config, n provider.NodeSpec) (string, error) {
 		return "", fmt.Errorf("startup script: the binary's SHA-256 %q is not 64 lowercase hex digits", cfg.BinarySHA256)
 	}
 	err = scriptTemplate.Execute(&b, map[string]any{
-		"Console":       console,
-		"BlockMetadata": !workersUseMetadata(cfg.StoreURL),
-		"Ruleset":       metadataRuleset,
-		"SHA256":        cfg.BinarySHA256,
-		"Binary":        binaryPath,
-		"Dirs":          "/opt/burla " + cacheDir,
-		"Fetch":         fetch,
-		"Docker":        cfg.Runtime == "docker",
-		"Script":        agentScript,
-		"Command":       strings.Join(lines, " \\\n  "),
-		"Unit":          agentUnit,
-		"NodeID":        n.ID,
-		"UnitPath":      "/etc/systemd/system/" + agentUnit,
-		"Env":           env,
-		"Secret":        cfg.TemporalAPIKeySecret,
-		"TokenURL":      shellQuote(tokenURL),
+		"Console":  console,
+		"Ruleset":  metadataRuleset,
+		"SHA256":   cfg.BinarySHA256,
+		"Binary":   binaryPath,
+		"Dirs":     "/opt/burla " + cacheDir,
+		"Fetch":    fetch,
+		"Docker":   cfg.Runtime == "docker",
+		"Script":   agentScript,
+		"Command":  strings.Join(lines, " \\\n  "),
+		"Unit":     agentUnit,
+		"NodeID":   n.ID,
+		"UnitPath": "/etc/systemd/system/" + agentUnit,
+		"Env":      env,
+		"Secret":   cfg.TemporalAPIKeySecret,
+		"TokenURL": shellQuote(tokenURL),
 	})
 	if err != nil {
 		return "", err
@@ -242,21 +231,18 @@ fail() {
   printf 'burla node {{.NodeID}}: %s\n' "$*" 2>/dev/null >"$console" || true
   exit 1
 }
-{{if .BlockMetadata}}
+
 # Only root reaches the metadata server, and the service account tokens it hands
 # out: tenants' code runs as uid 65534, in processes or in containers on the host's
 # network, and gets DNS and NTP there and nothing else of the link-local range.
+# Workers reach a Firestore store with tokens the node agent hands them.
 if ! command -v nft >/dev/null; then
   { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q nftables; } ||
     fail "nft is missing and nftables would not install: cannot close the metadata server to tenants' code, so the node agent does not start"
 fi
 nft -f - <<'BURLA_EOF' || fail "nft refused the ruleset that closes the metadata server to tenants' code, so the node agent does not start"
 {{.Ruleset}}BURLA_EOF
-{{else}}
-# The metadata server stays open to tenants' code: the workers reach the store with
-# the service account token they get there, and they run as the same user as the
-# code they run.
-{{end}}
+
 install -d -m 0755 {{.Dirs}}
 
 dst={{.Binary}}.new

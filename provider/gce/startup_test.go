@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"net"
 	"os"
 	"os/exec"
@@ -50,22 +49,21 @@ func nodeRuleset(t *testing.T, cfg Config) string {
 }
 
 // The metadata server is closed before anything else happens, whatever the
-// runtime, and the binary checked before it is installed or the agent started;
-// where the workers need the server (a Firestore store), the script says why it
-// is left open.
+// runtime and the store (a Firestore store's workers get their tokens from the
+// node agent), and the binary checked before it is installed or the agent
+// started.
 func TestStartupScriptOrder(t *testing.T) {
 	for _, tt := range []struct {
-		name  string
-		cfg   func(*Config)
-		block bool
+		name string
+		cfg  func(*Config)
 	}{
-		{"process", func(*Config) {}, true},
-		{"docker", func(c *Config) { c.Runtime = "docker" }, true},
+		{"process", func(*Config) {}},
+		{"docker", func(c *Config) { c.Runtime = "docker" }},
 		{"temporal cloud", func(c *Config) {
 			c.TemporalAPIKeySecret = "projects/burla-proj/secrets/temporal-api-key/versions/latest"
-		}, true},
-		{"https binary", func(c *Config) { c.BinaryURL = "https://example.com/burla" }, true},
-		{"firestore store", func(c *Config) { c.StoreURL = "firestore://burla-proj?bucket=burla-proj-burla" }, false},
+		}},
+		{"https binary", func(c *Config) { c.BinaryURL = "https://example.com/burla" }},
+		{"firestore store", func(c *Config) { c.StoreURL = "firestore://burla-proj?bucket=burla-proj-burla" }},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			cfg := testConfig()
@@ -85,13 +83,6 @@ func TestStartupScriptOrder(t *testing.T) {
 			}
 			if at("\nfail() {") > fetch {
 				t.Error("fail is defined after its first use")
-			}
-			if !tt.block {
-				if strings.Contains(script, "nft") {
-					t.Errorf("the metadata server is closed to the workers, which need it to reach a Firestore store:\n%s", script)
-				}
-				at("The metadata server stays open to tenants' code")
-				return
 			}
 			if block := at("nft -f -"); block > fetch {
 				t.Errorf("the metadata server is closed at %d, after the binary is fetched at %d: want it first", block, fetch)
@@ -414,26 +405,5 @@ func TestNewTakesTheDigestOfItsOwnBinary(t *testing.T) {
 	defer p.Close()
 	if want := hex.EncodeToString(h.Sum(nil)); p.cfg.BinarySHA256 != want {
 		t.Errorf("BinarySHA256 %s; want %s, this program's", p.cfg.BinarySHA256, want)
-	}
-}
-
-// A control plane whose nodes' workers need the metadata server says that it
-// stays open to tenants' code.
-func TestNewWarnsWhenTheMetadataServerStaysOpen(t *testing.T) {
-	for store, warns := range map[string]bool{
-		"firestore://burla-proj?bucket=b": true,
-		"nats://10.128.0.2:4222":          false,
-	} {
-		var logs bytes.Buffer
-		cfg := testConfig()
-		cfg.StoreURL, cfg.Logger = store, slog.New(slog.NewTextHandler(&logs, nil))
-		p, err := New(t.Context(), cfg, option.WithoutAuthentication())
-		if err != nil {
-			t.Fatal(err)
-		}
-		p.Close()
-		if got := strings.Contains(logs.String(), "leave the metadata server open to tenants' code"); got != warns {
-			t.Errorf("store %s: warned %v; want %v:\n%s", store, got, warns, logs.String())
-		}
 	}
 }

@@ -16,8 +16,9 @@
 //
 // prefix (default "burla") names the Firestore collections and the folder of the
 // bucket, so that several clusters can share a project. Google Cloud credentials
-// come from Application Default Credentials; FIRESTORE_EMULATOR_HOST and
-// STORAGE_EMULATOR_HOST point the clients at emulators.
+// come from Application Default Credentials, or from Credentials.Token;
+// FIRESTORE_EMULATOR_HOST and STORAGE_EMULATOR_HOST point the clients at
+// emulators.
 //
 // NATS is built in. Other backends register their schemes, as database/sql
 // drivers do, so that a program links only those it imports: Firestore and GCS
@@ -31,6 +32,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/nats-io/nats.go"
 
@@ -40,9 +42,20 @@ import (
 )
 
 // Opener opens the backend a URL of its scheme names; name identifies the
-// connection where the backend has such a thing, and key is the component's API
-// key, if any.
-type Opener func(ctx context.Context, u *url.URL, name, key string) (store.Backend, error)
+// connection where the backend has such a thing.
+type Opener func(ctx context.Context, u *url.URL, name string, c Credentials) (store.Backend, error)
+
+// Credentials are what a component reaches its store with, besides the URL.
+type Credentials struct {
+	// Key is the component's API key, if any: on NATS, the connection's
+	// credential.
+	Key string
+	// Token, if set, gives the OAuth2 access token (and its expiry) a cloud
+	// store is reached with, in place of Application Default Credentials: a
+	// node's container workers get theirs from their node agent, as the VM's
+	// metadata server is closed to them and to the tenants' code they run.
+	Token func(ctx context.Context) (token string, expiry time.Time, err error)
+}
 
 var (
 	openersMu sync.RWMutex
@@ -80,6 +93,13 @@ func Open(ctx context.Context, rawURL, name string) (store.Backend, error) {
 // Firestore and GCS are reached as the Google Cloud service account of the
 // machine or of Application Default Credentials, never with an API key.
 func OpenKey(ctx context.Context, rawURL, name, key string) (store.Backend, error) {
+	return OpenWith(ctx, rawURL, name, Credentials{Key: key})
+}
+
+// OpenWith connects to the backend rawURL names with c, as OpenKey does with a
+// key.
+func OpenWith(ctx context.Context, rawURL, name string, c Credentials) (store.Backend, error) {
+	key := c.Key
 	u, err := url.Parse(rawURL)
 	if err != nil {
 		return nil, fmt.Errorf("store URL %q: %w", rawURL, err)
@@ -108,7 +128,7 @@ func OpenKey(ctx context.Context, rawURL, name, key string) (store.Backend, erro
 	open, ok := openers[u.Scheme]
 	openersMu.RUnlock()
 	if ok {
-		return open(ctx, u, name, key)
+		return open(ctx, u, name, c)
 	}
 	if u.Scheme == "firestore" { // a bad URL says so, linked or not
 		if _, err := ParseFirestore(rawURL); err != nil {

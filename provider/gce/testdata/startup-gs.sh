@@ -16,6 +16,7 @@ fail() {
 # Only root reaches the metadata server, and the service account tokens it hands
 # out: tenants' code runs as uid 65534, in processes or in containers on the host's
 # network, and gets DNS and NTP there and nothing else of the link-local range.
+# Workers reach a Firestore store with tokens the node agent hands them.
 if ! command -v nft >/dev/null; then
   { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q nftables; } ||
     fail "nft is missing and nftables would not install: cannot close the metadata server to tenants' code, so the node agent does not start"
