@@ -29,6 +29,8 @@ import (
 	"time"
 
 	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/worker"
+	"go.temporal.io/sdk/workflow"
 
 	"github.com/burla-temporal/burla/names"
 	burla "github.com/burla-temporal/burla/sdk"
@@ -143,34 +145,87 @@ func ints(n int) []int {
 }
 
 // BenchmarkThreeInputJob runs a 3-input job 50 times on the warm cluster (standby
-// ready before each run) and reports the median and p90 wall time.
+// ready before each run) and reports the median and p90 wall time, beside the
+// local pool's and a bare Temporal workflow's on the same server.
 func BenchmarkThreeInputJob(b *testing.B) {
 	ctx := context.Background()
-	in := []int{1, 2, 3}
-	if _, err := burla.RemoteParallelMap(ctx, printingF, in, opts()...); err != nil { // warm up
+	if _, err := burla.RemoteParallelMap(ctx, printingF, []int{1, 2, 3}, opts()...); err != nil { // warm up
 		b.Fatal(err)
 	}
-	var remote, base []time.Duration
+	var small smallJobs
 	for b.Loop() {
-		for range *runs {
-			waitStandby(b, *nodes)
-			start := time.Now()
-			if _, err := burla.RemoteParallelMap(ctx, printingF, in, opts()...); err != nil {
-				b.Fatal(err)
-			}
-			remote = append(remote, time.Since(start))
-			start = time.Now()
-			local(printing, in, runtime.NumCPU())
-			base = append(base, time.Since(start))
-		}
+		small.measure(b, ctx, *runs)
 	}
-	p50, p90, lp50 := percentile(remote, 0.5), percentile(remote, 0.9), percentile(base, 0.5)
+	p50, p90, lp50, bp50 := percentile(small.remote, 0.5), percentile(small.remote, 0.9), percentile(small.local, 0.5), percentile(small.bare, 0.5)
 	b.ReportMetric(ms(p50), "p50-ms")
 	b.ReportMetric(ms(p90), "p90-ms")
 	b.ReportMetric(ms(lp50), "local-p50-ms")
-	report(b, "3-input job, %d runs: p50 %.1f ms, p90 %.1f ms; local pool p50 %.3f ms (cluster/local %.0f×)",
-		len(remote), ms(p50), ms(p90), ms(lp50), float64(p50)/float64(max(lp50, time.Nanosecond)))
-	record(rowThreeInputs, fmt.Sprintf("p50 %.1f ms, p90 %.1f ms", ms(p50), ms(p90)), fmt.Sprintf("p50 %.3f ms", ms(lp50)))
+	b.ReportMetric(ms(bp50), "bare-workflow-p50-ms")
+	report(b, "3-input job, %d runs: p50 %.1f ms, p90 %.1f ms; local pool p50 %.3f ms; a bare Temporal workflow p50 %.1f ms (job/bare %.1f×)",
+		len(small.remote), ms(p50), ms(p90), ms(lp50), ms(bp50), float64(p50)/float64(max(bp50, time.Nanosecond)))
+	record(rowThreeInputs, fmt.Sprintf("p50 %.1f ms, p90 %.1f ms", ms(p50), ms(p90)),
+		fmt.Sprintf("p50 %.3f ms; a bare Temporal workflow on the same server p50 %.1f ms", ms(lp50), ms(bp50)))
+}
+
+// smallJobs are the timings of 3-input jobs, each beside the local pool's and a
+// bare Temporal workflow's (one start and its result, the floor of any job that
+// Temporal runs), taken in turn so that the machine's noise falls on all three.
+type smallJobs struct{ remote, local, bare []time.Duration }
+
+func (s *smallJobs) measure(tb testing.TB, ctx context.Context, n int) {
+	tb.Helper()
+	bare := startBare(tb)
+	defer bare.Stop()
+	in := []int{1, 2, 3}
+	for range n {
+		waitStandby(tb, *nodes)
+		start := time.Now()
+		if _, err := burla.RemoteParallelMap(ctx, printingF, in, opts()...); err != nil {
+			tb.Fatal(err)
+		}
+		s.remote = append(s.remote, time.Since(start))
+		start = time.Now()
+		local(printing, in, runtime.NumCPU())
+		s.local = append(s.local, time.Since(start))
+		start = time.Now()
+		bare.run(tb, ctx)
+		s.bare = append(s.bare, time.Since(start))
+	}
+}
+
+// bareWorkflow is the baseline of a small job: a workflow that does nothing, on a
+// worker of this process on the dev cluster's Temporal server.
+type bareWorkflow struct {
+	worker.Worker
+	tc client.Client
+	n  int
+}
+
+const bareQueue, bareName = "bench-bare", "BenchBare"
+
+func startBare(tb testing.TB) *bareWorkflow {
+	tb.Helper()
+	tc := dev.Cluster.Temporal()
+	w := worker.New(tc, bareQueue, worker.Options{})
+	w.RegisterWorkflowWithOptions(func(workflow.Context) error { return nil }, workflow.RegisterOptions{Name: bareName})
+	if err := w.Start(); err != nil {
+		tb.Fatal(err)
+	}
+	b := &bareWorkflow{Worker: w, tc: tc}
+	b.run(tb, context.Background()) // the worker polling, as the cluster's are
+	return b
+}
+
+func (b *bareWorkflow) run(tb testing.TB, ctx context.Context) {
+	tb.Helper()
+	b.n++
+	run, err := b.tc.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: fmt.Sprintf("bench-bare-%d-%d", time.Now().UnixNano(), b.n), TaskQueue: bareQueue}, bareName)
+	if err == nil {
+		err = run.Get(ctx, nil)
+	}
+	if err != nil {
+		tb.Fatalf("bare workflow: %v", err)
+	}
 }
 
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
@@ -333,7 +388,7 @@ func peakRSS() int64 {
 
 // report logs a figure and prints it, so that `make bench` shows every figure
 // whatever -v says.
-func report(b *testing.B, format string, args ...any) {
+func report(b testing.TB, format string, args ...any) {
 	b.Helper()
 	msg := fmt.Sprintf(format, args...)
 	b.Log(msg)
@@ -404,7 +459,7 @@ func BenchmarkClusterUp(b *testing.B) {
 
 // waitStandby waits for the dev cluster's standby, then lets it settle: a node turns
 // ready as its reset ends, and a user starting the next job by hand finds it settled.
-func waitStandby(b *testing.B, n int) {
+func waitStandby(b testing.TB, n int) {
 	waitReady(b, names.DefaultCluster, n)
 	time.Sleep(*settle)
 }
@@ -420,7 +475,7 @@ var (
 var settle = flag.Duration("settle", time.Second, "how long standby is ready before each measured job")
 
 // waitReady waits until cluster has n ready nodes.
-func waitReady(b *testing.B, cluster string, n int) {
+func waitReady(b testing.TB, cluster string, n int) {
 	b.Helper()
 	deadline := time.Now().Add(time.Minute)
 	for time.Now().Before(deadline) {
