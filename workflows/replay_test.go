@@ -34,6 +34,7 @@ func replayer() worker.WorkflowReplayer {
 	r.RegisterWorkflowWithOptions(workflows.Job, workflow.RegisterOptions{Name: names.WorkflowJob})
 	r.RegisterWorkflowWithOptions(workflows.Cluster, workflow.RegisterOptions{Name: names.WorkflowCluster})
 	r.RegisterWorkflowWithOptions(workflows.Node, workflow.RegisterOptions{Name: names.WorkflowNode})
+	r.RegisterWorkflowWithOptions(workflows.EnvBuild, workflow.RegisterOptions{Name: names.WorkflowEnvBuild})
 	return r
 }
 
@@ -42,7 +43,8 @@ func TestReplayRecordedHistories(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"job_success.json", "job_user_error.json", "job_v1_cluster_success.json", "cluster_running.json", "node_completed.json", "cluster_continued.json", "node_continued.json"} {
+	for _, want := range []string{"job_success.json", "job_user_error.json", "job_v1_cluster_success.json", "cluster_running.json", "node_completed.json", "cluster_continued.json", "node_continued.json",
+		"envbuild_completed.json", "cluster_grew_reset_lost.json"} {
 		if !slices.Contains(files, filepath.Join("testdata", want)) {
 			t.Errorf("testdata has no %s", want)
 		}
@@ -57,7 +59,8 @@ func TestReplayRecordedHistories(t *testing.T) {
 }
 
 // replay replays the history in the JSON file path under the workflow ID it ran
-// with: a job's, from its spec (a job checks that it runs under its own ID).
+// with: a job's, from its spec, and an environment build's, from its input (each
+// checks that it runs under its own ID).
 func replay(path string) error {
 	f, err := os.Open(path)
 	if err != nil {
@@ -75,6 +78,12 @@ func replay(path string) error {
 			return fmt.Errorf("%s: the job's input: %w", path, err)
 		}
 		opts.OriginalExecution = workflow.Execution{ID: in.Spec.ID, RunID: "replay"}
+	} else if started.GetWorkflowType().GetName() == names.WorkflowEnvBuild {
+		var in workflows.EnvBuildInput
+		if err := converter.GetDefaultDataConverter().FromPayloads(started.GetInput(), &in); err != nil {
+			return fmt.Errorf("%s: the build's input: %w", path, err)
+		}
+		opts.OriginalExecution = workflow.Execution{ID: names.EnvBuildWorkflowID(in.Tenant, names.EnvDigest(in.Binary, in.Image)), RunID: "replay"}
 	}
 	return replayer().ReplayWorkflowHistoryWithOptions(nil, h, opts)
 }

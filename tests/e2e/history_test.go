@@ -1,12 +1,16 @@
 package e2e
 
 import (
+	"context"
 	"flag"
+	"fmt"
+	"os"
 	"testing"
 	"time"
 
 	"go.temporal.io/api/workflowservice/v1"
 	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/converter"
 
 	"github.com/burla-temporal/burla/names"
 	burla "github.com/burla-temporal/burla/sdk"
@@ -45,6 +49,16 @@ func TestJobHistoryReplays(t *testing.T) {
 	} else if *record {
 		t.Fatal("no completed NodeWorkflow to record; run with the other tests (-run '' )")
 	}
+	// The build of this program's environment, which its first job started.
+	resp, err = tc(dev).ListWorkflow(ctx, &workflowservice.ListWorkflowExecutionsRequest{
+		Query: "WorkflowType='" + names.WorkflowEnvBuild + "' AND ExecutionStatus='Completed'"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(resp.Executions) == 0 {
+		t.Fatal("no completed EnvBuildWorkflow: the jobs above ran without building their environment")
+	}
+	jobs["envbuild_completed"] = resp.Executions[0].Execution.WorkflowId
 	for name, id := range jobs {
 		hist, err := histories.Fetch(ctx, dev.Cluster.Temporal(), id, "")
 		if err != nil {
@@ -64,3 +78,45 @@ func TestJobHistoryReplays(t *testing.T) {
 }
 
 func tc(d *clustertest.Dev) client.Client { return d.Cluster.Temporal() }
+
+// replayCluster replays the cluster workflow's history once every test has run:
+// it grew for a job (TestStallSaysNodesBoot), reset nodes after jobs and lost one
+// (TestKilledNodeAgent). With -record it keeps it as cluster_grew_reset_lost once
+// it has checked that the history holds all three.
+func replayCluster(ctx context.Context) error {
+	id := names.ClusterWorkflowID(names.DefaultCluster)
+	h, err := histories.Fetch(ctx, dev.Cluster.Temporal(), id, "")
+	if err != nil {
+		return err
+	}
+	if err := histories.Replay(h, id, "replay"); err != nil {
+		return fmt.Errorf("replay of the cluster's whole history: %w", err)
+	}
+	if !*record {
+		return nil
+	}
+	var grew, reset, lost bool
+	for _, e := range h.GetEvents() {
+		if a := e.GetWorkflowExecutionUpdateAcceptedEventAttributes(); a != nil && a.GetAcceptedRequest().GetInput().GetName() == names.UpdateReserve {
+			var in struct {
+				Grow bool `json:"grow"`
+			}
+			if converter.GetDefaultDataConverter().FromPayload(a.GetAcceptedRequest().GetInput().GetArgs().GetPayloads()[0], &in) == nil && in.Grow {
+				grew = true
+			}
+		}
+		if a := e.GetSignalExternalWorkflowExecutionInitiatedEventAttributes(); a != nil {
+			reset = reset || a.GetSignalName() == names.SignalResetNode
+			lost = lost || a.GetSignalName() == names.SignalNodeLost
+		}
+	}
+	if !grew || !reset || !lost {
+		return fmt.Errorf("the cluster's history: grew %v, reset %v, lost a node %v; want all three to record it (run every test)", grew, reset, lost)
+	}
+	path, err := histories.Record("cluster_grew_reset_lost", h)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(os.Stderr, "e2e: recorded %s (%d events)\n", path, len(h.GetEvents()))
+	return nil
+}

@@ -34,6 +34,12 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	code := m.Run()
+	if code == 0 {
+		if err := replayCluster(ctx); err != nil {
+			fmt.Fprintln(os.Stderr, "FAIL: e2e:", err)
+			code = 1
+		}
+	}
 	dev.Keep = code != 0
 	if err := dev.Stop(); err != nil {
 		fmt.Fprintln(os.Stderr, "e2e: stop cluster:", err)

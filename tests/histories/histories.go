@@ -35,13 +35,14 @@ func Fetch(ctx context.Context, tc client.Client, id, run string) (*historypb.Hi
 	return &h, nil
 }
 
-// Replay replays h against today's job, cluster and node workflows, under the
+// Replay replays h against today's job, cluster, node and environment build workflows, under the
 // workflow ID and run it ran with (a job checks that it runs under its own ID).
 func Replay(h *historypb.History, id, run string) error {
 	r := worker.NewWorkflowReplayer()
 	r.RegisterWorkflowWithOptions(workflows.Job, workflow.RegisterOptions{Name: names.WorkflowJob})
 	r.RegisterWorkflowWithOptions(workflows.Cluster, workflow.RegisterOptions{Name: names.WorkflowCluster})
 	r.RegisterWorkflowWithOptions(workflows.Node, workflow.RegisterOptions{Name: names.WorkflowNode})
+	r.RegisterWorkflowWithOptions(workflows.EnvBuild, workflow.RegisterOptions{Name: names.WorkflowEnvBuild})
 	return r.ReplayWorkflowHistoryWithOptions(nil, h, worker.ReplayWorkflowHistoryOptions{OriginalExecution: workflow.Execution{ID: id, RunID: run}})
 }
 
