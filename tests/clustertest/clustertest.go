@@ -117,7 +117,8 @@ func moduleRoot() (string, error) {
 }
 
 // Start builds burla and starts `burla dev` on free ports, returning once it is ready.
-func Start(ctx context.Context, o Options) (*Dev, error) {
+// A Start that fails removes the directory it made, unless BURLA_KEEP_CLUSTER is set.
+func Start(ctx context.Context, o Options) (_ *Dev, err error) {
 	made := o.Dir == ""
 	if made {
 		dir, err := os.MkdirTemp("", "burla-e2e-")
@@ -125,6 +126,16 @@ func Start(ctx context.Context, o Options) (*Dev, error) {
 			return nil, err
 		}
 		o.Dir = dir
+		defer func() {
+			if err == nil {
+				return
+			}
+			if os.Getenv("BURLA_KEEP_CLUSTER") != "" {
+				fmt.Fprintf(os.Stderr, "the cluster's state and logs are kept in %s\n", dir)
+				return
+			}
+			os.RemoveAll(dir)
+		}()
 	}
 	bin, err := Build(o.Dir)
 	if err != nil {
