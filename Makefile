@@ -5,9 +5,9 @@ GO ?= go
 # ones that do (the embedded server, the end-to-end suites) run without it, because a
 # race build of the server takes several times the memory and time.
 LIGHT := ./auth/... ./job/... ./names/... ./wire/... ./store/... ./blob/... ./execfile/... ./sdk/... ./workflows/... \
-	./activities/... ./containerworker/... ./nodeagent/... ./runtime/... ./workers/... ./temporalconn/... \
+	./activities/... ./containerworker/... ./tenantbox/... ./nodeagent/... ./runtime/... ./workers/... ./temporalconn/... \
 	./status/... ./dashboard/... ./temporalmetrics/... ./deploy/grafana/... ./gpu/...
-HEAVY := ./temporalserver/... ./devcluster/... ./provider/... ./tests/...
+HEAVY := ./temporalserver/... ./devcluster/... ./provider/... ./cmd/... ./tests/...
 
 .PHONY: demo test build bench vet workflowcheck fuzz docker chromium deps
 

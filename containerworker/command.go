@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/burla-temporal/burla/store"
+	"github.com/burla-temporal/burla/tenantbox"
 	"github.com/burla-temporal/burla/wire"
 )
 
@@ -68,10 +69,10 @@ func (c *command) call(ctx context.Context, call wire.Call, timeout time.Duratio
 		defer cancel()
 	}
 	cmd := exec.CommandContext(cctx, c.argv[0], c.argv[1:]...)
-	// Nothing of the node's environment but what UserEnv lets through, as a
-	// worker runs its calls (asWorker).
+	// Nothing of the node's environment but what tenantbox.UserEnv lets through,
+	// as a worker runs its calls (asWorker).
 	as := asWorker()
-	cmd.Env = UserEnv(os.Environ(), as.scratch, c.env)
+	cmd.Env = tenantbox.UserEnv(os.Environ(), as.scratch, c.env)
 	cmd.Stdin = bytes.NewReader(input)
 	out := &cappedBuffer{max: maxCommandOutput}
 	cmd.Stdout = out
@@ -86,7 +87,7 @@ func (c *command) call(ctx context.Context, call wire.Call, timeout time.Duratio
 	fail := func(kind, msg, stack string) (callOutcome, error) {
 		return callOutcome{res: wire.Result{Index: call.Index, Err: &wire.Error{Kind: kind, Message: msg, Stack: stack}}}, nil
 	}
-	release, err := startTenant(cmd)
+	release, err := tenantbox.Start(cmd)
 	if err != nil {
 		return fail(store.KindExit, fmt.Sprintf("start command %q: %v", c.argv, err), "")
 	}

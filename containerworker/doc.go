@@ -23,9 +23,11 @@
 //	memory.go    the worker's share of the node, and the watch that stops a call
 //	             past its memory
 //	shared.go    the tenant's shared directory, kept in sync around the calls
-//	isolate.go   running tenants' code apart from the node's key: its own user,
-//	             a non-dumpable worker, one forker thread, reaping what it leaves
-//	childenv.go  the allow-listed environment tenants' code gets
 //	stats.go     what the worker did since its last report (wire.Stats)
 //	tokens.go    the access tokens the agent hands the worker for a cloud store
+//
+// Running tenants' code apart from the node's key (its own user, a non-dumpable
+// worker, one forker thread, reaping what it leaves, and the allow-listed
+// environment it gets) is package tenantbox's: the worker starts every process
+// of a tenant's code through it.
 package containerworker

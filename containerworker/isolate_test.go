@@ -26,7 +26,11 @@ import (
 	"github.com/burla-temporal/burla/runtime/process"
 	burla "github.com/burla-temporal/burla/sdk"
 	"github.com/burla-temporal/burla/store"
+	"github.com/burla-temporal/burla/tenantbox"
+	"github.com/burla-temporal/burla/tenantbox/tenantboxtest"
 )
+
+var credentials = tenantboxtest.Credentials
 
 // snoopReport is what a tenant's code could learn of the node, as snoop looks.
 type snoopReport struct {
@@ -171,7 +175,7 @@ func TestHelperContainerWorker(t *testing.T) {
 		fmt.Fprintln(os.Stderr, "helper container worker:", err)
 		os.Exit(2)
 	}
-	if err := containerworker.Isolate(); err != nil {
+	if err := tenantbox.Isolate(); err != nil {
 		fail(err)
 	}
 	var req helperRequest

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/burla-temporal/burla/store"
+	"github.com/burla-temporal/burla/tenantbox"
 	"github.com/burla-temporal/burla/wire"
 )
 
@@ -43,7 +44,7 @@ type proc struct {
 	stdout, stderr *capture
 	gone           atomic.Bool // killed, or found dead: start another before the next call
 	mem            *memoryWatch
-	release        func() // once reaped (see startTenant)
+	release        func() // once reaped (see tenantbox.Start)
 	waitOnce       sync.Once
 	waitErr        error
 }
@@ -58,7 +59,8 @@ type runAs struct {
 // asWorker is how a worker runs a job's program or command: in the worker's own
 // working directory, with the worker's scratch directory (its TMPDIR, which the
 // runtime gives it, else the system's) as the call's HOME and TMPDIR, and as the
-// worker's own user, which a container worker has made sure is not root (Isolate).
+// worker's own user, which a container worker has made sure is not root
+// (tenantbox.Isolate).
 func asWorker() runAs { return runAs{scratch: os.TempDir()} }
 
 // startProc starts the program at path in worker mode, as a worker runs it (see
@@ -99,9 +101,10 @@ func startProcAs(path string, limit int, env []string, memoryMB func() int64, as
 	p.stdout = newCapture(store.Stdout, outR, marker, limit, p.order, p.sink.add)
 	p.stderr = newCapture(store.Stderr, errR, marker, limit, p.order, p.sink.add)
 	cmd := exec.Command(path)
-	// The program gets nothing of the node's environment but what UserEnv lets
-	// through: no key, token or credential that is not its job's own.
-	cmd.Env = UserEnv(os.Environ(), as.scratch, env, []string{wire.EnvWorker + "=1", wire.EnvMarker + "=" + hex.EncodeToString(nonce[:])})
+	// The program gets nothing of the node's environment but what
+	// tenantbox.UserEnv lets through: no key, token or credential that is not its
+	// job's own.
+	cmd.Env = tenantbox.UserEnv(os.Environ(), as.scratch, env, []string{wire.EnvWorker + "=1", wire.EnvMarker + "=" + hex.EncodeToString(nonce[:])})
 	cmd.Dir = as.dir
 	cmd.Stdin = nil
 	cmd.Stdout, cmd.Stderr = outW, errW
@@ -109,7 +112,7 @@ func startProcAs(path string, limit int, env []string, memoryMB func() int64, as
 	// Its own process group, so that a timeout kills whatever it started too; and it
 	// dies with this worker.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL, Credential: as.cred}
-	p.release, err = startTenant(cmd)
+	p.release, err = tenantbox.Start(cmd)
 	// The child holds its ends now; ours must close so that EOF means it is gone.
 	callsR.Close()
 	resW.Close()
@@ -585,8 +588,9 @@ func (c *capture) tailNote() string {
 
 // Inspect starts the program at path in worker mode, reads what it registers, and
 // stops it. It is the control plane's, which holds keys of its own: the program
-// runs as a job's would (UserEnv, startTenant) in a scratch directory of its own,
-// and, if this process is root, as a user of its own (see inspectBox).
+// runs as a job's would (tenantbox.UserEnv, tenantbox.Start) in a scratch
+// directory of its own, and, if this process is root, as a user of its own (see
+// inspectBox).
 func Inspect(ctx context.Context, path string) (functions []string, goos, goarch string, err error) {
 	box, err := newInspectBox(path)
 	if err != nil {
@@ -605,9 +609,9 @@ func Inspect(ctx context.Context, path string) (functions []string, goos, goarch
 // removed after, that holds the program's scratch directory (its working
 // directory, HOME and TMPDIR), so that it starts among none of the control
 // plane's files. When the inspector is root, the program runs as a user of its own
-// (NewTenantUID), which cannot reach where the control plane fetched it to: the box
-// holds a copy that user may run and not change, and the scratch directory is
-// that user's.
+// (tenantbox.NewTenantUID), which cannot reach where the control plane fetched it
+// to: the box holds a copy that user may run and not change, and the scratch
+// directory is that user's.
 type inspectBox struct {
 	dir     string
 	program string
@@ -640,10 +644,10 @@ func (b *inspectBox) fill(path string) error {
 	if err := os.Chmod(b.dir, 0o711); err != nil {
 		return err
 	}
-	if err := CheckTenantReach(b.dir); err != nil {
+	if err := tenantbox.CheckTenantReach(b.dir); err != nil {
 		return err
 	}
-	b.uid = NewTenantUID()
+	b.uid = tenantbox.NewTenantUID()
 	if err := os.Lchown(b.as.scratch, int(b.uid), int(b.uid)); err != nil {
 		return err
 	}
@@ -651,7 +655,7 @@ func (b *inspectBox) fill(path string) error {
 	if err := copyProgram(path, b.program); err != nil {
 		return fmt.Errorf("copy the program for uid %d: %w", b.uid, err)
 	}
-	b.as.cred = tenantCredential(b.uid)
+	b.as.cred = tenantbox.Credential(b.uid)
 	return nil
 }
 
@@ -660,7 +664,7 @@ func (b *inspectBox) fill(path string) error {
 // not worth failing an inspection for.
 func (b *inspectBox) remove() {
 	if b.uid != 0 {
-		_ = ReapTenant(b.uid)
+		_ = tenantbox.ReapTenant(b.uid)
 	}
 	_ = os.RemoveAll(b.dir)
 }

@@ -69,7 +69,7 @@ var (
 // warmMark names, in a program's environment, a file the program creates as it
 // starts: the test sets it while a Prewarm starts its program, and so can tell
 // that program from one started later. It is an LC_ variable, one of the few that
-// pass from a worker's environment to its programs (containerworker.UserEnv).
+// pass from a worker's environment to its programs (tenantbox.UserEnv).
 const warmMark = "LC_BURLA_TEST_WARM_MARK"
 
 func TestMain(m *testing.M) {

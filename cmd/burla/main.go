@@ -52,6 +52,7 @@ import (
 	"github.com/burla-temporal/burla/store/firestorestore" // and with it, every component takes firestore:// store URLs
 	"github.com/burla-temporal/burla/store/storeurl"
 	"github.com/burla-temporal/burla/temporalconn"
+	"github.com/burla-temporal/burla/tenantbox"
 	"github.com/burla-temporal/burla/wire"
 )
 
@@ -484,7 +485,7 @@ func runContainerWorker(ctx context.Context, args []string) error {
 	// Before anything else: a worker started as root becomes the tenants' user, and
 	// none of the calls it runs may read its memory or environment, which hold the
 	// node's key.
-	if err := containerworker.Isolate(); err != nil {
+	if err := tenantbox.Isolate(); err != nil {
 		return fmt.Errorf("container-worker: %w", err)
 	}
 	fs := flag.NewFlagSet("burla container-worker", flag.ExitOnError)

@@ -14,12 +14,12 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/burla-temporal/burla/containerworker"
+	"github.com/burla-temporal/burla/tenantbox"
 )
 
 // The ruleset every node (and the control plane's VM) loads at boot, loaded for
 // real into a network namespace of the test's own that has the metadata server's
-// address: tenants' code (containerworker.TenantUID, or a user of its job's own) is refused its HTTP at once,
+// address: tenants' code (tenantbox.TenantUID, or a user of its job's own) is refused its HTTP at once,
 // and still has its DNS; root (the node agent, which hands the workers their
 // store tokens) reaches it.
 func TestMetadataRulesetClosesTheServerToTenants(t *testing.T) {
@@ -85,7 +85,7 @@ func TestMetadataRulesetClosesTheServerToTenants(t *testing.T) {
 		return err
 	}
 	// The docker runtime's user, and one of the process runtime's per-job users.
-	for _, uid := range []int{containerworker.TenantUID, 200001} {
+	for _, uid := range []int{tenantbox.TenantUID, 200001} {
 		start := time.Now()
 		err := dial(uid, "80")
 		if !errors.Is(err, syscall.ECONNREFUSED) {

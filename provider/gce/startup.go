@@ -202,7 +202,7 @@ func shellQuote(s string) string {
 // packet a process of this VM sends from the VM's network namespace, those of
 // the docker runtime's containers included: they share the host's network (and
 // no user namespace), so their sockets are the host's, owned by uid 65534, the
-// user they run as, as the process runtime's workers do (containerworker.TenantUID).
+// user they run as, as the process runtime's workers do (tenantbox.TenantUID).
 // "meta skuid" is that owner; it is root for the agent, the guest agent and this
 // script. A packet without a socket (the kernel's own) has no owner and is not
 // matched. Its forward chain stands for Docker's DOCKER-USER: it rejects what a

@@ -32,9 +32,9 @@ import (
 	"github.com/moby/moby/api/types/mount"
 	"github.com/moby/moby/client"
 
-	"github.com/burla-temporal/burla/containerworker"
 	"github.com/burla-temporal/burla/job"
 	"github.com/burla-temporal/burla/runtime"
+	"github.com/burla-temporal/burla/tenantbox"
 )
 
 var _ runtime.Runtime = (*Runtime)(nil)
@@ -128,7 +128,7 @@ func (r *Runtime) start(ctx context.Context, spec runtime.WorkerSpec, img, name 
 	}
 	// The image's own variables (PYTHONPATH, JAVA_HOME…) are its programs' to see;
 	// the worker passes them on, and nothing else of its environment but what
-	// containerworker.UserEnv allows.
+	// tenantbox.UserEnv allows.
 	names, err := r.imageEnvNames(ctx, img)
 	if err != nil {
 		return nil, err
@@ -140,7 +140,7 @@ func (r *Runtime) start(ctx context.Context, spec runtime.WorkerSpec, img, name 
 	_, err = r.api.ContainerCreate(ctx, client.ContainerCreateOptions{Name: name, Config: &container.Config{
 		Image:       img,
 		Cmd:         spec.Argv[1:], // the image's entry point is the burla binary
-		Env:         append(slices.Clip(spec.Env), job.EnvSharedDir+"="+SharedDir, containerworker.EnvImageEnv+"="+names),
+		Env:         append(slices.Clip(spec.Env), job.EnvSharedDir+"="+SharedDir, tenantbox.EnvImageEnv+"="+names),
 		User:        User,
 		OpenStdin:   true,
 		StdinOnce:   true,

@@ -10,9 +10,9 @@
 //
 // What else keeps a job from the node's files and processes depends on the agent's
 // user (see Isolates). An agent that is root runs each worker as a user of the
-// worker's own (containerworker.NewTenantUID: no other worker on the machine, on
+// worker's own (tenantbox.NewTenantUID: no other worker on the machine, on
 // this node or another, has it, nor any later worker for 64 of this agent's
-// worker starts; the worker changes user as it starts, see containerworker.Isolate),
+// worker starts; the worker changes user as it starts, see tenantbox.Isolate),
 // and so the calls it runs: the worker's scratch and shared directories are that
 // user's, the rest of its directory stays the agent's and may be searched but not
 // listed, and its program, a link to the cache's file, may be run but not changed.
@@ -21,7 +21,7 @@
 // its worker or of any other job's processes, and it cannot gain privileges by
 // running a setuid program. When the worker ends, every process of its user is
 // killed, a process a call started in a session of its own included, and what that
-// user left in /tmp, /var/tmp and /dev/shm is removed (containerworker.ReapTenant).
+// user left in /tmp, /var/tmp and /dev/shm is removed (tenantbox.ReapTenant).
 //
 // An agent that is not root can do none of that: a function runs as the agent's
 // user and can read whatever that user can, including the node's program cache
@@ -48,9 +48,9 @@ import (
 	"strconv"
 	"syscall"
 
-	"github.com/burla-temporal/burla/containerworker"
 	"github.com/burla-temporal/burla/job"
 	"github.com/burla-temporal/burla/runtime"
+	"github.com/burla-temporal/burla/tenantbox"
 )
 
 var _ runtime.Runtime = Runtime{}
@@ -69,13 +69,13 @@ func (Runtime) Cleanup(context.Context, string, string) error { return nil }
 // Isolates reports whether the runtime keeps tenants' code from the node's files
 // and from its agent's and workers' memory (see the package comment): it does when
 // the agent runs as root, which can have its workers, and the calls they run, run
-// as containerworker.TenantUID. Otherwise a job runs as the agent's own user and can
+// as tenantbox.TenantUID. Otherwise a job runs as the agent's own user and can
 // read whatever that user can.
 func Isolates() bool { return os.Geteuid() == 0 }
 
 // WorkersDir returns the directory an agent keeps this runtime's workers'
 // directories in (runtime.WorkerSpec.Dir), given dir, the one it made for them.
-// Where the runtime isolates, a worker runs as containerworker.TenantUID, which must
+// Where the runtime isolates, a worker runs as tenantbox.TenantUID, which must
 // reach its directory by its path and nothing else of the node's: dir is made
 // searchable but not readable by others (0711), if every directory above it is
 // searchable by that user already. If one is not (a cache under root's home, or
@@ -91,7 +91,7 @@ func WorkersDir(dir string) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("workers' directory: %w", err)
 	}
-	if containerworker.CheckTenantReach(filepath.Dir(abs)) == nil {
+	if tenantbox.CheckTenantReach(filepath.Dir(abs)) == nil {
 		if err := ownDir(abs, false); err != nil {
 			return "", err
 		}
@@ -102,7 +102,7 @@ func WorkersDir(dir string) (string, error) {
 	if err := ownDir(alt, true); err != nil {
 		return "", err
 	}
-	if err := containerworker.CheckTenantReach(alt); err != nil {
+	if err := tenantbox.CheckTenantReach(alt); err != nil {
 		return "", fmt.Errorf("workers' directory: neither %s nor %s will do: %w", abs, alt, err)
 	}
 	return alt, nil
@@ -158,7 +158,7 @@ func start(spec runtime.WorkerSpec, dir *runtime.WorkerDir, isolate bool) (*work
 	}
 	var uid uint32 // the worker's own user, when it isolates
 	if isolate {
-		uid = containerworker.NewTenantUID()
+		uid = tenantbox.NewTenantUID()
 		if err := forTenant(dir.Path, scratch, shared, uid); err != nil {
 			return nil, err
 		}
@@ -168,7 +168,7 @@ func start(spec runtime.WorkerSpec, dir *runtime.WorkerDir, isolate bool) (*work
 	// The last of a variable's values is the one used.
 	cmd.Env = append(append(os.Environ(), spec.Env...), "TMPDIR="+scratch, job.EnvSharedDir+"="+shared)
 	if isolate {
-		cmd.Env = append(cmd.Env, containerworker.EnvTenantUID+"="+strconv.FormatUint(uint64(uid), 10))
+		cmd.Env = append(cmd.Env, tenantbox.EnvTenantUID+"="+strconv.FormatUint(uint64(uid), 10))
 	}
 	cmd.Stderr = os.Stderr
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Setpgid: true}
@@ -196,7 +196,7 @@ func start(spec runtime.WorkerSpec, dir *runtime.WorkerDir, isolate bool) (*work
 		// Whatever its calls left running or in the machine's temporary
 		// directories goes with it, and its files; Done waits for that, so that a
 		// worker started after it never races their removal.
-		if err := containerworker.ReapTenant(uid); err != nil {
+		if err := tenantbox.ReapTenant(uid); err != nil {
 			slog.Warn("process runtime: could not clear what a worker's user left", "uid", uid, "error", err)
 		}
 		if err := dir.Remove(); err != nil && w.err == nil {
@@ -208,14 +208,14 @@ func start(spec runtime.WorkerSpec, dir *runtime.WorkerDir, isolate bool) (*work
 }
 
 // forTenant readies the directory of a worker that will run as user uid (see
-// containerworker.NewTenantUID): that user may search it, to reach its program
+// tenantbox.NewTenantUID): that user may search it, to reach its program
 // (provided later, see Provide) and its scratch and shared directories, which
 // become its own.
 func forTenant(path, scratch, shared string, uid uint32) error {
 	if err := os.Chmod(path, 0o711); err != nil {
 		return fmt.Errorf("worker directory: %w", err)
 	}
-	if err := containerworker.CheckTenantReach(path); err != nil {
+	if err := tenantbox.CheckTenantReach(path); err != nil {
 		return fmt.Errorf("worker directory: %w (the agent keeps its workers' directories where that user reaches them, see WorkersDir)", err)
 	}
 	for _, p := range []string{scratch, shared} {

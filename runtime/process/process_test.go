@@ -15,8 +15,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/burla-temporal/burla/containerworker"
 	"github.com/burla-temporal/burla/runtime"
+	"github.com/burla-temporal/burla/tenantbox"
 )
 
 // Each worker runs in a scratch directory of its own (its working directory and
@@ -136,7 +136,7 @@ func TestWorkersDir(t *testing.T) {
 	dir := filepath.Join(open, "workers")
 	os.Mkdir(dir, 0o700)
 	if got, err := WorkersDir(dir); err != nil || got != dir {
-		t.Fatalf("WorkersDir(%s) = %s, %v; want it, since uid %d reaches it", dir, got, err, containerworker.TenantUID)
+		t.Fatalf("WorkersDir(%s) = %s, %v; want it, since uid %d reaches it", dir, got, err, tenantbox.TenantUID)
 	}
 	checkMode(t, dir, 0o711)
 
@@ -149,7 +149,7 @@ func TestWorkersDir(t *testing.T) {
 	}
 	t.Cleanup(func() { os.RemoveAll(got) })
 	if filepath.Dir(got) != os.TempDir() {
-		t.Fatalf("WorkersDir(%s) = %s; want a directory in %s, since uid %d cannot reach %s", dir, got, os.TempDir(), containerworker.TenantUID, closed)
+		t.Fatalf("WorkersDir(%s) = %s; want a directory in %s, since uid %d cannot reach %s", dir, got, os.TempDir(), tenantbox.TenantUID, closed)
 	}
 	checkMode(t, got, 0o711)
 	if again, err := WorkersDir(dir); err != nil || again != got {

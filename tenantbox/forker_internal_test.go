@@ -1,4 +1,4 @@
-package containerworker
+package tenantbox
 
 import (
 	"os"
@@ -46,7 +46,7 @@ func TestStartTenantEndsNoThread(t *testing.T) {
 	})
 	for range 20 {
 		cmd := exec.Command("true")
-		release, err := startTenant(cmd)
+		release, err := Start(cmd)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -1,4 +1,4 @@
-package containerworker
+package tenantbox
 
 import (
 	"slices"

@@ -1,4 +1,4 @@
-package containerworker
+package tenantbox
 
 import (
 	"errors"
@@ -18,9 +18,9 @@ import (
 // every tenant's data, and runs tenants' code as its children. What keeps the key
 // from that code: the code's environment is made from an allow-list (UserEnv); the
 // worker is non-dumpable, so that its /proc files and memory are closed to its
-// children (Isolate, startTenant); and tenants' code never runs as root, which
+// children (Isolate, Start); and tenants' code never runs as root, which
 // could read the worker's memory, and every file of the node's, anyway (Isolate,
-// and Inspect's inspectBox).
+// and containerworker.Inspect's inspectBox).
 
 // TenantUID and TenantGID are the user and group tenants' code runs as where no
 // other is given: 65534, nobody, as in the docker runtime's containers, which see
@@ -137,7 +137,7 @@ func hide() error {
 // prSetNoNewPrivs is prctl's PR_SET_NO_NEW_PRIVS, which package syscall lacks.
 const prSetNoNewPrivs = 38
 
-// startTenant starts cmd, a process of a tenant's code, once this process is
+// Start starts cmd, a process of a tenant's code, once this process is
 // hidden from it (hide), and with no_new_privs set: no program it execs gains a
 // privilege by a set-user-ID bit or file capabilities, so that a setuid-root
 // program of the node's is no way back to root, as no-new-privileges ensures in
@@ -150,7 +150,7 @@ const prSetNoNewPrivs = 38
 // must never end: a child's Pdeathsig fires when the thread that forked it ends,
 // and the thread the forker locked may have forked other children before (in
 // burla dev, the node agents), which an ending thread would kill.
-func startTenant(cmd *exec.Cmd) (release func(), err error) {
+func Start(cmd *exec.Cmd) (release func(), err error) {
 	if err := hide(); err != nil {
 		return nil, err
 	}
@@ -166,7 +166,7 @@ func startTenant(cmd *exec.Cmd) (release func(), err error) {
 	return func() {}, nil
 }
 
-// forker is the thread that forks tenants' processes (see startTenant).
+// forker is the thread that forks tenants' processes (see Start).
 var forker struct {
 	once sync.Once
 	reqs chan forkRequest
@@ -182,7 +182,7 @@ func startForker() {
 	forker.reqs = make(chan forkRequest)
 	ready := make(chan error, 1)
 	go func() {
-		runtime.LockOSThread() // for good: see startTenant
+		runtime.LockOSThread() // for good: see Start
 		if _, _, e := syscall.RawSyscall(syscall.SYS_PRCTL, prSetNoNewPrivs, 1, 0); e != 0 {
 			// Nothing was set on the thread: it may serve other goroutines again.
 			runtime.UnlockOSThread()
@@ -197,9 +197,9 @@ func startForker() {
 	forker.err = <-ready
 }
 
-// tenantCredential is user and group uid, with no supplementary groups, for a
+// Credential is user and group uid, with no supplementary groups, for a
 // process of a tenant's code.
-func tenantCredential(uid uint32) *syscall.Credential {
+func Credential(uid uint32) *syscall.Credential {
 	return &syscall.Credential{Uid: uid, Gid: uid, Groups: []uint32{}}
 }
 
