@@ -253,7 +253,7 @@ func (c *Control) FinishJob(ctx context.Context, in FinishInput) error {
 		return fmt.Errorf("finish job %s: %w", in.JobID, err)
 	}
 	if c.Metrics != nil {
-		c.Metrics.JobsFinished.WithLabelValues(cmp.Or(string(in.State), "unknown")).Inc()
+		c.Metrics.JobsFinished(cmp.Or(string(in.State), "unknown")).Inc()
 	}
 	return nil
 }

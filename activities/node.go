@@ -61,7 +61,7 @@ func (a *Node) RunJobOnNode(ctx context.Context, in RunInput) (out RunOutput, er
 			case err != nil:
 				outcome = "failed"
 			}
-			a.Metrics.Jobs.WithLabelValues(outcome).Inc()
+			a.Metrics.Jobs(outcome).Inc()
 		}()
 	}
 	poll := a.Poll

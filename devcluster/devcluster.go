@@ -37,6 +37,7 @@ import (
 	tlog "go.temporal.io/sdk/log"
 
 	"github.com/burla-temporal/burla/activities"
+	"github.com/burla-temporal/burla/activities/activitymetrics"
 	"github.com/burla-temporal/burla/auth"
 	"github.com/burla-temporal/burla/containerworker"
 	"github.com/burla-temporal/burla/dashboard"
@@ -45,6 +46,7 @@ import (
 	"github.com/burla-temporal/burla/provider/docker"
 	"github.com/burla-temporal/burla/provider/local"
 	"github.com/burla-temporal/burla/status"
+	"github.com/burla-temporal/burla/status/statusmetrics"
 	"github.com/burla-temporal/burla/store"
 	_ "github.com/burla-temporal/burla/store/firestorestore" // Config.StoreURL may be firestore://
 	"github.com/burla-temporal/burla/store/natsstore/natsserver"
@@ -285,8 +287,8 @@ func Start(ctx context.Context, cfg Config) (_ *Cluster, err error) {
 	}
 	control := &activities.Control{Nodes: c.st, Queue: c.st, Jobs: c.st, Temporal: c.tc, Blobs: c.st}
 	if cfg.Metrics != nil {
-		control.Metrics = activities.NewControlMetrics(cfg.Metrics)
-		cfg.Metrics.MustRegister(status.NewCollector(c.tc, c.st, cfg.Logger))
+		control.Metrics = activitymetrics.Control(cfg.Metrics)
+		cfg.Metrics.MustRegister(statusmetrics.NewCollector(c.tc, c.st, cfg.Logger))
 	}
 	c.addrs = Addresses{Temporal: c.ts.FrontendHostPort(), Namespace: c.ts.Namespace(), UI: c.ts.UIAddress(),
 		Store: storeURL, Metrics: cfg.MetricsURL, Nodes: cfg.Nodes, CPUs: cfg.CPUs, Keys: keys != nil, CA: caFile}

@@ -20,6 +20,7 @@ import (
 	"go.temporal.io/sdk/temporal"
 
 	"github.com/burla-temporal/burla/activities"
+	"github.com/burla-temporal/burla/activities/activitymetrics"
 	"github.com/burla-temporal/burla/auth"
 	"github.com/burla-temporal/burla/blob"
 	"github.com/burla-temporal/burla/job"
@@ -204,7 +205,7 @@ func Run(ctx context.Context, cfg Config) error {
 		<-supervised
 	}()
 
-	w := workers.Node(tc, cfg.ID, &activities.Node{Runner: p, Queue: st, Metrics: activities.NewNodeMetrics(reg)})
+	w := workers.Node(tc, cfg.ID, &activities.Node{Runner: p, Queue: st, Metrics: activitymetrics.Node(reg)})
 	if err := w.Start(); err != nil {
 		return fmt.Errorf("node %s: start Temporal worker: %w", cfg.ID, err)
 	}

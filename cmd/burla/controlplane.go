@@ -15,6 +15,7 @@ import (
 	"google.golang.org/api/option"
 
 	"github.com/burla-temporal/burla/activities"
+	"github.com/burla-temporal/burla/activities/activitymetrics"
 	"github.com/burla-temporal/burla/auth"
 	"github.com/burla-temporal/burla/blob/gcsblob"
 	"github.com/burla-temporal/burla/dashboard"
@@ -24,7 +25,7 @@ import (
 	"github.com/burla-temporal/burla/provider/local"
 	"github.com/burla-temporal/burla/provider/sweep"
 	burla "github.com/burla-temporal/burla/sdk"
-	"github.com/burla-temporal/burla/status"
+	"github.com/burla-temporal/burla/status/statusmetrics"
 	"github.com/burla-temporal/burla/store/storeurl"
 	"github.com/burla-temporal/burla/temporalconn"
 	"github.com/burla-temporal/burla/temporalmetrics"
@@ -118,7 +119,7 @@ func runControlPlane(ctx context.Context, args []string) error {
 		return fmt.Errorf("control plane: connect to Temporal at %s: %w", *temporalAddr, err)
 	}
 	defer tc.Close()
-	reg.MustRegister(status.NewCollector(tc, st, log))
+	reg.MustRegister(statusmetrics.NewCollector(tc, st, log))
 	// Jobs set Burla's search attributes when they start, and a namespace that
 	// lacks one refuses them: register what is missing (a Temporal set up by an
 	// older burla lacks BurlaTenant), or say what to register by hand.
@@ -190,7 +191,7 @@ func runControlPlane(ctx context.Context, args []string) error {
 	if len(providers) == 0 {
 		return fmt.Errorf("control plane: no node provider: give --local-nodes DIR, --docker-nodes, or --gce-project, --gce-zone and --gce-binary-url")
 	}
-	control := &activities.Control{Nodes: st, Queue: st, Jobs: st, Temporal: tc, Metrics: activities.NewControlMetrics(reg), Blobs: st}
+	control := &activities.Control{Nodes: st, Queue: st, Jobs: st, Temporal: tc, Metrics: activitymetrics.Control(reg), Blobs: st}
 	envs := &activities.Env{Blobs: st, Dir: filepath.Join(*dataDir, "envs"), Inspect: devcluster.Inspect}
 	w := workers.Control(tc, control, &activities.Nodes{Providers: providers, Store: st}, envs)
 	if *sweepEvery > 0 {

@@ -1,17 +1,16 @@
-package status
+// Package statusmetrics exports the state of every running cluster (package
+// status) as Prometheus metrics.
+package statusmetrics
 
 import (
 	"context"
-	"fmt"
 	"log/slog"
-	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"go.temporal.io/api/workflowservice/v1"
 	"go.temporal.io/sdk/client"
 
-	"github.com/burla-temporal/burla/names"
+	"github.com/burla-temporal/burla/status"
 	"github.com/burla-temporal/burla/store"
 	"github.com/burla-temporal/burla/workflows"
 )
@@ -58,13 +57,13 @@ var nodeStates = []workflows.NodeState{workflows.NodeProvisioning, workflows.Nod
 func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	ctx, cancel := context.WithTimeout(context.Background(), scrapeTimeout)
 	defer cancel()
-	clusters, err := RunningClusters(ctx, c.tc)
+	clusters, err := status.RunningClusters(ctx, c.tc)
 	if err != nil {
 		c.log.Warn("metrics: list clusters", "error", err)
 		return
 	}
 	for _, name := range clusters {
-		cs, err := Cluster(ctx, c.tc, name)
+		cs, err := status.Cluster(ctx, c.tc, name)
 		if err != nil {
 			c.log.Warn("metrics: cluster status", "cluster", name, "error", err)
 			continue
@@ -89,20 +88,4 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(c.chunks, prometheus.GaugeValue, float64(waiting), name, "waiting")
 		ch <- prometheus.MustNewConstMetric(c.chunks, prometheus.GaugeValue, float64(inFlight), name, "inflight")
 	}
-}
-
-// RunningClusters names the clusters whose ClusterWorkflow is running.
-func RunningClusters(ctx context.Context, tc client.Client) ([]string, error) {
-	query := fmt.Sprintf("WorkflowType = '%s' AND ExecutionStatus = 'Running'", names.WorkflowCluster)
-	resp, err := tc.ListWorkflow(ctx, &workflowservice.ListWorkflowExecutionsRequest{Query: query})
-	if err != nil {
-		return nil, fmt.Errorf("list clusters: %w", err)
-	}
-	var out []string
-	for _, ex := range resp.GetExecutions() {
-		if name, ok := strings.CutPrefix(ex.GetExecution().GetWorkflowId(), names.ClusterWorkflowID("")); ok {
-			out = append(out, name)
-		}
-	}
-	return out, nil
 }
