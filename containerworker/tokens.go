@@ -41,14 +41,17 @@ func (t *Tokens) Set(tok wire.Token) {
 // Token returns the latest token if it has not expired, and otherwise waits for
 // the next, until ctx ends or TokenWait passes.
 func (t *Tokens) Token(ctx context.Context) (string, time.Time, error) {
-	timeout := time.NewTimer(TokenWait)
-	defer timeout.Stop()
+	var timeout *time.Timer // made only when a request has to wait
 	for {
 		t.mu.Lock()
 		tok, next := t.tok, t.next
 		t.mu.Unlock()
 		if tok.Value != "" && t.now().Before(tok.Expiry) {
 			return tok.Value, tok.Expiry, nil
+		}
+		if timeout == nil {
+			timeout = time.NewTimer(TokenWait)
+			defer timeout.Stop()
 		}
 		select {
 		case <-next:
