@@ -23,11 +23,10 @@ type Tokens struct {
 	mu   sync.Mutex
 	tok  wire.Token
 	next chan struct{} // closed, and replaced, by each Set
-	now  func() time.Time
 }
 
 // NewTokens returns a Tokens that holds no token yet.
-func NewTokens() *Tokens { return &Tokens{next: make(chan struct{}), now: time.Now} }
+func NewTokens() *Tokens { return &Tokens{next: make(chan struct{})} }
 
 // Set makes tok the token that Token returns.
 func (t *Tokens) Set(tok wire.Token) {
@@ -46,7 +45,7 @@ func (t *Tokens) Token(ctx context.Context) (string, time.Time, error) {
 		t.mu.Lock()
 		tok, next := t.tok, t.next
 		t.mu.Unlock()
-		if tok.Value != "" && t.now().Before(tok.Expiry) {
+		if tok.Value != "" && time.Now().Before(tok.Expiry) {
 			return tok.Value, tok.Expiry, nil
 		}
 		if timeout == nil {

@@ -39,11 +39,6 @@ func open(ctx context.Context, u *url.URL, _ string, c storeurl.Credentials) (st
 	if c.Token != nil {
 		opts = append(opts, TokenOption(c.Token))
 	}
-	return dialURL(ctx, f, opts...)
-}
-
-// dialURL opens the Firestore database and the bucket f names.
-func dialURL(ctx context.Context, f storeurl.Firestore, opts ...option.ClientOption) (*Store, error) {
 	blobs, err := gcsblob.Dial(ctx, f.Bucket, f.Prefix+"/", opts...)
 	if err != nil {
 		return nil, err

@@ -130,6 +130,31 @@ func local[In, Out any](fn func(context.Context, In) (Out, error), inputs []In, 
 	return out
 }
 
+// beside times, once standby is ready, a job of f over inputs on the cluster and
+// then fn over the same inputs on a local pool of n goroutines (the baseline); the
+// job's outputs must be the pool's.
+func beside[In any, Out comparable](tb testing.TB, ctx context.Context, f *burla.Function[In, Out], fn func(context.Context, In) (Out, error), inputs []In, n int) (remote, base time.Duration) {
+	tb.Helper()
+	waitStandby(tb, *nodes)
+	start := time.Now()
+	out, err := burla.RemoteParallelMap(ctx, f, inputs, opts()...)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	remote = time.Since(start)
+	start = time.Now()
+	want := local(fn, inputs, n)
+	base = time.Since(start)
+	if !slices.Equal(out, want) {
+		i := 0
+		for i < min(len(out), len(want)) && out[i] == want[i] {
+			i++
+		}
+		tb.Fatalf("%d outputs from the cluster, %d from the local pool; they differ first at input %d", len(out), len(want), i)
+	}
+	return remote, base
+}
+
 func percentile(ds []time.Duration, p float64) time.Duration {
 	s := slices.Clone(ds)
 	slices.Sort(s)
@@ -239,19 +264,8 @@ func BenchmarkThroughput(b *testing.B) {
 			in := ints(n)
 			var remote, base time.Duration
 			for b.Loop() {
-				waitStandby(b, *nodes)
-				start := time.Now()
-				out, err := burla.RemoteParallelMap(ctx, printingF, in, opts()...)
-				if err != nil {
-					b.Fatal(err)
-				}
-				remote += time.Since(start)
-				if out[n-1] != n {
-					b.Fatalf("last output %d; want %d", out[n-1], n)
-				}
-				start = time.Now()
-				local(printing, in, runtime.NumCPU())
-				base += time.Since(start)
+				r, l := beside(b, ctx, printingF, printing, in, runtime.NumCPU())
+				remote, base = remote+r, base+l
 			}
 			rate := float64(n*b.N) / remote.Seconds()
 			lrate := float64(n*b.N) / base.Seconds()
@@ -279,15 +293,8 @@ func BenchmarkParallelEfficiency(b *testing.B) {
 	ideal := time.Duration(n) * 10 * time.Millisecond / time.Duration(workers())
 	var remote, base time.Duration
 	for b.Loop() {
-		waitStandby(b, *nodes)
-		start := time.Now()
-		if _, err := burla.RemoteParallelMap(ctx, sleepyF, in, opts()...); err != nil {
-			b.Fatal(err)
-		}
-		remote += time.Since(start)
-		start = time.Now()
-		local(sleepy, in, workers())
-		base += time.Since(start)
+		r, l := beside(b, ctx, sleepyF, sleepy, in, workers())
+		remote, base = remote+r, base+l
 	}
 	remote /= time.Duration(b.N)
 	base /= time.Duration(b.N)

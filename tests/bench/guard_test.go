@@ -59,16 +59,7 @@ func TestGuard(t *testing.T) {
 	}
 
 	const n = 100_000
-	in := ints(n)
-	waitStandby(t, *nodes)
-	start := time.Now()
-	if _, err := burla.RemoteParallelMap(ctx, printingF, in, opts()...); err != nil {
-		t.Fatal(err)
-	}
-	remote := time.Since(start)
-	start = time.Now()
-	local(printing, in, runtime.NumCPU())
-	base := time.Since(start)
+	remote, base := beside(t, ctx, printingF, printing, ints(n), runtime.NumCPU())
 	share := base.Seconds() / remote.Seconds()
 	report(t, "guard: %d printing inputs at %.0f inputs/s; local pool %.0f inputs/s (share %.4f, at least %.3f)",
 		n, n/remote.Seconds(), n/base.Seconds(), share, guardThroughput)
@@ -78,15 +69,7 @@ func TestGuard(t *testing.T) {
 
 	const m = 400
 	ideal := time.Duration(m) * 10 * time.Millisecond / time.Duration(workers())
-	waitStandby(t, *nodes)
-	start = time.Now()
-	if _, err := burla.RemoteParallelMap(ctx, sleepyF, ints(m), opts()...); err != nil {
-		t.Fatal(err)
-	}
-	remote = time.Since(start)
-	start = time.Now()
-	local(sleepy, ints(m), workers())
-	base = time.Since(start)
+	remote, base = beside(t, ctx, sleepyF, sleepy, ints(m), workers())
 	eff := float64(base) / float64(remote) // (ideal/remote) / (ideal/base)
 	report(t, "guard: %d × 10 ms on %d workers: %.0f ms, efficiency %.2f; local pool %.0f ms, %.2f (relative %.2f, at least %.2f)",
 		m, workers(), ms(remote), float64(ideal)/float64(remote), ms(base), float64(ideal)/float64(base), eff, guardEfficiency)
