@@ -4,7 +4,7 @@ GO ?= go
 # Packages that do not link the Temporal server run under the race detector; the
 # ones that do (the embedded server, the end-to-end suites) run without it, because a
 # race build of the server takes several times the memory and time.
-LIGHT := ./auth/... ./job/... ./names/... ./wire/... ./store/... ./blob/... ./execfile/... ./sdk/... ./workflows/... \
+LIGHT := ./auth/... ./job/... ./control/... ./wire/... ./store/... ./blob/... ./execfile/... ./sdk/... ./workflows/... \
 	./activities/... ./containerworker/... ./tenantbox/... ./nodeagent/... ./runtime/... ./workers/... ./temporalconn/... \
 	./status/... ./dashboard/... ./temporalmetrics/... ./deploy/grafana/... ./gpu/...
 HEAVY := ./temporalserver/... ./devcluster/... ./provider/... ./cmd/... ./tests/...

@@ -10,30 +10,12 @@ import (
 	"time"
 
 	"go.temporal.io/sdk/activity"
-	"go.temporal.io/sdk/temporal"
 
 	"github.com/burla-temporal/burla/blob"
+	"github.com/burla-temporal/burla/control"
 	"github.com/burla-temporal/burla/job"
-	"github.com/burla-temporal/burla/names"
 	"github.com/burla-temporal/burla/store"
 )
-
-// PlaceInput asks where a job should run.
-type PlaceInput struct {
-	Spec job.Spec
-}
-
-// Assignment is one node's share of a job.
-type Assignment struct {
-	NodeID    string
-	TaskQueue string
-	Workers   int // calls the node runs at once
-}
-
-// PlaceOutput is where a job runs.
-type PlaceOutput struct {
-	Nodes []Assignment
-}
 
 // Control holds the activities the control-plane worker runs.
 type Control struct {
@@ -63,10 +45,10 @@ func (c *Control) now() time.Time {
 // PlaceNodes picks nodes for a job: idle nodes first, then the largest, until the
 // job's parallelism (inputs, max parallelism) is covered. It is a simple placement
 // that reads the live-node registry; the cluster workflow will replace it.
-func (c *Control) PlaceNodes(ctx context.Context, in PlaceInput) (PlaceOutput, error) {
+func (c *Control) PlaceNodes(ctx context.Context, in control.PlaceInput) (control.PlaceOutput, error) {
 	nodes, err := c.Nodes.ListNodes(ctx)
 	if err != nil {
-		return PlaceOutput{}, fmt.Errorf("place job %s: %w", in.Spec.ID, err)
+		return control.PlaceOutput{}, fmt.Errorf("place job %s: %w", in.Spec.ID, err)
 	}
 	out, err := Place(in.Spec, nodes)
 	if m := c.Metrics; m != nil {
@@ -81,11 +63,10 @@ func (c *Control) PlaceNodes(ctx context.Context, in PlaceInput) (PlaceOutput, e
 }
 
 // Place is PlaceNodes' decision, apart from its I/O.
-func Place(spec job.Spec, nodes []store.Node) (PlaceOutput, error) {
+func Place(spec job.Spec, nodes []store.Node) (control.PlaceOutput, error) {
 	if len(nodes) == 0 {
-		return PlaceOutput{}, temporal.NewNonRetryableApplicationError(
-			"the cluster has no live nodes; start some with `burla dev --nodes N` (or wait for the cluster's nodes to register)",
-			names.ErrNoNodes, nil)
+		return control.PlaceOutput{}, control.ErrNoNodes.New(
+			"the cluster has no live nodes; start some with `burla dev --nodes N` (or wait for the cluster's nodes to register)", nil)
 	}
 	slices.SortFunc(nodes, func(a, b store.Node) int {
 		if (a.Job == "") != (b.Job == "") {
@@ -104,7 +85,7 @@ func Place(spec job.Spec, nodes []store.Node) (PlaceOutput, error) {
 		want = min(want, spec.MaxParallelism)
 	}
 	want = max(want, 1)
-	var out PlaceOutput
+	var out control.PlaceOutput
 	largest := 0
 	for _, n := range nodes {
 		largest = max(largest, n.CPUs)
@@ -116,28 +97,16 @@ func Place(spec job.Spec, nodes []store.Node) (PlaceOutput, error) {
 			continue
 		}
 		slots = min(slots, want)
-		out.Nodes = append(out.Nodes, Assignment{NodeID: n.ID, TaskQueue: n.TaskQueue, Workers: slots})
+		out.Nodes = append(out.Nodes, control.Assignment{NodeID: n.ID, TaskQueue: n.TaskQueue, Workers: slots})
 		if want -= slots; want == 0 {
 			break
 		}
 	}
 	if len(out.Nodes) == 0 {
-		return PlaceOutput{}, temporal.NewNonRetryableApplicationError(
-			fmt.Sprintf("no node can run a call with func_cpu=%d func_ram=%dMB (the largest node has %d CPUs)", spec.FuncCPU, spec.FuncRAMMB, largest),
-			names.ErrNoNodes, nil)
+		return control.PlaceOutput{}, control.ErrNoNodes.New(
+			fmt.Sprintf("no node can run a call with func_cpu=%d func_ram=%dMB (the largest node has %d CPUs)", spec.FuncCPU, spec.FuncRAMMB, largest), nil)
 	}
 	return out, nil
-}
-
-// WatchInput names a job whose client must keep heartbeating.
-type WatchInput struct {
-	JobID   string
-	Timeout time.Duration
-	// Poll is how often the heartbeat is checked; zero means one second.
-	Poll time.Duration
-	// UntilSealed watches a detached job's client only while it uploads: the
-	// watch ends once every input is in the queue.
-	UntilSealed bool
 }
 
 // storeTimeout bounds one read of the store in a long-running activity.
@@ -147,7 +116,7 @@ const storeTimeout = 10 * time.Second
 // Timeout, and runs until then or until it is cancelled. It returns nil once the
 // client has released the job (store.Jobs.Release): it has read every result; or,
 // with UntilSealed, once the job's inputs are all in its queue.
-func (c *Control) WatchClient(ctx context.Context, in WatchInput) error {
+func (c *Control) WatchClient(ctx context.Context, in control.WatchInput) error {
 	poll := in.Poll
 	if poll <= 0 {
 		poll = time.Second
@@ -214,33 +183,21 @@ func (c *Control) WatchClient(ctx context.Context, in WatchInput) error {
 				c.Metrics.ClientsLost.Inc()
 			}
 			if in.UntilSealed {
-				return temporal.NewNonRetryableApplicationError(
+				return control.ErrClientGone.New(
 					fmt.Sprintf("the client of this detached job stopped heartbeating %v ago (timeout %v) before every input was uploaded; the job cannot finish without them: submit it again",
-						silent.Round(time.Second), in.Timeout),
-					names.ErrClientGone, nil)
+						silent.Round(time.Second), in.Timeout), nil)
 			}
-			return temporal.NewNonRetryableApplicationError(
-				fmt.Sprintf("the client stopped heartbeating %v ago (timeout %v); run with burla.Detach() to keep a job going without its client", silent.Round(time.Second), in.Timeout),
-				names.ErrClientGone, nil)
+			return control.ErrClientGone.New(
+				fmt.Sprintf("the client stopped heartbeating %v ago (timeout %v); run with burla.Detach() to keep a job going without its client", silent.Round(time.Second), in.Timeout), nil)
 		}
 	}
-}
-
-// FinishInput names a job that has ended.
-type FinishInput struct {
-	JobID string
-	// State is how the job ended; jobs recorded before it was added have none.
-	State job.State
-	// Binary is the digest of the job's program, whose use FinishJob marks (see
-	// Collect); empty for a command job and for jobs recorded before it was added.
-	Binary string
 }
 
 // FinishJob drops what is left of a finished job's input queue, and its
 // environment variables (job.EnvKey), secrets that no worker reads once the job
 // has ended. Results and logs stay for the store's retention period so that the
 // job can still be read.
-func (c *Control) FinishJob(ctx context.Context, in FinishInput) error {
+func (c *Control) FinishJob(ctx context.Context, in control.FinishInput) error {
 	if err := c.Queue.DeleteInputs(ctx, in.JobID); err != nil {
 		return err
 	}

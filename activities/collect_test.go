@@ -16,6 +16,7 @@ import (
 	"github.com/burla-temporal/burla/activities"
 	"github.com/burla-temporal/burla/blob"
 	"github.com/burla-temporal/burla/blob/memblob"
+	"github.com/burla-temporal/burla/control"
 	"github.com/burla-temporal/burla/job"
 	"github.com/burla-temporal/burla/store"
 )
@@ -193,7 +194,7 @@ func TestFinishJobMarksItsProgramUsed(t *testing.T) {
 	c := &activities.Control{Queue: &queue{}, Blobs: blobs}
 	const id = "j-acme-0123456789abcdefmark"
 	digest := strings.Repeat("d", 64)
-	if err := c.FinishJob(ctx, activities.FinishInput{JobID: id, State: job.StateSucceeded, Binary: digest}); err != nil {
+	if err := c.FinishJob(ctx, control.FinishInput{JobID: id, State: job.StateSucceeded, Binary: digest}); err != nil {
 		t.Fatal(err)
 	}
 	if ok, err := blobs.Has(ctx, job.UsedKey(job.BinaryKeyFor("acme", digest))); err != nil || !ok {

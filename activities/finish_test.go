@@ -7,6 +7,7 @@ import (
 
 	"github.com/burla-temporal/burla/activities"
 	"github.com/burla-temporal/burla/blob/memblob"
+	"github.com/burla-temporal/burla/control"
 	"github.com/burla-temporal/burla/job"
 	"github.com/burla-temporal/burla/store"
 )
@@ -36,7 +37,7 @@ func TestFinishJobDeletesEnvironment(t *testing.T) {
 	q := &queue{}
 	c := &activities.Control{Queue: q, Blobs: blobs}
 	for range 2 { // a retried activity finds the environment gone
-		if err := c.FinishJob(ctx, activities.FinishInput{JobID: id, State: job.StateSucceeded}); err != nil {
+		if err := c.FinishJob(ctx, control.FinishInput{JobID: id, State: job.StateSucceeded}); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -7,23 +7,11 @@ import (
 	"time"
 
 	"go.temporal.io/sdk/activity"
-	"go.temporal.io/sdk/temporal"
 
+	"github.com/burla-temporal/burla/control"
 	"github.com/burla-temporal/burla/job"
-	"github.com/burla-temporal/burla/names"
 	"github.com/burla-temporal/burla/store"
 )
-
-// RunInput is one node's share of a job.
-type RunInput struct {
-	Spec    job.Spec
-	Workers int
-}
-
-// RunOutput reports what the node saw when the job ended.
-type RunOutput struct {
-	Drained bool // every chunk of the job is done
-}
 
 // Runner runs a job's calls on a node's workers. It is the node agent's worker pool.
 type Runner interface {
@@ -51,7 +39,7 @@ type Node struct {
 // call fails (UserError) or the activity is cancelled. Any node finding the queue
 // drained means the whole job is done, because every chunk is removed only after its
 // results are stored.
-func (a *Node) RunJobOnNode(ctx context.Context, in RunInput) (out RunOutput, err error) {
+func (a *Node) RunJobOnNode(ctx context.Context, in control.RunInput) (out control.RunOutput, err error) {
 	if a.Metrics != nil {
 		defer func() {
 			outcome := "drained"
@@ -70,7 +58,7 @@ func (a *Node) RunJobOnNode(ctx context.Context, in RunInput) (out RunOutput, er
 	}
 	errs, err := a.Runner.Start(ctx, in.Spec, in.Workers)
 	if err != nil {
-		return RunOutput{}, err
+		return control.RunOutput{}, err
 	}
 	defer a.Runner.Stop(context.WithoutCancel(ctx), in.Spec.ID)
 	t := time.NewTicker(poll)
@@ -79,12 +67,12 @@ func (a *Node) RunJobOnNode(ctx context.Context, in RunInput) (out RunOutput, er
 	for {
 		select {
 		case <-ctx.Done():
-			return RunOutput{}, ctx.Err()
+			return control.RunOutput{}, ctx.Err()
 		case err, ok := <-errs:
 			if !ok {
-				return RunOutput{}, fmt.Errorf("job %s: workers stopped", in.Spec.ID)
+				return control.RunOutput{}, fmt.Errorf("job %s: workers stopped", in.Spec.ID)
 			}
-			return RunOutput{}, err
+			return control.RunOutput{}, err
 		case <-t.C:
 		}
 		// Each read is bounded: a store that loses the reply (restarting, say) must
@@ -94,10 +82,10 @@ func (a *Node) RunJobOnNode(ctx context.Context, in RunInput) (out RunOutput, er
 		cancel()
 		if errors.Is(err, store.ErrNotFound) {
 			// The queue is gone: the job was finished elsewhere.
-			return RunOutput{}, temporal.NewNonRetryableApplicationError("input queue deleted", names.ErrQueueGone, err)
+			return control.RunOutput{}, control.ErrQueueGone.New("input queue deleted", err)
 		}
 		if err == nil && p.Drained() {
-			return RunOutput{Drained: true}, nil
+			return control.RunOutput{Drained: true}, nil
 		}
 		if err != nil && time.Since(lastWarn) >= 5*time.Second {
 			// The store may be restarting; say so now and then, and keep asking.
@@ -114,7 +102,7 @@ func (a *Node) RunJobOnNode(ctx context.Context, in RunInput) (out RunOutput, er
 // UserError is the error a node returns when a call fails; its details carry the
 // failed input's index.
 func UserError(message string, index int64) error {
-	return temporal.NewNonRetryableApplicationError(message, names.ErrUserError, nil, index)
+	return control.ErrUserError.New(message, nil, index)
 }
 
 // ResetNode restarts the node's workers between jobs.

@@ -12,7 +12,7 @@ import (
 	"go.temporal.io/sdk/testsuite"
 
 	"github.com/burla-temporal/burla/activities"
-	"github.com/burla-temporal/burla/names"
+	"github.com/burla-temporal/burla/control"
 )
 
 // noCluster is a Temporal where the cluster's workflow is not running.
@@ -35,7 +35,7 @@ func TestReserveOnAClusterNotRunning(t *testing.T) {
 	env := s.NewTestActivityEnvironment()
 	tc := &noCluster{}
 	env.RegisterActivity(&activities.Control{Temporal: tc})
-	_, err := env.ExecuteActivity(names.ActivityReserveNodes, activities.ReserveRequest{Cluster: "default", JobID: "j-1", Slots: 1, FuncCPU: 1})
+	_, err := env.ExecuteActivity(control.ActivityReserveNodes, control.ReserveRequest{Cluster: "default", JobID: "j-1", Slots: 1, FuncCPU: 1})
 	if err == nil || !strings.Contains(err.Error(), "burla cluster up") || !strings.Contains(err.Error(), "retryable: false") {
 		t.Fatalf("ReserveNodes = %v; want a non-retryable error saying to start the cluster", err)
 	}
@@ -66,7 +66,7 @@ func (a *answer) Get(ctx context.Context, v interface{}) error {
 		<-ctx.Done()
 		return ctx.Err()
 	}
-	*v.(*activities.ReserveResponse) = activities.ReserveResponse{Nodes: []activities.Assignment{{NodeID: "default-1", TaskQueue: "node-default-1", Workers: 2}}}
+	*v.(*control.ReserveResponse) = control.ReserveResponse{Nodes: []control.Assignment{{NodeID: "default-1", TaskQueue: "node-default-1", Workers: 2}}}
 	return nil
 }
 
@@ -77,7 +77,7 @@ func TestReserveAsksAgainForALostAnswer(t *testing.T) {
 	tc := &lostAnswer{}
 	c := &activities.Control{Temporal: tc}
 	start := time.Now()
-	resp, err := c.ReserveNodes(context.Background(), activities.ReserveRequest{Cluster: "default", JobID: "j-1", Slots: 2, FuncCPU: 1})
+	resp, err := c.ReserveNodes(context.Background(), control.ReserveRequest{Cluster: "default", JobID: "j-1", Slots: 2, FuncCPU: 1})
 	if err != nil || len(resp.Nodes) != 1 || resp.Nodes[0].NodeID != "default-1" {
 		t.Fatalf("ReserveNodes = %+v, %v; want default-1", resp, err)
 	}

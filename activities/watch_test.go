@@ -8,11 +8,10 @@ import (
 	"testing"
 	"time"
 
-	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/testsuite"
 
 	"github.com/burla-temporal/burla/activities"
-	"github.com/burla-temporal/burla/names"
+	"github.com/burla-temporal/burla/control"
 	"github.com/burla-temporal/burla/store"
 )
 
@@ -52,23 +51,23 @@ func (b *beats) Progress(context.Context, string) (store.Progress, error) {
 
 func watch(t *testing.T, b *beats) error {
 	t.Helper()
-	return watchInput(t, b, activities.WatchInput{JobID: "j-1", Timeout: 5 * time.Second, Poll: time.Millisecond})
+	return watchInput(t, b, control.WatchInput{JobID: "j-1", Timeout: 5 * time.Second, Poll: time.Millisecond})
 }
 
-func watchInput(t *testing.T, b *beats, in activities.WatchInput) error {
+func watchInput(t *testing.T, b *beats, in control.WatchInput) error {
 	t.Helper()
 	var s testsuite.WorkflowTestSuite
 	env := s.NewTestActivityEnvironment()
 	c := &activities.Control{Jobs: b, Queue: b, Now: b.now}
 	env.RegisterActivity(c)
-	_, err := env.ExecuteActivity(names.ActivityWatchClient, in)
+	_, err := env.ExecuteActivity(control.ActivityWatchClient, in)
 	return err
 }
 
 // A detached job's client is watched until its inputs are all uploaded: one
 // that goes before loses the job, and one that goes after does not.
 func TestWatchClientUntilSealed(t *testing.T) {
-	in := activities.WatchInput{JobID: "j-1", Timeout: 5 * time.Second, Poll: time.Millisecond, UntilSealed: true}
+	in := control.WatchInput{JobID: "j-1", Timeout: 5 * time.Second, Poll: time.Millisecond, UntilSealed: true}
 	gone := &beats{sealedAt: 1 << 30, beat: func(n int) (int, error) { return min(n, 3), nil }}
 	err := watchInput(t, gone, in)
 	if !clientGone(err) || !strings.Contains(err.Error(), "before every input was uploaded") {
@@ -84,8 +83,7 @@ func TestWatchClientUntilSealed(t *testing.T) {
 }
 
 func clientGone(err error) bool {
-	var app *temporal.ApplicationError
-	return errors.As(err, &app) && app.Type() == names.ErrClientGone
+	return control.ErrClientGone.Is(err)
 }
 
 func TestWatchClientEndsWhenTheClientIsSilent(t *testing.T) {

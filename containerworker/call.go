@@ -9,8 +9,8 @@ import (
 	"time"
 
 	"github.com/burla-temporal/burla/blob"
+	"github.com/burla-temporal/burla/control"
 	"github.com/burla-temporal/burla/job"
-	"github.com/burla-temporal/burla/names"
 	"github.com/burla-temporal/burla/store"
 	"github.com/burla-temporal/burla/wire"
 )
@@ -43,7 +43,7 @@ func (w *Worker) runChunk(ctx context.Context, spec job.Spec, start func() (call
 		if e := oc.res.Err; e != nil {
 			r = store.Result{Index: oc.res.Index, Err: &store.CallError{Kind: e.Kind, Message: e.Message, Stack: e.Stack}}
 			if failed == nil {
-				failed = &JobError{Type: names.ErrUserError, Index: oc.res.Index, Message: fmt.Sprintf("input %d failed (%s): %s", oc.res.Index, e.Kind, e.Message)}
+				failed = &JobError{Type: control.ErrUserError, Index: oc.res.Index, Message: fmt.Sprintf("input %d failed (%s): %s", oc.res.Index, e.Kind, e.Message)}
 			}
 		}
 		if addErr = out.add(ctx, r); addErr != nil {

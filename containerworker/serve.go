@@ -72,7 +72,7 @@ func (w *Worker) Serve(ctx context.Context, in io.Reader, out io.Writer) error {
 				var je *JobError
 				switch {
 				case errors.As(err, &je):
-					emit(wire.Event{Type: wire.EventFailed, Job: spec.ID, ErrType: je.Type, Message: je.Message, Index: je.Index})
+					emit(wire.Event{Type: wire.EventFailed, Job: spec.ID, ErrType: string(je.Type), Message: je.Message, Index: je.Index})
 				case err != nil:
 					emit(wire.Event{Type: wire.EventFailed, Job: spec.ID, Message: err.Error()})
 				default:

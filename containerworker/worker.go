@@ -11,9 +11,9 @@ import (
 	"time"
 
 	"github.com/burla-temporal/burla/blob"
+	"github.com/burla-temporal/burla/control"
 	"github.com/burla-temporal/burla/execfile"
 	"github.com/burla-temporal/burla/job"
-	"github.com/burla-temporal/burla/names"
 	"github.com/burla-temporal/burla/store"
 )
 
@@ -43,9 +43,9 @@ type Config struct {
 }
 
 // JobError is a failure that ends the job, with the application error type the
-// job workflow fails with (names.ErrUserError, ErrUnknownFunction, ErrBadBinary).
+// job workflow fails with (control.ErrUserError, ErrUnknownFunction, ErrBadBinary).
 type JobError struct {
-	Type    string
+	Type    control.ErrorType
 	Message string
 	Index   int64 // for ErrUserError, the failed input
 }
@@ -180,7 +180,7 @@ func chunkFailed(cl store.Claim, err error) *JobError {
 	if items := cl.Chunk().Items; len(items) > 0 {
 		index = items[0].Index
 	}
-	return &JobError{Type: names.ErrChunkFailed, Index: index, Message: fmt.Sprintf(
+	return &JobError{Type: control.ErrChunkFailed, Index: index, Message: fmt.Sprintf(
 		"input %d: its chunk (%d inputs) failed on the cluster's side on each of its %d deliveries; the last time: %v",
 		index, len(cl.Chunk().Items), cl.Attempt(), err)}
 }
@@ -217,12 +217,12 @@ func (w *Worker) start(spec job.Spec, binPath string, env []string, logs *shippe
 				msg += "; the program is dynamically linked and this worker has no C library (a FROM-scratch container): build it with CGO_ENABLED=0"
 			}
 		}
-		return nil, &JobError{Type: names.ErrBadBinary, Message: msg}
+		return nil, &JobError{Type: control.ErrBadBinary, Message: msg}
 	}
 	p.sink.to(logs.add)
 	if !slices.Contains(p.hello.Functions, spec.Function) {
 		p.close()
-		return nil, &JobError{Type: names.ErrUnknownFunction, Message: fmt.Sprintf(
+		return nil, &JobError{Type: control.ErrUnknownFunction, Message: fmt.Sprintf(
 			"function %q is not registered in the shipped binary (it registers %q); register it with burla.Func in a package-level var so worker processes see it",
 			spec.Function, p.hello.Functions)}
 	}

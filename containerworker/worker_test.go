@@ -12,8 +12,8 @@ import (
 	"time"
 
 	"github.com/burla-temporal/burla/containerworker"
+	"github.com/burla-temporal/burla/control"
 	"github.com/burla-temporal/burla/job"
-	"github.com/burla-temporal/burla/names"
 	burla "github.com/burla-temporal/burla/sdk"
 	"github.com/burla-temporal/burla/store"
 )
@@ -342,7 +342,7 @@ func TestRunFailsFast(t *testing.T) {
 	s := &memStore{chunks: chunks(4, 4)}
 	err := run(t, s, spec("boom"), containerworker.Config{})
 	var je *containerworker.JobError
-	if !errors.As(err, &je) || je.Type != names.ErrUserError || je.Index != 1 {
+	if !errors.As(err, &je) || je.Type != control.ErrUserError || je.Index != 1 {
 		t.Fatalf("error %v; want a UserError for input 1", err)
 	}
 	var failed *store.Result
@@ -360,7 +360,7 @@ func TestRunRefusesUnknownFunction(t *testing.T) {
 	s := &memStore{chunks: chunks(1, 1)}
 	err := run(t, s, spec("nosuch"), containerworker.Config{})
 	var je *containerworker.JobError
-	if !errors.As(err, &je) || je.Type != names.ErrUnknownFunction || !strings.Contains(je.Message, `"nosuch"`) || !strings.Contains(je.Message, "echo") {
+	if !errors.As(err, &je) || je.Type != control.ErrUnknownFunction || !strings.Contains(je.Message, `"nosuch"`) || !strings.Contains(je.Message, "echo") {
 		t.Fatalf("error %v; want UnknownFunction naming nosuch and what is registered", err)
 	}
 }
@@ -371,7 +371,7 @@ func TestRunRefusesProgramWithoutWorkerMode(t *testing.T) {
 	cfg := containerworker.Config{Store: s}
 	err := containerworker.New(cfg).Run(context.Background(), spec("echo"), exe)
 	var je *containerworker.JobError
-	if !errors.As(err, &je) || je.Type != names.ErrBadBinary || !strings.Contains(je.Message, "burla.Main()") {
+	if !errors.As(err, &je) || je.Type != control.ErrBadBinary || !strings.Contains(je.Message, "burla.Main()") {
 		t.Fatalf("error %v; want BadBinary saying burla.Main() must come first", err)
 	}
 }
@@ -467,7 +467,7 @@ func TestRunFailsAChunkOnItsLastDelivery(t *testing.T) {
 	defer cancel()
 	err = containerworker.New(containerworker.Config{Store: s}).Run(ctx, spec("echo"), exe)
 	var je *containerworker.JobError
-	if !errors.As(err, &je) || je.Type != names.ErrChunkFailed || je.Index != 3 ||
+	if !errors.As(err, &je) || je.Type != control.ErrChunkFailed || je.Index != 3 ||
 		!strings.Contains(je.Message, "input 3") || !strings.Contains(je.Message, "store unavailable") {
 		t.Fatalf("Run returned %v; want a ChunkFailed naming input 3 and the store's error", err)
 	}

@@ -33,18 +33,17 @@ import (
 	"go.temporal.io/sdk/client"
 
 	"github.com/burla-temporal/burla/auth"
+	"github.com/burla-temporal/burla/control"
 	"github.com/burla-temporal/burla/job"
-	"github.com/burla-temporal/burla/names"
 	"github.com/burla-temporal/burla/status"
 	"github.com/burla-temporal/burla/store"
-	"github.com/burla-temporal/burla/workflows"
 )
 
 // Config is what the dashboard reads from.
 type Config struct {
 	Temporal client.Client
 	Store    store.Store
-	// Cluster is the cluster shown; empty means names.DefaultCluster.
+	// Cluster is the cluster shown; empty means control.DefaultCluster.
 	Cluster string
 	// Namespace and TemporalUI (the Web UI's base URL, such as
 	// http://127.0.0.1:8233) make the links into the Temporal UI; without a
@@ -62,7 +61,7 @@ var ui embed.FS
 
 // New returns the dashboard's handler.
 func New(cfg Config) http.Handler {
-	cfg.Cluster = cmp.Or(cfg.Cluster, names.DefaultCluster)
+	cfg.Cluster = cmp.Or(cfg.Cluster, control.DefaultCluster)
 	cfg.Namespace = cmp.Or(cfg.Namespace, "default")
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
@@ -156,22 +155,22 @@ const apiTimeout = 10 * time.Second
 
 // Cluster is the body of GET /api/cluster.
 type Cluster struct {
-	Name         string                `json:"name"`
-	Standby      workflows.StandbySpec `json:"standby"`
-	ShuttingDown bool                  `json:"shutting_down,omitempty"`
-	Lost         int                   `json:"lost"`
-	Nodes        []status.Node         `json:"nodes"`
-	Jobs         []*workflows.JobClaim `json:"jobs"` // jobs holding nodes
-	Links        map[string]string     `json:"links,omitempty"`
-	Error        string                `json:"error,omitempty"`
-	Temporal     map[string]string     `json:"temporal"`
+	Name         string              `json:"name"`
+	Standby      control.StandbySpec `json:"standby"`
+	ShuttingDown bool                `json:"shutting_down,omitempty"`
+	Lost         int                 `json:"lost"`
+	Nodes        []status.Node       `json:"nodes"`
+	Jobs         []*control.JobClaim `json:"jobs"` // jobs holding nodes
+	Links        map[string]string   `json:"links,omitempty"`
+	Error        string              `json:"error,omitempty"`
+	Temporal     map[string]string   `json:"temporal"`
 }
 
 func (d *dashboard) cluster(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), apiTimeout)
 	defer cancel()
 	out := Cluster{Name: d.cfg.Cluster, Temporal: map[string]string{"namespace": d.cfg.Namespace, "ui": d.cfg.TemporalUI}}
-	cs, err := status.Cluster(ctx, d.cfg.Temporal, d.cfg.Cluster)
+	cs, err := control.NewClient(d.cfg.Temporal).Status(ctx, d.cfg.Cluster)
 	if err != nil {
 		// The nodes' own records still say something; the cluster may be down.
 		out.Error = err.Error()
@@ -183,7 +182,7 @@ func (d *dashboard) cluster(w http.ResponseWriter, r *http.Request) {
 	}
 	out.Standby, out.ShuttingDown, out.Lost = cs.Standby, cs.ShuttingDown, cs.Lost
 	out.Nodes = status.Nodes(cs, records)
-	out.Jobs = []*workflows.JobClaim{}
+	out.Jobs = []*control.JobClaim{}
 	t := tenant(r)
 	for _, c := range cs.Jobs {
 		if t == "" || job.TenantOf(c.JobID) == t {
@@ -198,7 +197,7 @@ func (d *dashboard) cluster(w http.ResponseWriter, r *http.Request) {
 	if out.Nodes == nil {
 		out.Nodes = []status.Node{}
 	}
-	if l := d.link(names.ClusterWorkflowID(d.cfg.Cluster)); l != "" {
+	if l := d.link(control.ClusterWorkflowID(d.cfg.Cluster)); l != "" {
 		out.Links = map[string]string{"workflow": l}
 	}
 	writeJSON(w, out)

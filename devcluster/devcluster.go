@@ -40,12 +40,11 @@ import (
 	"github.com/burla-temporal/burla/activities/activitymetrics"
 	"github.com/burla-temporal/burla/auth"
 	"github.com/burla-temporal/burla/containerworker"
+	"github.com/burla-temporal/burla/control"
 	"github.com/burla-temporal/burla/dashboard"
-	"github.com/burla-temporal/burla/names"
 	"github.com/burla-temporal/burla/provider"
 	"github.com/burla-temporal/burla/provider/docker"
 	"github.com/burla-temporal/burla/provider/local"
-	"github.com/burla-temporal/burla/status"
 	"github.com/burla-temporal/burla/status/statusmetrics"
 	"github.com/burla-temporal/burla/store"
 	_ "github.com/burla-temporal/burla/store/firestorestore" // Config.StoreURL may be firestore://
@@ -55,7 +54,6 @@ import (
 	"github.com/burla-temporal/burla/temporalmetrics"
 	"github.com/burla-temporal/burla/temporalserver"
 	"github.com/burla-temporal/burla/workers"
-	"github.com/burla-temporal/burla/workflows"
 )
 
 // Config configures a dev cluster. The zero value of each port picks the default
@@ -285,9 +283,9 @@ func Start(ctx context.Context, cfg Config) (_ *Cluster, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("dev cluster: connect to temporal: %w", err)
 	}
-	control := &activities.Control{Nodes: c.st, Queue: c.st, Jobs: c.st, Temporal: c.tc, Blobs: c.st}
+	ctl := &activities.Control{Nodes: c.st, Queue: c.st, Jobs: c.st, Temporal: c.tc, Blobs: c.st}
 	if cfg.Metrics != nil {
-		control.Metrics = activitymetrics.Control(cfg.Metrics)
+		ctl.Metrics = activitymetrics.Control(cfg.Metrics)
 		cfg.Metrics.MustRegister(statusmetrics.NewCollector(c.tc, c.st, cfg.Logger))
 	}
 	c.addrs = Addresses{Temporal: c.ts.FrontendHostPort(), Namespace: c.ts.Namespace(), UI: c.ts.UIAddress(),
@@ -335,7 +333,7 @@ func Start(ctx context.Context, cfg Config) (_ *Cluster, err error) {
 			return nil, fmt.Errorf("dev cluster: %w", err)
 		}
 		// Containers left by an earlier run that died without cleaning up.
-		if err := c.docker.RemoveAll(ctx, names.DefaultCluster); err != nil {
+		if err := c.docker.RemoveAll(ctx, control.DefaultCluster); err != nil {
 			return nil, fmt.Errorf("dev cluster: %w", err)
 		}
 		if cfg.Provider == "docker" {
@@ -355,21 +353,21 @@ func Start(ctx context.Context, cfg Config) (_ *Cluster, err error) {
 	if c.docker != nil {
 		env.BuildImage = c.docker.EnvImage
 	}
-	c.worker = workers.Control(c.tc, control, &activities.Nodes{Providers: providers, Store: c.st}, env)
+	c.worker = workers.Control(c.tc, ctl, &activities.Nodes{Providers: providers, Store: c.st}, env)
 	if err := c.worker.Start(); err != nil {
 		return nil, fmt.Errorf("dev cluster: control worker: %w", err)
 	}
 	if cfg.CollectEvery >= 0 {
 		var collectCtx context.Context
 		collectCtx, c.stopCollect = context.WithCancel(context.WithoutCancel(ctx))
-		g := &activities.Collector{Control: control, Policy: activities.CollectPolicy{Retention: cfg.Retention}, Log: cfg.Logger}
+		g := &activities.Collector{Control: ctl, Policy: activities.CollectPolicy{Retention: cfg.Retention}, Log: cfg.Logger}
 		go g.Run(collectCtx, cmp.Or(cfg.CollectEvery, 10*time.Minute))
 	}
 
 	if cfg.MaxNodes == 0 {
 		cfg.MaxNodes = cfg.Nodes
 	}
-	if err := c.upCluster(ctx, workflows.StandbySpec{Nodes: cfg.Nodes, CPUs: cfg.CPUs, RAMMB: cfg.RAMMB, Provider: cfg.Provider, MaxNodes: cfg.MaxNodes, Envs: cfg.Envs}); err != nil {
+	if err := c.upCluster(ctx, control.StandbySpec{Nodes: cfg.Nodes, CPUs: cfg.CPUs, RAMMB: cfg.RAMMB, Provider: cfg.Provider, MaxNodes: cfg.MaxNodes, Envs: cfg.Envs}); err != nil {
 		return nil, err
 	}
 	return c, nil
@@ -378,72 +376,30 @@ func Start(ctx context.Context, cfg Config) (_ *Cluster, err error) {
 // upCluster starts the default ClusterWorkflow, or, when it survived an earlier run
 // of the dev cluster, gives it this run's standby spec and replaces its nodes (they
 // died with that run). It returns once standby is ready.
-func (c *Cluster) upCluster(ctx context.Context, spec workflows.StandbySpec) error {
-	id := names.ClusterWorkflowID(names.DefaultCluster)
-	desc, err := c.tc.DescribeWorkflowExecution(ctx, id, "")
-	running := err == nil && desc.GetWorkflowExecutionInfo().GetStatus() == enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING
-	if running {
-		for _, u := range []struct {
-			name string
-			args []any
-		}{{names.UpdateSetStandby, []any{spec}}, {names.UpdateRestart, nil}} {
-			h, err := c.tc.UpdateWorkflow(ctx, client.UpdateWorkflowOptions{WorkflowID: id, UpdateName: u.name, Args: u.args, WaitForStage: client.WorkflowUpdateStageCompleted})
-			if err == nil {
-				err = h.Get(ctx, nil)
-			}
-			if err != nil {
-				return fmt.Errorf("dev cluster: %s: %w", u.name, err)
-			}
+func (c *Cluster) upCluster(ctx context.Context, spec control.StandbySpec) error {
+	cc := control.NewClient(c.tc)
+	if cc.Running(ctx, control.DefaultCluster) {
+		if _, err := cc.SetStandby(ctx, control.DefaultCluster, spec); err != nil {
+			return fmt.Errorf("dev cluster: %w", err)
 		}
-	} else {
-		_, err := c.tc.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: id, TaskQueue: names.TaskQueueControl}, names.WorkflowCluster,
-			workflows.ClusterInput{State: workflows.ClusterState{Name: names.DefaultCluster, Standby: spec}})
-		if err != nil {
-			return fmt.Errorf("dev cluster: start cluster workflow: %w", err)
+		if _, err := cc.Restart(ctx, control.DefaultCluster); err != nil {
+			return fmt.Errorf("dev cluster: %w", err)
 		}
+	} else if err := cc.Up(ctx, control.DefaultCluster, spec); err != nil {
+		return fmt.Errorf("dev cluster: %w", err)
 	}
-	return WaitReady(ctx, c.tc, names.DefaultCluster, spec.Nodes, 2*time.Minute)
+	return cc.WaitReady(ctx, control.DefaultCluster, spec.Nodes, 2*time.Minute)
 }
 
 // SearchAttributes are the custom search attributes Burla's workflows set, which a
 // Temporal server must have registered.
 func SearchAttributes() map[string]enumspb.IndexedValueType {
 	return map[string]enumspb.IndexedValueType{
-		names.SearchJobState: enumspb.INDEXED_VALUE_TYPE_KEYWORD,
-		names.SearchFunction: enumspb.INDEXED_VALUE_TYPE_KEYWORD,
-		names.SearchInputs:   enumspb.INDEXED_VALUE_TYPE_INT,
-		names.SearchTenant:   enumspb.INDEXED_VALUE_TYPE_KEYWORD,
+		control.SearchJobState: enumspb.INDEXED_VALUE_TYPE_KEYWORD,
+		control.SearchFunction: enumspb.INDEXED_VALUE_TYPE_KEYWORD,
+		control.SearchInputs:   enumspb.INDEXED_VALUE_TYPE_INT,
+		control.SearchTenant:   enumspb.INDEXED_VALUE_TYPE_KEYWORD,
 	}
-}
-
-// WaitReady waits until the cluster has n ready nodes.
-func WaitReady(ctx context.Context, tc client.Client, cluster string, n int, timeout time.Duration) error {
-	ctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
-	ready := 0
-	for {
-		if st, err := Status(ctx, tc, cluster); err == nil {
-			ready = 0
-			for _, nd := range st.Nodes {
-				if nd.State == workflows.NodeReady {
-					ready++
-				}
-			}
-			if ready >= n {
-				return nil
-			}
-		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("cluster %s: %d of %d standby nodes ready after %v: %w", cluster, ready, n, timeout, ctx.Err())
-		case <-time.After(50 * time.Millisecond):
-		}
-	}
-}
-
-// Status queries a cluster's state.
-func Status(ctx context.Context, tc client.Client, cluster string) (workflows.ClusterState, error) {
-	return status.Cluster(ctx, tc, cluster)
 }
 
 // Close stops everything the cluster started, node agents first.
@@ -464,7 +420,7 @@ func (c *Cluster) Close() error {
 		}
 		if c.docker != nil {
 			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-			if err := c.docker.RemoveAll(ctx, names.DefaultCluster); err != nil {
+			if err := c.docker.RemoveAll(ctx, control.DefaultCluster); err != nil {
 				errs = append(errs, err)
 			}
 			cancel()
@@ -512,9 +468,9 @@ func (c *Cluster) Client() client.Client { return c.tc }
 
 // Inspect starts the program at path in worker mode to learn its functions and
 // platform: what environment builds need of a program.
-func Inspect(ctx context.Context, path string) (activities.EnvInfo, error) {
+func Inspect(ctx context.Context, path string) (control.EnvInfo, error) {
 	fns, goos, goarch, err := containerworker.Inspect(ctx, path)
-	return activities.EnvInfo{Functions: fns, GOOS: goos, GOARCH: goarch}, err
+	return control.EnvInfo{Functions: fns, GOOS: goos, GOARCH: goarch}, err
 }
 
 // machineMB is this machine's memory in MB (MemTotal in /proc/meminfo), or 0 if

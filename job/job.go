@@ -22,7 +22,7 @@ type Spec struct {
 	// is what the servers check access by; Validate refuses a Tenant that differs,
 	// and an empty one (older clients) means TenantOf(ID).
 	Tenant string `json:"tenant,omitempty"`
-	// Cluster is the cluster the job runs on; empty means names.DefaultCluster.
+	// Cluster is the cluster the job runs on; empty means control.DefaultCluster.
 	Cluster  string `json:"cluster,omitempty"`
 	Function string `json:"function"`
 	// Binary is the SHA-256 (hex) of the executable that serves Function in worker

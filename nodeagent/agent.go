@@ -17,14 +17,13 @@ import (
 	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/client"
 	tlog "go.temporal.io/sdk/log"
-	"go.temporal.io/sdk/temporal"
 
 	"github.com/burla-temporal/burla/activities"
 	"github.com/burla-temporal/burla/activities/activitymetrics"
 	"github.com/burla-temporal/burla/auth"
 	"github.com/burla-temporal/burla/blob"
+	"github.com/burla-temporal/burla/control"
 	"github.com/burla-temporal/burla/job"
-	"github.com/burla-temporal/burla/names"
 	"github.com/burla-temporal/burla/runtime"
 	"github.com/burla-temporal/burla/runtime/process"
 	"github.com/burla-temporal/burla/store"
@@ -211,7 +210,7 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	defer w.Stop()
 
-	log.Info("node agent started", "cpus", cfg.CPUs, "task_queue", names.NodeTaskQueue(cfg.ID))
+	log.Info("node agent started", "cpus", cfg.CPUs, "task_queue", control.NodeTaskQueue(cfg.ID))
 	fault := ""
 	register := func() {
 		jobID, warm, busy := p.state()
@@ -223,7 +222,7 @@ func Run(ctx context.Context, cfg Config) error {
 		rctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 		defer cancel()
 		err := st.PutNode(rctx, store.Node{ID: cfg.ID, CPUs: cfg.CPUs, RAMMB: cfg.RAMMB,
-			TaskQueue: names.NodeTaskQueue(cfg.ID), Job: jobID, Warm: warm, Busy: busy, Metrics: cfg.MetricsURL,
+			TaskQueue: control.NodeTaskQueue(cfg.ID), Job: jobID, Warm: warm, Busy: busy, Metrics: cfg.MetricsURL,
 			Fault: fault, Updated: time.Now()})
 		if err != nil && ctx.Err() == nil {
 			log.Warn("could not register node", "error", err)
@@ -242,7 +241,7 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	register()
 	// Tell the node's workflow the agent is up. A node started by hand has none.
-	if err := tc.SignalWorkflow(ctx, names.NodeWorkflowID(cfg.ID), "", names.SignalRegistered, nil); err != nil {
+	if err := tc.SignalWorkflow(ctx, control.NodeWorkflowID(cfg.ID), "", control.SignalRegistered, nil); err != nil {
 		var nf *serviceerror.NotFound
 		if !errors.As(err, &nf) {
 			return fmt.Errorf("node %s: register with its workflow: %w", cfg.ID, err)
@@ -338,7 +337,7 @@ func (c *binCache) evict(keep string) {
 
 func (c *binCache) get(ctx context.Context, tenant, digest string) (string, error) {
 	if !job.ValidDigest(digest) {
-		return "", temporal.NewNonRetryableApplicationError(fmt.Sprintf("bad binary digest %q", digest), names.ErrBadBinary, nil)
+		return "", control.ErrBadBinary.New(fmt.Sprintf("bad binary digest %q", digest), nil)
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -353,9 +352,9 @@ func (c *binCache) get(ctx context.Context, tenant, digest string) (string, erro
 	path, err := blob.FetchExecutable(ctx, c.blobs, job.BinaryKeyFor(tenant, digest), digest, c.dir)
 	switch {
 	case errors.Is(err, blob.ErrNotFound):
-		return "", temporal.NewNonRetryableApplicationError(fmt.Sprintf("binary %s is not in the blob store", digest[:12]), names.ErrBadBinary, err)
+		return "", control.ErrBadBinary.New(fmt.Sprintf("binary %s is not in the blob store", digest[:12]), err)
 	case errors.Is(err, blob.ErrDigestMismatch):
-		return "", temporal.NewNonRetryableApplicationError(err.Error(), names.ErrBadBinary, err)
+		return "", control.ErrBadBinary.New(err.Error(), err)
 	case err != nil:
 		return "", fmt.Errorf("fetch binary %s: %w", digest[:12], err)
 	}

@@ -12,11 +12,10 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"go.temporal.io/sdk/temporal"
 
 	"github.com/burla-temporal/burla/activities"
+	"github.com/burla-temporal/burla/control"
 	"github.com/burla-temporal/burla/job"
-	"github.com/burla-temporal/burla/names"
 	"github.com/burla-temporal/burla/runtime"
 	"github.com/burla-temporal/burla/wire"
 )
@@ -450,13 +449,13 @@ func (p *pool) event(s *slot, w *workerProc, e wire.Event) {
 		return
 	}
 	var err error
-	switch e.ErrType {
-	case names.ErrUserError:
+	switch t := control.ErrorType(e.ErrType); t {
+	case control.ErrUserError:
 		err = activities.UserError(e.Message, e.Index)
-	case names.ErrUnknownFunction, names.ErrBadBinary:
-		err = temporal.NewNonRetryableApplicationError(e.Message, e.ErrType, nil)
-	case names.ErrChunkFailed:
-		err = temporal.NewNonRetryableApplicationError(e.Message, e.ErrType, nil, e.Index)
+	case control.ErrUnknownFunction, control.ErrBadBinary:
+		err = t.New(e.Message, nil)
+	case control.ErrChunkFailed:
+		err = t.New(e.Message, nil, e.Index)
 	default:
 		err = fmt.Errorf("worker %d failed on job %s: %s", s.i, e.Job, e.Message)
 	}

@@ -16,7 +16,6 @@ import (
 	"sync"
 	"time"
 
-	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/api/serviceerror"
 	"go.temporal.io/sdk/client"
 	tlog "go.temporal.io/sdk/log"
@@ -25,14 +24,12 @@ import (
 
 	"github.com/nats-io/nats.go"
 
-	"github.com/burla-temporal/burla/activities"
 	"github.com/burla-temporal/burla/auth"
+	"github.com/burla-temporal/burla/control"
 	"github.com/burla-temporal/burla/job"
-	"github.com/burla-temporal/burla/names"
 	"github.com/burla-temporal/burla/store"
 	"github.com/burla-temporal/burla/store/storeurl"
 	"github.com/burla-temporal/burla/temporalconn"
-	"github.com/burla-temporal/burla/workflows"
 )
 
 // Config says where a cluster is.
@@ -86,7 +83,7 @@ type Cluster struct {
 	// one program share one upload (fifty concurrent puts of one 60 MB program
 	// drew "too many requests" from NATS).
 	uploading map[string]chan struct{}
-	envs      map[string]activities.EnvInfo // what each built environment can run
+	envs      map[string]control.EnvInfo // what each built environment can run
 }
 
 const dialTimeout = 3 * time.Second
@@ -159,7 +156,7 @@ func Dial(ctx context.Context, cfg Config) (*Cluster, error) {
 		}
 		return nil, noCluster("store at "+cfg.StoreURL, err)
 	}
-	return &Cluster{cfg: cfg, tenant: tenant, system: system, tc: tc, st: st, uploaded: map[string]bool{}, uploading: map[string]chan struct{}{}, envs: map[string]activities.EnvInfo{}}, nil
+	return &Cluster{cfg: cfg, tenant: tenant, system: system, tc: tc, st: st, uploaded: map[string]bool{}, uploading: map[string]chan struct{}{}, envs: map[string]control.EnvInfo{}}, nil
 }
 
 // unauthorized turns Temporal's refusal of a call into an *Error of kind
@@ -410,7 +407,7 @@ func (c *Cluster) put(ctx context.Context, path, digest string) error {
 // first job that needs it and shared with every other. A program's build is kept;
 // an image's is redone by each new client process, since an image can change under
 // its name (Docker's cache makes that cheap).
-func (c *Cluster) env(ctx context.Context, digest, image string) (activities.EnvInfo, error) {
+func (c *Cluster) env(ctx context.Context, digest, image string) (control.EnvInfo, error) {
 	key := digest + "\x00" + image
 	c.mu.Lock()
 	info, ok := c.envs[key]
@@ -418,25 +415,12 @@ func (c *Cluster) env(ctx context.Context, digest, image string) (activities.Env
 	if ok {
 		return info, nil
 	}
-	id, reuse := names.EnvBuildWorkflowID(c.tenant, names.EnvDigest(digest, image)), enumspb.WORKFLOW_ID_REUSE_POLICY_ALLOW_DUPLICATE_FAILED_ONLY
-	if image != "" {
-		reuse = enumspb.WORKFLOW_ID_REUSE_POLICY_ALLOW_DUPLICATE
-	}
-	run, err := c.tc.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
-		ID:                       id,
-		TaskQueue:                names.TaskQueueControl,
-		WorkflowIDReusePolicy:    reuse,
-		WorkflowIDConflictPolicy: enumspb.WORKFLOW_ID_CONFLICT_POLICY_USE_EXISTING,
-	}, names.WorkflowEnvBuild, workflows.EnvBuildInput{Binary: digest, Image: image, Tenant: c.tenant})
-	var started *serviceerror.WorkflowExecutionAlreadyStarted
-	if errors.As(err, &started) {
-		run, err = c.tc.GetWorkflow(ctx, id, ""), nil
-	}
+	run, err := control.NewClient(c.tc).BuildEnv(ctx, control.EnvBuildInput{Binary: digest, Image: image, Tenant: c.tenant})
 	if err != nil {
 		if e := unauthorized(err); e != nil {
 			return info, e
 		}
-		return info, fmt.Errorf("burla: build environment %s: %w", id, err)
+		return info, fmt.Errorf("burla: %w", err)
 	}
 	if err := run.Get(ctx, &info); err != nil {
 		return info, jobError("", err)

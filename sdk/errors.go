@@ -6,8 +6,7 @@ import (
 
 	"go.temporal.io/sdk/temporal"
 
-	"github.com/burla-temporal/burla/activities"
-	"github.com/burla-temporal/burla/names"
+	"github.com/burla-temporal/burla/control"
 )
 
 // RemoteError is a call that failed on the cluster: its function returned an error,
@@ -127,36 +126,36 @@ func jobError(jobID string, err error) error {
 	var app *temporal.ApplicationError
 	if errors.As(err, &app) {
 		kind := KindInternal
-		switch app.Type() {
-		case names.ErrNoNodes:
+		switch control.ErrorType(app.Type()) {
+		case control.ErrNoNodes:
 			kind = KindNoNodes
-		case names.ErrUnknownFunction:
+		case control.ErrUnknownFunction:
 			kind = KindUnknownFunction
-		case names.ErrBadBinary:
+		case control.ErrBadBinary:
 			kind = KindBadBinary
-		case names.ErrClientGone:
+		case control.ErrClientGone:
 			kind = KindClientGone
-		case names.ErrNodesLost:
+		case control.ErrNodesLost:
 			kind = KindNodesLost
-		case activities.ErrBadImage:
+		case control.ErrBadImage:
 			kind = KindBadImage
-		case names.ErrNoCompatibleNodes:
+		case control.ErrNoCompatibleNodes:
 			kind = KindNoCompatibleNodes
-		case names.ErrAllNodesBusy:
+		case control.ErrAllNodesBusy:
 			kind = KindAllNodesBusy
-		case names.ErrNodesFailedToBoot:
+		case control.ErrNodesFailedToBoot:
 			kind = KindNodesFailedToBoot
-		case names.ErrJobStalled:
+		case control.ErrJobStalled:
 			kind = KindJobStalled
-		case names.ErrShuttingDown:
+		case control.ErrShuttingDown:
 			kind = KindClusterShutdown
-		case names.ErrVersionMismatch:
+		case control.ErrVersionMismatch:
 			kind = KindVersionMismatch
-		case names.ErrNotYours:
+		case control.ErrNotYours:
 			kind = KindUnauthorized
-		case names.ErrTenantLimit:
+		case control.ErrTenantLimit:
 			kind = KindTenantLimit
-		case names.ErrChunkFailed:
+		case control.ErrChunkFailed:
 			index := int64(-1)
 			_ = app.Details(&index)
 			return &Error{Kind: KindChunkFailed, Job: jobID, Index: int(index), Msg: app.Message()}

@@ -5,30 +5,29 @@ import (
 
 	"go.temporal.io/sdk/temporal"
 
-	"github.com/burla-temporal/burla/activities"
-	"github.com/burla-temporal/burla/names"
+	"github.com/burla-temporal/burla/control"
 )
 
 // Every error type a job workflow ends with becomes a kind a program can switch on.
 func TestJobErrorKinds(t *testing.T) {
-	for typ, want := range map[string]ErrorKind{
-		names.ErrNoNodes:           KindNoNodes,
-		names.ErrNoCompatibleNodes: KindNoCompatibleNodes,
-		names.ErrAllNodesBusy:      KindAllNodesBusy,
-		names.ErrNodesFailedToBoot: KindNodesFailedToBoot,
-		names.ErrNodesLost:         KindNodesLost,
-		names.ErrJobStalled:        KindJobStalled,
-		names.ErrShuttingDown:      KindClusterShutdown,
-		names.ErrVersionMismatch:   KindVersionMismatch,
-		names.ErrTenantLimit:       KindTenantLimit,
-		names.ErrNotYours:          KindUnauthorized,
-		names.ErrUnknownFunction:   KindUnknownFunction,
-		names.ErrBadBinary:         KindBadBinary,
-		names.ErrClientGone:        KindClientGone,
-		activities.ErrBadImage:     KindBadImage,
-		"SomethingElse":            KindInternal,
+	for typ, want := range map[control.ErrorType]ErrorKind{
+		control.ErrNoNodes:           KindNoNodes,
+		control.ErrNoCompatibleNodes: KindNoCompatibleNodes,
+		control.ErrAllNodesBusy:      KindAllNodesBusy,
+		control.ErrNodesFailedToBoot: KindNodesFailedToBoot,
+		control.ErrNodesLost:         KindNodesLost,
+		control.ErrJobStalled:        KindJobStalled,
+		control.ErrShuttingDown:      KindClusterShutdown,
+		control.ErrVersionMismatch:   KindVersionMismatch,
+		control.ErrTenantLimit:       KindTenantLimit,
+		control.ErrNotYours:          KindUnauthorized,
+		control.ErrUnknownFunction:   KindUnknownFunction,
+		control.ErrBadBinary:         KindBadBinary,
+		control.ErrClientGone:        KindClientGone,
+		control.ErrBadImage:          KindBadImage,
+		"SomethingElse":              KindInternal,
 	} {
-		err := jobError("j-x", temporal.NewNonRetryableApplicationError("what happened; what to do", typ, nil))
+		err := jobError("j-x", typ.New("what happened; what to do", nil))
 		if !IsKind(err, want) {
 			t.Errorf("%s: got %v; want kind %s", typ, err, want)
 		}

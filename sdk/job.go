@@ -17,15 +17,10 @@ import (
 	"sync/atomic"
 	"time"
 
-	"go.temporal.io/sdk/client"
-	"go.temporal.io/sdk/temporal"
-
-	"github.com/burla-temporal/burla/activities"
+	"github.com/burla-temporal/burla/control"
 	"github.com/burla-temporal/burla/job"
-	"github.com/burla-temporal/burla/names"
 	"github.com/burla-temporal/burla/status"
 	"github.com/burla-temporal/burla/store"
-	"github.com/burla-temporal/burla/workflows"
 )
 
 // RemoteParallelMap runs f on every input, each call in its own worker on the
@@ -119,7 +114,7 @@ func Submit[In, Out any](ctx context.Context, f *Function[In, Out], inputs []In,
 			return nil, err
 		}
 	}
-	var env activities.EnvInfo
+	var env control.EnvInfo
 	if f.command == nil || image != "" {
 		prep.buildingEnv(image)
 		if env, err = c.env(ctx, digest, image); err != nil {
@@ -190,16 +185,7 @@ func Submit[In, Out any](ctx context.Context, f *Function[In, Out], inputs []In,
 	}()
 	prepared := make(chan error, 1)
 	go func() { prepared <- j.prepare(ctx) }()
-	_, err = c.tc.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
-		ID:        j.id,
-		TaskQueue: names.TaskQueueControl,
-		TypedSearchAttributes: temporal.NewSearchAttributes(
-			temporal.NewSearchAttributeKeyKeyword(names.SearchJobState).ValueSet(string(job.StatePlacing)),
-			temporal.NewSearchAttributeKeyKeyword(names.SearchFunction).ValueSet(f.name),
-			temporal.NewSearchAttributeKeyInt64(names.SearchInputs).ValueSet(int64(len(inputs))),
-			temporal.NewSearchAttributeKeyKeyword(names.SearchTenant).ValueSet(c.tenant),
-		),
-	}, names.WorkflowJob, workflows.JobInput{Spec: spec})
+	_, err = control.NewClient(c.tc).StartJob(ctx, spec)
 	perr := <-prepared
 	if err != nil {
 		cancelUpload()

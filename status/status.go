@@ -22,10 +22,9 @@ import (
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/converter"
 
+	"github.com/burla-temporal/burla/control"
 	"github.com/burla-temporal/burla/job"
-	"github.com/burla-temporal/burla/names"
 	"github.com/burla-temporal/burla/store"
-	"github.com/burla-temporal/burla/workflows"
 )
 
 // Job is one job as an operator sees it.
@@ -102,19 +101,19 @@ type Filter struct {
 // Query is the visibility query that selects the jobs f matches, which
 // `temporal workflow list --query` takes as well.
 func (f Filter) Query() string {
-	q := []string{fmt.Sprintf("WorkflowType = '%s'", names.WorkflowJob)}
+	q := []string{fmt.Sprintf("WorkflowType = '%s'", control.WorkflowJob)}
 	if f.State != "" {
-		q = append(q, fmt.Sprintf("%s = '%s'", names.SearchJobState, quote(string(f.State))))
+		q = append(q, fmt.Sprintf("%s = '%s'", control.SearchJobState, quote(string(f.State))))
 		if !f.State.Terminal() {
 			// A workflow that was terminated keeps the state it last recorded.
 			q = append(q, "ExecutionStatus = 'Running'")
 		}
 	}
 	if f.Function != "" {
-		q = append(q, fmt.Sprintf("%s = '%s'", names.SearchFunction, quote(f.Function)))
+		q = append(q, fmt.Sprintf("%s = '%s'", control.SearchFunction, quote(f.Function)))
 	}
 	if f.Tenant != "" {
-		q = append(q, fmt.Sprintf("%s = '%s'", names.SearchTenant, quote(f.Tenant)))
+		q = append(q, fmt.Sprintf("%s = '%s'", control.SearchTenant, quote(f.Tenant)))
 	}
 	return strings.Join(q, " AND ")
 }
@@ -176,7 +175,7 @@ func Describe(ctx context.Context, tc client.Client, id string) (*workflowpb.Wor
 		return nil, fmt.Errorf("job %s: %w", id, err)
 	}
 	info := resp.GetWorkflowExecutionInfo()
-	if info.GetType().GetName() != names.WorkflowJob {
+	if info.GetType().GetName() != control.WorkflowJob {
 		return nil, fmt.Errorf("job %s: workflow %s is a %s: %w", id, id, info.GetType().GetName(), ErrNoJob)
 	}
 	return info, nil
@@ -261,10 +260,10 @@ func fromInfo(info *workflowpb.WorkflowExecutionInfo) Job {
 	sa := info.GetSearchAttributes().GetIndexedFields()
 	j := Job{
 		ID:       info.GetExecution().GetWorkflowId(),
-		Function: keyword(sa, names.SearchFunction),
-		Tenant:   keyword(sa, names.SearchTenant),
+		Function: keyword(sa, control.SearchFunction),
+		Tenant:   keyword(sa, control.SearchTenant),
 		State:    StateOf(info),
-		Inputs:   int(integer(sa, names.SearchInputs)),
+		Inputs:   int(integer(sa, control.SearchInputs)),
 		Started:  info.GetStartTime().AsTime(),
 	}
 	if ct := info.GetCloseTime(); ct != nil {
@@ -277,7 +276,7 @@ func fromInfo(info *workflowpb.WorkflowExecutionInfo) Job {
 // it recorded, or, for a workflow that closed without recording a final state
 // (terminated, timed out, or failed before it could), the state its closing implies.
 func StateOf(info *workflowpb.WorkflowExecutionInfo) job.State {
-	state := job.State(keyword(info.GetSearchAttributes().GetIndexedFields(), names.SearchJobState))
+	state := job.State(keyword(info.GetSearchAttributes().GetIndexedFields(), control.SearchJobState))
 	if state.Terminal() {
 		return state
 	}
@@ -311,31 +310,13 @@ func integer(sa map[string]*commonpb.Payload, name string) int64 {
 	return n
 }
 
-// Cluster queries a cluster's state from its ClusterWorkflow's current run.
-// The run is named: a query without one was seen answered, long after the
-// workflow continued as new, by one of its earlier runs (the embedded server,
-// tests/churn).
-func Cluster(ctx context.Context, tc client.Client, cluster string) (workflows.ClusterState, error) {
-	var st workflows.ClusterState
-	id := names.ClusterWorkflowID(cluster)
-	d, err := tc.DescribeWorkflowExecution(ctx, id, "")
-	if err != nil {
-		return st, fmt.Errorf("cluster %s status: %w", cluster, err)
-	}
-	v, err := tc.QueryWorkflow(ctx, id, d.GetWorkflowExecutionInfo().GetExecution().GetRunId(), names.QueryStatus)
-	if err != nil {
-		return st, fmt.Errorf("cluster %s status: %w", cluster, err)
-	}
-	return st, v.Get(&st)
-}
-
 // Node is a node as the cluster and the node's own record see it.
 type Node struct {
-	ID    string              `json:"id"`
-	State workflows.NodeState `json:"state"`
-	Job   string              `json:"job,omitempty"`
-	CPUs  int                 `json:"cpus"`
-	RAMMB int                 `json:"ram_mb,omitempty"`
+	ID    string            `json:"id"`
+	State control.NodeState `json:"state"`
+	Job   string            `json:"job,omitempty"`
+	CPUs  int               `json:"cpus"`
+	RAMMB int               `json:"ram_mb,omitempty"`
 	// From the node agent's record, while it lives:
 	Live    bool   `json:"live"`
 	Warm    int    `json:"warm"` // containers running and ready
@@ -346,7 +327,7 @@ type Node struct {
 // Nodes joins a cluster's record of its nodes with the records the node agents
 // keep of themselves, in ID order. Nodes without a cluster record (started by hand)
 // are included with an empty State.
-func Nodes(cs workflows.ClusterState, records []store.Node) []Node {
+func Nodes(cs control.ClusterState, records []store.Node) []Node {
 	byID := map[string]store.Node{}
 	for _, r := range records {
 		byID[r.ID] = r

@@ -8,10 +8,9 @@ import (
 	workflowpb "go.temporal.io/api/workflow/v1"
 	"go.temporal.io/sdk/converter"
 
+	"github.com/burla-temporal/burla/control"
 	"github.com/burla-temporal/burla/job"
-	"github.com/burla-temporal/burla/names"
 	"github.com/burla-temporal/burla/store"
-	"github.com/burla-temporal/burla/workflows"
 )
 
 func TestFilterQuery(t *testing.T) {
@@ -34,7 +33,7 @@ func info(state string, status enumspb.WorkflowExecutionStatus) *workflowpb.Work
 	fields := map[string]*commonpb.Payload{}
 	if state != "" {
 		p, _ := converter.GetDefaultDataConverter().ToPayload(state)
-		fields[names.SearchJobState] = p
+		fields[control.SearchJobState] = p
 	}
 	return &workflowpb.WorkflowExecutionInfo{Status: status, SearchAttributes: &commonpb.SearchAttributes{IndexedFields: fields}}
 }
@@ -77,9 +76,9 @@ func TestProgressOf(t *testing.T) {
 }
 
 func TestNodesJoinsTheClusterWithTheAgentsRecords(t *testing.T) {
-	cs := workflows.ClusterState{Nodes: map[string]*workflows.ClusterNode{
-		"c-2": {ID: "c-2", State: workflows.NodeAssigned, Job: "j-1", CPUs: 2},
-		"c-1": {ID: "c-1", State: workflows.NodeProvisioning, CPUs: 2},
+	cs := control.ClusterState{Nodes: map[string]*control.ClusterNode{
+		"c-2": {ID: "c-2", State: control.NodeAssigned, Job: "j-1", CPUs: 2},
+		"c-1": {ID: "c-1", State: control.NodeProvisioning, CPUs: 2},
 	}}
 	records := []store.Node{
 		{ID: "c-2", CPUs: 2, Job: "j-1", Warm: 2, Busy: 1, Metrics: "http://x/metrics"},
@@ -87,8 +86,8 @@ func TestNodesJoinsTheClusterWithTheAgentsRecords(t *testing.T) {
 	}
 	got := Nodes(cs, records)
 	want := []Node{
-		{ID: "c-1", State: workflows.NodeProvisioning, CPUs: 2},
-		{ID: "c-2", State: workflows.NodeAssigned, Job: "j-1", CPUs: 2, Live: true, Warm: 2, Busy: 1, Metrics: "http://x/metrics"},
+		{ID: "c-1", State: control.NodeProvisioning, CPUs: 2},
+		{ID: "c-2", State: control.NodeAssigned, Job: "j-1", CPUs: 2, Live: true, Warm: 2, Busy: 1, Metrics: "http://x/metrics"},
 		{ID: "hand-1", CPUs: 4, Live: true, Warm: 4},
 	}
 	if len(got) != len(want) {

@@ -10,10 +10,9 @@ import (
 
 	"go.temporal.io/sdk/client"
 
+	"github.com/burla-temporal/burla/control"
 	"github.com/burla-temporal/burla/job"
-	"github.com/burla-temporal/burla/names"
 	"github.com/burla-temporal/burla/store"
-	"github.com/burla-temporal/burla/workflows"
 )
 
 // Reason names what a job that makes no progress waits for. The values are stable:
@@ -89,7 +88,7 @@ type Evidence struct {
 	Upload *store.Upload
 	// Cluster is the state of the job's cluster; nil when it could not be asked
 	// (a tenant's key may not query the ClusterWorkflow).
-	Cluster *workflows.ClusterState
+	Cluster *control.ClusterState
 	// Records are the node agents' records of themselves; nil when unknown. An
 	// empty list is not taken to mean there are no nodes: a tenant's store may
 	// not see them.
@@ -209,7 +208,7 @@ func fromRecords(e Evidence, w func(Reason, time.Time, string, ...any) *Waiting)
 // queuedAhead counts the jobs that wait for their first node and come before
 // jobID: the cluster serves waiting claims in the order of their IDs, which
 // begin with the time they were made.
-func queuedAhead(cs *workflows.ClusterState, jobID string) int {
+func queuedAhead(cs *control.ClusterState, jobID string) int {
 	n := 0
 	for id, cl := range cs.Jobs {
 		if id < jobID && len(cl.Nodes) == 0 {
@@ -221,7 +220,7 @@ func queuedAhead(cs *workflows.ClusterState, jobID string) int {
 
 // nodesFor sorts a cluster's nodes by what they mean to one job.
 type nodesFor struct {
-	claim                        *workflows.JobClaim
+	claim                        *control.JobClaim
 	assigned, booting, resetting []string
 	others                       map[string]int // nodes held by, or set aside for, each other job
 	live                         int            // nodes not being deleted
@@ -230,7 +229,7 @@ type nodesFor struct {
 // classify sorts the cluster's nodes for the job. Nodes provisioning or resetting
 // that no job has set aside go to jobs that want nodes when they are ready, so
 // they count as coming to a job that holds a claim.
-func classify(cs *workflows.ClusterState, jobID string) nodesFor {
+func classify(cs *control.ClusterState, jobID string) nodesFor {
 	n := nodesFor{claim: cs.Jobs[jobID], others: map[string]int{}}
 	ids := make([]string, 0, len(cs.Nodes))
 	for id := range cs.Nodes {
@@ -239,17 +238,17 @@ func classify(cs *workflows.ClusterState, jobID string) nodesFor {
 	slices.Sort(ids)
 	for _, id := range ids {
 		nd := cs.Nodes[id]
-		if nd == nil || nd.State == workflows.NodeDeleting {
+		if nd == nil || nd.State == control.NodeDeleting {
 			continue
 		}
 		n.live++
 		forMe := nd.Job == jobID || nd.Job == "" && n.claim != nil
 		switch {
-		case nd.Job == jobID && nd.State == workflows.NodeAssigned:
+		case nd.Job == jobID && nd.State == control.NodeAssigned:
 			n.assigned = append(n.assigned, id)
-		case forMe && nd.State == workflows.NodeProvisioning:
+		case forMe && nd.State == control.NodeProvisioning:
 			n.booting = append(n.booting, id)
-		case forMe && nd.State == workflows.NodeResetting:
+		case forMe && nd.State == control.NodeResetting:
 			n.resetting = append(n.resetting, id)
 		case nd.Job != "" && nd.Job != jobID:
 			n.others[nd.Job]++
@@ -331,16 +330,16 @@ func nodeReason(r Reason) bool {
 // cluster that could not be asked.
 type clusters struct {
 	tc     client.Client
-	states map[string]*workflows.ClusterState
+	states map[string]*control.ClusterState
 }
 
-func (c *clusters) get(ctx context.Context, name string) *workflows.ClusterState {
+func (c *clusters) get(ctx context.Context, name string) *control.ClusterState {
 	if cs, ok := c.states[name]; ok {
 		return cs
 	}
-	var out *workflows.ClusterState
+	var out *control.ClusterState
 	if c.tc != nil {
-		if cs, err := Cluster(ctx, c.tc, name); err == nil {
+		if cs, err := control.NewClient(c.tc).Status(ctx, name); err == nil {
 			out = &cs
 		}
 	}
@@ -354,7 +353,7 @@ func (c *clusters) get(ctx context.Context, name string) *workflows.ClusterState
 // one that refuses (a tenant's key may not query it) leaves the diagnosis as the
 // rest of the evidence shows it.
 func Investigate(ctx context.Context, tc client.Client, cluster string, e Evidence, now time.Time) *Waiting {
-	return investigate(ctx, &clusters{tc: tc, states: map[string]*workflows.ClusterState{}}, cmp.Or(cluster, names.DefaultCluster), e, now)
+	return investigate(ctx, &clusters{tc: tc, states: map[string]*control.ClusterState{}}, cmp.Or(cluster, control.DefaultCluster), e, now)
 }
 
 func investigate(ctx context.Context, cc *clusters, cluster string, e Evidence, now time.Time) *Waiting {
@@ -380,7 +379,7 @@ const maxBootLookups = 8
 func bootTimes(ctx context.Context, tc client.Client, ids []string) map[string]time.Time {
 	out := map[string]time.Time{}
 	for _, id := range ids[:min(len(ids), maxBootLookups)] {
-		resp, err := tc.DescribeWorkflowExecution(ctx, names.NodeWorkflowID(id), "")
+		resp, err := tc.DescribeWorkflowExecution(ctx, control.NodeWorkflowID(id), "")
 		if err != nil {
 			continue
 		}
@@ -397,7 +396,7 @@ func bootTimes(ctx context.Context, tc client.Client, ids []string) map[string]t
 // It is best effort: what cannot be read leaves a vaguer diagnosis, not an error.
 // viewer is as in Evidence.
 func Explain(ctx context.Context, tc client.Client, st store.Store, viewer string, jobs []Job, records []store.Node) {
-	cc := &clusters{tc: tc, states: map[string]*workflows.ClusterState{}}
+	cc := &clusters{tc: tc, states: map[string]*control.ClusterState{}}
 	now := time.Now()
 	for i := range jobs {
 		j := &jobs[i]
@@ -423,7 +422,7 @@ func Explain(ctx context.Context, tc client.Client, st store.Store, viewer strin
 				}
 			}
 		}
-		cluster := names.DefaultCluster
+		cluster := control.DefaultCluster
 		if j.Spec != nil && j.Spec.Cluster != "" {
 			cluster = j.Spec.Cluster
 		}

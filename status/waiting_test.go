@@ -5,9 +5,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/burla-temporal/burla/control"
 	"github.com/burla-temporal/burla/job"
 	"github.com/burla-temporal/burla/store"
-	"github.com/burla-temporal/burla/workflows"
 )
 
 func TestDiagnose(t *testing.T) {
@@ -20,11 +20,11 @@ func TestDiagnose(t *testing.T) {
 	running.State = job.StateRunning
 	uploading := placing
 	uploading.Progress = &Progress{Sealed: false, Waiting: 0}
-	node := func(nid string, s workflows.NodeState, j string) *workflows.ClusterNode {
-		return &workflows.ClusterNode{ID: nid, State: s, Job: j, CPUs: 2}
+	node := func(nid string, s control.NodeState, j string) *control.ClusterNode {
+		return &control.ClusterNode{ID: nid, State: s, Job: j, CPUs: 2}
 	}
-	cluster := func(claim *workflows.JobClaim, nodes ...*workflows.ClusterNode) *workflows.ClusterState {
-		cs := &workflows.ClusterState{Name: "default", Nodes: map[string]*workflows.ClusterNode{}, Jobs: map[string]*workflows.JobClaim{}}
+	cluster := func(claim *control.JobClaim, nodes ...*control.ClusterNode) *control.ClusterState {
+		cs := &control.ClusterState{Name: "default", Nodes: map[string]*control.ClusterNode{}, Jobs: map[string]*control.JobClaim{}}
 		for _, n := range nodes {
 			cs.Nodes[n.ID] = n
 		}
@@ -33,8 +33,8 @@ func TestDiagnose(t *testing.T) {
 		}
 		return cs
 	}
-	claim := &workflows.JobClaim{JobID: id, Slots: 4, FuncCPU: 1}
-	growing := &workflows.JobClaim{JobID: id, Slots: 4, FuncCPU: 1, Grow: true}
+	claim := &control.JobClaim{JobID: id, Slots: 4, FuncCPU: 1}
+	growing := &control.JobClaim{JobID: id, Slots: 4, FuncCPU: 1, Grow: true}
 	for _, tc := range []struct {
 		name   string
 		e      Evidence
@@ -44,7 +44,7 @@ func TestDiagnose(t *testing.T) {
 	}{
 		{name: "ended", e: Evidence{Job: Job{ID: id, State: job.StateSucceeded, Started: t0}}},
 		{name: "calls in flight", e: Evidence{Job: withProgress(running, Progress{Sealed: true, Chunks: 10, Waiting: 4, InFlight: 2}),
-			Cluster: cluster(claim, node("n-1", workflows.NodeAssigned, id))}},
+			Cluster: cluster(claim, node("n-1", control.NodeAssigned, id))}},
 		{name: "a node's workers busy", e: Evidence{Job: running, Records: []store.Node{{ID: "n-1", Job: id, Busy: 2}}}},
 		{name: "finishing", e: Evidence{Job: withProgress(running, Progress{Sealed: true, Chunks: 10})}},
 		{name: "still uploading, with calls running", e: Evidence{Job: withProgress(running, Progress{Waiting: 3, InFlight: 2})}},
@@ -68,42 +68,42 @@ func TestDiagnose(t *testing.T) {
 			e: Evidence{Job: placing, Records: []store.Node{{ID: "n-1", Job: other, Busy: 2}, {ID: "n-2"}}}},
 
 		{name: "no claim yet", reason: WaitPlacing, detail: "asking the cluster for nodes", since: t0,
-			e: Evidence{Job: placing, Cluster: cluster(nil, node("n-1", workflows.NodeReady, ""))}},
+			e: Evidence{Job: placing, Cluster: cluster(nil, node("n-1", control.NodeReady, ""))}},
 		{name: "assigned, workers starting", reason: WaitWorkersStarting, detail: "2 nodes assigned, starting their workers", since: t0,
-			e: Evidence{Job: running, Cluster: cluster(claim, node("n-1", workflows.NodeAssigned, id), node("n-2", workflows.NodeAssigned, id))}},
+			e: Evidence{Job: running, Cluster: cluster(claim, node("n-1", control.NodeAssigned, id), node("n-2", control.NodeAssigned, id))}},
 		{name: "grown nodes booting", reason: WaitNodesBooting, detail: "3 nodes booting", since: t0.Add(2 * time.Second),
-			e: Evidence{Job: placing, Cluster: cluster(growing, node("n-1", workflows.NodeProvisioning, id), node("n-2", workflows.NodeProvisioning, id),
-				node("n-3", workflows.NodeProvisioning, id), node("n-4", workflows.NodeAssigned, other)),
+			e: Evidence{Job: placing, Cluster: cluster(growing, node("n-1", control.NodeProvisioning, id), node("n-2", control.NodeProvisioning, id),
+				node("n-3", control.NodeProvisioning, id), node("n-4", control.NodeAssigned, other)),
 				Booted: map[string]time.Time{"n-1": t0.Add(3 * time.Second), "n-2": t0.Add(2 * time.Second)}}},
 		{name: "a lost node's replacement booting", reason: WaitNodesBooting, detail: "1 node booting", since: t0.Add(30 * time.Second),
-			e: Evidence{Job: running, Cluster: cluster(growing, node("n-9", workflows.NodeProvisioning, id)),
+			e: Evidence{Job: running, Cluster: cluster(growing, node("n-9", control.NodeProvisioning, id)),
 				Booted: map[string]time.Time{"n-9": t0.Add(30 * time.Second)}}},
 		{name: "standby node booting, boot began before the job", reason: WaitNodesBooting, detail: "1 node booting", since: t0,
-			e: Evidence{Job: placing, Cluster: cluster(claim, node("n-1", workflows.NodeProvisioning, ""), node("n-2", workflows.NodeAssigned, other)),
+			e: Evidence{Job: placing, Cluster: cluster(claim, node("n-1", control.NodeProvisioning, ""), node("n-2", control.NodeAssigned, other)),
 				Booted: map[string]time.Time{"n-1": t0.Add(-time.Minute)}}},
 		{name: "nodes resetting after their last job", reason: WaitNodesResetting, detail: "2 nodes resetting after their last job", since: t0,
-			e: Evidence{Job: placing, Cluster: cluster(claim, node("n-1", workflows.NodeResetting, id), node("n-2", workflows.NodeResetting, ""))}},
+			e: Evidence{Job: placing, Cluster: cluster(claim, node("n-1", control.NodeResetting, id), node("n-2", control.NodeResetting, ""))}},
 		{name: "busy with another job the viewer may see", reason: WaitNodesBusy, detail: "every node is busy with another job (" + other + ")", since: t0,
-			e: Evidence{Job: placing, Viewer: "acme", Cluster: cluster(claim, node("n-1", workflows.NodeAssigned, other), node("n-2", workflows.NodeAssigned, other))}},
+			e: Evidence{Job: placing, Viewer: "acme", Cluster: cluster(claim, node("n-1", control.NodeAssigned, other), node("n-2", control.NodeAssigned, other))}},
 		{name: "busy with another tenant's job", reason: WaitNodesBusy, detail: "every node is busy with another tenant's job", since: t0,
-			e: Evidence{Job: placing, Viewer: "acme", Cluster: cluster(claim, node("n-1", workflows.NodeAssigned, other2))}},
+			e: Evidence{Job: placing, Viewer: "acme", Cluster: cluster(claim, node("n-1", control.NodeAssigned, other2))}},
 		{name: "no viewer names no job", reason: WaitNodesBusy, detail: "every node is busy with another tenant's job", since: t0,
-			e: Evidence{Job: placing, Cluster: cluster(claim, node("n-1", workflows.NodeAssigned, other))}},
+			e: Evidence{Job: placing, Cluster: cluster(claim, node("n-1", control.NodeAssigned, other))}},
 		{name: "busy with several jobs, one hidden", reason: WaitNodesBusy, detail: "every node is busy with other jobs (" + other + ", one of another tenant)", since: t0,
-			e: Evidence{Job: placing, Viewer: "acme", Cluster: cluster(claim, node("n-1", workflows.NodeAssigned, other), node("n-2", workflows.NodeAssigned, other2))}},
+			e: Evidence{Job: placing, Viewer: "acme", Cluster: cluster(claim, node("n-1", control.NodeAssigned, other), node("n-2", control.NodeAssigned, other2))}},
 		{name: "busy, an operator sees every job", reason: WaitNodesBusy, detail: "every node is busy with other jobs (" + other + ", " + other2 + ")", since: t0,
-			e: Evidence{Job: placing, Viewer: AllTenants, Cluster: cluster(claim, node("n-1", workflows.NodeAssigned, other), node("n-2", workflows.NodeResetting, other2))}},
+			e: Evidence{Job: placing, Viewer: AllTenants, Cluster: cluster(claim, node("n-1", control.NodeAssigned, other), node("n-2", control.NodeResetting, other2))}},
 		{name: "busy, and the cluster may not grow", reason: WaitNodesBusy, since: t0,
 			detail: "every node is busy with another job (" + other + "); the cluster is at its limit of 2 nodes",
-			e:      Evidence{Job: placing, Viewer: "acme", Cluster: withMax(cluster(growing, node("n-1", workflows.NodeAssigned, other), node("n-2", workflows.NodeAssigned, other)), 2)}},
+			e:      Evidence{Job: placing, Viewer: "acme", Cluster: withMax(cluster(growing, node("n-1", control.NodeAssigned, other), node("n-2", control.NodeAssigned, other)), 2)}},
 		{name: "queued behind jobs that wait, before its claim", reason: WaitPlacing, detail: "queued behind 2 jobs waiting for nodes", since: t0,
-			e: Evidence{Job: placing, Cluster: withClaims(cluster(nil, node("n-1", workflows.NodeAssigned, other)), jobID("acme", 0), jobID("aaa", 5))}},
+			e: Evidence{Job: placing, Cluster: withClaims(cluster(nil, node("n-1", control.NodeAssigned, other)), jobID("acme", 0), jobID("aaa", 5))}},
 		{name: "queued behind a job that waits, with its claim", reason: WaitNodesBusy, since: t0,
 			detail: "queued behind 1 job waiting for nodes; every node is busy with another job (" + other + ")",
-			e:      Evidence{Job: placing, Viewer: "acme", Cluster: withClaims(cluster(claim, node("n-1", workflows.NodeAssigned, other)), jobID("acme", 0), jobID("zz", 0))}},
+			e:      Evidence{Job: placing, Viewer: "acme", Cluster: withClaims(cluster(claim, node("n-1", control.NodeAssigned, other)), jobID("acme", 0), jobID("zz", 0))}},
 		{name: "no nodes and no grow", reason: WaitNoNodes, since: t0,
 			detail: "the cluster has no nodes, and the job does not start any (it was not started with burla.Grow)",
-			e:      Evidence{Job: placing, Cluster: cluster(claim, node("n-1", workflows.NodeDeleting, ""))}},
+			e:      Evidence{Job: placing, Cluster: cluster(claim, node("n-1", control.NodeDeleting, ""))}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			w := Diagnose(tc.e, now)
@@ -131,14 +131,14 @@ func jobID(tenant string, n int) string { return fmt.Sprintf("j-%s-%020d", tenan
 func withProgress(j Job, p Progress) Job { j.Progress = &p; return j }
 
 // withClaims adds claims that hold no node yet, of the jobs named.
-func withClaims(cs *workflows.ClusterState, ids ...string) *workflows.ClusterState {
+func withClaims(cs *control.ClusterState, ids ...string) *control.ClusterState {
 	for _, id := range ids {
-		cs.Jobs[id] = &workflows.JobClaim{JobID: id, Slots: 1, FuncCPU: 1}
+		cs.Jobs[id] = &control.JobClaim{JobID: id, Slots: 1, FuncCPU: 1}
 	}
 	return cs
 }
 
-func withMax(cs *workflows.ClusterState, n int) *workflows.ClusterState {
+func withMax(cs *control.ClusterState, n int) *control.ClusterState {
 	cs.Standby.MaxNodes = n
 	return cs
 }

@@ -19,8 +19,8 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/burla-temporal/burla/auth"
+	"github.com/burla-temporal/burla/control"
 	"github.com/burla-temporal/burla/job"
-	"github.com/burla-temporal/burla/names"
 )
 
 // guard admits calls to the frontend by API key (auth.Keys) and keeps each tenant
@@ -144,16 +144,16 @@ func tenantMay(tenant, method string, req any) error {
 func mayStart(tenant string, r *workflowservice.StartWorkflowExecutionRequest) error {
 	id, typ := r.GetWorkflowId(), r.GetWorkflowType().GetName()
 	switch {
-	case r.GetTaskQueue().GetName() != names.TaskQueueControl:
-		return fmt.Errorf("%s %q: workflows run on task queue %s, not %q", typ, id, names.TaskQueueControl, r.GetTaskQueue().GetName())
+	case r.GetTaskQueue().GetName() != control.TaskQueueControl:
+		return fmt.Errorf("%s %q: workflows run on task queue %s, not %q", typ, id, control.TaskQueueControl, r.GetTaskQueue().GetName())
 	case r.GetCronSchedule() != "" || r.GetRequestEagerExecution() || len(r.GetCompletionCallbacks()) > 0 || r.GetVersioningOverride() != nil:
 		// Eager execution would hand the caller the workflow's first task, and
 		// callbacks make the server call out; a tenant's job needs neither, nor a
 		// schedule or a pinned worker version.
 		return fmt.Errorf("%s %q: a tenant's start may not ask for a cron schedule, eager execution, completion callbacks or a versioning override", typ, id)
-	case typ == names.WorkflowEnvBuild && ownsEnv(tenant, id):
+	case typ == control.WorkflowEnvBuild && ownsEnv(tenant, id):
 		return nil
-	case typ != names.WorkflowJob:
+	case typ != control.WorkflowJob:
 		return fmt.Errorf("may start jobs and environment builds, not %s %q", typ, id)
 	case !job.ValidID(id) || job.TenantOf(id) != tenant:
 		return fmt.Errorf("job ID %q is not one of this tenant's (they read j-%s-…)", id, tenant)
@@ -169,7 +169,7 @@ func mayStart(tenant string, r *workflowservice.StartWorkflowExecutionRequest) e
 		r.SearchAttributes.IndexedFields = map[string]*commonpb.Payload{}
 	}
 	p.Metadata["type"] = []byte("Keyword")
-	r.SearchAttributes.IndexedFields[names.SearchTenant] = p
+	r.SearchAttributes.IndexedFields[control.SearchTenant] = p
 	return nil
 }
 
@@ -191,7 +191,7 @@ func mayTouch(tenant string, ex *commonpb.WorkflowExecution) error {
 }
 
 func ownsEnv(tenant, id string) bool {
-	t, _, ok := names.ParseEnvBuildWorkflowID(id)
+	t, _, ok := control.ParseEnvBuildWorkflowID(id)
 	return ok && t == tenant
 }
 
@@ -199,7 +199,7 @@ func ownsEnv(tenant, id string) bool {
 // caller's query goes in parentheses, so it must not be able to close them: one
 // whose brackets do not balance outside its string literals is refused.
 func narrow(tenant string, q *string) error {
-	clause := fmt.Sprintf("%s = '%s'", names.SearchTenant, tenant) // ValidTenant: no quotes
+	clause := fmt.Sprintf("%s = '%s'", control.SearchTenant, tenant) // ValidTenant: no quotes
 	if err := balanced(*q); err != nil {
 		return err
 	}

@@ -9,22 +9,22 @@ import (
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/burla-temporal/burla/activities"
-	"github.com/burla-temporal/burla/names"
+	"github.com/burla-temporal/burla/control"
 	"github.com/burla-temporal/burla/workflows"
 )
 
 // Control returns the control plane's workers: the job, cluster and node
 // workflows and the activities that touch the store and the node providers on
-// names.TaskQueueControl, and the long-running watches on names.TaskQueueWatch.
+// control.TaskQueueControl, and the long-running watches on control.TaskQueueWatch.
 func Control(c client.Client, a *activities.Control, n *activities.Nodes, e *activities.Env) *ControlPlane {
-	w := worker.New(c, names.TaskQueueControl, worker.Options{
+	w := worker.New(c, control.TaskQueueControl, worker.Options{
 		// Status queries are workflow tasks too: with the default two pollers, a
 		// client polling the cluster's status delays the next job's first task.
 		MaxConcurrentWorkflowTaskPollers: 8,
 		MaxConcurrentActivityTaskPollers: 8,
 	})
 	RegisterControl(w, a, n, e)
-	watch := worker.New(c, names.TaskQueueWatch, worker.Options{
+	watch := worker.New(c, control.TaskQueueWatch, worker.Options{
 		// A watch is a goroutine that looks at a record once a second: a node
 		// each, an attached job each. Their slots are not the control queue's.
 		MaxConcurrentActivityExecutionSize: WatchSlots,
@@ -40,8 +40,8 @@ const WatchSlots = 100_000
 
 // RegisterWatch registers the watch activities on r.
 func RegisterWatch(r Registry, a *activities.Control, n *activities.Nodes) {
-	r.RegisterActivityWithOptions(a.WatchClient, activity.RegisterOptions{Name: names.ActivityWatchClient})
-	r.RegisterActivityWithOptions(n.WatchNode, activity.RegisterOptions{Name: names.ActivityWatchNode})
+	r.RegisterActivityWithOptions(a.WatchClient, activity.RegisterOptions{Name: control.ActivityWatchClient})
+	r.RegisterActivityWithOptions(n.WatchNode, activity.RegisterOptions{Name: control.ActivityWatchNode})
 }
 
 // ControlPlane is the control plane's workers, started and stopped together.
@@ -87,31 +87,31 @@ type Registry interface {
 
 // RegisterControl registers the control plane's workflows and activities on r.
 func RegisterControl(r Registry, a *activities.Control, n *activities.Nodes, e *activities.Env) {
-	r.RegisterWorkflowWithOptions(workflows.Job, workflow.RegisterOptions{Name: names.WorkflowJob})
-	r.RegisterWorkflowWithOptions(workflows.Cluster, workflow.RegisterOptions{Name: names.WorkflowCluster})
-	r.RegisterWorkflowWithOptions(workflows.Node, workflow.RegisterOptions{Name: names.WorkflowNode})
-	r.RegisterWorkflowWithOptions(workflows.EnvBuild, workflow.RegisterOptions{Name: names.WorkflowEnvBuild})
-	r.RegisterActivityWithOptions(e.InspectBinary, activity.RegisterOptions{Name: names.ActivityInspectBin})
-	r.RegisterActivityWithOptions(e.BuildEnvImage, activity.RegisterOptions{Name: names.ActivityBuildEnvImage})
-	r.RegisterActivityWithOptions(a.PlaceNodes, activity.RegisterOptions{Name: names.ActivityPlaceNodes})
-	r.RegisterActivityWithOptions(a.ReserveNodes, activity.RegisterOptions{Name: names.ActivityReserveNodes})
-	// The watches run on names.TaskQueueWatch (RegisterWatch); workflows from
+	r.RegisterWorkflowWithOptions(workflows.Job, workflow.RegisterOptions{Name: control.WorkflowJob})
+	r.RegisterWorkflowWithOptions(workflows.Cluster, workflow.RegisterOptions{Name: control.WorkflowCluster})
+	r.RegisterWorkflowWithOptions(workflows.Node, workflow.RegisterOptions{Name: control.WorkflowNode})
+	r.RegisterWorkflowWithOptions(workflows.EnvBuild, workflow.RegisterOptions{Name: control.WorkflowEnvBuild})
+	r.RegisterActivityWithOptions(e.InspectBinary, activity.RegisterOptions{Name: control.ActivityInspectBin})
+	r.RegisterActivityWithOptions(e.BuildEnvImage, activity.RegisterOptions{Name: control.ActivityBuildEnvImage})
+	r.RegisterActivityWithOptions(a.PlaceNodes, activity.RegisterOptions{Name: control.ActivityPlaceNodes})
+	r.RegisterActivityWithOptions(a.ReserveNodes, activity.RegisterOptions{Name: control.ActivityReserveNodes})
+	// The watches run on control.TaskQueueWatch (RegisterWatch); workflows from
 	// before it scheduled them here, and theirs still run here.
-	r.RegisterActivityWithOptions(a.WatchClient, activity.RegisterOptions{Name: names.ActivityWatchClient})
-	r.RegisterActivityWithOptions(a.FinishJob, activity.RegisterOptions{Name: names.ActivityFinishJob})
-	r.RegisterActivityWithOptions(a.ClosedJobs, activity.RegisterOptions{Name: names.ActivityClosedJobs})
-	r.RegisterActivityWithOptions(n.CreateNode, activity.RegisterOptions{Name: names.ActivityCreateNode})
-	r.RegisterActivityWithOptions(n.DeleteNode, activity.RegisterOptions{Name: names.ActivityDeleteNode})
-	r.RegisterActivityWithOptions(n.WatchNode, activity.RegisterOptions{Name: names.ActivityWatchNode})
+	r.RegisterActivityWithOptions(a.WatchClient, activity.RegisterOptions{Name: control.ActivityWatchClient})
+	r.RegisterActivityWithOptions(a.FinishJob, activity.RegisterOptions{Name: control.ActivityFinishJob})
+	r.RegisterActivityWithOptions(a.ClosedJobs, activity.RegisterOptions{Name: control.ActivityClosedJobs})
+	r.RegisterActivityWithOptions(n.CreateNode, activity.RegisterOptions{Name: control.ActivityCreateNode})
+	r.RegisterActivityWithOptions(n.DeleteNode, activity.RegisterOptions{Name: control.ActivityDeleteNode})
+	r.RegisterActivityWithOptions(n.WatchNode, activity.RegisterOptions{Name: control.ActivityWatchNode})
 }
 
 // Node returns a node agent's worker: it runs one activity at a time, because a node
 // serves one job at a time and is reset between jobs.
 func Node(c client.Client, nodeID string, a *activities.Node) worker.Worker {
-	w := worker.New(c, names.NodeTaskQueue(nodeID), worker.Options{
+	w := worker.New(c, control.NodeTaskQueue(nodeID), worker.Options{
 		MaxConcurrentActivityExecutionSize: 1,
 	})
-	w.RegisterActivityWithOptions(a.RunJobOnNode, activity.RegisterOptions{Name: names.ActivityRunJobOnNode})
-	w.RegisterActivityWithOptions(a.ResetNode, activity.RegisterOptions{Name: names.ActivityResetNode})
+	w.RegisterActivityWithOptions(a.RunJobOnNode, activity.RegisterOptions{Name: control.ActivityRunJobOnNode})
+	w.RegisterActivityWithOptions(a.ResetNode, activity.RegisterOptions{Name: control.ActivityResetNode})
 	return w
 }

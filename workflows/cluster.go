@@ -2,9 +2,7 @@ package workflows
 
 import (
 	"cmp"
-	"errors"
 	"fmt"
-	"maps"
 	"slices"
 	"strings"
 	"time"
@@ -13,211 +11,29 @@ import (
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/workflow"
 
-	"github.com/burla-temporal/burla/activities"
+	"github.com/burla-temporal/burla/control"
 	"github.com/burla-temporal/burla/gpu"
 	"github.com/burla-temporal/burla/job"
-	"github.com/burla-temporal/burla/names"
 	"github.com/burla-temporal/burla/provider"
 )
 
-// StandbySpec is what a cluster keeps warm while no job runs.
-type StandbySpec struct {
-	Nodes    int    `json:"nodes"`
-	CPUs     int    `json:"cpus"`
-	RAMMB    int    `json:"ram_mb,omitempty"`
-	Provider string `json:"provider"`
-	// MaxGrow bounds how many nodes beyond standby one job may add; 0 means 16.
-	MaxGrow int `json:"max_grow,omitempty"`
-	// MaxNodes bounds the nodes the cluster runs at once, replacements and grows
-	// included; 0 means no bound. On one machine it is the standby count.
-	MaxNodes int `json:"max_nodes,omitempty"`
-	// Envs are users' images every node keeps warm workers in, one per CPU each,
-	// besides the default environment's.
-	Envs []string `json:"envs,omitempty"`
-	// Project and Zone place cloud nodes (gce); empty means the provider's own.
-	Project string `json:"project,omitempty"`
-	Zone    string `json:"zone,omitempty"`
-	// GPU gives standby nodes GPUs ("A100:4", a count a machine of the model
-	// has); their CPUs and memory are then the machine's. Region places them in
-	// a region when Zone names none; DiskGB sizes their boot disks. Only gce
-	// nodes have them.
-	GPU    string `json:"gpu,omitempty"`
-	Region string `json:"region,omitempty"`
-	DiskGB int    `json:"disk_gb,omitempty"`
-	// TenantMaxNodes bounds the nodes each tenant's jobs hold at once, those
-	// started or set aside for them included, so that no tenant takes the whole
-	// cluster from the others; 0 means no bound. A job of a tenant at its bound
-	// waits for a node of its share as a job waits for busy nodes.
-	TenantMaxNodes int `json:"tenant_max_nodes,omitempty"`
-	// TenantNodes bounds the tenants it names instead of TenantMaxNodes: a
-	// larger share for some, a smaller one for others; 0 frees a tenant of any.
-	TenantNodes map[string]int `json:"tenant_nodes,omitempty"`
-}
-
-// Validate reports the first thing wrong with s.
-func (s StandbySpec) Validate() error {
-	switch {
-	case s.Nodes < 0:
-		return fmt.Errorf("standby nodes %d is negative", s.Nodes)
-	case s.CPUs < 1:
-		return fmt.Errorf("standby CPUs per node %d is less than 1", s.CPUs)
-	case s.Provider == "":
-		return errors.New("standby spec names no provider")
-	case (s.Project != "" || s.Zone != "") && s.Provider != "gce":
-		return fmt.Errorf("a project and zone place gce nodes, not %s ones", s.Provider)
-	case s.MaxNodes != 0 && s.MaxNodes < s.Nodes:
-		return fmt.Errorf("max nodes %d is less than the %d standby nodes", s.MaxNodes, s.Nodes)
-	case (s.GPU != "" || s.Region != "" || s.DiskGB != 0) && s.Provider != "gce":
-		return fmt.Errorf("GPUs, a region and a disk size are for gce nodes, not %s ones", s.Provider)
-	case s.Region != "" && !job.ValidRegion(s.Region):
-		return fmt.Errorf("standby region %q is not a region name such as us-central1", s.Region)
-	case s.Region != "" && s.Zone != "" && provider.RegionOf(s.Zone) != s.Region:
-		return fmt.Errorf("standby zone %s is not in region %s", s.Zone, s.Region)
-	case s.DiskGB != 0 && (s.DiskGB < job.MinDiskGB || s.DiskGB > job.MaxDiskGB):
-		return fmt.Errorf("standby disk of %d GB is outside %d to %d", s.DiskGB, job.MinDiskGB, job.MaxDiskGB)
-	case s.TenantMaxNodes < 0:
-		return fmt.Errorf("tenant max nodes %d is negative", s.TenantMaxNodes)
-	}
-	for _, t := range s.tenantNames() {
-		switch n := s.TenantNodes[t]; {
-		case !job.ValidTenant(t):
-			return fmt.Errorf("tenant nodes: %q is not a tenant name (lower-case letters, digits and dashes)", t)
-		case n < 0:
-			return fmt.Errorf("tenant nodes of %s: %d is negative", t, n)
-		}
-	}
-	g, err := gpu.Parse(s.GPU)
-	if err != nil {
-		return fmt.Errorf("standby GPU: %w", err)
-	}
-	if !g.IsZero() {
-		if _, ok := g.Model.ShapeOf(g.Count); !ok {
-			return fmt.Errorf("standby GPU %s: no machine has exactly %d %s GPUs", s.GPU, g.Count, g.Model.Name)
-		}
-	}
-	return nil
-}
-
-// tenantNames returns the tenants TenantNodes names, in order: Validate runs in
-// the workflow too, and its first complaint must not depend on map order.
-//
-//workflowcheck:ignore the map is read in any order, then sorted
-func (s StandbySpec) tenantNames() []string { return slices.Sorted(maps.Keys(s.TenantNodes)) }
-
-// NodeState is where a node is in its life.
-type NodeState string
-
-const (
-	NodeProvisioning NodeState = "provisioning"
-	NodeReady        NodeState = "ready"
-	NodeAssigned     NodeState = "assigned"
-	NodeResetting    NodeState = "resetting"
-	NodeDeleting     NodeState = "deleting"
-)
-
-// ClusterNode is the cluster's record of one node.
-type ClusterNode struct {
-	ID    string    `json:"id"`
-	State NodeState `json:"state"`
-	// Job is the job the node works on, or, while provisioning, the job it was
-	// started for (a grow).
-	Job   string `json:"job,omitempty"`
-	CPUs  int    `json:"cpus"`
-	RAMMB int    `json:"ram_mb,omitempty"`
-	// GPU is the node's GPUs ("A100:4"), Region the region it is in when the
-	// cluster knows it, DiskGB its boot disk when the cluster chose it.
-	GPU    string `json:"gpu,omitempty"`
-	Region string `json:"region,omitempty"`
-	DiskGB int    `json:"disk_gb,omitempty"`
-}
-
-// JobClaim is a job's hold on the cluster.
-type JobClaim struct {
-	JobID     string   `json:"job"`
-	Slots     int      `json:"slots"` // calls it wants to run at once
-	FuncCPU   int      `json:"func_cpu"`
-	FuncRAMMB int      `json:"func_ram_mb,omitempty"`
-	Grow      bool     `json:"grow,omitempty"` // start nodes for the job when too few are ready
-	Nodes     []string `json:"nodes"`
-	// GPU (per call), Region and DiskGB are what the job needs of its nodes
-	// besides CPUs and memory; only nodes that have them take it.
-	GPU    string `json:"gpu,omitempty"`
-	Region string `json:"region,omitempty"`
-	DiskGB int    `json:"disk_gb,omitempty"`
-	// BootFailures are the reasons the nodes started for the job, while it
-	// waited for its first, failed to boot.
-	BootFailures []string `json:"boot_failures,omitempty"`
-	// WaitingSince is when the job began waiting for its first node, in
-	// version 1 of "short-wait": the job's requests each wait a slice of its
-	// wait, and it fails once the whole has passed with no node.
-	WaitingSince time.Time `json:"waiting_since,omitempty"`
-}
-
-// ClusterState is everything a ClusterWorkflow carries across continue-as-new.
-type ClusterState struct {
-	Name         string                  `json:"name"`
-	Standby      StandbySpec             `json:"standby"`
-	Nodes        map[string]*ClusterNode `json:"nodes"`
-	Jobs         map[string]*JobClaim    `json:"jobs"`
-	Seq          int                     `json:"seq"` // node IDs are <cluster>-<seq>
-	ShuttingDown bool                    `json:"shutting_down,omitempty"`
-	// Lost counts nodes lost over the cluster's life.
-	Lost int `json:"lost"`
-	// LastLost are the last few nodes lost or failed, and why, newest last.
-	LastLost []LostNode `json:"last_lost,omitempty"`
-}
-
-// LostNode is a node the cluster lost, and why.
-type LostNode struct {
-	ID     string    `json:"id"`
-	Reason string    `json:"reason"`
-	At     time.Time `json:"at"`
-}
-
-// lastLostKept is how many lost nodes ClusterState.LastLost keeps.
+// lastLostKept is how many lost nodes control.ClusterState.LastLost keeps.
 const lastLostKept = 5
-
-// ClusterInput starts or continues a ClusterWorkflow.
-type ClusterInput struct {
-	State ClusterState
-}
-
-// NodeEvent is what a NodeWorkflow tells its cluster.
-type NodeEvent struct {
-	NodeID string
-	Event  string // "ready", "lost", "deleted", "failed"
-	Reason string
-}
-
-// ReleaseRequest tells the cluster a job has ended.
-type ReleaseRequest struct {
-	JobID string
-}
-
-// NodesAdded hands a running job more nodes.
-type NodesAdded struct {
-	Nodes []activities.Assignment
-}
-
-// NodeLost tells a job one of its nodes is gone.
-type NodeLost struct {
-	NodeID string
-}
 
 // Cluster keeps a cluster's standby nodes up and hands nodes to jobs. It runs for
 // the life of the cluster, continuing as new when its history grows large.
-func Cluster(ctx workflow.Context, in ClusterInput) (ClusterState, error) {
+func Cluster(ctx workflow.Context, in control.ClusterInput) (control.ClusterState, error) {
 	c := &cluster{ctx: ctx, st: in.State, log: workflow.GetLogger(ctx), wake: workflow.NewBufferedChannel(ctx, 1)}
 	if c.st.Nodes == nil {
-		c.st.Nodes = map[string]*ClusterNode{}
+		c.st.Nodes = map[string]*control.ClusterNode{}
 	}
 	if c.st.Jobs == nil {
-		c.st.Jobs = map[string]*JobClaim{}
+		c.st.Jobs = map[string]*control.JobClaim{}
 	}
 	if err := c.st.Standby.Validate(); err != nil {
-		return c.st, temporal.NewNonRetryableApplicationError("cluster "+c.st.Name+": "+err.Error(), names.ErrBadStandby, nil)
+		return c.st, control.ErrBadStandby.New("cluster "+c.st.Name+": "+err.Error(), nil)
 	}
-	if err := workflow.SetQueryHandler(ctx, names.QueryStatus, func() (ClusterState, error) { return c.st, nil }); err != nil {
+	if err := workflow.SetQueryHandler(ctx, control.QueryStatus, func() (control.ClusterState, error) { return c.st, nil }); err != nil {
 		return c.st, err
 	}
 	notShuttingDown := func() error {
@@ -226,8 +42,8 @@ func Cluster(ctx workflow.Context, in ClusterInput) (ClusterState, error) {
 		}
 		return nil
 	}
-	if err := workflow.SetUpdateHandlerWithOptions(ctx, names.UpdateReserve, c.reserve, workflow.UpdateHandlerOptions{
-		Validator: func(ctx workflow.Context, r activities.ReserveRequest) error {
+	if err := workflow.SetUpdateHandlerWithOptions(ctx, control.UpdateReserve, c.reserve, workflow.UpdateHandlerOptions{
+		Validator: func(ctx workflow.Context, r control.ReserveRequest) error {
 			if r.JobID == "" || r.Slots < 1 || r.FuncCPU < 1 {
 				return fmt.Errorf("bad reserve request %+v", r)
 			}
@@ -239,8 +55,8 @@ func Cluster(ctx workflow.Context, in ClusterInput) (ClusterState, error) {
 	}); err != nil {
 		return c.st, err
 	}
-	if err := workflow.SetUpdateHandlerWithOptions(ctx, names.UpdateSetStandby, c.setStandby, workflow.UpdateHandlerOptions{
-		Validator: func(ctx workflow.Context, s StandbySpec) error {
+	if err := workflow.SetUpdateHandlerWithOptions(ctx, control.UpdateSetStandby, c.setStandby, workflow.UpdateHandlerOptions{
+		Validator: func(ctx workflow.Context, s control.StandbySpec) error {
 			if err := s.Validate(); err != nil {
 				return err
 			}
@@ -249,17 +65,17 @@ func Cluster(ctx workflow.Context, in ClusterInput) (ClusterState, error) {
 	}); err != nil {
 		return c.st, err
 	}
-	if err := workflow.SetUpdateHandlerWithOptions(ctx, names.UpdateRestart, c.restart, workflow.UpdateHandlerOptions{
+	if err := workflow.SetUpdateHandlerWithOptions(ctx, control.UpdateRestart, c.restart, workflow.UpdateHandlerOptions{
 		Validator: func(ctx workflow.Context) error { return notShuttingDown() },
 	}); err != nil {
 		return c.st, err
 	}
-	if err := workflow.SetUpdateHandler(ctx, names.UpdateShutdown, c.shutdown); err != nil {
+	if err := workflow.SetUpdateHandler(ctx, control.UpdateShutdown, c.shutdown); err != nil {
 		return c.st, err
 	}
 
-	events := workflow.GetSignalChannel(ctx, names.SignalNodeEvent)
-	releases := workflow.GetSignalChannel(ctx, names.SignalRelease)
+	events := workflow.GetSignalChannel(ctx, control.SignalNodeEvent)
+	releases := workflow.GetSignalChannel(ctx, control.SignalRelease)
 	// Version 1 of "reconcile-claims" looks, every reconcileEvery while jobs hold
 	// claims, for jobs whose workflows have closed without releasing theirs (one
 	// terminated from outside never does) and releases them.
@@ -297,12 +113,12 @@ func Cluster(ctx workflow.Context, in ClusterInput) (ClusterState, error) {
 			})
 		}
 		sel.AddReceive(events, func(ch workflow.ReceiveChannel, _ bool) {
-			var e NodeEvent
+			var e control.NodeEvent
 			ch.Receive(ctx, &e)
 			c.nodeEvent(e)
 		})
 		sel.AddReceive(releases, func(ch workflow.ReceiveChannel, _ bool) {
-			var r ReleaseRequest
+			var r control.ReleaseRequest
 			ch.Receive(ctx, &r)
 			c.release(r.JobID)
 		})
@@ -313,7 +129,7 @@ func Cluster(ctx workflow.Context, in ClusterInput) (ClusterState, error) {
 				return c.st, err
 			}
 			if !sel.HasPending() {
-				return c.st, workflow.NewContinueAsNewError(ctx, names.WorkflowCluster, ClusterInput{State: c.st})
+				return c.st, workflow.NewContinueAsNewError(ctx, control.WorkflowCluster, control.ClusterInput{State: c.st})
 			}
 		}
 		sel.Select(ctx)
@@ -329,7 +145,7 @@ func Cluster(ctx workflow.Context, in ClusterInput) (ClusterState, error) {
 				return c.st, err
 			}
 			c.drain(events, releases)
-			return c.st, workflow.NewContinueAsNewError(ctx, names.WorkflowCluster, ClusterInput{State: c.st})
+			return c.st, workflow.NewContinueAsNewError(ctx, control.WorkflowCluster, control.ClusterInput{State: c.st})
 		}
 	}
 	if err := workflow.Await(ctx, func() bool { return workflow.AllHandlersFinished(ctx) }); err != nil {
@@ -348,12 +164,12 @@ func (c *cluster) lookForClosedJobs() workflow.Future {
 		StartToCloseTimeout: 30 * time.Second,
 		RetryPolicy:         &temporal.RetryPolicy{InitialInterval: time.Second, MaximumAttempts: 3},
 	})
-	return workflow.ExecuteLocalActivity(lctx, names.ActivityClosedJobs, activities.ClosedJobsInput{JobIDs: c.sortedJobIDs()})
+	return workflow.ExecuteLocalActivity(lctx, control.ActivityClosedJobs, control.ClosedJobsInput{JobIDs: c.sortedJobIDs()})
 }
 
 type cluster struct {
 	ctx workflow.Context
-	st  ClusterState
+	st  control.ClusterState
 	// reconcile is set when the cluster releases the claims of jobs that
 	// closed without releasing them ("reconcile-claims").
 	reconcile bool
@@ -380,8 +196,8 @@ type cluster struct {
 // drain handles every signal already delivered, so none is lost across continue-as-new.
 func (c *cluster) drain(events, releases workflow.ReceiveChannel) {
 	for {
-		var e NodeEvent
-		var r ReleaseRequest
+		var e control.NodeEvent
+		var r control.ReleaseRequest
 		switch {
 		case events.ReceiveAsync(&e):
 			c.nodeEvent(e)
@@ -397,12 +213,12 @@ func (c *cluster) drain(events, releases workflow.ReceiveChannel) {
 // order, so every walk over the nodes goes through here.
 //
 //workflowcheck:ignore the map is read in any order, then sorted
-func (c *cluster) sortedNodes() []*ClusterNode {
-	ns := make([]*ClusterNode, 0, len(c.st.Nodes))
+func (c *cluster) sortedNodes() []*control.ClusterNode {
+	ns := make([]*control.ClusterNode, 0, len(c.st.Nodes))
 	for _, n := range c.st.Nodes {
 		ns = append(ns, n)
 	}
-	slices.SortFunc(ns, func(a, b *ClusterNode) int { return compareIDs(a.ID, b.ID) })
+	slices.SortFunc(ns, func(a, b *control.ClusterNode) int { return compareIDs(a.ID, b.ID) })
 	return ns
 }
 
@@ -425,7 +241,7 @@ func compareIDs(a, b string) int {
 func (c *cluster) idle() int {
 	n := 0
 	for _, nd := range c.sortedNodes() {
-		if nd.Job == "" && nd.State != NodeDeleting {
+		if nd.Job == "" && nd.State != control.NodeDeleting {
 			n++
 		}
 	}
@@ -448,7 +264,7 @@ func (c *cluster) canStart() bool {
 	}
 	live := 0
 	for _, nd := range c.sortedNodes() {
-		if nd.State != NodeDeleting {
+		if nd.State != control.NodeDeleting {
 			live++
 		}
 	}
@@ -457,7 +273,7 @@ func (c *cluster) canStart() bool {
 
 // startNode starts a NodeWorkflow for a new standby node, or for a job's grow if
 // job is set.
-func (c *cluster) startNode(job string) *ClusterNode {
+func (c *cluster) startNode(job string) *control.ClusterNode {
 	return c.startShaped(job, c.standbyNode(), false)
 }
 
@@ -465,15 +281,15 @@ func (c *cluster) startNode(job string) *ClusterNode {
 // job's grow if job is set. A node that is anywhere in its region (one with GPUs
 // or a region of its own) is left to its provider to place in a zone of that
 // region which has what it needs, rather than in the standby's zone.
-func (c *cluster) startShaped(job string, shape ClusterNode, anywhereInRegion bool) *ClusterNode {
+func (c *cluster) startShaped(job string, shape control.ClusterNode, anywhereInRegion bool) *control.ClusterNode {
 	c.st.Seq++
 	id := fmt.Sprintf("%s-%d", c.st.Name, c.st.Seq)
-	nd := &ClusterNode{ID: id, State: NodeProvisioning, Job: job, CPUs: shape.CPUs, RAMMB: shape.RAMMB,
+	nd := &control.ClusterNode{ID: id, State: control.NodeProvisioning, Job: job, CPUs: shape.CPUs, RAMMB: shape.RAMMB,
 		GPU: shape.GPU, Region: shape.Region, DiskGB: shape.DiskGB}
 	c.st.Nodes[id] = nd
 	cctx := workflow.WithChildOptions(c.ctx, workflow.ChildWorkflowOptions{
-		WorkflowID:        names.NodeWorkflowID(id),
-		TaskQueue:         names.TaskQueueControl,
+		WorkflowID:        control.NodeWorkflowID(id),
+		TaskQueue:         control.TaskQueueControl,
 		ParentClosePolicy: enumspb.PARENT_CLOSE_POLICY_ABANDON,
 	})
 	spec := provider.NodeSpec{ID: id, Cluster: c.st.Name, CPUs: nd.CPUs, RAMMB: nd.RAMMB, Envs: c.st.Standby.Envs,
@@ -484,7 +300,7 @@ func (c *cluster) startShaped(job string, shape ClusterNode, anywhereInRegion bo
 	if anywhereInRegion {
 		spec.Zone, spec.Region = "", nd.Region
 	}
-	c.track(workflow.ExecuteChildWorkflow(cctx, names.WorkflowNode, NodeInput{
+	c.track(workflow.ExecuteChildWorkflow(cctx, control.WorkflowNode, control.NodeInput{
 		Spec:              spec,
 		Provider:          c.st.Standby.Provider,
 		ClusterWorkflowID: workflow.GetInfo(c.ctx).WorkflowExecution.ID,
@@ -494,7 +310,7 @@ func (c *cluster) startShaped(job string, shape ClusterNode, anywhereInRegion bo
 }
 
 func (c *cluster) signalNode(id, signal string) {
-	c.track(workflow.SignalExternalWorkflow(c.ctx, names.NodeWorkflowID(id), "", signal, nil))
+	c.track(workflow.SignalExternalWorkflow(c.ctx, control.NodeWorkflowID(id), "", signal, nil))
 }
 
 func (c *cluster) signalJob(jobID, signal string, arg any) {
@@ -512,15 +328,15 @@ func (c *cluster) track(f workflow.Future) {
 	})
 }
 
-func (c *cluster) deleteNode(nd *ClusterNode) {
-	if nd.State == NodeDeleting {
+func (c *cluster) deleteNode(nd *control.ClusterNode) {
+	if nd.State == control.NodeDeleting {
 		return
 	}
-	nd.State = NodeDeleting
-	c.signalNode(nd.ID, names.SignalDeleteNode)
+	nd.State = control.NodeDeleting
+	c.signalNode(nd.ID, control.SignalDeleteNode)
 }
 
-func slotsOn(nd *ClusterNode, funcCPU, funcRAMMB int) int {
+func slotsOn(nd *control.ClusterNode, funcCPU, funcRAMMB int) int {
 	s := nd.CPUs / funcCPU
 	if funcRAMMB > 0 && nd.RAMMB > 0 {
 		s = min(s, nd.RAMMB/funcRAMMB)
@@ -528,15 +344,11 @@ func slotsOn(nd *ClusterNode, funcCPU, funcRAMMB int) int {
 	return s
 }
 
-// hasNeeds reports whether the claim's job needs more of its nodes than CPUs and
-// memory: GPUs, a region or a disk.
-func (cl *JobClaim) hasNeeds() bool { return cl.GPU != "" || cl.Region != "" || cl.DiskGB != 0 }
-
 // slots is how many of a claim's calls node nd runs at once: none if it lacks
 // the GPUs, region or disk the claim needs, and no more than its GPUs allow.
-func (c *cluster) slots(nd *ClusterNode, cl *JobClaim) int {
+func (c *cluster) slots(nd *control.ClusterNode, cl *control.JobClaim) int {
 	s := slotsOn(nd, cl.FuncCPU, cl.FuncRAMMB)
-	if !cl.hasNeeds() {
+	if !cl.HasNeeds() {
 		return s
 	}
 	if cl.Region != "" && nd.Region != cl.Region || cl.DiskGB > 0 && nd.DiskGB < cl.DiskGB {
@@ -565,9 +377,9 @@ func (c *cluster) standbyRegion() string {
 
 // standbyNode is what a standby node is like. Standby GPU nodes are the machine
 // that has their GPUs, with its CPUs and memory.
-func (c *cluster) standbyNode() ClusterNode {
+func (c *cluster) standbyNode() control.ClusterNode {
 	sb := c.st.Standby
-	nd := ClusterNode{CPUs: sb.CPUs, RAMMB: sb.RAMMB, GPU: sb.GPU, Region: c.standbyRegion(), DiskGB: sb.DiskGB}
+	nd := control.ClusterNode{CPUs: sb.CPUs, RAMMB: sb.RAMMB, GPU: sb.GPU, Region: c.standbyRegion(), DiskGB: sb.DiskGB}
 	if g, err := gpu.Parse(sb.GPU); err == nil && !g.IsZero() {
 		if shape, ok := g.Model.ShapeOf(g.Count); ok {
 			nd.CPUs, nd.RAMMB = shape.CPUs, shape.RAMMB
@@ -579,7 +391,7 @@ func (c *cluster) standbyNode() ClusterNode {
 // standbyShaped reports whether nd is like the standby nodes, so that it may
 // join them when no job holds it. A node started for a job's GPUs, region or
 // disk is not: it goes once the job is done with it.
-func (c *cluster) standbyShaped(nd *ClusterNode) bool {
+func (c *cluster) standbyShaped(nd *control.ClusterNode) bool {
 	return nd.GPU == c.st.Standby.GPU && nd.DiskGB == c.st.Standby.DiskGB && (nd.Region == "" || nd.Region == c.standbyRegion())
 }
 
@@ -587,10 +399,10 @@ func (c *cluster) standbyShaped(nd *ClusterNode) bool {
 // calls at once: a standby-sized node without GPUs, in the region and with the
 // disk the claim needs; for a claim that needs GPUs, the machine with the fewest
 // of them that runs want calls (or as many as a machine can), and at least one.
-func (c *cluster) growNode(cl *JobClaim, want int) ClusterNode {
+func (c *cluster) growNode(cl *control.JobClaim, want int) control.ClusterNode {
 	sb := c.st.Standby
-	nd := ClusterNode{CPUs: sb.CPUs, RAMMB: sb.RAMMB}
-	if !cl.hasNeeds() {
+	nd := control.ClusterNode{CPUs: sb.CPUs, RAMMB: sb.RAMMB}
+	if !cl.HasNeeds() {
 		return nd
 	}
 	nd.Region = cmp.Or(cl.Region, c.standbyRegion())
@@ -613,7 +425,7 @@ func (c *cluster) growNode(cl *JobClaim, want int) ClusterNode {
 }
 
 // perGrownNode is how many of a claim's calls a node started for it runs at once.
-func (c *cluster) perGrownNode(cl *JobClaim) int {
+func (c *cluster) perGrownNode(cl *control.JobClaim) int {
 	nd := c.growNode(cl, cl.Slots)
 	return c.slots(&nd, cl)
 }
@@ -621,14 +433,14 @@ func (c *cluster) perGrownNode(cl *JobClaim) int {
 // canGrowFor reports whether the cluster's provider can start nodes that have
 // what the claim needs: any provider starts plain nodes; only gce chooses GPUs,
 // regions and disks.
-func (c *cluster) canGrowFor(cl *JobClaim) bool {
-	return !cl.hasNeeds() || c.st.Standby.Provider == "gce"
+func (c *cluster) canGrowFor(cl *control.JobClaim) bool {
+	return !cl.HasNeeds() || c.st.Standby.Provider == "gce"
 }
 
 // compatible fails a claim with ErrNoCompatibleNodes when no node the cluster
 // has, keeps on standby, or can start for it has what it needs, saying what it
 // asked for, what the nodes have, and what to do.
-func (c *cluster) compatible(cl *JobClaim, fits func(*ClusterNode) bool) error {
+func (c *cluster) compatible(cl *control.JobClaim, fits func(*control.ClusterNode) bool) error {
 	growable := cl.Grow && c.canGrowFor(cl)
 	if growable {
 		shape := c.growNode(cl, cl.Slots)
@@ -640,7 +452,7 @@ func (c *cluster) compatible(cl *JobClaim, fits func(*ClusterNode) bool) error {
 		return nil
 	}
 	for _, nd := range c.sortedNodes() {
-		if nd.State != NodeDeleting && fits(nd) {
+		if nd.State != control.NodeDeleting && fits(nd) {
 			return nil
 		}
 	}
@@ -673,10 +485,9 @@ func (c *cluster) compatible(cl *JobClaim, fits func(*ClusterNode) bool) error {
 		shape := c.growNode(cl, cl.Slots)
 		todo = fmt.Sprintf("a node started for it would have %s, too little for one call: lower func_cpu or func_ram, or ask for more GPUs per call", describeNode(&shape))
 	}
-	return temporal.NewNonRetryableApplicationError(
+	return control.ErrNoCompatibleNodes.New(
 		fmt.Sprintf("no compatible nodes: the job asks for %s; cluster %s has %s; %s",
-			strings.Join(asks, ", "), c.st.Name, c.describeNodes(), todo),
-		names.ErrNoCompatibleNodes, nil)
+			strings.Join(asks, ", "), c.st.Name, c.describeNodes(), todo), nil)
 }
 
 // describeNodes says what the cluster's nodes are like, alike nodes counted together.
@@ -684,7 +495,7 @@ func (c *cluster) describeNodes() string {
 	var kinds []string
 	counts := map[string]int{}
 	for _, nd := range c.sortedNodes() {
-		if nd.State == NodeDeleting {
+		if nd.State == control.NodeDeleting {
 			continue
 		}
 		d := describeNode(nd)
@@ -704,7 +515,7 @@ func (c *cluster) describeNodes() string {
 	return strings.Join(out, "; ")
 }
 
-func describeNode(nd *ClusterNode) string {
+func describeNode(nd *control.ClusterNode) string {
 	d := fmt.Sprintf("%d CPUs", nd.CPUs)
 	if nd.RAMMB > 0 {
 		d += fmt.Sprintf(", %d MB", nd.RAMMB)
@@ -726,7 +537,7 @@ func describeNode(nd *ClusterNode) string {
 }
 
 // claimed is how many slots the nodes of a claim give it.
-func (c *cluster) claimed(cl *JobClaim) int {
+func (c *cluster) claimed(cl *control.JobClaim) int {
 	total := 0
 	for _, id := range cl.Nodes {
 		if nd, ok := c.st.Nodes[id]; ok {
@@ -737,34 +548,34 @@ func (c *cluster) claimed(cl *JobClaim) int {
 }
 
 // assign gives a ready node to a claim.
-func (c *cluster) assign(nd *ClusterNode, cl *JobClaim) activities.Assignment {
-	nd.State, nd.Job = NodeAssigned, cl.JobID
+func (c *cluster) assign(nd *control.ClusterNode, cl *control.JobClaim) control.Assignment {
+	nd.State, nd.Job = control.NodeAssigned, cl.JobID
 	cl.Nodes = append(cl.Nodes, nd.ID)
 	want := cl.Slots - c.claimed(cl) + c.slots(nd, cl)
-	return activities.Assignment{NodeID: nd.ID, TaskQueue: names.NodeTaskQueue(nd.ID),
+	return control.Assignment{NodeID: nd.ID, TaskQueue: control.NodeTaskQueue(nd.ID),
 		Workers: max(1, min(c.slots(nd, cl), want))}
 }
 
 // reserve gives a job the ready nodes it can use at once, starts more in the
 // background when it wants more than are ready (they are handed to it as they
 // become ready), and refills standby behind it.
-func (c *cluster) reserve(ctx workflow.Context, r activities.ReserveRequest) (activities.ReserveResponse, error) {
+func (c *cluster) reserve(ctx workflow.Context, r control.ReserveRequest) (control.ReserveResponse, error) {
 	if cl, ok := c.st.Jobs[r.JobID]; ok {
 		// A retried request: answer with what the job holds. One that holds no
 		// node yet was told to ask again by a run that ended (ClusterContinuing):
 		// version 1 of "requeue" waits on for it, in its place.
 		if len(cl.Nodes) == 0 && workflow.GetVersion(ctx, "requeue", workflow.DefaultVersion, 1) >= 1 {
-			return c.awaitFirstNode(ctx, r, cl, func(nd *ClusterNode) bool { return c.slots(nd, cl) >= 1 })
+			return c.awaitFirstNode(ctx, r, cl, func(nd *control.ClusterNode) bool { return c.slots(nd, cl) >= 1 })
 		}
-		var resp activities.ReserveResponse
+		var resp control.ReserveResponse
 		for _, id := range cl.Nodes {
 			if nd, ok := c.st.Nodes[id]; ok {
-				resp.Nodes = append(resp.Nodes, activities.Assignment{NodeID: id, TaskQueue: names.NodeTaskQueue(id), Workers: c.slots(nd, cl)})
+				resp.Nodes = append(resp.Nodes, control.Assignment{NodeID: id, TaskQueue: control.NodeTaskQueue(id), Workers: c.slots(nd, cl)})
 			}
 		}
 		return resp, nil
 	}
-	cl := &JobClaim{JobID: r.JobID, Slots: r.Slots, FuncCPU: r.FuncCPU, FuncRAMMB: r.FuncRAMMB, Grow: r.Grow}
+	cl := &control.JobClaim{JobID: r.JobID, Slots: r.Slots, FuncCPU: r.FuncCPU, FuncRAMMB: r.FuncRAMMB, Grow: r.Grow}
 	if r.GPU != "" || r.Region != "" || r.DiskGB != 0 {
 		// Version 1 gives a job that needs GPUs, a region or a disk only nodes
 		// that have them; the default version knew of no such needs.
@@ -773,10 +584,10 @@ func (c *cluster) reserve(ctx workflow.Context, r activities.ReserveRequest) (ac
 		}
 	}
 	perNode := c.perGrownNode(cl)
-	fits := func(nd *ClusterNode) bool { return c.slots(nd, cl) >= 1 }
-	if cl.hasNeeds() {
+	fits := func(nd *control.ClusterNode) bool { return c.slots(nd, cl) >= 1 }
+	if cl.HasNeeds() {
 		if err := c.compatible(cl, fits); err != nil {
-			return activities.ReserveResponse{}, err
+			return control.ReserveResponse{}, err
 		}
 	}
 	anyFits := perNode >= 1
@@ -784,16 +595,15 @@ func (c *cluster) reserve(ctx workflow.Context, r activities.ReserveRequest) (ac
 		anyFits = anyFits || fits(nd)
 	}
 	if !anyFits {
-		return activities.ReserveResponse{}, temporal.NewNonRetryableApplicationError(
-			fmt.Sprintf("no node of cluster %s can run a call with func_cpu=%d func_ram=%dMB (nodes have %d CPUs)", c.st.Name, r.FuncCPU, r.FuncRAMMB, c.st.Standby.CPUs),
-			names.ErrNoNodes, nil)
+		return control.ReserveResponse{}, control.ErrNoNodes.New(
+			fmt.Sprintf("no node of cluster %s can run a call with func_cpu=%d func_ram=%dMB (nodes have %d CPUs)", c.st.Name, r.FuncCPU, r.FuncRAMMB, c.st.Standby.CPUs), nil)
 	}
 	readyFit := func() bool {
 		if !c.tenantRoom(cl) {
 			return false // the tenant waits for its share as for busy nodes
 		}
 		for _, nd := range c.sortedNodes() {
-			if nd.State == NodeReady && nd.Job == "" && fits(nd) {
+			if nd.State == control.NodeReady && nd.Job == "" && fits(nd) {
 				return true
 			}
 		}
@@ -814,12 +624,12 @@ func (c *cluster) reserve(ctx workflow.Context, r activities.ReserveRequest) (ac
 		// that fits being busy with other jobs.
 		return c.awaitFirstNode(ctx, r, cl, fits)
 	}
-	var resp activities.ReserveResponse
+	var resp control.ReserveResponse
 	for _, nd := range c.sortedNodes() {
 		if c.claimed(cl) >= cl.Slots || !c.tenantRoom(cl) {
 			break
 		}
-		if nd.State == NodeReady && nd.Job == "" && fits(nd) {
+		if nd.State == control.NodeReady && nd.Job == "" && fits(nd) {
 			resp.Nodes = append(resp.Nodes, c.assign(nd, cl))
 		}
 	}
@@ -839,7 +649,7 @@ const (
 // awaitFirstNode waits until the claim, which holds no node, gets its first one,
 // and answers the reserve with what it then holds; or fails it with why no node
 // came.
-func (c *cluster) awaitFirstNode(ctx workflow.Context, r activities.ReserveRequest, cl *JobClaim, fits func(*ClusterNode) bool) (activities.ReserveResponse, error) {
+func (c *cluster) awaitFirstNode(ctx workflow.Context, r control.ReserveRequest, cl *control.JobClaim, fits func(*control.ClusterNode) bool) (control.ReserveResponse, error) {
 	why := workflow.GetVersion(ctx, "reserve-why", workflow.DefaultVersion, 1)
 	released := func() bool { return c.reconcile && c.st.Jobs[r.JobID] != cl }
 	// Version 1 of "short-wait" waits at most reserveSlice in one request, and
@@ -859,53 +669,53 @@ func (c *cluster) awaitFirstNode(ctx workflow.Context, r activities.ReserveReque
 		return len(cl.Nodes) > 0 || c.st.ShuttingDown || why == 1 && c.bootFailed(cl) || released() || c.closing
 	})
 	if err != nil {
-		return activities.ReserveResponse{}, err
+		return control.ReserveResponse{}, err
 	}
 	if !ok && left > wait && !released() {
-		return activities.ReserveResponse{}, temporal.NewApplicationError(
-			fmt.Sprintf("job %s is still queued for nodes of cluster %s: it asks again", r.JobID, c.st.Name), names.ErrStillQueued)
+		return control.ReserveResponse{}, control.ErrStillQueued.Retryable(
+			fmt.Sprintf("job %s is still queued for nodes of cluster %s: it asks again", r.JobID, c.st.Name))
 	}
 	if c.closing && len(cl.Nodes) == 0 && !released() {
 		// The claim keeps its place (and the nodes coming for it): the job
 		// asks the next run again, which waits on for it.
-		return activities.ReserveResponse{}, temporal.NewApplicationError(
-			fmt.Sprintf("cluster %s is continuing as new: job %s asks again", c.st.Name, r.JobID), names.ErrClusterContinuing)
+		return control.ReserveResponse{}, control.ErrClusterContinuing.Retryable(
+			fmt.Sprintf("cluster %s is continuing as new: job %s asks again", c.st.Name, r.JobID))
 	}
 	if released() {
 		// The job ended while it waited (it was terminated, say): nobody
 		// reads this answer.
-		return activities.ReserveResponse{}, temporal.NewNonRetryableApplicationError(
-			fmt.Sprintf("job %s ended while it waited for nodes", r.JobID), names.ErrNoNodes, nil)
+		return control.ReserveResponse{}, control.ErrNoNodes.New(
+			fmt.Sprintf("job %s ended while it waited for nodes", r.JobID), nil)
 	}
 	if !ok || len(cl.Nodes) == 0 {
 		delete(c.st.Jobs, r.JobID)
 		if why == 1 {
-			return activities.ReserveResponse{}, c.noNodeError(cl, fits, !ok)
+			return control.ReserveResponse{}, c.noNodeError(cl, fits, !ok)
 		}
-		return activities.ReserveResponse{}, temporal.NewNonRetryableApplicationError(
-			fmt.Sprintf("no node of cluster %s became ready within 5 minutes", c.st.Name), names.ErrNoNodes, nil)
+		return control.ReserveResponse{}, control.ErrNoNodes.New(
+			fmt.Sprintf("no node of cluster %s became ready within 5 minutes", c.st.Name), nil)
 	}
-	var resp activities.ReserveResponse
+	var resp control.ReserveResponse
 	for _, id := range cl.Nodes {
 		nd := c.st.Nodes[id]
-		resp.Nodes = append(resp.Nodes, activities.Assignment{NodeID: id, TaskQueue: names.NodeTaskQueue(id), Workers: c.slots(nd, cl)})
+		resp.Nodes = append(resp.Nodes, control.Assignment{NodeID: id, TaskQueue: control.NodeTaskQueue(id), Workers: c.slots(nd, cl)})
 	}
 	return resp, nil
 }
 
 // shuttingDown is the error of a request the cluster refuses as it shuts down.
 func (c *cluster) shuttingDown() error {
-	return temporal.NewNonRetryableApplicationError("cluster "+c.st.Name+" is shutting down", names.ErrShuttingDown, nil)
+	return control.ErrShuttingDown.New("cluster "+c.st.Name+" is shutting down", nil)
 }
 
 // bootFailed reports whether nodes were started for a claim that holds none and
 // every one of them failed to boot, with none left coming.
-func (c *cluster) bootFailed(cl *JobClaim) bool {
+func (c *cluster) bootFailed(cl *control.JobClaim) bool {
 	if len(cl.BootFailures) == 0 || len(cl.Nodes) > 0 {
 		return false
 	}
 	for _, nd := range c.sortedNodes() {
-		if nd.Job == cl.JobID && (nd.State == NodeProvisioning || nd.State == NodeResetting) {
+		if nd.Job == cl.JobID && (nd.State == control.NodeProvisioning || nd.State == control.NodeResetting) {
 			return false
 		}
 	}
@@ -915,43 +725,43 @@ func (c *cluster) bootFailed(cl *JobClaim) bool {
 // noNodeError says why a claim got no node: the nodes started for it failed to
 // boot, every node that fits it stayed busy with other jobs (timedOut), or the
 // cluster has none.
-func (c *cluster) noNodeError(cl *JobClaim, fits func(*ClusterNode) bool, timedOut bool) error {
+func (c *cluster) noNodeError(cl *control.JobClaim, fits func(*control.ClusterNode) bool, timedOut bool) error {
 	switch {
 	case c.st.ShuttingDown:
 		return c.shuttingDown()
 	case len(cl.BootFailures) > 0:
-		return temporal.NewNonRetryableApplicationError(fmt.Sprintf(
+		return control.ErrNodesFailedToBoot.New(fmt.Sprintf(
 			"the %d node(s) cluster %s started for the job failed to boot; the last: %s. Check the provider's quota and the node image (burla cluster status shows the nodes)",
-			len(cl.BootFailures), c.st.Name, cl.BootFailures[len(cl.BootFailures)-1]), names.ErrNodesFailedToBoot, nil)
+			len(cl.BootFailures), c.st.Name, cl.BootFailures[len(cl.BootFailures)-1]), nil)
 	case timedOut && !c.tenantRoom(cl):
 		return c.tenantLimitError(cl)
 	}
 	busy, jobs := 0, map[string]bool{}
 	for _, nd := range c.sortedNodes() {
-		if nd.State == NodeAssigned && nd.Job != cl.JobID && fits(nd) {
+		if nd.State == control.NodeAssigned && nd.Job != cl.JobID && fits(nd) {
 			busy++
 			jobs[nd.Job] = true
 		}
 	}
 	if timedOut && busy > 0 {
-		return temporal.NewNonRetryableApplicationError(fmt.Sprintf(
+		return control.ErrAllNodesBusy.New(fmt.Sprintf(
 			"all %d node(s) of cluster %s that fit the job stayed busy with %d other job(s) for 5 minutes, and the job may not grow: start it with burla.Grow(), raise the standby (burla cluster set-standby --nodes N), or retry when they finish",
-			busy, c.st.Name, len(jobs)), names.ErrAllNodesBusy, nil)
+			busy, c.st.Name, len(jobs)), nil)
 	}
-	return temporal.NewNonRetryableApplicationError(
-		fmt.Sprintf("no node of cluster %s became ready within 5 minutes", c.st.Name), names.ErrNoNodes, nil)
+	return control.ErrNoNodes.New(
+		fmt.Sprintf("no node of cluster %s became ready within 5 minutes", c.st.Name), nil)
 }
 
 // earmark sets idle nodes that are resetting or starting aside for a claim that
 // wants more than it holds: they go to it when they are ready, which is sooner than
 // a node started now would be.
-func (c *cluster) earmark(cl *JobClaim, fits func(*ClusterNode) bool) {
+func (c *cluster) earmark(cl *control.JobClaim, fits func(*control.ClusterNode) bool) {
 	coming := c.claimed(cl)
 	for _, nd := range c.sortedNodes() {
 		if coming >= cl.Slots || !c.tenantRoom(cl) {
 			return
 		}
-		if nd.Job == "" && (nd.State == NodeResetting || nd.State == NodeProvisioning) && fits(nd) {
+		if nd.Job == "" && (nd.State == control.NodeResetting || nd.State == control.NodeProvisioning) && fits(nd) {
 			nd.Job = cl.JobID
 			coming += c.slots(nd, cl)
 		}
@@ -959,13 +769,13 @@ func (c *cluster) earmark(cl *JobClaim, fits func(*ClusterNode) bool) {
 }
 
 // grow starts nodes for a claim that wants more slots than it holds or has coming.
-func (c *cluster) grow(cl *JobClaim, perNode int) {
+func (c *cluster) grow(cl *control.JobClaim, perNode int) {
 	if !cl.Grow || perNode < 1 || c.st.ShuttingDown || !c.canGrowFor(cl) {
 		return
 	}
 	coming := 0
 	for _, nd := range c.sortedNodes() {
-		if nd.Job == cl.JobID && (nd.State == NodeProvisioning || nd.State == NodeResetting) {
+		if nd.Job == cl.JobID && (nd.State == control.NodeProvisioning || nd.State == control.NodeResetting) {
 			coming += c.slots(nd, cl)
 		}
 	}
@@ -974,7 +784,7 @@ func (c *cluster) grow(cl *JobClaim, perNode int) {
 		maxGrow = 16
 	}
 	for started := 0; c.claimed(cl)+coming < cl.Slots && started < maxGrow && c.canStart() && c.tenantRoom(cl); started++ {
-		if !cl.hasNeeds() {
+		if !cl.HasNeeds() {
 			c.startNode(cl.JobID)
 			coming += perNode
 			continue
@@ -986,7 +796,7 @@ func (c *cluster) grow(cl *JobClaim, perNode int) {
 }
 
 // nodeEvent handles a NodeWorkflow's report.
-func (c *cluster) nodeEvent(e NodeEvent) {
+func (c *cluster) nodeEvent(e control.NodeEvent) {
 	nd, ok := c.st.Nodes[e.NodeID]
 	if !ok {
 		return
@@ -994,7 +804,7 @@ func (c *cluster) nodeEvent(e NodeEvent) {
 	switch e.Event {
 	case "ready":
 		wasFor := nd.Job
-		nd.State, nd.Job = NodeReady, ""
+		nd.State, nd.Job = control.NodeReady, ""
 		if c.st.ShuttingDown {
 			c.deleteNode(nd)
 			return
@@ -1005,7 +815,7 @@ func (c *cluster) nodeEvent(e NodeEvent) {
 				continue
 			}
 			a := c.assign(nd, cl)
-			c.signalJob(cl.JobID, names.SignalNodesAdded, NodesAdded{Nodes: []activities.Assignment{a}})
+			c.signalJob(cl.JobID, control.SignalNodesAdded, control.NodesAdded{Nodes: []control.Assignment{a}})
 			c.ensureStandby()
 			return
 		}
@@ -1015,16 +825,16 @@ func (c *cluster) nodeEvent(e NodeEvent) {
 	case "lost", "failed":
 		c.log.Warn("node gone", "node", nd.ID, "event", e.Event, "reason", e.Reason)
 		c.st.Lost++
-		c.st.LastLost = append(c.st.LastLost, LostNode{ID: nd.ID, Reason: e.Event + ": " + e.Reason, At: workflow.Now(c.ctx)})
+		c.st.LastLost = append(c.st.LastLost, control.LostNode{ID: nd.ID, Reason: e.Event + ": " + e.Reason, At: workflow.Now(c.ctx)})
 		if n := len(c.st.LastLost); n > lastLostKept {
 			c.st.LastLost = slices.Delete(c.st.LastLost, 0, n-lastLostKept)
 		}
-		if cl, ok := c.st.Jobs[nd.Job]; ok && e.Event == "failed" && nd.State == NodeProvisioning {
+		if cl, ok := c.st.Jobs[nd.Job]; ok && e.Event == "failed" && nd.State == control.NodeProvisioning {
 			cl.BootFailures = append(cl.BootFailures, nd.ID+": "+e.Reason)
 		}
-		if cl, ok := c.st.Jobs[nd.Job]; ok && nd.State == NodeAssigned {
+		if cl, ok := c.st.Jobs[nd.Job]; ok && nd.State == control.NodeAssigned {
 			cl.Nodes = slices.DeleteFunc(cl.Nodes, func(id string) bool { return id == nd.ID })
-			c.signalJob(cl.JobID, names.SignalNodeLost, NodeLost{NodeID: nd.ID})
+			c.signalJob(cl.JobID, control.SignalNodeLost, control.NodeLost{NodeID: nd.ID})
 			c.grow(cl, c.perGrownNode(cl))
 		}
 		delete(c.st.Nodes, nd.ID)
@@ -1068,7 +878,7 @@ func (c *cluster) tenantHeld(tenant string) int {
 		}
 	}
 	for _, nd := range c.sortedNodes() {
-		if (nd.State == NodeProvisioning || nd.State == NodeResetting) && nd.Job != "" && c.st.Jobs[nd.Job] != nil && job.TenantOf(nd.Job) == tenant {
+		if (nd.State == control.NodeProvisioning || nd.State == control.NodeResetting) && nd.Job != "" && c.st.Jobs[nd.Job] != nil && job.TenantOf(nd.Job) == tenant {
 			n++
 		}
 	}
@@ -1076,7 +886,7 @@ func (c *cluster) tenantHeld(tenant string) int {
 }
 
 // tenantRoom reports whether the claim's tenant may hold one more node.
-func (c *cluster) tenantRoom(cl *JobClaim) bool {
+func (c *cluster) tenantRoom(cl *control.JobClaim) bool {
 	tenant := job.TenantOf(cl.JobID)
 	bound := c.tenantBound(tenant)
 	return bound == 0 || c.tenantHeld(tenant) < bound
@@ -1084,7 +894,7 @@ func (c *cluster) tenantRoom(cl *JobClaim) bool {
 
 // tenantLimitError is the error of a claim that waited in vain for a node of its
 // tenant's share: it names the bound, what the tenant holds, and what to do.
-func (c *cluster) tenantLimitError(cl *JobClaim) error {
+func (c *cluster) tenantLimitError(cl *control.JobClaim) error {
 	tenant := job.TenantOf(cl.JobID)
 	var others []string
 	for _, id := range c.sortedJobIDs() {
@@ -1096,11 +906,10 @@ func (c *cluster) tenantLimitError(cl *JobClaim) error {
 	if len(others) > 3 {
 		named += fmt.Sprintf(" and %d more", len(others)-3)
 	}
-	return temporal.NewNonRetryableApplicationError(fmt.Sprintf(
+	return control.ErrTenantLimit.New(fmt.Sprintf(
 		"tenant %s is at its limit of %d node(s) at once on cluster %s: it holds %d, for %d other job(s) (%s), and none came free for the job within 5 minutes: "+
 			"retry when they finish, give them less parallelism, or have the cluster's operator raise the tenant's share (burla cluster set-standby --tenant-max-nodes N or --tenant-nodes %s=N)",
-		tenant, c.tenantBound(tenant), c.st.Name, c.tenantHeld(tenant), len(others), named, tenant),
-		names.ErrTenantLimit, nil)
+		tenant, c.tenantBound(tenant), c.st.Name, c.tenantHeld(tenant), len(others), named, tenant), nil)
 }
 
 // serveWanting hands tenant's claims that want more nodes, while the tenant has
@@ -1117,18 +926,18 @@ func (c *cluster) serveWanting(tenant string) {
 		if job.TenantOf(cl.JobID) != tenant {
 			continue
 		}
-		fits := func(nd *ClusterNode) bool { return c.slots(nd, cl) >= 1 }
-		var added []activities.Assignment
+		fits := func(nd *control.ClusterNode) bool { return c.slots(nd, cl) >= 1 }
+		var added []control.Assignment
 		for _, nd := range c.sortedNodes() {
 			if c.claimed(cl) >= cl.Slots || !c.tenantRoom(cl) {
 				break
 			}
-			if nd.State == NodeReady && nd.Job == "" && fits(nd) {
+			if nd.State == control.NodeReady && nd.Job == "" && fits(nd) {
 				added = append(added, c.assign(nd, cl))
 			}
 		}
 		if len(added) > 0 {
-			c.signalJob(cl.JobID, names.SignalNodesAdded, NodesAdded{Nodes: added})
+			c.signalJob(cl.JobID, control.SignalNodesAdded, control.NodesAdded{Nodes: added})
 		}
 		c.earmark(cl, fits)
 		c.grow(cl, c.perGrownNode(cl))
@@ -1160,15 +969,15 @@ func (c *cluster) sortedJobIDs() []string {
 
 // claimsWanting returns the claims that want more slots than they hold, the given
 // job's first, then by job ID.
-func (c *cluster) claimsWanting(first string) []*JobClaim {
-	var out []*JobClaim
+func (c *cluster) claimsWanting(first string) []*control.JobClaim {
+	var out []*control.JobClaim
 	for _, id := range c.sortedJobIDs() {
 		cl := c.st.Jobs[id]
 		if c.claimed(cl) >= cl.Slots {
 			continue
 		}
 		if id == first {
-			out = append([]*JobClaim{cl}, out...)
+			out = append([]*control.JobClaim{cl}, out...)
 		} else {
 			out = append(out, cl)
 		}
@@ -1185,15 +994,15 @@ func (c *cluster) release(jobID string) {
 			continue
 		}
 		switch nd.State {
-		case NodeAssigned:
+		case control.NodeAssigned:
 			nd.Job = ""
 			if c.st.ShuttingDown || c.idle() > c.st.Standby.Nodes || !c.standbyShaped(nd) {
 				c.deleteNode(nd)
 				continue
 			}
-			nd.State = NodeResetting
-			c.signalNode(nd.ID, names.SignalResetNode)
-		case NodeProvisioning, NodeResetting:
+			nd.State = control.NodeResetting
+			c.signalNode(nd.ID, control.SignalResetNode)
+		case control.NodeProvisioning, control.NodeResetting:
 			nd.Job = "" // set aside for the job, no longer needed: it joins standby, or goes
 		}
 	}
@@ -1202,7 +1011,7 @@ func (c *cluster) release(jobID string) {
 	}
 }
 
-func (c *cluster) setStandby(ctx workflow.Context, s StandbySpec) (ClusterState, error) {
+func (c *cluster) setStandby(ctx workflow.Context, s control.StandbySpec) (control.ClusterState, error) {
 	tenants := c.claimTenants()
 	before := make([]int, len(tenants))
 	for i, t := range tenants {
@@ -1218,7 +1027,7 @@ func (c *cluster) setStandby(ctx workflow.Context, s StandbySpec) (ClusterState,
 		if c.idle() <= s.Nodes {
 			break
 		}
-		if nd.Job == "" && nd.State == NodeReady {
+		if nd.Job == "" && nd.State == control.NodeReady {
 			c.deleteNode(nd)
 		}
 	}
@@ -1226,7 +1035,7 @@ func (c *cluster) setStandby(ctx workflow.Context, s StandbySpec) (ClusterState,
 	return c.st, nil
 }
 
-func (c *cluster) restart(ctx workflow.Context) (ClusterState, error) {
+func (c *cluster) restart(ctx workflow.Context) (control.ClusterState, error) {
 	for _, nd := range c.sortedNodes() {
 		if nd.Job == "" {
 			c.deleteNode(nd) // deleting nodes are not idle: ensureStandby replaces them
@@ -1238,11 +1047,11 @@ func (c *cluster) restart(ctx workflow.Context) (ClusterState, error) {
 
 // shutdown deletes every node; the workflow ends once they are gone. Jobs running
 // keep their nodes until they release them.
-func (c *cluster) shutdown(ctx workflow.Context) (ClusterState, error) {
+func (c *cluster) shutdown(ctx workflow.Context) (control.ClusterState, error) {
 	c.st.ShuttingDown = true
 	c.wake.SendAsync(struct{}{})
 	for _, nd := range c.sortedNodes() {
-		if nd.State != NodeAssigned {
+		if nd.State != control.NodeAssigned {
 			c.deleteNode(nd)
 		}
 	}

@@ -15,24 +15,23 @@ import (
 	"go.temporal.io/sdk/testsuite"
 	"go.temporal.io/sdk/workflow"
 
-	"github.com/burla-temporal/burla/activities"
-	"github.com/burla-temporal/burla/names"
+	"github.com/burla-temporal/burla/control"
 	"github.com/burla-temporal/burla/workflows"
 )
 
 // fakeNode stands in for NodeWorkflow: ready after a second, reset on request, gone
 // when deleted, or lost when the test says "lose".
-func fakeNode(ctx workflow.Context, in workflows.NodeInput) error {
+func fakeNode(ctx workflow.Context, in control.NodeInput) error {
 	tell := func(event string) {
-		workflow.SignalExternalWorkflow(ctx, in.ClusterWorkflowID, "", names.SignalNodeEvent,
-			workflows.NodeEvent{NodeID: in.Spec.ID, Event: event}).Get(ctx, nil)
+		workflow.SignalExternalWorkflow(ctx, in.ClusterWorkflowID, "", control.SignalNodeEvent,
+			control.NodeEvent{NodeID: in.Spec.ID, Event: event}).Get(ctx, nil)
 	}
 	workflow.Sleep(ctx, time.Second)
 	tell("ready")
 	for {
 		var signal string
 		sel := workflow.NewSelector(ctx)
-		for _, name := range []string{names.SignalDeleteNode, names.SignalResetNode, "lose"} {
+		for _, name := range []string{control.SignalDeleteNode, control.SignalResetNode, "lose"} {
 			sel.AddReceive(workflow.GetSignalChannel(ctx, name), func(ch workflow.ReceiveChannel, _ bool) {
 				ch.Receive(ctx, nil)
 				signal = name
@@ -40,13 +39,13 @@ func fakeNode(ctx workflow.Context, in workflows.NodeInput) error {
 		}
 		sel.Select(ctx)
 		switch signal {
-		case names.SignalDeleteNode:
+		case control.SignalDeleteNode:
 			tell("deleted")
 			return nil
 		case "lose":
 			tell("lost")
 			return nil
-		case names.SignalResetNode:
+		case control.SignalResetNode:
 			workflow.Sleep(ctx, 500*time.Millisecond)
 			tell("ready")
 		}
@@ -72,7 +71,7 @@ func (j *endedJobs) end(id string) {
 	j.ids[id] = true
 }
 
-func (j *endedJobs) closed(_ context.Context, in activities.ClosedJobsInput) ([]string, error) {
+func (j *endedJobs) closed(_ context.Context, in control.ClosedJobsInput) ([]string, error) {
 	j.mu.Lock()
 	defer j.mu.Unlock()
 	var out []string
@@ -91,10 +90,10 @@ func newClusterEnv(t *testing.T) clusterEnv {
 func newClusterEnvWith(t *testing.T, node any) clusterEnv {
 	var s testsuite.WorkflowTestSuite
 	e := s.NewTestWorkflowEnvironment()
-	e.RegisterWorkflowWithOptions(workflows.Cluster, workflow.RegisterOptions{Name: names.WorkflowCluster})
-	e.RegisterWorkflowWithOptions(node, workflow.RegisterOptions{Name: names.WorkflowNode})
+	e.RegisterWorkflowWithOptions(workflows.Cluster, workflow.RegisterOptions{Name: control.WorkflowCluster})
+	e.RegisterWorkflowWithOptions(node, workflow.RegisterOptions{Name: control.WorkflowNode})
 	ended := &endedJobs{ids: map[string]bool{}}
-	e.RegisterActivityWithOptions(ended.closed, activity.RegisterOptions{Name: names.ActivityClosedJobs})
+	e.RegisterActivityWithOptions(ended.closed, activity.RegisterOptions{Name: control.ActivityClosedJobs})
 	return clusterEnv{e, t, ended}
 }
 
@@ -105,20 +104,20 @@ func (e clusterEnv) acceptJobSignals() {
 		mock.Anything, mock.Anything, mock.Anything).Return(nil)
 }
 
-func (e clusterEnv) status() workflows.ClusterState {
+func (e clusterEnv) status() control.ClusterState {
 	e.t.Helper()
-	v, err := e.QueryWorkflow(names.QueryStatus)
+	v, err := e.QueryWorkflow(control.QueryStatus)
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	var st workflows.ClusterState
+	var st control.ClusterState
 	if err := v.Get(&st); err != nil {
 		e.t.Fatal(err)
 	}
 	return st
 }
 
-func count(st workflows.ClusterState, state workflows.NodeState) int {
+func count(st control.ClusterState, state control.NodeState) int {
 	n := 0
 	for _, nd := range st.Nodes {
 		if nd.State == state {
@@ -131,14 +130,14 @@ func count(st workflows.ClusterState, state workflows.NodeState) int {
 // update sends an update; done gets its outcome once the handler returns. A
 // reserve told it is still queued (StillQueued) asks again a second later, as a
 // job's reserve does.
-func (e clusterEnv) update(name string, done func(resp activities.ReserveResponse, err error), args ...any) {
+func (e clusterEnv) update(name string, done func(resp control.ReserveResponse, err error), args ...any) {
 	if done == nil {
-		done = func(activities.ReserveResponse, error) {}
+		done = func(control.ReserveResponse, error) {}
 	}
-	if name == names.UpdateReserve {
+	if name == control.UpdateReserve {
 		final := done
-		done = func(resp activities.ReserveResponse, err error) {
-			if errType(err) == names.ErrStillQueued {
+		done = func(resp control.ReserveResponse, err error) {
+			if control.TypeOf(err) == control.ErrStillQueued {
 				e.RegisterDelayedCallback(func() { e.update(name, final, args...) }, time.Second)
 				return
 			}
@@ -147,11 +146,11 @@ func (e clusterEnv) update(name string, done func(resp activities.ReserveRespons
 	}
 	e.UpdateWorkflow(name, "", &testsuite.TestUpdateCallback{
 		OnAccept: func() {},
-		OnReject: func(err error) { done(activities.ReserveResponse{}, err) },
+		OnReject: func(err error) { done(control.ReserveResponse{}, err) },
 		OnComplete: func(v interface{}, err error) {
-			var resp activities.ReserveResponse
+			var resp control.ReserveResponse
 			switch v := v.(type) {
-			case activities.ReserveResponse:
+			case control.ReserveResponse:
 				resp = v
 			case converter.EncodedValue:
 				if v != nil && v.HasValue() {
@@ -163,27 +162,27 @@ func (e clusterEnv) update(name string, done func(resp activities.ReserveRespons
 	}, args...)
 }
 
-var standby = workflows.StandbySpec{Nodes: 2, CPUs: 2, Provider: "local"}
+var standby = control.StandbySpec{Nodes: 2, CPUs: 2, Provider: "local"}
 
 func start(e clusterEnv) {
 	e.acceptJobSignals()
-	e.ExecuteWorkflow(workflows.Cluster, workflows.ClusterInput{State: workflows.ClusterState{Name: "c", Standby: standby}})
+	e.ExecuteWorkflow(workflows.Cluster, control.ClusterInput{State: control.ClusterState{Name: "c", Standby: standby}})
 }
 
 func TestClusterKeepsStandby(t *testing.T) {
 	e := newClusterEnv(t)
 	e.RegisterDelayedCallback(func() {
 		st := e.status()
-		if len(st.Nodes) != 2 || count(st, workflows.NodeReady) != 2 {
-			t.Errorf("standby after start: %d nodes, %d ready; want 2 ready", len(st.Nodes), count(st, workflows.NodeReady))
+		if len(st.Nodes) != 2 || count(st, control.NodeReady) != 2 {
+			t.Errorf("standby after start: %d nodes, %d ready; want 2 ready", len(st.Nodes), count(st, control.NodeReady))
 		}
-		e.update(names.UpdateShutdown, nil)
+		e.update(control.UpdateShutdown, nil)
 	}, 5*time.Second)
 	start(e)
 	if err := e.GetWorkflowError(); err != nil {
 		t.Fatal(err)
 	}
-	var final workflows.ClusterState
+	var final control.ClusterState
 	if err := e.GetWorkflowResult(&final); err != nil || len(final.Nodes) != 0 {
 		t.Errorf("after shutdown: %d nodes, %v; want none", len(final.Nodes), err)
 	}
@@ -191,29 +190,29 @@ func TestClusterKeepsStandby(t *testing.T) {
 
 func TestClusterReservesAndRefillsStandby(t *testing.T) {
 	e := newClusterEnv(t)
-	var resp activities.ReserveResponse
+	var resp control.ReserveResponse
 	e.RegisterDelayedCallback(func() {
-		e.update(names.UpdateReserve, func(r activities.ReserveResponse, err error) {
+		e.update(control.UpdateReserve, func(r control.ReserveResponse, err error) {
 			if resp = r; err != nil {
 				t.Errorf("reserve: %v", err)
 			}
-		}, activities.ReserveRequest{Cluster: "c", JobID: "j-1", Slots: 3, FuncCPU: 1})
+		}, control.ReserveRequest{Cluster: "c", JobID: "j-1", Slots: 3, FuncCPU: 1})
 	}, 5*time.Second)
 	e.RegisterDelayedCallback(func() {
 		st := e.status()
 		// Both standby nodes went to the job; two replacements keep standby full.
-		if count(st, workflows.NodeAssigned) != 2 || count(st, workflows.NodeReady) != 2 {
-			t.Errorf("while the job runs: %d assigned, %d ready; want 2 and 2", count(st, workflows.NodeAssigned), count(st, workflows.NodeReady))
+		if count(st, control.NodeAssigned) != 2 || count(st, control.NodeReady) != 2 {
+			t.Errorf("while the job runs: %d assigned, %d ready; want 2 and 2", count(st, control.NodeAssigned), count(st, control.NodeReady))
 		}
-		e.SignalWorkflow(names.SignalRelease, workflows.ReleaseRequest{JobID: "j-1"})
+		e.SignalWorkflow(control.SignalRelease, control.ReleaseRequest{JobID: "j-1"})
 	}, 10*time.Second)
 	e.RegisterDelayedCallback(func() {
 		st := e.status()
 		// After the job, standby is full already: its nodes are deleted, not kept.
-		if len(st.Nodes) != 2 || count(st, workflows.NodeReady) != 2 || len(st.Jobs) != 0 {
-			t.Errorf("after release: %d nodes, %d ready, %d jobs; want 2 ready and no job", len(st.Nodes), count(st, workflows.NodeReady), len(st.Jobs))
+		if len(st.Nodes) != 2 || count(st, control.NodeReady) != 2 || len(st.Jobs) != 0 {
+			t.Errorf("after release: %d nodes, %d ready, %d jobs; want 2 ready and no job", len(st.Nodes), count(st, control.NodeReady), len(st.Jobs))
 		}
-		e.update(names.UpdateShutdown, nil)
+		e.update(control.UpdateShutdown, nil)
 	}, 20*time.Second)
 	start(e)
 	if err := e.GetWorkflowError(); err != nil {
@@ -233,28 +232,28 @@ func TestClusterGrowsForABigJob(t *testing.T) {
 	// The environment runs the signal's mock on the goroutines of the workflows
 	// that send it, at once.
 	var mu sync.Mutex
-	var added []workflows.NodesAdded
-	e.OnSignalExternalWorkflow(mock.Anything, "j-big", "", names.SignalNodesAdded, mock.Anything).Run(
+	var added []control.NodesAdded
+	e.OnSignalExternalWorkflow(mock.Anything, "j-big", "", control.SignalNodesAdded, mock.Anything).Run(
 		func(args mock.Arguments) {
 			mu.Lock()
 			defer mu.Unlock()
-			added = append(added, args.Get(4).(workflows.NodesAdded))
+			added = append(added, args.Get(4).(control.NodesAdded))
 		}).Return(nil)
 	e.RegisterDelayedCallback(func() {
-		e.update(names.UpdateReserve, func(resp activities.ReserveResponse, err error) {
+		e.update(control.UpdateReserve, func(resp control.ReserveResponse, err error) {
 			if err != nil || len(resp.Nodes) != 2 {
 				t.Errorf("reserve: %+v, %v; want the 2 ready nodes at once", resp, err)
 			}
-		}, activities.ReserveRequest{Cluster: "c", JobID: "j-big", Slots: 10, FuncCPU: 1, Grow: true})
+		}, control.ReserveRequest{Cluster: "c", JobID: "j-big", Slots: 10, FuncCPU: 1, Grow: true})
 	}, 5*time.Second)
 	e.RegisterDelayedCallback(func() {
 		st := e.status()
 		// 10 calls on 2-CPU nodes: 5 nodes for the job, and standby (2) kept full.
-		if count(st, workflows.NodeAssigned) != 5 || count(st, workflows.NodeReady) != 2 {
-			t.Errorf("after growing: %d assigned, %d ready; want 5 and 2", count(st, workflows.NodeAssigned), count(st, workflows.NodeReady))
+		if count(st, control.NodeAssigned) != 5 || count(st, control.NodeReady) != 2 {
+			t.Errorf("after growing: %d assigned, %d ready; want 5 and 2", count(st, control.NodeAssigned), count(st, control.NodeReady))
 		}
-		e.update(names.UpdateShutdown, nil)
-		e.SignalWorkflow(names.SignalRelease, workflows.ReleaseRequest{JobID: "j-big"})
+		e.update(control.UpdateShutdown, nil)
+		e.SignalWorkflow(control.SignalRelease, control.ReleaseRequest{JobID: "j-big"})
 	}, 15*time.Second)
 	start(e)
 	if err := e.GetWorkflowError(); err != nil {
@@ -270,25 +269,25 @@ func TestClusterGrowsForABigJob(t *testing.T) {
 func TestClusterReplacesALostNode(t *testing.T) {
 	e := newClusterEnv(t)
 	var mu sync.Mutex
-	var lost []workflows.NodeLost
-	e.OnSignalExternalWorkflow(mock.Anything, "j-1", "", names.SignalNodeLost, mock.Anything).Run(
+	var lost []control.NodeLost
+	e.OnSignalExternalWorkflow(mock.Anything, "j-1", "", control.SignalNodeLost, mock.Anything).Run(
 		func(args mock.Arguments) {
 			mu.Lock()
 			defer mu.Unlock()
-			lost = append(lost, args.Get(4).(workflows.NodeLost))
+			lost = append(lost, args.Get(4).(control.NodeLost))
 		}).Return(nil)
 	var victim string
 	e.RegisterDelayedCallback(func() {
-		e.update(names.UpdateReserve, func(resp activities.ReserveResponse, err error) {
+		e.update(control.UpdateReserve, func(resp control.ReserveResponse, err error) {
 			if err != nil || len(resp.Nodes) != 2 {
 				t.Errorf("reserve: %+v, %v", resp, err)
 				return
 			}
 			victim = resp.Nodes[0].NodeID
-		}, activities.ReserveRequest{Cluster: "c", JobID: "j-1", Slots: 4, FuncCPU: 1, Grow: true})
+		}, control.ReserveRequest{Cluster: "c", JobID: "j-1", Slots: 4, FuncCPU: 1, Grow: true})
 	}, 5*time.Second)
 	e.RegisterDelayedCallback(func() {
-		if err := e.SignalWorkflowByID(names.NodeWorkflowID(victim), "lose", nil); err != nil {
+		if err := e.SignalWorkflowByID(control.NodeWorkflowID(victim), "lose", nil); err != nil {
 			t.Error(err)
 		}
 	}, 6*time.Second)
@@ -299,11 +298,11 @@ func TestClusterReplacesALostNode(t *testing.T) {
 		}
 		// The job wanted 4 calls on 2 nodes; it lost one, so one more was started for
 		// it and handed over, and standby is full.
-		if count(st, workflows.NodeAssigned) != 2 || count(st, workflows.NodeReady) != 2 {
-			t.Errorf("after the loss: %d assigned, %d ready; want 2 and 2", count(st, workflows.NodeAssigned), count(st, workflows.NodeReady))
+		if count(st, control.NodeAssigned) != 2 || count(st, control.NodeReady) != 2 {
+			t.Errorf("after the loss: %d assigned, %d ready; want 2 and 2", count(st, control.NodeAssigned), count(st, control.NodeReady))
 		}
-		e.update(names.UpdateShutdown, nil)
-		e.SignalWorkflow(names.SignalRelease, workflows.ReleaseRequest{JobID: "j-1"})
+		e.update(control.UpdateShutdown, nil)
+		e.SignalWorkflow(control.SignalRelease, control.ReleaseRequest{JobID: "j-1"})
 	}, 15*time.Second)
 	start(e)
 	if err := e.GetWorkflowError(); err != nil {
@@ -320,20 +319,20 @@ func TestClusterRefusesReservationsWhileShuttingDown(t *testing.T) {
 	e := newClusterEnv(t)
 	e.RegisterDelayedCallback(func() {
 		// A job holds a node, so the cluster stays up, shutting down, until it ends.
-		e.update(names.UpdateReserve, func(resp activities.ReserveResponse, err error) {
+		e.update(control.UpdateReserve, func(resp control.ReserveResponse, err error) {
 			if err != nil {
 				t.Error(err)
 			}
-		}, activities.ReserveRequest{Cluster: "c", JobID: "j-1", Slots: 1, FuncCPU: 1})
+		}, control.ReserveRequest{Cluster: "c", JobID: "j-1", Slots: 1, FuncCPU: 1})
 	}, 5*time.Second)
-	e.RegisterDelayedCallback(func() { e.update(names.UpdateShutdown, nil) }, 6*time.Second)
+	e.RegisterDelayedCallback(func() { e.update(control.UpdateShutdown, nil) }, 6*time.Second)
 	e.RegisterDelayedCallback(func() {
-		e.update(names.UpdateReserve, func(resp activities.ReserveResponse, err error) {
+		e.update(control.UpdateReserve, func(resp control.ReserveResponse, err error) {
 			if err == nil || !strings.Contains(err.Error(), "shutting down") {
 				t.Errorf("reserve while shutting down: %+v, %v; want it refused", resp, err)
 			}
-		}, activities.ReserveRequest{Cluster: "c", JobID: "j-2", Slots: 1, FuncCPU: 1})
-		e.SignalWorkflow(names.SignalRelease, workflows.ReleaseRequest{JobID: "j-1"})
+		}, control.ReserveRequest{Cluster: "c", JobID: "j-2", Slots: 1, FuncCPU: 1})
+		e.SignalWorkflow(control.SignalRelease, control.ReleaseRequest{JobID: "j-1"})
 	}, 8*time.Second)
 	start(e)
 	if err := e.GetWorkflowError(); err != nil {
@@ -345,19 +344,19 @@ func TestClusterRefusesReservationsWhileShuttingDown(t *testing.T) {
 // nodes to be reset and then gets them; no node is started for either.
 func TestClusterWithoutGrowWaitsForFreeNodes(t *testing.T) {
 	e := newClusterEnv(t)
-	var second activities.ReserveResponse
+	var second control.ReserveResponse
 	secondDone := false
 	e.RegisterDelayedCallback(func() {
-		e.update(names.UpdateReserve, func(r activities.ReserveResponse, err error) {
+		e.update(control.UpdateReserve, func(r control.ReserveResponse, err error) {
 			if err != nil || len(r.Nodes) != 2 {
 				t.Errorf("first reserve: %+v, %v; want both nodes", r, err)
 			}
-		}, activities.ReserveRequest{Cluster: "c", JobID: "j-1", Slots: 4, FuncCPU: 1})
+		}, control.ReserveRequest{Cluster: "c", JobID: "j-1", Slots: 4, FuncCPU: 1})
 	}, 5*time.Second)
 	e.RegisterDelayedCallback(func() {
-		e.update(names.UpdateReserve, func(r activities.ReserveResponse, err error) {
+		e.update(control.UpdateReserve, func(r control.ReserveResponse, err error) {
 			second, secondDone = r, err == nil
-		}, activities.ReserveRequest{Cluster: "c", JobID: "j-2", Slots: 1, FuncCPU: 1})
+		}, control.ReserveRequest{Cluster: "c", JobID: "j-2", Slots: 1, FuncCPU: 1})
 	}, 6*time.Second)
 	e.RegisterDelayedCallback(func() {
 		if secondDone {
@@ -366,19 +365,19 @@ func TestClusterWithoutGrowWaitsForFreeNodes(t *testing.T) {
 		if st := e.status(); len(st.Nodes) != 2 {
 			t.Errorf("%d nodes; want MaxNodes (2): no replacements, no grow", len(st.Nodes))
 		}
-		e.SignalWorkflow(names.SignalRelease, workflows.ReleaseRequest{JobID: "j-1"})
+		e.SignalWorkflow(control.SignalRelease, control.ReleaseRequest{JobID: "j-1"})
 	}, 10*time.Second)
 	e.RegisterDelayedCallback(func() {
 		if !secondDone || len(second.Nodes) != 1 {
 			t.Errorf("second reserve after the first job ended: %+v (done %v); want one reset node", second, secondDone)
 		}
-		e.SignalWorkflow(names.SignalRelease, workflows.ReleaseRequest{JobID: "j-2"})
-		e.update(names.UpdateShutdown, nil)
+		e.SignalWorkflow(control.SignalRelease, control.ReleaseRequest{JobID: "j-2"})
+		e.update(control.UpdateShutdown, nil)
 	}, 15*time.Second)
 	e.acceptJobSignals()
 	bounded := standby
 	bounded.MaxNodes = 2
-	e.ExecuteWorkflow(workflows.Cluster, workflows.ClusterInput{State: workflows.ClusterState{Name: "c", Standby: bounded}})
+	e.ExecuteWorkflow(workflows.Cluster, control.ClusterInput{State: control.ClusterState{Name: "c", Standby: bounded}})
 	if err := e.GetWorkflowError(); err != nil {
 		t.Fatal(err)
 	}
@@ -392,31 +391,31 @@ func TestClusterTakesBackTheNodesOfEndedJobs(t *testing.T) {
 	var waited error
 	waitedDone := false
 	e.RegisterDelayedCallback(func() {
-		e.update(names.UpdateReserve, nil, activities.ReserveRequest{Cluster: "c", JobID: "j-held", Slots: 4, FuncCPU: 1})
-		e.update(names.UpdateReserve, func(_ activities.ReserveResponse, err error) { waited, waitedDone = err, true },
-			activities.ReserveRequest{Cluster: "c", JobID: "j-waiting", Slots: 1, FuncCPU: 1})
+		e.update(control.UpdateReserve, nil, control.ReserveRequest{Cluster: "c", JobID: "j-held", Slots: 4, FuncCPU: 1})
+		e.update(control.UpdateReserve, func(_ control.ReserveResponse, err error) { waited, waitedDone = err, true },
+			control.ReserveRequest{Cluster: "c", JobID: "j-waiting", Slots: 1, FuncCPU: 1})
 	}, 5*time.Second)
 	e.RegisterDelayedCallback(func() {
-		if st := e.status(); len(st.Jobs) != 2 || count(st, workflows.NodeAssigned) != 2 {
-			t.Errorf("before the jobs end: %d claims, %d nodes assigned; want 2 and 2", len(st.Jobs), count(st, workflows.NodeAssigned))
+		if st := e.status(); len(st.Jobs) != 2 || count(st, control.NodeAssigned) != 2 {
+			t.Errorf("before the jobs end: %d claims, %d nodes assigned; want 2 and 2", len(st.Jobs), count(st, control.NodeAssigned))
 		}
 		e.ended.end("j-held")
 		e.ended.end("j-waiting")
 	}, 10*time.Second)
 	e.RegisterDelayedCallback(func() {
 		st := e.status()
-		if len(st.Jobs) != 0 || count(st, workflows.NodeReady) != 2 {
-			t.Errorf("a minute after the jobs ended: %d claims, %d ready nodes; want none and 2", len(st.Jobs), count(st, workflows.NodeReady))
+		if len(st.Jobs) != 0 || count(st, control.NodeReady) != 2 {
+			t.Errorf("a minute after the jobs ended: %d claims, %d ready nodes; want none and 2", len(st.Jobs), count(st, control.NodeReady))
 		}
 		if !waitedDone || !strings.Contains(fmt.Sprint(waited), "ended while it waited") {
 			t.Errorf("the waiting reserve: done %v, %v; want an error saying the job ended", waitedDone, waited)
 		}
-		e.update(names.UpdateShutdown, nil)
+		e.update(control.UpdateShutdown, nil)
 	}, 70*time.Second)
 	bounded := standby
 	bounded.MaxNodes = 2
 	e.acceptJobSignals()
-	e.ExecuteWorkflow(workflows.Cluster, workflows.ClusterInput{State: workflows.ClusterState{Name: "c", Standby: bounded}})
+	e.ExecuteWorkflow(workflows.Cluster, control.ClusterInput{State: control.ClusterState{Name: "c", Standby: bounded}})
 	if err := e.GetWorkflowError(); err != nil {
 		t.Fatal(err)
 	}
@@ -431,54 +430,54 @@ func TestClusterContinuesAsNewWhenQuiet(t *testing.T) {
 	var second error
 	secondDone := false
 	e.RegisterDelayedCallback(func() {
-		e.update(names.UpdateReserve, nil, activities.ReserveRequest{Cluster: "c", JobID: "j-1", Slots: 4, FuncCPU: 1})
-		e.update(names.UpdateReserve, func(_ activities.ReserveResponse, err error) { second, secondDone = err, true },
-			activities.ReserveRequest{Cluster: "c", JobID: "j-2", Slots: 2, FuncCPU: 1})
+		e.update(control.UpdateReserve, nil, control.ReserveRequest{Cluster: "c", JobID: "j-1", Slots: 4, FuncCPU: 1})
+		e.update(control.UpdateReserve, func(_ control.ReserveResponse, err error) { second, secondDone = err, true },
+			control.ReserveRequest{Cluster: "c", JobID: "j-2", Slots: 2, FuncCPU: 1})
 	}, 3*time.Second)
 	e.RegisterDelayedCallback(func() { e.SetContinueAsNewSuggested(true) }, 4*time.Second)
-	e.RegisterDelayedCallback(func() { e.SignalWorkflow(names.SignalRelease, workflows.ReleaseRequest{JobID: "j-1"}) }, 6*time.Second)
+	e.RegisterDelayedCallback(func() { e.SignalWorkflow(control.SignalRelease, control.ReleaseRequest{JobID: "j-1"}) }, 6*time.Second)
 	e.SetDetachedChildWait(false) // the nodes outlive the run
 	bounded := standby
 	bounded.MaxNodes = 2
 	e.acceptJobSignals()
-	e.ExecuteWorkflow(workflows.Cluster, workflows.ClusterInput{State: workflows.ClusterState{Name: "c", Standby: bounded}})
+	e.ExecuteWorkflow(workflows.Cluster, control.ClusterInput{State: control.ClusterState{Name: "c", Standby: bounded}})
 	var can *workflow.ContinueAsNewError
 	if err := e.GetWorkflowError(); !errors.As(err, &can) {
 		t.Fatalf("the cluster ended with %v; want it to continue as new", err)
 	}
-	if !secondDone || errType(second) != names.ErrClusterContinuing {
+	if !secondDone || control.TypeOf(second) != control.ErrClusterContinuing {
 		t.Fatalf("the reserve that waited across the suggestion: done %v, %v; want ClusterContinuing", secondDone, second)
 	}
-	var next workflows.ClusterInput
+	var next control.ClusterInput
 	if err := converter.GetDefaultDataConverter().FromPayloads(can.Input, &next); err != nil {
 		t.Fatal(err)
 	}
 	if cl := next.State.Jobs["j-2"]; len(next.State.Jobs) != 1 || cl == nil || len(cl.Nodes) != 0 {
 		t.Errorf("the next run holds claims %v; want j-2's alone, in its place, with no node yet (j-1 was released)", next.State.Jobs)
 	}
-	if n := count(next.State, workflows.NodeResetting); n != 2 {
+	if n := count(next.State, control.NodeResetting); n != 2 {
 		t.Errorf("the next run has %d nodes resetting; want the 2 j-1 released", n)
 	}
 
 	// The next run: j-2 asks again, waits in its place, and gets a node once one
 	// is back from its reset.
 	e2 := newClusterEnv(t)
-	var again activities.ReserveResponse
+	var again control.ReserveResponse
 	var againErr error
 	e2.RegisterDelayedCallback(func() {
-		e2.update(names.UpdateReserve, func(r activities.ReserveResponse, err error) { again, againErr = r, err },
-			activities.ReserveRequest{Cluster: "c", JobID: "j-2", Slots: 2, FuncCPU: 1})
+		e2.update(control.UpdateReserve, func(r control.ReserveResponse, err error) { again, againErr = r, err },
+			control.ReserveRequest{Cluster: "c", JobID: "j-2", Slots: 2, FuncCPU: 1})
 	}, 100*time.Millisecond)
 	e2.RegisterDelayedCallback(func() {
 		for _, nd := range next.State.Nodes { // the nodes' resets end (the fake nodes of the first run are gone)
-			e2.SignalWorkflow(names.SignalNodeEvent, workflows.NodeEvent{NodeID: nd.ID, Event: "ready"})
+			e2.SignalWorkflow(control.SignalNodeEvent, control.NodeEvent{NodeID: nd.ID, Event: "ready"})
 		}
 	}, time.Second)
 	e2.RegisterDelayedCallback(func() {
-		e2.SignalWorkflow(names.SignalRelease, workflows.ReleaseRequest{JobID: "j-2"})
-		e2.update(names.UpdateShutdown, nil)
+		e2.SignalWorkflow(control.SignalRelease, control.ReleaseRequest{JobID: "j-2"})
+		e2.update(control.UpdateShutdown, nil)
 		for _, nd := range next.State.Nodes {
-			e2.SignalWorkflow(names.SignalNodeEvent, workflows.NodeEvent{NodeID: nd.ID, Event: "deleted"})
+			e2.SignalWorkflow(control.SignalNodeEvent, control.NodeEvent{NodeID: nd.ID, Event: "deleted"})
 		}
 	}, 5*time.Second)
 	e2.acceptJobSignals()

@@ -11,41 +11,40 @@ import (
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/testsuite"
 
-	"github.com/burla-temporal/burla/activities"
-	"github.com/burla-temporal/burla/names"
+	"github.com/burla-temporal/burla/control"
 	"github.com/burla-temporal/burla/workflows"
 )
 
 func TestEnvBuild(t *testing.T) {
 	for _, tc := range []struct {
 		name     string
-		inspect  func(context.Context, activities.InspectInput) (activities.EnvInfo, error)
+		inspect  func(context.Context, control.InspectInput) (control.EnvInfo, error)
 		attempts int32
 		wantErr  string
 	}{
-		{name: "inspects once", attempts: 1, inspect: func(context.Context, activities.InspectInput) (activities.EnvInfo, error) {
-			return activities.EnvInfo{Functions: []string{"double"}, GOOS: "linux", GOARCH: "amd64"}, nil
+		{name: "inspects once", attempts: 1, inspect: func(context.Context, control.InspectInput) (control.EnvInfo, error) {
+			return control.EnvInfo{Functions: []string{"double"}, GOOS: "linux", GOARCH: "amd64"}, nil
 		}},
-		{name: "bad binary is not retried", attempts: 1, wantErr: names.ErrBadBinary, inspect: func(context.Context, activities.InspectInput) (activities.EnvInfo, error) {
-			return activities.EnvInfo{}, temporal.NewNonRetryableApplicationError("not a program", names.ErrBadBinary, nil)
+		{name: "bad binary is not retried", attempts: 1, wantErr: string(control.ErrBadBinary), inspect: func(context.Context, control.InspectInput) (control.EnvInfo, error) {
+			return control.EnvInfo{}, control.ErrBadBinary.New("not a program", nil)
 		}},
-		{name: "flaky fetch is retried", attempts: 3, wantErr: "blob store down", inspect: func(context.Context, activities.InspectInput) (activities.EnvInfo, error) {
-			return activities.EnvInfo{}, temporal.NewApplicationError("blob store down", "Unavailable")
+		{name: "flaky fetch is retried", attempts: 3, wantErr: "blob store down", inspect: func(context.Context, control.InspectInput) (control.EnvInfo, error) {
+			return control.EnvInfo{}, temporal.NewApplicationError("blob store down", "Unavailable")
 		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var s testsuite.WorkflowTestSuite
 			e := s.NewTestWorkflowEnvironment()
-			e.SetStartWorkflowOptions(client.StartWorkflowOptions{ID: names.EnvBuildWorkflowID("", strings.Repeat("a", 64))})
+			e.SetStartWorkflowOptions(client.StartWorkflowOptions{ID: control.EnvBuildWorkflowID("", strings.Repeat("a", 64))})
 			var calls atomic.Int32
-			e.RegisterActivityWithOptions(func(ctx context.Context, in activities.InspectInput) (activities.EnvInfo, error) {
+			e.RegisterActivityWithOptions(func(ctx context.Context, in control.InspectInput) (control.EnvInfo, error) {
 				calls.Add(1)
 				return tc.inspect(ctx, in)
-			}, activity.RegisterOptions{Name: names.ActivityInspectBin})
-			e.ExecuteWorkflow(workflows.EnvBuild, workflows.EnvBuildInput{Binary: strings.Repeat("a", 64)})
+			}, activity.RegisterOptions{Name: control.ActivityInspectBin})
+			e.ExecuteWorkflow(workflows.EnvBuild, control.EnvBuildInput{Binary: strings.Repeat("a", 64)})
 			err := e.GetWorkflowError()
 			if tc.wantErr == "" {
-				var info activities.EnvInfo
+				var info control.EnvInfo
 				if err != nil || e.GetWorkflowResult(&info) != nil || info.Functions[0] != "double" {
 					t.Fatalf("result %+v, %v; want double registered", info, err)
 				}

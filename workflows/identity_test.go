@@ -12,9 +12,8 @@ import (
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/testsuite"
 
-	"github.com/burla-temporal/burla/activities"
+	"github.com/burla-temporal/burla/control"
 	"github.com/burla-temporal/burla/job"
-	"github.com/burla-temporal/burla/names"
 	"github.com/burla-temporal/burla/workflows"
 )
 
@@ -23,27 +22,27 @@ import (
 // other job is cleaned up or released (its queue, its environment blob, its nodes).
 func TestJobRunsOnlyAsItself(t *testing.T) {
 	var ran atomic.Bool
-	e := newEnv(t, twoNodes(), func(context.Context, activities.RunInput) (activities.RunOutput, error) {
+	e := newEnv(t, twoNodes(), func(context.Context, control.RunInput) (control.RunOutput, error) {
 		ran.Store(true)
-		return activities.RunOutput{Drained: true}, nil
+		return control.RunOutput{Drained: true}, nil
 	})
 	var reserved atomic.Bool
-	e.RegisterActivityWithOptions(func(context.Context, activities.ReserveRequest) (activities.ReserveResponse, error) {
+	e.RegisterActivityWithOptions(func(context.Context, control.ReserveRequest) (control.ReserveResponse, error) {
 		reserved.Store(true)
-		return activities.ReserveResponse{}, nil
-	}, activity.RegisterOptions{Name: names.ActivityReserveNodes, DisableAlreadyRegisteredCheck: true})
+		return control.ReserveResponse{}, nil
+	}, activity.RegisterOptions{Name: control.ActivityReserveNodes, DisableAlreadyRegisteredCheck: true})
 	var released atomic.Bool
-	e.OnSignalExternalWorkflow(mock.Anything, mock.Anything, mock.Anything, names.SignalRelease, mock.Anything).
+	e.OnSignalExternalWorkflow(mock.Anything, mock.Anything, mock.Anything, control.SignalRelease, mock.Anything).
 		Return(func(string, string, string, string, any) error { released.Store(true); return nil })
 
 	victim := job.NewID(time.Now(), "acme")
 	s := spec(3, true)
 	s.ID, s.Tenant = victim, "acme"
 	e.SetStartWorkflowOptions(client.StartWorkflowOptions{ID: job.NewID(time.Now(), "evil")})
-	e.ExecuteWorkflow(workflows.Job, workflows.JobInput{Spec: s})
+	e.ExecuteWorkflow(workflows.Job, control.JobInput{Spec: s})
 
 	err := e.GetWorkflowError()
-	if typ, msg := appTypeMessage(err); typ != names.ErrNotYours || !strings.Contains(msg, victim) {
+	if typ, msg := appTypeMessage(err); typ != control.ErrNotYours || !strings.Contains(msg, victim) {
 		t.Fatalf("workflow error %v; want NotYours naming %s", err, victim)
 	}
 	if ran.Load() || reserved.Load() {
@@ -62,30 +61,30 @@ func TestEnvBuildRunsOnlyItsOwnProgram(t *testing.T) {
 	for _, c := range []struct {
 		name string
 		id   string
-		in   workflows.EnvBuildInput
+		in   control.EnvBuildInput
 		ok   bool
 	}{
-		{"own program", names.EnvBuildWorkflowID("evil", mine), workflows.EnvBuildInput{Binary: mine, Tenant: "evil"}, true},
-		{"another tenant's program", names.EnvBuildWorkflowID("evil", mine), workflows.EnvBuildInput{Binary: mine, Tenant: "acme"}, false},
-		{"another digest", names.EnvBuildWorkflowID("evil", mine), workflows.EnvBuildInput{Binary: theirs, Tenant: "evil"}, false},
-		{"the default tenant's program", names.EnvBuildWorkflowID("evil", mine), workflows.EnvBuildInput{Binary: mine}, false},
-		{"an image the ID does not name", names.EnvBuildWorkflowID("evil", mine), workflows.EnvBuildInput{Binary: mine, Tenant: "evil", Image: "x"}, false},
-		{"own image", names.EnvBuildWorkflowID("evil", names.EnvDigest(mine, "x")), workflows.EnvBuildInput{Binary: mine, Tenant: "evil", Image: "x"}, true},
-		{"another image", names.EnvBuildWorkflowID("evil", names.EnvDigest(mine, "x")), workflows.EnvBuildInput{Binary: mine, Tenant: "evil", Image: "y"}, false},
-		{"not a build's ID", "burla-cluster-default", workflows.EnvBuildInput{Binary: mine}, false},
+		{"own program", control.EnvBuildWorkflowID("evil", mine), control.EnvBuildInput{Binary: mine, Tenant: "evil"}, true},
+		{"another tenant's program", control.EnvBuildWorkflowID("evil", mine), control.EnvBuildInput{Binary: mine, Tenant: "acme"}, false},
+		{"another digest", control.EnvBuildWorkflowID("evil", mine), control.EnvBuildInput{Binary: theirs, Tenant: "evil"}, false},
+		{"the default tenant's program", control.EnvBuildWorkflowID("evil", mine), control.EnvBuildInput{Binary: mine}, false},
+		{"an image the ID does not name", control.EnvBuildWorkflowID("evil", mine), control.EnvBuildInput{Binary: mine, Tenant: "evil", Image: "x"}, false},
+		{"own image", control.EnvBuildWorkflowID("evil", control.EnvDigest(mine, "x")), control.EnvBuildInput{Binary: mine, Tenant: "evil", Image: "x"}, true},
+		{"another image", control.EnvBuildWorkflowID("evil", control.EnvDigest(mine, "x")), control.EnvBuildInput{Binary: mine, Tenant: "evil", Image: "y"}, false},
+		{"not a build's ID", "burla-cluster-default", control.EnvBuildInput{Binary: mine}, false},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			var s testsuite.WorkflowTestSuite
 			e := s.NewTestWorkflowEnvironment()
 			e.SetStartWorkflowOptions(client.StartWorkflowOptions{ID: c.id})
 			var fetched atomic.Bool
-			e.RegisterActivityWithOptions(func(context.Context, activities.InspectInput) (activities.EnvInfo, error) {
+			e.RegisterActivityWithOptions(func(context.Context, control.InspectInput) (control.EnvInfo, error) {
 				fetched.Store(true)
-				return activities.EnvInfo{Functions: []string{"double"}}, nil
-			}, activity.RegisterOptions{Name: names.ActivityInspectBin})
-			e.RegisterActivityWithOptions(func(context.Context, activities.ImageInput) (activities.EnvInfo, error) {
-				return activities.EnvInfo{Image: "built"}, nil
-			}, activity.RegisterOptions{Name: names.ActivityBuildEnvImage})
+				return control.EnvInfo{Functions: []string{"double"}}, nil
+			}, activity.RegisterOptions{Name: control.ActivityInspectBin})
+			e.RegisterActivityWithOptions(func(context.Context, control.ImageInput) (control.EnvInfo, error) {
+				return control.EnvInfo{Image: "built"}, nil
+			}, activity.RegisterOptions{Name: control.ActivityBuildEnvImage})
 			e.ExecuteWorkflow(workflows.EnvBuild, c.in)
 			err := e.GetWorkflowError()
 			if c.ok {
@@ -94,7 +93,7 @@ func TestEnvBuildRunsOnlyItsOwnProgram(t *testing.T) {
 				}
 				return
 			}
-			if typ, _ := appTypeMessage(err); typ != names.ErrNotYours || fetched.Load() {
+			if typ, _ := appTypeMessage(err); typ != control.ErrNotYours || fetched.Load() {
 				t.Fatalf("error %v, fetched %v; want NotYours before any fetch", err, fetched.Load())
 			}
 		})

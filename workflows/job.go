@@ -3,28 +3,17 @@ package workflows
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/workflow"
 
-	"github.com/burla-temporal/burla/activities"
+	"github.com/burla-temporal/burla/control"
 	"github.com/burla-temporal/burla/job"
-	"github.com/burla-temporal/burla/names"
 )
 
-// JobInput is the JobWorkflow's argument.
-type JobInput struct {
-	Spec job.Spec
-}
-
-// JobOutput is what a JobWorkflow that succeeded reports.
-type JobOutput struct {
-	State job.State
-	Nodes int
-}
-
-var searchJobState = temporal.NewSearchAttributeKeyKeyword(names.SearchJobState)
+var searchJobState = temporal.NewSearchAttributeKeyKeyword(control.SearchJobState)
 
 // nodeHeartbeat is how long a node's activity may stay silent before Temporal
 // declares its attempt lost.
@@ -35,23 +24,23 @@ const nodeHeartbeat = 10 * time.Second
 // the job's queue drained (success), a call fails (fail fast), every node is lost,
 // the client goes away, or the workflow is cancelled. Inputs and results never pass
 // through it; it carries the spec alone.
-func Job(ctx workflow.Context, in JobInput) (JobOutput, error) {
+func Job(ctx workflow.Context, in control.JobInput) (control.JobOutput, error) {
 	spec := in.Spec
 	log := workflow.GetLogger(ctx)
 	if err := spec.CheckVersion(); err != nil {
 		// A spec from before versions never fails this: recorded histories replay.
-		return JobOutput{}, temporal.NewNonRetryableApplicationError(err.Error(), names.ErrVersionMismatch, nil)
+		return control.JobOutput{}, control.ErrVersionMismatch.New(err.Error(), nil)
 	}
 	if err := spec.Validate(); err != nil {
-		return JobOutput{}, temporal.NewNonRetryableApplicationError(err.Error(), names.ErrBadSpec, nil)
+		return control.JobOutput{}, control.ErrBadSpec.New(err.Error(), nil)
 	}
 	// A job is the job its workflow ID names, which the server checked against its
 	// caller's tenant; the spec only describes it. Jobs recorded before this check
 	// replay without it (and with the replayer's workflow ID).
 	if workflow.GetVersion(ctx, "job-identity", workflow.DefaultVersion, 1) >= 1 {
 		if self := workflow.GetInfo(ctx).WorkflowExecution.ID; spec.ID != self {
-			return JobOutput{}, temporal.NewNonRetryableApplicationError(
-				fmt.Sprintf("job %s: its spec names job %q; a job runs only under its own ID", self, spec.ID), names.ErrNotYours, nil)
+			return control.JobOutput{}, control.ErrNotYours.New(
+				fmt.Sprintf("job %s: its spec names job %q; a job runs only under its own ID", self, spec.ID), nil)
 		}
 	}
 	setState(ctx, job.StatePlacing)
@@ -63,10 +52,10 @@ func Job(ctx workflow.Context, in JobInput) (JobOutput, error) {
 		StartToCloseTimeout: 10 * time.Second,
 		RetryPolicy:         &temporal.RetryPolicy{InitialInterval: 200 * time.Millisecond, MaximumAttempts: 5},
 	})
-	var placed activities.PlaceOutput
+	var placed control.PlaceOutput
 	var err error
 	if placement == workflow.DefaultVersion {
-		err = workflow.ExecuteLocalActivity(lctx, names.ActivityPlaceNodes, activities.PlaceInput{Spec: spec}).Get(ctx, &placed)
+		err = workflow.ExecuteLocalActivity(lctx, control.ActivityPlaceNodes, control.PlaceInput{Spec: spec}).Get(ctx, &placed)
 	} else {
 		lctx = workflow.WithLocalActivityOptions(ctx, workflow.LocalActivityOptions{
 			// A job that needs nodes the cluster must first start waits here.
@@ -76,17 +65,17 @@ func Job(ctx workflow.Context, in JobInput) (JobOutput, error) {
 			// bounded in time.
 			ScheduleToCloseTimeout: 30 * time.Minute,
 			RetryPolicy: &temporal.RetryPolicy{InitialInterval: 200 * time.Millisecond, MaximumInterval: time.Second,
-				NonRetryableErrorTypes: []string{names.ErrNoNodes, names.ErrShuttingDown, names.ErrNoCompatibleNodes,
-					names.ErrAllNodesBusy, names.ErrNodesFailedToBoot, names.ErrTenantLimit}},
+				NonRetryableErrorTypes: control.NonRetryable(control.ErrNoNodes, control.ErrShuttingDown, control.ErrNoCompatibleNodes,
+					control.ErrAllNodesBusy, control.ErrNodesFailedToBoot, control.ErrTenantLimit)},
 		})
-		var resp activities.ReserveResponse
+		var resp control.ReserveResponse
 		// Version 1 of "reserve-or-signal" starts on nodes the cluster hands the
 		// job (nodes-added) while its reserve waits to ask again (StillQueued):
 		// they are the job's, and would stand idle until its next request.
 		if workflow.GetVersion(ctx, "reserve-or-signal", workflow.DefaultVersion, 1) >= 1 {
 			rctx, stopReserve := workflow.WithCancel(lctx)
-			f := workflow.ExecuteLocalActivity(rctx, names.ActivityReserveNodes, reserveRequest(spec))
-			added := workflow.GetSignalChannel(ctx, names.SignalNodesAdded)
+			f := workflow.ExecuteLocalActivity(rctx, control.ActivityReserveNodes, reserveRequest(spec))
+			added := workflow.GetSignalChannel(ctx, control.SignalNodesAdded)
 			wait := workflow.NewSelector(ctx)
 			wait.AddFuture(f, func(workflow.Future) {})
 			wait.AddReceive(added, func(workflow.ReceiveChannel, bool) {
@@ -98,12 +87,12 @@ func Job(ctx workflow.Context, in JobInput) (JobOutput, error) {
 			}
 			stopReserve()
 		} else {
-			err = workflow.ExecuteLocalActivity(lctx, names.ActivityReserveNodes, reserveRequest(spec)).Get(ctx, &resp)
+			err = workflow.ExecuteLocalActivity(lctx, control.ActivityReserveNodes, reserveRequest(spec)).Get(ctx, &resp)
 		}
 		placed.Nodes = resp.Nodes
 	}
 	if err != nil {
-		return end(ctx, spec, placement, job.StateFailed, JobOutput{}, unwrapActivity(err))
+		return end(ctx, spec, placement, job.StateFailed, control.JobOutput{}, unwrapActivity(err))
 	}
 	setState(ctx, job.StateRunning)
 
@@ -118,7 +107,7 @@ func Job(ctx workflow.Context, in JobInput) (JobOutput, error) {
 		used      = 0                 // nodes the job has run on
 		stops     = map[string]workflow.CancelFunc{}
 	)
-	runOn := func(n activities.Assignment) {
+	runOn := func(n control.Assignment) {
 		nctx := runCtx
 		if placement != workflow.DefaultVersion {
 			// Each node's activity can be stopped alone (its node is lost). Jobs of the
@@ -136,14 +125,14 @@ func Job(ctx workflow.Context, in JobInput) (JobOutput, error) {
 			RetryPolicy: &temporal.RetryPolicy{
 				InitialInterval:        time.Second,
 				MaximumAttempts:        3,
-				NonRetryableErrorTypes: []string{names.ErrUserError, names.ErrUnknownFunction, names.ErrBadBinary},
+				NonRetryableErrorTypes: control.NonRetryable(control.ErrUserError, control.ErrUnknownFunction, control.ErrBadBinary),
 			},
 		})
-		f := workflow.ExecuteActivity(actx, names.ActivityRunJobOnNode, activities.RunInput{Spec: spec, Workers: n.Workers})
+		f := workflow.ExecuteActivity(actx, control.ActivityRunJobOnNode, control.RunInput{Spec: spec, Workers: n.Workers})
 		node := n.NodeID
 		sel.AddFuture(f, func(f workflow.Future) {
 			running--
-			var out activities.RunOutput
+			var out control.RunOutput
 			err := f.Get(ctx, &out)
 			switch {
 			case outcome != "":
@@ -151,9 +140,9 @@ func Job(ctx workflow.Context, in JobInput) (JobOutput, error) {
 			case err == nil:
 				outcome = job.StateSucceeded
 			case temporal.IsCanceledError(err):
-			case isType(err, names.ErrUserError, names.ErrUnknownFunction, names.ErrBadBinary):
+			case isType(err, control.ErrUserError, control.ErrUnknownFunction, control.ErrBadBinary):
 				outcome, outErr = job.StateFailed, unwrapActivity(err)
-			case isType(err, names.ErrChunkFailed) && workflow.GetVersion(ctx, "chunk-failed", workflow.DefaultVersion, 1) >= 1:
+			case isType(err, control.ErrChunkFailed) && workflow.GetVersion(ctx, "chunk-failed", workflow.DefaultVersion, 1) >= 1:
 				// A chunk failed on the cluster's side on its last delivery: it
 				// would fail on any node. (Before version 1 "chunk-failed", the
 				// node was counted lost.)
@@ -162,8 +151,8 @@ func Job(ctx workflow.Context, in JobInput) (JobOutput, error) {
 				log.Warn("node lost its share of the job", "node", node, "error", err)
 				if nodesLeft--; nodesLeft == 0 && placement == workflow.DefaultVersion {
 					outcome = job.StateFailed
-					outErr = temporal.NewNonRetryableApplicationError(
-						fmt.Sprintf("every node working on the job was lost; the last error: %v", err), names.ErrNodesLost, nil)
+					outErr = control.ErrNodesLost.New(
+						fmt.Sprintf("every node working on the job was lost; the last error: %v", err), nil)
 				}
 			}
 		})
@@ -181,11 +170,11 @@ func Job(ctx workflow.Context, in JobInput) (JobOutput, error) {
 			TaskQueue:           watchQueue(ctx),
 			StartToCloseTimeout: 7 * 24 * time.Hour,
 			HeartbeatTimeout:    10 * time.Second,
-			RetryPolicy:         &temporal.RetryPolicy{InitialInterval: time.Second, NonRetryableErrorTypes: []string{names.ErrClientGone}},
+			RetryPolicy:         &temporal.RetryPolicy{InitialInterval: time.Second, NonRetryableErrorTypes: control.NonRetryable(control.ErrClientGone)},
 		})
-		f := workflow.ExecuteActivity(wctx, names.ActivityWatchClient, activities.WatchInput{JobID: spec.ID, Timeout: spec.ClientTimeout, UntilSealed: uploadWatch})
+		f := workflow.ExecuteActivity(wctx, control.ActivityWatchClient, control.WatchInput{JobID: spec.ID, Timeout: spec.ClientTimeout, UntilSealed: uploadWatch})
 		sel.AddFuture(f, func(f workflow.Future) {
-			if err := f.Get(ctx, nil); outcome == "" && isType(err, names.ErrClientGone) {
+			if err := f.Get(ctx, nil); outcome == "" && isType(err, control.ErrClientGone) {
 				outcome, outErr = job.StateCancelled, unwrapActivity(err)
 			}
 		})
@@ -195,8 +184,8 @@ func Job(ctx workflow.Context, in JobInput) (JobOutput, error) {
 	if placement != workflow.DefaultVersion {
 		// The cluster hands the job nodes as they become ready (a grow or a
 		// replacement) and says when one of them is lost.
-		sel.AddReceive(workflow.GetSignalChannel(ctx, names.SignalNodesAdded), func(ch workflow.ReceiveChannel, _ bool) {
-			var added NodesAdded
+		sel.AddReceive(workflow.GetSignalChannel(ctx, control.SignalNodesAdded), func(ch workflow.ReceiveChannel, _ bool) {
+			var added control.NodesAdded
 			ch.Receive(ctx, &added)
 			for _, n := range added.Nodes {
 				if _, dup := stops[n.NodeID]; !dup && outcome == "" {
@@ -205,8 +194,8 @@ func Job(ctx workflow.Context, in JobInput) (JobOutput, error) {
 				}
 			}
 		})
-		sel.AddReceive(workflow.GetSignalChannel(ctx, names.SignalNodeLost), func(ch workflow.ReceiveChannel, _ bool) {
-			var lost NodeLost
+		sel.AddReceive(workflow.GetSignalChannel(ctx, control.SignalNodeLost), func(ch workflow.ReceiveChannel, _ bool) {
+			var lost control.NodeLost
 			ch.Receive(ctx, &lost)
 			if stop, ok := stops[lost.NodeID]; ok {
 				log.Warn("cluster lost a node of the job", "node", lost.NodeID)
@@ -225,8 +214,8 @@ func Job(ctx workflow.Context, in JobInput) (JobOutput, error) {
 			ok, err := workflow.AwaitWithTimeout(ctx, nodeStarvation-workflow.Now(ctx).Sub(starvedSince), func() bool { return sel.HasPending() })
 			if err == nil && !ok {
 				outcome = job.StateFailed
-				outErr = temporal.NewNonRetryableApplicationError(
-					fmt.Sprintf("every node working on the job was lost and none replaced them within %v", nodeStarvation), names.ErrNodesLost, nil)
+				outErr = control.ErrNodesLost.New(
+					fmt.Sprintf("every node working on the job was lost and none replaced them within %v", nodeStarvation), nil)
 				break
 			}
 		} else {
@@ -238,41 +227,41 @@ func Job(ctx workflow.Context, in JobInput) (JobOutput, error) {
 	if cancelled {
 		outcome, outErr = job.StateCancelled, ctx.Err()
 	}
-	return end(ctx, spec, placement, outcome, JobOutput{State: outcome, Nodes: used}, outErr)
+	return end(ctx, spec, placement, outcome, control.JobOutput{State: outcome, Nodes: used}, outErr)
 }
 
 // nodeStarvation is how long a job on a cluster waits without any node before it fails.
 const nodeStarvation = 5 * time.Minute
 
-func reserveRequest(spec job.Spec) activities.ReserveRequest {
+func reserveRequest(spec job.Spec) control.ReserveRequest {
 	slots := spec.Inputs
 	if spec.MaxParallelism > 0 {
 		slots = min(slots, spec.MaxParallelism)
 	}
 	cluster := spec.Cluster
 	if cluster == "" {
-		cluster = names.DefaultCluster
+		cluster = control.DefaultCluster
 	}
-	return activities.ReserveRequest{Cluster: cluster, JobID: spec.ID, Slots: max(slots, 1), FuncCPU: spec.FuncCPU, FuncRAMMB: spec.FuncRAMMB, Grow: spec.Grow,
+	return control.ReserveRequest{Cluster: cluster, JobID: spec.ID, Slots: max(slots, 1), FuncCPU: spec.FuncCPU, FuncRAMMB: spec.FuncRAMMB, Grow: spec.Grow,
 		GPU: spec.GPU, Region: spec.Region, DiskGB: spec.DiskGB}
 }
 
 // end cleans up after a job, records its final state and returns its outcome. It
 // runs on a disconnected context so that a cancelled job is cleaned up too.
-func end(ctx workflow.Context, spec job.Spec, placement workflow.Version, state job.State, out JobOutput, err error) (JobOutput, error) {
+func end(ctx workflow.Context, spec job.Spec, placement workflow.Version, state job.State, out control.JobOutput, err error) (control.JobOutput, error) {
 	dctx, _ := workflow.NewDisconnectedContext(ctx)
 	var released workflow.Future
 	if placement != workflow.DefaultVersion {
 		// The cluster resets the job's nodes and returns them to standby.
 		req := reserveRequest(spec)
-		released = workflow.SignalExternalWorkflow(dctx, names.ClusterWorkflowID(req.Cluster), "", names.SignalRelease, ReleaseRequest{JobID: spec.ID})
+		released = workflow.SignalExternalWorkflow(dctx, control.ClusterWorkflowID(req.Cluster), "", control.SignalRelease, control.ReleaseRequest{JobID: spec.ID})
 	}
 	dctx = workflow.WithActivityOptions(dctx, workflow.ActivityOptions{
-		TaskQueue:           names.TaskQueueControl,
+		TaskQueue:           control.TaskQueueControl,
 		StartToCloseTimeout: 30 * time.Second,
 		RetryPolicy:         &temporal.RetryPolicy{InitialInterval: time.Second, MaximumAttempts: 5},
 	})
-	if ferr := workflow.ExecuteActivity(dctx, names.ActivityFinishJob, activities.FinishInput{JobID: spec.ID, State: state, Binary: spec.Binary}).Get(dctx, nil); ferr != nil {
+	if ferr := workflow.ExecuteActivity(dctx, control.ActivityFinishJob, control.FinishInput{JobID: spec.ID, State: state, Binary: spec.Binary}).Get(dctx, nil); ferr != nil {
 		workflow.GetLogger(ctx).Warn("could not clean up job", "job", spec.ID, "error", ferr)
 	}
 	setState(dctx, state)
@@ -291,9 +280,9 @@ func end(ctx workflow.Context, spec job.Spec, placement workflow.Version, state 
 // and attached job never take the control queue's activity slots.
 func watchQueue(ctx workflow.Context) string {
 	if workflow.GetVersion(ctx, "watch-queue", workflow.DefaultVersion, 1) >= 1 {
-		return names.TaskQueueWatch
+		return control.TaskQueueWatch
 	}
-	return names.TaskQueueControl
+	return control.TaskQueueControl
 }
 
 func setState(ctx workflow.Context, s job.State) {
@@ -303,17 +292,9 @@ func setState(ctx workflow.Context, s job.State) {
 }
 
 // isType reports whether err is, or wraps, an application error of one of the types.
-func isType(err error, types ...string) bool {
-	var app *temporal.ApplicationError
-	if !errors.As(err, &app) {
-		return false
-	}
-	for _, t := range types {
-		if app.Type() == t {
-			return true
-		}
-	}
-	return false
+func isType(err error, types ...control.ErrorType) bool {
+	t := control.TypeOf(err)
+	return t != "" && slices.Contains(types, t)
 }
 
 // unwrapActivity returns the application error inside an activity error, so that the

@@ -17,8 +17,8 @@ import (
 	"go.temporal.io/sdk/testsuite"
 
 	"github.com/burla-temporal/burla/activities"
+	"github.com/burla-temporal/burla/control"
 	"github.com/burla-temporal/burla/job"
-	"github.com/burla-temporal/burla/names"
 	"github.com/burla-temporal/burla/store"
 	"github.com/burla-temporal/burla/workers"
 	"github.com/burla-temporal/burla/workflows"
@@ -69,8 +69,8 @@ func (f *fakeStore) LastHeartbeat(context.Context, string) (time.Time, error) {
 
 func twoNodes() []store.Node {
 	return []store.Node{
-		{ID: "a", CPUs: 2, TaskQueue: names.NodeTaskQueue("a"), Warm: 2},
-		{ID: "b", CPUs: 2, TaskQueue: names.NodeTaskQueue("b"), Warm: 2},
+		{ID: "a", CPUs: 2, TaskQueue: control.NodeTaskQueue("a"), Warm: 2},
+		{ID: "b", CPUs: 2, TaskQueue: control.NodeTaskQueue("b"), Warm: 2},
 	}
 }
 
@@ -86,49 +86,41 @@ type env struct {
 
 // newEnv registers the real control activities over a fake store and runNode as
 // every node's RunJobOnNode.
-func newEnv(t *testing.T, nodes []store.Node, runNode func(context.Context, activities.RunInput) (activities.RunOutput, error)) env {
+func newEnv(t *testing.T, nodes []store.Node, runNode func(context.Context, control.RunInput) (control.RunOutput, error)) env {
 	var s testsuite.WorkflowTestSuite
 	e := s.NewTestWorkflowEnvironment()
 	// A job runs under its own ID: the one spec() gives.
 	e.SetStartWorkflowOptions(client.StartWorkflowOptions{ID: spec(0, false).ID})
 	st := &fakeStore{nodes: nodes}
 	workers.RegisterControl(e, &activities.Control{Nodes: st, Queue: st, Jobs: st}, &activities.Nodes{}, &activities.Env{})
-	e.RegisterActivityWithOptions(runNode, activity.RegisterOptions{Name: names.ActivityRunJobOnNode})
+	e.RegisterActivityWithOptions(runNode, activity.RegisterOptions{Name: control.ActivityRunJobOnNode})
 	// The cluster's answer to a reserve, without a ClusterWorkflow: the same placement
 	// over the same nodes.
-	e.RegisterActivityWithOptions(func(ctx context.Context, r activities.ReserveRequest) (activities.ReserveResponse, error) {
+	e.RegisterActivityWithOptions(func(ctx context.Context, r control.ReserveRequest) (control.ReserveResponse, error) {
 		out, err := activities.Place(job.Spec{ID: r.JobID, Inputs: r.Slots, FuncCPU: r.FuncCPU, FuncRAMMB: r.FuncRAMMB}, st.nodes)
-		return activities.ReserveResponse{Nodes: out.Nodes}, err
-	}, activity.RegisterOptions{Name: names.ActivityReserveNodes, DisableAlreadyRegisteredCheck: true})
-	e.OnSignalExternalWorkflow(mock.Anything, names.ClusterWorkflowID(names.DefaultCluster), "", names.SignalRelease, mock.Anything).Return(nil)
+		return control.ReserveResponse{Nodes: out.Nodes}, err
+	}, activity.RegisterOptions{Name: control.ActivityReserveNodes, DisableAlreadyRegisteredCheck: true})
+	e.OnSignalExternalWorkflow(mock.Anything, control.ClusterWorkflowID(control.DefaultCluster), "", control.SignalRelease, mock.Anything).Return(nil)
 	return env{e, st}
-}
-
-func appType(err error) string {
-	var app *temporal.ApplicationError
-	if errors.As(err, &app) {
-		return app.Type()
-	}
-	return ""
 }
 
 func TestJobSucceedsWhenANodeDrainsTheQueue(t *testing.T) {
 	var workers atomic.Int32
 	var bothRunning sync.WaitGroup
 	bothRunning.Add(2)
-	e := newEnv(t, twoNodes(), func(ctx context.Context, in activities.RunInput) (activities.RunOutput, error) {
+	e := newEnv(t, twoNodes(), func(ctx context.Context, in control.RunInput) (control.RunOutput, error) {
 		workers.Add(int32(in.Workers))
 		// Both nodes start before either finds the queue drained, as on a real
 		// cluster where every node works until the last chunk is done.
 		bothRunning.Done()
 		bothRunning.Wait()
-		return activities.RunOutput{Drained: true}, nil
+		return control.RunOutput{Drained: true}, nil
 	})
-	e.ExecuteWorkflow(workflows.Job, workflows.JobInput{Spec: spec(3, true)})
+	e.ExecuteWorkflow(workflows.Job, control.JobInput{Spec: spec(3, true)})
 	if !e.IsWorkflowCompleted() {
 		t.Fatal("workflow did not complete")
 	}
-	var out workflows.JobOutput
+	var out control.JobOutput
 	if err := e.GetWorkflowResult(&out); err != nil {
 		t.Fatalf("workflow failed: %v", err)
 	}
@@ -144,12 +136,12 @@ func TestJobSucceedsWhenANodeDrainsTheQueue(t *testing.T) {
 }
 
 func TestJobFailsFastOnUserError(t *testing.T) {
-	e := newEnv(t, twoNodes(), func(ctx context.Context, in activities.RunInput) (activities.RunOutput, error) {
-		return activities.RunOutput{}, activities.UserError("input 7 failed (panic): boom", 7)
+	e := newEnv(t, twoNodes(), func(ctx context.Context, in control.RunInput) (control.RunOutput, error) {
+		return control.RunOutput{}, activities.UserError("input 7 failed (panic): boom", 7)
 	})
-	e.ExecuteWorkflow(workflows.Job, workflows.JobInput{Spec: spec(10, true)})
+	e.ExecuteWorkflow(workflows.Job, control.JobInput{Spec: spec(10, true)})
 	err := e.GetWorkflowError()
-	if appType(err) != names.ErrUserError || !strings.Contains(err.Error(), "input 7") {
+	if control.TypeOf(err) != control.ErrUserError || !strings.Contains(err.Error(), "input 7") {
 		t.Fatalf("workflow error %v; want a UserError naming input 7", err)
 	}
 	if e.st.deleted.Load() != 1 {
@@ -160,14 +152,13 @@ func TestJobFailsFastOnUserError(t *testing.T) {
 // A chunk that failed on the cluster's side on its last delivery fails the job
 // at once, naming the input: on another node it would fail again.
 func TestJobFailsOnAChunkThatKeepsFailing(t *testing.T) {
-	e := newEnv(t, twoNodes(), func(ctx context.Context, in activities.RunInput) (activities.RunOutput, error) {
-		return activities.RunOutput{}, temporal.NewNonRetryableApplicationError(
-			"input 12: its chunk (4 inputs) failed on the cluster's side on each of its 5 deliveries; the last time: store full",
-			names.ErrChunkFailed, nil, int64(12))
+	e := newEnv(t, twoNodes(), func(ctx context.Context, in control.RunInput) (control.RunOutput, error) {
+		return control.RunOutput{}, control.ErrChunkFailed.New(
+			"input 12: its chunk (4 inputs) failed on the cluster's side on each of its 5 deliveries; the last time: store full", nil, int64(12))
 	})
-	e.ExecuteWorkflow(workflows.Job, workflows.JobInput{Spec: spec(16, true)})
+	e.ExecuteWorkflow(workflows.Job, control.JobInput{Spec: spec(16, true)})
 	err := e.GetWorkflowError()
-	if appType(err) != names.ErrChunkFailed || !strings.Contains(err.Error(), "input 12") || !strings.Contains(err.Error(), "store full") {
+	if control.TypeOf(err) != control.ErrChunkFailed || !strings.Contains(err.Error(), "input 12") || !strings.Contains(err.Error(), "store full") {
 		t.Fatalf("workflow error %v; want a ChunkFailed naming input 12 and the reason", err)
 	}
 	if e.st.deleted.Load() != 1 {
@@ -177,12 +168,12 @@ func TestJobFailsOnAChunkThatKeepsFailing(t *testing.T) {
 
 func TestJobFailsWhenEveryNodeIsLost(t *testing.T) {
 	var attempts atomic.Int32
-	e := newEnv(t, twoNodes(), func(ctx context.Context, in activities.RunInput) (activities.RunOutput, error) {
+	e := newEnv(t, twoNodes(), func(ctx context.Context, in control.RunInput) (control.RunOutput, error) {
 		attempts.Add(1)
-		return activities.RunOutput{}, errors.New("agent gone")
+		return control.RunOutput{}, errors.New("agent gone")
 	})
-	e.ExecuteWorkflow(workflows.Job, workflows.JobInput{Spec: spec(10, true)})
-	if err := e.GetWorkflowError(); appType(err) != names.ErrNodesLost {
+	e.ExecuteWorkflow(workflows.Job, control.JobInput{Spec: spec(10, true)})
+	if err := e.GetWorkflowError(); control.TypeOf(err) != control.ErrNodesLost {
 		t.Fatalf("workflow error %v; want NodesLost", err)
 	}
 	if got := attempts.Load(); got != 6 {
@@ -191,48 +182,48 @@ func TestJobFailsWhenEveryNodeIsLost(t *testing.T) {
 }
 
 func TestJobGoesOnWhenOneNodeIsLost(t *testing.T) {
-	e := newEnv(t, twoNodes(), func(ctx context.Context, in activities.RunInput) (activities.RunOutput, error) {
-		if activity.GetInfo(ctx).TaskQueue == names.NodeTaskQueue("a") {
-			return activities.RunOutput{}, errors.New("agent gone")
+	e := newEnv(t, twoNodes(), func(ctx context.Context, in control.RunInput) (control.RunOutput, error) {
+		if activity.GetInfo(ctx).TaskQueue == control.NodeTaskQueue("a") {
+			return control.RunOutput{}, errors.New("agent gone")
 		}
 		// Node b finishes after a's retries are spent.
 		time.Sleep(50 * time.Millisecond)
-		return activities.RunOutput{Drained: true}, nil
+		return control.RunOutput{Drained: true}, nil
 	})
-	e.ExecuteWorkflow(workflows.Job, workflows.JobInput{Spec: spec(10, true)})
+	e.ExecuteWorkflow(workflows.Job, control.JobInput{Spec: spec(10, true)})
 	if err := e.GetWorkflowError(); err != nil {
 		t.Fatalf("workflow failed: %v; want success from the node that lived", err)
 	}
 }
 
 func TestJobWithNoNodes(t *testing.T) {
-	e := newEnv(t, nil, func(ctx context.Context, in activities.RunInput) (activities.RunOutput, error) {
+	e := newEnv(t, nil, func(ctx context.Context, in control.RunInput) (control.RunOutput, error) {
 		t.Error("a node ran although there are none")
-		return activities.RunOutput{}, nil
+		return control.RunOutput{}, nil
 	})
-	e.ExecuteWorkflow(workflows.Job, workflows.JobInput{Spec: spec(3, true)})
+	e.ExecuteWorkflow(workflows.Job, control.JobInput{Spec: spec(3, true)})
 	err := e.GetWorkflowError()
-	if appType(err) != names.ErrNoNodes || !strings.Contains(err.Error(), "burla dev") {
+	if control.TypeOf(err) != control.ErrNoNodes || !strings.Contains(err.Error(), "burla dev") {
 		t.Fatalf("workflow error %v; want NoNodes saying how to start nodes", err)
 	}
 }
 
 func TestJobTooBigForEveryNode(t *testing.T) {
-	e := newEnv(t, twoNodes(), func(ctx context.Context, in activities.RunInput) (activities.RunOutput, error) {
-		return activities.RunOutput{}, nil
+	e := newEnv(t, twoNodes(), func(ctx context.Context, in control.RunInput) (control.RunOutput, error) {
+		return control.RunOutput{}, nil
 	})
 	s := spec(3, true)
 	s.FuncCPU = 4
-	e.ExecuteWorkflow(workflows.Job, workflows.JobInput{Spec: s})
-	if err := e.GetWorkflowError(); appType(err) != names.ErrNoNodes || !strings.Contains(err.Error(), "func_cpu=4") {
+	e.ExecuteWorkflow(workflows.Job, control.JobInput{Spec: s})
+	if err := e.GetWorkflowError(); control.TypeOf(err) != control.ErrNoNodes || !strings.Contains(err.Error(), "func_cpu=4") {
 		t.Fatalf("workflow error %v; want NoNodes naming func_cpu=4", err)
 	}
 }
 
 func TestJobCancelledWhenClientStopsHeartbeating(t *testing.T) {
-	e := newEnv(t, twoNodes(), func(ctx context.Context, in activities.RunInput) (activities.RunOutput, error) {
+	e := newEnv(t, twoNodes(), func(ctx context.Context, in control.RunInput) (control.RunOutput, error) {
 		<-ctx.Done() // a long job
-		return activities.RunOutput{}, ctx.Err()
+		return control.RunOutput{}, ctx.Err()
 	})
 	// The client never beats while the job runs: its silence counts from the
 	// watch's start (the control plane's clock alone judges it).
@@ -240,8 +231,8 @@ func TestJobCancelledWhenClientStopsHeartbeating(t *testing.T) {
 	s := spec(3, false)
 	s.ClientTimeout = time.Second
 	e.SetTestTimeout(time.Minute)
-	e.ExecuteWorkflow(workflows.Job, workflows.JobInput{Spec: s})
-	if err := e.GetWorkflowError(); appType(err) != names.ErrClientGone {
+	e.ExecuteWorkflow(workflows.Job, control.JobInput{Spec: s})
+	if err := e.GetWorkflowError(); control.TypeOf(err) != control.ErrClientGone {
 		t.Fatalf("workflow error %v; want ClientGone", err)
 	}
 	if e.st.deleted.Load() != 1 {
@@ -254,12 +245,12 @@ func TestJobCancelledWhenClientStopsHeartbeating(t *testing.T) {
 // uploaded runs on without its client. Both end cleaned up.
 func TestDetachedJobNeedsItsClientUntilUploaded(t *testing.T) {
 	for _, sealed := range []bool{false, true} {
-		e := newEnv(t, twoNodes(), func(ctx context.Context, in activities.RunInput) (activities.RunOutput, error) {
+		e := newEnv(t, twoNodes(), func(ctx context.Context, in control.RunInput) (control.RunOutput, error) {
 			select {
 			case <-ctx.Done():
-				return activities.RunOutput{}, ctx.Err()
+				return control.RunOutput{}, ctx.Err()
 			case <-time.After(5 * time.Second): // a silent client is gone after about 3s
-				return activities.RunOutput{Drained: true}, nil
+				return control.RunOutput{Drained: true}, nil
 			}
 		})
 		e.st.lastBeat = time.Now().Add(-time.Hour)
@@ -268,10 +259,10 @@ func TestDetachedJobNeedsItsClientUntilUploaded(t *testing.T) {
 		s.UploadWatched = true
 		s.ClientTimeout = time.Second // silent from the watch's start: gone after 2 looks
 		e.SetTestTimeout(time.Minute)
-		e.ExecuteWorkflow(workflows.Job, workflows.JobInput{Spec: s})
+		e.ExecuteWorkflow(workflows.Job, control.JobInput{Spec: s})
 		err := e.GetWorkflowError()
 		switch {
-		case !sealed && appType(err) != names.ErrClientGone:
+		case !sealed && control.TypeOf(err) != control.ErrClientGone:
 			t.Errorf("client gone mid-upload: workflow error %v; want ClientGone", err)
 		case sealed && err != nil:
 			t.Errorf("client gone after the upload: workflow error %v; want success", err)
@@ -285,32 +276,32 @@ func TestDetachedJobNeedsItsClientUntilUploaded(t *testing.T) {
 // A client that read every result and went away before the job's workflow saw the
 // queue drained does not fail the job: the nodes end it.
 func TestDrainedJobOutlivesItsClient(t *testing.T) {
-	e := newEnv(t, twoNodes(), func(ctx context.Context, in activities.RunInput) (activities.RunOutput, error) {
+	e := newEnv(t, twoNodes(), func(ctx context.Context, in control.RunInput) (control.RunOutput, error) {
 		// The nodes are slow to see the queue drained (a store restarting, say),
 		// past the client watch's first look at a long-silent client (after 1s).
 		time.Sleep(1500 * time.Millisecond)
-		return activities.RunOutput{Drained: true}, nil
+		return control.RunOutput{Drained: true}, nil
 	})
 	e.st.drained.Store(true)
 	e.st.lastBeat = time.Now().Add(-time.Hour)
 	e.SetTestTimeout(time.Minute)
-	e.ExecuteWorkflow(workflows.Job, workflows.JobInput{Spec: spec(3, false)})
-	var out workflows.JobOutput
+	e.ExecuteWorkflow(workflows.Job, control.JobInput{Spec: spec(3, false)})
+	var out control.JobOutput
 	if err := e.GetWorkflowResult(&out); err != nil || out.State != job.StateSucceeded {
 		t.Fatalf("workflow ended %+v, %v; want Succeeded", out, err)
 	}
 }
 
 func TestJobCancelled(t *testing.T) {
-	e := newEnv(t, twoNodes(), func(ctx context.Context, in activities.RunInput) (activities.RunOutput, error) {
+	e := newEnv(t, twoNodes(), func(ctx context.Context, in control.RunInput) (control.RunOutput, error) {
 		for ctx.Err() == nil {
 			activity.RecordHeartbeat(ctx)
 			time.Sleep(10 * time.Millisecond)
 		}
-		return activities.RunOutput{}, ctx.Err()
+		return control.RunOutput{}, ctx.Err()
 	})
 	e.RegisterDelayedCallback(e.CancelWorkflow, time.Second)
-	e.ExecuteWorkflow(workflows.Job, workflows.JobInput{Spec: spec(3, true)})
+	e.ExecuteWorkflow(workflows.Job, control.JobInput{Spec: spec(3, true)})
 	if err := e.GetWorkflowError(); !temporal.IsCanceledError(err) {
 		t.Fatalf("workflow error %v; want cancelled", err)
 	}
@@ -355,18 +346,18 @@ func TestPlaceSpreadsAndRespectsLimits(t *testing.T) {
 // ask again start the job at once; the reserve is stopped.
 func TestJobStartsOnNodesAddedWhileItsReserveWaits(t *testing.T) {
 	var ran []string
-	e := newEnv(t, nil, func(ctx context.Context, in activities.RunInput) (activities.RunOutput, error) {
+	e := newEnv(t, nil, func(ctx context.Context, in control.RunInput) (control.RunOutput, error) {
 		ran = append(ran, activity.GetInfo(ctx).TaskQueue)
-		return activities.RunOutput{}, nil
+		return control.RunOutput{}, nil
 	})
-	e.RegisterActivityWithOptions(func(ctx context.Context, r activities.ReserveRequest) (activities.ReserveResponse, error) {
+	e.RegisterActivityWithOptions(func(ctx context.Context, r control.ReserveRequest) (control.ReserveResponse, error) {
 		time.Sleep(50 * time.Millisecond) // still queued, every time it asks
-		return activities.ReserveResponse{}, temporal.NewApplicationError("still queued", names.ErrStillQueued)
-	}, activity.RegisterOptions{Name: names.ActivityReserveNodes, DisableAlreadyRegisteredCheck: true})
+		return control.ReserveResponse{}, control.ErrStillQueued.Retryable("still queued")
+	}, activity.RegisterOptions{Name: control.ActivityReserveNodes, DisableAlreadyRegisteredCheck: true})
 	e.RegisterDelayedCallback(func() {
-		e.SignalWorkflow(names.SignalNodesAdded, workflows.NodesAdded{Nodes: []activities.Assignment{{NodeID: "a", TaskQueue: "node-a", Workers: 2}}})
+		e.SignalWorkflow(control.SignalNodesAdded, control.NodesAdded{Nodes: []control.Assignment{{NodeID: "a", TaskQueue: "node-a", Workers: 2}}})
 	}, 3*time.Second)
-	e.ExecuteWorkflow(workflows.Job, workflows.JobInput{Spec: spec(4, true)})
+	e.ExecuteWorkflow(workflows.Job, control.JobInput{Spec: spec(4, true)})
 	if err := e.GetWorkflowError(); err != nil {
 		t.Fatalf("workflow error %v; want the job to run on the node it was handed", err)
 	}

@@ -6,39 +6,26 @@ import (
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/workflow"
 
-	"github.com/burla-temporal/burla/activities"
-	"github.com/burla-temporal/burla/names"
-	"github.com/burla-temporal/burla/provider"
+	"github.com/burla-temporal/burla/control"
 )
-
-// NodeInput starts or continues a NodeWorkflow.
-type NodeInput struct {
-	Spec              provider.NodeSpec
-	Provider          string
-	ClusterWorkflowID string
-	// RegisterTimeout is how long the node's agent has to register; zero means 2 minutes.
-	RegisterTimeout time.Duration
-	// Registered is set when continuing as new after the agent registered.
-	Registered bool
-}
 
 // Node owns one node: it creates it with its provider, waits for its agent to
 // register, watches its liveness, resets it between jobs, and deletes it. It tells
-// its cluster each change with a NodeEvent signal.
-func Node(ctx workflow.Context, in NodeInput) error {
+// its cluster each change with a control.NodeEvent signal.
+func Node(ctx workflow.Context, in control.NodeInput) error {
 	log := workflow.GetLogger(ctx)
 	actx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
-		TaskQueue:           names.TaskQueueControl,
+		TaskQueue:           control.TaskQueueControl,
 		StartToCloseTimeout: 5 * time.Minute,
 		RetryPolicy:         &temporal.RetryPolicy{InitialInterval: time.Second, MaximumAttempts: 5},
 	})
 	tell := func(event, reason string) workflow.Future {
-		return workflow.SignalExternalWorkflow(ctx, in.ClusterWorkflowID, "", names.SignalNodeEvent,
-			NodeEvent{NodeID: in.Spec.ID, Event: event, Reason: reason})
+		return workflow.SignalExternalWorkflow(ctx, in.ClusterWorkflowID, "", control.SignalNodeEvent,
+			control.NodeEvent{NodeID: in.Spec.ID, Event: event, Reason: reason})
 	}
 	remove := func(event, reason string) error {
 		dctx, _ := workflow.NewDisconnectedContext(actx)
-		err := workflow.ExecuteActivity(dctx, names.ActivityDeleteNode, activities.DeleteNodeInput{Provider: in.Provider, ID: in.Spec.ID, Spec: in.Spec}).Get(dctx, nil)
+		err := workflow.ExecuteActivity(dctx, control.ActivityDeleteNode, control.DeleteNodeInput{Provider: in.Provider, ID: in.Spec.ID, Spec: in.Spec}).Get(dctx, nil)
 		if err != nil {
 			log.Warn("could not delete node", "node", in.Spec.ID, "error", err)
 		}
@@ -49,13 +36,13 @@ func Node(ctx workflow.Context, in NodeInput) error {
 		}
 		return nil
 	}
-	deletes := workflow.GetSignalChannel(ctx, names.SignalDeleteNode)
-	resets := workflow.GetSignalChannel(ctx, names.SignalResetNode)
-	registered := workflow.GetSignalChannel(ctx, names.SignalRegistered)
+	deletes := workflow.GetSignalChannel(ctx, control.SignalDeleteNode)
+	resets := workflow.GetSignalChannel(ctx, control.SignalResetNode)
+	registered := workflow.GetSignalChannel(ctx, control.SignalRegistered)
 	var told workflow.Future // the last event told to the cluster
 
 	if !in.Registered {
-		if err := workflow.ExecuteActivity(actx, names.ActivityCreateNode, activities.CreateNodeInput{Provider: in.Provider, Spec: in.Spec}).Get(ctx, nil); err != nil {
+		if err := workflow.ExecuteActivity(actx, control.ActivityCreateNode, control.CreateNodeInput{Provider: in.Provider, Spec: in.Spec}).Get(ctx, nil); err != nil {
 			return remove("failed", "create: "+err.Error())
 		}
 		timeout := in.RegisterTimeout
@@ -88,7 +75,7 @@ func Node(ctx workflow.Context, in NodeInput) error {
 		StartToCloseTimeout: 365 * 24 * time.Hour,
 		HeartbeatTimeout:    30 * time.Second,
 		RetryPolicy:         &temporal.RetryPolicy{InitialInterval: time.Second},
-	}), names.ActivityWatchNode, activities.WatchNodeInput{ID: in.Spec.ID})
+	}), control.ActivityWatchNode, control.WatchNodeInput{ID: in.Spec.ID})
 	var reset workflow.Future // the reset in progress, if any
 	for {
 		outcome := ""
@@ -112,7 +99,7 @@ func Node(ctx workflow.Context, in NodeInput) error {
 			// Version 1 of "node-fault" says what the agent reported, if it
 			// asked to be replaced.
 			if workflow.GetVersion(ctx, "node-fault", workflow.DefaultVersion, 1) >= 1 {
-				var res activities.WatchNodeResult
+				var res control.WatchNodeResult
 				if err := watch.Get(ctx, &res); err == nil && res.Fault != "" {
 					return remove("lost", "its agent reported a fault: "+res.Fault)
 				}
@@ -125,11 +112,11 @@ func Node(ctx workflow.Context, in NodeInput) error {
 			// The reset runs on the node itself; a node that died meanwhile is
 			// caught by the watch, or by the reset never starting.
 			reset = workflow.ExecuteActivity(workflow.WithActivityOptions(wctx, workflow.ActivityOptions{
-				TaskQueue:              names.NodeTaskQueue(in.Spec.ID),
+				TaskQueue:              control.NodeTaskQueue(in.Spec.ID),
 				StartToCloseTimeout:    time.Minute,
 				ScheduleToStartTimeout: 15 * time.Second,
 				RetryPolicy:            &temporal.RetryPolicy{MaximumAttempts: 2},
-			}), names.ActivityResetNode)
+			}), control.ActivityResetNode)
 			continue
 		case "reset-failed":
 			stopWatch()
@@ -156,7 +143,7 @@ func Node(ctx workflow.Context, in NodeInput) error {
 			stopWatch()
 			next := in
 			next.Registered = true
-			return workflow.NewContinueAsNewError(ctx, names.WorkflowNode, next)
+			return workflow.NewContinueAsNewError(ctx, control.WorkflowNode, next)
 		}
 	}
 }

@@ -13,8 +13,7 @@ import (
 	"go.temporal.io/sdk/testsuite"
 	"go.temporal.io/sdk/workflow"
 
-	"github.com/burla-temporal/burla/activities"
-	"github.com/burla-temporal/burla/names"
+	"github.com/burla-temporal/burla/control"
 	"github.com/burla-temporal/burla/provider"
 	"github.com/burla-temporal/burla/workflows"
 )
@@ -25,13 +24,13 @@ import (
 func TestNodeContinuesAsNewWhenQuiet(t *testing.T) {
 	var s testsuite.WorkflowTestSuite
 	e := s.NewTestWorkflowEnvironment()
-	e.RegisterWorkflowWithOptions(workflows.Node, workflow.RegisterOptions{Name: names.WorkflowNode})
-	e.RegisterActivityWithOptions(func(context.Context, activities.CreateNodeInput) error { return nil },
-		activity.RegisterOptions{Name: names.ActivityCreateNode})
-	e.RegisterActivityWithOptions(func(ctx context.Context, _ activities.WatchNodeInput) (activities.WatchNodeResult, error) {
+	e.RegisterWorkflowWithOptions(workflows.Node, workflow.RegisterOptions{Name: control.WorkflowNode})
+	e.RegisterActivityWithOptions(func(context.Context, control.CreateNodeInput) error { return nil },
+		activity.RegisterOptions{Name: control.ActivityCreateNode})
+	e.RegisterActivityWithOptions(func(ctx context.Context, _ control.WatchNodeInput) (control.WatchNodeResult, error) {
 		<-ctx.Done()
-		return activities.WatchNodeResult{}, ctx.Err()
-	}, activity.RegisterOptions{Name: names.ActivityWatchNode})
+		return control.WatchNodeResult{}, ctx.Err()
+	}, activity.RegisterOptions{Name: control.ActivityWatchNode})
 	var mu sync.Mutex
 	var resetDone time.Time
 	e.RegisterActivityWithOptions(func(ctx context.Context) error {
@@ -40,22 +39,22 @@ func TestNodeContinuesAsNewWhenQuiet(t *testing.T) {
 		defer mu.Unlock()
 		resetDone = time.Now()
 		return nil
-	}, activity.RegisterOptions{Name: names.ActivityResetNode})
+	}, activity.RegisterOptions{Name: control.ActivityResetNode})
 	var told []string
-	e.OnSignalExternalWorkflow(mock.Anything, "cluster-c", "", names.SignalNodeEvent, mock.Anything).Return(
+	e.OnSignalExternalWorkflow(mock.Anything, "cluster-c", "", control.SignalNodeEvent, mock.Anything).Return(
 		func(_, _, _, _ string, arg interface{}) error {
 			mu.Lock()
 			defer mu.Unlock()
-			told = append(told, arg.(workflows.NodeEvent).Event)
+			told = append(told, arg.(control.NodeEvent).Event)
 			return nil
 		})
-	e.RegisterDelayedCallback(func() { e.SignalWorkflow(names.SignalRegistered, nil) }, time.Second)
+	e.RegisterDelayedCallback(func() { e.SignalWorkflow(control.SignalRegistered, nil) }, time.Second)
 	e.RegisterDelayedCallback(func() {
-		e.SignalWorkflow(names.SignalResetNode, nil)
+		e.SignalWorkflow(control.SignalResetNode, nil)
 		e.SetContinueAsNewSuggested(true)
-		e.SignalWorkflow(names.SignalRegistered, nil) // an agent restart, while the reset runs
+		e.SignalWorkflow(control.SignalRegistered, nil) // an agent restart, while the reset runs
 	}, 2*time.Second)
-	e.ExecuteWorkflow(workflows.Node, workflows.NodeInput{Spec: provider.NodeSpec{ID: "c-1", Cluster: "c", CPUs: 2}, Provider: "local", ClusterWorkflowID: "cluster-c"})
+	e.ExecuteWorkflow(workflows.Node, control.NodeInput{Spec: provider.NodeSpec{ID: "c-1", Cluster: "c", CPUs: 2}, Provider: "local", ClusterWorkflowID: "cluster-c"})
 	var can *workflow.ContinueAsNewError
 	if err := e.GetWorkflowError(); !errors.As(err, &can) {
 		t.Fatalf("the node ended with %v; want it to continue as new", err)
@@ -75,28 +74,28 @@ func TestNodeContinuesAsNewWhenQuiet(t *testing.T) {
 func TestNodeWithFaultIsReplaced(t *testing.T) {
 	var s testsuite.WorkflowTestSuite
 	e := s.NewTestWorkflowEnvironment()
-	e.RegisterWorkflowWithOptions(workflows.Node, workflow.RegisterOptions{Name: names.WorkflowNode})
-	e.RegisterActivityWithOptions(func(context.Context, activities.CreateNodeInput) error { return nil },
-		activity.RegisterOptions{Name: names.ActivityCreateNode})
-	e.RegisterActivityWithOptions(func(ctx context.Context, _ activities.WatchNodeInput) (activities.WatchNodeResult, error) {
-		return activities.WatchNodeResult{Fault: "disk full: 12 MiB free under /var/lib/burla"}, nil
-	}, activity.RegisterOptions{Name: names.ActivityWatchNode})
+	e.RegisterWorkflowWithOptions(workflows.Node, workflow.RegisterOptions{Name: control.WorkflowNode})
+	e.RegisterActivityWithOptions(func(context.Context, control.CreateNodeInput) error { return nil },
+		activity.RegisterOptions{Name: control.ActivityCreateNode})
+	e.RegisterActivityWithOptions(func(ctx context.Context, _ control.WatchNodeInput) (control.WatchNodeResult, error) {
+		return control.WatchNodeResult{Fault: "disk full: 12 MiB free under /var/lib/burla"}, nil
+	}, activity.RegisterOptions{Name: control.ActivityWatchNode})
 	deleted := false
-	e.RegisterActivityWithOptions(func(context.Context, activities.DeleteNodeInput) error { deleted = true; return nil },
-		activity.RegisterOptions{Name: names.ActivityDeleteNode})
+	e.RegisterActivityWithOptions(func(context.Context, control.DeleteNodeInput) error { deleted = true; return nil },
+		activity.RegisterOptions{Name: control.ActivityDeleteNode})
 	var (
 		mu   sync.Mutex
-		told []workflows.NodeEvent
+		told []control.NodeEvent
 	)
-	e.OnSignalExternalWorkflow(mock.Anything, "cluster-c", "", names.SignalNodeEvent, mock.Anything).Return(
+	e.OnSignalExternalWorkflow(mock.Anything, "cluster-c", "", control.SignalNodeEvent, mock.Anything).Return(
 		func(_, _, _, _ string, arg interface{}) error {
 			mu.Lock()
 			defer mu.Unlock()
-			told = append(told, arg.(workflows.NodeEvent))
+			told = append(told, arg.(control.NodeEvent))
 			return nil
 		})
-	e.RegisterDelayedCallback(func() { e.SignalWorkflow(names.SignalRegistered, nil) }, time.Second)
-	e.ExecuteWorkflow(workflows.Node, workflows.NodeInput{Spec: provider.NodeSpec{ID: "c-1", Cluster: "c", CPUs: 2}, Provider: "local", ClusterWorkflowID: "cluster-c"})
+	e.RegisterDelayedCallback(func() { e.SignalWorkflow(control.SignalRegistered, nil) }, time.Second)
+	e.ExecuteWorkflow(workflows.Node, control.NodeInput{Spec: provider.NodeSpec{ID: "c-1", Cluster: "c", CPUs: 2}, Provider: "local", ClusterWorkflowID: "cluster-c"})
 	if err := e.GetWorkflowError(); err != nil {
 		t.Fatal(err)
 	}

@@ -11,8 +11,7 @@ import (
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/workflow"
 
-	"github.com/burla-temporal/burla/activities"
-	"github.com/burla-temporal/burla/names"
+	"github.com/burla-temporal/burla/control"
 	"github.com/burla-temporal/burla/provider"
 	"github.com/burla-temporal/burla/workflows"
 )
@@ -24,7 +23,7 @@ type specRecorder struct {
 	specs map[string]provider.NodeSpec
 }
 
-func (r *specRecorder) node(ctx workflow.Context, in workflows.NodeInput) error {
+func (r *specRecorder) node(ctx workflow.Context, in control.NodeInput) error {
 	r.mu.Lock()
 	r.specs[in.Spec.ID] = in.Spec
 	r.mu.Unlock()
@@ -41,24 +40,24 @@ func (r *specRecorder) spec(id string) provider.NodeSpec {
 func newPlacementEnv(t *testing.T) (clusterEnv, *specRecorder) {
 	e := newClusterEnv(t)
 	rec := &specRecorder{specs: map[string]provider.NodeSpec{}}
-	e.RegisterWorkflowWithOptions(rec.node, workflow.RegisterOptions{Name: names.WorkflowNode, DisableAlreadyRegisteredCheck: true})
+	e.RegisterWorkflowWithOptions(rec.node, workflow.RegisterOptions{Name: control.WorkflowNode, DisableAlreadyRegisteredCheck: true})
 	return e, rec
 }
 
 // gceStandby is two plain standby nodes in us-central1-a.
-var gceStandby = workflows.StandbySpec{Nodes: 2, CPUs: 2, Provider: "gce", Zone: "us-central1-a"}
+var gceStandby = control.StandbySpec{Nodes: 2, CPUs: 2, Provider: "gce", Zone: "us-central1-a"}
 
-func startWith(e clusterEnv, sb workflows.StandbySpec) {
+func startWith(e clusterEnv, sb control.StandbySpec) {
 	e.acceptJobSignals()
-	e.ExecuteWorkflow(workflows.Cluster, workflows.ClusterInput{State: workflows.ClusterState{Name: "c", Standby: sb}})
+	e.ExecuteWorkflow(workflows.Cluster, control.ClusterInput{State: control.ClusterState{Name: "c", Standby: sb}})
 }
 
-func appTypeMessage(err error) (string, string) {
+func appTypeMessage(err error) (control.ErrorType, string) {
 	var app *temporal.ApplicationError
 	if !asApp(err, &app) {
 		return "", ""
 	}
-	return app.Type(), app.Message()
+	return control.ErrorType(app.Type()), app.Message()
 }
 
 func asApp(err error, app **temporal.ApplicationError) bool {
@@ -82,13 +81,13 @@ func asApp(err error, app **temporal.ApplicationError) bool {
 // once the job is done the GPU node goes, and the plain standby stays.
 func TestClusterGrowsAGPUNodeForAGPUJob(t *testing.T) {
 	e, rec := newPlacementEnv(t)
-	var resp activities.ReserveResponse
+	var resp control.ReserveResponse
 	var reserveErr error
 	reserved := false
 	e.RegisterDelayedCallback(func() {
-		e.update(names.UpdateReserve, func(r activities.ReserveResponse, err error) {
+		e.update(control.UpdateReserve, func(r control.ReserveResponse, err error) {
 			resp, reserveErr, reserved = r, err, true
-		}, activities.ReserveRequest{Cluster: "c", JobID: "j-gpu", Slots: 3, FuncCPU: 1, Grow: true, GPU: "A100"})
+		}, control.ReserveRequest{Cluster: "c", JobID: "j-gpu", Slots: 3, FuncCPU: 1, Grow: true, GPU: "A100"})
 	}, 5*time.Second)
 	e.RegisterDelayedCallback(func() {
 		if !reserved || reserveErr != nil || len(resp.Nodes) != 1 {
@@ -100,7 +99,7 @@ func TestClusterGrowsAGPUNodeForAGPUJob(t *testing.T) {
 		}
 		st := e.status()
 		nd := st.Nodes[a.NodeID]
-		if nd == nil || nd.GPU != "A100:4" || nd.CPUs != 48 || nd.Region != "us-central1" || nd.State != workflows.NodeAssigned {
+		if nd == nil || nd.GPU != "A100:4" || nd.CPUs != 48 || nd.Region != "us-central1" || nd.State != control.NodeAssigned {
 			t.Errorf("GPU node record %+v; want an assigned A100:4 node with 48 CPUs in us-central1", nd)
 		}
 		want := provider.NodeSpec{ID: a.NodeID, Cluster: "c", CPUs: 48, RAMMB: 340 * 1024, GPU: "A100:4", Region: "us-central1"}
@@ -108,8 +107,8 @@ func TestClusterGrowsAGPUNodeForAGPUJob(t *testing.T) {
 			got.GPU != want.GPU || got.Region != want.Region || got.Zone != "" {
 			t.Errorf("GPU node started with %+v; want %+v (no zone: the provider picks one with A100s)", got, want)
 		}
-		if count(st, workflows.NodeReady) != 2 {
-			t.Errorf("%d plain nodes ready; want both standby nodes left to other jobs", count(st, workflows.NodeReady))
+		if count(st, control.NodeReady) != 2 {
+			t.Errorf("%d plain nodes ready; want both standby nodes left to other jobs", count(st, control.NodeReady))
 		}
 		for id, nd := range st.Nodes {
 			if id != a.NodeID && (nd.GPU != "" || nd.Job != "") {
@@ -119,7 +118,7 @@ func TestClusterGrowsAGPUNodeForAGPUJob(t *testing.T) {
 				t.Errorf("standby node %s started with %+v; want the standby's zone", id, rec.spec(id))
 			}
 		}
-		e.SignalWorkflow(names.SignalRelease, workflows.ReleaseRequest{JobID: "j-gpu"})
+		e.SignalWorkflow(control.SignalRelease, control.ReleaseRequest{JobID: "j-gpu"})
 	}, 10*time.Second)
 	e.RegisterDelayedCallback(func() {
 		st := e.status()
@@ -128,10 +127,10 @@ func TestClusterGrowsAGPUNodeForAGPUJob(t *testing.T) {
 				t.Errorf("GPU node %+v still there after its job; want it deleted", nd)
 			}
 		}
-		if len(st.Nodes) != 2 || count(st, workflows.NodeReady) != 2 {
-			t.Errorf("after the job: %d nodes, %d ready; want the 2 standby", len(st.Nodes), count(st, workflows.NodeReady))
+		if len(st.Nodes) != 2 || count(st, control.NodeReady) != 2 {
+			t.Errorf("after the job: %d nodes, %d ready; want the 2 standby", len(st.Nodes), count(st, control.NodeReady))
 		}
-		e.update(names.UpdateShutdown, nil)
+		e.update(control.UpdateShutdown, nil)
 	}, 15*time.Second)
 	startWith(e, gceStandby)
 	if err := e.GetWorkflowError(); err != nil {
@@ -147,21 +146,21 @@ func TestClusterPlacesByRegionAndDisk(t *testing.T) {
 	sb := gceStandby
 	sb.DiskGB = 50
 	type outcome struct {
-		resp activities.ReserveResponse
+		resp control.ReserveResponse
 		err  error
 	}
 	got := map[string]*outcome{}
-	reserve := func(r activities.ReserveRequest) {
-		e.update(names.UpdateReserve, func(resp activities.ReserveResponse, err error) {
+	reserve := func(r control.ReserveRequest) {
+		e.update(control.UpdateReserve, func(resp control.ReserveResponse, err error) {
 			got[r.JobID] = &outcome{resp, err}
 		}, r)
 	}
 	e.RegisterDelayedCallback(func() {
-		reserve(activities.ReserveRequest{Cluster: "c", JobID: "j-here", Slots: 2, FuncCPU: 1, Region: "us-central1", DiskGB: 40})
+		reserve(control.ReserveRequest{Cluster: "c", JobID: "j-here", Slots: 2, FuncCPU: 1, Region: "us-central1", DiskGB: 40})
 	}, 5*time.Second)
 	e.RegisterDelayedCallback(func() {
-		reserve(activities.ReserveRequest{Cluster: "c", JobID: "j-eu", Slots: 2, FuncCPU: 1, Region: "europe-west4", Grow: true})
-		reserve(activities.ReserveRequest{Cluster: "c", JobID: "j-disk", Slots: 2, FuncCPU: 1, DiskGB: 500, Grow: true})
+		reserve(control.ReserveRequest{Cluster: "c", JobID: "j-eu", Slots: 2, FuncCPU: 1, Region: "europe-west4", Grow: true})
+		reserve(control.ReserveRequest{Cluster: "c", JobID: "j-disk", Slots: 2, FuncCPU: 1, DiskGB: 500, Grow: true})
 	}, 6*time.Second)
 	e.RegisterDelayedCallback(func() {
 		here := got["j-here"]
@@ -184,9 +183,9 @@ func TestClusterPlacesByRegionAndDisk(t *testing.T) {
 		if spec := rec.spec(disk.resp.Nodes[0].NodeID); spec.DiskGB != 500 || spec.Zone != "us-central1-a" {
 			t.Errorf("node for 500 GB started with %+v; want a 500 GB disk in the standby's zone", spec)
 		}
-		e.update(names.UpdateShutdown, nil)
+		e.update(control.UpdateShutdown, nil)
 		for _, id := range []string{"j-here", "j-eu", "j-disk"} {
-			e.SignalWorkflow(names.SignalRelease, workflows.ReleaseRequest{JobID: id})
+			e.SignalWorkflow(control.SignalRelease, control.ReleaseRequest{JobID: id})
 		}
 	}, 12*time.Second)
 	startWith(e, sb)
@@ -201,33 +200,33 @@ func TestClusterPlacesByRegionAndDisk(t *testing.T) {
 func TestClusterRefusesJobsNoNodeCanFit(t *testing.T) {
 	tests := []struct {
 		name    string
-		standby workflows.StandbySpec
-		req     activities.ReserveRequest
+		standby control.StandbySpec
+		req     control.ReserveRequest
 		want    []string
 	}{{
 		name:    "GPU on local nodes",
 		standby: standby,
-		req:     activities.ReserveRequest{GPU: "A100", Grow: true},
+		req:     control.ReserveRequest{GPU: "A100", Grow: true},
 		want:    []string{"GPU A100 per call", "2 node(s) with 2 CPUs, no GPU", "local provider", "run the job on a gce cluster with burla.Grow()", "drop burla.FuncGPU"},
 	}, {
 		name:    "GPU on gce without grow",
 		standby: gceStandby,
-		req:     activities.ReserveRequest{GPU: "H100:2"},
+		req:     control.ReserveRequest{GPU: "H100:2"},
 		want:    []string{"GPU H100:2 per call", "in us-central1", "start the job with burla.Grow()"},
 	}, {
 		name:    "region on docker nodes",
-		standby: workflows.StandbySpec{Nodes: 1, CPUs: 4, Provider: "docker"},
-		req:     activities.ReserveRequest{Region: "us-east1", DiskGB: 100, Grow: true},
+		standby: control.StandbySpec{Nodes: 1, CPUs: 4, Provider: "docker"},
+		req:     control.ReserveRequest{Region: "us-east1", DiskGB: 100, Grow: true},
 		want:    []string{"region us-east1, a disk of at least 100 GB", "docker provider", "drop burla.Region and burla.DiskGB"},
 	}, {
 		name:    "region elsewhere without grow",
 		standby: gceStandby,
-		req:     activities.ReserveRequest{Region: "europe-west4"},
+		req:     control.ReserveRequest{Region: "europe-west4"},
 		want:    []string{"region europe-west4", "burla.Grow()"},
 	}, {
 		name:    "GPU machine too small for a call",
 		standby: gceStandby,
-		req:     activities.ReserveRequest{GPU: "T4", FuncCPU: 64, Grow: true},
+		req:     control.ReserveRequest{GPU: "T4", FuncCPU: 64, Grow: true},
 		want:    []string{"GPU T4 per call, func_cpu=64", "a node started for it would have 16 CPUs", "lower func_cpu"},
 	}}
 	for _, tt := range tests {
@@ -241,7 +240,7 @@ func TestClusterRefusesJobsNoNodeCanFit(t *testing.T) {
 			var refused error
 			answered := false
 			e.RegisterDelayedCallback(func() {
-				e.update(names.UpdateReserve, func(r activities.ReserveResponse, err error) {
+				e.update(control.UpdateReserve, func(r control.ReserveResponse, err error) {
 					answered, refused = true, err
 					if err == nil {
 						t.Errorf("reserve: %+v; want it refused", r)
@@ -256,15 +255,15 @@ func TestClusterRefusesJobsNoNodeCanFit(t *testing.T) {
 				if len(st.Jobs) != 0 || len(st.Nodes) != tt.standby.Nodes {
 					t.Errorf("after the refusal: %d claims, %d nodes; want none and the %d standby", len(st.Jobs), len(st.Nodes), tt.standby.Nodes)
 				}
-				e.update(names.UpdateShutdown, nil)
+				e.update(control.UpdateShutdown, nil)
 			}, 6*time.Second)
 			startWith(e, tt.standby)
 			if err := e.GetWorkflowError(); err != nil {
 				t.Fatal(err)
 			}
 			typ, msg := appTypeMessage(refused)
-			if typ != names.ErrNoCompatibleNodes {
-				t.Fatalf("refused with %v (type %q); want %s", refused, typ, names.ErrNoCompatibleNodes)
+			if typ != control.ErrNoCompatibleNodes {
+				t.Fatalf("refused with %v (type %q); want %s", refused, typ, control.ErrNoCompatibleNodes)
 			}
 			for _, w := range tt.want {
 				if !strings.Contains(msg, w) {
@@ -279,12 +278,12 @@ func TestClusterRefusesJobsNoNodeCanFit(t *testing.T) {
 // once; a CPU job may too.
 func TestClusterStandbyGPUNodes(t *testing.T) {
 	e, rec := newPlacementEnv(t)
-	sb := workflows.StandbySpec{Nodes: 1, CPUs: 1, Provider: "gce", Region: "us-east4", GPU: "L4:2"}
-	var resp activities.ReserveResponse
+	sb := control.StandbySpec{Nodes: 1, CPUs: 1, Provider: "gce", Region: "us-east4", GPU: "L4:2"}
+	var resp control.ReserveResponse
 	var rerr error
 	e.RegisterDelayedCallback(func() {
-		e.update(names.UpdateReserve, func(r activities.ReserveResponse, err error) { resp, rerr = r, err },
-			activities.ReserveRequest{Cluster: "c", JobID: "j-1", Slots: 8, FuncCPU: 1, GPU: "L4"})
+		e.update(control.UpdateReserve, func(r control.ReserveResponse, err error) { resp, rerr = r, err },
+			control.ReserveRequest{Cluster: "c", JobID: "j-1", Slots: 8, FuncCPU: 1, GPU: "L4"})
 	}, 5*time.Second)
 	e.RegisterDelayedCallback(func() {
 		if rerr != nil || len(resp.Nodes) != 1 || resp.Nodes[0].Workers != 2 {
@@ -292,8 +291,8 @@ func TestClusterStandbyGPUNodes(t *testing.T) {
 		} else if spec := rec.spec(resp.Nodes[0].NodeID); spec.GPU != "L4:2" || spec.CPUs != 24 || spec.Region != "us-east4" {
 			t.Errorf("standby node started with %+v; want g2-standard-24's 24 CPUs and 2 L4s in us-east4", spec)
 		}
-		e.update(names.UpdateShutdown, nil)
-		e.SignalWorkflow(names.SignalRelease, workflows.ReleaseRequest{JobID: "j-1"})
+		e.update(control.UpdateShutdown, nil)
+		e.SignalWorkflow(control.SignalRelease, control.ReleaseRequest{JobID: "j-1"})
 	}, 8*time.Second)
 	startWith(e, sb)
 	if err := e.GetWorkflowError(); err != nil {
@@ -303,15 +302,15 @@ func TestClusterStandbyGPUNodes(t *testing.T) {
 
 func TestStandbySpecValidatesPlacement(t *testing.T) {
 	for _, tt := range []struct {
-		sb   workflows.StandbySpec
+		sb   control.StandbySpec
 		want string
 	}{
-		{workflows.StandbySpec{Nodes: 1, CPUs: 1, Provider: "local", GPU: "A100"}, "GPUs, a region and a disk size are for gce nodes, not local ones"},
-		{workflows.StandbySpec{Nodes: 1, CPUs: 1, Provider: "gce", GPU: "A100:3"}, "no machine has exactly 3 A100 GPUs"},
-		{workflows.StandbySpec{Nodes: 1, CPUs: 1, Provider: "gce", GPU: "B200"}, `unknown GPU "B200"`},
-		{workflows.StandbySpec{Nodes: 1, CPUs: 1, Provider: "gce", Zone: "us-central1-a", Region: "europe-west4"}, "zone us-central1-a is not in region europe-west4"},
-		{workflows.StandbySpec{Nodes: 1, CPUs: 1, Provider: "gce", DiskGB: 3}, "disk of 3 GB"},
-		{workflows.StandbySpec{Nodes: 1, CPUs: 1, Provider: "gce", GPU: "A100:8", Region: "us-central1", DiskGB: 200}, ""},
+		{control.StandbySpec{Nodes: 1, CPUs: 1, Provider: "local", GPU: "A100"}, "GPUs, a region and a disk size are for gce nodes, not local ones"},
+		{control.StandbySpec{Nodes: 1, CPUs: 1, Provider: "gce", GPU: "A100:3"}, "no machine has exactly 3 A100 GPUs"},
+		{control.StandbySpec{Nodes: 1, CPUs: 1, Provider: "gce", GPU: "B200"}, `unknown GPU "B200"`},
+		{control.StandbySpec{Nodes: 1, CPUs: 1, Provider: "gce", Zone: "us-central1-a", Region: "europe-west4"}, "zone us-central1-a is not in region europe-west4"},
+		{control.StandbySpec{Nodes: 1, CPUs: 1, Provider: "gce", DiskGB: 3}, "disk of 3 GB"},
+		{control.StandbySpec{Nodes: 1, CPUs: 1, Provider: "gce", GPU: "A100:8", Region: "us-central1", DiskGB: 200}, ""},
 	} {
 		err := tt.sb.Validate()
 		if tt.want == "" && err != nil || tt.want != "" && (err == nil || !strings.Contains(err.Error(), tt.want)) {
@@ -323,23 +322,23 @@ func TestStandbySpecValidatesPlacement(t *testing.T) {
 // The job workflow asks its cluster for nodes with the GPU, region and disk of
 // its spec, and fails at once, with the cluster's error, when none fits.
 func TestJobAsksForItsNeedsAndFailsWithoutCompatibleNodes(t *testing.T) {
-	e := newEnv(t, twoNodes(), func(ctx context.Context, in activities.RunInput) (activities.RunOutput, error) {
+	e := newEnv(t, twoNodes(), func(ctx context.Context, in control.RunInput) (control.RunOutput, error) {
 		t.Error("a node ran the job although none fits it")
-		return activities.RunOutput{}, nil
+		return control.RunOutput{}, nil
 	})
 	var mu sync.Mutex
-	var asked []activities.ReserveRequest
-	e.RegisterActivityWithOptions(func(ctx context.Context, r activities.ReserveRequest) (activities.ReserveResponse, error) {
+	var asked []control.ReserveRequest
+	e.RegisterActivityWithOptions(func(ctx context.Context, r control.ReserveRequest) (control.ReserveResponse, error) {
 		mu.Lock()
 		asked = append(asked, r)
 		mu.Unlock()
-		return activities.ReserveResponse{}, temporal.NewNonRetryableApplicationError("no compatible nodes: the job asks for GPU A100:2 per call", names.ErrNoCompatibleNodes, nil)
-	}, activity.RegisterOptions{Name: names.ActivityReserveNodes, DisableAlreadyRegisteredCheck: true})
+		return control.ReserveResponse{}, control.ErrNoCompatibleNodes.New("no compatible nodes: the job asks for GPU A100:2 per call", nil)
+	}, activity.RegisterOptions{Name: control.ActivityReserveNodes, DisableAlreadyRegisteredCheck: true})
 	s := spec(3, true)
 	s.GPU, s.Region, s.DiskGB = "A100:2", "us-central1", 100
-	e.ExecuteWorkflow(workflows.Job, workflows.JobInput{Spec: s})
+	e.ExecuteWorkflow(workflows.Job, control.JobInput{Spec: s})
 	err := e.GetWorkflowError()
-	if typ, msg := appTypeMessage(err); typ != names.ErrNoCompatibleNodes || !strings.Contains(msg, "A100:2") {
+	if typ, msg := appTypeMessage(err); typ != control.ErrNoCompatibleNodes || !strings.Contains(msg, "A100:2") {
 		t.Fatalf("workflow error %v; want NoCompatibleNodes naming the GPU", err)
 	}
 	mu.Lock()

@@ -13,7 +13,7 @@ import (
 	"go.temporal.io/sdk/worker"
 	"go.temporal.io/sdk/workflow"
 
-	"github.com/burla-temporal/burla/names"
+	"github.com/burla-temporal/burla/control"
 	"github.com/burla-temporal/burla/workflows"
 )
 
@@ -31,10 +31,10 @@ import (
 
 func replayer() worker.WorkflowReplayer {
 	r := worker.NewWorkflowReplayer()
-	r.RegisterWorkflowWithOptions(workflows.Job, workflow.RegisterOptions{Name: names.WorkflowJob})
-	r.RegisterWorkflowWithOptions(workflows.Cluster, workflow.RegisterOptions{Name: names.WorkflowCluster})
-	r.RegisterWorkflowWithOptions(workflows.Node, workflow.RegisterOptions{Name: names.WorkflowNode})
-	r.RegisterWorkflowWithOptions(workflows.EnvBuild, workflow.RegisterOptions{Name: names.WorkflowEnvBuild})
+	r.RegisterWorkflowWithOptions(workflows.Job, workflow.RegisterOptions{Name: control.WorkflowJob})
+	r.RegisterWorkflowWithOptions(workflows.Cluster, workflow.RegisterOptions{Name: control.WorkflowCluster})
+	r.RegisterWorkflowWithOptions(workflows.Node, workflow.RegisterOptions{Name: control.WorkflowNode})
+	r.RegisterWorkflowWithOptions(workflows.EnvBuild, workflow.RegisterOptions{Name: control.WorkflowEnvBuild})
 	return r
 }
 
@@ -72,18 +72,18 @@ func replay(path string) error {
 		return err
 	}
 	var opts worker.ReplayWorkflowHistoryOptions
-	if started := h.GetEvents()[0].GetWorkflowExecutionStartedEventAttributes(); started.GetWorkflowType().GetName() == names.WorkflowJob {
-		var in workflows.JobInput
+	if started := h.GetEvents()[0].GetWorkflowExecutionStartedEventAttributes(); started.GetWorkflowType().GetName() == control.WorkflowJob {
+		var in control.JobInput
 		if err := converter.GetDefaultDataConverter().FromPayloads(started.GetInput(), &in); err != nil {
 			return fmt.Errorf("%s: the job's input: %w", path, err)
 		}
 		opts.OriginalExecution = workflow.Execution{ID: in.Spec.ID, RunID: "replay"}
-	} else if started.GetWorkflowType().GetName() == names.WorkflowEnvBuild {
-		var in workflows.EnvBuildInput
+	} else if started.GetWorkflowType().GetName() == control.WorkflowEnvBuild {
+		var in control.EnvBuildInput
 		if err := converter.GetDefaultDataConverter().FromPayloads(started.GetInput(), &in); err != nil {
 			return fmt.Errorf("%s: the build's input: %w", path, err)
 		}
-		opts.OriginalExecution = workflow.Execution{ID: names.EnvBuildWorkflowID(in.Tenant, names.EnvDigest(in.Binary, in.Image)), RunID: "replay"}
+		opts.OriginalExecution = workflow.Execution{ID: control.EnvBuildWorkflowID(in.Tenant, control.EnvDigest(in.Binary, in.Image)), RunID: "replay"}
 	}
 	return replayer().ReplayWorkflowHistoryWithOptions(nil, h, opts)
 }
@@ -95,7 +95,7 @@ func TestReplayDetectsNondeterminism(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	changed := strings.Replace(string(b), `"`+names.ActivityRunJobOnNode+`"`, `"SomeOtherActivity"`, 1)
+	changed := strings.Replace(string(b), `"`+control.ActivityRunJobOnNode+`"`, `"SomeOtherActivity"`, 1)
 	if changed == string(b) {
 		t.Fatal("the recorded history schedules no RunJobOnNode activity")
 	}

@@ -1,27 +1,16 @@
 package workflows_test
 
 import (
-	"errors"
 	"strings"
 	"testing"
 	"time"
 
-	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/testsuite"
 	"go.temporal.io/sdk/workflow"
 
-	"github.com/burla-temporal/burla/activities"
-	"github.com/burla-temporal/burla/names"
+	"github.com/burla-temporal/burla/control"
 	"github.com/burla-temporal/burla/workflows"
 )
-
-func errType(err error) string {
-	var app *temporal.ApplicationError
-	if errors.As(err, &app) {
-		return app.Type()
-	}
-	return ""
-}
 
 // A job that may not grow, on a cluster whose every node stays on another job,
 // fails after the wait with AllNodesBusy, which says what to do.
@@ -29,33 +18,33 @@ func TestReserveFailsWhenAllNodesStayBusy(t *testing.T) {
 	e := newClusterEnv(t)
 	var second error
 	e.RegisterDelayedCallback(func() {
-		e.update(names.UpdateReserve, nil, activities.ReserveRequest{Cluster: "c", JobID: "j-1", Slots: 4, FuncCPU: 1})
+		e.update(control.UpdateReserve, nil, control.ReserveRequest{Cluster: "c", JobID: "j-1", Slots: 4, FuncCPU: 1})
 	}, 5*time.Second)
 	e.RegisterDelayedCallback(func() {
-		e.update(names.UpdateReserve, func(_ activities.ReserveResponse, err error) { second = err },
-			activities.ReserveRequest{Cluster: "c", JobID: "j-2", Slots: 1, FuncCPU: 1})
+		e.update(control.UpdateReserve, func(_ control.ReserveResponse, err error) { second = err },
+			control.ReserveRequest{Cluster: "c", JobID: "j-2", Slots: 1, FuncCPU: 1})
 	}, 6*time.Second)
 	e.RegisterDelayedCallback(func() {
-		if errType(second) != names.ErrAllNodesBusy || !strings.Contains(second.Error(), "burla.Grow()") {
+		if control.TypeOf(second) != control.ErrAllNodesBusy || !strings.Contains(second.Error(), "burla.Grow()") {
 			t.Errorf("second reserve: %v; want AllNodesBusy saying to grow", second)
 		}
-		e.SignalWorkflow(names.SignalRelease, workflows.ReleaseRequest{JobID: "j-1"})
-		e.update(names.UpdateShutdown, nil)
+		e.SignalWorkflow(control.SignalRelease, control.ReleaseRequest{JobID: "j-1"})
+		e.update(control.UpdateShutdown, nil)
 	}, 7*time.Minute)
 	e.acceptJobSignals()
 	bounded := standby
 	bounded.MaxNodes = 2
-	e.ExecuteWorkflow(workflows.Cluster, workflows.ClusterInput{State: workflows.ClusterState{Name: "c", Standby: bounded}})
+	e.ExecuteWorkflow(workflows.Cluster, control.ClusterInput{State: control.ClusterState{Name: "c", Standby: bounded}})
 	if err := e.GetWorkflowError(); err != nil {
 		t.Fatal(err)
 	}
 }
 
 // failingNode is a node whose provider cannot start it.
-func failingNode(ctx workflow.Context, in workflows.NodeInput) error {
+func failingNode(ctx workflow.Context, in control.NodeInput) error {
 	workflow.Sleep(ctx, time.Second)
-	return workflow.SignalExternalWorkflow(ctx, in.ClusterWorkflowID, "", names.SignalNodeEvent,
-		workflows.NodeEvent{NodeID: in.Spec.ID, Event: "failed", Reason: "quota exceeded for CPUS in us-central1"}).Get(ctx, nil)
+	return workflow.SignalExternalWorkflow(ctx, in.ClusterWorkflowID, "", control.SignalNodeEvent,
+		control.NodeEvent{NodeID: in.Spec.ID, Event: "failed", Reason: "quota exceeded for CPUS in us-central1"}).Get(ctx, nil)
 }
 
 // A job that grows a cluster whose nodes fail to boot fails as soon as they
@@ -67,22 +56,22 @@ func TestReserveFailsWhenNodesFailToBoot(t *testing.T) {
 	begin := time.Time{}
 	e.RegisterDelayedCallback(func() {
 		begin = e.Now()
-		e.update(names.UpdateReserve, func(_ activities.ReserveResponse, err error) { got, at = err, e.Now().Sub(begin) },
-			activities.ReserveRequest{Cluster: "c", JobID: "j-1", Slots: 2, FuncCPU: 1, Grow: true})
+		e.update(control.UpdateReserve, func(_ control.ReserveResponse, err error) { got, at = err, e.Now().Sub(begin) },
+			control.ReserveRequest{Cluster: "c", JobID: "j-1", Slots: 2, FuncCPU: 1, Grow: true})
 	}, time.Second)
 	e.RegisterDelayedCallback(func() {
-		if errType(got) != names.ErrNodesFailedToBoot || !strings.Contains(got.Error(), "quota exceeded") {
+		if control.TypeOf(got) != control.ErrNodesFailedToBoot || !strings.Contains(got.Error(), "quota exceeded") {
 			t.Errorf("reserve: %v; want NodesFailedToBoot with the provider's reason", got)
 		}
 		if at > time.Minute {
 			t.Errorf("the reserve failed after %v; want as soon as the node failed", at)
 		}
-		e.update(names.UpdateShutdown, nil)
+		e.update(control.UpdateShutdown, nil)
 	}, 2*time.Minute)
 	e.acceptJobSignals()
 	none := standby
 	none.Nodes = 0
-	e.ExecuteWorkflow(workflows.Cluster, workflows.ClusterInput{State: workflows.ClusterState{Name: "c", Standby: none}})
+	e.ExecuteWorkflow(workflows.Cluster, control.ClusterInput{State: control.ClusterState{Name: "c", Standby: none}})
 	if err := e.GetWorkflowError(); err != nil {
 		t.Fatal(err)
 	}
@@ -91,10 +80,10 @@ func TestReserveFailsWhenNodesFailToBoot(t *testing.T) {
 // A cluster with no node ends at once when shut down.
 func TestClusterWithoutNodesShutsDown(t *testing.T) {
 	e := newClusterEnv(t)
-	e.RegisterDelayedCallback(func() { e.update(names.UpdateShutdown, nil) }, time.Second)
+	e.RegisterDelayedCallback(func() { e.update(control.UpdateShutdown, nil) }, time.Second)
 	none := standby
 	none.Nodes = 0
-	e.ExecuteWorkflow(workflows.Cluster, workflows.ClusterInput{State: workflows.ClusterState{Name: "c", Standby: none}})
+	e.ExecuteWorkflow(workflows.Cluster, control.ClusterInput{State: control.ClusterState{Name: "c", Standby: none}})
 	if !e.IsWorkflowCompleted() {
 		t.Fatal("the cluster did not end")
 	}
@@ -113,34 +102,34 @@ func TestReserveWaitsInShortSlices(t *testing.T) {
 	var answered time.Duration
 	var answer error
 	e.RegisterDelayedCallback(func() {
-		e.update(names.UpdateReserve, nil, activities.ReserveRequest{Cluster: "c", JobID: "j-1", Slots: 4, FuncCPU: 1})
+		e.update(control.UpdateReserve, nil, control.ReserveRequest{Cluster: "c", JobID: "j-1", Slots: 4, FuncCPU: 1})
 	}, 5*time.Second)
 	e.RegisterDelayedCallback(func() {
 		sent = e.Now()
-		e.UpdateWorkflow(names.UpdateReserve, "", &testsuite.TestUpdateCallback{
+		e.UpdateWorkflow(control.UpdateReserve, "", &testsuite.TestUpdateCallback{
 			OnAccept: func() {},
 			OnReject: func(err error) { answer = err },
 			OnComplete: func(_ interface{}, err error) {
 				answered, answer = e.Now().Sub(sent), err
 			},
-		}, activities.ReserveRequest{Cluster: "c", JobID: "j-2", Slots: 1, FuncCPU: 1})
+		}, control.ReserveRequest{Cluster: "c", JobID: "j-2", Slots: 1, FuncCPU: 1})
 	}, 6*time.Second)
 	e.RegisterDelayedCallback(func() {
-		if errType(answer) != names.ErrStillQueued || answered > 10*time.Second {
+		if control.TypeOf(answer) != control.ErrStillQueued || answered > 10*time.Second {
 			t.Errorf("a waiting reserve answered %v after %v; want StillQueued within 10 s", answer, answered)
 		}
 		st := e.status()
 		if cl, ok := st.Jobs["j-2"]; !ok || cl.WaitingSince.IsZero() {
 			t.Errorf("the queued job's claim %+v; want it kept, with when it began waiting", st.Jobs["j-2"])
 		}
-		e.SignalWorkflow(names.SignalRelease, workflows.ReleaseRequest{JobID: "j-1"})
-		e.SignalWorkflow(names.SignalRelease, workflows.ReleaseRequest{JobID: "j-2"})
-		e.update(names.UpdateShutdown, nil)
+		e.SignalWorkflow(control.SignalRelease, control.ReleaseRequest{JobID: "j-1"})
+		e.SignalWorkflow(control.SignalRelease, control.ReleaseRequest{JobID: "j-2"})
+		e.update(control.UpdateShutdown, nil)
 	}, 30*time.Second)
 	e.acceptJobSignals()
 	bounded := standby
 	bounded.MaxNodes = 2
-	e.ExecuteWorkflow(workflows.Cluster, workflows.ClusterInput{State: workflows.ClusterState{Name: "c", Standby: bounded}})
+	e.ExecuteWorkflow(workflows.Cluster, control.ClusterInput{State: control.ClusterState{Name: "c", Standby: bounded}})
 	if err := e.GetWorkflowError(); err != nil {
 		t.Fatal(err)
 	}

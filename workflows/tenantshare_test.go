@@ -8,10 +8,8 @@ import (
 
 	"github.com/stretchr/testify/mock"
 
-	"github.com/burla-temporal/burla/activities"
+	"github.com/burla-temporal/burla/control"
 	"github.com/burla-temporal/burla/job"
-	"github.com/burla-temporal/burla/names"
-	"github.com/burla-temporal/burla/workflows"
 )
 
 // jobOf is the ID of tenant's job n, as job.NewID makes them.
@@ -21,10 +19,10 @@ func jobOf(tenant, n string) string {
 
 // held counts the nodes tenant's jobs hold or have coming, as the cluster
 // bounds them.
-func held(st workflows.ClusterState, tenant string) int {
+func held(st control.ClusterState, tenant string) int {
 	n := 0
 	for _, nd := range st.Nodes {
-		if nd.Job != "" && nd.State != workflows.NodeDeleting && st.Jobs[nd.Job] != nil && job.TenantOf(nd.Job) == tenant {
+		if nd.Job != "" && nd.State != control.NodeDeleting && st.Jobs[nd.Job] != nil && job.TenantOf(nd.Job) == tenant {
 			n++
 		}
 	}
@@ -38,7 +36,7 @@ type reserves struct {
 
 	mu    sync.Mutex
 	done  map[string]bool
-	resp  map[string]activities.ReserveResponse
+	resp  map[string]control.ReserveResponse
 	err   map[string]error
 	nodes map[string]map[string]bool // every node each job was handed, by its reserve or by nodes-added
 }
@@ -46,13 +44,13 @@ type reserves struct {
 // newReserves records the nodes-added signals to the jobs; call it before the
 // cluster starts.
 func newReserves(e clusterEnv, jobs ...string) *reserves {
-	r := &reserves{e: e, done: map[string]bool{}, resp: map[string]activities.ReserveResponse{}, err: map[string]error{}, nodes: map[string]map[string]bool{}}
+	r := &reserves{e: e, done: map[string]bool{}, resp: map[string]control.ReserveResponse{}, err: map[string]error{}, nodes: map[string]map[string]bool{}}
 	for _, id := range jobs {
 		r.nodes[id] = map[string]bool{}
-		e.OnSignalExternalWorkflow(mock.Anything, id, "", names.SignalNodesAdded, mock.Anything).Run(func(args mock.Arguments) {
+		e.OnSignalExternalWorkflow(mock.Anything, id, "", control.SignalNodesAdded, mock.Anything).Run(func(args mock.Arguments) {
 			r.mu.Lock()
 			defer r.mu.Unlock()
-			for _, a := range args.Get(4).(workflows.NodesAdded).Nodes {
+			for _, a := range args.Get(4).(control.NodesAdded).Nodes {
 				r.nodes[id][a.NodeID] = true
 			}
 		}).Return(nil)
@@ -60,12 +58,12 @@ func newReserves(e clusterEnv, jobs ...string) *reserves {
 	return r
 }
 
-func (r *reserves) reserve(req activities.ReserveRequest) {
+func (r *reserves) reserve(req control.ReserveRequest) {
 	req.Cluster = "c"
 	if req.FuncCPU == 0 {
 		req.FuncCPU = 1
 	}
-	r.e.update(names.UpdateReserve, func(resp activities.ReserveResponse, err error) {
+	r.e.update(control.UpdateReserve, func(resp control.ReserveResponse, err error) {
 		r.mu.Lock()
 		defer r.mu.Unlock()
 		r.done[req.JobID], r.resp[req.JobID], r.err[req.JobID] = true, resp, err
@@ -104,7 +102,7 @@ func watchHeld(e clusterEnv, tenant string, bound int, from, until time.Duration
 
 func release(e clusterEnv, ids ...string) {
 	for _, id := range ids {
-		e.SignalWorkflow(names.SignalRelease, workflows.ReleaseRequest{JobID: id})
+		e.SignalWorkflow(control.SignalRelease, control.ReleaseRequest{JobID: id})
 	}
 }
 
@@ -117,9 +115,9 @@ func TestTenantShareBoundsItsJobs(t *testing.T) {
 	e := newClusterEnv(t)
 	a1, a2, b1 := jobOf("acme", "1"), jobOf("acme", "2"), jobOf("beta", "1")
 	r := newReserves(e, a1, a2, b1)
-	e.RegisterDelayedCallback(func() { r.reserve(activities.ReserveRequest{JobID: a1, Slots: 4}) }, 5*time.Second)
-	e.RegisterDelayedCallback(func() { r.reserve(activities.ReserveRequest{JobID: a2, Slots: 2}) }, 6*time.Second)
-	e.RegisterDelayedCallback(func() { r.reserve(activities.ReserveRequest{JobID: b1, Slots: 2}) }, 7*time.Second)
+	e.RegisterDelayedCallback(func() { r.reserve(control.ReserveRequest{JobID: a1, Slots: 4}) }, 5*time.Second)
+	e.RegisterDelayedCallback(func() { r.reserve(control.ReserveRequest{JobID: a2, Slots: 2}) }, 6*time.Second)
+	e.RegisterDelayedCallback(func() { r.reserve(control.ReserveRequest{JobID: b1, Slots: 2}) }, 7*time.Second)
 	watchHeld(e, "acme", 1, 5*time.Second, 20*time.Second)
 	e.RegisterDelayedCallback(func() {
 		if done, n, err := r.outcome(a1); !done || err != nil || n != 1 {
@@ -132,8 +130,8 @@ func TestTenantShareBoundsItsJobs(t *testing.T) {
 			t.Errorf("beta's job while acme is at its share: done %v, %d nodes, %v; want its node at once", done, n, err)
 		}
 		st := e.status()
-		if held(st, "acme") != 1 || held(st, "beta") != 1 || count(st, workflows.NodeReady) != 3 {
-			t.Errorf("acme holds %d nodes, beta %d, %d ready; want 1, 1 and standby (3) full", held(st, "acme"), held(st, "beta"), count(st, workflows.NodeReady))
+		if held(st, "acme") != 1 || held(st, "beta") != 1 || count(st, control.NodeReady) != 3 {
+			t.Errorf("acme holds %d nodes, beta %d, %d ready; want 1, 1 and standby (3) full", held(st, "acme"), held(st, "beta"), count(st, control.NodeReady))
 		}
 		release(e, a1)
 	}, 10*time.Second)
@@ -141,11 +139,11 @@ func TestTenantShareBoundsItsJobs(t *testing.T) {
 		if done, n, err := r.outcome(a2); !done || err != nil || n != 1 {
 			t.Errorf("acme's second job after its first ended: done %v, %d nodes, %v; want the node acme's share frees", done, n, err)
 		}
-		if st := e.status(); held(st, "acme") != 1 || count(st, workflows.NodeReady) < 3 {
-			t.Errorf("after acme's first job: acme holds %d nodes, %d ready; want 1 and standby (3) full", held(st, "acme"), count(st, workflows.NodeReady))
+		if st := e.status(); held(st, "acme") != 1 || count(st, control.NodeReady) < 3 {
+			t.Errorf("after acme's first job: acme holds %d nodes, %d ready; want 1 and standby (3) full", held(st, "acme"), count(st, control.NodeReady))
 		}
 		release(e, a2, b1)
-		e.update(names.UpdateShutdown, nil)
+		e.update(control.UpdateShutdown, nil)
 	}, 15*time.Second)
 	sb := standby
 	sb.Nodes, sb.TenantMaxNodes = 3, 1
@@ -162,7 +160,7 @@ func TestTenantShareBoundsGrow(t *testing.T) {
 	e := newClusterEnv(t)
 	a1, a2, b1 := jobOf("acme", "1"), jobOf("acme", "2"), jobOf("beta", "1")
 	r := newReserves(e, a1, a2, b1)
-	e.RegisterDelayedCallback(func() { r.reserve(activities.ReserveRequest{JobID: a1, Slots: 20, Grow: true}) }, 5*time.Second)
+	e.RegisterDelayedCallback(func() { r.reserve(control.ReserveRequest{JobID: a1, Slots: 20, Grow: true}) }, 5*time.Second)
 	watchHeld(e, "acme", 3, 5*time.Second, 30*time.Second)
 	e.RegisterDelayedCallback(func() {
 		if done, n, err := r.outcome(a1); !done || err != nil || n != 1 {
@@ -175,13 +173,13 @@ func TestTenantShareBoundsGrow(t *testing.T) {
 		if held(st, "acme") != 3 || len(st.Nodes) != 4 {
 			t.Errorf("acme holds %d of %d nodes; want 3, and the standby one", held(st, "acme"), len(st.Nodes))
 		}
-		r.reserve(activities.ReserveRequest{JobID: b1, Slots: 6, Grow: true})
+		r.reserve(control.ReserveRequest{JobID: b1, Slots: 6, Grow: true})
 	}, 10*time.Second)
 	e.RegisterDelayedCallback(func() {
 		if done, _, err := r.outcome(b1); !done || err != nil || r.handed(b1) != 3 {
 			t.Errorf("beta's job while acme is at its share: done %v, %d nodes, %v; want 3, its own share", done, r.handed(b1), err)
 		}
-		r.reserve(activities.ReserveRequest{JobID: a2, Slots: 4, Grow: true})
+		r.reserve(control.ReserveRequest{JobID: a2, Slots: 4, Grow: true})
 	}, 15*time.Second)
 	e.RegisterDelayedCallback(func() {
 		if done, n, err := r.outcome(a2); done {
@@ -202,7 +200,7 @@ func TestTenantShareBoundsGrow(t *testing.T) {
 			t.Errorf("acme holds %d nodes and beta %d; want 2 and 3", held(st, "acme"), held(st, "beta"))
 		}
 		release(e, a2, b1)
-		e.update(names.UpdateShutdown, nil)
+		e.update(control.UpdateShutdown, nil)
 	}, 26*time.Second)
 	sb := standby
 	sb.Nodes, sb.TenantMaxNodes = 1, 3
@@ -218,7 +216,7 @@ func TestTenantShareReplacesALostNode(t *testing.T) {
 	e := newClusterEnv(t)
 	a1 := jobOf("acme", "1")
 	r := newReserves(e, a1)
-	e.RegisterDelayedCallback(func() { r.reserve(activities.ReserveRequest{JobID: a1, Slots: 8, Grow: true}) }, 5*time.Second)
+	e.RegisterDelayedCallback(func() { r.reserve(control.ReserveRequest{JobID: a1, Slots: 8, Grow: true}) }, 5*time.Second)
 	var victim string
 	e.RegisterDelayedCallback(func() {
 		st := e.status()
@@ -226,7 +224,7 @@ func TestTenantShareReplacesALostNode(t *testing.T) {
 			t.Fatalf("acme's job holds %v; want 2 nodes, acme's share", st.Jobs[a1].Nodes)
 		}
 		victim = st.Jobs[a1].Nodes[0]
-		if err := e.SignalWorkflowByID(names.NodeWorkflowID(victim), "lose", nil); err != nil {
+		if err := e.SignalWorkflowByID(control.NodeWorkflowID(victim), "lose", nil); err != nil {
 			t.Error(err)
 		}
 	}, 8*time.Second)
@@ -237,7 +235,7 @@ func TestTenantShareReplacesALostNode(t *testing.T) {
 			t.Errorf("after losing %s acme's job holds %v; want 2 nodes, a replacement for it", victim, nodes)
 		}
 		release(e, a1)
-		e.update(names.UpdateShutdown, nil)
+		e.update(control.UpdateShutdown, nil)
 	}, 15*time.Second)
 	sb := standby
 	sb.TenantMaxNodes = 2
@@ -254,12 +252,12 @@ func TestTenantShareFailsAJobThatWaitsTooLong(t *testing.T) {
 	e := newClusterEnv(t)
 	a1, a2 := jobOf("acme", "1"), jobOf("acme", "2")
 	r := newReserves(e, a1, a2)
-	e.RegisterDelayedCallback(func() { r.reserve(activities.ReserveRequest{JobID: a1, Slots: 4}) }, 5*time.Second)
-	e.RegisterDelayedCallback(func() { r.reserve(activities.ReserveRequest{JobID: a2, Slots: 1, Grow: true}) }, 6*time.Second)
+	e.RegisterDelayedCallback(func() { r.reserve(control.ReserveRequest{JobID: a1, Slots: 4}) }, 5*time.Second)
+	e.RegisterDelayedCallback(func() { r.reserve(control.ReserveRequest{JobID: a2, Slots: 1, Grow: true}) }, 6*time.Second)
 	e.RegisterDelayedCallback(func() {
 		done, _, err := r.outcome(a2)
 		typ, msg := appTypeMessage(err)
-		if !done || typ != names.ErrTenantLimit {
+		if !done || typ != control.ErrTenantLimit {
 			t.Fatalf("acme's second job after the wait: done %v, %v; want TenantLimit", done, err)
 		}
 		for _, want := range []string{"tenant acme is at its limit of 1 node(s)", "it holds 1, for 1 other job(s) (" + a1 + ")", "--tenant-max-nodes N", "--tenant-nodes acme=N"} {
@@ -271,7 +269,7 @@ func TestTenantShareFailsAJobThatWaitsTooLong(t *testing.T) {
 			t.Errorf("after the refusal: claim %+v, acme holds %d; want no claim and acme's first job's node", st.Jobs[a2], held(st, "acme"))
 		}
 		release(e, a1)
-		e.update(names.UpdateShutdown, nil)
+		e.update(control.UpdateShutdown, nil)
 	}, 7*time.Minute)
 	sb := standby
 	sb.TenantMaxNodes = 1
@@ -289,10 +287,10 @@ func TestTenantNodesAndRaisedShares(t *testing.T) {
 	r := newReserves(e, acme, beta, beta2, free)
 	sb := standby
 	sb.Nodes, sb.TenantMaxNodes, sb.TenantNodes = 4, 1, map[string]int{"acme": 3, "free": 0}
-	e.RegisterDelayedCallback(func() { r.reserve(activities.ReserveRequest{JobID: acme, Slots: 10}) }, 5*time.Second)
-	e.RegisterDelayedCallback(func() { r.reserve(activities.ReserveRequest{JobID: beta, Slots: 2}) }, 7*time.Second)
-	e.RegisterDelayedCallback(func() { r.reserve(activities.ReserveRequest{JobID: beta2, Slots: 2}) }, 8*time.Second)
-	e.RegisterDelayedCallback(func() { r.reserve(activities.ReserveRequest{JobID: free, Slots: 8}) }, 9*time.Second)
+	e.RegisterDelayedCallback(func() { r.reserve(control.ReserveRequest{JobID: acme, Slots: 10}) }, 5*time.Second)
+	e.RegisterDelayedCallback(func() { r.reserve(control.ReserveRequest{JobID: beta, Slots: 2}) }, 7*time.Second)
+	e.RegisterDelayedCallback(func() { r.reserve(control.ReserveRequest{JobID: beta2, Slots: 2}) }, 8*time.Second)
+	e.RegisterDelayedCallback(func() { r.reserve(control.ReserveRequest{JobID: free, Slots: 8}) }, 9*time.Second)
 	e.RegisterDelayedCallback(func() {
 		st := e.status()
 		if held(st, "acme") != 3 || held(st, "beta") != 1 || held(st, "free") != 4 {
@@ -304,14 +302,14 @@ func TestTenantNodesAndRaisedShares(t *testing.T) {
 		}
 		raised := sb
 		raised.TenantMaxNodes = 2
-		e.update(names.UpdateSetStandby, nil, raised)
+		e.update(control.UpdateSetStandby, nil, raised)
 	}, 12*time.Second)
 	e.RegisterDelayedCallback(func() {
 		if done, n, err := r.outcome(beta2); !done || err != nil || n != 1 {
 			t.Errorf("beta's second job once beta's share is 2: done %v, %d nodes, %v; want a node at once", done, n, err)
 		}
 		release(e, acme, beta, beta2, free)
-		e.update(names.UpdateShutdown, nil)
+		e.update(control.UpdateShutdown, nil)
 	}, 12*time.Second+100*time.Millisecond)
 	startWith(e, sb)
 	if err := e.GetWorkflowError(); err != nil {
@@ -321,13 +319,13 @@ func TestTenantNodesAndRaisedShares(t *testing.T) {
 
 func TestStandbySpecValidatesTenantShares(t *testing.T) {
 	for _, tt := range []struct {
-		sb   workflows.StandbySpec
+		sb   control.StandbySpec
 		want string
 	}{
-		{workflows.StandbySpec{Nodes: 1, CPUs: 1, Provider: "local", TenantMaxNodes: -1}, "tenant max nodes -1 is negative"},
-		{workflows.StandbySpec{Nodes: 1, CPUs: 1, Provider: "local", TenantNodes: map[string]int{"Acme": 1}}, `"Acme" is not a tenant name`},
-		{workflows.StandbySpec{Nodes: 1, CPUs: 1, Provider: "local", TenantNodes: map[string]int{"acme": -2}}, "tenant nodes of acme: -2 is negative"},
-		{workflows.StandbySpec{Nodes: 1, CPUs: 1, Provider: "local", TenantMaxNodes: 2, TenantNodes: map[string]int{"acme": 5, "beta": 0}}, ""},
+		{control.StandbySpec{Nodes: 1, CPUs: 1, Provider: "local", TenantMaxNodes: -1}, "tenant max nodes -1 is negative"},
+		{control.StandbySpec{Nodes: 1, CPUs: 1, Provider: "local", TenantNodes: map[string]int{"Acme": 1}}, `"Acme" is not a tenant name`},
+		{control.StandbySpec{Nodes: 1, CPUs: 1, Provider: "local", TenantNodes: map[string]int{"acme": -2}}, "tenant nodes of acme: -2 is negative"},
+		{control.StandbySpec{Nodes: 1, CPUs: 1, Provider: "local", TenantMaxNodes: 2, TenantNodes: map[string]int{"acme": 5, "beta": 0}}, ""},
 	} {
 		err := tt.sb.Validate()
 		if tt.want == "" && err != nil || tt.want != "" && (err == nil || !strings.Contains(err.Error(), tt.want)) {

@@ -9,9 +9,8 @@ import (
 
 	"go.temporal.io/sdk/temporal"
 
-	"github.com/burla-temporal/burla/activities"
+	"github.com/burla-temporal/burla/control"
 	"github.com/burla-temporal/burla/job"
-	"github.com/burla-temporal/burla/names"
 	"github.com/burla-temporal/burla/workflows"
 )
 
@@ -21,16 +20,16 @@ import (
 func TestJobRefusesANewerClient(t *testing.T) {
 	// The test environment runs activities on goroutines of their own.
 	var ran atomic.Bool
-	run := func(context.Context, activities.RunInput) (activities.RunOutput, error) {
+	run := func(context.Context, control.RunInput) (control.RunOutput, error) {
 		ran.Store(true)
-		return activities.RunOutput{Drained: true}, nil
+		return control.RunOutput{Drained: true}, nil
 	}
 	e := newEnv(t, twoNodes(), run)
 	s := spec(3, true)
 	s.Version = job.SpecVersion + 1
-	e.ExecuteWorkflow(workflows.Job, workflows.JobInput{Spec: s})
+	e.ExecuteWorkflow(workflows.Job, control.JobInput{Spec: s})
 	var app *temporal.ApplicationError
-	if err := e.GetWorkflowError(); !errors.As(err, &app) || app.Type() != names.ErrVersionMismatch ||
+	if err := e.GetWorkflowError(); !errors.As(err, &app) || control.ErrorType(app.Type()) != control.ErrVersionMismatch ||
 		!strings.Contains(app.Message(), "upgrade the cluster") {
 		t.Fatalf("workflow error %v; want a VersionMismatch saying to upgrade the cluster", err)
 	}
@@ -41,7 +40,7 @@ func TestJobRefusesANewerClient(t *testing.T) {
 	e = newEnv(t, twoNodes(), run)
 	s = spec(3, true)
 	s.Version = 0
-	e.ExecuteWorkflow(workflows.Job, workflows.JobInput{Spec: s})
+	e.ExecuteWorkflow(workflows.Job, control.JobInput{Spec: s})
 	if err := e.GetWorkflowError(); err != nil {
 		t.Fatalf("a spec from before versions: %v", err)
 	}

@@ -16,14 +16,10 @@ import (
 	"text/tabwriter"
 	"time"
 
-	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/api/serviceerror"
-	"go.temporal.io/sdk/client"
 
-	"github.com/burla-temporal/burla/devcluster"
-	"github.com/burla-temporal/burla/names"
+	"github.com/burla-temporal/burla/control"
 	burla "github.com/burla-temporal/burla/sdk"
-	"github.com/burla-temporal/burla/workflows"
 )
 
 const clusterUsage = `usage: burla cluster <command> [flags]
@@ -81,7 +77,7 @@ func runCluster(ctx context.Context, args []string) error {
 	env := burla.ConfigFromEnv() // the addresses programs use, and their defaults
 	temporalAddr := fs.String("temporal", env.TemporalAddress, "Temporal frontend host:port")
 	namespace := fs.String("namespace", env.Namespace, "Temporal namespace")
-	cluster := fs.String("cluster", names.DefaultCluster, "cluster name")
+	cluster := fs.String("cluster", control.DefaultCluster, "cluster name")
 	nodes := fs.Int("nodes", 2, "standby nodes (up, set-standby)")
 	cpus := fs.Int("cpus", 2, "CPUs per node (up, set-standby)")
 	ramMB := fs.Int("ram-mb", 0, "memory per node in MB (up, set-standby)")
@@ -108,7 +104,7 @@ func runCluster(ctx context.Context, args []string) error {
 	if len(pos) > 0 {
 		return usageErrorf(clusterUsage, "cluster %s takes no arguments, got %q (name a cluster with --cluster)", cmd, pos)
 	}
-	spec := workflows.StandbySpec{Nodes: *nodes, CPUs: *cpus, RAMMB: *ramMB, MaxNodes: *maxNodes, Provider: *providerName, Envs: envs, Project: *project, Zone: *zone,
+	spec := control.StandbySpec{Nodes: *nodes, CPUs: *cpus, RAMMB: *ramMB, MaxNodes: *maxNodes, Provider: *providerName, Envs: envs, Project: *project, Zone: *zone,
 		TenantMaxNodes: *tenantMaxNodes}
 	if cmd == "up" || cmd == "set-standby" {
 		if spec.TenantNodes, err = parseTenantNodes(tenantNodes); err != nil {
@@ -134,40 +130,29 @@ func runCluster(ctx context.Context, args []string) error {
 		return fmt.Errorf("connect to Temporal at %s: %w", *temporalAddr, err)
 	}
 	defer tc.Close()
-	id := names.ClusterWorkflowID(*cluster)
-	update := func(name string, args ...any) error {
-		h, err := tc.UpdateWorkflow(ctx, client.UpdateWorkflowOptions{WorkflowID: id, UpdateName: name, Args: args, WaitForStage: client.WorkflowUpdateStageCompleted})
+	cc := control.NewClient(tc)
+	show := func(st control.ClusterState, err error) error {
 		if err != nil {
-			return clusterError(*cluster, name, err)
-		}
-		var st workflows.ClusterState
-		if err := h.Get(ctx, &st); err != nil {
-			return clusterError(*cluster, name, err)
+			return clusterError(err)
 		}
 		return out.state(st)
 	}
-	query := func(ctx context.Context) (workflows.ClusterState, error) {
-		st, err := devcluster.Status(ctx, tc, *cluster)
+	query := func(ctx context.Context) (control.ClusterState, error) {
+		st, err := cc.Status(ctx, *cluster)
 		if err != nil {
-			return st, clusterError(*cluster, "status", err)
+			return st, clusterError(err)
 		}
 		return st, nil
 	}
 	switch cmd {
 	case "up":
 		start := time.Now()
-		_, err := tc.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
-			ID: id, TaskQueue: names.TaskQueueControl,
-			WorkflowIDConflictPolicy: enumspb.WORKFLOW_ID_CONFLICT_POLICY_FAIL,
-		}, names.WorkflowCluster, workflows.ClusterInput{State: workflows.ClusterState{Name: *cluster, Standby: spec}})
-		var started *serviceerror.WorkflowExecutionAlreadyStarted
-		if errors.As(err, &started) {
-			return fmt.Errorf("cluster %s is up already; use set-standby to change it", *cluster)
+		if err := cc.Up(ctx, *cluster, spec); errors.Is(err, control.ErrClusterUp) {
+			return fmt.Errorf("%w; use set-standby to change it", err)
+		} else if err != nil {
+			return err
 		}
-		if err != nil {
-			return fmt.Errorf("cluster %s: up: %w", *cluster, err)
-		}
-		if err := devcluster.WaitReady(ctx, tc, *cluster, spec.Nodes, *timeout); err != nil {
+		if err := cc.WaitReady(ctx, *cluster, spec.Nodes, *timeout); err != nil {
 			return err
 		}
 		st, err := query(ctx)
@@ -177,13 +162,11 @@ func runCluster(ctx context.Context, args []string) error {
 		fmt.Fprintf(os.Stderr, "cluster %s: %d standby nodes ready in %v\n", *cluster, spec.Nodes, time.Since(start).Round(time.Millisecond))
 		return out.state(st)
 	case "down":
-		if err := update(names.UpdateShutdown); err != nil {
-			return err
+		st, err := cc.Shutdown(ctx, *cluster)
+		if err != nil {
+			return clusterError(err)
 		}
-		if err := tc.GetWorkflow(ctx, id, "").Get(ctx, nil); err != nil {
-			return fmt.Errorf("cluster %s: wait for it to end: %w", *cluster, err)
-		}
-		return nil
+		return out.state(st)
 	case "status", "watch":
 		if watch {
 			return watchCluster(ctx, watchInterval, query, out.change)
@@ -194,9 +177,9 @@ func runCluster(ctx context.Context, args []string) error {
 		}
 		return out.state(st)
 	case "set-standby":
-		return update(names.UpdateSetStandby, spec)
+		return show(cc.SetStandby(ctx, *cluster, spec))
 	case "restart":
-		return update(names.UpdateRestart)
+		return show(cc.Restart(ctx, *cluster))
 	}
 	return nil
 }
@@ -224,18 +207,18 @@ func parseTenantNodes(vals []string) (map[string]int, error) {
 
 // clusterError says what failed on which cluster, and marks a cluster Temporal
 // does not know, or whose workflow has ended, with errNoCluster.
-func clusterError(cluster, op string, err error) error {
+func clusterError(err error) error {
 	var nf *serviceerror.NotFound
 	if errors.As(err, &nf) {
-		return fmt.Errorf("cluster %s: %s: %w (never up, or down; `burla cluster up` starts it): %w", cluster, op, errNoCluster, err)
+		return fmt.Errorf("%w (never up, or down; `burla cluster up` starts it): %w", errNoCluster, err)
 	}
-	return fmt.Errorf("cluster %s: %s: %w", cluster, op, err)
+	return err
 }
 
 // watchCluster asks for the cluster's state every interval and hands each state
 // that differs from the one before to emit, the first one included, until ctx
 // ends, which is not an error.
-func watchCluster(ctx context.Context, interval time.Duration, poll func(context.Context) (workflows.ClusterState, error), emit func(workflows.ClusterState) error) error {
+func watchCluster(ctx context.Context, interval time.Duration, poll func(context.Context) (control.ClusterState, error), emit func(control.ClusterState) error) error {
 	tick := time.NewTicker(interval)
 	defer tick.Stop()
 	var last []byte
@@ -272,7 +255,7 @@ type clusterOutput struct {
 }
 
 // state prints st.
-func (o clusterOutput) state(st workflows.ClusterState) error {
+func (o clusterOutput) state(st control.ClusterState) error {
 	if o.json {
 		return json.NewEncoder(o.w).Encode(st)
 	}
@@ -280,12 +263,12 @@ func (o clusterOutput) state(st workflows.ClusterState) error {
 }
 
 // change prints st as a watch sees it: with the time it was seen.
-func (o clusterOutput) change(st workflows.ClusterState) error {
+func (o clusterOutput) change(st control.ClusterState) error {
 	now := time.Now()
 	if o.json {
 		return json.NewEncoder(o.w).Encode(struct {
 			Time time.Time `json:"time"`
-			workflows.ClusterState
+			control.ClusterState
 		}{now.UTC(), st})
 	}
 	fmt.Fprintf(o.w, "--- %s\n", now.Format(time.DateTime))
@@ -297,7 +280,7 @@ func (o clusterOutput) change(st workflows.ClusterState) error {
 }
 
 // printClusterTable prints a cluster's standby and its nodes for a person.
-func printClusterTable(w io.Writer, st workflows.ClusterState) error {
+func printClusterTable(w io.Writer, st control.ClusterState) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	s := st.Standby
 	state := "up"
@@ -354,7 +337,7 @@ func printClusterTable(w io.Writer, st workflows.ClusterState) error {
 }
 
 // describeShares says how many nodes tenants' jobs may hold at once.
-func describeShares(s workflows.StandbySpec) string {
+func describeShares(s control.StandbySpec) string {
 	bound := func(n int) string {
 		if n == 0 {
 			return "no bound"

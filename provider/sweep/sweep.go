@@ -13,9 +13,9 @@ import (
 
 	"go.temporal.io/sdk/client"
 
+	"github.com/burla-temporal/burla/control"
 	"github.com/burla-temporal/burla/provider"
 	"github.com/burla-temporal/burla/status"
-	"github.com/burla-temporal/burla/workflows"
 )
 
 // Clusters is what the sweeper asks about clusters.
@@ -23,7 +23,7 @@ type Clusters interface {
 	// Running returns the names of the clusters whose workflows run.
 	Running(ctx context.Context) ([]string, error)
 	// State returns a cluster's state, with every node it knows.
-	State(ctx context.Context, cluster string) (workflows.ClusterState, error)
+	State(ctx context.Context, cluster string) (control.ClusterState, error)
 }
 
 // Temporal is Clusters through a Temporal client.
@@ -35,8 +35,8 @@ func (t Temporal) Running(ctx context.Context) ([]string, error) {
 }
 
 // State implements Clusters.
-func (t Temporal) State(ctx context.Context, cluster string) (workflows.ClusterState, error) {
-	return status.Cluster(ctx, t.Client, cluster)
+func (t Temporal) State(ctx context.Context, cluster string) (control.ClusterState, error) {
+	return control.NewClient(t.Client).Status(ctx, cluster)
 }
 
 // Sweeper deletes the orphaned nodes of the clusters whose provider it has.

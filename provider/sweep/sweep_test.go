@@ -7,9 +7,9 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/burla-temporal/burla/control"
 	"github.com/burla-temporal/burla/provider"
 	"github.com/burla-temporal/burla/provider/sweep"
-	"github.com/burla-temporal/burla/workflows"
 )
 
 // nodes is a provider whose nodes are IDs by cluster; List can add a node first,
@@ -50,18 +50,18 @@ func (r regional) In(project, zone string) provider.Provider { r.nodes.zone = zo
 type states struct {
 	mu      sync.Mutex
 	running []string
-	spec    map[string]workflows.StandbySpec
+	spec    map[string]control.StandbySpec
 	known   map[string][]string
 	err     error
 }
 
 func (s *states) Running(context.Context) ([]string, error) { return s.running, s.err }
-func (s *states) State(_ context.Context, cluster string) (workflows.ClusterState, error) {
+func (s *states) State(_ context.Context, cluster string) (control.ClusterState, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	st := workflows.ClusterState{Name: cluster, Standby: s.spec[cluster], Nodes: map[string]*workflows.ClusterNode{}}
+	st := control.ClusterState{Name: cluster, Standby: s.spec[cluster], Nodes: map[string]*control.ClusterNode{}}
 	for _, id := range s.known[cluster] {
-		st.Nodes[id] = &workflows.ClusterNode{}
+		st.Nodes[id] = &control.ClusterNode{}
 	}
 	return st, nil
 }
@@ -84,7 +84,7 @@ func TestSweep(t *testing.T) {
 	gce := &nodes{name: "gce", by: map[string][]string{"b": {"b-1", "b-9"}}}
 	st := &states{
 		running: []string{"a", "b", "c"},
-		spec: map[string]workflows.StandbySpec{
+		spec: map[string]control.StandbySpec{
 			"a": {Provider: "local"}, "b": {Provider: "gce", Zone: "us-central1-a"}, "c": {Provider: "docker"},
 		},
 		known: map[string][]string{"a": {"a-1", "a-2"}, "b": {"b-1"}},

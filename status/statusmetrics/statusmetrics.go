@@ -10,9 +10,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"go.temporal.io/sdk/client"
 
+	"github.com/burla-temporal/burla/control"
 	"github.com/burla-temporal/burla/status"
 	"github.com/burla-temporal/burla/store"
-	"github.com/burla-temporal/burla/workflows"
 )
 
 // Collector exports the state of every running cluster as Prometheus metrics, read
@@ -51,7 +51,7 @@ const scrapeTimeout = 5 * time.Second
 
 // nodeStates are reported even when no node is in them, so that a graph of them
 // drops to zero rather than to nothing.
-var nodeStates = []workflows.NodeState{workflows.NodeProvisioning, workflows.NodeReady, workflows.NodeAssigned, workflows.NodeResetting, workflows.NodeDeleting}
+var nodeStates = []control.NodeState{control.NodeProvisioning, control.NodeReady, control.NodeAssigned, control.NodeResetting, control.NodeDeleting}
 
 // Collect implements prometheus.Collector.
 func (c *Collector) Collect(ch chan<- prometheus.Metric) {
@@ -63,12 +63,12 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 		return
 	}
 	for _, name := range clusters {
-		cs, err := status.Cluster(ctx, c.tc, name)
+		cs, err := control.NewClient(c.tc).Status(ctx, name)
 		if err != nil {
 			c.log.Warn("metrics: cluster status", "cluster", name, "error", err)
 			continue
 		}
-		byState := map[workflows.NodeState]int{}
+		byState := map[control.NodeState]int{}
 		for _, n := range cs.Nodes {
 			byState[n.State]++
 		}

@@ -32,11 +32,9 @@ import (
 	"go.temporal.io/sdk/worker"
 	"go.temporal.io/sdk/workflow"
 
-	"github.com/burla-temporal/burla/names"
+	"github.com/burla-temporal/burla/control"
 	burla "github.com/burla-temporal/burla/sdk"
-	"github.com/burla-temporal/burla/status"
 	"github.com/burla-temporal/burla/tests/clustertest"
-	"github.com/burla-temporal/burla/workflows"
 )
 
 var dev *clustertest.Dev
@@ -437,16 +435,16 @@ func BenchmarkClusterUp(b *testing.B) {
 	for b.Loop() {
 		for i := range 10 {
 			name := fmt.Sprintf("bench%d", i)
-			id := names.ClusterWorkflowID(name)
+			id := control.ClusterWorkflowID(name)
 			start := time.Now()
-			_, err := tc.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: id, TaskQueue: names.TaskQueueControl}, names.WorkflowCluster,
-				workflows.ClusterInput{State: workflows.ClusterState{Name: name, Standby: workflows.StandbySpec{Nodes: 2, CPUs: 1, Provider: "local"}}})
+			_, err := tc.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: id, TaskQueue: control.TaskQueueControl}, control.WorkflowCluster,
+				control.ClusterInput{State: control.ClusterState{Name: name, Standby: control.StandbySpec{Nodes: 2, CPUs: 1, Provider: "local"}}})
 			if err != nil {
 				b.Fatal(err)
 			}
 			waitReady(b, name, 2)
 			ups = append(ups, time.Since(start))
-			h, err := tc.UpdateWorkflow(ctx, client.UpdateWorkflowOptions{WorkflowID: id, UpdateName: names.UpdateShutdown, WaitForStage: client.WorkflowUpdateStageCompleted})
+			h, err := tc.UpdateWorkflow(ctx, client.UpdateWorkflowOptions{WorkflowID: id, UpdateName: control.UpdateShutdown, WaitForStage: client.WorkflowUpdateStageCompleted})
 			if err == nil {
 				err = h.Get(ctx, nil)
 			}
@@ -467,7 +465,7 @@ func BenchmarkClusterUp(b *testing.B) {
 // waitStandby waits for the dev cluster's standby, then lets it settle: a node turns
 // ready as its reset ends, and a user starting the next job by hand finds it settled.
 func waitStandby(b testing.TB, n int) {
-	waitReady(b, names.DefaultCluster, n)
+	waitReady(b, control.DefaultCluster, n)
 	time.Sleep(*settle)
 }
 
@@ -486,10 +484,10 @@ func waitReady(b testing.TB, cluster string, n int) {
 	b.Helper()
 	deadline := time.Now().Add(time.Minute)
 	for time.Now().Before(deadline) {
-		if st, err := status.Cluster(context.Background(), dev.Cluster.Temporal(), cluster); err == nil {
+		if st, err := control.NewClient(dev.Cluster.Temporal()).Status(context.Background(), cluster); err == nil {
 			ready := 0
 			for _, nd := range st.Nodes {
-				if nd.State == workflows.NodeReady {
+				if nd.State == control.NodeReady {
 					ready++
 				}
 			}

@@ -20,12 +20,10 @@ import (
 	"go.temporal.io/api/workflowservice/v1"
 	"go.temporal.io/sdk/client"
 
-	"github.com/burla-temporal/burla/names"
+	"github.com/burla-temporal/burla/control"
 	burla "github.com/burla-temporal/burla/sdk"
-	"github.com/burla-temporal/burla/status"
 	"github.com/burla-temporal/burla/tests/clustertest"
 	"github.com/burla-temporal/burla/tests/histories"
-	"github.com/burla-temporal/burla/workflows"
 )
 
 var record = flag.Bool("record", false, "write a continued run of the cluster's and of a node's workflow into workflows/testdata")
@@ -97,8 +95,8 @@ func TestManyJobsAcrossContinueAsNew(t *testing.T) {
 	took := time.Since(start)
 	st := waitStandby(t, ctx)
 	tc := dev.Cluster.Temporal()
-	runs := closedRuns(t, ctx, tc, names.WorkflowCluster)
-	nodeRuns := closedRuns(t, ctx, tc, names.WorkflowNode)
+	runs := closedRuns(t, ctx, tc, control.WorkflowCluster)
+	nodeRuns := closedRuns(t, ctx, tc, control.WorkflowNode)
 	t.Logf("%d jobs in %v; the cluster's workflow continued as new %d times, nodes' %d times; standby after: %d nodes ready",
 		jobs, took.Round(100*time.Millisecond), len(runs), len(nodeRuns), len(st.Nodes))
 	if len(runs) < 3 {
@@ -110,20 +108,20 @@ func TestManyJobsAcrossContinueAsNew(t *testing.T) {
 
 // waitStandby waits until no job holds a node and the standby's two nodes are
 // ready (grown nodes deleted).
-func waitStandby(t *testing.T, ctx context.Context) workflows.ClusterState {
+func waitStandby(t *testing.T, ctx context.Context) control.ClusterState {
 	t.Helper()
 	deadline := time.Now().Add(2 * time.Minute)
-	var st workflows.ClusterState
+	var st control.ClusterState
 	var last string
 	for time.Now().Before(deadline) {
 		qctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 		var err error
-		st, err = status.Cluster(qctx, dev.Cluster.Temporal(), names.DefaultCluster)
+		st, err = control.NewClient(dev.Cluster.Temporal()).Status(qctx, control.DefaultCluster)
 		cancel()
 		if err == nil {
 			ready := 0
 			for _, nd := range st.Nodes {
-				if nd.State == workflows.NodeReady {
+				if nd.State == control.NodeReady {
 					ready++
 				}
 			}

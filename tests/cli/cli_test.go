@@ -23,9 +23,9 @@ import (
 	"time"
 
 	"github.com/burla-temporal/burla/auth"
+	"github.com/burla-temporal/burla/control"
 	"github.com/burla-temporal/burla/tests/clustertest"
 	"github.com/burla-temporal/burla/wire"
-	"github.com/burla-temporal/burla/workflows"
 )
 
 // The exit statuses `burla -h` documents.
@@ -270,7 +270,7 @@ func TestUsage(t *testing.T) {
 
 // clusterState decodes r's stdout, which must be one JSON line holding a
 // cluster's state.
-func clusterState(t *testing.T, r result) workflows.ClusterState {
+func clusterState(t *testing.T, r result) control.ClusterState {
 	t.Helper()
 	if r.code != exitOK {
 		t.Fatalf("exit %d\n%v", r.code, r)
@@ -284,7 +284,7 @@ func clusterState(t *testing.T, r result) workflows.ClusterState {
 			t.Errorf("the cluster's state lacks %q\n%v", f, r)
 		}
 	}
-	var st workflows.ClusterState
+	var st control.ClusterState
 	if err := json.Unmarshal([]byte(r.stdout), &st); err != nil {
 		t.Fatal(err)
 	}
@@ -347,6 +347,10 @@ func TestClusterWatch(t *testing.T) {
 		t.Fatalf("up: %+v", st)
 	}
 	defer burla(t, adminKey, "cluster", "down", "--cluster", name)
+	// A second up is refused, and says what changes a running cluster.
+	if r := burla(t, adminKey, "cluster", "up", "--cluster", name, "--nodes", "3"); r.code != 1 || !strings.Contains(r.stderr, "up already; use set-standby") {
+		t.Errorf("a second up of a running cluster: %v", r)
+	}
 
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
@@ -390,7 +394,7 @@ func TestClusterWatch(t *testing.T) {
 	}
 	type change struct {
 		Time *time.Time `json:"time"`
-		workflows.ClusterState
+		control.ClusterState
 	}
 	decode := func(l string) change {
 		t.Helper()

@@ -16,7 +16,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/burla-temporal/burla/names"
+	"github.com/burla-temporal/burla/control"
 	burla "github.com/burla-temporal/burla/sdk"
 )
 
@@ -166,7 +166,7 @@ func (s *Split) ready(ctx context.Context, name string) bool {
 	}
 	qctx, cancel := context.WithTimeout(ctx, time.Second)
 	defer cancel()
-	_, err := s.Cluster.Temporal().QueryWorkflow(qctx, names.ClusterWorkflowID(names.DefaultCluster), "", names.QueryStatus)
+	_, err := s.Cluster.Temporal().QueryWorkflow(qctx, control.ClusterWorkflowID(control.DefaultCluster), "", control.QueryStatus)
 	return err == nil
 }
 

@@ -6,23 +6,21 @@ import (
 	"testing"
 	"time"
 
-	"github.com/burla-temporal/burla/names"
+	"github.com/burla-temporal/burla/control"
 	burla "github.com/burla-temporal/burla/sdk"
-	"github.com/burla-temporal/burla/status"
 	"github.com/burla-temporal/burla/tests/clustertest"
-	"github.com/burla-temporal/burla/workflows"
 )
 
 var tiny = burla.Func("tiny", func(ctx context.Context, x int) (int, error) { return x + 1, nil })
 
 func readyNodes(b *testing.B, d *clustertest.Dev) int {
-	st, err := status.Cluster(context.Background(), d.Cluster.Temporal(), names.DefaultCluster)
+	st, err := control.NewClient(d.Cluster.Temporal()).Status(context.Background(), control.DefaultCluster)
 	if err != nil {
 		b.Fatal(err)
 	}
 	n := 0
 	for _, nd := range st.Nodes {
-		if nd.State == workflows.NodeReady {
+		if nd.State == control.NodeReady {
 			n++
 		}
 	}

@@ -6,11 +6,11 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/burla-temporal/burla/workflows"
+	"github.com/burla-temporal/burla/control"
 )
 
 // burlaCLI runs the burla binary against the test cluster and decodes its JSON.
-func burlaCLI(t *testing.T, args ...string) workflows.ClusterState {
+func burlaCLI(t *testing.T, args ...string) control.ClusterState {
 	t.Helper()
 	cmd := exec.Command(dev.Binary, append(args, "--temporal", dev.Addrs.Temporal)...)
 	out, err := cmd.Output()
@@ -21,7 +21,7 @@ func burlaCLI(t *testing.T, args ...string) workflows.ClusterState {
 		}
 		t.Fatalf("burla %s: %v\n%s", strings.Join(args, " "), err, stderr)
 	}
-	var st workflows.ClusterState
+	var st control.ClusterState
 	if len(out) > 0 {
 		if err := json.Unmarshal(out, &st); err != nil {
 			t.Fatalf("burla %s printed %q: %v", strings.Join(args, " "), out, err)
@@ -44,7 +44,7 @@ func TestClusterCLI(t *testing.T) {
 	st = burlaCLI(t, "cluster", "restart", "--cluster", "cli")
 	replaced := 0
 	for id, nd := range st.Nodes {
-		if _, old := before[id]; !old && nd.State == workflows.NodeProvisioning {
+		if _, old := before[id]; !old && nd.State == control.NodeProvisioning {
 			replaced++
 		}
 	}

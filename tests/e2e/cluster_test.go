@@ -5,14 +5,12 @@ import (
 	"testing"
 	"time"
 
-	"github.com/burla-temporal/burla/names"
-	"github.com/burla-temporal/burla/status"
-	"github.com/burla-temporal/burla/workflows"
+	"github.com/burla-temporal/burla/control"
 )
 
-func clusterStatus(t *testing.T) workflows.ClusterState {
+func clusterStatus(t *testing.T) control.ClusterState {
 	t.Helper()
-	st, err := status.Cluster(context.Background(), dev.Cluster.Temporal(), names.DefaultCluster)
+	st, err := control.NewClient(dev.Cluster.Temporal()).Status(context.Background(), control.DefaultCluster)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -20,14 +18,14 @@ func clusterStatus(t *testing.T) workflows.ClusterState {
 }
 
 // waitStandby waits until the cluster's standby is ready again.
-func waitStandby(t *testing.T, want int) workflows.ClusterState {
+func waitStandby(t *testing.T, want int) control.ClusterState {
 	t.Helper()
 	deadline := time.Now().Add(time.Minute)
 	for {
 		st := clusterStatus(t)
 		ready := 0
 		for _, nd := range st.Nodes {
-			if nd.State == workflows.NodeReady {
+			if nd.State == control.NodeReady {
 				ready++
 			}
 		}

@@ -6,7 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/burla-temporal/burla/names"
+	"github.com/burla-temporal/burla/control"
 	burla "github.com/burla-temporal/burla/sdk"
 )
 
@@ -31,7 +31,7 @@ func TestGPUJobWithoutGPUNodesFailsFast(t *testing.T) {
 		t.Fatalf("error %v (%T); want a *burla.Error", err, err)
 	}
 	if be.Kind != burla.KindNoCompatibleNodes {
-		t.Errorf("error kind %q; want %s", be.Kind, names.ErrNoCompatibleNodes)
+		t.Errorf("error kind %q; want %s", be.Kind, control.ErrNoCompatibleNodes)
 	}
 	for _, want := range []string{"no compatible nodes", "GPU A100 per call", "no GPU", "local provider", "burla.Grow()", "drop burla.FuncGPU"} {
 		if !strings.Contains(be.Msg, want) {

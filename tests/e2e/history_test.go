@@ -12,7 +12,7 @@ import (
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/converter"
 
-	"github.com/burla-temporal/burla/names"
+	"github.com/burla-temporal/burla/control"
 	burla "github.com/burla-temporal/burla/sdk"
 	"github.com/burla-temporal/burla/tests/clustertest"
 	"github.com/burla-temporal/burla/tests/histories"
@@ -38,9 +38,9 @@ func TestJobHistoryReplays(t *testing.T) {
 	}
 	// The cluster's own workflow (running) and a node's that ended (the cluster
 	// replaces nodes after each job that needed replacements, and lost ones).
-	jobs["cluster_running"] = names.ClusterWorkflowID(names.DefaultCluster)
+	jobs["cluster_running"] = control.ClusterWorkflowID(control.DefaultCluster)
 	resp, err := tc(dev).ListWorkflow(ctx, &workflowservice.ListWorkflowExecutionsRequest{
-		Query: "WorkflowType='" + names.WorkflowNode + "' AND ExecutionStatus='Completed'"})
+		Query: "WorkflowType='" + control.WorkflowNode + "' AND ExecutionStatus='Completed'"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -51,7 +51,7 @@ func TestJobHistoryReplays(t *testing.T) {
 	}
 	// The build of this program's environment, which its first job started.
 	resp, err = tc(dev).ListWorkflow(ctx, &workflowservice.ListWorkflowExecutionsRequest{
-		Query: "WorkflowType='" + names.WorkflowEnvBuild + "' AND ExecutionStatus='Completed'"})
+		Query: "WorkflowType='" + control.WorkflowEnvBuild + "' AND ExecutionStatus='Completed'"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -84,7 +84,7 @@ func tc(d *clustertest.Dev) client.Client { return d.Cluster.Temporal() }
 // (TestKilledNodeAgent). With -record it keeps it as cluster_grew_reset_lost once
 // it has checked that the history holds all three.
 func replayCluster(ctx context.Context) error {
-	id := names.ClusterWorkflowID(names.DefaultCluster)
+	id := control.ClusterWorkflowID(control.DefaultCluster)
 	h, err := histories.Fetch(ctx, dev.Cluster.Temporal(), id, "")
 	if err != nil {
 		return err
@@ -97,7 +97,7 @@ func replayCluster(ctx context.Context) error {
 	}
 	var grew, reset, lost bool
 	for _, e := range h.GetEvents() {
-		if a := e.GetWorkflowExecutionUpdateAcceptedEventAttributes(); a != nil && a.GetAcceptedRequest().GetInput().GetName() == names.UpdateReserve {
+		if a := e.GetWorkflowExecutionUpdateAcceptedEventAttributes(); a != nil && a.GetAcceptedRequest().GetInput().GetName() == control.UpdateReserve {
 			var in struct {
 				Grow bool `json:"grow"`
 			}
@@ -106,8 +106,8 @@ func replayCluster(ctx context.Context) error {
 			}
 		}
 		if a := e.GetSignalExternalWorkflowExecutionInitiatedEventAttributes(); a != nil {
-			reset = reset || a.GetSignalName() == names.SignalResetNode
-			lost = lost || a.GetSignalName() == names.SignalNodeLost
+			reset = reset || a.GetSignalName() == control.SignalResetNode
+			lost = lost || a.GetSignalName() == control.SignalNodeLost
 		}
 	}
 	if !grew || !reset || !lost {

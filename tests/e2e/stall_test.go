@@ -15,11 +15,10 @@ import (
 	"github.com/chromedp/chromedp"
 	"go.temporal.io/sdk/client"
 
+	"github.com/burla-temporal/burla/control"
 	"github.com/burla-temporal/burla/job"
-	"github.com/burla-temporal/burla/names"
 	burla "github.com/burla-temporal/burla/sdk"
 	"github.com/burla-temporal/burla/status"
-	"github.com/burla-temporal/burla/workflows"
 )
 
 // sleeper holds its worker for ms milliseconds, or until its call is cancelled.
@@ -275,12 +274,12 @@ func cancelAndWait(t *testing.T, id string) {
 	waitStandby(t, 2)
 }
 
-func setStandby(t *testing.T, s workflows.StandbySpec) {
+func setStandby(t *testing.T, s control.StandbySpec) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	h, err := dev.Cluster.Temporal().UpdateWorkflow(ctx, client.UpdateWorkflowOptions{
-		WorkflowID: names.ClusterWorkflowID(names.DefaultCluster), UpdateName: names.UpdateSetStandby,
+		WorkflowID: control.ClusterWorkflowID(control.DefaultCluster), UpdateName: control.UpdateSetStandby,
 		Args: []any{s}, WaitForStage: client.WorkflowUpdateStageCompleted})
 	if err == nil {
 		err = h.Get(ctx, nil)

@@ -2,15 +2,13 @@ package faults
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"testing"
 	"time"
 
 	enumspb "go.temporal.io/api/enums/v1"
-	"go.temporal.io/sdk/temporal"
 
-	"github.com/burla-temporal/burla/names"
+	"github.com/burla-temporal/burla/control"
 	burla "github.com/burla-temporal/burla/sdk"
 	"github.com/burla-temporal/burla/store/natsstore"
 )
@@ -78,12 +76,11 @@ func TestDetachedClientKilledMidUpload(t *testing.T) {
 	waitForStatus(t, jobID, enumspb.WORKFLOW_EXECUTION_STATUS_FAILED)
 	ended := time.Since(killed)
 	werr := cluster.Cluster.Temporal().GetWorkflow(ctx, jobID, "").Get(ctx, nil)
-	var app *temporal.ApplicationError
-	if !errors.As(werr, &app) || app.Type() != names.ErrClientGone {
+	if !control.ErrClientGone.Is(werr) {
 		t.Fatalf("the job failed with %v; want ClientGone", werr)
 	}
 	back := waitStandby(t, 2)
-	t.Logf("job failed %v after its client was killed mid-upload: %v", ended, app.Error())
+	t.Logf("job failed %v after its client was killed mid-upload: %v", ended, werr)
 	checkHealthy(t)
 	if !t.Failed() {
 		record(row{fault: "kill -9 a detached client while its inputs upload", outcome: fmt.Sprintf("failed ClientGone %v after the kill (timeout 2s); nodes back in standby", ended.Round(100*time.Millisecond)),

@@ -14,12 +14,10 @@ import (
 
 	enumspb "go.temporal.io/api/enums/v1"
 
-	"github.com/burla-temporal/burla/names"
+	"github.com/burla-temporal/burla/control"
 	burla "github.com/burla-temporal/burla/sdk"
-	"github.com/burla-temporal/burla/status"
 	"github.com/burla-temporal/burla/store/natsstore"
 	"github.com/burla-temporal/burla/tests/clustertest"
-	"github.com/burla-temporal/burla/workflows"
 )
 
 // inputs is the size of every faulted job.
@@ -388,7 +386,7 @@ func waitWhole(k killed) (time.Time, error) {
 			if err == nil {
 				live := 0
 				for id, nd := range st.Nodes {
-					if id != k.node && (nd.State == workflows.NodeReady || nd.State == workflows.NodeAssigned) {
+					if id != k.node && (nd.State == control.NodeReady || nd.State == control.NodeAssigned) {
 						live++
 					}
 				}
@@ -407,10 +405,10 @@ func waitWhole(k killed) (time.Time, error) {
 	}
 }
 
-func clusterStatus(timeout time.Duration) (workflows.ClusterState, error) {
+func clusterStatus(timeout time.Duration) (control.ClusterState, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
-	return status.Cluster(ctx, cluster.Cluster.Temporal(), names.DefaultCluster)
+	return control.NewClient(cluster.Cluster.Temporal()).Status(ctx, control.DefaultCluster)
 }
 
 // diagnose describes a job that ended wrongly: its queue's progress, and what its
@@ -454,7 +452,7 @@ func waitStandby(t *testing.T, n int) time.Time {
 		if err == nil {
 			ready := 0
 			for _, nd := range st.Nodes {
-				if nd.State == workflows.NodeReady {
+				if nd.State == control.NodeReady {
 					ready++
 				}
 			}

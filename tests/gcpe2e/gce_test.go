@@ -19,7 +19,7 @@ import (
 
 	enumspb "go.temporal.io/api/enums/v1"
 
-	"github.com/burla-temporal/burla/names"
+	"github.com/burla-temporal/burla/control"
 	burla "github.com/burla-temporal/burla/sdk"
 	"github.com/burla-temporal/burla/temporalserver"
 )
@@ -32,9 +32,9 @@ import (
 func TestControlPlaneOnGCE(t *testing.T) {
 	ctx := testCtx(t, 4*time.Minute)
 	ts, err := temporalserver.Start(ctx, temporalserver.Config{UIPort: -1, SearchAttributes: map[string]enumspb.IndexedValueType{
-		names.SearchJobState: enumspb.INDEXED_VALUE_TYPE_KEYWORD,
-		names.SearchFunction: enumspb.INDEXED_VALUE_TYPE_KEYWORD,
-		names.SearchInputs:   enumspb.INDEXED_VALUE_TYPE_INT,
+		control.SearchJobState: enumspb.INDEXED_VALUE_TYPE_KEYWORD,
+		control.SearchFunction: enumspb.INDEXED_VALUE_TYPE_KEYWORD,
+		control.SearchInputs:   enumspb.INDEXED_VALUE_TYPE_INT,
 	}})
 	if err != nil {
 		t.Fatal(err)

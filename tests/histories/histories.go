@@ -16,7 +16,7 @@ import (
 	"go.temporal.io/sdk/worker"
 	"go.temporal.io/sdk/workflow"
 
-	"github.com/burla-temporal/burla/names"
+	"github.com/burla-temporal/burla/control"
 	"github.com/burla-temporal/burla/workflows"
 )
 
@@ -39,10 +39,10 @@ func Fetch(ctx context.Context, tc client.Client, id, run string) (*historypb.Hi
 // workflow ID and run it ran with (a job checks that it runs under its own ID).
 func Replay(h *historypb.History, id, run string) error {
 	r := worker.NewWorkflowReplayer()
-	r.RegisterWorkflowWithOptions(workflows.Job, workflow.RegisterOptions{Name: names.WorkflowJob})
-	r.RegisterWorkflowWithOptions(workflows.Cluster, workflow.RegisterOptions{Name: names.WorkflowCluster})
-	r.RegisterWorkflowWithOptions(workflows.Node, workflow.RegisterOptions{Name: names.WorkflowNode})
-	r.RegisterWorkflowWithOptions(workflows.EnvBuild, workflow.RegisterOptions{Name: names.WorkflowEnvBuild})
+	r.RegisterWorkflowWithOptions(workflows.Job, workflow.RegisterOptions{Name: control.WorkflowJob})
+	r.RegisterWorkflowWithOptions(workflows.Cluster, workflow.RegisterOptions{Name: control.WorkflowCluster})
+	r.RegisterWorkflowWithOptions(workflows.Node, workflow.RegisterOptions{Name: control.WorkflowNode})
+	r.RegisterWorkflowWithOptions(workflows.EnvBuild, workflow.RegisterOptions{Name: control.WorkflowEnvBuild})
 	return r.ReplayWorkflowHistoryWithOptions(nil, h, worker.ReplayWorkflowHistoryOptions{OriginalExecution: workflow.Execution{ID: id, RunID: run}})
 }
 

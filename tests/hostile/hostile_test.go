@@ -32,12 +32,11 @@ import (
 	"go.temporal.io/sdk/client"
 
 	"github.com/burla-temporal/burla/auth"
+	"github.com/burla-temporal/burla/control"
 	"github.com/burla-temporal/burla/job"
-	"github.com/burla-temporal/burla/names"
 	burla "github.com/burla-temporal/burla/sdk"
 	"github.com/burla-temporal/burla/store"
 	"github.com/burla-temporal/burla/tests/clustertest"
-	"github.com/burla-temporal/burla/workflows"
 )
 
 var discard = slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -201,19 +200,19 @@ func claimJob(t *testing.T, ctx context.Context, k *keyed, acmeID string) {
 	forged.ID = acmeID
 	forged.Tenant = ""
 	id := job.NewID(time.Now(), "evil")
-	run, err := k.evil.Temporal().ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: id, TaskQueue: names.TaskQueueControl},
-		names.WorkflowJob, workflows.JobInput{Spec: forged})
+	run, err := k.evil.Temporal().ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: id, TaskQueue: control.TaskQueueControl},
+		control.WorkflowJob, control.JobInput{Spec: forged})
 	if err != nil {
 		t.Fatalf("start: %v", err)
 	}
 	err = run.Get(ctx, nil)
-	if !strings.Contains(fmt.Sprint(err), names.ErrNotYours) {
+	if !strings.Contains(fmt.Sprint(err), string(control.ErrNotYours)) {
 		t.Errorf("evil's job %s with acme's spec ID: %v; want a NotYours refusal", id, err)
 	}
 	// And an environment build of acme's program, named as evil's.
-	bid := names.EnvBuildWorkflowID("evil", names.EnvDigest(own.Binary, ""))
-	run, err = k.evil.Temporal().ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: bid, TaskQueue: names.TaskQueueControl,
-		WorkflowIDConflictPolicy: enumspb.WORKFLOW_ID_CONFLICT_POLICY_FAIL}, names.WorkflowEnvBuild, workflows.EnvBuildInput{Binary: own.Binary, Tenant: "acme"})
+	bid := control.EnvBuildWorkflowID("evil", control.EnvDigest(own.Binary, ""))
+	run, err = k.evil.Temporal().ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: bid, TaskQueue: control.TaskQueueControl,
+		WorkflowIDConflictPolicy: enumspb.WORKFLOW_ID_CONFLICT_POLICY_FAIL}, control.WorkflowEnvBuild, control.EnvBuildInput{Binary: own.Binary, Tenant: "acme"})
 	var started *serviceerror.WorkflowExecutionAlreadyStarted
 	if errors.As(err, &started) {
 		return // evil's own build of that ID ran already; the workflow test covers the rest
@@ -221,7 +220,7 @@ func claimJob(t *testing.T, ctx context.Context, k *keyed, acmeID string) {
 	if err != nil {
 		t.Fatalf("start build: %v", err)
 	}
-	if err := run.Get(ctx, nil); !strings.Contains(fmt.Sprint(err), names.ErrNotYours) {
+	if err := run.Get(ctx, nil); !strings.Contains(fmt.Sprint(err), string(control.ErrNotYours)) {
 		t.Errorf("evil's build of acme's program: %v; want a NotYours refusal", err)
 	}
 }
@@ -249,8 +248,8 @@ func forgeChunks(t *testing.T, ctx context.Context, k *keyed, acmeID string) {
 	if err := st.Seal(ctx, spec.ID, 1); err != nil {
 		t.Fatal(err)
 	}
-	run, err := k.evil.Temporal().ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: spec.ID, TaskQueue: names.TaskQueueControl},
-		names.WorkflowJob, workflows.JobInput{Spec: spec})
+	run, err := k.evil.Temporal().ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: spec.ID, TaskQueue: control.TaskQueueControl},
+		control.WorkflowJob, control.JobInput{Spec: spec})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -290,8 +289,8 @@ func signal(t *testing.T, ctx context.Context, k *keyed, acmeID string) {
 			t.Errorf("evil's own job after its signals: %v", err)
 		}
 	}()
-	for _, name := range []string{names.SignalNodesAdded, names.SignalNodeLost} {
-		err := k.evil.Temporal().SignalWorkflow(ctx, j.ID(), "", name, workflows.NodesAdded{})
+	for _, name := range []string{control.SignalNodesAdded, control.SignalNodeLost} {
+		err := k.evil.Temporal().SignalWorkflow(ctx, j.ID(), "", name, control.NodesAdded{})
 		var denied *serviceerror.PermissionDenied
 		if !errors.As(err, &denied) {
 			t.Errorf("evil signals %s to its own job: %v; want permission denied", name, err)

@@ -18,12 +18,11 @@ import (
 	sdklog "go.temporal.io/sdk/log"
 
 	"github.com/burla-temporal/burla/activities"
-	"github.com/burla-temporal/burla/names"
+	"github.com/burla-temporal/burla/control"
 	"github.com/burla-temporal/burla/provider"
 	"github.com/burla-temporal/burla/store"
 	"github.com/burla-temporal/burla/temporalserver"
 	"github.com/burla-temporal/burla/workers"
-	"github.com/burla-temporal/burla/workflows"
 )
 
 const watches = 1_200
@@ -90,8 +89,8 @@ func TestWatchesLeaveRoomForControlWork(t *testing.T) {
 		go func() {
 			defer func() { <-slots; wg.Done() }()
 			id := fmt.Sprintf("s-%d", i)
-			_, err := tc.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: names.NodeWorkflowID(id), TaskQueue: names.TaskQueueControl},
-				names.WorkflowNode, workflows.NodeInput{Spec: provider.NodeSpec{ID: id, Cluster: "s", CPUs: 1}, Provider: "fake", ClusterWorkflowID: "cluster-s", Registered: true})
+			_, err := tc.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: control.NodeWorkflowID(id), TaskQueue: control.TaskQueueControl},
+				control.WorkflowNode, control.NodeInput{Spec: provider.NodeSpec{ID: id, Cluster: "s", CPUs: 1}, Provider: "fake", ClusterWorkflowID: "cluster-s", Registered: true})
 			errs <- err
 		}()
 	}
@@ -119,8 +118,8 @@ func TestWatchesLeaveRoomForControlWork(t *testing.T) {
 	// A new node: its creation runs on the control queue.
 	asked := time.Now()
 	id := "s-new"
-	if _, err := tc.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: names.NodeWorkflowID(id), TaskQueue: names.TaskQueueControl},
-		names.WorkflowNode, workflows.NodeInput{Spec: provider.NodeSpec{ID: id, Cluster: "s", CPUs: 1}, Provider: "fake", ClusterWorkflowID: "cluster-s"}); err != nil {
+	if _, err := tc.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: control.NodeWorkflowID(id), TaskQueue: control.TaskQueueControl},
+		control.WorkflowNode, control.NodeInput{Spec: provider.NodeSpec{ID: id, Cluster: "s", CPUs: 1}, Provider: "fake", ClusterWorkflowID: "cluster-s"}); err != nil {
 		t.Fatal(err)
 	}
 	for {
@@ -144,12 +143,12 @@ func pendingWatches(ctx context.Context, t *testing.T, tc client.Client) int {
 	t.Helper()
 	n := 0
 	for i := range watches {
-		d, err := tc.DescribeWorkflowExecution(ctx, names.NodeWorkflowID(fmt.Sprintf("s-%d", i)), "")
+		d, err := tc.DescribeWorkflowExecution(ctx, control.NodeWorkflowID(fmt.Sprintf("s-%d", i)), "")
 		if err != nil {
 			continue
 		}
 		for _, a := range d.GetPendingActivities() {
-			if a.GetActivityType().GetName() == names.ActivityWatchNode && a.GetLastStartedTime() != nil {
+			if a.GetActivityType().GetName() == control.ActivityWatchNode && a.GetLastStartedTime() != nil {
 				n++
 			}
 		}

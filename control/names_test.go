@@ -1,4 +1,4 @@
-package names
+package control
 
 import (
 	"go/ast"

@@ -1,11 +1,7 @@
-// Package names holds the names by which the SDK, the control-plane worker and the
-// node agents find each other on Temporal: task queues, workflow and activity types,
-// search attributes and the application error types that cross process boundaries.
-//
-// They are constants in one place because Temporal calls everything by name: a
-// workflow registered as "JobWorkflow" in the worker must be started as
-// "JobWorkflow" by the SDK, and a renamed constant is a wire-format change.
-package names
+// The names by which the SDK, the control-plane worker and the node agents find
+// each other on Temporal. A renamed constant is a wire-format change.
+
+package control
 
 import (
 	"crypto/sha256"
@@ -129,51 +125,4 @@ const (
 	SearchInputs   = "BurlaInputs"   // Int: number of inputs
 	SearchFunction = "BurlaFunction" // Keyword: registered function name
 	SearchTenant   = "BurlaTenant"   // Keyword: the tenant that started the job
-)
-
-// Application error types: the Type of a temporal.ApplicationError that ends a job.
-// The SDK switches on them to build the error it returns to the caller.
-const (
-	ErrUserError       = "UserError"       // an input's function failed; details carry the input index
-	ErrNoNodes         = "NoNodes"         // no live node could be found for the job
-	ErrUnknownFunction = "UnknownFunction" // the shipped binary does not register the job's function
-	ErrBadBinary       = "BadBinary"       // the shipped binary cannot be started on the node
-	ErrClientGone      = "ClientGone"      // the caller stopped heartbeating a job that was not detached
-	ErrNodesLost       = "NodesLost"       // every node working on the job was lost
-	ErrShuttingDown    = "ClusterShutdown" // the cluster is shutting down
-	// ErrChunkFailed: a chunk of inputs failed on the cluster's side (its results
-	// could not be stored, a shared file could not be saved) on each of its
-	// deliveries, up to the bound; details carry the input index.
-	ErrChunkFailed = "ChunkFailed"
-	// ErrNoCompatibleNodes: no node the cluster has or can start fits the job's
-	// image, GPU, region or disk.
-	ErrNoCompatibleNodes = "NoCompatibleNodes"
-	ErrAllNodesBusy      = "AllNodesBusy"      // every node that fits is on other jobs, and the job may not grow
-	ErrNodesFailedToBoot = "NodesFailedToBoot" // the nodes started for the job failed to boot
-	ErrJobStalled        = "JobStalled"        // the job made no progress for longer than its stall timeout
-	ErrVersionMismatch   = "VersionMismatch"   // the client's protocol version is not the cluster's
-	ErrBadSpec           = "BadSpec"           // the job's spec is not valid
-	// ErrNotYours: a workflow's input names a job, tenant or program that its own
-	// workflow ID does not: a tenant tried to act as another.
-	ErrNotYours = "NotYours"
-	// ErrTenantLimit: the job's tenant held all the nodes its share of the
-	// cluster allows, with other jobs, for as long as the job waited for one.
-	ErrTenantLimit = "TenantLimit"
-	// ErrClusterContinuing is a reserve the cluster asks to be made again, as
-	// its run ends (continue-as-new); the job retries it.
-	ErrClusterContinuing = "ClusterContinuing"
-	// ErrStillQueued is a reserve that waited its slice for a first node: the
-	// job keeps its place and asks again, so that no update waits for long (a
-	// workflow admits few updates in flight, and jobs that have their nodes must
-	// still be able to learn so).
-	ErrStillQueued = "StillQueued"
-)
-
-// Error types that end an activity or a cluster's request rather than a job.
-const (
-	ErrBadImage        = "BadImage"        // an image cannot be made an environment
-	ErrBadStandby      = "BadStandby"      // a cluster's standby spec is not valid
-	ErrMisconfigured   = "Misconfigured"   // the control plane lacks what the activity needs (its Temporal client)
-	ErrUnknownProvider = "UnknownProvider" // the control plane has no provider of the name a cluster uses
-	ErrQueueGone       = "QueueGone"       // a job's input queue was deleted while a node ran it
 )
