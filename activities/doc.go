@@ -16,4 +16,5 @@
 //
 // Each exported method of Control, Nodes, Node and Env is an activity, registered
 // by name in package workers; the Collector is a type of its own for that reason.
+// Their inputs and outputs are package control's.
 package activities

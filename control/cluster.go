@@ -46,8 +46,9 @@ type StandbySpec struct {
 	TenantNodes map[string]int `json:"tenant_nodes,omitempty"`
 }
 
-// Validate reports the first thing wrong with s.
-func (s StandbySpec) Validate() error {
+// Validate reports the first thing wrong with s, for a provider of the given
+// capabilities (provider.Declared).
+func (s StandbySpec) Validate(caps provider.Capabilities) error {
 	switch {
 	case s.Nodes < 0:
 		return fmt.Errorf("standby nodes %d is negative", s.Nodes)
@@ -55,11 +56,11 @@ func (s StandbySpec) Validate() error {
 		return fmt.Errorf("standby CPUs per node %d is less than 1", s.CPUs)
 	case s.Provider == "":
 		return errors.New("standby spec names no provider")
-	case (s.Project != "" || s.Zone != "") && s.Provider != "gce":
+	case (s.Project != "" || s.Zone != "") && !caps.Zones:
 		return fmt.Errorf("a project and zone place gce nodes, not %s ones", s.Provider)
 	case s.MaxNodes != 0 && s.MaxNodes < s.Nodes:
 		return fmt.Errorf("max nodes %d is less than the %d standby nodes", s.MaxNodes, s.Nodes)
-	case (s.GPU != "" || s.Region != "" || s.DiskGB != 0) && s.Provider != "gce":
+	case s.GPU != "" && !caps.GPUs, s.Region != "" && !caps.Regions, s.DiskGB != 0 && !caps.Disks:
 		return fmt.Errorf("GPUs, a region and a disk size are for gce nodes, not %s ones", s.Provider)
 	case s.Region != "" && !job.ValidRegion(s.Region):
 		return fmt.Errorf("standby region %q is not a region name such as us-central1", s.Region)

@@ -10,6 +10,7 @@ import (
 	"maps"
 	"slices"
 	"strings"
+	"sync"
 )
 
 // NodeSpec is a node to create.
@@ -39,6 +40,42 @@ func RegionOf(zone string) string {
 		return ""
 	}
 	return zone[:i]
+}
+
+// Capabilities are what a provider chooses about the nodes it makes besides their
+// CPUs and memory. Each provider declares its own (Declare, from its package's
+// init), so that placement and a standby spec's validation ask what a provider
+// can do rather than which one it is.
+type Capabilities struct {
+	GPUs    bool // machines with GPUs attached
+	Regions bool // the region a node is made in
+	Disks   bool // the size of a node's boot disk
+	Zones   bool // a project and zone per cluster
+}
+
+var (
+	declaredMu sync.Mutex
+	declared   = map[string]Capabilities{}
+)
+
+// Declare records the capabilities of the provider of the given name. It panics
+// if the name is declared twice, as a second database/sql driver of one name does.
+func Declare(name string, c Capabilities) {
+	declaredMu.Lock()
+	defer declaredMu.Unlock()
+	if _, dup := declared[name]; dup {
+		panic("provider: " + name + " declared twice")
+	}
+	declared[name] = c
+}
+
+// Declared returns the capabilities of every provider this program links, by
+// name: the control plane hands them to the cluster workflow, whose placement
+// reads them.
+func Declared() map[string]Capabilities {
+	declaredMu.Lock()
+	defer declaredMu.Unlock()
+	return maps.Clone(declared)
 }
 
 // Provider creates and deletes nodes. A created node runs a node agent that

@@ -10,6 +10,7 @@ import (
 
 	"github.com/burla-temporal/burla/activities"
 	"github.com/burla-temporal/burla/control"
+	"github.com/burla-temporal/burla/provider"
 	"github.com/burla-temporal/burla/workflows"
 )
 
@@ -88,7 +89,7 @@ type Registry interface {
 // RegisterControl registers the control plane's workflows and activities on r.
 func RegisterControl(r Registry, a *activities.Control, n *activities.Nodes, e *activities.Env) {
 	r.RegisterWorkflowWithOptions(workflows.Job, workflow.RegisterOptions{Name: control.WorkflowJob})
-	r.RegisterWorkflowWithOptions(workflows.Cluster, workflow.RegisterOptions{Name: control.WorkflowCluster})
+	r.RegisterWorkflowWithOptions(workflows.Clusters{Providers: provider.Declared()}.Cluster, workflow.RegisterOptions{Name: control.WorkflowCluster})
 	r.RegisterWorkflowWithOptions(workflows.Node, workflow.RegisterOptions{Name: control.WorkflowNode})
 	r.RegisterWorkflowWithOptions(workflows.EnvBuild, workflow.RegisterOptions{Name: control.WorkflowEnvBuild})
 	r.RegisterActivityWithOptions(e.InspectBinary, activity.RegisterOptions{Name: control.ActivityInspectBin})

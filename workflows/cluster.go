@@ -1,7 +1,6 @@
 package workflows
 
 import (
-	"cmp"
 	"fmt"
 	"slices"
 	"strings"
@@ -14,23 +13,32 @@ import (
 	"github.com/burla-temporal/burla/control"
 	"github.com/burla-temporal/burla/gpu"
 	"github.com/burla-temporal/burla/job"
+	"github.com/burla-temporal/burla/placement"
 	"github.com/burla-temporal/burla/provider"
 )
 
 // lastLostKept is how many lost nodes control.ClusterState.LastLost keeps.
 const lastLostKept = 5
 
+// Clusters is the ClusterWorkflow with what it knows of the world: the
+// capabilities of the providers a cluster may name (provider.Declared), which
+// its placement and its standby spec's validation read. They are fixed for the
+// life of a worker, as its code is.
+type Clusters struct {
+	Providers map[string]provider.Capabilities
+}
+
 // Cluster keeps a cluster's standby nodes up and hands nodes to jobs. It runs for
 // the life of the cluster, continuing as new when its history grows large.
-func Cluster(ctx workflow.Context, in control.ClusterInput) (control.ClusterState, error) {
-	c := &cluster{ctx: ctx, st: in.State, log: workflow.GetLogger(ctx), wake: workflow.NewBufferedChannel(ctx, 1)}
+func (w Clusters) Cluster(ctx workflow.Context, in control.ClusterInput) (control.ClusterState, error) {
+	c := &cluster{ctx: ctx, st: in.State, log: workflow.GetLogger(ctx), wake: workflow.NewBufferedChannel(ctx, 1), providers: w.Providers}
 	if c.st.Nodes == nil {
 		c.st.Nodes = map[string]*control.ClusterNode{}
 	}
 	if c.st.Jobs == nil {
 		c.st.Jobs = map[string]*control.JobClaim{}
 	}
-	if err := c.st.Standby.Validate(); err != nil {
+	if err := c.st.Standby.Validate(c.capsOf(c.st.Standby)); err != nil {
 		return c.st, control.ErrBadStandby.New("cluster "+c.st.Name+": "+err.Error(), nil)
 	}
 	if err := workflow.SetQueryHandler(ctx, control.QueryStatus, func() (control.ClusterState, error) { return c.st, nil }); err != nil {
@@ -57,7 +65,7 @@ func Cluster(ctx workflow.Context, in control.ClusterInput) (control.ClusterStat
 	}
 	if err := workflow.SetUpdateHandlerWithOptions(ctx, control.UpdateSetStandby, c.setStandby, workflow.UpdateHandlerOptions{
 		Validator: func(ctx workflow.Context, s control.StandbySpec) error {
-			if err := s.Validate(); err != nil {
+			if err := s.Validate(c.capsOf(s)); err != nil {
 				return err
 			}
 			return notShuttingDown()
@@ -168,8 +176,9 @@ func (c *cluster) lookForClosedJobs() workflow.Future {
 }
 
 type cluster struct {
-	ctx workflow.Context
-	st  control.ClusterState
+	providers map[string]provider.Capabilities // what each provider can do (Clusters)
+	ctx       workflow.Context
+	st        control.ClusterState
 	// reconcile is set when the cluster releases the claims of jobs that
 	// closed without releasing them ("reconcile-claims").
 	reconcile bool
@@ -274,7 +283,7 @@ func (c *cluster) canStart() bool {
 // startNode starts a NodeWorkflow for a new standby node, or for a job's grow if
 // job is set.
 func (c *cluster) startNode(job string) *control.ClusterNode {
-	return c.startShaped(job, c.standbyNode(), false)
+	return c.startShaped(job, placement.StandbyNode(c.st.Standby), false)
 }
 
 // startShaped starts a NodeWorkflow for a new node shaped like shape: for a
@@ -336,119 +345,18 @@ func (c *cluster) deleteNode(nd *control.ClusterNode) {
 	c.signalNode(nd.ID, control.SignalDeleteNode)
 }
 
-func slotsOn(nd *control.ClusterNode, funcCPU, funcRAMMB int) int {
-	s := nd.CPUs / funcCPU
-	if funcRAMMB > 0 && nd.RAMMB > 0 {
-		s = min(s, nd.RAMMB/funcRAMMB)
-	}
-	return s
-}
-
-// slots is how many of a claim's calls node nd runs at once: none if it lacks
-// the GPUs, region or disk the claim needs, and no more than its GPUs allow.
-func (c *cluster) slots(nd *control.ClusterNode, cl *control.JobClaim) int {
-	s := slotsOn(nd, cl.FuncCPU, cl.FuncRAMMB)
-	if !cl.HasNeeds() {
-		return s
-	}
-	if cl.Region != "" && nd.Region != cl.Region || cl.DiskGB > 0 && nd.DiskGB < cl.DiskGB {
-		return 0
-	}
-	have, _ := gpu.Parse(nd.GPU) // specs were validated; a bad one is no GPU
-	want, _ := gpu.Parse(cl.GPU)
-	calls, ok := gpu.Fits(have, want)
-	switch {
-	case !ok:
-		return 0
-	case calls >= 0:
-		return min(s, calls)
-	}
-	return s
-}
-
-// standbyRegion is the region of standby nodes, "" when the cluster does not
-// know it (the provider's own).
-func (c *cluster) standbyRegion() string {
-	if c.st.Standby.Zone != "" {
-		return provider.RegionOf(c.st.Standby.Zone)
-	}
-	return c.st.Standby.Region
-}
-
-// standbyNode is what a standby node is like. Standby GPU nodes are the machine
-// that has their GPUs, with its CPUs and memory.
-func (c *cluster) standbyNode() control.ClusterNode {
-	sb := c.st.Standby
-	nd := control.ClusterNode{CPUs: sb.CPUs, RAMMB: sb.RAMMB, GPU: sb.GPU, Region: c.standbyRegion(), DiskGB: sb.DiskGB}
-	if g, err := gpu.Parse(sb.GPU); err == nil && !g.IsZero() {
-		if shape, ok := g.Model.ShapeOf(g.Count); ok {
-			nd.CPUs, nd.RAMMB = shape.CPUs, shape.RAMMB
-		}
-	}
-	return nd
-}
-
-// standbyShaped reports whether nd is like the standby nodes, so that it may
-// join them when no job holds it. A node started for a job's GPUs, region or
-// disk is not: it goes once the job is done with it.
-func (c *cluster) standbyShaped(nd *control.ClusterNode) bool {
-	return nd.GPU == c.st.Standby.GPU && nd.DiskGB == c.st.Standby.DiskGB && (nd.Region == "" || nd.Region == c.standbyRegion())
-}
-
-// growNode is the node the cluster starts for a claim that wants want more
-// calls at once: a standby-sized node without GPUs, in the region and with the
-// disk the claim needs; for a claim that needs GPUs, the machine with the fewest
-// of them that runs want calls (or as many as a machine can), and at least one.
-func (c *cluster) growNode(cl *control.JobClaim, want int) control.ClusterNode {
-	sb := c.st.Standby
-	nd := control.ClusterNode{CPUs: sb.CPUs, RAMMB: sb.RAMMB}
-	if !cl.HasNeeds() {
-		return nd
-	}
-	nd.Region = cmp.Or(cl.Region, c.standbyRegion())
-	nd.DiskGB = max(cl.DiskGB, sb.DiskGB)
-	g, err := gpu.Parse(cl.GPU)
-	if err != nil || g.IsZero() {
-		return nd
-	}
-	need := min(max(want, 1)*g.Count, g.Model.MaxGPUs())
-	for _, shape := range g.Model.Shapes {
-		if shape.GPUs < need && shape.GPUs < g.Model.MaxGPUs() {
-			continue
-		}
-		nd.CPUs, nd.RAMMB, nd.GPU = shape.CPUs, shape.RAMMB, gpu.Spec{Model: g.Model, Count: shape.GPUs}.String()
-		if c.slots(&nd, cl) >= 1 {
-			break
-		}
-	}
-	return nd
-}
-
-// perGrownNode is how many of a claim's calls a node started for it runs at once.
-func (c *cluster) perGrownNode(cl *control.JobClaim) int {
-	nd := c.growNode(cl, cl.Slots)
-	return c.slots(&nd, cl)
-}
-
-// canGrowFor reports whether the cluster's provider can start nodes that have
-// what the claim needs: any provider starts plain nodes; only gce chooses GPUs,
-// regions and disks.
-func (c *cluster) canGrowFor(cl *control.JobClaim) bool {
-	return !cl.HasNeeds() || c.st.Standby.Provider == "gce"
-}
-
 // compatible fails a claim with ErrNoCompatibleNodes when no node the cluster
 // has, keeps on standby, or can start for it has what it needs, saying what it
 // asked for, what the nodes have, and what to do.
 func (c *cluster) compatible(cl *control.JobClaim, fits func(*control.ClusterNode) bool) error {
-	growable := cl.Grow && c.canGrowFor(cl)
+	growable := cl.Grow && placement.CanGrowFor(c.caps(), *cl)
 	if growable {
-		shape := c.growNode(cl, cl.Slots)
+		shape := placement.GrowNode(c.st.Standby, *cl, cl.Slots)
 		if fits(&shape) {
 			return nil
 		}
 	}
-	if sb := c.standbyNode(); c.st.Standby.Nodes > 0 && fits(&sb) {
+	if sb := placement.StandbyNode(c.st.Standby); c.st.Standby.Nodes > 0 && fits(&sb) {
 		return nil
 	}
 	for _, nd := range c.sortedNodes() {
@@ -475,14 +383,14 @@ func (c *cluster) compatible(cl *control.JobClaim, fits func(*control.ClusterNod
 	}
 	var todo string
 	switch {
-	case c.st.Standby.Provider != "gce":
+	case !placement.CanGrowFor(c.caps(), *cl):
 		todo = fmt.Sprintf("this cluster's nodes come from the %s provider, which cannot start nodes with GPUs, in a region or with a disk size of a job's choosing: "+
 			"run the job on a gce cluster with burla.Grow(), or drop %s", c.st.Standby.Provider, strings.Join(options, " and "))
 	case !cl.Grow:
 		todo = "start the job with burla.Grow() so that the cluster starts nodes that have them, " +
 			"or give the cluster's standby nodes what it needs (the standby spec's gpu, region and disk_gb)"
 	default:
-		shape := c.growNode(cl, cl.Slots)
+		shape := placement.GrowNode(c.st.Standby, *cl, cl.Slots)
 		todo = fmt.Sprintf("a node started for it would have %s, too little for one call: lower func_cpu or func_ram, or ask for more GPUs per call", describeNode(&shape))
 	}
 	return control.ErrNoCompatibleNodes.New(
@@ -505,7 +413,7 @@ func (c *cluster) describeNodes() string {
 		counts[d]++
 	}
 	if len(kinds) == 0 {
-		sb := c.standbyNode()
+		sb := placement.StandbyNode(c.st.Standby)
 		return fmt.Sprintf("no nodes (its standby nodes would have %s)", describeNode(&sb))
 	}
 	out := make([]string, len(kinds))
@@ -541,7 +449,7 @@ func (c *cluster) claimed(cl *control.JobClaim) int {
 	total := 0
 	for _, id := range cl.Nodes {
 		if nd, ok := c.st.Nodes[id]; ok {
-			total += c.slots(nd, cl)
+			total += placement.Slots(*nd, *cl)
 		}
 	}
 	return total
@@ -551,9 +459,9 @@ func (c *cluster) claimed(cl *control.JobClaim) int {
 func (c *cluster) assign(nd *control.ClusterNode, cl *control.JobClaim) control.Assignment {
 	nd.State, nd.Job = control.NodeAssigned, cl.JobID
 	cl.Nodes = append(cl.Nodes, nd.ID)
-	want := cl.Slots - c.claimed(cl) + c.slots(nd, cl)
+	want := cl.Slots - c.claimed(cl) + placement.Slots(*nd, *cl)
 	return control.Assignment{NodeID: nd.ID, TaskQueue: control.NodeTaskQueue(nd.ID),
-		Workers: max(1, min(c.slots(nd, cl), want))}
+		Workers: max(1, min(placement.Slots(*nd, *cl), want))}
 }
 
 // reserve gives a job the ready nodes it can use at once, starts more in the
@@ -565,12 +473,12 @@ func (c *cluster) reserve(ctx workflow.Context, r control.ReserveRequest) (contr
 		// node yet was told to ask again by a run that ended (ClusterContinuing):
 		// version 1 of "requeue" waits on for it, in its place.
 		if len(cl.Nodes) == 0 && workflow.GetVersion(ctx, "requeue", workflow.DefaultVersion, 1) >= 1 {
-			return c.awaitFirstNode(ctx, r, cl, func(nd *control.ClusterNode) bool { return c.slots(nd, cl) >= 1 })
+			return c.awaitFirstNode(ctx, r, cl, func(nd *control.ClusterNode) bool { return placement.Slots(*nd, *cl) >= 1 })
 		}
 		var resp control.ReserveResponse
 		for _, id := range cl.Nodes {
 			if nd, ok := c.st.Nodes[id]; ok {
-				resp.Nodes = append(resp.Nodes, control.Assignment{NodeID: id, TaskQueue: control.NodeTaskQueue(id), Workers: c.slots(nd, cl)})
+				resp.Nodes = append(resp.Nodes, control.Assignment{NodeID: id, TaskQueue: control.NodeTaskQueue(id), Workers: placement.Slots(*nd, *cl)})
 			}
 		}
 		return resp, nil
@@ -583,8 +491,8 @@ func (c *cluster) reserve(ctx workflow.Context, r control.ReserveRequest) (contr
 			cl.GPU, cl.Region, cl.DiskGB = r.GPU, r.Region, r.DiskGB
 		}
 	}
-	perNode := c.perGrownNode(cl)
-	fits := func(nd *control.ClusterNode) bool { return c.slots(nd, cl) >= 1 }
+	perNode := placement.PerGrownNode(c.st.Standby, *cl)
+	fits := func(nd *control.ClusterNode) bool { return placement.Slots(*nd, *cl) >= 1 }
 	if cl.HasNeeds() {
 		if err := c.compatible(cl, fits); err != nil {
 			return control.ReserveResponse{}, err
@@ -698,7 +606,7 @@ func (c *cluster) awaitFirstNode(ctx workflow.Context, r control.ReserveRequest,
 	var resp control.ReserveResponse
 	for _, id := range cl.Nodes {
 		nd := c.st.Nodes[id]
-		resp.Nodes = append(resp.Nodes, control.Assignment{NodeID: id, TaskQueue: control.NodeTaskQueue(id), Workers: c.slots(nd, cl)})
+		resp.Nodes = append(resp.Nodes, control.Assignment{NodeID: id, TaskQueue: control.NodeTaskQueue(id), Workers: placement.Slots(*nd, *cl)})
 	}
 	return resp, nil
 }
@@ -763,20 +671,20 @@ func (c *cluster) earmark(cl *control.JobClaim, fits func(*control.ClusterNode) 
 		}
 		if nd.Job == "" && (nd.State == control.NodeResetting || nd.State == control.NodeProvisioning) && fits(nd) {
 			nd.Job = cl.JobID
-			coming += c.slots(nd, cl)
+			coming += placement.Slots(*nd, *cl)
 		}
 	}
 }
 
 // grow starts nodes for a claim that wants more slots than it holds or has coming.
 func (c *cluster) grow(cl *control.JobClaim, perNode int) {
-	if !cl.Grow || perNode < 1 || c.st.ShuttingDown || !c.canGrowFor(cl) {
+	if !cl.Grow || perNode < 1 || c.st.ShuttingDown || !placement.CanGrowFor(c.caps(), *cl) {
 		return
 	}
 	coming := 0
 	for _, nd := range c.sortedNodes() {
 		if nd.Job == cl.JobID && (nd.State == control.NodeProvisioning || nd.State == control.NodeResetting) {
-			coming += c.slots(nd, cl)
+			coming += placement.Slots(*nd, *cl)
 		}
 	}
 	maxGrow := c.st.Standby.MaxGrow
@@ -789,9 +697,9 @@ func (c *cluster) grow(cl *control.JobClaim, perNode int) {
 			coming += perNode
 			continue
 		}
-		shape := c.growNode(cl, cl.Slots-c.claimed(cl)-coming)
+		shape := placement.GrowNode(c.st.Standby, *cl, cl.Slots-c.claimed(cl)-coming)
 		c.startShaped(cl.JobID, shape, shape.GPU != "" || cl.Region != "")
-		coming += max(c.slots(&shape, cl), 1)
+		coming += max(placement.Slots(shape, *cl), 1)
 	}
 }
 
@@ -811,7 +719,7 @@ func (c *cluster) nodeEvent(e control.NodeEvent) {
 		}
 		// A job that wants more gets it: the one it was started for first.
 		for _, cl := range c.claimsWanting(wasFor) {
-			if c.slots(nd, cl) < 1 || !c.tenantRoom(cl) {
+			if placement.Slots(*nd, *cl) < 1 || !c.tenantRoom(cl) {
 				continue
 			}
 			a := c.assign(nd, cl)
@@ -819,7 +727,7 @@ func (c *cluster) nodeEvent(e control.NodeEvent) {
 			c.ensureStandby()
 			return
 		}
-		if c.idle() > c.st.Standby.Nodes || !c.standbyShaped(nd) {
+		if c.idle() > c.st.Standby.Nodes || !placement.StandbyShaped(c.st.Standby, *nd) {
 			c.deleteNode(nd) // standby is full already, or this is no standby node (a GPU node started for a job)
 		}
 	case "lost", "failed":
@@ -835,7 +743,7 @@ func (c *cluster) nodeEvent(e control.NodeEvent) {
 		if cl, ok := c.st.Jobs[nd.Job]; ok && nd.State == control.NodeAssigned {
 			cl.Nodes = slices.DeleteFunc(cl.Nodes, func(id string) bool { return id == nd.ID })
 			c.signalJob(cl.JobID, control.SignalNodeLost, control.NodeLost{NodeID: nd.ID})
-			c.grow(cl, c.perGrownNode(cl))
+			c.grow(cl, placement.PerGrownNode(c.st.Standby, *cl))
 		}
 		delete(c.st.Nodes, nd.ID)
 		c.ensureStandby()
@@ -926,7 +834,7 @@ func (c *cluster) serveWanting(tenant string) {
 		if job.TenantOf(cl.JobID) != tenant {
 			continue
 		}
-		fits := func(nd *control.ClusterNode) bool { return c.slots(nd, cl) >= 1 }
+		fits := func(nd *control.ClusterNode) bool { return placement.Slots(*nd, *cl) >= 1 }
 		var added []control.Assignment
 		for _, nd := range c.sortedNodes() {
 			if c.claimed(cl) >= cl.Slots || !c.tenantRoom(cl) {
@@ -940,7 +848,7 @@ func (c *cluster) serveWanting(tenant string) {
 			c.signalJob(cl.JobID, control.SignalNodesAdded, control.NodesAdded{Nodes: added})
 		}
 		c.earmark(cl, fits)
-		c.grow(cl, c.perGrownNode(cl))
+		c.grow(cl, placement.PerGrownNode(c.st.Standby, *cl))
 	}
 	c.ensureStandby()
 }
@@ -996,7 +904,7 @@ func (c *cluster) release(jobID string) {
 		switch nd.State {
 		case control.NodeAssigned:
 			nd.Job = ""
-			if c.st.ShuttingDown || c.idle() > c.st.Standby.Nodes || !c.standbyShaped(nd) {
+			if c.st.ShuttingDown || c.idle() > c.st.Standby.Nodes || !placement.StandbyShaped(c.st.Standby, *nd) {
 				c.deleteNode(nd)
 				continue
 			}
@@ -1057,3 +965,10 @@ func (c *cluster) shutdown(ctx workflow.Context) (control.ClusterState, error) {
 	}
 	return c.st, nil
 }
+
+// caps is what the cluster's provider can do.
+func (c *cluster) caps() provider.Capabilities { return c.capsOf(c.st.Standby) }
+
+// capsOf is what the provider a standby spec names can do: nothing beyond CPUs
+// and memory when this worker knows no such provider.
+func (c *cluster) capsOf(s control.StandbySpec) provider.Capabilities { return c.providers[s.Provider] }

@@ -16,8 +16,21 @@ import (
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/burla-temporal/burla/control"
+	"github.com/burla-temporal/burla/provider"
 	"github.com/burla-temporal/burla/workflows"
 )
+
+// providers are the capabilities the tests' clusters see: local and docker nodes
+// choose nothing beyond CPUs and memory; gce nodes choose their GPUs, region,
+// disk and zone, as provider/gce declares (a test of package provider/gce holds
+// that its declaration says so).
+var providers = map[string]provider.Capabilities{
+	"local":  {},
+	"docker": {},
+	"gce":    {GPUs: true, Regions: true, Disks: true, Zones: true},
+}
+
+var clusterWorkflow = workflows.Clusters{Providers: providers}.Cluster
 
 // fakeNode stands in for NodeWorkflow: ready after a second, reset on request, gone
 // when deleted, or lost when the test says "lose".
@@ -90,7 +103,7 @@ func newClusterEnv(t *testing.T) clusterEnv {
 func newClusterEnvWith(t *testing.T, node any) clusterEnv {
 	var s testsuite.WorkflowTestSuite
 	e := s.NewTestWorkflowEnvironment()
-	e.RegisterWorkflowWithOptions(workflows.Cluster, workflow.RegisterOptions{Name: control.WorkflowCluster})
+	e.RegisterWorkflowWithOptions(clusterWorkflow, workflow.RegisterOptions{Name: control.WorkflowCluster})
 	e.RegisterWorkflowWithOptions(node, workflow.RegisterOptions{Name: control.WorkflowNode})
 	ended := &endedJobs{ids: map[string]bool{}}
 	e.RegisterActivityWithOptions(ended.closed, activity.RegisterOptions{Name: control.ActivityClosedJobs})
@@ -166,7 +179,7 @@ var standby = control.StandbySpec{Nodes: 2, CPUs: 2, Provider: "local"}
 
 func start(e clusterEnv) {
 	e.acceptJobSignals()
-	e.ExecuteWorkflow(workflows.Cluster, control.ClusterInput{State: control.ClusterState{Name: "c", Standby: standby}})
+	e.ExecuteWorkflow(clusterWorkflow, control.ClusterInput{State: control.ClusterState{Name: "c", Standby: standby}})
 }
 
 func TestClusterKeepsStandby(t *testing.T) {
@@ -377,7 +390,7 @@ func TestClusterWithoutGrowWaitsForFreeNodes(t *testing.T) {
 	e.acceptJobSignals()
 	bounded := standby
 	bounded.MaxNodes = 2
-	e.ExecuteWorkflow(workflows.Cluster, control.ClusterInput{State: control.ClusterState{Name: "c", Standby: bounded}})
+	e.ExecuteWorkflow(clusterWorkflow, control.ClusterInput{State: control.ClusterState{Name: "c", Standby: bounded}})
 	if err := e.GetWorkflowError(); err != nil {
 		t.Fatal(err)
 	}
@@ -415,7 +428,7 @@ func TestClusterTakesBackTheNodesOfEndedJobs(t *testing.T) {
 	bounded := standby
 	bounded.MaxNodes = 2
 	e.acceptJobSignals()
-	e.ExecuteWorkflow(workflows.Cluster, control.ClusterInput{State: control.ClusterState{Name: "c", Standby: bounded}})
+	e.ExecuteWorkflow(clusterWorkflow, control.ClusterInput{State: control.ClusterState{Name: "c", Standby: bounded}})
 	if err := e.GetWorkflowError(); err != nil {
 		t.Fatal(err)
 	}
@@ -440,7 +453,7 @@ func TestClusterContinuesAsNewWhenQuiet(t *testing.T) {
 	bounded := standby
 	bounded.MaxNodes = 2
 	e.acceptJobSignals()
-	e.ExecuteWorkflow(workflows.Cluster, control.ClusterInput{State: control.ClusterState{Name: "c", Standby: bounded}})
+	e.ExecuteWorkflow(clusterWorkflow, control.ClusterInput{State: control.ClusterState{Name: "c", Standby: bounded}})
 	var can *workflow.ContinueAsNewError
 	if err := e.GetWorkflowError(); !errors.As(err, &can) {
 		t.Fatalf("the cluster ended with %v; want it to continue as new", err)
@@ -482,7 +495,7 @@ func TestClusterContinuesAsNewWhenQuiet(t *testing.T) {
 	}, 5*time.Second)
 	e2.acceptJobSignals()
 	e2.OnSignalExternalWorkflow(mock.Anything, mock.Anything, mock.Anything, mock.Anything, mock.Anything).Return(nil) // the nodes of the first run
-	e2.ExecuteWorkflow(workflows.Cluster, next)
+	e2.ExecuteWorkflow(clusterWorkflow, next)
 	if againErr != nil || len(again.Nodes) == 0 {
 		t.Errorf("j-2 asking the next run again: %+v, %v; want a node", again, againErr)
 	}

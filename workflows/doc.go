@@ -10,4 +10,9 @@
 //	             continue-as-new when quiet
 //	node.go      Node: one node's life, from its creation to its deletion
 //	envbuild.go  EnvBuild: one image made an environment, once per tenant and digest
+//
+// Their inputs, outputs, signals and the cluster's state are package control's
+// (the contract every other program speaks), and the rules that fit a job to a
+// node are package placement's pure functions; what is here is the order of
+// things in time.
 package workflows

@@ -49,7 +49,7 @@ var gceStandby = control.StandbySpec{Nodes: 2, CPUs: 2, Provider: "gce", Zone: "
 
 func startWith(e clusterEnv, sb control.StandbySpec) {
 	e.acceptJobSignals()
-	e.ExecuteWorkflow(workflows.Cluster, control.ClusterInput{State: control.ClusterState{Name: "c", Standby: sb}})
+	e.ExecuteWorkflow(clusterWorkflow, control.ClusterInput{State: control.ClusterState{Name: "c", Standby: sb}})
 }
 
 func appTypeMessage(err error) (control.ErrorType, string) {
@@ -312,7 +312,7 @@ func TestStandbySpecValidatesPlacement(t *testing.T) {
 		{control.StandbySpec{Nodes: 1, CPUs: 1, Provider: "gce", DiskGB: 3}, "disk of 3 GB"},
 		{control.StandbySpec{Nodes: 1, CPUs: 1, Provider: "gce", GPU: "A100:8", Region: "us-central1", DiskGB: 200}, ""},
 	} {
-		err := tt.sb.Validate()
+		err := tt.sb.Validate(providers[tt.sb.Provider])
 		if tt.want == "" && err != nil || tt.want != "" && (err == nil || !strings.Contains(err.Error(), tt.want)) {
 			t.Errorf("Validate(%+v) = %v; want %q", tt.sb, err, tt.want)
 		}

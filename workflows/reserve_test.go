@@ -9,7 +9,6 @@ import (
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/burla-temporal/burla/control"
-	"github.com/burla-temporal/burla/workflows"
 )
 
 // A job that may not grow, on a cluster whose every node stays on another job,
@@ -34,7 +33,7 @@ func TestReserveFailsWhenAllNodesStayBusy(t *testing.T) {
 	e.acceptJobSignals()
 	bounded := standby
 	bounded.MaxNodes = 2
-	e.ExecuteWorkflow(workflows.Cluster, control.ClusterInput{State: control.ClusterState{Name: "c", Standby: bounded}})
+	e.ExecuteWorkflow(clusterWorkflow, control.ClusterInput{State: control.ClusterState{Name: "c", Standby: bounded}})
 	if err := e.GetWorkflowError(); err != nil {
 		t.Fatal(err)
 	}
@@ -71,7 +70,7 @@ func TestReserveFailsWhenNodesFailToBoot(t *testing.T) {
 	e.acceptJobSignals()
 	none := standby
 	none.Nodes = 0
-	e.ExecuteWorkflow(workflows.Cluster, control.ClusterInput{State: control.ClusterState{Name: "c", Standby: none}})
+	e.ExecuteWorkflow(clusterWorkflow, control.ClusterInput{State: control.ClusterState{Name: "c", Standby: none}})
 	if err := e.GetWorkflowError(); err != nil {
 		t.Fatal(err)
 	}
@@ -83,7 +82,7 @@ func TestClusterWithoutNodesShutsDown(t *testing.T) {
 	e.RegisterDelayedCallback(func() { e.update(control.UpdateShutdown, nil) }, time.Second)
 	none := standby
 	none.Nodes = 0
-	e.ExecuteWorkflow(workflows.Cluster, control.ClusterInput{State: control.ClusterState{Name: "c", Standby: none}})
+	e.ExecuteWorkflow(clusterWorkflow, control.ClusterInput{State: control.ClusterState{Name: "c", Standby: none}})
 	if !e.IsWorkflowCompleted() {
 		t.Fatal("the cluster did not end")
 	}
@@ -129,7 +128,7 @@ func TestReserveWaitsInShortSlices(t *testing.T) {
 	e.acceptJobSignals()
 	bounded := standby
 	bounded.MaxNodes = 2
-	e.ExecuteWorkflow(workflows.Cluster, control.ClusterInput{State: control.ClusterState{Name: "c", Standby: bounded}})
+	e.ExecuteWorkflow(clusterWorkflow, control.ClusterInput{State: control.ClusterState{Name: "c", Standby: bounded}})
 	if err := e.GetWorkflowError(); err != nil {
 		t.Fatal(err)
 	}

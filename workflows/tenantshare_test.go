@@ -327,7 +327,7 @@ func TestStandbySpecValidatesTenantShares(t *testing.T) {
 		{control.StandbySpec{Nodes: 1, CPUs: 1, Provider: "local", TenantNodes: map[string]int{"acme": -2}}, "tenant nodes of acme: -2 is negative"},
 		{control.StandbySpec{Nodes: 1, CPUs: 1, Provider: "local", TenantMaxNodes: 2, TenantNodes: map[string]int{"acme": 5, "beta": 0}}, ""},
 	} {
-		err := tt.sb.Validate()
+		err := tt.sb.Validate(providers[tt.sb.Provider])
 		if tt.want == "" && err != nil || tt.want != "" && (err == nil || !strings.Contains(err.Error(), tt.want)) {
 			t.Errorf("Validate(%+v) = %v; want %q", tt.sb, err, tt.want)
 		}

@@ -19,6 +19,7 @@ import (
 	"go.temporal.io/api/serviceerror"
 
 	"github.com/burla-temporal/burla/control"
+	"github.com/burla-temporal/burla/provider"
 	burla "github.com/burla-temporal/burla/sdk"
 )
 
@@ -110,7 +111,7 @@ func runCluster(ctx context.Context, args []string) error {
 		if spec.TenantNodes, err = parseTenantNodes(tenantNodes); err != nil {
 			return usageErrorf(clusterUsage, "cluster %s: %s: %w", *cluster, cmd, err)
 		}
-		if err := spec.Validate(); err != nil {
+		if err := spec.Validate(provider.Declared()[spec.Provider]); err != nil {
 			return usageErrorf(clusterUsage, "cluster %s: %s: %w", *cluster, cmd, err)
 		}
 	}

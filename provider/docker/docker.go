@@ -36,7 +36,14 @@ import (
 	"github.com/burla-temporal/burla/temporalconn"
 )
 
+// Name is the provider's name in a standby spec.
+const Name = "docker"
+
 var _ provider.Provider = (*Provider)(nil)
+
+// Docker nodes are containers on the engines given: they choose no GPUs,
+// region or disk for a job.
+func init() { provider.Declare(Name, provider.Capabilities{}) }
 
 // Labels on every node container, so that a control plane finds exactly its own.
 const (
@@ -165,7 +172,7 @@ func (p *Provider) Ping(ctx context.Context) (answered int, err error) {
 var NodeCapabilities = []string{"CHOWN", "DAC_OVERRIDE", "FOWNER", "SETUID", "SETGID", "KILL"}
 
 // Name implements provider.Provider.
-func (p *Provider) Name() string { return "docker" }
+func (p *Provider) Name() string { return Name }
 
 func (p *Provider) containerName(id string) string {
 	if p.cfg.Instance != "" {

@@ -34,7 +34,16 @@ import (
 	"github.com/burla-temporal/burla/provider"
 )
 
+// Name is the provider's name in a standby spec.
+const Name = "gce"
+
 var _ provider.Provider = (*Provider)(nil)
+
+// A gce node is a VM made to measure: its machine type (with GPUs), its region
+// and zone, and its boot disk are chosen per node.
+func init() {
+	provider.Declare(Name, provider.Capabilities{GPUs: true, Regions: true, Disks: true, Zones: true})
+}
 
 // Labels on every node VM. Label values are sanitized (see labelValue), so a
 // cluster's label is its name lowercased, with characters other than letters,
@@ -230,7 +239,7 @@ func (p *Provider) Close() error {
 }
 
 // Name implements provider.Provider.
-func (p *Provider) Name() string { return "gce" }
+func (p *Provider) Name() string { return Name }
 
 // InstanceName returns the VM name of node id, or an error if id cannot make one:
 // Compute Engine names are a lowercase letter, then lowercase letters, digits

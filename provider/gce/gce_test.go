@@ -648,3 +648,13 @@ func TestDeleteInTheSpecsZone(t *testing.T) {
 		t.Errorf("the provider's own project and zone changed to %s/%s", p.cfg.Project, p.cfg.Zone)
 	}
 }
+
+// gce nodes are made to measure: the provider declares that it chooses their
+// GPUs, region, disk and zone, and placement grows GPU, region and disk jobs on
+// it for that alone.
+func TestDeclaresWhatItChooses(t *testing.T) {
+	want := provider.Capabilities{GPUs: true, Regions: true, Disks: true, Zones: true}
+	if got := provider.Declared()[Name]; got != want {
+		t.Errorf("provider.Declared()[%q] = %+v; want %+v", Name, got, want)
+	}
+}

@@ -26,7 +26,14 @@ import (
 	"github.com/burla-temporal/burla/store"
 )
 
+// Name is the provider's name in a standby spec.
+const Name = "local"
+
 var _ provider.Provider = (*Provider)(nil)
+
+// Local nodes are processes of this machine: they have its region and disk, and
+// no GPUs of a job's choosing.
+func init() { provider.Declare(Name, provider.Capabilities{}) }
 
 // Config says how to start a node agent.
 type Config struct {
@@ -77,7 +84,7 @@ func New(cfg Config) *Provider {
 }
 
 // Name implements provider.Provider.
-func (p *Provider) Name() string { return "local" }
+func (p *Provider) Name() string { return Name }
 
 func (p *Provider) pidFile(id string) string { return filepath.Join(p.cfg.DataDir, id, "agent.pid") }
 
