@@ -276,10 +276,7 @@ func Start(ctx context.Context, cfg Config) (_ *Cluster, err error) {
 		// The SDK's own metrics, when the caller serves metrics (nil discards them).
 		MetricsHandler: temporalmetrics.New(cfg.Metrics),
 	}
-	if err := (temporalconn.Security{Key: controlKey, CACert: caFile}).Apply(&topts); err != nil {
-		return nil, fmt.Errorf("dev cluster: %w", err)
-	}
-	c.tc, err = client.DialContext(ctx, topts)
+	c.tc, err = temporalconn.Security{Key: controlKey, CACert: caFile}.Dial(ctx, topts)
 	if err != nil {
 		return nil, fmt.Errorf("dev cluster: connect to temporal: %w", err)
 	}

@@ -115,10 +115,7 @@ func Run(ctx context.Context, cfg Config) error {
 		Logger:         tlog.NewStructuredLogger(log.With("component", "temporal")),
 		MetricsHandler: temporalmetrics.New(reg),
 	}
-	if err := cfg.TemporalSecurity.Apply(&topts); err != nil {
-		return fmt.Errorf("node %s: %w", cfg.ID, err)
-	}
-	tc, err := client.DialContext(ctx, topts)
+	tc, err := cfg.TemporalSecurity.Dial(ctx, topts)
 	if err != nil {
 		return fmt.Errorf("node %s: connect to Temporal at %s: %w", cfg.ID, cfg.TemporalAddress, err)
 	}

@@ -134,10 +134,10 @@ func Dial(ctx context.Context, cfg Config) (*Cluster, error) {
 		Namespace: cfg.Namespace,
 		Logger:    tlog.NewStructuredLogger(logger),
 	}
-	if err := cfg.TemporalSecurity.Apply(&topts); err != nil {
+	tc, err := cfg.TemporalSecurity.Dial(dctx, topts)
+	if errors.Is(err, temporalconn.ErrSettings) {
 		return nil, &Error{Kind: KindNoCluster, Index: -1, Err: err, Msg: "the Temporal connection's TLS settings are wrong"}
 	}
-	tc, err := client.DialContext(dctx, topts)
 	if err != nil {
 		if e := unauthorized(err); e != nil {
 			return nil, e

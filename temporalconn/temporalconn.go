@@ -17,8 +17,10 @@
 package temporalconn
 
 import (
+	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"errors"
 	"fmt"
 	"os"
 	"strings"
@@ -132,6 +134,19 @@ func (s Security) Apply(o *client.Options) error {
 		o.Credentials = client.NewAPIKeyStaticCredentials(s.Key)
 	}
 	return nil
+}
+
+// ErrSettings marks a Dial that failed before it dialled: a certificate or key
+// that cannot be loaded, or a client certificate without its key.
+var ErrSettings = errors.New("bad Temporal connection settings")
+
+// Dial connects to Temporal with o, secured as s says: every component dials
+// here. o carries the address, namespace, logger and metrics handler.
+func (s Security) Dial(ctx context.Context, o client.Options) (client.Client, error) {
+	if err := s.Apply(&o); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrSettings, err)
+	}
+	return client.DialContext(ctx, o)
 }
 
 // isPEM reports whether v is PEM text rather than a file name.

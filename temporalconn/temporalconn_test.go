@@ -9,6 +9,7 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
+	"errors"
 	"math/big"
 	"net"
 	"os"
@@ -97,12 +98,9 @@ func serve(t *testing.T, certFile, keyFile string, clientCAs *x509.CertPool) (st
 func dial(t *testing.T, addr string, s temporalconn.Security) (client.Client, error) {
 	t.Helper()
 	o := client.Options{HostPort: addr, Namespace: "default"}
-	if err := s.Apply(&o); err != nil {
-		return nil, err
-	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	return client.DialContext(ctx, o)
+	return s.Dial(ctx, o)
 }
 
 func TestAPIKeyOverTLS(t *testing.T) {
@@ -151,6 +149,13 @@ func TestBadSettingsNameTheProblem(t *testing.T) {
 	}
 	if err := (temporalconn.Security{ClientCert: "/nope/c.pem", ClientKey: "/nope/k.pem"}).Apply(&o); err == nil || !strings.Contains(err.Error(), "/nope/c.pem") {
 		t.Errorf("a missing certificate: %v; want an error naming the file", err)
+	}
+	// Dial refuses them before it dials, and says so.
+	if c, err := (temporalconn.Security{ClientCert: "c.pem"}).Dial(context.Background(), client.Options{HostPort: "127.0.0.1:1"}); !errors.Is(err, temporalconn.ErrSettings) {
+		if c != nil {
+			c.Close()
+		}
+		t.Errorf("Dial with a certificate without its key: %v; want ErrSettings", err)
 	}
 	var plain client.Options
 	if err := (temporalconn.Security{}).Apply(&plain); err != nil || plain.ConnectionOptions.TLS != nil || plain.Credentials != nil {

@@ -542,10 +542,7 @@ func dialTemporal(ctx context.Context, addr, namespace string, metrics ...client
 	if len(metrics) > 0 {
 		o.MetricsHandler = metrics[0]
 	}
-	if err := temporalconn.FromEnv().Apply(&o); err != nil {
-		return nil, err
-	}
-	c, err := client.DialContext(ctx, o)
+	c, err := temporalconn.FromEnv().Dial(ctx, o)
 	var denied *serviceerror.PermissionDenied
 	if err != nil && grpcstatus.Code(err) != codes.Unauthenticated && !errors.As(err, &denied) {
 		// Not a refusal: nothing (or nothing that speaks Temporal) answered.
