@@ -5,7 +5,7 @@ cd "$(dirname "$0")/.."
 
 echo "building burla and the quick-start program..."
 CGO_ENABLED=0 go build -o bin/burla ./cmd/burla
-CGO_ENABLED=0 go build -o bin/quickstart ./examples/quickstart
+CGO_ENABLED=0 go build -ldflags="-s -w" -o bin/quickstart ./examples/quickstart  # no symbol table nor DWARF: every job ships this binary
 
 data=$(mktemp -d /tmp/burla-demo.XXXXXX)
 bin/burla dev --data-dir "$data/cluster" --temporal-port 0 --ui-port 0 --nats-port 0 --metrics-port 0 \

@@ -1,7 +1,9 @@
 package burla_test
 
 import (
+	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -27,4 +29,29 @@ func TestSDKLinksNoCloudClient(t *testing.T) {
 		}
 	}
 	t.Logf("the SDK links %d packages", len(deps))
+}
+
+// The quick-start, built as `make demo` builds it (static, without the symbol
+// table and DWARF, which the stack traces of remote errors do not need), is at
+// most 25 MB: the binary every job of it uploads and every node fetches.
+func TestQuickStartShipsUnder25MB(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the quick-start")
+	}
+	bin := filepath.Join(t.TempDir(), "quickstart")
+	cmd := exec.Command("go", "build", "-ldflags=-s -w", "-o", bin, "../examples/quickstart")
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	fi, err := os.Stat(bin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const mb = 1e6
+	if mbs := float64(fi.Size()) / mb; mbs > 25 {
+		t.Errorf("the quick-start is %.1f MB; at most 25 MB", mbs)
+	} else {
+		t.Logf("the quick-start is %.1f MB", mbs)
+	}
 }
