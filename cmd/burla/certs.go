@@ -1,11 +1,11 @@
 package main
 
 import (
-	"flag"
 	"fmt"
-	"os"
 	"path/filepath"
 	"strings"
+
+	"github.com/spf13/cobra"
 
 	"github.com/burla-temporal/burla/devcluster"
 )
@@ -28,46 +28,30 @@ for machines and images that have no openssl:
 Keys are written readable by their owner only.
 `
 
-// runCerts is `burla certs`.
-func runCerts(args []string) error {
-	if len(args) == 0 {
-		return usageErrorf(certsUsage, "certs: give a command")
-	}
-	switch cmd := args[0]; cmd {
-	case "make":
-	case "-h", "-help", "--help", "help":
-		fmt.Print(certsUsage)
-		return nil
-	default:
-		return usageErrorf(certsUsage, "certs: unknown command %q", cmd)
-	}
-	fs := flag.NewFlagSet("burla certs make", flag.ContinueOnError)
-	dir := fs.String("dir", "", "the directory to write to (made if missing)")
+// certsCommand is burla certs.
+func (m *Main) certsCommand() *cobra.Command {
+	certs := &cobra.Command{Use: "certs", Short: "make the certificates Temporal and NATS serve TLS with", Long: certsUsage}
+	var dir string
 	var hosts, clients []string
-	fs.Func("hosts", "the names and IP addresses clients reach the servers at, comma-separated (repeatable)", func(v string) error {
-		for h := range strings.SplitSeq(v, ",") {
-			if h = strings.TrimSpace(h); h != "" {
-				hosts = append(hosts, h)
+	mk := &cobra.Command{
+		Use: "make", Short: "make a CA and the servers' certificate for Temporal's and NATS's TLS", Long: certsUsage,
+		Args: noArgs(""),
+		RunE: func(*cobra.Command, []string) error {
+			if dir == "" {
+				return usageErrorf("certs make: give --dir DIR")
 			}
-		}
-		return nil
-	})
-	repeated(fs, "client", "make a client certificate NAME.pem (repeatable)", &clients)
-	pos, err := parseFlags(fs, certsUsage, args[1:])
-	if err != nil {
-		return err
+			if err := devcluster.MakeTLS(dir, hosts, clients); err != nil {
+				return fmt.Errorf("certs make: %w", err)
+			}
+			abs, _ := filepath.Abs(dir)
+			fmt.Fprintf(m.Stderr, "burla certs: %s: CA %s (keep %s safe), servers' certificate %s for %s\n", abs,
+				devcluster.TLSCA, devcluster.TLSCAKey, devcluster.TLSServer, strings.Join(append([]string{"localhost", "127.0.0.1", "::1"}, hosts...), ", "))
+			return nil
+		},
 	}
-	switch {
-	case len(pos) > 0:
-		return usageErrorf(certsUsage, "certs make takes no arguments, got %q", pos)
-	case *dir == "":
-		return usageErrorf(certsUsage, "certs make: give --dir DIR")
-	}
-	if err := devcluster.MakeTLS(*dir, hosts, clients); err != nil {
-		return fmt.Errorf("certs make: %w", err)
-	}
-	abs, _ := filepath.Abs(*dir)
-	fmt.Fprintf(os.Stderr, "burla certs: %s: CA %s (keep %s safe), servers' certificate %s for %s\n", abs,
-		devcluster.TLSCA, devcluster.TLSCAKey, devcluster.TLSServer, strings.Join(append([]string{"localhost", "127.0.0.1", "::1"}, hosts...), ", "))
-	return nil
+	mk.Flags().StringVar(&dir, "dir", "", "the directory to write to (made if missing)")
+	listFlag(mk.Flags(), "hosts", "the names and IP addresses clients reach the servers at, comma-separated (repeatable)", &hosts)
+	mk.Flags().StringArrayVar(&clients, "client", nil, "make a client certificate NAME.pem (repeatable)")
+	certs.AddCommand(mk)
+	return certs
 }

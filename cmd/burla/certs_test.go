@@ -2,12 +2,13 @@ package main
 
 import (
 	"crypto/tls"
-	"flag"
 	"io"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/spf13/pflag"
 
 	"github.com/burla-temporal/burla/devcluster"
 )
@@ -16,15 +17,15 @@ import (
 // and burla dev --tls makes its own in the data directory.
 func TestCertsMakeFeedsTheServerFlags(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "tls")
-	if err := runCerts([]string{"make", "--dir", dir, "--hosts", "temporal,nats", "--hosts", "10.0.0.5", "--client", "node"}); err != nil {
-		t.Fatal(err)
+	if code, _, stderr := runBurla(t, false, "certs", "make", "--dir", dir, "--hosts", "temporal,nats", "--hosts", "10.0.0.5", "--client", "node"); code != exitOK {
+		t.Fatalf("burla certs make: exit %d\n%s", code, stderr)
 	}
 	for _, f := range []string{"ca.pem", "ca-key.pem", "server.pem", "server-key.pem", "node.pem", "node-key.pem"} {
 		if _, err := os.Stat(filepath.Join(dir, f)); err != nil {
 			t.Errorf("burla certs make: %v", err)
 		}
 	}
-	fs := flag.NewFlagSet("test", flag.ContinueOnError)
+	fs := pflag.NewFlagSet("test", pflag.ContinueOnError)
 	flags := serverTLSFlags(fs, "it", "a CA", "a certificate")
 	if err := fs.Parse([]string{"--tls-cert", filepath.Join(dir, "server.pem"), "--tls-key", filepath.Join(dir, "server-key.pem"),
 		"--tls-client-ca", filepath.Join(dir, "ca.pem")}); err != nil {
@@ -38,7 +39,7 @@ func TestCertsMakeFeedsTheServerFlags(t *testing.T) {
 		t.Errorf("the flags' TLS configuration: %d certificates, client auth %v; want the server's, asking clients for one", len(cfg.Certificates), cfg.ClientAuth)
 	}
 	for _, args := range [][]string{{"--tls-cert", "x.pem"}, {"--tls-client-ca", "ca.pem"}} {
-		fs := flag.NewFlagSet("test", flag.ContinueOnError)
+		fs := pflag.NewFlagSet("test", pflag.ContinueOnError)
 		fs.SetOutput(io.Discard)
 		flags := serverTLSFlags(fs, "it", "a CA", "a certificate")
 		fs.Parse(args)
@@ -46,8 +47,8 @@ func TestCertsMakeFeedsTheServerFlags(t *testing.T) {
 			t.Errorf("%v: %v; want an error asking for --tls-key", args, err)
 		}
 	}
-	if err := runCerts([]string{"make"}); exitCode(err) != exitUsage {
-		t.Errorf("burla certs make without --dir: %v; want a usage error", err)
+	if code, _, stderr := runBurla(t, false, "certs", "make"); code != exitUsage || !strings.Contains(stderr, "give --dir DIR") {
+		t.Errorf("burla certs make without --dir: exit %d\n%s\nwant a usage error", code, stderr)
 	}
 
 	dataDir := t.TempDir()

@@ -5,17 +5,16 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"maps"
-	"os"
 	"slices"
 	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
 
+	"github.com/spf13/cobra"
 	"go.temporal.io/api/serviceerror"
 
 	"github.com/burla-temporal/burla/control"
@@ -34,8 +33,8 @@ commands:
                --tenant-max-nodes, --tenant-nodes); flags not given take their defaults
   restart      replace every idle node
 
-Each prints the cluster's state: a table on a terminal, and otherwise (or with
---json) one JSON object on one line:
+Each prints the cluster's state: a table on a terminal (or with -o table), and
+otherwise (or with -o json, --json) one JSON object on one line:
   {"name":…,"standby":{"nodes":N,"cpus":N,"provider":…},"nodes":{ID:{"id":…,"state":…,"cpus":N,"job":…}},
    "jobs":{ID:{…}},"seq":N,"lost":N,"last_lost":[{"id":…,"reason":…,"at":…}],"shutting_down":bool}
 A watch polls every second and prints the state, with "time" added, each time it
@@ -45,7 +44,8 @@ Exit status: 0 success, 1 error, 2 usage, 4 no such cluster (never up, or down),
 5 the API key is refused or may not run the cluster (a tenant's key), 6 nothing
 answered at the Temporal address.
 
-flags: --temporal host:port (BURLA_TEMPORAL_ADDRESS), --namespace (BURLA_NAMESPACE), --cluster name;
+flags: --temporal host:port (BURLA_TEMPORAL_ADDRESS), --namespace (BURLA_NAMESPACE), --cluster name,
+  -o json|table;
   up and set-standby: --nodes, --cpus, --ram-mb, --max-nodes, --env, --provider local|docker|gce,
   and for gce --project P --zone Z (a control plane started with --gce-project serves it);
   --tenant-max-nodes N: each tenant's jobs hold at most N nodes at once (0: no bound), and
@@ -61,74 +61,99 @@ var errNoCluster = errors.New("no such cluster")
 // watchInterval is how often a watch asks the cluster for its state.
 const watchInterval = time.Second
 
-func runCluster(ctx context.Context, args []string) error {
-	if len(args) == 0 {
-		return usageErrorf(clusterUsage, "cluster: give a command")
+// clusterCommand is burla cluster.
+func (m *Main) clusterCommand() *cobra.Command {
+	cmd := &cobra.Command{Use: "cluster", Short: "start, watch, resize, restart and stop a cluster's standby nodes", Long: clusterUsage}
+	for _, sub := range []struct{ name, short string }{
+		{"up", "start the cluster's ClusterWorkflow and wait until standby is ready"},
+		{"down", "delete every node and end the cluster"},
+		{"status", "the cluster's standby spec and nodes (-w, --watch: again on every change)"},
+		{"watch", "status --watch"},
+		{"set-standby", "change the standby spec; flags not given take their defaults"},
+		{"restart", "replace every idle node"},
+	} {
+		cmd.AddCommand(m.clusterSubcommand(sub.name, sub.short))
 	}
-	cmd, args := args[0], args[1:]
-	switch cmd {
-	case "up", "down", "status", "watch", "set-standby", "restart":
-	case "-h", "-help", "--help", "help":
-		fmt.Print(clusterUsage)
-		return nil
-	default:
-		return usageErrorf(clusterUsage, "cluster: unknown command %q", cmd)
+	return cmd
+}
+
+// clusterFlags are the flags of burla cluster's commands.
+type clusterFlags struct {
+	temporal, namespace, cluster string
+	spec                         control.StandbySpec
+	tenantNodes                  []string
+	timeout                      time.Duration
+	watch                        bool
+}
+
+// clusterSubcommand is burla cluster's command name.
+func (m *Main) clusterSubcommand(name, short string) *cobra.Command {
+	var c clusterFlags
+	cmd := &cobra.Command{
+		Use: name, Short: short, Long: clusterUsage,
+		Args: noArgs("name a cluster with --cluster"),
+		RunE: func(cmd *cobra.Command, _ []string) error { return m.runCluster(cmd, name, &c) },
 	}
-	fs := flag.NewFlagSet("burla cluster "+cmd, flag.ContinueOnError)
+	fs := cmd.Flags()
 	env := burla.ConfigFromEnv() // the addresses programs use, and their defaults
-	temporalAddr := fs.String("temporal", env.TemporalAddress, "Temporal frontend host:port")
-	namespace := fs.String("namespace", env.Namespace, "Temporal namespace")
-	cluster := fs.String("cluster", control.DefaultCluster, "cluster name")
-	nodes := fs.Int("nodes", 2, "standby nodes (up, set-standby)")
-	cpus := fs.Int("cpus", 2, "CPUs per node (up, set-standby)")
-	ramMB := fs.Int("ram-mb", 0, "memory per node in MB (up, set-standby)")
-	maxNodes := fs.Int("max-nodes", 0, "most nodes at once (0: no bound)")
-	providerName := fs.String("provider", "local", "node provider (up, set-standby): local, docker or gce")
-	project := fs.String("project", "", "the Google Cloud project gce nodes are made in (up, set-standby; default: the control plane's --gce-project)")
-	zone := fs.String("zone", "", "the zone gce nodes are made in, e.g. us-central1-a (up, set-standby; default: the control plane's --gce-zone)")
-	var envs []string
-	repeated(fs, "env", "a local image every node keeps warm workers in (up, set-standby; repeatable; docker runtime)", &envs)
-	tenantMaxNodes := fs.Int("tenant-max-nodes", 0, "most nodes each tenant's jobs hold at once (up, set-standby; 0: no bound)")
-	var tenantNodes []string
-	repeated(fs, "tenant-nodes", "TENANT=N: the most nodes TENANT's jobs hold at once, instead of --tenant-max-nodes (up, set-standby; repeatable; 0: no bound)", &tenantNodes)
-	timeout := fs.Duration("timeout", 5*time.Minute, "how long to wait (a watch: how long to watch; none if not given)")
-	asJSON := fs.Bool("json", false, "print JSON, one object per line, even on a terminal")
-	watch := cmd == "watch"
-	if cmd == "status" {
-		fs.BoolVar(&watch, "watch", false, "print the state again each time it changes, until interrupted")
-		fs.BoolVar(&watch, "w", false, "short for --watch")
+	fs.StringVar(&c.temporal, "temporal", env.TemporalAddress, "Temporal frontend host:port")
+	fs.StringVar(&c.namespace, "namespace", env.Namespace, "Temporal namespace")
+	fs.StringVar(&c.cluster, "cluster", control.DefaultCluster, "cluster name")
+	fs.IntVar(&c.spec.Nodes, "nodes", 2, "standby nodes (up, set-standby)")
+	fs.IntVar(&c.spec.CPUs, "cpus", 2, "CPUs per node (up, set-standby)")
+	fs.IntVar(&c.spec.RAMMB, "ram-mb", 0, "memory per node in MB (up, set-standby)")
+	fs.IntVar(&c.spec.MaxNodes, "max-nodes", 0, "most nodes at once (0: no bound)")
+	fs.StringVar(&c.spec.Provider, "provider", "local", "node provider (up, set-standby): local, docker or gce")
+	fs.StringVar(&c.spec.Project, "project", "", "the Google Cloud project gce nodes are made in (up, set-standby; default: the control plane's --gce-project)")
+	fs.StringVar(&c.spec.Zone, "zone", "", "the zone gce nodes are made in, e.g. us-central1-a (up, set-standby; default: the control plane's --gce-zone)")
+	fs.StringArrayVar(&c.spec.Envs, "env", nil, "a local image every node keeps warm workers in (up, set-standby; repeatable; docker runtime)")
+	fs.IntVar(&c.spec.TenantMaxNodes, "tenant-max-nodes", 0, "most nodes each tenant's jobs hold at once (up, set-standby; 0: no bound)")
+	fs.StringArrayVar(&c.tenantNodes, "tenant-nodes", nil, "TENANT=N: the most nodes TENANT's jobs hold at once, instead of --tenant-max-nodes (up, set-standby; repeatable; 0: no bound)")
+	if name != "up" && name != "set-standby" {
+		// The other commands take the standby spec's flags, as they always
+		// have, and ignore them.
+		for _, f := range []string{"nodes", "cpus", "ram-mb", "max-nodes", "provider", "project", "zone", "env", "tenant-max-nodes", "tenant-nodes"} {
+			fs.MarkHidden(f)
+		}
 	}
-	pos, err := parseFlags(fs, clusterUsage, args)
+	fs.DurationVar(&c.timeout, "timeout", 5*time.Minute, "how long to wait (a watch: how long to watch; none if not given)")
+	if name == "status" {
+		fs.BoolVarP(&c.watch, "watch", "w", false, "print the state again each time it changes, until interrupted")
+	}
+	addOutputFlags(fs)
+	return cmd
+}
+
+// runCluster runs burla cluster's command name.
+func (m *Main) runCluster(cmd *cobra.Command, name string, c *clusterFlags) error {
+	spec := c.spec
+	if name == "up" || name == "set-standby" {
+		var err error
+		if spec.TenantNodes, err = parseTenantNodes(c.tenantNodes); err != nil {
+			return usageErrorf("cluster %s: %s: %w", c.cluster, name, err)
+		}
+		if err := spec.Validate(provider.Declared()[spec.Provider]); err != nil {
+			return usageErrorf("cluster %s: %s: %w", c.cluster, name, err)
+		}
+	}
+	asJSON, err := m.wantJSON(cmd)
 	if err != nil {
 		return err
 	}
-	if len(pos) > 0 {
-		return usageErrorf(clusterUsage, "cluster %s takes no arguments, got %q (name a cluster with --cluster)", cmd, pos)
-	}
-	spec := control.StandbySpec{Nodes: *nodes, CPUs: *cpus, RAMMB: *ramMB, MaxNodes: *maxNodes, Provider: *providerName, Envs: envs, Project: *project, Zone: *zone,
-		TenantMaxNodes: *tenantMaxNodes}
-	if cmd == "up" || cmd == "set-standby" {
-		if spec.TenantNodes, err = parseTenantNodes(tenantNodes); err != nil {
-			return usageErrorf(clusterUsage, "cluster %s: %s: %w", *cluster, cmd, err)
-		}
-		if err := spec.Validate(provider.Declared()[spec.Provider]); err != nil {
-			return usageErrorf(clusterUsage, "cluster %s: %s: %w", *cluster, cmd, err)
-		}
-	}
-	timed := !watch
-	fs.Visit(func(f *flag.Flag) { timed = timed || f.Name == "timeout" })
-	if timed {
+	out := clusterOutput{w: m.Stdout, json: asJSON}
+	ctx := cmd.Context()
+	watch := c.watch || name == "watch"
+	if !watch || cmd.Flags().Changed("timeout") {
 		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, *timeout)
+		ctx, cancel = context.WithTimeout(ctx, c.timeout)
 		defer cancel()
 	}
-	out := clusterOutput{w: os.Stdout, json: *asJSON || !isTerminal(os.Stdout)}
-	tc, err := dialTemporal(ctx, *temporalAddr, *namespace)
+	tc, err := m.dialTemporal(ctx, c.temporal, c.namespace)
 	if errors.Is(err, errUnreachable) {
-		return fmt.Errorf("connect to Temporal at %s: %w (is a control plane running? `burla dev` starts one)", *temporalAddr, err)
+		return fmt.Errorf("connect to Temporal at %s: %w (is a control plane running? `burla dev` starts one)", c.temporal, err)
 	}
 	if err != nil {
-		return fmt.Errorf("connect to Temporal at %s: %w", *temporalAddr, err)
+		return fmt.Errorf("connect to Temporal at %s: %w", c.temporal, err)
 	}
 	defer tc.Close()
 	cc := control.NewClient(tc)
@@ -139,50 +164,44 @@ func runCluster(ctx context.Context, args []string) error {
 		return out.state(st)
 	}
 	query := func(ctx context.Context) (control.ClusterState, error) {
-		st, err := cc.Status(ctx, *cluster)
+		st, err := cc.Status(ctx, c.cluster)
 		if err != nil {
 			return st, clusterError(err)
 		}
 		return st, nil
 	}
-	switch cmd {
+	switch name {
 	case "up":
 		start := time.Now()
-		if err := cc.Up(ctx, *cluster, spec); errors.Is(err, control.ErrClusterUp) {
+		if err := cc.Up(ctx, c.cluster, spec); errors.Is(err, control.ErrClusterUp) {
 			return fmt.Errorf("%w; use set-standby to change it", err)
 		} else if err != nil {
 			return err
 		}
-		if err := cc.WaitReady(ctx, *cluster, spec.Nodes, *timeout); err != nil {
+		if err := cc.WaitReady(ctx, c.cluster, spec.Nodes, c.timeout); err != nil {
 			return err
 		}
 		st, err := query(ctx)
 		if err != nil {
 			return err
 		}
-		fmt.Fprintf(os.Stderr, "cluster %s: %d standby nodes ready in %v\n", *cluster, spec.Nodes, time.Since(start).Round(time.Millisecond))
+		fmt.Fprintf(m.Stderr, "cluster %s: %d standby nodes ready in %v\n", c.cluster, spec.Nodes, time.Since(start).Round(time.Millisecond))
 		return out.state(st)
 	case "down":
-		st, err := cc.Shutdown(ctx, *cluster)
-		if err != nil {
-			return clusterError(err)
-		}
-		return out.state(st)
-	case "status", "watch":
-		if watch {
-			return watchCluster(ctx, watchInterval, query, out.change)
-		}
-		st, err := query(ctx)
-		if err != nil {
-			return err
-		}
-		return out.state(st)
+		return show(cc.Shutdown(ctx, c.cluster))
 	case "set-standby":
-		return show(cc.SetStandby(ctx, *cluster, spec))
+		return show(cc.SetStandby(ctx, c.cluster, spec))
 	case "restart":
-		return show(cc.Restart(ctx, *cluster))
+		return show(cc.Restart(ctx, c.cluster))
 	}
-	return nil
+	if watch {
+		return watchCluster(ctx, watchInterval, query, out.change)
+	}
+	st, err := query(ctx)
+	if err != nil {
+		return err
+	}
+	return out.state(st)
 }
 
 // parseTenantNodes reads --tenant-nodes values, TENANT=N each, into a
@@ -356,7 +375,7 @@ func describeShares(s control.StandbySpec) string {
 	return d
 }
 
-// printJSON prints v on stdout as one line of JSON.
-func printJSON(v any) error {
-	return json.NewEncoder(os.Stdout).Encode(v)
+// printJSON prints v on w as one line of JSON.
+func printJSON(w io.Writer, v any) error {
+	return json.NewEncoder(w).Encode(v)
 }

@@ -3,11 +3,12 @@ package main
 import (
 	"cmp"
 	"context"
-	"flag"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
-	"strings"
+
+	"github.com/spf13/pflag"
 
 	"github.com/burla-temporal/burla/execfile"
 	"github.com/burla-temporal/burla/provider"
@@ -26,17 +27,10 @@ type dockerNodes struct {
 }
 
 // dockerNodeFlags defines the control plane's --docker-* flags on fs.
-func dockerNodeFlags(fs *flag.FlagSet) *dockerNodes {
+func dockerNodeFlags(fs *pflag.FlagSet) *dockerNodes {
 	d := &dockerNodes{}
 	fs.BoolVar(&d.enabled, "docker-nodes", false, "serve the docker provider: each node a container on a Docker engine (the burla binary must be static: CGO_ENABLED=0)")
-	fs.Func("docker-host", "Docker engines nodes are spread over, comma-separated: unix:///var/run/docker.sock, or tcp://HOST:2376 over TLS (repeatable; default: the engine DOCKER_HOST names, or the local socket)", func(v string) error {
-		for h := range strings.SplitSeq(v, ",") {
-			if h = strings.TrimSpace(h); h != "" {
-				d.hosts = append(d.hosts, h)
-			}
-		}
-		return nil
-	})
+	listFlag(fs, "docker-host", "Docker engines nodes are spread over, comma-separated: unix:///var/run/docker.sock, or tcp://HOST:2376 over TLS (repeatable; default: the engine DOCKER_HOST names, or the local socket)", &d.hosts)
 	fs.StringVar(&d.tlsDir, "docker-tls-dir", "", "where the client certificate for tcp:// engines is: ca.pem, cert.pem and key.pem, in DIR/HOSTNAME for an engine that has its own, else in DIR")
 	fs.StringVar(&d.temporal, "docker-node-temporal", "", "the Temporal address node containers connect to, from their engine's machine (default --temporal)")
 	fs.StringVar(&d.store, "docker-node-store", "", "the store URL node containers connect to, from their engine's machine (default --store)")
@@ -45,9 +39,9 @@ func dockerNodeFlags(fs *flag.FlagSet) *dockerNodes {
 }
 
 // add connects to the engines and adds the docker provider to providers, when
-// --docker-nodes is given. An engine that does not answer yet is kept (nodes go to
-// the others until it does) unless none answers.
-func (d *dockerNodes) add(ctx context.Context, providers provider.Set, temporalAddr, namespace, storeURL string, log *slog.Logger) error {
+// --docker-nodes is given, and says so on out. An engine that does not answer
+// yet is kept (nodes go to the others until it does) unless none answers.
+func (d *dockerNodes) add(ctx context.Context, out io.Writer, providers provider.Set, temporalAddr, namespace, storeURL string, log *slog.Logger) error {
 	if !d.enabled {
 		if len(d.hosts) > 0 || d.tlsDir != "" || d.temporal != "" || d.store != "" || d.instance != "" {
 			return fmt.Errorf("the --docker-* flags need --docker-nodes")
@@ -95,7 +89,7 @@ func (d *dockerNodes) add(ctx context.Context, providers provider.Set, temporalA
 		log.Warn("docker nodes: placing nodes on the engines that answer", "error", err)
 	}
 	providers["docker"] = p
-	fmt.Printf("burla control plane: docker nodes on %d engines, reaching Temporal at %s and the store at %s\n",
+	fmt.Fprintf(out, "burla control plane: docker nodes on %d engines, reaching Temporal at %s and the store at %s\n",
 		len(engines), cmp.Or(d.temporal, temporalAddr), cmp.Or(d.store, storeURL))
 	return nil
 }

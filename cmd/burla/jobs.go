@@ -3,16 +3,13 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"errors"
-	"flag"
 	"fmt"
-	"io"
 	"os"
 	"strings"
 	"text/tabwriter"
 	"time"
 
-	"golang.org/x/term"
+	"github.com/spf13/cobra"
 
 	"github.com/burla-temporal/burla/auth"
 	"github.com/burla-temporal/burla/job"
@@ -31,114 +28,105 @@ commands:
            (--results: print each result as a JSON line on stdout, lines go to stderr)
   cancel   cancel a job: its workers stop, and its client gets a Cancelled error
 
-ls and show print a table on a terminal and JSON otherwise (--json forces JSON,
-one object per line). Exit status: 0 success, 1 error, 3 for attach to a job that
-did not succeed, 4 no such job, 5 the API key may not see the job (another
-tenant's).
+ls and show print a table on a terminal and JSON otherwise (-o json or --json
+forces JSON, one object per line; -o table, a table). Exit status: 0 success,
+1 error, 2 usage, 3 for attach to a job that did not succeed, 4 no such job,
+5 the API key may not see the job (another tenant's).
 
 flags: --temporal host:port (BURLA_TEMPORAL_ADDRESS), --namespace (BURLA_NAMESPACE),
        --store URL (BURLA_STORE_URL)
 `
 
-func runJobs(ctx context.Context, args []string) error {
-	if len(args) == 0 {
-		return usageErrorf(jobsUsage, "jobs: name a command")
-	}
-	cmd, args := args[0], args[1:]
-	fs := flag.NewFlagSet("burla jobs "+cmd, flag.ContinueOnError)
-	fs.SetOutput(io.Discard) // a bad flag is a usage error, reported once by exit
-	env := burla.ConfigFromEnv()
-	temporalAddr := fs.String("temporal", env.TemporalAddress, "Temporal frontend host:port")
-	namespace := fs.String("namespace", env.Namespace, "Temporal namespace")
-	storeURL := fs.String("store", env.StoreURL, "the data plane: nats://host:port or firestore://PROJECT?bucket=BUCKET")
-	asJSON := fs.Bool("json", false, "print JSON, one object per line, even on a terminal")
-	timeout := fs.Duration("timeout", 30*time.Second, "how long a one-shot command (ls, show, cancel, logs without -f) may take")
+// jobsCommand is burla jobs.
+func (m *Main) jobsCommand() *cobra.Command {
+	jobs := &cobra.Command{Use: "jobs", Short: "list, show, follow and cancel jobs", Long: jobsUsage}
+
 	var f status.Filter
-	var follow, results *bool
-	switch cmd {
-	case "ls", "list":
-		fs.Func("state", "only jobs in this state: Placing, Running, Succeeded, Failed, Cancelled", func(s string) error {
-			st, err := parseState(s)
-			f.State = st
+	ls := m.jobsSubcommand("ls", "list jobs, newest first", nil, func(ctx context.Context, cmd *cobra.Command, cfg burla.Config, _ string) error {
+		asJSON, err := m.wantJSON(cmd)
+		if err != nil {
 			return err
-		})
-		fs.StringVar(&f.Function, "function", "", "only jobs of this function")
-		fs.StringVar(&f.Tenant, "tenant", "", "only jobs of this tenant")
-		fs.IntVar(&f.Limit, "limit", 50, "at most this many jobs")
-	case "logs":
-		follow = fs.Bool("f", false, "follow: print lines as they come until the job ends")
-	case "attach":
-		results = fs.Bool("results", false, "print each result as a JSON line {\"index\":I,\"output\":…} on stdout; the calls' lines go to stderr")
-	case "show", "cancel":
-	case "-h", "-help", "--help", "help":
-		fmt.Print(jobsUsage)
-		return nil
-	default:
-		return usageErrorf(jobsUsage, "jobs: unknown command %q", cmd)
-	}
-	pos, err := parseInterspersed(fs, args)
-	if errors.Is(err, flag.ErrHelp) {
-		fs.SetOutput(os.Stdout)
-		fs.PrintDefaults()
-		return errHelp
-	}
-	if err != nil {
-		return usageErrorf(jobsUsage, "jobs %s: %v", cmd, err)
-	}
-	if cmd != "ls" && cmd != "list" && len(pos) != 1 {
-		return usageErrorf(jobsUsage, "jobs %s: want one job ID, got %d arguments", cmd, len(pos))
-	}
-	jobID := ""
-	if len(pos) > 0 {
-		jobID = pos[0]
-	}
-	following := (follow != nil && *follow) || cmd == "attach"
-	if !following {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, *timeout)
-		defer cancel()
-	}
-	var cmdErr error
-	if cmd == "cancel" {
+		}
+		return withCluster(ctx, cfg, func(c *burla.Cluster) error { return m.listJobs(ctx, c, f, !asJSON) })
+	})
+	ls.Aliases, ls.Args = []string{"list"}, noArgs("")
+	ls.Flags().Func("state", "only jobs in this state: Placing, Running, Succeeded, Failed, Cancelled", func(s string) error {
+		st, err := parseState(s)
+		f.State = st
+		return err
+	})
+	ls.Flags().StringVar(&f.Function, "function", "", "only jobs of this function")
+	ls.Flags().StringVar(&f.Tenant, "tenant", "", "only jobs of this tenant")
+	ls.Flags().IntVar(&f.Limit, "limit", 50, "at most this many jobs")
+
+	show := m.jobsSubcommand("show JOB-ID", "one job: its state, progress, nodes and error", nil, func(ctx context.Context, cmd *cobra.Command, cfg burla.Config, id string) error {
+		asJSON, err := m.wantJSON(cmd)
+		if err != nil {
+			return err
+		}
+		return withCluster(ctx, cfg, func(c *burla.Cluster) error { return m.showJob(ctx, c, id, !asJSON) })
+	})
+
+	var follow bool
+	logs := m.jobsSubcommand("logs JOB-ID", "the lines a job's calls printed (-f: follow until the job ends)", func() bool { return follow }, func(ctx context.Context, _ *cobra.Command, cfg burla.Config, id string) error {
+		return withCluster(ctx, cfg, func(c *burla.Cluster) error { return m.jobLogs(ctx, c, id, follow) })
+	})
+	logs.Flags().BoolVarP(&follow, "f", "f", false, "follow: print lines as they come until the job ends")
+
+	var results bool
+	attach := m.jobsSubcommand("attach JOB-ID", "follow a running job: its lines, its progress, and how it ends", func() bool { return true }, func(ctx context.Context, _ *cobra.Command, cfg burla.Config, id string) error {
+		return withCluster(ctx, cfg, func(c *burla.Cluster) error { return m.attachJob(ctx, c, id, results) })
+	})
+	attach.Flags().BoolVar(&results, "results", false, "print each result as a JSON line {\"index\":I,\"output\":…} on stdout; the calls' lines go to stderr")
+
+	cancel := m.jobsSubcommand("cancel JOB-ID", "cancel a job: its workers stop, and its client gets a Cancelled error", nil, func(ctx context.Context, _ *cobra.Command, cfg burla.Config, id string) error {
 		// Cancelling needs Temporal alone, so that it works while the store is down.
-		cmdErr = cancelJob(ctx, *temporalAddr, *namespace, jobID)
-	} else {
-		cmdErr = withCluster(ctx, burla.Config{TemporalAddress: *temporalAddr, Namespace: *namespace, StoreURL: *storeURL}, func(c *burla.Cluster) error {
-			table := !*asJSON && isTerminal(os.Stdout)
-			switch cmd {
-			case "show":
-				return showJob(ctx, c, jobID, table)
-			case "logs":
-				return jobLogs(ctx, c, jobID, *follow)
-			case "attach":
-				return attachJob(ctx, c, jobID, *results)
-			}
-			return listJobs(ctx, c, f, table)
-		})
-	}
-	return cmdErr // exitCode gives no such job 4 and a refusal 5
+		return m.cancelJob(ctx, cfg.TemporalAddress, cfg.Namespace, id)
+	})
+
+	jobs.AddCommand(ls, show, logs, attach, cancel)
+	return jobs
 }
 
-// parseInterspersed parses flags before and after positional arguments, as in
-// `burla jobs logs ID -f`, and returns the positional ones.
-func parseInterspersed(fs *flag.FlagSet, args []string) ([]string, error) {
-	var pos []string
-	for {
-		if err := fs.Parse(args); err != nil {
-			return nil, err
-		}
-		if fs.NArg() == 0 {
-			return pos, nil
-		}
-		pos = append(pos, fs.Arg(0))
-		args = fs.Args()[1:]
+// jobsSubcommand is a burla jobs command, with the flags they all have: use is
+// its name and argument, if any (JOB-ID). run runs it on the cluster the flags
+// name, the job ID its argument, with ctx bounded by --timeout unless follows
+// (nil for never) says it follows a job until the job ends. exitCode gives no
+// such job 4 and a refusal 5.
+func (m *Main) jobsSubcommand(use, short string, follows func() bool, run func(ctx context.Context, cmd *cobra.Command, cfg burla.Config, id string) error) *cobra.Command {
+	var cfg burla.Config
+	var timeout time.Duration
+	cmd := &cobra.Command{
+		Use: use, Short: short, Long: jobsUsage,
+		Args: oneArg("job ID"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ctx := cmd.Context()
+			if follows == nil || !follows() {
+				var cancel context.CancelFunc
+				ctx, cancel = context.WithTimeout(ctx, timeout)
+				defer cancel()
+			}
+			id := ""
+			if len(args) > 0 {
+				id = args[0]
+			}
+			return run(ctx, cmd, cfg, id)
+		},
 	}
+	fs := cmd.Flags()
+	env := burla.ConfigFromEnv()
+	fs.StringVar(&cfg.TemporalAddress, "temporal", env.TemporalAddress, "Temporal frontend host:port")
+	fs.StringVar(&cfg.Namespace, "namespace", env.Namespace, "Temporal namespace")
+	fs.StringVar(&cfg.StoreURL, "store", env.StoreURL, "the data plane: nats://host:port or firestore://PROJECT?bucket=BUCKET")
+	fs.DurationVar(&timeout, "timeout", 30*time.Second, "how long a one-shot command (ls, show, cancel, logs without -f) may take")
+	addOutputFlags(fs)
+	return cmd
 }
 
 // cancelJob asks Temporal to cancel the job's workflow: its workers stop, and its
 // client gets a Cancelled error.
-func cancelJob(ctx context.Context, temporalAddr, namespace, id string) error {
-	tc, err := dialTemporal(ctx, temporalAddr, namespace)
+func (m *Main) cancelJob(ctx context.Context, temporalAddr, namespace, id string) error {
+	tc, err := m.dialTemporal(ctx, temporalAddr, namespace)
 	if err != nil {
 		return fmt.Errorf("connect to Temporal at %s: %w", temporalAddr, err)
 	}
@@ -149,7 +137,7 @@ func cancelJob(ctx context.Context, temporalAddr, namespace, id string) error {
 	if err := tc.CancelWorkflow(ctx, id, ""); err != nil {
 		return fmt.Errorf("cancel job %s: %w", id, err)
 	}
-	return printJSON(map[string]any{"job": id, "cancel_requested": true})
+	return printJSON(m.Stdout, map[string]any{"job": id, "cancel_requested": true})
 }
 
 // withCluster runs fn on a connection to the cluster cfg names.
@@ -171,15 +159,13 @@ func parseState(s string) (job.State, error) {
 	return "", fmt.Errorf("unknown state %q: one of Placing, Running, Succeeded, Failed, Cancelled", s)
 }
 
-func isTerminal(f *os.File) bool { return term.IsTerminal(int(f.Fd())) }
-
-func listJobs(ctx context.Context, c *burla.Cluster, f status.Filter, table bool) error {
+func (m *Main) listJobs(ctx context.Context, c *burla.Cluster, f status.Filter, table bool) error {
 	jobs, err := status.List(ctx, c.Temporal(), f)
 	if err != nil {
 		return err
 	}
 	if !table {
-		enc := json.NewEncoder(os.Stdout)
+		enc := json.NewEncoder(m.Stdout)
 		for _, j := range jobs {
 			if err := enc.Encode(j); err != nil {
 				return err
@@ -187,7 +173,7 @@ func listJobs(ctx context.Context, c *burla.Cluster, f status.Filter, table bool
 		}
 		return nil
 	}
-	tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
+	tw := tabwriter.NewWriter(m.Stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "JOB\tSTATE\tFUNCTION\tINPUTS\tSTARTED\tTOOK")
 	now := time.Now()
 	for _, j := range jobs {
@@ -214,15 +200,15 @@ func viewer() string {
 	return p.Tenant
 }
 
-func showJob(ctx context.Context, c *burla.Cluster, id string, table bool) error {
+func (m *Main) showJob(ctx context.Context, c *burla.Cluster, id string, table bool) error {
 	j, err := status.GetFor(ctx, c.Temporal(), c.Store(), id, viewer())
 	if err != nil {
 		return err
 	}
 	if !table {
-		return json.NewEncoder(os.Stdout).Encode(j)
+		return json.NewEncoder(m.Stdout).Encode(j)
 	}
-	tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
+	tw := tabwriter.NewWriter(m.Stdout, 0, 4, 2, ' ', 0)
 	now := time.Now()
 	fmt.Fprintf(tw, "Job\t%s\n", j.ID)
 	fmt.Fprintf(tw, "State\t%s\n", j.State)
@@ -296,15 +282,15 @@ func took(now time.Time, j status.Job) string {
 
 // jobLogs prints the lines a job's calls have printed, in the order they were
 // stored; with follow it goes on until the job ends.
-func jobLogs(ctx context.Context, c *burla.Cluster, id string, follow bool) error {
+func (m *Main) jobLogs(ctx context.Context, c *burla.Cluster, id string, follow bool) error {
 	if _, err := status.Describe(ctx, c.Temporal(), id); err != nil {
 		return err
 	}
 	w, err := c.Store().WatchLogs(ctx, id, func(lines []store.LogLine) {
 		for _, l := range lines {
-			out := io.Writer(os.Stdout)
+			out := m.Stdout
 			if l.Stream == store.Stderr {
-				out = os.Stderr
+				out = m.Stderr
 			}
 			fmt.Fprintln(out, l.Text)
 		}
@@ -329,24 +315,24 @@ func jobLogs(ctx context.Context, c *burla.Cluster, id string, follow bool) erro
 // attachJob follows a job as its own client would: its lines, its progress line on
 // a terminal, and its outcome. Attaching does not make the job depend on this
 // command: interrupting it leaves the job running.
-func attachJob(ctx context.Context, c *burla.Cluster, id string, results bool) error {
+func (m *Main) attachJob(ctx context.Context, c *burla.Cluster, id string, results bool) error {
 	if _, err := status.Describe(ctx, c.Temporal(), id); err != nil {
 		return err
 	}
-	stdout := io.Writer(os.Stdout)
+	stdout := m.Stdout
 	if results {
-		stdout = os.Stderr
+		stdout = m.Stderr
 	}
-	j, err := burla.Attach[json.RawMessage](ctx, id, burla.OnCluster(c), burla.Output(stdout, os.Stderr))
+	j, err := burla.Attach[json.RawMessage](ctx, id, burla.OnCluster(c), burla.Output(stdout, m.Stderr))
 	if err != nil {
 		return err
 	}
-	enc := json.NewEncoder(os.Stdout)
+	enc := json.NewEncoder(m.Stdout)
 	n := 0
 	for r, err := range j.Results(ctx) {
 		if err != nil {
 			if ctx.Err() != nil {
-				fmt.Fprintf(os.Stderr, "burla: detached from job %s; it runs on\n", id)
+				fmt.Fprintf(m.Stderr, "burla: detached from job %s; it runs on\n", id)
 				return nil
 			}
 			return fmt.Errorf("%w (%w)", err, errJobFailed)
@@ -361,6 +347,6 @@ func attachJob(ctx context.Context, c *burla.Cluster, id string, results bool) e
 			}
 		}
 	}
-	fmt.Fprintf(os.Stderr, "burla: job %s succeeded: %d results\n", id, n)
+	fmt.Fprintf(m.Stderr, "burla: job %s succeeded: %d results\n", id, n)
 	return nil
 }

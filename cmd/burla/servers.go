@@ -1,15 +1,16 @@
 package main
 
 import (
-	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
-	"flag"
 	"fmt"
 	"net"
 	"os"
 	"path/filepath"
+
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/burla-temporal/burla/auth"
 	"github.com/burla-temporal/burla/devcluster"
@@ -17,11 +18,16 @@ import (
 	"github.com/burla-temporal/burla/temporalserver"
 )
 
-// runTemporalServer runs the embedded Temporal server alone, its state in a SQLite
-// file, for a cluster whose parts run as separate processes (burla dev runs the same
-// server in its own process).
-func runTemporalServer(ctx context.Context, args []string) error {
-	fs := flag.NewFlagSet("burla temporal-server", flag.ExitOnError)
+// temporalServerCommand is burla temporal-server: the embedded Temporal server
+// alone, its state in a SQLite file, for a cluster whose parts run as separate
+// processes (burla dev runs the same server in its own process).
+func (m *Main) temporalServerCommand() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "temporal-server",
+		Short: "run the embedded Temporal server alone (its SQLite file under --data-dir)",
+		Args:  noArgs(""),
+	}
+	fs := cmd.Flags()
 	home, _ := os.UserHomeDir()
 	dataDir := fs.String("data-dir", filepath.Join(home, ".burla", "temporal"), "where the server keeps its SQLite database (temporal.db)")
 	host := fs.String("host", "127.0.0.1", "address to listen on")
@@ -30,36 +36,45 @@ func runTemporalServer(ctx context.Context, args []string) error {
 	readyFile := fs.String("ready-file", "", "write the server's addresses as JSON to this file once it is ready")
 	keysFile := fs.String("keys", "", "admit only callers with an API key from this keys file, each tenant seeing only its own jobs")
 	tlsFlags := serverTLSFlags(fs, "the frontend", "BURLA_TEMPORAL_TLS_CA", "BURLA_TEMPORAL_TLS_CERT and _KEY")
-	verbose := fs.Bool("v", false, "log verbosely")
-	fs.Parse(args)
-	log := logger(*verbose, "component", "temporal-server")
-	keys, err := openKeys(*keysFile)
-	if err != nil {
-		return err
+	verbose := verboseFlag(fs)
+	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
+		ctx := cmd.Context()
+		log := m.logger(*verbose, "component", "temporal-server")
+		keys, err := openKeys(*keysFile)
+		if err != nil {
+			return err
+		}
+		tlsCfg, err := tlsFlags.load()
+		if err != nil {
+			return fmt.Errorf("temporal-server: %w", err)
+		}
+		ts, err := temporalserver.Start(ctx, temporalserver.Config{
+			DataDir: *dataDir, Host: *host, Port: *port, UIPort: *uiPort, Logger: log,
+			SearchAttributes: devcluster.SearchAttributes(), Keys: keys, TLS: tlsCfg,
+		})
+		if err != nil {
+			return err
+		}
+		defer ts.Stop()
+		fmt.Fprintf(m.Stdout, "burla temporal-server: frontend %s (namespace %q), Web UI %s, data %s\n", ts.FrontendHostPort(), ts.Namespace(), ts.UIAddress(), *dataDir)
+		if err := writeReady(*readyFile, map[string]string{"temporal": ts.FrontendHostPort(), "namespace": ts.Namespace(), "ui": ts.UIAddress()}); err != nil {
+			return err
+		}
+		<-ctx.Done()
+		return nil
 	}
-	tlsCfg, err := tlsFlags.load()
-	if err != nil {
-		return fmt.Errorf("temporal-server: %w", err)
-	}
-	ts, err := temporalserver.Start(ctx, temporalserver.Config{
-		DataDir: *dataDir, Host: *host, Port: *port, UIPort: *uiPort, Logger: log,
-		SearchAttributes: devcluster.SearchAttributes(), Keys: keys, TLS: tlsCfg,
-	})
-	if err != nil {
-		return err
-	}
-	defer ts.Stop()
-	fmt.Printf("burla temporal-server: frontend %s (namespace %q), Web UI %s, data %s\n", ts.FrontendHostPort(), ts.Namespace(), ts.UIAddress(), *dataDir)
-	if err := writeReady(*readyFile, map[string]string{"temporal": ts.FrontendHostPort(), "namespace": ts.Namespace(), "ui": ts.UIAddress()}); err != nil {
-		return err
-	}
-	<-ctx.Done()
-	return nil
+	return cmd
 }
 
-// runNATSServer runs the embedded NATS JetStream server alone, its streams on disk.
-func runNATSServer(ctx context.Context, args []string) error {
-	fs := flag.NewFlagSet("burla nats-server", flag.ExitOnError)
+// natsServerCommand is burla nats-server: the embedded NATS JetStream server
+// alone, its streams on disk.
+func (m *Main) natsServerCommand() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "nats-server",
+		Short: "run the embedded NATS JetStream server alone (its streams under --data-dir)",
+		Args:  noArgs(""),
+	}
+	fs := cmd.Flags()
 	home, _ := os.UserHomeDir()
 	dataDir := fs.String("data-dir", filepath.Join(home, ".burla", "nats"), "where JetStream keeps its streams")
 	host := fs.String("host", "127.0.0.1", "address to listen on")
@@ -68,28 +83,30 @@ func runNATSServer(ctx context.Context, args []string) error {
 	keysFile := fs.String("keys", "", "admit only clients with an API key from this keys file, each tenant in a NATS account of its own")
 	tlsFlags := serverTLSFlags(fs, "the client port", "the store URL's ca parameter (tls://HOST:PORT?ca=FILE)", "its cert and key parameters")
 	limits := tenantLimitFlags(fs)
-	verbose := fs.Bool("v", false, "log verbosely")
-	fs.Parse(args)
-	keys, err := openKeys(*keysFile)
-	if err != nil {
-		return err
+	verbose := verboseFlag(fs)
+	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
+		keys, err := openKeys(*keysFile)
+		if err != nil {
+			return err
+		}
+		tlsCfg, err := tlsFlags.load()
+		if err != nil {
+			return fmt.Errorf("nats-server: %w", err)
+		}
+		ns, err := natsserver.Start(natsserver.Config{Host: *host, Port: *port, StoreDir: *dataDir, Keys: keys, TLS: tlsCfg, TenantLimits: limits.get(),
+			Logger: m.logger(*verbose, "component", "nats-server")})
+		if err != nil {
+			return err
+		}
+		defer ns.Stop()
+		fmt.Fprintf(m.Stdout, "burla nats-server: %s, data %s\n", ns.URL(), *dataDir)
+		if err := writeReady(*readyFile, map[string]string{"store": ns.URL()}); err != nil {
+			return err
+		}
+		<-cmd.Context().Done()
+		return nil
 	}
-	tlsCfg, err := tlsFlags.load()
-	if err != nil {
-		return fmt.Errorf("nats-server: %w", err)
-	}
-	ns, err := natsserver.Start(natsserver.Config{Host: *host, Port: *port, StoreDir: *dataDir, Keys: keys, TLS: tlsCfg, TenantLimits: limits.get(),
-		Logger: logger(*verbose, "component", "nats-server")})
-	if err != nil {
-		return err
-	}
-	defer ns.Stop()
-	fmt.Printf("burla nats-server: %s, data %s\n", ns.URL(), *dataDir)
-	if err := writeReady(*readyFile, map[string]string{"store": ns.URL()}); err != nil {
-		return err
-	}
-	<-ctx.Done()
-	return nil
+	return cmd
 }
 
 // writeReady writes v as JSON to path atomically; an empty path writes nothing.
@@ -120,7 +137,7 @@ type tlsServerFlags struct {
 // serverTLSFlags defines --tls-cert, --tls-key and --tls-client-ca on fs. what is
 // what serves TLS, caSetting and certSetting how its clients name the CA and a
 // client certificate, for the flags' help.
-func serverTLSFlags(fs *flag.FlagSet, what, caSetting, certSetting string) *tlsServerFlags {
+func serverTLSFlags(fs *pflag.FlagSet, what, caSetting, certSetting string) *tlsServerFlags {
 	t := &tlsServerFlags{}
 	fs.StringVar(&t.cert, "tls-cert", "", "serve TLS only on "+what+", with the certificate in this PEM file (then the CAs between it and the root, if any; burla certs make writes one); clients trust its CA through "+caSetting)
 	fs.StringVar(&t.key, "tls-key", "", "the PEM file of --tls-cert's key")
@@ -162,7 +179,7 @@ type devTLS struct {
 }
 
 // devTLSFlags defines burla dev's --tls and --tls-dir on fs.
-func devTLSFlags(fs *flag.FlagSet) *devTLS {
+func devTLSFlags(fs *pflag.FlagSet) *devTLS {
 	t := &devTLS{}
 	fs.BoolVar(&t.make, "tls", false, "serve Temporal and NATS over TLS only, with a certificate for --host and loopback from a CA of the cluster's own, made in DATA-DIR/tls (the CA is kept; programs trust it with BURLA_TEMPORAL_TLS_CA and the store URL's ca parameter)")
 	fs.StringVar(&t.dir, "tls-dir", "", "serve Temporal and NATS over TLS only, with ca.pem, server.pem and server-key.pem from this directory (burla certs make writes one)")
@@ -195,7 +212,7 @@ func (t *devTLS) dirFor(dataDir, host string) (string, error) {
 // server (burla nats-server and burla dev, with keys).
 type tenantLimits struct{ storeMB, streams, consumers *int }
 
-func tenantLimitFlags(fs *flag.FlagSet) tenantLimits {
+func tenantLimitFlags(fs *pflag.FlagSet) tenantLimits {
 	return tenantLimits{
 		storeMB:   fs.Int("tenant-max-store-mb", 0, "most MB each tenant's store holds on disk; with it, none in memory (0: no bound; needs --keys)"),
 		streams:   fs.Int("tenant-max-streams", 0, fmt.Sprintf("most streams each tenant's account has, at least %d (0: no bound; needs --keys)", natsserver.StoreStreams)),
