@@ -33,6 +33,17 @@ type Store interface {
 	Delete(ctx context.Context, key string) error
 }
 
+// Changes is what a Store may also do: count the changes under a prefix in one
+// cheap round trip, so that a reader that keeps a listing (a worker's shared
+// directory) lists again only when something may have changed.
+type Changes interface {
+	// Changes returns a number that grows with every Put and Delete of a key
+	// under prefix (and may grow with others). A listing taken after Changes
+	// returned n holds every change that n counts: while Changes returns n
+	// again, that listing is current.
+	Changes(ctx context.Context, prefix string) (uint64, error)
+}
+
 // Info describes a stored blob.
 type Info struct {
 	Key  string

@@ -30,6 +30,7 @@ func Run(t *testing.T, newStore func(t *testing.T) blob.Store) {
 	t.Run("List", func(t *testing.T) { testList(t, newStore(t)) })
 	t.Run("ListMany", func(t *testing.T) { testListMany(t, newStore(t)) })
 	t.Run("Delete", func(t *testing.T) { testDelete(t, newStore(t)) })
+	t.Run("Changes", func(t *testing.T) { testChanges(t, newStore(t)) })
 }
 
 func ctxFor(t *testing.T) context.Context {
@@ -318,5 +319,47 @@ func testDelete(t *testing.T, s blob.Store) {
 	wantBlob(t, ctx, s, "shared-acme/gone", []byte("back"))
 	if got := list(t, ctx, s, "shared-acme/gone"); len(got) != 1 || got["shared-acme/gone"].Size != 4 {
 		t.Fatalf("List after rewriting a deleted key = %+v; want it, of 4 bytes", got)
+	}
+}
+
+// testChanges: a store that counts its changes (blob.Changes) counts every Put
+// and Delete under a prefix, and nothing while nothing is written, so that a
+// reader that lists only when the count moved misses no change.
+func testChanges(t *testing.T, s blob.Store) {
+	c, ok := s.(blob.Changes)
+	if !ok {
+		t.Skipf("%T does not count its changes: its readers list every time", s)
+	}
+	ctx := ctxFor(t)
+	changes := func() uint64 {
+		t.Helper()
+		n, err := c.Changes(ctx, "shared-acme/")
+		if err != nil {
+			t.Fatalf("Changes: %v", err)
+		}
+		return n
+	}
+	n0 := changes()
+	if again := changes(); again != n0 {
+		t.Fatalf("Changes moved from %d to %d with nothing written", n0, again)
+	}
+	put(t, ctx, s, "shared-acme/a", []byte("a"))
+	n1 := changes()
+	if n1 <= n0 {
+		t.Fatalf("Changes after a Put = %d; want more than %d", n1, n0)
+	}
+	put(t, ctx, s, "shared-acme/a", []byte("a again"))
+	n2 := changes()
+	if n2 <= n1 {
+		t.Fatalf("Changes after a Put that replaces = %d; want more than %d", n2, n1)
+	}
+	if again := changes(); again != n2 {
+		t.Fatalf("Changes moved from %d to %d with nothing written", n2, again)
+	}
+	if err := s.Delete(ctx, "shared-acme/a"); err != nil {
+		t.Fatal(err)
+	}
+	if n3 := changes(); n3 <= n2 {
+		t.Fatalf("Changes after a Delete = %d; want more than %d", n3, n2)
 	}
 }

@@ -15,13 +15,17 @@ import (
 	"github.com/burla-temporal/burla/blob"
 )
 
-var _ blob.Store = (*Store)(nil)
+var (
+	_ blob.Store   = (*Store)(nil)
+	_ blob.Changes = (*Store)(nil)
+)
 
 // Store is an in-memory blob.Store, safe for concurrent use. Its zero value is
 // empty and ready.
 type Store struct {
-	mu    sync.Mutex
-	blobs map[string]entry
+	mu      sync.Mutex
+	blobs   map[string]entry
+	changes uint64 // Puts and Deletes so far
 }
 
 type entry struct {
@@ -44,6 +48,7 @@ func (s *Store) Put(ctx context.Context, key string, r io.Reader) error {
 		s.blobs = map[string]entry{}
 	}
 	s.blobs[key] = entry{data: buf.Bytes(), modified: time.Now()}
+	s.changes++
 	return nil
 }
 
@@ -85,5 +90,14 @@ func (s *Store) Delete(_ context.Context, key string) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	delete(s.blobs, key)
+	s.changes++
 	return nil
+}
+
+// Changes implements blob.Changes: it counts every Put and Delete, whatever
+// their keys.
+func (s *Store) Changes(context.Context, string) (uint64, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.changes, nil
 }

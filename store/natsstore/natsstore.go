@@ -1089,6 +1089,22 @@ func (s *Store) objects(key string) jetstream.ObjectStore {
 	return s.blobs
 }
 
+// Changes implements blob.Changes: the last sequence of the stream behind the
+// object store that holds keys under prefix, which every Put and Delete of it
+// advances. It is one request to the server, where a List opens a consumer and
+// reads every record.
+func (s *Store) Changes(ctx context.Context, prefix string) (uint64, error) {
+	name := "OBJ_" + bucketBlobs
+	if job.IsSharedKey(prefix) {
+		name = "OBJ_" + bucketShared
+	}
+	st, err := s.js.Stream(ctx, name)
+	if err != nil {
+		return 0, fmt.Errorf("changes under %s: %w", prefix, err)
+	}
+	return st.CachedInfo().State.LastSeq, nil
+}
+
 // List implements blob.Store. An object store has no index by name, so a listing
 // reads the record of every blob in the object stores that can hold keys under
 // prefix (only burla-shared's, for a shared file's prefix) and keeps those under
