@@ -15,13 +15,21 @@ type leased struct {
 	store.Claim
 	release   context.CancelFunc // stops extending the lease
 	claimedAt time.Time
+	// shared is the shared files' count of changes read as the chunk was
+	// claimed (sharedDir.count), for the pull before its calls.
+	shared sharedCount
 }
 
 // claimAhead claims a chunk each time pace asks for one and hands it to claims:
 // pace asks as the current chunk is about to end, so that the next one is there
 // when it does. It closes claims when the job's queue is gone and returns when ctx
 // ends.
-func (w *Worker) claimAhead(ctx context.Context, spec job.Spec, pace *pacer, claims chan<- *leased, log *slog.Logger) {
+//
+// With a shared directory, it also reads the store's count of the shared files'
+// changes once a chunk is claimed, while the chunk before it still runs: the pull
+// before the chunk's calls then needs no round trip of its own unless the files
+// changed.
+func (w *Worker) claimAhead(ctx context.Context, spec job.Spec, pace *pacer, claims chan<- *leased, shared *sharedDir, log *slog.Logger) {
 	select {
 	case <-pace.want:
 	case <-ctx.Done():
@@ -46,7 +54,7 @@ func (w *Worker) claimAhead(ctx context.Context, spec job.Spec, pace *pacer, cla
 		took := time.Since(start)
 		pace.claimed(took)
 		w.stats.claimed(took)
-		l := &leased{Claim: cl, claimedAt: time.Now()}
+		l := &leased{Claim: cl, claimedAt: time.Now(), shared: shared.count(ctx)}
 		var leaseCtx context.Context
 		leaseCtx, l.release = context.WithCancel(context.WithoutCancel(ctx))
 		go keepLease(leaseCtx, cl, spec.Lease, log)

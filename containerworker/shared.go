@@ -94,6 +94,40 @@ type sharedDir struct {
 	// list the store again. A pull that skipped a file leaves it unset.
 	synced    uint64
 	hasSynced bool
+	// next is the count read as the chunk about to run was claimed (expect),
+	// which its pull takes instead of reading it again.
+	next sharedCount
+}
+
+// sharedCount is a store's count of the shared files' changes (blob.Changes),
+// if it was read.
+type sharedCount struct {
+	n  uint64
+	ok bool
+}
+
+// count reads the store's count of changes under the tenant's shared files; it
+// has none for a store that keeps no count, or when the read fails (the pull
+// then reads it itself, and fails if it must). It is safe to call while the
+// worker's loop uses s, and on a nil s.
+func (s *sharedDir) count(ctx context.Context) sharedCount {
+	if s == nil {
+		return sharedCount{}
+	}
+	c, ok := s.blobs.(blob.Changes)
+	if !ok {
+		return sharedCount{}
+	}
+	n, err := c.Changes(ctx, s.prefix)
+	return sharedCount{n: n, ok: err == nil}
+}
+
+// expect hands the next pull the count read as its chunk was claimed: every
+// change made before the claim is in it, and the chunk's calls start after.
+func (s *sharedDir) expect(c sharedCount) {
+	if s != nil {
+		s.next = c
+	}
 }
 
 // newSharedDir returns the sync of the worker's shared directory for spec's
@@ -364,15 +398,16 @@ func digestFile(p string) ([]string, error) {
 // each time took a third of the job's time).
 func (s *sharedDir) pull(ctx context.Context) error {
 	changes, counted := s.blobs.(blob.Changes)
-	var count uint64
-	if counted {
+	count, next := s.next.n, s.next
+	s.next = sharedCount{} // a pull after a program restart reads it anew
+	if counted && !next.ok {
 		var err error
 		if count, err = changes.Changes(ctx, s.prefix); err != nil {
 			return fmt.Errorf("%w: changes: %w", errStoreSync, err)
 		}
-		if s.hasSynced && count == s.synced {
-			return nil
-		}
+	}
+	if counted && s.hasSynced && count == s.synced {
+		return nil
 	}
 	infos, err := s.blobs.List(ctx, s.prefix)
 	if err != nil {

@@ -161,7 +161,12 @@ func TestSharedPullDownloadsNewAndChangedOnly(t *testing.T) {
 // listings it is asked for.
 type countedBlobs struct {
 	*memblob.Store
-	lists atomic.Int64
+	lists, counts atomic.Int64
+}
+
+func (b *countedBlobs) Changes(ctx context.Context, prefix string) (uint64, error) {
+	b.counts.Add(1)
+	return b.Store.Changes(ctx, prefix)
 }
 
 func (b *countedBlobs) List(ctx context.Context, prefix string) ([]blob.Info, error) {
@@ -220,6 +225,43 @@ func TestSharedPullListsOnlyWhenTheStoreChanged(t *testing.T) {
 	}
 	pull(8, map[string]string{"a.txt": "local", "c.txt": "gamma"})
 	pull(8, map[string]string{"a.txt": "local", "c.txt": "gamma"})
+}
+
+// The count read as a chunk is claimed (count, then expect) serves the pull
+// before its calls: no round trip of its own, and a change made before the claim
+// is still seen.
+func TestSharedPullTakesTheCountReadAtTheClaim(t *testing.T) {
+	ctx := ctxFor(t)
+	blobs := &countedBlobs{Store: &memblob.Store{}}
+	s := newTestShared(t, blobs)
+	putBlob(t, blobs, job.SharedKey("acme", "a.txt"), "alpha")
+	for i, want := range []map[string]string{{"a.txt": "alpha"}, {"a.txt": "alpha"}, {"a.txt": "alpha", "b.txt": "beta"}} {
+		if i == 2 {
+			putBlob(t, blobs, job.SharedKey("acme", "b.txt"), "beta") // before the claim
+		}
+		s.expect(s.count(ctx)) // the claim's
+		counts := blobs.counts.Load()
+		if err := s.pull(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if n := blobs.counts.Load() - counts; n != 0 {
+			t.Errorf("chunk %d: the pull read the count %d more times", i, n)
+		}
+		if got := localFiles(t, s.dir); !maps.Equal(got, want) {
+			t.Errorf("chunk %d: the directory holds %v; want %v", i, got, want)
+		}
+	}
+	if n := blobs.lists.Load(); n != 2 {
+		t.Errorf("%d listings; want 2 (the first chunk's, and after the change)", n)
+	}
+	// A pull with no count handed over (a program restarted mid-chunk) reads it.
+	counts := blobs.counts.Load()
+	if err := s.pull(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if n := blobs.counts.Load() - counts; n != 1 {
+		t.Errorf("a pull with no count handed over read it %d times; want once", n)
+	}
 }
 
 func TestSharedPullKeepsLocalChanges(t *testing.T) {

@@ -129,7 +129,7 @@ func (w *Worker) Run(ctx context.Context, spec job.Spec, binPath string) error {
 	pace := newPacer()
 	claimCtx, stopClaiming := context.WithCancel(ctx)
 	claimed := make(chan struct{})
-	go func() { defer close(claimed); w.claimAhead(claimCtx, spec, pace, claims, log) }()
+	go func() { defer close(claimed); w.claimAhead(claimCtx, spec, pace, claims, shared, log) }()
 	defer func() { stopClaiming(); <-claimed }()
 
 	out := &outbox{blobs: w.cfg.Blobs, job: spec.ID, com: com, pace: pace}
@@ -146,6 +146,7 @@ func (w *Worker) Run(ctx context.Context, spec job.Spec, binPath string) error {
 			}
 			cl = c
 		}
+		shared.expect(cl.shared)
 		failed, err := w.runChunk(ctx, spec, start, &p, cl, out)
 		if err != nil {
 			if ctx.Err() != nil {
