@@ -31,6 +31,7 @@ import (
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/worker"
 	"go.temporal.io/sdk/workflow"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/burla-temporal/burla/control"
 	burla "github.com/burla-temporal/burla/sdk"
@@ -84,6 +85,12 @@ func sleepy(ctx context.Context, x int) (int, error) {
 	return x, nil
 }
 
+// slow stands for a call of 400 ms, as a small job's calls are.
+func slow(ctx context.Context, x int) (int, error) {
+	time.Sleep(400 * time.Millisecond)
+	return x, nil
+}
+
 // size takes a large input and returns its length.
 func size(ctx context.Context, s string) (int, error) { return len(s), nil }
 
@@ -91,6 +98,7 @@ var (
 	trivialF  = burla.Func("trivial", trivial)
 	printingF = burla.Func("printing", printing)
 	sleepyF   = burla.Func("sleepy", sleepy)
+	slowF     = burla.Func("slow", slow)
 	sizeF     = burla.Func("size", size)
 )
 
@@ -305,6 +313,49 @@ func BenchmarkParallelEfficiency(b *testing.B) {
 		fmt.Sprintf("%d goroutines: %.0f ms, %.2f", workers(), ms(base), leff))
 }
 
+// BenchmarkManySmallJobs starts 14 jobs of 4 inputs of 400 ms at once, as many
+// users' small jobs arrive: 22.4 s of calls, 5.6 s on the cluster's 4 workers at
+// best. A node serves one job at a time and resets its workers between jobs (new
+// ones for the next tenant), so the jobs queue for nodes and each reset is on the
+// path of the next job. The baseline is the local pool running the same 56 calls
+// on as many goroutines as the cluster has workers.
+func BenchmarkManySmallJobs(b *testing.B) {
+	ctx := context.Background()
+	const jobs, per = 14, 4
+	ideal := time.Duration(jobs*per) * 400 * time.Millisecond / time.Duration(workers())
+	var remote, base time.Duration
+	for b.Loop() {
+		waitStandby(b, *nodes)
+		start := time.Now()
+		g, gctx := errgroup.WithContext(ctx)
+		for j := range jobs {
+			g.Go(func() error {
+				in := []int{j * per, j*per + 1, j*per + 2, j*per + 3}
+				out, err := burla.RemoteParallelMap(gctx, slowF, in, opts()...)
+				if err == nil && !slices.Equal(out, in) {
+					err = fmt.Errorf("job %d returned %v; want %v", j, out, in)
+				}
+				return err
+			})
+		}
+		if err := g.Wait(); err != nil {
+			b.Fatal(err)
+		}
+		remote += time.Since(start)
+		start = time.Now()
+		local(slow, ints(jobs*per), workers())
+		base += time.Since(start)
+	}
+	remote /= time.Duration(b.N)
+	base /= time.Duration(b.N)
+	b.ReportMetric(remote.Seconds(), "s")
+	b.ReportMetric(remote.Seconds()/ideal.Seconds(), "x-ideal")
+	report(b, "%d jobs of %d × 400 ms at once on %d workers: %.1f s, %.2f× the ideal %.1f s; local pool of %d: %.1f s",
+		jobs, per, workers(), remote.Seconds(), remote.Seconds()/ideal.Seconds(), ideal.Seconds(), workers(), base.Seconds())
+	record(rowManyJobs, fmt.Sprintf("%.1f s, %.2f× the ideal %.1f s", remote.Seconds(), remote.Seconds()/ideal.Seconds(), ideal.Seconds()),
+		fmt.Sprintf("%d goroutines: %.1f s", workers(), base.Seconds()))
+}
+
 // BenchmarkBytes sends 1 GiB of inputs in one job, 1 024 strings of 1 MiB, and
 // reports the bytes per second the cluster takes them in.
 func BenchmarkBytes(b *testing.B) {
@@ -430,28 +481,18 @@ func BenchmarkFirstResult(b *testing.B) {
 // second cluster beside the dev cluster's.
 func BenchmarkClusterUp(b *testing.B) {
 	ctx := context.Background()
-	tc := dev.Cluster.Temporal()
+	cc := control.NewClient(dev.Cluster.Temporal())
 	var ups []time.Duration
 	for b.Loop() {
 		for i := range 10 {
 			name := fmt.Sprintf("bench%d", i)
-			id := control.ClusterWorkflowID(name)
 			start := time.Now()
-			_, err := tc.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: id, TaskQueue: control.TaskQueueControl}, control.WorkflowCluster,
-				control.ClusterInput{State: control.ClusterState{Name: name, Standby: control.StandbySpec{Nodes: 2, CPUs: 1, Provider: "local"}}})
-			if err != nil {
+			if err := cc.Up(ctx, name, control.StandbySpec{Nodes: 2, CPUs: 1, Provider: "local"}); err != nil {
 				b.Fatal(err)
 			}
 			waitReady(b, name, 2)
 			ups = append(ups, time.Since(start))
-			h, err := tc.UpdateWorkflow(ctx, client.UpdateWorkflowOptions{WorkflowID: id, UpdateName: control.UpdateShutdown, WaitForStage: client.WorkflowUpdateStageCompleted})
-			if err == nil {
-				err = h.Get(ctx, nil)
-			}
-			if err == nil {
-				err = tc.GetWorkflow(ctx, id, "").Get(ctx, nil)
-			}
-			if err != nil {
+			if _, err := cc.Shutdown(ctx, name); err != nil {
 				b.Fatal(err)
 			}
 		}
@@ -484,16 +525,8 @@ func waitReady(b testing.TB, cluster string, n int) {
 	b.Helper()
 	deadline := time.Now().Add(time.Minute)
 	for time.Now().Before(deadline) {
-		if st, err := control.NewClient(dev.Cluster.Temporal()).Status(context.Background(), cluster); err == nil {
-			ready := 0
-			for _, nd := range st.Nodes {
-				if nd.State == control.NodeReady {
-					ready++
-				}
-			}
-			if ready >= n {
-				return
-			}
+		if st, err := control.NewClient(dev.Cluster.Temporal()).Status(context.Background(), cluster); err == nil && st.Ready() >= n {
+			return
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
