@@ -23,6 +23,7 @@ import (
 	"time"
 
 	"github.com/burla-temporal/burla/auth"
+	"github.com/burla-temporal/burla/cmd/burla/cli"
 	"github.com/burla-temporal/burla/control"
 	"github.com/burla-temporal/burla/tests/clustertest"
 	"github.com/burla-temporal/burla/wire"
@@ -525,5 +526,35 @@ func TestKeys(t *testing.T) {
 	}
 	if listed := ls(); len(listed) != 1 || listed[admin.ID] == nil {
 		t.Errorf("after revoking acme's key, ls: %v; want only %s", listed, admin.ID)
+	}
+}
+
+// The command run in process, as cmd/burla's main runs it (cli.Main), answers as
+// the binary does: the same cluster, and for a cluster never up the same exit
+// status and JSON error line.
+func TestInProcessMainAnswersAsTheBinary(t *testing.T) {
+	t.Setenv(auth.EnvKey, adminKey)
+	inProcess := func(args ...string) result {
+		t.Helper()
+		var stdout, stderr bytes.Buffer
+		m := &cli.Main{Args: append(args, "--temporal", dev.Addrs.Temporal, "--namespace", dev.Addrs.Namespace),
+			Stdin: strings.NewReader(""), Stdout: &stdout, Stderr: &stderr}
+		start := time.Now()
+		code := m.Run(context.Background())
+		return result{args, stdout.String(), stderr.String(), code, time.Since(start)}
+	}
+	in := clusterState(t, inProcess("cluster", "status", "-o", "json"))
+	bin := clusterState(t, burla(t, adminKey, "cluster", "status", "-o", "json"))
+	if in.Name != bin.Name || in.Standby.Nodes != bin.Standby.Nodes || len(in.Nodes) != len(bin.Nodes) {
+		t.Errorf("in process: %+v\nthe binary: %+v", in, bin)
+	}
+	r := inProcess("cluster", "status", "-o", "json", "--cluster", "never-up")
+	b := burla(t, adminKey, "cluster", "status", "-o", "json", "--cluster", "never-up")
+	lastLine := func(s string) string {
+		lines := strings.Split(strings.TrimSpace(s), "\n")
+		return lines[len(lines)-1]
+	}
+	if r.code != exitNotFound || b.code != exitNotFound || lastLine(r.stderr) != lastLine(b.stderr) {
+		t.Errorf("a cluster never up, in process:\n%v\nthe binary:\n%v", r, b)
 	}
 }
