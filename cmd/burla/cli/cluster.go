@@ -26,6 +26,7 @@ const clusterUsage = `usage: burla cluster <command> [flags]
 
 commands:
   up           start the cluster's ClusterWorkflow and wait until standby is ready
+               (a cluster up already is left as it is: set-standby changes it)
   down         delete every node and end the cluster
   status       the cluster's standby spec and nodes (-w, --watch: again on every change)
   watch        status --watch
@@ -174,7 +175,10 @@ func (m *Main) runCluster(cmd *cobra.Command, name string, c *clusterFlags) erro
 	case "up":
 		start := time.Now()
 		if err := cc.Up(ctx, c.cluster, spec); errors.Is(err, control.ErrClusterUp) {
-			return fmt.Errorf("%w; use set-standby to change it", err)
+			// Up is idempotent, so that a deployment can run it at every start
+			// (deploy/compose): the running cluster is left as it is.
+			fmt.Fprintf(m.Stderr, "%v: left as it is (set-standby changes it)\n", err)
+			return show(query(ctx))
 		} else if err != nil {
 			return err
 		}
