@@ -91,9 +91,9 @@ type sharedDir struct {
 	now    func() time.Time
 	// synced is the store's count of changes (blob.Changes) when a pull last
 	// brought every stored file here; while the count stays, a pull need not
-	// list the store again. A pull that skipped a file leaves it unset.
-	synced    uint64
-	hasSynced bool
+	// list the store again. A pull that skipped a file leaves it unset, as does
+	// a store that keeps no count.
+	synced sharedCount
 	// next is the count read as the chunk about to run was claimed (expect),
 	// which its pull takes instead of reading it again.
 	next sharedCount
@@ -397,16 +397,12 @@ func digestFile(p string) ([]string, error) {
 // pulls before each chunk it runs (with one-input chunks of 10 ms calls, listing
 // each time took a third of the job's time).
 func (s *sharedDir) pull(ctx context.Context) error {
-	changes, counted := s.blobs.(blob.Changes)
-	count, next := s.next.n, s.next
+	count := s.next
 	s.next = sharedCount{} // a pull after a program restart reads it anew
-	if counted && !next.ok {
-		var err error
-		if count, err = changes.Changes(ctx, s.prefix); err != nil {
-			return fmt.Errorf("%w: changes: %w", errStoreSync, err)
-		}
+	if !count.ok {
+		count = s.count(ctx) // none if the read failed: the listing says why
 	}
-	if counted && s.hasSynced && count == s.synced {
+	if count.ok && count == s.synced {
 		return nil
 	}
 	infos, err := s.blobs.List(ctx, s.prefix)
@@ -462,7 +458,10 @@ func (s *sharedDir) pull(ctx context.Context) error {
 		}
 		delete(s.files, name)
 	}
-	s.synced, s.hasSynced = count, counted && complete
+	s.synced = sharedCount{}
+	if complete {
+		s.synced = count
+	}
 	return nil
 }
 
