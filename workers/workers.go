@@ -6,7 +6,6 @@ import (
 	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/worker"
-	"go.temporal.io/sdk/workflow"
 
 	"github.com/burla-temporal/burla/activities"
 	"github.com/burla-temporal/burla/control"
@@ -82,16 +81,13 @@ func (p *ControlPlane) Run(interrupt <-chan interface{}) error {
 
 // Registry is what both a worker and the SDK's test environment can register on.
 type Registry interface {
-	RegisterWorkflowWithOptions(w any, options workflow.RegisterOptions)
+	workflows.Registry
 	RegisterActivityWithOptions(a any, options activity.RegisterOptions)
 }
 
 // RegisterControl registers the control plane's workflows and activities on r.
 func RegisterControl(r Registry, a *activities.Control, n *activities.Nodes, e *activities.Env) {
-	r.RegisterWorkflowWithOptions(workflows.Job, workflow.RegisterOptions{Name: control.WorkflowJob})
-	r.RegisterWorkflowWithOptions(workflows.Clusters{Providers: provider.Declared()}.Cluster, workflow.RegisterOptions{Name: control.WorkflowCluster})
-	r.RegisterWorkflowWithOptions(workflows.Node, workflow.RegisterOptions{Name: control.WorkflowNode})
-	r.RegisterWorkflowWithOptions(workflows.EnvBuild, workflow.RegisterOptions{Name: control.WorkflowEnvBuild})
+	workflows.Register(r, provider.Declared())
 	r.RegisterActivityWithOptions(e.InspectBinary, activity.RegisterOptions{Name: control.ActivityInspectBin})
 	r.RegisterActivityWithOptions(e.BuildEnvImage, activity.RegisterOptions{Name: control.ActivityBuildEnvImage})
 	r.RegisterActivityWithOptions(a.PlaceNodes, activity.RegisterOptions{Name: control.ActivityPlaceNodes})

@@ -16,7 +16,6 @@ import (
 	"go.temporal.io/sdk/worker"
 	"go.temporal.io/sdk/workflow"
 
-	"github.com/burla-temporal/burla/control"
 	"github.com/burla-temporal/burla/provider"
 	"github.com/burla-temporal/burla/workflows"
 )
@@ -40,10 +39,7 @@ func Fetch(ctx context.Context, tc client.Client, id, run string) (*historypb.Hi
 // workflow ID and run it ran with (a job checks that it runs under its own ID).
 func Replay(h *historypb.History, id, run string) error {
 	r := worker.NewWorkflowReplayer()
-	r.RegisterWorkflowWithOptions(workflows.Job, workflow.RegisterOptions{Name: control.WorkflowJob})
-	r.RegisterWorkflowWithOptions(workflows.Clusters{Providers: provider.Declared()}.Cluster, workflow.RegisterOptions{Name: control.WorkflowCluster})
-	r.RegisterWorkflowWithOptions(workflows.Node, workflow.RegisterOptions{Name: control.WorkflowNode})
-	r.RegisterWorkflowWithOptions(workflows.EnvBuild, workflow.RegisterOptions{Name: control.WorkflowEnvBuild})
+	workflows.Register(r, provider.Declared())
 	return r.ReplayWorkflowHistoryWithOptions(nil, h, worker.ReplayWorkflowHistoryOptions{OriginalExecution: workflow.Execution{ID: id, RunID: run}})
 }
 
