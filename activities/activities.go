@@ -31,6 +31,9 @@ type Control struct {
 	Temporal TemporalClient
 	// Blobs, if set, is where FinishJob deletes a finished job's environment.
 	Blobs blob.Store
+	// Grants, if set, relays the cluster's grants to their nodes as soon as a
+	// reserve gets them (ReserveNodes).
+	Grants store.Grants
 
 	marked sync.Map // program key → when FinishJob last marked it used (markUsed)
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"sync"
 	"time"
 
 	"go.temporal.io/api/serviceerror"
@@ -13,6 +14,7 @@ import (
 	"go.temporal.io/sdk/client"
 
 	"github.com/burla-temporal/burla/control"
+	"github.com/burla-temporal/burla/job"
 	"github.com/burla-temporal/burla/provider"
 	"github.com/burla-temporal/burla/store"
 )
@@ -57,6 +59,31 @@ func (c *Control) ClosedJobs(ctx context.Context, in control.ClosedJobsInput) ([
 	return closed, nil
 }
 
+// grantWait bounds how long a reserve spends relaying its grants.
+const grantWait = 2 * time.Second
+
+// grant tells each node the cluster has given the job that it is the job's,
+// through the store, so that its workers start on the job without waiting for
+// the job's activity on the node to be dispatched. A grant that fails to go
+// costs only that wait: the activity starts the job on the node all the same.
+func (c *Control) grant(ctx context.Context, spec *job.Spec, nodes []control.Assignment) {
+	if c.Grants == nil || spec == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(ctx, grantWait)
+	defer cancel()
+	var wg sync.WaitGroup
+	for _, n := range nodes {
+		wg.Go(func() {
+			err := c.Grants.PutGrant(ctx, n.NodeID, store.Grant{Spec: *spec, Workers: n.Workers})
+			if err != nil {
+				activity.GetLogger(ctx).Warn("could not tell a node of its grant; its activity will", "job", spec.ID, "node", n.NodeID, "error", err)
+			}
+		})
+	}
+	wg.Wait()
+}
+
 // ReserveNodes asks the job's cluster for nodes with a Workflow Update, so that the
 // cluster's validator can refuse at once (a cluster shutting down) and the answer
 // comes back in one round trip. Workflows cannot send updates, so the job workflow
@@ -73,6 +100,8 @@ func (c *Control) ReserveNodes(ctx context.Context, r control.ReserveRequest) (c
 	// attempt of its local activity while its nodes stood idle); asking again
 	// finds the outcome.
 	updateID := fmt.Sprintf("reserve-%s-%016x", r.JobID, rand.Uint64())
+	spec := r.Spec
+	r.Spec = nil // the cluster needs no more than the request
 	for wait := 50 * time.Millisecond; ; {
 		actx, cancel := context.WithTimeout(ctx, reservePoll)
 		h, err := c.Temporal.UpdateWorkflow(actx, client.UpdateWorkflowOptions{
@@ -95,6 +124,7 @@ func (c *Control) ReserveNodes(ctx context.Context, r control.ReserveRequest) (c
 			if c.Metrics != nil {
 				c.Metrics.JobsPlaced.Inc()
 			}
+			c.grant(ctx, spec, resp.Nodes)
 			return resp, nil
 		case ctx.Err() != nil:
 			return control.ReserveResponse{}, fmt.Errorf("reserve nodes of cluster %s for job %s: %w", r.Cluster, r.JobID, ctx.Err())

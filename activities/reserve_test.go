@@ -3,6 +3,7 @@ package activities_test
 import (
 	"context"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -13,6 +14,8 @@ import (
 
 	"github.com/burla-temporal/burla/activities"
 	"github.com/burla-temporal/burla/control"
+	"github.com/burla-temporal/burla/job"
+	"github.com/burla-temporal/burla/store"
 )
 
 // noCluster is a Temporal where the cluster's workflow is not running.
@@ -86,5 +89,51 @@ func TestReserveAsksAgainForALostAnswer(t *testing.T) {
 	}
 	if len(tc.ids) != 2 || tc.ids[0] == "" || tc.ids[0] != tc.ids[1] {
 		t.Errorf("update IDs %q; want the same one twice", tc.ids)
+	}
+}
+
+// granting is a cluster that grants every reserve node default-1, recording
+// what the reserve sent it.
+type granting struct {
+	noCluster
+	args []any
+}
+
+func (g *granting) UpdateWorkflow(_ context.Context, o client.UpdateWorkflowOptions) (client.WorkflowUpdateHandle, error) {
+	g.args = o.Args
+	return &answer{}, nil
+}
+
+// grants records the grants put to each node.
+type grants struct {
+	mu  sync.Mutex
+	put map[string]store.Grant
+}
+
+func (g *grants) PutGrant(_ context.Context, node string, gr store.Grant) error {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.put[node] = gr
+	return nil
+}
+
+func (g *grants) WatchGrants(context.Context, string, func(store.Grant)) (func(), error) {
+	return func() {}, nil
+}
+
+// A reserve tells the nodes the cluster granted, through the store, with the
+// job's spec, which it does not send the cluster.
+func TestReserveRelaysTheGrant(t *testing.T) {
+	tc, gs := &granting{}, &grants{put: map[string]store.Grant{}}
+	c := &activities.Control{Temporal: tc, Grants: gs}
+	spec := job.Spec{ID: "j-1", Function: "f"}
+	if _, err := c.ReserveNodes(context.Background(), control.ReserveRequest{Cluster: "default", JobID: "j-1", Slots: 2, FuncCPU: 1, Spec: &spec}); err != nil {
+		t.Fatal(err)
+	}
+	if got, ok := gs.put["default-1"]; !ok || got.Spec.ID != "j-1" || got.Spec.Function != "f" || got.Workers != 2 {
+		t.Errorf("grants put: %+v; want j-1's spec on default-1's 2 workers", gs.put)
+	}
+	if len(tc.args) != 1 || tc.args[0].(control.ReserveRequest).Spec != nil {
+		t.Errorf("the cluster was sent %+v; want the request without the spec", tc.args)
 	}
 }

@@ -212,6 +212,10 @@ type ReserveRequest struct {
 	GPU    string `json:",omitempty"`
 	Region string `json:",omitempty"`
 	DiskGB int    `json:",omitempty"`
+	// Spec is the job's, which the job workflow gives its reserve so that the
+	// nodes the cluster grants hear of it at once (store.Grant). The reserve
+	// does not send it on to the cluster.
+	Spec *job.Spec `json:",omitempty"`
 }
 
 // ReserveResponse is the nodes a job got at once; more may follow by signal.

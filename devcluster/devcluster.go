@@ -281,6 +281,7 @@ func Start(ctx context.Context, cfg Config) (_ *Cluster, err error) {
 		return nil, fmt.Errorf("dev cluster: connect to temporal: %w", err)
 	}
 	ctl := &activities.Control{Nodes: c.st, Queue: c.st, Jobs: c.st, Temporal: c.tc, Blobs: c.st}
+	ctl.Grants, _ = c.st.(store.Grants)
 	if cfg.Metrics != nil {
 		ctl.Metrics = activitymetrics.Control(cfg.Metrics)
 		cfg.Metrics.MustRegister(statusmetrics.NewCollector(c.tc, c.st, cfg.Logger))

@@ -206,6 +206,16 @@ func Run(ctx context.Context, cfg Config) error {
 		return fmt.Errorf("node %s: start Temporal worker: %w", cfg.ID, err)
 	}
 	defer w.Stop()
+	// The cluster's grants reach the node through the store too, so that its
+	// workers start on a job before the job's activity on it arrives.
+	if g, ok := st.(store.Grants); ok {
+		stop, err := g.WatchGrants(ctx, cfg.ID, func(gr store.Grant) { go p.Begin(poolCtx, gr) })
+		if err != nil {
+			log.Warn("could not watch the node's grants: jobs start here when their activities come", "error", err)
+		} else {
+			defer stop()
+		}
+	}
 
 	log.Info("node agent started", "cpus", cfg.CPUs, "task_queue", control.NodeTaskQueue(cfg.ID))
 	fault := ""

@@ -17,6 +17,7 @@ import (
 	"github.com/burla-temporal/burla/control"
 	"github.com/burla-temporal/burla/job"
 	"github.com/burla-temporal/burla/runtime"
+	"github.com/burla-temporal/burla/store"
 	"github.com/burla-temporal/burla/wire"
 )
 
@@ -110,6 +111,13 @@ type assignment struct {
 	// memoryMB is each worker's memory for a job with dynamic resources: the
 	// node's, shared equally by the job's workers (0 where the node's is unknown).
 	memoryMB int
+	// granted is set on a job the pool began on its grant (Begin), ahead of its
+	// activity; taken, once the activity has taken the job over (Start), or the
+	// grant has lapsed or been dropped. ready is closed once start has ended,
+	// with startErr if it failed.
+	granted, taken bool
+	ready          chan struct{}
+	startErr       error
 }
 
 // newPool makes a pool of cpus slots for the node's default environment and cpus
@@ -493,19 +501,117 @@ func (p *pool) assign(s *slot, a *assignment) {
 	s.last, s.lastTenant = a.binary, job.TenantOf(spec.ID)
 }
 
-// Start implements activities.Runner.
+// Start implements activities.Runner. A job the pool began on its grant is
+// taken over as it runs; one begun on another job's grant, which no activity
+// has taken, is stopped first.
 func (p *pool) Start(ctx context.Context, spec job.Spec, n int) (<-chan error, error) {
+	p.dropGrant(ctx, spec.ID)
+	return p.start(ctx, spec, n, false)
+}
+
+// grantLapse is how long a job begun on its grant runs before its activity
+// takes it over; then it is stopped.
+var grantLapse = time.Minute
+
+// Begin starts a job on the node's workers on the cluster's grant, ahead of the
+// job's activity on the node, which takes it over (Start). It does nothing if
+// the node is on the job already, or on another job that an activity holds.
+func (p *pool) Begin(ctx context.Context, g store.Grant) {
+	if err := g.Spec.Validate(); err != nil {
+		p.log.Warn("grant ignored: its job's spec is invalid", "job", g.Spec.ID, "error", err)
+		return
+	}
+	p.dropGrant(ctx, g.Spec.ID)
+	p.mu.Lock()
+	busy := p.run != nil
+	p.mu.Unlock()
+	if busy {
+		return
+	}
+	began := time.Now()
+	if _, err := p.start(ctx, g.Spec, g.Workers, true); err != nil {
+		p.log.Info("could not begin a job on its grant; its activity will start it", "job", g.Spec.ID, "error", err)
+		return
+	}
+	p.log.Debug("job begun on its grant", "job", g.Spec.ID, "workers", g.Workers, "took", time.Since(began))
+}
+
+// dropGrant stops a job the pool began on its grant if it is not jobID's and no
+// activity has taken it over: its job went away before sending one (cancelled
+// as it started, say), and the node is another's now.
+func (p *pool) dropGrant(ctx context.Context, jobID string) {
+	p.mu.Lock()
+	a := p.run
+	if a == nil || a.spec.ID == jobID || !a.granted || a.taken {
+		p.mu.Unlock()
+		return
+	}
+	a.taken = true
+	p.mu.Unlock()
+	p.log.Info("job begun on a grant that no activity followed is stopped", "job", a.spec.ID, "next_job", jobID)
+	p.stopBegun(ctx, a)
+}
+
+// stopBegun stops a job begun on its grant, once its start has ended.
+func (p *pool) stopBegun(ctx context.Context, a *assignment) {
+	select {
+	case <-a.ready:
+	case <-ctx.Done():
+		return
+	}
+	p.Stop(ctx, a.spec.ID)
+}
+
+// lapse stops a job begun on its grant that no activity has taken over.
+func (p *pool) lapse(a *assignment, after time.Duration) {
+	p.mu.Lock()
+	if p.run != a || a.taken {
+		p.mu.Unlock()
+		return
+	}
+	a.taken = true
+	p.mu.Unlock()
+	p.log.Warn("no activity took over the job begun on its grant; it is stopped", "job", a.spec.ID, "after", after)
+	p.stopBegun(context.Background(), a)
+}
+
+// takeOver gives the activity of a job begun on its grant the job's failures,
+// once its start has ended; ok is false if that start failed.
+func (p *pool) takeOver(ctx context.Context, a *assignment) (errs <-chan error, ok bool, err error) {
+	select {
+	case <-a.ready:
+	case <-ctx.Done():
+		return nil, false, ctx.Err()
+	}
+	if a.startErr != nil {
+		return nil, false, nil
+	}
+	p.log.Debug("activity took over the job begun on its grant", "job", a.spec.ID)
+	return a.errs, true, nil
+}
+
+// start starts a job on n of the node's workers; granted says it is begun on
+// its grant, ahead of its activity.
+func (p *pool) start(ctx context.Context, spec job.Spec, n int, granted bool) (_ <-chan error, err error) {
 	var bin string
 	if len(spec.Command) == 0 { // a command job ships no program
-		var err error
 		if bin, err = p.binary(ctx, job.TenantOf(spec.ID), spec.Binary); err != nil {
 			return nil, err
 		}
 	}
 	p.mu.Lock()
-	if p.run != nil {
+	if a := p.run; a != nil {
+		if !granted && a.granted && !a.taken && a.spec.ID == spec.ID {
+			a.taken = true
+			p.mu.Unlock()
+			errs, ok, err := p.takeOver(ctx, a)
+			if ok || err != nil {
+				return errs, err
+			}
+			return p.start(ctx, spec, n, false) // its start failed: start it anew
+		}
 		defer p.mu.Unlock()
-		return nil, fmt.Errorf("node is busy with job %s", p.run.spec.ID)
+		return nil, fmt.Errorf("node is busy with job %s", a.spec.ID)
 	}
 	if !p.resetting.IsZero() {
 		// The job takes workers as they come back; this reset is not measured.
@@ -539,7 +645,16 @@ func (p *pool) Start(ctx context.Context, spec job.Spec, n int) (<-chan error, e
 	}
 	keep = max(keep, 1)
 	n = max(1, min(n, keep))
-	a := &assignment{spec: spec, binary: bin, workers: n, errs: make(chan error, len(p.slots)+1)}
+	a := &assignment{spec: spec, binary: bin, workers: n, errs: make(chan error, len(p.slots)+1),
+		granted: granted, ready: make(chan struct{})}
+	defer func() {
+		a.startErr = err
+		close(a.ready)
+		if granted && err == nil {
+			lapse := grantLapse
+			time.AfterFunc(lapse, func() { p.lapse(a, lapse) })
+		}
+	}()
 	if spec.Dynamic && nodeMB > 0 {
 		a.memoryMB = nodeMB / n
 	}
@@ -575,7 +690,7 @@ func (p *pool) Start(ctx context.Context, spec job.Spec, n int) (<-chan error, e
 	for _, w := range kill {
 		go w.rw.Kill()
 	}
-	err := p.awaitParked(ctx, spec.ID)
+	err = p.awaitParked(ctx, spec.ID)
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.run != a {
@@ -811,6 +926,7 @@ func contains(xs []int, x int) bool {
 // of the last job survives in the node's workers, and Reset returns once every slot
 // has a fresh worker. After Stop, which starts the same reset, it only waits.
 func (p *pool) Reset(ctx context.Context) error {
+	p.dropGrant(ctx, "")
 	p.mu.Lock()
 	if p.run != nil {
 		p.mu.Unlock()

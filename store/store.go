@@ -255,6 +255,28 @@ type Nodes interface {
 	DeleteNode(ctx context.Context, id string) error
 }
 
+// Grant is the cluster's word that some of a node's workers are a job's,
+// relayed to the node the moment the cluster gives it, so that the node starts
+// them on the job without waiting for the job's activity on it to come through
+// Temporal. The activity still comes, and it is what holds the node to the job:
+// a grant that no activity follows lapses, and a lost grant costs only time.
+type Grant struct {
+	Spec    job.Spec `json:"spec"`
+	Workers int      `json:"workers"`
+}
+
+// Grants carries grants from the control plane to node agents. Only the
+// cluster's own components reach it: a tenant's store cannot put a grant that
+// a node sees. Like Uploads, it is apart from Store; every backend here
+// implements it.
+type Grants interface {
+	PutGrant(ctx context.Context, nodeID string, g Grant) error
+	// WatchGrants calls fn with each grant put for the node after WatchGrants
+	// has returned, one at a time, until stop is called; a grant put before it
+	// is not delivered.
+	WatchGrants(ctx context.Context, nodeID string, fn func(Grant)) (stop func(), err error)
+}
+
 // Store is everything a full backend provides.
 type Store interface {
 	Queue

@@ -34,20 +34,27 @@ func Job(ctx workflow.Context, in control.JobInput) (control.JobOutput, error) {
 	if err := spec.Validate(); err != nil {
 		return control.JobOutput{}, control.ErrBadSpec.New(err.Error(), nil)
 	}
+	has := jobChanges(ctx)
 	// A job is the job its workflow ID names, which the server checked against its
 	// caller's tenant; the spec only describes it. Jobs recorded before this check
 	// replay without it (and with the replayer's workflow ID).
-	if workflow.GetVersion(ctx, "job-identity", workflow.DefaultVersion, 1) >= 1 {
+	if has.change("job-identity") {
 		if self := workflow.GetInfo(ctx).WorkflowExecution.ID; spec.ID != self {
 			return control.JobOutput{}, control.ErrNotYours.New(
 				fmt.Sprintf("job %s: its spec names job %q; a job runs only under its own ID", self, spec.ID), nil)
 		}
 	}
-	setState(ctx, job.StatePlacing)
+	if !has.all {
+		// A job started by control.Client is placing from its start.
+		setState(ctx, job.StatePlacing)
+	}
 
 	// Version 1 asks the job's ClusterWorkflow for nodes; the default version (jobs
 	// recorded before clusters existed) placed them from the node registry.
-	placement := workflow.GetVersion(ctx, "cluster-reserve", workflow.DefaultVersion, 1)
+	placement := workflow.DefaultVersion
+	if has.change("cluster-reserve") {
+		placement = 1
+	}
 	lctx := workflow.WithLocalActivityOptions(ctx, workflow.LocalActivityOptions{
 		StartToCloseTimeout: 10 * time.Second,
 		RetryPolicy:         &temporal.RetryPolicy{InitialInterval: 200 * time.Millisecond, MaximumAttempts: 5},
@@ -72,7 +79,7 @@ func Job(ctx workflow.Context, in control.JobInput) (control.JobOutput, error) {
 		// Version 1 of "reserve-or-signal" starts on nodes the cluster hands the
 		// job (nodes-added) while its reserve waits to ask again (StillQueued):
 		// they are the job's, and would stand idle until its next request.
-		if workflow.GetVersion(ctx, "reserve-or-signal", workflow.DefaultVersion, 1) >= 1 {
+		if has.change("reserve-or-signal") {
 			rctx, stopReserve := workflow.WithCancel(lctx)
 			f := workflow.ExecuteLocalActivity(rctx, control.ActivityReserveNodes, reserveRequest(spec))
 			added := workflow.GetSignalChannel(ctx, control.SignalNodesAdded)
@@ -142,7 +149,7 @@ func Job(ctx workflow.Context, in control.JobInput) (control.JobOutput, error) {
 			case temporal.IsCanceledError(err):
 			case isType(err, control.ErrUserError, control.ErrUnknownFunction, control.ErrBadBinary):
 				outcome, outErr = job.StateFailed, unwrapActivity(err)
-			case isType(err, control.ErrChunkFailed) && workflow.GetVersion(ctx, "chunk-failed", workflow.DefaultVersion, 1) >= 1:
+			case isType(err, control.ErrChunkFailed) && has.change("chunk-failed"):
 				// A chunk failed on the cluster's side on its last delivery: it
 				// would fail on any node. (Before version 1 "chunk-failed", the
 				// node was counted lost.)
@@ -164,20 +171,36 @@ func Job(ctx workflow.Context, in control.JobInput) (control.JobOutput, error) {
 	// uploaded is watched until then (version 1 of "detached-upload"): a client
 	// that goes mid-upload would leave it waiting for inputs, holding its nodes.
 	uploadWatch := spec.Detached && spec.UploadWatched &&
-		workflow.GetVersion(ctx, "detached-upload", workflow.DefaultVersion, 1) >= 1
+		has.change("detached-upload")
 	if !spec.Detached || uploadWatch {
-		wctx := workflow.WithActivityOptions(runCtx, workflow.ActivityOptions{
-			TaskQueue:           watchQueue(ctx),
-			StartToCloseTimeout: 7 * 24 * time.Hour,
-			HeartbeatTimeout:    10 * time.Second,
-			RetryPolicy:         &temporal.RetryPolicy{InitialInterval: time.Second, NonRetryableErrorTypes: control.NonRetryable(control.ErrClientGone)},
-		})
-		f := workflow.ExecuteActivity(wctx, control.ActivityWatchClient, control.WatchInput{JobID: spec.ID, Timeout: spec.ClientTimeout, UntilSealed: uploadWatch})
-		sel.AddFuture(f, func(f workflow.Future) {
-			if err := f.Get(ctx, nil); outcome == "" && isType(err, control.ErrClientGone) {
-				outcome, outErr = job.StateCancelled, unwrapActivity(err)
-			}
-		})
+		watch := func() {
+			wctx := workflow.WithActivityOptions(runCtx, workflow.ActivityOptions{
+				TaskQueue:           has.watchQueue(),
+				StartToCloseTimeout: 7 * 24 * time.Hour,
+				HeartbeatTimeout:    10 * time.Second,
+				RetryPolicy:         &temporal.RetryPolicy{InitialInterval: time.Second, NonRetryableErrorTypes: control.NonRetryable(control.ErrClientGone)},
+			})
+			f := workflow.ExecuteActivity(wctx, control.ActivityWatchClient, control.WatchInput{JobID: spec.ID, Timeout: spec.ClientTimeout, UntilSealed: uploadWatch})
+			sel.AddFuture(f, func(f workflow.Future) {
+				if err := f.Get(ctx, nil); outcome == "" && isType(err, control.ErrClientGone) {
+					outcome, outErr = job.StateCancelled, unwrapActivity(err)
+				}
+			})
+		}
+		if has.all {
+			// The watch starts once the job has run a while: a small job ends
+			// before, without the activity's dispatch, start and cancellation
+			// (each a write of the job's history) on its path. A client gone
+			// meanwhile is found as soon as it starts, since its heartbeats
+			// stopped when it went.
+			sel.AddFuture(workflow.NewTimer(runCtx, watchDelay(spec)), func(workflow.Future) {
+				if outcome == "" {
+					watch()
+				}
+			})
+		} else {
+			watch()
+		}
 	}
 	cancelled := false
 	sel.AddReceive(ctx.Done(), func(workflow.ReceiveChannel, bool) { cancelled = true })
@@ -230,6 +253,16 @@ func Job(ctx workflow.Context, in control.JobInput) (control.JobOutput, error) {
 	return end(ctx, spec, placement, outcome, control.JobOutput{State: outcome, Nodes: used}, outErr)
 }
 
+// watchDelay is how long a job runs before it starts watching its client: two
+// seconds, or half the client's timeout if that is shorter.
+func watchDelay(spec job.Spec) time.Duration {
+	d := 2 * time.Second
+	if spec.ClientTimeout > 0 {
+		d = min(d, spec.ClientTimeout/2)
+	}
+	return d
+}
+
 // nodeStarvation is how long a job on a cluster waits without any node before it fails.
 const nodeStarvation = 5 * time.Minute
 
@@ -243,7 +276,7 @@ func reserveRequest(spec job.Spec) control.ReserveRequest {
 		cluster = control.DefaultCluster
 	}
 	return control.ReserveRequest{Cluster: cluster, JobID: spec.ID, Slots: max(slots, 1), FuncCPU: spec.FuncCPU, FuncRAMMB: spec.FuncRAMMB, Grow: spec.Grow,
-		GPU: spec.GPU, Region: spec.Region, DiskGB: spec.DiskGB}
+		GPU: spec.GPU, Region: spec.Region, DiskGB: spec.DiskGB, Spec: &spec}
 }
 
 // end cleans up after a job, records its final state and returns its outcome. It
@@ -273,6 +306,34 @@ func end(ctx workflow.Context, spec job.Spec, placement workflow.Version, state 
 		}
 	}
 	return out, err
+}
+
+// jobChanges asks which of the job workflow's changes a job has. A job this
+// code starts has every one of them, as version 1 of "job-path" records in one
+// marker and one search-attribute upsert (the server writes each to its
+// visibility store) instead of one of each per change, on the path of every
+// small job; a job recorded before asks each change as it did.
+func jobChanges(ctx workflow.Context) changes {
+	return changes{ctx: ctx, all: workflow.GetVersion(ctx, "job-path", workflow.DefaultVersion, 1) >= 1}
+}
+
+type changes struct {
+	ctx workflow.Context
+	all bool // every change below is in
+}
+
+// change reports whether the change with GetVersion ID id, whose version 1 is
+// the change, is in.
+func (c changes) change(id string) bool {
+	return c.all || workflow.GetVersion(c.ctx, id, workflow.DefaultVersion, 1) >= 1
+}
+
+// watchQueue is watchQueue for the job.
+func (c changes) watchQueue() string {
+	if c.all {
+		return control.TaskQueueWatch
+	}
+	return watchQueue(c.ctx)
 }
 
 // watchQueue is the task queue of a long-running watch: version 1 of

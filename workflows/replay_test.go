@@ -40,7 +40,7 @@ func TestReplayRecordedHistories(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"job_success.json", "job_user_error.json", "job_v1_cluster_success.json", "cluster_running.json", "node_completed.json", "cluster_continued.json", "node_continued.json",
+	for _, want := range []string{"job_success.json", "job_user_error.json", "job_v1_cluster_success.json", "job_v2_identity_success.json", "job_v3_path_success.json", "job_v3_path_user_error.json", "cluster_running.json", "node_completed.json", "cluster_continued.json", "node_continued.json",
 		"envbuild_completed.json", "cluster_grew_reset_lost.json"} {
 		if !slices.Contains(files, filepath.Join("testdata", want)) {
 			t.Errorf("testdata has no %s", want)

@@ -10,6 +10,7 @@
 //	<p>_jobs/<job>/client/upload    data (a JSON store.Upload), apart from the job's
 //	                                document, which the client's heartbeat writes
 //	<p>_nodes/<node>                node (JSON), updated
+//	<p>_grants/<node>               data (the node's latest store.Grant, JSON), at
 //
 // A claim is a compare-and-swap: a query finds chunks whose lease has run out (a
 // fresh chunk's leased_until is the Unix epoch), and an update preconditioned on the
@@ -31,6 +32,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	mrand "math/rand/v2"
 	"sync"
 	"time"
@@ -48,6 +50,7 @@ import (
 
 var (
 	_ store.Store   = (*Store)(nil)
+	_ store.Grants  = (*Store)(nil)
 	_ store.Uploads = (*Store)(nil)
 	_ store.Records = (*Store)(nil)
 	_ blob.Store    = (*Store)(nil)
@@ -99,11 +102,12 @@ type Config struct {
 
 // Store is a store.Store on Firestore that keeps blobs in cfg.Blobs.
 type Store struct {
-	fs    *firestore.Client
-	blobs blob.Store
-	jobs  *firestore.CollectionRef
-	nodes *firestore.CollectionRef
-	owned bool // Close closes fs
+	fs     *firestore.Client
+	blobs  blob.Store
+	jobs   *firestore.CollectionRef
+	nodes  *firestore.CollectionRef
+	grants *firestore.CollectionRef
+	owned  bool // Close closes fs
 
 	clock serverClock
 
@@ -151,6 +155,7 @@ func New(fs *firestore.Client, cfg Config) (*Store, error) {
 		blobs:  cfg.Blobs,
 		jobs:   fs.Collection(cfg.Prefix + "_jobs"),
 		nodes:  fs.Collection(cfg.Prefix + "_nodes"),
+		grants: fs.Collection(cfg.Prefix + "_grants"),
 		clock:  serverClock{local: time.Now},
 		leases: map[string]time.Duration{},
 		sealed: map[string]int{},
@@ -1109,6 +1114,77 @@ func (s *Store) DeleteNode(ctx context.Context, id string) error {
 		return fmt.Errorf("delete node %s: %w", id, err)
 	}
 	return nil
+}
+
+// PutGrant implements store.Grants: the node's grant document holds its latest.
+func (s *Store) PutGrant(ctx context.Context, nodeID string, g store.Grant) error {
+	if !store.ValidNodeID(nodeID) {
+		return fmt.Errorf("invalid node ID %q", nodeID)
+	}
+	b, err := json.Marshal(g)
+	if err != nil {
+		return fmt.Errorf("encode grant of node %s: %w", nodeID, err)
+	}
+	if _, err := s.grants.Doc(nodeID).Set(ctx, map[string]any{fData: string(b), fAt: firestore.ServerTimestamp}); err != nil {
+		return fmt.Errorf("grant node %s: %w", nodeID, err)
+	}
+	return nil
+}
+
+// WatchGrants implements store.Grants with a listener on the node's grant
+// document. It returns once the listener has its first snapshot, the grant
+// there before it, which it skips. Grants put in quick succession may come as
+// the last of them only.
+func (s *Store) WatchGrants(ctx context.Context, nodeID string, fn func(store.Grant)) (func(), error) {
+	if !store.ValidNodeID(nodeID) {
+		return nil, fmt.Errorf("invalid node ID %q", nodeID)
+	}
+	lctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	it := s.grants.Doc(nodeID).Snapshots(lctx)
+	if _, err := it.Next(); err != nil {
+		it.Stop()
+		cancel()
+		return nil, fmt.Errorf("watch grants of node %s: %w", nodeID, err)
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			err := deliverGrants(it, fn)
+			it.Stop()
+			if lctx.Err() != nil {
+				return
+			}
+			// A listener that failed is made again; what was put meanwhile is lost.
+			slog.Warn("Firestore store: the grant listener stopped; listening again", "node", nodeID, "error", err)
+			sleepCtx(lctx, time.Second)
+			it = s.grants.Doc(nodeID).Snapshots(lctx)
+			if _, err := it.Next(); err != nil && lctx.Err() != nil {
+				return
+			}
+		}
+	}()
+	return func() { cancel(); <-done }, nil
+}
+
+// deliverGrants passes each grant its listener sees to fn, until it fails.
+func deliverGrants(it *firestore.DocumentSnapshotIterator, fn func(store.Grant)) error {
+	for {
+		d, err := it.Next()
+		if err != nil {
+			return err
+		}
+		if !d.Exists() {
+			continue
+		}
+		var g store.Grant
+		raw, _ := d.Data()[fData].(string)
+		if err := json.Unmarshal([]byte(raw), &g); err != nil {
+			slog.Warn("Firestore store: undecodable grant", "node", d.Ref.ID, "error", err)
+			continue
+		}
+		fn(g)
+	}
 }
 
 // Put implements blob.Store.

@@ -16,6 +16,8 @@
 //   - object store burla-blobs: executables and large values.
 //   - object store burla-shared: tenants' shared files (job.SharedKey), apart from
 //     the other blobs so that listing them reads their records only.
+//   - subjects burla.grant.<node>: grants, published on core NATS and not kept: a
+//     grant is a hint, and one that finds no agent listening is not worth keeping.
 package natsstore
 
 import (
@@ -59,6 +61,7 @@ const (
 
 var (
 	_ store.Store   = (*Store)(nil)
+	_ store.Grants  = (*Store)(nil)
 	_ store.Uploads = (*Store)(nil)
 	_ store.Records = (*Store)(nil)
 	_ blob.Store    = (*Store)(nil)
@@ -1040,6 +1043,50 @@ func (s *Store) DeleteNode(ctx context.Context, id string) error {
 		return fmt.Errorf("delete node %s: %w", id, err)
 	}
 	return nil
+}
+
+func grantSubject(nodeID string) string { return "burla.grant." + nodeID }
+
+// PutGrant implements store.Grants. The grant is published, not stored: it
+// reaches the node if its agent listens now.
+func (s *Store) PutGrant(ctx context.Context, nodeID string, g store.Grant) error {
+	if !store.ValidNodeID(nodeID) {
+		return fmt.Errorf("invalid node ID %q", nodeID)
+	}
+	b, err := json.Marshal(g)
+	if err != nil {
+		return fmt.Errorf("encode grant of node %s: %w", nodeID, err)
+	}
+	if err := s.nc.Publish(grantSubject(nodeID), b); err != nil {
+		return fmt.Errorf("grant node %s: %w", nodeID, err)
+	}
+	return nil
+}
+
+// WatchGrants implements store.Grants. It returns once the server has the
+// subscription, so that a grant put after it is delivered.
+func (s *Store) WatchGrants(ctx context.Context, nodeID string, fn func(store.Grant)) (func(), error) {
+	if !store.ValidNodeID(nodeID) {
+		return nil, fmt.Errorf("invalid node ID %q", nodeID)
+	}
+	sub, err := s.nc.Subscribe(grantSubject(nodeID), func(m *nats.Msg) {
+		var g store.Grant
+		if err := json.Unmarshal(m.Data, &g); err != nil {
+			slog.Warn("NATS store: undecodable grant", "node", nodeID, "error", err)
+			return
+		}
+		fn(g)
+	})
+	if err != nil {
+		return nil, fmt.Errorf("watch grants of node %s: %w", nodeID, err)
+	}
+	fctx, cancel := bounded(ctx)
+	defer cancel()
+	if err := s.nc.FlushWithContext(fctx); err != nil {
+		sub.Unsubscribe()
+		return nil, fmt.Errorf("watch grants of node %s: %w", nodeID, err)
+	}
+	return func() { sub.Unsubscribe() }, nil
 }
 
 // Put implements blob.Store.

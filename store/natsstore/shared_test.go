@@ -112,28 +112,8 @@ func TestSharedFilesHaveTheirOwnBucket(t *testing.T) {
 func TestTenantsRouteSharedFiles(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	keysFile := filepath.Join(t.TempDir(), "keys.json")
-	acmeKey, err := auth.Add(keysFile, auth.RoleTenant, "acme")
-	if err != nil {
-		t.Fatal(err)
-	}
-	otherKey, err := auth.Add(keysFile, auth.RoleTenant, "other")
-	if err != nil {
-		t.Fatal(err)
-	}
-	nodeKey, err := auth.Add(keysFile, auth.RoleNode, "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	keys, err := auth.Open(keysFile)
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv, err := natsserver.Start(natsserver.Config{StoreDir: t.TempDir(), Keys: keys})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(srv.Stop)
+	srv, keys := serverWithKeys(t, holder{auth.RoleTenant, "acme"}, holder{auth.RoleTenant, "other"}, holder{auth.RoleNode, ""})
+	acmeKey, otherKey, nodeKey := keys[0], keys[1], keys[2]
 	router, err := natsstore.ConnectTenants(ctx, srv.URL(), "node", nodeKey)
 	if err != nil {
 		t.Fatal(err)
@@ -262,17 +242,34 @@ func TestTenantsRecordSurvivesALostBucket(t *testing.T) {
 // each tenant, and returns it with a key of the control plane's.
 func keyedServer(t *testing.T, tenants ...string) (*natsserver.Server, string) {
 	t.Helper()
-	keysFile := filepath.Join(t.TempDir(), "keys.json")
+	var hs []holder
 	for _, tenant := range tenants {
-		if _, err := auth.Add(keysFile, auth.RoleTenant, tenant); err != nil {
+		hs = append(hs, holder{auth.RoleTenant, tenant})
+	}
+	srv, keys := serverWithKeys(t, append(hs, holder{auth.RoleControl, ""})...)
+	return srv, keys[len(keys)-1]
+}
+
+// holder is who holds a key: its role, and its tenant if it is a tenant's.
+type holder struct {
+	role   auth.Role
+	tenant string
+}
+
+// serverWithKeys starts a server that admits the keys of a keys file of its
+// own, holding a key for each of hs, which it returns in their order.
+func serverWithKeys(t *testing.T, hs ...holder) (*natsserver.Server, []string) {
+	t.Helper()
+	file := filepath.Join(t.TempDir(), "keys.json")
+	var added []string
+	for _, h := range hs {
+		key, err := auth.Add(file, h.role, h.tenant)
+		if err != nil {
 			t.Fatal(err)
 		}
+		added = append(added, key)
 	}
-	controlKey, err := auth.Add(keysFile, auth.RoleControl, "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	keys, err := auth.Open(keysFile)
+	keys, err := auth.Open(file)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -281,5 +278,5 @@ func keyedServer(t *testing.T, tenants ...string) (*natsserver.Server, string) {
 		t.Fatal(err)
 	}
 	t.Cleanup(srv.Stop)
-	return srv, controlKey
+	return srv, added
 }

@@ -20,6 +20,7 @@ import (
 
 var (
 	_ store.Backend = (*Tenants)(nil)
+	_ store.Grants  = (*Tenants)(nil)
 	_ store.Uploads = (*Tenants)(nil)
 	_ store.Records = (*Tenants)(nil)
 )
@@ -369,6 +370,16 @@ func (t *Tenants) GetNode(ctx context.Context, id string) (store.Node, error) {
 }
 func (t *Tenants) DeleteNode(ctx context.Context, id string) error {
 	return t.global.DeleteNode(ctx, id)
+}
+
+// PutGrant implements store.Grants in the global account, which no tenant reaches.
+func (t *Tenants) PutGrant(ctx context.Context, nodeID string, g store.Grant) error {
+	return t.global.PutGrant(ctx, nodeID, g)
+}
+
+// WatchGrants implements store.Grants in the global account.
+func (t *Tenants) WatchGrants(ctx context.Context, nodeID string, fn func(store.Grant)) (func(), error) {
+	return t.global.WatchGrants(ctx, nodeID, fn)
 }
 
 func (t *Tenants) Put(ctx context.Context, key string, r io.Reader) error {

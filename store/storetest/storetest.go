@@ -26,6 +26,7 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 	t.Run("JobSpecAndHeartbeat", func(t *testing.T) { testJobs(t, newStore(t)) })
 	t.Run("Upload", func(t *testing.T) { testUpload(t, newStore(t)) })
 	t.Run("Nodes", func(t *testing.T) { testNodes(t, newStore(t)) })
+	t.Run("Grants", func(t *testing.T) { testGrants(t, newStore(t)) })
 	t.Run("ClaimHonoursCancel", func(t *testing.T) { testClaimHonoursCancel(t, newStore(t)) })
 	t.Run("DeleteInputs", func(t *testing.T) { testDeleteInputs(t, newStore(t)) })
 	t.Run("Records", func(t *testing.T) { testRecords(t, newStore(t)) })
@@ -370,6 +371,53 @@ func testNodes(t *testing.T, s store.Store) {
 	}
 	if err := s.PutNode(ctx, store.Node{ID: "Bad ID!"}); err == nil {
 		t.Error("PutNode accepted an invalid node ID")
+	}
+}
+
+// testGrants: a grant put after the watch began reaches the node's watcher, and
+// the node's alone; one put before it, or after its stop, does not.
+func testGrants(t *testing.T, s store.Store) {
+	ctx := ctxFor(t)
+	g, ok := s.(store.Grants)
+	if !ok {
+		t.Fatalf("%T does not implement store.Grants", s)
+	}
+	spec := newSpec(t, time.Second)
+	if err := g.PutGrant(ctx, "node-a", store.Grant{Spec: job.Spec{ID: "before"}, Workers: 1}); err != nil {
+		t.Fatal(err)
+	}
+	got := make(chan store.Grant, 10)
+	stop, err := g.WatchGrants(ctx, "node-a", func(g store.Grant) { got <- g })
+	if err != nil {
+		t.Fatal(err)
+	}
+	others, err := g.WatchGrants(ctx, "node-b", func(g store.Grant) { t.Errorf("node-b was given %s, a grant of node-a", g.Spec.ID) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer others()
+	if err := g.PutGrant(ctx, "node-a", store.Grant{Spec: spec, Workers: 3}); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case gr := <-got:
+		if gr.Spec.ID != spec.ID || gr.Workers != 3 || gr.Spec.Function != spec.Function {
+			t.Errorf("grant = %+v; want %s on 3 workers", gr, spec.ID)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("a grant put after the watch began did not come within 10s")
+	}
+	stop()
+	if err := g.PutGrant(ctx, "node-a", store.Grant{Spec: job.Spec{ID: "after"}, Workers: 1}); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(300 * time.Millisecond)
+	close(got)
+	for gr := range got {
+		t.Errorf("watch delivered %s, put before it began or after it stopped", gr.Spec.ID)
+	}
+	if err := g.PutGrant(ctx, "Bad ID!", store.Grant{}); err == nil {
+		t.Error("PutGrant accepted an invalid node ID")
 	}
 }
 

@@ -26,10 +26,10 @@ var record = flag.Bool("record", false, "write the recorded JobWorkflow historie
 func TestJobHistoryReplays(t *testing.T) {
 	ctx := testCtx(t, 2*time.Minute)
 	jobs := map[string]string{}
-	if _, err := burla.RemoteParallelMap(ctx, square, []int{1, 2, 3}, opts(burla.OnStart(func(id string) { jobs["job_v2_identity_success"] = id }))...); err != nil {
+	if _, err := burla.RemoteParallelMap(ctx, square, []int{1, 2, 3}, opts(burla.OnStart(func(id string) { jobs["job_v3_path_success"] = id }))...); err != nil {
 		t.Fatal(err)
 	}
-	_, err := burla.RemoteParallelMap(ctx, failing, []int{1, 2, 3}, opts(burla.OnStart(func(id string) { jobs["job_v2_identity_user_error"] = id }))...)
+	_, err := burla.RemoteParallelMap(ctx, failing, []int{1, 2, 3}, opts(burla.OnStart(func(id string) { jobs["job_v3_path_user_error"] = id }))...)
 	remoteError(t, err)
 	for _, id := range jobs {
 		if err := tc(dev).GetWorkflow(ctx, id, "").Get(ctx, nil); err != nil {

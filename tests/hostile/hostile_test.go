@@ -36,6 +36,7 @@ import (
 	"github.com/burla-temporal/burla/job"
 	burla "github.com/burla-temporal/burla/sdk"
 	"github.com/burla-temporal/burla/store"
+	"github.com/burla-temporal/burla/store/natsstore"
 	"github.com/burla-temporal/burla/tests/clustertest"
 )
 
@@ -76,6 +77,9 @@ var (
 type keyed struct {
 	dev        *clustertest.Dev
 	acme, evil *burla.Cluster
+	// admin is the operator's, who knows the nodes' names: an attacker would
+	// guess them, and the attacks are aimed at the real ones.
+	admin *burla.Cluster
 }
 
 func start(t *testing.T, runtime string) *keyed {
@@ -99,6 +103,10 @@ func start(t *testing.T, runtime string) *keyed {
 	if err != nil {
 		t.Fatal(err)
 	}
+	adminKey, err := auth.Add(keys, auth.RoleAdmin, "")
+	if err != nil {
+		t.Fatal(err)
+	}
 	// Two nodes: acme's job holds one while evil's run on the other, on the same
 	// machine. (A node serves one job at a time.)
 	dev, err := clustertest.Start(ctx, clustertest.Options{Nodes: 2, CPUs: 2, Dir: dir, Keys: keys, APIKey: acmeKey, Runtime: runtime})
@@ -107,8 +115,10 @@ func start(t *testing.T, runtime string) *keyed {
 	}
 	k := &keyed{dev: dev, acme: dev.Cluster}
 	t.Cleanup(func() {
-		if k.evil != nil {
-			k.evil.Close()
+		for _, c := range []*burla.Cluster{k.evil, k.admin} {
+			if c != nil {
+				c.Close()
+			}
 		}
 		if err := dev.Stop(); err != nil {
 			t.Errorf("stop the cluster: %v", err)
@@ -118,6 +128,9 @@ func start(t *testing.T, runtime string) *keyed {
 		}
 	})
 	if k.evil, err = dev.Dial(ctx, evilKey); err != nil {
+		t.Fatal(err)
+	}
+	if k.admin, err = dev.Dial(ctx, adminKey); err != nil {
 		t.Fatal(err)
 	}
 	return k
@@ -153,6 +166,7 @@ func attack(t *testing.T, k *keyed) {
 	t.Run("a job under acme's ID", func(t *testing.T) { claimJob(t, ctx, k, acmeID) })
 	t.Run("chunks naming acme's blobs", func(t *testing.T) { forgeChunks(t, ctx, k, acmeID) })
 	t.Run("signals", func(t *testing.T) { signal(t, ctx, k, acmeID) })
+	t.Run("grants", func(t *testing.T) { forgeGrants(t, ctx, k) })
 
 	// None of it touched acme's job.
 	open()
@@ -272,6 +286,73 @@ func forgeChunks(t *testing.T, ctx context.Context, k *keyed, acmeID string) {
 		if strings.Contains(string(r.Output), acmeSecret) || r.Err == nil || !strings.Contains(r.Err.Message, "refused") {
 			t.Errorf("input %d naming %s: output %q, error %+v; want a refusal", r.Index, keys[r.Index], r.Output, r.Err)
 		}
+	}
+}
+
+// forgeGrants puts grants, through evil's store and raw on the nodes' grant
+// subjects, for a job of evil's that has inputs but no workflow: a node that
+// took them would run its calls.
+func forgeGrants(t *testing.T, ctx context.Context, k *keyed) {
+	spec := evilSpec(t, ctx, k)
+	spec.ID = job.NewID(time.Now(), "evil")
+	spec.Inputs = 1
+	st := k.evil.Store()
+	if err := st.CreateJob(ctx, spec); err != nil {
+		t.Fatal(err)
+	}
+	in := store.Chunk{Items: []store.Item{{Index: 0, Data: []byte(`1`)}}}
+	if err := st.PutChunks(ctx, spec.ID, []store.Chunk{in}); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.Seal(ctx, spec.ID, 1); err != nil {
+		t.Fatal(err)
+	}
+	g, ok := st.(store.Grants)
+	if !ok {
+		t.Fatalf("evil's store %T has no grants to forge", st)
+	}
+	ns, ok := st.(*natsstore.Store)
+	if !ok {
+		t.Fatalf("evil's store is %T; want the NATS store, whose subjects it publishes on", st)
+	}
+	// Aimed at a node the cluster holds ready (on no job, reset after its last),
+	// which would take a grant; acme's job holds the other.
+	var ready []string
+	for len(ready) == 0 {
+		st, err := control.NewClient(k.admin.Temporal()).Status(ctx, control.DefaultCluster)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for id, n := range st.Nodes {
+			if n.State == control.NodeReady {
+				ready = append(ready, id)
+			}
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("no node of %+v came ready for the forged grants", st.Nodes)
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+	grant, _ := json.Marshal(store.Grant{Spec: spec, Workers: 2})
+	for _, node := range ready {
+		if err := g.PutGrant(ctx, node, store.Grant{Spec: spec, Workers: 2}); err != nil {
+			t.Fatal(err)
+		}
+		if err := ns.Conn().Publish("burla.grant."+node, grant); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := ns.Conn().Flush(); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(3 * time.Second) // a node begins a job on its grant in milliseconds
+	p, err := st.Progress(ctx, spec.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.InFlight > 0 || p.Waiting != 1 {
+		t.Errorf("evil's job without a workflow, after its forged grants: %+v; want its one chunk untouched", p)
 	}
 }
 

@@ -26,6 +26,7 @@ import (
 	"github.com/burla-temporal/burla/provider/sweep"
 	burla "github.com/burla-temporal/burla/sdk"
 	"github.com/burla-temporal/burla/status/statusmetrics"
+	"github.com/burla-temporal/burla/store"
 	"github.com/burla-temporal/burla/store/storeurl"
 	"github.com/burla-temporal/burla/temporalconn"
 	"github.com/burla-temporal/burla/temporalmetrics"
@@ -198,6 +199,7 @@ func (m *Main) controlPlaneCommand() *cobra.Command {
 			return fmt.Errorf("control plane: no node provider: give --local-nodes DIR, --docker-nodes, or --gce-project, --gce-zone and --gce-binary-url")
 		}
 		control := &activities.Control{Nodes: st, Queue: st, Jobs: st, Temporal: tc, Metrics: activitymetrics.Control(reg), Blobs: st}
+		control.Grants, _ = st.(store.Grants)
 		envs := &activities.Env{Blobs: st, Dir: filepath.Join(*dataDir, "envs"), Inspect: devcluster.Inspect}
 		w := workers.Control(tc, control, &activities.Nodes{Providers: providers, Store: st}, envs)
 		if *sweepEvery > 0 {
