@@ -113,3 +113,30 @@ func TestPoolDropsAGrantNoActivityFollowed(t *testing.T) {
 		p.Stop(context.Background(), held.ID)
 	})
 }
+
+// The next job's activity, on a node the cluster handed over as the last job
+// ended, waits for the last job to stop rather than failing: its start takes
+// fresh workers as they come.
+func TestPoolNextJobWaitsForTheLastToStop(t *testing.T) {
+	p, rt := newTestPool(t, 2)
+	last := grantSpec("acme")
+	if _, err := p.Start(context.Background(), last, 2); err != nil {
+		t.Fatal(err)
+	}
+	served := []*fakeWorker{rt.worker(0), rt.worker(1)}
+	go func() {
+		time.Sleep(50 * time.Millisecond)
+		p.Stop(context.Background(), last.ID)
+	}()
+	next := grantSpec("globex")
+	if _, err := p.Start(context.Background(), next, 2); err != nil {
+		t.Fatalf("the next job's activity while the last stops: %v", err)
+	}
+	waitFor(t, "the next job on two workers", func() bool { id, _, busy := p.state(); return id == next.ID && busy == 2 })
+	for _, w := range served {
+		if slices.ContainsFunc(w.commands(), func(c string) bool { return strings.Contains(c, next.ID) }) {
+			t.Errorf("worker %d, which served the last job, got the next", w.slot)
+		}
+	}
+	p.Stop(context.Background(), next.ID)
+}

@@ -506,7 +506,32 @@ func (p *pool) assign(s *slot, a *assignment) {
 // has taken, is stopped first.
 func (p *pool) Start(ctx context.Context, spec job.Spec, n int) (<-chan error, error) {
 	p.dropGrant(ctx, spec.ID)
+	p.awaitOthers(ctx, spec.ID)
 	return p.start(ctx, spec, n, false)
+}
+
+// busyWait bounds how long a job's activity waits for the node to stop the last job.
+const busyWait = 10 * time.Second
+
+// awaitOthers waits, up to busyWait, until the pool is on no job but jobID's: a
+// node the cluster hands from one job straight to the next may still be
+// stopping the last (its activity cancelled, its workers finishing their
+// calls) when the next job's activity comes.
+func (p *pool) awaitOthers(ctx context.Context, jobID string) {
+	deadline := time.Now().Add(busyWait)
+	for {
+		p.mu.Lock()
+		a := p.run
+		p.mu.Unlock()
+		if a == nil || a.spec.ID == jobID || time.Now().After(deadline) {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
 }
 
 // grantLapse is how long a job begun on its grant runs before its activity

@@ -904,6 +904,9 @@ func (c *cluster) release(jobID string) {
 		switch nd.State {
 		case control.NodeAssigned:
 			nd.Job = ""
+			if c.handOver(nd) {
+				continue
+			}
 			if c.st.ShuttingDown || c.idle() > c.st.Standby.Nodes || !placement.StandbyShaped(c.st.Standby, *nd) {
 				c.deleteNode(nd)
 				continue
@@ -917,6 +920,34 @@ func (c *cluster) release(jobID string) {
 	if tenant := job.TenantOf(jobID); c.tenantBound(tenant) > 0 {
 		c.serveWanting(tenant) // the job's tenant has room again
 	}
+}
+
+// handOver gives a node its job has released to a job that wants more nodes,
+// at once, rather than after a reset and the node's "ready" (version 1 of
+// "hand-over"): four Temporal round trips and the wait for every worker to be
+// fresh, on the path of every job that queues behind another. The reset is not
+// what keeps the next job from the last one's: the node's agent gives a job
+// only workers that served no other (a worker that served the last job is
+// replaced before the next job's calls run on its slot), whichever tenant's it
+// is. A node that no job wants, or that a run about to continue as new
+// releases, is reset and rejoins standby.
+func (c *cluster) handOver(nd *control.ClusterNode) bool {
+	if c.st.ShuttingDown || c.closing || workflow.GetInfo(c.ctx).GetContinueAsNewSuggested() {
+		return false
+	}
+	wanting := c.claimsWanting("")
+	if len(wanting) == 0 || workflow.GetVersion(c.ctx, "hand-over", workflow.DefaultVersion, 1) < 1 {
+		return false
+	}
+	for _, cl := range wanting {
+		if placement.Slots(*nd, *cl) < 1 || !c.tenantRoom(cl) {
+			continue
+		}
+		a := c.assign(nd, cl)
+		c.signalJob(cl.JobID, control.SignalNodesAdded, control.NodesAdded{Nodes: []control.Assignment{a}})
+		return true
+	}
+	return false
 }
 
 func (c *cluster) setStandby(ctx workflow.Context, s control.StandbySpec) (control.ClusterState, error) {

@@ -500,3 +500,48 @@ func TestClusterContinuesAsNewWhenQuiet(t *testing.T) {
 		t.Errorf("j-2 asking the next run again: %+v, %v; want a node", again, againErr)
 	}
 }
+
+// A node its job releases goes straight to a job waiting for nodes, without a
+// reset between (the node's agent gives the next job fresh workers); a node no
+// job waits for is reset and rejoins standby.
+func TestClusterHandsReleasedNodesToWaitingJobs(t *testing.T) {
+	e := newClusterEnv(t)
+	var waited control.ReserveResponse
+	var waitedErr error
+	waitedDone := false
+	e.RegisterDelayedCallback(func() {
+		e.update(control.UpdateReserve, nil, control.ReserveRequest{Cluster: "c", JobID: "j-1", Slots: 4, FuncCPU: 1})
+		e.update(control.UpdateReserve, func(r control.ReserveResponse, err error) { waited, waitedErr, waitedDone = r, err, true },
+			control.ReserveRequest{Cluster: "c", JobID: "j-2", Slots: 4, FuncCPU: 1})
+	}, 3*time.Second)
+	e.RegisterDelayedCallback(func() {
+		if waitedDone {
+			t.Errorf("j-2 got %+v, %v while j-1 held every node", waited, waitedErr)
+		}
+		e.SignalWorkflow(control.SignalRelease, control.ReleaseRequest{JobID: "j-1"})
+	}, 5*time.Second)
+	// Sooner than a reset (half a second for the fake nodes) would have let it.
+	e.RegisterDelayedCallback(func() {
+		if !waitedDone || waitedErr != nil || len(waited.Nodes) != 2 {
+			t.Errorf("j-2, 100ms after j-1 released its nodes: done %v, %+v, %v; want both nodes", waitedDone, waited, waitedErr)
+		}
+		st := e.status()
+		if count(st, control.NodeAssigned) != 2 || count(st, control.NodeResetting) != 0 {
+			t.Errorf("nodes after the hand-over: %d assigned, %d resetting; want 2 and none", count(st, control.NodeAssigned), count(st, control.NodeResetting))
+		}
+		e.SignalWorkflow(control.SignalRelease, control.ReleaseRequest{JobID: "j-2"})
+	}, 5100*time.Millisecond)
+	e.RegisterDelayedCallback(func() {
+		if st := e.status(); count(st, control.NodeReady) != 2 {
+			t.Errorf("after j-2, which no job followed: %d ready nodes; want 2, reset", count(st, control.NodeReady))
+		}
+		e.update(control.UpdateShutdown, nil)
+	}, 8*time.Second)
+	bounded := standby
+	bounded.MaxNodes = 2
+	e.acceptJobSignals()
+	e.ExecuteWorkflow(clusterWorkflow, control.ClusterInput{State: control.ClusterState{Name: "c", Standby: bounded}})
+	if err := e.GetWorkflowError(); err != nil {
+		t.Fatal(err)
+	}
+}
