@@ -29,7 +29,9 @@ type Runner interface {
 type Node struct {
 	Runner Runner
 	Queue  store.Queue
-	// Poll is how often the job's queue is checked for completion; zero means 100ms.
+	// Poll is how often the job's queue is checked for completion; zero means
+	// 100ms. Once every chunk is claimed, the end is near, and it is checked
+	// four times as often.
 	Poll time.Duration
 	// Metrics, if set, count the job shares this node runs.
 	Metrics *NodeMetrics
@@ -61,7 +63,7 @@ func (a *Node) RunJobOnNode(ctx context.Context, in control.RunInput) (out contr
 		return control.RunOutput{}, err
 	}
 	defer a.Runner.Stop(context.WithoutCancel(ctx), in.Spec.ID)
-	t := time.NewTicker(poll)
+	t := time.NewTimer(poll)
 	defer t.Stop()
 	lastBeat, lastWarn := time.Time{}, time.Time{}
 	for {
@@ -86,6 +88,11 @@ func (a *Node) RunJobOnNode(ctx context.Context, in control.RunInput) (out contr
 		}
 		if err == nil && p.Drained() {
 			return control.RunOutput{Drained: true}, nil
+		}
+		if err == nil && p.Sealed && p.Waiting == 0 {
+			t.Reset(poll / 4) // the last chunks run: the next job waits on this one's end
+		} else {
+			t.Reset(poll)
 		}
 		if err != nil && time.Since(lastWarn) >= 5*time.Second {
 			// The store may be restarting; say so now and then, and keep asking.
