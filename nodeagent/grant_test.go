@@ -26,6 +26,8 @@ func TestPoolBeginsAJobOnItsGrant(t *testing.T) {
 	if id, _, busy := p.state(); id != spec.ID || busy != 2 {
 		t.Fatalf("after the grant the node is on %q with %d busy workers; want %s on 2", id, busy, spec.ID)
 	}
+	run := "run:" + spec.ID + ":/worker-0/prog"
+	waitFor(t, "worker 0 given the job", func() bool { return slices.Contains(rt.worker(0).commands(), run) })
 	errs, err := p.Start(context.Background(), spec, 2)
 	if err != nil {
 		t.Fatalf("the activity could not take the job over: %v", err)
@@ -33,7 +35,7 @@ func TestPoolBeginsAJobOnItsGrant(t *testing.T) {
 	if got := rt.starts(); got != 2 {
 		t.Errorf("%d workers started; want the 2 warm ones only", got)
 	}
-	run := "run:" + spec.ID + ":/worker-0/prog"
+	time.Sleep(50 * time.Millisecond) // a second command, had the takeover sent one, has arrived
 	if got := rt.worker(0).commands(); !slices.Equal(got, []string{run}) {
 		t.Errorf("worker 0 was sent %v; want the job once", got)
 	}
