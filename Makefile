@@ -30,10 +30,14 @@ docker:
 chromium:
 	./scripts/ensure-chromium.sh
 
-# vet also checks that every Go file is gofmt'ed and that go.mod and go.sum are
-# tidy (go mod tidy would change nothing).
+# vet also checks that every Go file is gofmt'ed, that go.mod and go.sum are
+# tidy (go mod tidy would change nothing), and that the SDK builds for Windows
+# and macOS.
 vet:
 	CGO_ENABLED=0 $(GO) vet ./...
+	@# The SDK, and a program using it, build on the clients' platforms too.
+	GOOS=windows GOARCH=amd64 CGO_ENABLED=0 $(GO) vet ./sdk/... ./examples/...
+	GOOS=darwin GOARCH=arm64 CGO_ENABLED=0 $(GO) vet ./sdk/... ./examples/...
 	@unformatted=$$(gofmt -l .); if [ -n "$$unformatted" ]; then echo "not gofmt'ed: $$unformatted" >&2; exit 1; fi
 	$(GO) mod tidy -diff
 

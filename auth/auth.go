@@ -22,7 +22,6 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/burla-temporal/burla/job"
@@ -362,13 +361,13 @@ func List(path string) ([]Entry, error) {
 	return f.Keys, err
 }
 
-// lock takes an advisory lock (flock(2)) on FILE.lock beside the keys file at
+// lock takes an advisory lock (flock(2), or LockFileEx on Windows) on FILE.lock beside the keys file at
 // path, made if missing, and returns what releases it. Add and Revoke hold it from
 // reading the file to renaming its successor in, so that two `burla keys` at once
 // do not each rewrite what they read and lose the other's change. The lock is on a
 // file of its own because the keys file is replaced on every write: a lock on it
 // would be on a file no longer there; and the lock file is never removed, since
-// one removed while held would let the next taker lock a new file. flock locks an
+// one removed while held would let the next taker lock a new file. Both lock an
 // open file, not a process, so goroutines of one process exclude each other too.
 func lock(path string) (unlock func(), err error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
@@ -378,13 +377,7 @@ func lock(path string) (unlock func(), err error) {
 	if err != nil {
 		return nil, fmt.Errorf("lock keys file: %w", err)
 	}
-	for {
-		err = syscall.Flock(int(f.Fd()), syscall.LOCK_EX)
-		if !errors.Is(err, syscall.EINTR) {
-			break
-		}
-	}
-	if err != nil {
+	if err := lockFile(f); err != nil {
 		f.Close()
 		return nil, fmt.Errorf("lock keys file %s: %w", f.Name(), err)
 	}

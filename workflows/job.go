@@ -328,7 +328,8 @@ func (c changes) change(id string) bool {
 	return c.all || workflow.GetVersion(c.ctx, id, workflow.DefaultVersion, 1) >= 1
 }
 
-// watchQueue is watchQueue for the job.
+// watchQueue is the task queue of the job's client watch: the watch queue for
+// a job with every change, else the one the package's watchQueue asks for.
 func (c changes) watchQueue() string {
 	if c.all {
 		return control.TaskQueueWatch
