@@ -182,6 +182,16 @@ func start(e clusterEnv) {
 	e.ExecuteWorkflow(clusterWorkflow, control.ClusterInput{State: control.ClusterState{Name: "c", Standby: standby}})
 }
 
+// runBounded runs the cluster with standby of 2 nodes and at most 2 nodes in
+// all, as start does, and returns how it ended.
+func runBounded(e clusterEnv) error {
+	bounded := standby
+	bounded.MaxNodes = 2
+	e.acceptJobSignals()
+	e.ExecuteWorkflow(clusterWorkflow, control.ClusterInput{State: control.ClusterState{Name: "c", Standby: bounded}})
+	return e.GetWorkflowError()
+}
+
 func TestClusterKeepsStandby(t *testing.T) {
 	e := newClusterEnv(t)
 	e.RegisterDelayedCallback(func() {
@@ -425,11 +435,7 @@ func TestClusterTakesBackTheNodesOfEndedJobs(t *testing.T) {
 		}
 		e.update(control.UpdateShutdown, nil)
 	}, 70*time.Second)
-	bounded := standby
-	bounded.MaxNodes = 2
-	e.acceptJobSignals()
-	e.ExecuteWorkflow(clusterWorkflow, control.ClusterInput{State: control.ClusterState{Name: "c", Standby: bounded}})
-	if err := e.GetWorkflowError(); err != nil {
+	if err := runBounded(e); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -450,12 +456,8 @@ func TestClusterContinuesAsNewWhenQuiet(t *testing.T) {
 	e.RegisterDelayedCallback(func() { e.SetContinueAsNewSuggested(true) }, 4*time.Second)
 	e.RegisterDelayedCallback(func() { e.SignalWorkflow(control.SignalRelease, control.ReleaseRequest{JobID: "j-1"}) }, 6*time.Second)
 	e.SetDetachedChildWait(false) // the nodes outlive the run
-	bounded := standby
-	bounded.MaxNodes = 2
-	e.acceptJobSignals()
-	e.ExecuteWorkflow(clusterWorkflow, control.ClusterInput{State: control.ClusterState{Name: "c", Standby: bounded}})
 	var can *workflow.ContinueAsNewError
-	if err := e.GetWorkflowError(); !errors.As(err, &can) {
+	if err := runBounded(e); !errors.As(err, &can) {
 		t.Fatalf("the cluster ended with %v; want it to continue as new", err)
 	}
 	if !secondDone || control.TypeOf(second) != control.ErrClusterContinuing {
@@ -537,11 +539,7 @@ func TestClusterHandsReleasedNodesToWaitingJobs(t *testing.T) {
 		}
 		e.update(control.UpdateShutdown, nil)
 	}, 8*time.Second)
-	bounded := standby
-	bounded.MaxNodes = 2
-	e.acceptJobSignals()
-	e.ExecuteWorkflow(clusterWorkflow, control.ClusterInput{State: control.ClusterState{Name: "c", Standby: bounded}})
-	if err := e.GetWorkflowError(); err != nil {
+	if err := runBounded(e); err != nil {
 		t.Fatal(err)
 	}
 }

@@ -317,22 +317,22 @@ func forgeGrants(t *testing.T, ctx context.Context, k *keyed) {
 	}
 	// Aimed at a node the cluster holds ready (on no job, reset after its last),
 	// which would take a grant; acme's job holds the other.
+	cc := control.NewClient(k.admin.Temporal())
+	if err := cc.WaitReady(ctx, control.DefaultCluster, 1, time.Minute); err != nil {
+		t.Fatalf("no node came ready for the forged grants: %v", err)
+	}
+	cs, err := cc.Status(ctx, control.DefaultCluster)
+	if err != nil {
+		t.Fatal(err)
+	}
 	var ready []string
-	for len(ready) == 0 {
-		st, err := control.NewClient(k.admin.Temporal()).Status(ctx, control.DefaultCluster)
-		if err != nil {
-			t.Fatal(err)
+	for id, n := range cs.Nodes {
+		if n.State == control.NodeReady {
+			ready = append(ready, id)
 		}
-		for id, n := range st.Nodes {
-			if n.State == control.NodeReady {
-				ready = append(ready, id)
-			}
-		}
-		select {
-		case <-ctx.Done():
-			t.Fatalf("no node of %+v came ready for the forged grants", st.Nodes)
-		case <-time.After(100 * time.Millisecond):
-		}
+	}
+	if len(ready) == 0 {
+		t.Fatalf("no node of %+v is ready for the forged grants", cs.Nodes)
 	}
 	grant, _ := json.Marshal(store.Grant{Spec: spec, Workers: 2})
 	for _, node := range ready {
