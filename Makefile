@@ -9,7 +9,7 @@ LIGHT := ./auth/... ./job/... ./control/... ./wire/... ./store/... ./blob/... ./
 	./status/... ./dashboard/... ./temporalmetrics/... ./deploy/grafana/... ./gpu/... ./placement/...
 HEAVY := ./temporalserver/... ./devcluster/... ./provider/... ./cmd/... ./tests/...
 
-.PHONY: demo test build bench vet workflowcheck fuzz docker chromium deps
+.PHONY: demo test build bench vet workflowcheck fuzz docker chromium qemu deps
 
 demo: deps
 	./scripts/demo.sh
@@ -19,7 +19,7 @@ WORKFLOWCHECK := go.temporal.io/sdk/contrib/tools/workflowcheck@v0.6.0
 # The heavy packages build static (CGO_ENABLED=0): the docker provider's nodes run the
 # burla binary and the test programs FROM scratch. They run one package at a time: each
 # starts whole clusters, and on two cores they would starve each other's heartbeats.
-test: deps vet workflowcheck fuzz docker chromium
+test: deps vet workflowcheck fuzz docker chromium qemu
 	$(GO) test -race -count=1 $(LIGHT)
 	CGO_ENABLED=0 $(GO) test -p 1 -count=1 -timeout 30m $(HEAVY)
 
@@ -28,16 +28,23 @@ docker:
 
 # Debian's chromium, for the dashboard's end-to-end test.
 chromium:
-	./scripts/ensure-chromium.sh
+	./scripts/ensure-package.sh chromium /usr/bin/chromium "the dashboard's end-to-end test"
+
+# Debian's qemu-user-static, to run a linux/arm64 program that ships a build of
+# itself for the amd64 nodes (tests/e2e TestProgramBuildsItselfForTheNodes).
+qemu:
+	./scripts/ensure-package.sh qemu-user-static /usr/bin/qemu-aarch64-static "the arm64 client's end-to-end test"
 
 # vet also checks that every Go file is gofmt'ed, that go.mod and go.sum are
-# tidy (go mod tidy would change nothing), and that the SDK builds for Windows
-# and macOS.
+# tidy (go mod tidy would change nothing), and that the SDK, programs using it
+# and the burla command build for every client platform.
+CLIENT_PLATFORMS = darwin/arm64 darwin/amd64 windows/amd64 linux/arm64
 vet:
 	CGO_ENABLED=0 $(GO) vet ./...
-	@# The SDK, and a program using it, build on the clients' platforms too.
-	GOOS=windows GOARCH=amd64 CGO_ENABLED=0 $(GO) vet ./sdk/... ./examples/...
-	GOOS=darwin GOARCH=arm64 CGO_ENABLED=0 $(GO) vet ./sdk/... ./examples/...
+	@set -e; for p in $(CLIENT_PLATFORMS); do \
+		echo "vet for $$p"; \
+		GOOS=$${p%/*} GOARCH=$${p#*/} CGO_ENABLED=0 $(GO) vet ./sdk/... ./examples/... ./cmd/burla/...; \
+	done
 	@unformatted=$$(gofmt -l .); if [ -n "$$unformatted" ]; then echo "not gofmt'ed: $$unformatted" >&2; exit 1; fi
 	$(GO) mod tidy -diff
 

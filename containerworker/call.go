@@ -28,6 +28,10 @@ func (w *Worker) runChunk(ctx context.Context, spec job.Spec, start func() (call
 	var failed *JobError
 	var addErr error
 	var requeue *callOutcome // the call that ran out of memory, for the chunk to run again
+	// The calls to run again (spec.Retries), and the failures of each input's
+	// attempts so far.
+	var again []store.Item
+	var earlier map[int64][]store.CallError
 	out.pace.start(len(cl.Chunk().Items))
 	defer out.pace.end()
 	record := func(oc callOutcome) bool {
@@ -36,12 +40,23 @@ func (w *Worker) runChunk(ctx context.Context, spec job.Spec, start func() (call
 			requeue = &oc
 			return false
 		}
-		r := store.Result{Index: oc.res.Index, Output: oc.res.Output}
+		if e := oc.res.Err; e != nil && retriable(e) && len(earlier[oc.res.Index]) < spec.Retries {
+			if i := slices.IndexFunc(cl.Chunk().Items, func(it store.Item) bool { return it.Index == oc.res.Index }); i >= 0 {
+				if earlier == nil {
+					earlier = map[int64][]store.CallError{}
+				}
+				earlier[oc.res.Index] = append(earlier[oc.res.Index], store.CallError{Kind: e.Kind, Message: e.Message, Stack: e.Stack})
+				again = append(again, cl.Chunk().Items[i])
+				return true
+			}
+		}
+		r := store.Result{Index: oc.res.Index, Output: oc.res.Output, Earlier: earlier[oc.res.Index]}
 		if e := oc.res.Err; e != nil && oc.lost && spec.Dynamic {
 			e.Message += "; it ran alone on its node, so it needs more memory than a node of this cluster has: use nodes with more (burla cluster standby --ram-mb) or make the call use less"
 		}
 		if e := oc.res.Err; e != nil {
-			r = store.Result{Index: oc.res.Index, Err: &store.CallError{Kind: e.Kind, Message: e.Message, Stack: e.Stack}}
+			r.Output = nil
+			r.Err = &store.CallError{Kind: e.Kind, Message: e.Message, Stack: e.Stack}
 			if failed == nil {
 				failed = &JobError{Type: control.ErrUserError, Index: oc.res.Index, Message: fmt.Sprintf("input %d failed (%s): %s", oc.res.Index, e.Kind, e.Message)}
 			}
@@ -65,12 +80,13 @@ func (w *Worker) runChunk(ctx context.Context, spec job.Spec, start func() (call
 	// every tenant: an input that names any blob but its own is not loaded, and
 	// fails.
 	var err error
+	retryRound := 0
 	rest := cl.Chunk().Items
 	for i := 0; i < len(rest); i++ {
 		if it := rest[i]; it.Blob != "" {
 			if kerr := job.CheckInputKey(spec.ID, it.Index, it.Blob); kerr != nil {
 				w.log.Warn("refused an input that names another blob", "job", spec.ID, "input", it.Index, "blob", it.Blob)
-				if !record(callOutcome{res: wire.Result{Index: it.Index, Err: &wire.Error{Kind: store.KindError, Message: "burla refused the input: " + kerr.Error()}}}) {
+				if !record(callOutcome{res: wire.Result{Index: it.Index, Err: &wire.Error{Kind: store.KindError, Message: "burla refused the input: " + kerr.Error(), Permanent: true}}}) {
 					rest, err = nil, addErr
 					break
 				}
@@ -101,7 +117,7 @@ func (w *Worker) runChunk(ctx context.Context, spec job.Spec, start func() (call
 			w.log.Warn("an input's blob is gone from the store", "job", spec.ID, "input", gone.index, "blob", gone.key)
 			err = nil
 			if i := slices.IndexFunc(rest, func(it store.Item) bool { return it.Index == gone.index }); i >= n {
-				if !record(callOutcome{res: wire.Result{Index: gone.index, Err: &wire.Error{Kind: store.KindError, Message: gone.Error()}}}) {
+				if !record(callOutcome{res: wire.Result{Index: gone.index, Err: &wire.Error{Kind: store.KindError, Message: gone.Error(), Permanent: true}}}) {
 					err, rest = addErr, nil
 					continue
 				}
@@ -112,9 +128,25 @@ func (w *Worker) runChunk(ctx context.Context, spec job.Spec, start func() (call
 		case addErr != nil:
 			err = addErr
 		case requeue != nil, failed != nil && !spec.ReturnErrors:
-			rest = nil
+			rest, again = nil, nil
 		default:
 			rest = rest[n:]
+		}
+		if len(rest) == 0 && len(again) > 0 && err == nil {
+			// The failed calls run again once the others have, after a wait that
+			// doubles each round.
+			retryRound++
+			wait := job.MaxRetryBackoff
+			if retryRound <= 20 {
+				wait = min(spec.RetryBackoff<<(retryRound-1), wait)
+			}
+			w.log.Info("calls failed; running them again", "job", spec.ID, "calls", len(again), "round", retryRound, "after", wait)
+			select {
+			case <-time.After(wait):
+				rest, again = again, nil
+			case <-ctx.Done():
+				err = ctx.Err()
+			}
 		}
 	}
 	out.flush()
@@ -217,4 +249,15 @@ func (o *outbox) flush() {
 	}
 	o.com.put(o.rs)
 	o.rs, o.bytes = nil, 0
+}
+
+// retriable reports whether a failed call may run again (spec.Retries): not if
+// the function marked its error permanent, nor if its input or output could not
+// be decoded or encoded, which another run would repeat.
+func retriable(e *wire.Error) bool {
+	switch e.Kind {
+	case store.KindError, store.KindPanic, store.KindExit, store.KindOOM, store.KindTimeout:
+		return !e.Permanent
+	}
+	return false
 }

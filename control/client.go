@@ -26,11 +26,15 @@ type Client struct {
 func NewClient(tc client.Client) Client { return Client{Temporal: tc} }
 
 // StartJob starts spec's JobWorkflow under the job's ID, with the search attributes
-// that list it by state, function, size and tenant.
+// that list it by state, function, size and tenant, and the summary and details
+// (JobSummary) that Temporal's UI shows.
 func (c Client) StartJob(ctx context.Context, spec job.Spec) (client.WorkflowRun, error) {
+	summary, details := JobSummary(spec)
 	return c.Temporal.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
-		ID:        spec.ID,
-		TaskQueue: TaskQueueControl,
+		ID:            spec.ID,
+		TaskQueue:     TaskQueueControl,
+		StaticSummary: summary,
+		StaticDetails: details,
 		TypedSearchAttributes: temporal.NewSearchAttributes(
 			temporal.NewSearchAttributeKeyKeyword(SearchJobState).ValueSet(string(job.StatePlacing)),
 			temporal.NewSearchAttributeKeyKeyword(SearchFunction).ValueSet(spec.Function),

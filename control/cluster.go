@@ -1,10 +1,12 @@
 package control
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"maps"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/burla-temporal/burla/gpu"
@@ -232,4 +234,45 @@ func (s ClusterState) Ready() int {
 		}
 	}
 	return n
+}
+
+// Details is s as Temporal's UI shows a ClusterWorkflow's current details: its
+// standby, its nodes by state, its jobs, and its losses.
+func (s ClusterState) Details() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "**standby** %d %s × %d CPUs (%s)", s.Standby.Nodes, plural(s.Standby.Nodes, "node"), s.Standby.CPUs, cmp.Or(s.Standby.Provider, "no provider"))
+	if s.ShuttingDown {
+		b.WriteString(", shutting down")
+	}
+	counts := map[NodeState]int{}
+	for _, n := range s.Nodes {
+		counts[n.State]++
+	}
+	var states []string
+	for _, st := range []NodeState{NodeReady, NodeAssigned, NodeProvisioning, NodeResetting, NodeDeleting} {
+		if counts[st] > 0 {
+			states = append(states, fmt.Sprintf("%d %s", counts[st], st))
+		}
+	}
+	fmt.Fprintf(&b, "  \n**nodes** %d", len(s.Nodes))
+	if len(states) > 0 {
+		fmt.Fprintf(&b, ": %s", strings.Join(states, ", "))
+	}
+	waiting := 0
+	for _, j := range s.Jobs {
+		if len(j.Nodes) == 0 {
+			waiting++
+		}
+	}
+	fmt.Fprintf(&b, "  \n**jobs** %d", len(s.Jobs))
+	if waiting > 0 {
+		fmt.Fprintf(&b, " (%d waiting for nodes)", waiting)
+	}
+	if s.Lost > 0 {
+		fmt.Fprintf(&b, "  \n**lost** %d %s", s.Lost, plural(s.Lost, "node"))
+		if n := len(s.LastLost); n > 0 {
+			fmt.Fprintf(&b, ", the last %s: %s", s.LastLost[n-1].ID, s.LastLost[n-1].Reason)
+		}
+	}
+	return b.String()
 }

@@ -100,6 +100,7 @@ const (
 	SignalNodesAdded = "nodes-added" // cluster → job: more nodes for the job
 	SignalNodeLost   = "node-lost"   // cluster → job: a node of the job is gone
 	QueryStatus      = "status"      // cluster's state
+	QueryProgress    = "progress"    // job's state and nodes (JobProgress)
 )
 
 // Activity types.

@@ -9,18 +9,11 @@ package devcluster
 import (
 	"cmp"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/json"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/big"
 	"net"
 	"net/http"
 	"net/url"
@@ -53,6 +46,7 @@ import (
 	"github.com/burla-temporal/burla/temporalconn"
 	"github.com/burla-temporal/burla/temporalmetrics"
 	"github.com/burla-temporal/burla/temporalserver"
+	"github.com/burla-temporal/burla/tlsdir"
 	"github.com/burla-temporal/burla/workers"
 )
 
@@ -223,7 +217,7 @@ func Start(ctx context.Context, cfg Config) (_ *Cluster, err error) {
 	var serverTLS *tls.Config
 	var caFile string
 	if cfg.TLSDir != "" {
-		if serverTLS, caFile, err = LoadTLS(cfg.TLSDir); err != nil {
+		if serverTLS, caFile, err = tlsdir.Load(cfg.TLSDir); err != nil {
 			return nil, fmt.Errorf("dev cluster: %w", err)
 		}
 		// Node agents, their workers and programs the cluster inspects inherit it.
@@ -516,201 +510,4 @@ func dialable(rawURL string) string {
 		u.Host = net.JoinHostPort("127.0.0.1", u.Port())
 	}
 	return u.String()
-}
-
-// The files of a TLS directory (Config.TLSDir, MakeTLS).
-const (
-	TLSCA        = "ca.pem"         // the CA's certificate: clients trust it
-	TLSCAKey     = "ca-key.pem"     // the CA's key: it signs certificates; keep it off the servers
-	TLSServer    = "server.pem"     // the servers' certificate, then the CA's
-	TLSServerKey = "server-key.pem" // its key
-)
-
-// LoadTLS reads the servers' certificate from a TLS directory (Config.TLSDir),
-// and returns the TLS configuration they serve with and the CA's file.
-func LoadTLS(dir string) (*tls.Config, string, error) {
-	pair, err := tls.LoadX509KeyPair(filepath.Join(dir, TLSServer), filepath.Join(dir, TLSServerKey))
-	if err != nil {
-		return nil, "", fmt.Errorf("TLS directory %s: %w (burla certs make writes one)", dir, err)
-	}
-	ca, err := filepath.Abs(filepath.Join(dir, TLSCA))
-	if err != nil {
-		return nil, "", err
-	}
-	if _, err := os.Stat(ca); err != nil {
-		return nil, "", fmt.Errorf("TLS directory %s: the CA's certificate: %w", dir, err)
-	}
-	return &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{pair}}, ca, nil
-}
-
-// Lifetimes of what MakeTLS makes: the CA outlives many renewals of the
-// servers' certificate, which MakeTLS makes anew each time it runs.
-const (
-	caLifetime   = 10 * 365 * 24 * time.Hour
-	leafLifetime = 3 * 365 * 24 * time.Hour
-)
-
-// MakeTLS writes what a cluster's Temporal and NATS need to serve TLS into dir,
-// in the layout Config.TLSDir, `burla temporal-server --tls-cert` and the compose
-// files read:
-//
-//	ca.pem, ca-key.pem          a CA, made only when dir has none, so that clients
-//	                            that trust it go on trusting what it signs next
-//	server.pem, server-key.pem  a certificate for hosts (names and IP addresses),
-//	                            localhost, 127.0.0.1 and ::1, signed by the CA, made
-//	                            anew each time: run it again to add a host or renew
-//	NAME.pem, NAME-key.pem      for each name in clients, a client certificate
-//	                            signed by the CA, for servers that ask for one
-//	                            (mutual TLS, --tls-client-ca ca.pem)
-//
-// It is all made here, in Go, so that making them takes the burla binary alone
-// (no openssl), as on a server that runs nothing but its image. Keys are ECDSA
-// P-256, written readable by their owner only.
-func MakeTLS(dir string, hosts, clients []string) error {
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return fmt.Errorf("make TLS: %w", err)
-	}
-	for _, c := range clients {
-		// A file name in dir, which must not be the CA's or the servers'.
-		if c == "" || c == "ca" || c == "server" || strings.Trim(c, "abcdefghijklmnopqrstuvwxyz0123456789-") != "" {
-			return fmt.Errorf("make TLS: client name %q: use lower-case letters, digits and dashes, and neither ca nor server", c)
-		}
-	}
-	ca, caKey, err := loadOrMakeCA(dir)
-	if err != nil {
-		return fmt.Errorf("make TLS: %w", err)
-	}
-	names := append([]string{"localhost", "127.0.0.1", "::1"}, hosts...)
-	if err := issue(dir, "server", ca, caKey, names, x509.ExtKeyUsageServerAuth); err != nil {
-		return fmt.Errorf("make TLS: %w", err)
-	}
-	for _, c := range clients {
-		if err := issue(dir, c, ca, caKey, nil, x509.ExtKeyUsageClientAuth); err != nil {
-			return fmt.Errorf("make TLS: %w", err)
-		}
-	}
-	return nil
-}
-
-// loadOrMakeCA reads dir's CA, or makes one if dir has neither its certificate
-// nor its key.
-func loadOrMakeCA(dir string) (*x509.Certificate, *ecdsa.PrivateKey, error) {
-	certFile, keyFile := filepath.Join(dir, TLSCA), filepath.Join(dir, TLSCAKey)
-	certPEM, certErr := os.ReadFile(certFile)
-	keyPEM, keyErr := os.ReadFile(keyFile)
-	switch {
-	case certErr == nil && keyErr == nil:
-		pair, err := tls.X509KeyPair(certPEM, keyPEM)
-		if err != nil {
-			return nil, nil, fmt.Errorf("the CA in %s: %w", dir, err)
-		}
-		key, ok := pair.PrivateKey.(*ecdsa.PrivateKey)
-		if !ok {
-			return nil, nil, fmt.Errorf("the CA in %s: its key is not ECDSA", dir)
-		}
-		ca, err := x509.ParseCertificate(pair.Certificate[0])
-		if err != nil {
-			return nil, nil, fmt.Errorf("the CA in %s: %w", dir, err)
-		}
-		return ca, key, nil
-	case !errors.Is(certErr, os.ErrNotExist) || !errors.Is(keyErr, os.ErrNotExist):
-		return nil, nil, fmt.Errorf("the CA in %s: need both %s and %s, or neither to make a new CA: %w", dir, TLSCA, TLSCAKey, errors.Join(certErr, keyErr))
-	}
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return nil, nil, err
-	}
-	now := time.Now()
-	tmpl := &x509.Certificate{
-		Subject:               pkix.Name{CommonName: "burla cluster CA"},
-		NotBefore:             now.Add(-time.Hour),
-		NotAfter:              now.Add(caLifetime),
-		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign,
-		BasicConstraintsValid: true,
-		IsCA:                  true,
-		MaxPathLenZero:        true,
-	}
-	der, err := signCert(tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		return nil, nil, err
-	}
-	ca, err := x509.ParseCertificate(der)
-	if err != nil {
-		return nil, nil, err
-	}
-	// The key first: a certificate without its key would stop the next run.
-	if err := writeKey(keyFile, key); err != nil {
-		return nil, nil, err
-	}
-	if err := writePEM(certFile, 0o644, &pem.Block{Type: "CERTIFICATE", Bytes: der}); err != nil {
-		return nil, nil, err
-	}
-	return ca, key, nil
-}
-
-// issue writes NAME.pem (the certificate, then the CA's) and NAME-key.pem into
-// dir: a certificate for names, signed by ca, for usage.
-func issue(dir, name string, ca *x509.Certificate, caKey *ecdsa.PrivateKey, names []string, usage x509.ExtKeyUsage) error {
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return err
-	}
-	now := time.Now()
-	tmpl := &x509.Certificate{
-		Subject:     pkix.Name{CommonName: "burla " + name},
-		NotBefore:   now.Add(-time.Hour),
-		NotAfter:    now.Add(leafLifetime),
-		KeyUsage:    x509.KeyUsageDigitalSignature,
-		ExtKeyUsage: []x509.ExtKeyUsage{usage},
-	}
-	for _, n := range names {
-		if ip := net.ParseIP(n); ip != nil {
-			tmpl.IPAddresses = append(tmpl.IPAddresses, ip)
-		} else if n != "" {
-			tmpl.DNSNames = append(tmpl.DNSNames, n)
-		}
-	}
-	der, err := signCert(tmpl, ca, &key.PublicKey, caKey)
-	if err != nil {
-		return fmt.Errorf("%s certificate: %w", name, err)
-	}
-	if err := writeKey(filepath.Join(dir, name+"-key.pem"), key); err != nil {
-		return err
-	}
-	return writePEM(filepath.Join(dir, name+".pem"), 0o644,
-		&pem.Block{Type: "CERTIFICATE", Bytes: der}, &pem.Block{Type: "CERTIFICATE", Bytes: ca.Raw})
-}
-
-func signCert(tmpl, parent *x509.Certificate, pub *ecdsa.PublicKey, signer *ecdsa.PrivateKey) ([]byte, error) {
-	serial, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 128))
-	if err != nil {
-		return nil, err
-	}
-	tmpl.SerialNumber = serial
-	return x509.CreateCertificate(rand.Reader, tmpl, parent, pub, signer)
-}
-
-func writeKey(path string, key *ecdsa.PrivateKey) error {
-	der, err := x509.MarshalPKCS8PrivateKey(key)
-	if err != nil {
-		return err
-	}
-	return writePEM(path, 0o600, &pem.Block{Type: "PRIVATE KEY", Bytes: der})
-}
-
-// writePEM replaces path with blocks atomically, so that a server starting
-// meanwhile reads the old file or the new one, never half of one.
-func writePEM(path string, mode os.FileMode, blocks ...*pem.Block) error {
-	var data []byte
-	for _, b := range blocks {
-		data = append(data, pem.EncodeToMemory(b)...)
-	}
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, data, mode); err != nil {
-		return err
-	}
-	if err := os.Chmod(tmp, mode); err != nil { // whatever the umask
-		return err
-	}
-	return os.Rename(tmp, path)
 }

@@ -1,7 +1,6 @@
 package devcluster
 
 import (
-	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -21,6 +20,7 @@ import (
 	"github.com/burla-temporal/burla/auth"
 	"github.com/burla-temporal/burla/store/storeurl"
 	"github.com/burla-temporal/burla/temporalconn"
+	"github.com/burla-temporal/burla/tlsdir"
 )
 
 // `burla dev --keys --store URL` is refused, before anything starts: the cluster
@@ -57,66 +57,6 @@ func TestKeysRefuseAStoreThatCannotKeepTenantsApart(t *testing.T) {
 	}
 }
 
-// MakeTLS makes a CA once and a servers' certificate each time, for the hosts
-// asked and loopback, and client certificates; LoadTLS serves with them.
-func TestMakeTLS(t *testing.T) {
-	dir := filepath.Join(t.TempDir(), "tls")
-	if err := MakeTLS(dir, []string{"nats", "10.0.0.5"}, []string{"node"}); err != nil {
-		t.Fatal(err)
-	}
-	ca1, err := os.ReadFile(filepath.Join(dir, TLSCA))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := MakeTLS(dir, []string{"nats", "10.0.0.5", "temporal"}, nil); err != nil {
-		t.Fatal(err)
-	}
-	ca2, err := os.ReadFile(filepath.Join(dir, TLSCA))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !bytes.Equal(ca1, ca2) {
-		t.Error("a second run made a new CA: clients that trust the first would stop trusting the servers")
-	}
-	for _, key := range []string{TLSCAKey, TLSServerKey, "node-key.pem"} {
-		if fi, err := os.Stat(filepath.Join(dir, key)); err != nil || fi.Mode().Perm() != 0o600 {
-			t.Errorf("%s: %v, mode %v; want 0600", key, err, fi.Mode().Perm())
-		}
-	}
-	cfg, caFile, err := LoadTLS(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !filepath.IsAbs(caFile) || filepath.Base(caFile) != TLSCA {
-		t.Errorf("LoadTLS's CA file %s; want the absolute name of %s", caFile, TLSCA)
-	}
-	pool := x509.NewCertPool()
-	pool.AppendCertsFromPEM(ca2)
-	leaf, err := x509.ParseCertificate(cfg.Certificates[0].Certificate[0])
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, host := range []string{"nats", "temporal", "10.0.0.5", "localhost", "127.0.0.1", "::1"} {
-		if _, err := leaf.Verify(x509.VerifyOptions{DNSName: host, Roots: pool}); err != nil {
-			t.Errorf("the servers' certificate for %s: %v", host, err)
-		}
-	}
-	if _, err := leaf.Verify(x509.VerifyOptions{DNSName: "elsewhere", Roots: pool}); err == nil {
-		t.Error("the servers' certificate is good for a host not asked for")
-	}
-	client, err := tls.LoadX509KeyPair(filepath.Join(dir, "node.pem"), filepath.Join(dir, "node-key.pem"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	cl, _ := x509.ParseCertificate(client.Certificate[0])
-	if _, err := cl.Verify(x509.VerifyOptions{Roots: pool, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}); err != nil {
-		t.Errorf("the client certificate: %v", err)
-	}
-	if err := MakeTLS(dir, nil, []string{"../x"}); err == nil {
-		t.Error("a client name that is a path was taken")
-	}
-}
-
 // A dev cluster with a TLS directory serves TLS only, and its node agents, and
 // their workers, still come up: Start returns once a node is ready, which it is
 // only after reaching Temporal and NATS. A program reaches both with the CA and a
@@ -140,7 +80,7 @@ func TestDevClusterOverTLS(t *testing.T) {
 		t.Fatal(err)
 	}
 	tlsDir := filepath.Join(dir, "tls")
-	if err := MakeTLS(tlsDir, nil, nil); err != nil {
+	if err := tlsdir.Make(tlsDir, nil, nil); err != nil {
 		t.Fatal(err)
 	}
 	t.Setenv(temporalconn.EnvCACert, "") // Start sets it for the nodes; put it back after
@@ -152,7 +92,7 @@ func TestDevClusterOverTLS(t *testing.T) {
 	}
 	defer c.Close()
 	a := c.Addresses()
-	if a.CA != filepath.Join(tlsDir, TLSCA) || !strings.HasPrefix(a.Store, "tls://127.0.0.1:") || !strings.HasSuffix(a.Store, "?ca="+a.CA) || a.UI != "" {
+	if a.CA != filepath.Join(tlsDir, tlsdir.CA) || !strings.HasPrefix(a.Store, "tls://127.0.0.1:") || !strings.HasSuffix(a.Store, "?ca="+a.CA) || a.UI != "" {
 		t.Errorf("addresses %+v; want the CA, a tls:// store URL naming it, and no Web UI", a)
 	}
 

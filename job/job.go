@@ -72,12 +72,20 @@ type Spec struct {
 	// worker's own. Their values are secrets, so they are not here (the spec is the
 	// job workflow's argument, in its history) but in the blob EnvKey(ID).
 	Env []string `json:"env,omitempty"`
-	// Version is the job protocol the client speaks (SpecVersion when it was
-	// built); 0 is a client from before versions, which speaks version 1.
+	// Version is the job protocol the job needs (Needs, at most the client's
+	// SpecVersion); 0 is a client from before versions, which speaks version 1.
 	Version int `json:"version,omitempty"`
 	// ReturnErrors keeps a job going after a call fails instead of failing it fast.
-	ReturnErrors bool      `json:"return_errors,omitempty"`
-	Created      time.Time `json:"created"`
+	ReturnErrors bool `json:"return_errors,omitempty"`
+	// Retries is how many more times a failed call runs before it fails (the
+	// function's error unless it is marked permanent, a panic, an exit, running
+	// out of memory, a timeout); the worker waits RetryBackoff before the first
+	// retry and twice as long before each next, up to MaxRetryBackoff. A call
+	// that never ended because its node or worker was lost is not a failure and
+	// does not count.
+	Retries      int           `json:"retries,omitempty"`
+	RetryBackoff time.Duration `json:"retry_backoff,omitempty"`
+	Created      time.Time     `json:"created"`
 }
 
 // Validate reports the first thing wrong with s, naming the field.
@@ -103,6 +111,10 @@ func (s *Spec) Validate() error {
 		return fmt.Errorf("job %s: negative input count %d", s.ID, s.Inputs)
 	case s.FuncCPU < 1:
 		return fmt.Errorf("job %s: func_cpu %d is less than 1", s.ID, s.FuncCPU)
+	case s.Retries < 0 || s.Retries > MaxRetries:
+		return fmt.Errorf("job %s: retries %d is not between 0 and %d", s.ID, s.Retries, MaxRetries)
+	case s.RetryBackoff < 0:
+		return fmt.Errorf("job %s: negative retry_backoff %v", s.ID, s.RetryBackoff)
 	case s.MaxParallelism < 0:
 		return fmt.Errorf("job %s: negative max_parallelism %d", s.ID, s.MaxParallelism)
 	case s.Lease <= 0:
@@ -144,10 +156,27 @@ func ValidRegion(r string) bool {
 // MinSpecVersion to SpecVersion; bump it when a job of this build would be run
 // wrongly by a cluster that does not know its new parts.
 //
-// Version 2 added dynamic resources and the GPU, region and disk of a job's nodes.
+// Version 2 added dynamic resources and the GPU, region and disk of a job's nodes;
+// version 3, retries.
 const (
-	SpecVersion    = 2
+	SpecVersion    = 3
 	MinSpecVersion = 1
+)
+
+// Needs is the least job protocol that runs s as asked, which its client sends
+// as Version: a cluster that does not know retries refuses a job that asks for
+// them, and runs any other.
+func (s *Spec) Needs() int {
+	if s.Retries > 0 {
+		return 3
+	}
+	return 2
+}
+
+// MaxRetries bounds Spec.Retries, and MaxRetryBackoff the wait before a retry.
+const (
+	MaxRetries      = 100
+	MaxRetryBackoff = time.Minute
 )
 
 // CheckVersion reports, naming both sides and what to do, a spec this build of

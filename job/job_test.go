@@ -35,6 +35,10 @@ func TestValidate(t *testing.T) {
 		{"zone for region", func(s *Spec) { s.Region = "us-central1-a" }, `region "us-central1-a" is not a region name`},
 		{"region case", func(s *Spec) { s.Region = "US-CENTRAL1" }, "region"},
 		{"small disk", func(s *Spec) { s.DiskGB = 5 }, "disk_gb 5 is outside 10 to 65536"},
+		{"retries", func(s *Spec) { s.Retries, s.RetryBackoff = 3, time.Second }, ""},
+		{"negative retries", func(s *Spec) { s.Retries = -1 }, "retries -1 is not between 0 and 100"},
+		{"too many retries", func(s *Spec) { s.Retries = 101 }, "retries 101 is not between 0 and 100"},
+		{"negative backoff", func(s *Spec) { s.RetryBackoff = -time.Second }, "negative retry_backoff"},
 	} {
 		s := good()
 		tc.change(&s)
@@ -110,5 +114,18 @@ func TestBlobTenant(t *testing.T) {
 		if got := BlobTenant(key); got != want {
 			t.Errorf("BlobTenant(%q) = %q, want %q", key, got, want)
 		}
+	}
+}
+
+// A job needs the protocol of the newest thing it asks for: a cluster that
+// predates retries runs every job that does not ask for them.
+func TestNeeds(t *testing.T) {
+	var s Spec
+	if s.Needs() != 2 {
+		t.Errorf("a plain job needs protocol %d; want 2", s.Needs())
+	}
+	s.Retries = 1
+	if s.Needs() != 3 || s.Needs() > SpecVersion {
+		t.Errorf("a job with retries needs protocol %d; want 3, at most SpecVersion %d", s.Needs(), SpecVersion)
 	}
 }

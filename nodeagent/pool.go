@@ -207,6 +207,7 @@ func (p *pool) keep(ctx context.Context, s *slot) {
 		case onJob && a.started:
 			p.assign(s, a) // a restarted worker goes back to its slot's job
 			cpus, mem = a.limits()
+			onJob = s.busy == a.spec.ID // not if it was retired instead
 		case onJob:
 			// Start gives it the job once the workers it stops have exited.
 			onJob = false
@@ -248,6 +249,7 @@ func (p *pool) keep(ctx context.Context, s *slot) {
 type workerProc struct {
 	rw     runtime.Worker
 	image  string // the environment it was started in
+	gpus   int    // the GPUs it was started with
 	stdin  io.WriteCloser
 	enc    *json.Encoder
 	exited chan struct{}
@@ -388,7 +390,7 @@ func (p *pool) startWorker(ctx context.Context, s *slot) (*workerProc, error) {
 	if err != nil {
 		return nil, err
 	}
-	w := &workerProc{rw: rw, image: spec.Image, stdin: rw.Stdin(), enc: json.NewEncoder(rw.Stdin()), exited: make(chan struct{})}
+	w := &workerProc{rw: rw, image: spec.Image, gpus: spec.GPUs, stdin: rw.Stdin(), enc: json.NewEncoder(rw.Stdin()), exited: make(chan struct{})}
 	events := bufio.NewScanner(rw.Stdout())
 	events.Buffer(make([]byte, 64<<10), 1<<20)
 	ready := make(chan bool, 1)
@@ -478,6 +480,13 @@ func (p *pool) event(s *slot, w *workerProc, e wire.Event) {
 func (p *pool) assign(s *slot, a *assignment) {
 	if s.w == nil || s.w.retired {
 		return // keep will assign it once a fresh worker is up
+	}
+	if s.w.image != a.spec.Image || s.w.gpus != a.spec.GPUCount() {
+		// Started for the slot (a reset's replacement) as the job took the slot:
+		// the job's calls run in the job's environment, with its GPUs. Keep
+		// starts one that does, and assigns it.
+		p.retire(s.w)
+		return
 	}
 	spec := a.spec
 	path, err := s.w.rw.Provide(a.binary) // a command job has none: the worker is given none

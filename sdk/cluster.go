@@ -222,36 +222,65 @@ func clusterFor(ctx context.Context, o *options) (*Cluster, error) {
 	return c, nil
 }
 
-// The running executable is hashed once per process.
+// The program that ships itself: found, or built, and hashed once per process.
 var self struct {
-	once   sync.Once
+	sync.Mutex
 	path   string
 	digest string
-	err    error
+	err    error // a failure that trying again would repeat
 }
 
-// binaryFor returns the path and SHA-256 of the executable to ship.
-func binaryFor(o *options) (path, digest string, err error) {
+// binaryFor returns the path and SHA-256 of the executable to ship: the one
+// Binary names, or the running program, or, if that cannot run on the nodes, a
+// build of it for them (selfbuild.go).
+func binaryFor(ctx context.Context, o *options) (path, digest string, err error) {
 	if o.binary != "" {
 		d, err := checkBinary(o.binary)
 		return o.binary, d, err
 	}
-	self.once.Do(func() {
-		self.path, self.err = os.Executable()
-		if self.err == nil {
-			self.digest, self.err = checkBinary(self.path)
-		}
-	})
-	return self.path, self.digest, self.err
+	self.Lock()
+	defer self.Unlock()
+	if self.path != "" || self.err != nil {
+		return self.path, self.digest, self.err
+	}
+	path, err = selfBinary(ctx, o)
+	if err == nil {
+		digest, err = checkBinary(path)
+	}
+	if err != nil && ctx.Err() != nil {
+		return "", "", err // the caller gave up: the next call tries again
+	}
+	self.path, self.digest, self.err = path, digest, err
+	return path, digest, err
 }
 
-// nodeArch is the architecture of the cluster's nodes.
-const nodeArch = elf.EM_X86_64
+// selfBinary is the running program's executable if it runs on the nodes, or
+// else a build of it that does.
+func selfBinary(ctx context.Context, o *options) (string, error) {
+	if hostPlatform == nodePlatform {
+		path, err := os.Executable()
+		if err != nil {
+			return "", &Error{Kind: KindBadBinary, Index: -1, Msg: "find the running executable", Err: err}
+		}
+		return path, nil
+	}
+	b, err := newBuilder(func(format string, args ...any) { fmt.Fprintf(o.stderr, format+"\n", args...) })
+	var path string
+	if err == nil {
+		path, err = b.build(ctx, nodePlatform)
+	}
+	if err != nil {
+		return "", &Error{Kind: KindBadBinary, Index: -1, Err: err, Msg: fmt.Sprintf(
+			"this program is %s and the cluster's nodes run %s, and building it for them failed (build it yourself with `GOOS=%s GOARCH=%s CGO_ENABLED=0 go build -o prog-linux .` and pass burla.Binary(\"prog-linux\"))",
+			hostPlatform, nodePlatform, nodePlatform.os, nodePlatform.arch)}
+	}
+	return path, nil
+}
 
-// checkBinary makes sure path can run on a linux/amd64 node and returns its SHA-256.
+// checkBinary makes sure path can run on the nodes and returns its SHA-256.
 func checkBinary(path string) (string, error) {
 	bad := func(msg string, err error) (string, error) {
-		return "", &Error{Kind: KindBadBinary, Index: -1, Err: err, Msg: fmt.Sprintf("%s %s; build one that can with `GOOS=linux GOARCH=amd64 CGO_ENABLED=0 go build` and run that, or pass it with burla.Binary", path, msg)}
+		return "", &Error{Kind: KindBadBinary, Index: -1, Err: err, Msg: fmt.Sprintf("%s %s; build one that can with `GOOS=%s GOARCH=%s CGO_ENABLED=0 go build` and run that, or pass it with burla.Binary", path, msg, nodePlatform.os, nodePlatform.arch)}
 	}
 	if _, err := os.Stat(path); err != nil {
 		return "", &Error{Kind: KindBadBinary, Index: -1, Msg: "read executable", Err: err}
@@ -262,7 +291,7 @@ func checkBinary(path string) (string, error) {
 		if known {
 			err = nil // the ELF reader's complaint adds nothing
 		}
-		return bad(what+"; cluster nodes run linux/amd64", err)
+		return bad(what+"; cluster nodes run "+nodePlatform.String(), err)
 	}
 	machine, abi, typ := ef.Machine, ef.OSABI, ef.Type
 	ef.Close()
@@ -271,9 +300,9 @@ func checkBinary(path string) (string, error) {
 		return bad(fmt.Sprintf("is not an executable but an ELF file of type %v", typ), nil)
 	case abi != elf.ELFOSABI_NONE && abi != elf.ELFOSABI_LINUX:
 		// Linux would start it, and it would fail on its first system call.
-		return bad(fmt.Sprintf("is built for %s, not linux; cluster nodes run linux/amd64", osName(abi)), nil)
-	case machine != nodeArch:
-		return bad(fmt.Sprintf("is built for linux/%s; cluster nodes run linux/amd64", archName(machine)), nil)
+		return bad(fmt.Sprintf("is built for %s, not linux; cluster nodes run %s", osName(abi), nodePlatform), nil)
+	case archName(machine) != nodePlatform.arch:
+		return bad(fmt.Sprintf("is built for linux/%s; cluster nodes run %s", archName(machine), nodePlatform), nil)
 	}
 	f, err := os.Open(path)
 	if err != nil {

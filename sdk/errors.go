@@ -7,6 +7,7 @@ import (
 	"go.temporal.io/sdk/temporal"
 
 	"github.com/burla-temporal/burla/control"
+	"github.com/burla-temporal/burla/store"
 )
 
 // RemoteError is a call that failed on the cluster: its function returned an error,
@@ -21,9 +22,31 @@ type RemoteError struct {
 	// Message is the remote error's text; Stack is the remote stack trace, if any.
 	Message string
 	Stack   string
+	// Earlier are the failures of the call's earlier attempts, oldest first, in a
+	// job with Retries.
+	Earlier []*RemoteError
+}
+
+func remoteError(jobID string, index int, e store.CallError) *RemoteError {
+	return &RemoteError{Job: jobID, Index: index, Kind: e.Kind, Message: e.Message, Stack: e.Stack}
+}
+
+// earlier is a call's earlier failures as RemoteErrors; nil if none.
+func earlier(jobID string, index int, es []store.CallError) []*RemoteError {
+	if len(es) == 0 {
+		return nil
+	}
+	res := make([]*RemoteError, len(es))
+	for i, e := range es {
+		res[i] = remoteError(jobID, index, e)
+	}
+	return res
 }
 
 func (e *RemoteError) Error() string {
+	if n := len(e.Earlier); n > 0 {
+		return fmt.Sprintf("burla: input %d failed on the cluster on each of its %d attempts; the last (%s): %s", e.Index, n+1, e.Kind, e.Message)
+	}
 	return fmt.Sprintf("burla: input %d failed on the cluster (%s): %s", e.Index, e.Kind, e.Message)
 }
 

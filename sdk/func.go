@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"reflect"
 	"runtime"
 	"runtime/debug"
 	"slices"
@@ -24,6 +25,9 @@ type Function[In, Out any] struct {
 	// command and image, for a function that is not Go (see Command).
 	command []string
 	image   string
+	// dynamicIn and dynamicOut: the type holds interface values, whose integers
+	// checkExact checks.
+	dynamicIn, dynamicOut bool
 }
 
 // Command returns a function that is not Go: argv runs once per input on the
@@ -56,7 +60,13 @@ func (f *Function[In, Out]) call(ctx context.Context, input []byte) (output []by
 	}()
 	out, err := f.fn(ctx, in)
 	if err != nil {
-		return nil, &wire.Error{Kind: store.KindError, Message: err.Error(), Stack: fmt.Sprintf("%+v", err)}
+		var p *permanentError
+		return nil, &wire.Error{Kind: store.KindError, Message: err.Error(), Stack: fmt.Sprintf("%+v", err), Permanent: errors.As(err, &p)}
+	}
+	if f.dynamicOut {
+		if err := checkExact(reflect.ValueOf(&out).Elem(), "output"); err != nil {
+			return nil, &wire.Error{Kind: store.KindEncode, Message: fmt.Sprintf("its output (%T) cannot be encoded as JSON faithfully: %v", out, err), Permanent: true}
+		}
 	}
 	b, err := json.Marshal(out)
 	if err != nil {
@@ -97,6 +107,13 @@ func Func[In, Out any](name string, fn func(context.Context, In) (Out, error)) *
 		panic(fmt.Sprintf("burla.Func: function %q registered twice", name))
 	}
 	f := &Function[In, Out]{name: name, fn: fn}
+	var err error
+	if f.dynamicIn, err = checkType(reflect.TypeFor[In]()); err != nil {
+		panic(fmt.Sprintf("burla.Func(%q): its input type %v", name, err))
+	}
+	if f.dynamicOut, err = checkType(reflect.TypeFor[Out]()); err != nil {
+		panic(fmt.Sprintf("burla.Func(%q): its output type %v", name, err))
+	}
 	registry.funcs[name] = f
 	return f
 }
@@ -178,3 +195,18 @@ func serve(calls io.Reader, results io.Writer, nonce string, stdout, stderr io.W
 		}
 	}
 }
+
+// Permanent marks err, returned by a function, as a failure that running the
+// call again would repeat (bad input, say): the call fails at once, whatever
+// Retries asks. errors.Is and errors.As see through it; nil stays nil.
+func Permanent(err error) error {
+	if err == nil {
+		return nil
+	}
+	return &permanentError{err}
+}
+
+type permanentError struct{ err error }
+
+func (e *permanentError) Error() string { return e.err.Error() }
+func (e *permanentError) Unwrap() error { return e.err }

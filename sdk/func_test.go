@@ -6,11 +6,13 @@ import (
 	"debug/elf"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/burla-temporal/burla/wire"
 )
@@ -23,7 +25,9 @@ var (
 		return x / 2, nil
 	})
 	_ = Func("sdk-test-panic", func(ctx context.Context, x int) (int, error) { panic("kaput") })
-	_ = Func("sdk-test-chan", func(ctx context.Context, x int) (chan int, error) { return make(chan int), nil })
+	// Its type is any: a channel in it fails only once it is returned.
+	_ = Func("sdk-test-chan", func(ctx context.Context, x int) (any, error) { return make(chan int), nil })
+	_ = Func("sdk-test-big", func(ctx context.Context, x int) (any, error) { return map[string]any{"id": uint64(1<<53 + 1)}, nil })
 )
 
 // TestServe drives worker mode as a container worker does: hello, then calls.
@@ -53,6 +57,7 @@ func TestServe(t *testing.T) {
 		{fn: "sdk-test-half", input: `"eight"`, kind: "decode", text: "decode input as int"},
 		{fn: "sdk-test-panic", input: "1", kind: "panic", text: "panic: kaput"},
 		{fn: "sdk-test-chan", input: "1", kind: "encode", text: "output (chan int) cannot be encoded as JSON"},
+		{fn: "sdk-test-big", input: "1", kind: "encode", text: "its output (map[string]interface {}) cannot be encoded as JSON faithfully: output[id] holds the integer 9007199254740993 in an interface value"},
 		{fn: "no-such-function", input: "1", kind: "error", text: `"no-such-function" is not registered`},
 	} {
 		if err := w.WriteCall(wire.Call{Index: 3, Function: tc.fn, Input: []byte(tc.input)}); err != nil {
@@ -79,11 +84,11 @@ func TestServe(t *testing.T) {
 		t.Fatalf("serve: %v", err)
 	}
 	marker := string(wire.Marker("n0nce"))
-	if n := strings.Count(stdout.String(), marker); n != 6 {
-		t.Errorf("%d end-of-call markers on stdout; want one per call (6)", n)
+	if n := strings.Count(stdout.String(), marker); n != 7 {
+		t.Errorf("%d end-of-call markers on stdout; want one per call (7)", n)
 	}
-	if n := strings.Count(stderr.String(), marker); n != 6 {
-		t.Errorf("%d end-of-call markers on stderr; want one per call (6)", n)
+	if n := strings.Count(stderr.String(), marker); n != 7 {
+		t.Errorf("%d end-of-call markers on stderr; want one per call (7)", n)
 	}
 }
 
@@ -106,7 +111,7 @@ func TestFuncRefusesBadRegistrations(t *testing.T) {
 }
 
 func TestOptionsValidate(t *testing.T) {
-	for _, o := range []Option{FuncCPU(0), FuncRAM(-1), MaxParallelism(-2), InputTimeout(-1), Lease(0)} {
+	for _, o := range []Option{FuncCPU(0), FuncRAM(-1), MaxParallelism(-2), InputTimeout(-1), Lease(0), Retries(-1), Retries(101), RetryBackoff(-1), RetryBackoff(2 * time.Minute)} {
 		if _, err := buildOptions([]Option{o}); err == nil {
 			t.Errorf("option %#v accepted", o)
 		}
@@ -166,4 +171,26 @@ func elfHeader(typ elf.Type, abi elf.OSABI, machine elf.Machine) []byte {
 	var b bytes.Buffer
 	binary.Write(&b, binary.LittleEndian, h)
 	return b.Bytes()
+}
+
+// Permanent marks a function's error so that the worker does not retry the
+// call; errors.Is and errors.As see through it.
+func TestPermanent(t *testing.T) {
+	base := errors.New("bad input")
+	f := &Function[int, int]{name: "perm", fn: func(_ context.Context, x int) (int, error) {
+		if x == 1 {
+			return 0, fmt.Errorf("input %d: %w", x, Permanent(base))
+		}
+		return 0, base
+	}}
+	_, werr := f.call(context.Background(), []byte("1"))
+	if werr == nil || !werr.Permanent || werr.Message != "input 1: bad input" {
+		t.Errorf("a wrapped permanent error: %+v; want it marked permanent, its message unchanged", werr)
+	}
+	if _, werr := f.call(context.Background(), []byte("2")); werr == nil || werr.Permanent {
+		t.Errorf("a plain error: %+v; want it not permanent", werr)
+	}
+	if !errors.Is(Permanent(base), base) || Permanent(nil) != nil {
+		t.Error("Permanent hides its error from errors.Is, or makes nil an error")
+	}
 }

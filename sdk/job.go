@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"maps"
 	"os"
+	"reflect"
 	"slices"
 	"strings"
 	"sync"
@@ -56,6 +57,9 @@ func Stream[In, Out any](ctx context.Context, f *Function[In, Out], inputs []In,
 type Result[Out any] struct {
 	Index  int
 	Output Out
+	// Earlier are the failures of the call's earlier attempts, oldest first, in a
+	// job with Retries; nil if its first attempt ended it.
+	Earlier []*RemoteError
 }
 
 // Job is a running map job.
@@ -106,7 +110,10 @@ func Submit[In, Out any](ctx context.Context, f *Function[In, Out], inputs []In,
 	prep := startPreparing(&o) // says what Submit waits for until the job exists
 	defer prep.stop()
 	if f.command == nil {
-		if path, digest, err = binaryFor(&o); err != nil {
+		if o.binary == "" && hostPlatform != nodePlatform {
+			prep.buildingProgram(nodePlatform)
+		}
+		if path, digest, err = binaryFor(ctx, &o); err != nil {
 			return nil, err
 		}
 		prep.uploadingProgram(path)
@@ -146,7 +153,6 @@ func Submit[In, Out any](ctx context.Context, f *Function[In, Out], inputs []In,
 		FuncCPU:        o.funcCPU,
 		FuncRAMMB:      o.funcRAMMB,
 		Dynamic:        !o.fixed,
-		Version:        job.SpecVersion,
 		MaxParallelism: o.maxParallelism,
 		Grow:           o.grow,
 		GPU:            o.funcGPU,
@@ -158,8 +164,14 @@ func Submit[In, Out any](ctx context.Context, f *Function[In, Out], inputs []In,
 		UploadWatched:  o.detach,
 		ClientTimeout:  o.clientTimeout,
 		ReturnErrors:   o.returnErrors,
+		Retries:        o.retries,
+		RetryBackoff:   o.retryBackoff,
 		Created:        now,
 	}
+	if spec.Retries == 0 {
+		spec.RetryBackoff = 0
+	}
+	spec.Version = spec.Needs()
 	if len(vars) > 0 {
 		// The values go to the store alone; the spec, which Temporal keeps in the
 		// job's history, names them.
@@ -179,7 +191,7 @@ func Submit[In, Out any](ctx context.Context, f *Function[In, Out], inputs []In,
 	go func() {
 		defer cancelUpload()
 		stopRecord := recordUpload(upCtx, c.st, j.id, len(inputs), &j.uploaded)
-		err := upload(upCtx, c, j.id, inputs, &j.uploaded)
+		err := upload(upCtx, c, j.id, inputs, f.dynamicIn, &j.uploaded)
 		stopRecord()
 		j.uploadErr <- err
 	}()
@@ -533,7 +545,8 @@ func (j *Job[Out]) Results(ctx context.Context) iter.Seq2[Result[Out], error] {
 				}
 				j.done.Add(1)
 				if r.Err != nil {
-					re := &RemoteError{Job: j.id, Index: i, Kind: r.Err.Kind, Message: r.Err.Message, Stack: r.Err.Stack}
+					re := remoteError(j.id, i, *r.Err)
+					re.Earlier = earlier(j.id, i, r.Earlier)
 					if j.o.returnErrors {
 						if !yield(Result[Out]{Index: i}, re) {
 							return
@@ -552,7 +565,7 @@ func (j *Job[Out]) Results(ctx context.Context) iter.Seq2[Result[Out], error] {
 					yield(Result[Out]{Index: i}, err)
 					return
 				}
-				if !yield(Result[Out]{Index: i, Output: out}, nil) {
+				if !yield(Result[Out]{Index: i, Output: out, Earlier: earlier(j.id, i, r.Earlier)}, nil) {
 					return
 				}
 			}
@@ -641,7 +654,9 @@ const (
 )
 
 // upload encodes the inputs, writes them as chunks and seals the job's queue.
-func upload[In any](ctx context.Context, c *Cluster, jobID string, inputs []In, uploaded *atomic.Int64) error {
+// dynamic says In holds interface values, whose integers checkExact checks
+// (Function.dynamicIn).
+func upload[In any](ctx context.Context, c *Cluster, jobID string, inputs []In, dynamic bool, uploaded *atomic.Int64) error {
 	perChunk := min(max((len(inputs)+targetChunks-1)/targetChunks, 1), maxChunkInputs)
 	var (
 		batch    []store.Chunk
@@ -682,6 +697,11 @@ func upload[In any](ctx context.Context, c *Cluster, jobID string, inputs []In, 
 		buf.Reset()
 		if err := enc.Encode(in); err != nil {
 			return &Error{Kind: KindBadInput, Job: jobID, Index: i, Msg: fmt.Sprintf("input %d (%T) cannot be encoded as JSON", i, in), Err: err}
+		}
+		if dynamic {
+			if err := checkExact(reflect.ValueOf(&inputs[i]).Elem(), fmt.Sprintf("input %d", i)); err != nil {
+				return &Error{Kind: KindBadInput, Job: jobID, Index: i, Msg: "cannot send it faithfully", Err: err}
+			}
 		}
 		data := bytes.TrimSuffix(buf.Bytes(), []byte("\n"))
 		item := store.Item{Index: int64(i)}

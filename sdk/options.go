@@ -35,13 +35,15 @@ type options struct {
 	onStart        func(jobID string)
 	apiKey         string
 	returnErrors   bool
+	retries        int
+	retryBackoff   time.Duration
 	stallTimeout   time.Duration
 	env            map[string]string
 	forwardEnv     []string
 }
 
 func buildOptions(opts []Option) (options, error) {
-	o := options{funcCPU: 1, lease: 5 * time.Second, clientTimeout: 10 * time.Second, stdout: os.Stdout, stderr: os.Stderr}
+	o := options{funcCPU: 1, lease: 5 * time.Second, clientTimeout: 10 * time.Second, stdout: os.Stdout, stderr: os.Stderr, retryBackoff: time.Second}
 	for _, opt := range opts {
 		opt(&o)
 	}
@@ -54,6 +56,10 @@ func buildOptions(opts []Option) (options, error) {
 		return o, fmt.Errorf("burla: MaxParallelism(%d): negative", o.maxParallelism)
 	case o.stallTimeout < 0:
 		return o, fmt.Errorf("burla: StallTimeout(%v): negative", o.stallTimeout)
+	case o.retries < 0 || o.retries > job.MaxRetries:
+		return o, fmt.Errorf("burla: Retries(%d): want 0 to %d", o.retries, job.MaxRetries)
+	case o.retryBackoff < 0 || o.retryBackoff > job.MaxRetryBackoff:
+		return o, fmt.Errorf("burla: RetryBackoff(%v): want 0 to %v", o.retryBackoff, job.MaxRetryBackoff)
 	case o.inputTimeout < 0:
 		return o, fmt.Errorf("burla: InputTimeout(%v): negative", o.inputTimeout)
 	case o.lease < 500*time.Millisecond:
@@ -178,6 +184,19 @@ func ForwardEnv(names ...string) Option {
 // and goes on; Outputs and RemoteParallelMap return every output, the zero value
 // where a call failed, with an *InputErrors that lists the failed inputs by index.
 func ReturnErrors() Option { return func(o *options) { o.returnErrors = true } }
+
+// Retries runs a failed call up to n more times before it fails: a call whose
+// function returned an error (unless marked with Permanent), panicked, exited,
+// ran out of memory or ran past InputTimeout. The retries wait RetryBackoff (1 s
+// by default) before the first, twice as long before each next, at most a
+// minute. The failures of a call's earlier attempts are kept: Result.Earlier for
+// a call that then succeeded, RemoteError.Earlier for one that failed each time.
+// A call that never ended because its node or worker was lost is run again as
+// always, and does not count as an attempt.
+func Retries(n int) Option { return func(o *options) { o.retries = n } }
+
+// RetryBackoff is the wait before a failed call's first retry (see Retries).
+func RetryBackoff(d time.Duration) Option { return func(o *options) { o.retryBackoff = d } }
 
 // StallTimeout fails a job in which no input has finished for d: the job is
 // cancelled (unless detached) and its caller gets an *Error of kind JobStalled

@@ -404,6 +404,12 @@ func (p *preparing) uploadingProgram(path string) {
 	p.set(status.WaitUploadingBinary, detail)
 }
 
+// buildingProgram says the program is being built for the nodes' platform (or
+// its earlier build found).
+func (p *preparing) buildingProgram(target platform) {
+	p.set(status.WaitBuildingProgram, "building the program for "+target.String())
+}
+
 // buildingEnv says the job's environment is being prepared: the program inspected
 // and, for a job with an image, the image built.
 func (p *preparing) buildingEnv(image string) {

@@ -20,8 +20,9 @@ import (
 type Reason string
 
 const (
-	// The client's own steps. The first two come before the job exists, so only
+	// The client's own steps. The first three come before the job exists, so only
 	// the client's progress line shows them.
+	WaitBuildingProgram Reason = "building-program"     // the program is built for the nodes' platform
 	WaitUploadingBinary Reason = "uploading-binary"     // the program goes to the blob store
 	WaitBuildingEnv     Reason = "building-environment" // the program is inspected, the image built
 	WaitUploadingInputs Reason = "uploading-inputs"     // every input written so far is taken: workers wait for the client

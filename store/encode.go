@@ -37,6 +37,8 @@ const (
 	minItemBytes   = 3
 	minResultBytes = 4
 	minLineBytes   = 3
+	// minCallErrorBytes: an earlier failure's three lengths.
+	minCallErrorBytes = 3
 )
 
 // AppendChunk appends the encoding of c to b.
@@ -82,18 +84,55 @@ func AppendResults(b []byte, rs []Result) []byte {
 	b = binary.AppendUvarint(b, uint64(len(rs)))
 	for _, r := range rs {
 		b = binary.AppendVarint(b, r.Index)
+		status := byte(statusOutput)
+		if r.Err != nil {
+			status = statusError
+		}
+		if len(r.Earlier) > 0 {
+			status |= statusEarlier
+		}
+		b = append(b, status)
 		if r.Err == nil {
-			b = append(b, 0)
 			b = appendBytes(b, []byte(r.Blob))
 			b = appendBytes(b, r.Output)
-			continue
+		} else {
+			b = appendCallError(b, *r.Err)
 		}
-		b = append(b, 1)
-		b = appendBytes(b, []byte(r.Err.Kind))
-		b = appendBytes(b, []byte(r.Err.Message))
-		b = appendBytes(b, []byte(r.Err.Stack))
+		if len(r.Earlier) > 0 {
+			b = binary.AppendUvarint(b, uint64(len(r.Earlier)))
+			for _, e := range r.Earlier {
+				b = appendCallError(b, e)
+			}
+		}
 	}
 	return b
+}
+
+// A result's status byte: an output or an error, and whether the failures of
+// earlier attempts follow.
+const (
+	statusOutput  = 0
+	statusError   = 1
+	statusEarlier = 2 // a flag
+)
+
+func appendCallError(b []byte, e CallError) []byte {
+	b = appendBytes(b, []byte(e.Kind))
+	b = appendBytes(b, []byte(e.Message))
+	return appendBytes(b, []byte(e.Stack))
+}
+
+// callError decodes what appendCallError wrote.
+func (d *decoder) callError(what string) CallError {
+	e := CallError{
+		Kind:    string(d.bytes(what+" kind", MaxKindBytes)),
+		Message: string(d.bytes(what+" message", MaxInlineBytes)),
+		Stack:   string(d.bytes(what+" stack", MaxInlineBytes)),
+	}
+	if d.err == nil && e.Kind == "" {
+		d.failf("%s without a kind", what)
+	}
+	return e
 }
 
 // DecodeResults decodes results encoded by AppendResults. Outputs alias b.
@@ -107,25 +146,33 @@ func DecodeResults(b []byte) ([]Result, error) {
 		d.at = i
 		r := &rs[i]
 		r.Index = d.index("index", 0)
-		switch status := d.byte("status"); {
+		status := d.byte("status")
+		switch base := status &^ statusEarlier; {
 		case d.err != nil:
-		case status == 0:
+		case base == statusOutput:
 			r.Blob = string(d.bytes("blob key", MaxKeyBytes))
 			r.Output = d.bytes("output", MaxInlineBytes)
 			if r.Blob != "" && len(r.Output) > 0 {
 				d.failf("both blob key %q and %d bytes of output", r.Blob, len(r.Output))
 			}
-		case status == 1:
-			r.Err = &CallError{
-				Kind:    string(d.bytes("error kind", MaxKindBytes)),
-				Message: string(d.bytes("error message", MaxInlineBytes)),
-				Stack:   string(d.bytes("error stack", MaxInlineBytes)),
-			}
-			if d.err == nil && r.Err.Kind == "" {
-				d.failf("error without a kind")
-			}
+		case base == statusError:
+			e := d.callError("error")
+			r.Err = &e
 		default:
-			d.failf("status %d, want 0 (output) or 1 (error)", status)
+			d.failf("status %d, want 0 (output) or 1 (error), with or without 2 (earlier failures)", status)
+		}
+		if status&statusEarlier != 0 && d.err == nil {
+			n := d.count(minCallErrorBytes)
+			if n == 0 && d.err == nil {
+				d.failf("earlier failures flagged, none given")
+			}
+			r.Earlier = make([]CallError, 0, n)
+			for range n {
+				if d.err != nil {
+					break
+				}
+				r.Earlier = append(r.Earlier, d.callError("earlier failure"))
+			}
 		}
 	}
 	d.end()

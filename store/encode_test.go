@@ -38,6 +38,8 @@ func TestResultsRoundTrip(t *testing.T) {
 		{Index: 3, Output: []byte("6")},
 		{Index: 4, Blob: "out-j-4"},
 		{Index: 5, Err: &CallError{Kind: KindPanic, Message: "boom", Stack: "goroutine 1"}},
+		{Index: 6, Output: []byte("12"), Earlier: []CallError{{Kind: KindExit, Message: "exit status 3"}}},
+		{Index: 7, Err: &CallError{Kind: KindError, Message: "no"}, Earlier: []CallError{{Kind: KindError, Message: "no"}, {Kind: KindTimeout, Message: "slow", Stack: "s"}}},
 	}
 	got, err := DecodeResults(AppendResults(nil, rs))
 	if err != nil {

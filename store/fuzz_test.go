@@ -97,6 +97,8 @@ func FuzzDecodeResults(f *testing.F) {
 		{Index: 3, Output: []byte("6")},
 		{Index: 4, Blob: "out-j-4"},
 		{Index: 5, Err: &CallError{Kind: KindPanic, Message: "boom", Stack: "goroutine 1"}},
+		{Index: 6, Output: []byte("12"), Earlier: []CallError{{Kind: KindExit, Message: "exit status 3"}}},
+		{Index: 7, Err: &CallError{Kind: KindError, Message: "no"}, Earlier: []CallError{{Kind: KindError, Message: "no"}, {Kind: KindTimeout, Message: "slow", Stack: "s"}}},
 	})
 	f.Add(good)
 	f.Add(good[:len(good)-2])                                          // truncated
@@ -105,6 +107,8 @@ func FuzzDecodeResults(f *testing.F) {
 	f.Add([]byte{encodingVersion, 1, 2, 1, 0, 0, 0})                   // error without a kind
 	f.Add([]byte{encodingVersion, 1, 2, 0, 0, 0xff, 0xff, 0xff, 0x0f}) // huge output length
 	f.Add([]byte{encodingVersion, 1, 2, 1, 1, 0xff, 1, 0xfe, 0})       // bad UTF-8 kind and message
+	f.Add([]byte{encodingVersion, 1, 2, 2, 0, 1, '1', 0})              // earlier failures flagged, none given
+	f.Add([]byte{encodingVersion, 1, 2, 2, 0, 1, '1', 1, 0, 0, 0})     // an earlier failure without a kind
 	f.Fuzz(func(t *testing.T, b []byte) {
 		rs, err := decodeChecked(t, b, DecodeResults)
 		if err != nil {

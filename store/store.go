@@ -59,6 +59,9 @@ type Result struct {
 	Output []byte
 	Blob   string
 	Err    *CallError
+	// Earlier are the failures of the call's earlier attempts, oldest first, when
+	// the job retries failed calls (job.Spec.Retries).
+	Earlier []CallError
 }
 
 // CallError describes a failed call: Kind says how it failed.

@@ -10,13 +10,14 @@ import (
 	"crypto/x509/pkix"
 	"errors"
 	"fmt"
-	"math/big"
 	"net"
 	"time"
 
 	"go.temporal.io/server/common/rpc/encryption"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/peer"
+
+	"github.com/burla-temporal/burla/tlsdir"
 )
 
 // The server's own services (history, matching, worker and, with keys, the
@@ -76,7 +77,7 @@ func newInternodeTLS() (*internodeTLS, error) {
 		IsCA:                  true,
 		MaxPathLenZero:        true,
 	}
-	caDER, err := createCert(caTmpl, caTmpl, &caKey.PublicKey, caKey)
+	caDER, err := tlsdir.SignCert(caTmpl, caTmpl, &caKey.PublicKey, caKey)
 	if err != nil {
 		return nil, fmt.Errorf("internode TLS: CA certificate: %w", err)
 	}
@@ -103,7 +104,7 @@ func newInternodeTLS() (*internodeTLS, error) {
 			tmpl.DNSNames = []string{internodeName}
 			tmpl.IPAddresses = []net.IP{net.IPv4(127, 0, 0, 1)}
 		}
-		der, err := createCert(tmpl, ca, &key.PublicKey, caKey)
+		der, err := tlsdir.SignCert(tmpl, ca, &key.PublicKey, caKey)
 		if err != nil {
 			return tls.Certificate{}, fmt.Errorf("internode TLS: %s certificate: %w", name, err)
 		}
@@ -138,15 +139,6 @@ func newInternodeTLS() (*internodeTLS, error) {
 		leaf: clientCert.Leaf,
 		ca:   ca,
 	}, nil
-}
-
-func createCert(tmpl, parent *x509.Certificate, pub *ecdsa.PublicKey, signer *ecdsa.PrivateKey) ([]byte, error) {
-	serial, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 128))
-	if err != nil {
-		return nil, err
-	}
-	tmpl.SerialNumber = serial
-	return x509.CreateCertificate(rand.Reader, tmpl, parent, pub, signer)
 }
 
 // provider is the TLS configuration the server gets. frontendServer is the

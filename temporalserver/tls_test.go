@@ -29,6 +29,7 @@ import (
 
 	"github.com/burla-temporal/burla/auth"
 	"github.com/burla-temporal/burla/temporalconn"
+	"github.com/burla-temporal/burla/tlsdir"
 )
 
 // operatorPKI is what an operator brings to a frontend that serves TLS: a CA of
@@ -50,7 +51,7 @@ func newOperatorPKI(t *testing.T) operatorPKI {
 	}
 	caTmpl := &x509.Certificate{Subject: pkix.Name{CommonName: "operator CA"}, NotBefore: now.Add(-time.Hour), NotAfter: now.Add(time.Hour),
 		KeyUsage: x509.KeyUsageCertSign, BasicConstraintsValid: true, IsCA: true}
-	caDER, err := createCert(caTmpl, caTmpl, &caKey.PublicKey, caKey)
+	caDER, err := tlsdir.SignCert(caTmpl, caTmpl, &caKey.PublicKey, caKey)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -68,7 +69,7 @@ func newOperatorPKI(t *testing.T) operatorPKI {
 		tmpl := &x509.Certificate{Subject: pkix.Name{CommonName: name}, NotBefore: now.Add(-time.Hour), NotAfter: now.Add(time.Hour),
 			KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{usage},
 			DNSNames: []string{"localhost"}, IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)}}
-		der, err := createCert(tmpl, ca, &key.PublicKey, caKey)
+		der, err := tlsdir.SignCert(tmpl, ca, &key.PublicKey, caKey)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -92,6 +92,9 @@ type Error struct {
 	Kind    string `json:"kind"`
 	Message string `json:"message"`
 	Stack   string `json:"stack,omitempty"`
+	// Permanent is set when the function marked its error as one that running
+	// the call again would repeat (burla.Permanent): the call is not retried.
+	Permanent bool `json:"permanent,omitempty"`
 }
 
 // Marker returns the end-of-call marker for a nonce. It ends in a newline so that a

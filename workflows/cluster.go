@@ -140,6 +140,8 @@ func (w Clusters) Cluster(ctx workflow.Context, in control.ClusterInput) (contro
 				return c.st, workflow.NewContinueAsNewError(ctx, control.WorkflowCluster, control.ClusterInput{State: c.st})
 			}
 		}
+		//workflowcheck:ignore Details counts over maps, in any order, and current details are no part of the history
+		workflow.SetCurrentDetails(ctx, c.st.Details())
 		sel.Select(ctx)
 		if c.st.ShuttingDown && len(c.st.Nodes) == 0 {
 			break

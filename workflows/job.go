@@ -34,6 +34,13 @@ func Job(ctx workflow.Context, in control.JobInput) (control.JobOutput, error) {
 	if err := spec.Validate(); err != nil {
 		return control.JobOutput{}, control.ErrBadSpec.New(err.Error(), nil)
 	}
+	// What the job's progress query and Temporal's UI show: where it is, on how
+	// many nodes.
+	prog := control.JobProgress{State: job.StatePlacing}
+	if err := workflow.SetQueryHandler(ctx, control.QueryProgress, func() (control.JobProgress, error) { return prog, nil }); err != nil {
+		return control.JobOutput{}, err
+	}
+	workflow.SetCurrentDetails(ctx, prog.Details())
 	has := jobChanges(ctx)
 	// A job is the job its workflow ID names, which the server checked against its
 	// caller's tenant; the spec only describes it. Jobs recorded before this check
@@ -64,7 +71,9 @@ func Job(ctx workflow.Context, in control.JobInput) (control.JobOutput, error) {
 	if placement == workflow.DefaultVersion {
 		err = workflow.ExecuteLocalActivity(lctx, control.ActivityPlaceNodes, control.PlaceInput{Spec: spec}).Get(ctx, &placed)
 	} else {
+		req := reserveRequest(spec)
 		lctx = workflow.WithLocalActivityOptions(ctx, workflow.LocalActivityOptions{
+			Summary: fmt.Sprintf("reserve nodes for %d calls at once", req.Slots),
 			// A job that needs nodes the cluster must first start waits here.
 			StartToCloseTimeout: 6 * time.Minute,
 			// A cluster continuing as new asks for the reserve again (ClusterContinuing),
@@ -81,7 +90,7 @@ func Job(ctx workflow.Context, in control.JobInput) (control.JobOutput, error) {
 		// they are the job's, and would stand idle until its next request.
 		if has.change("reserve-or-signal") {
 			rctx, stopReserve := workflow.WithCancel(lctx)
-			f := workflow.ExecuteLocalActivity(rctx, control.ActivityReserveNodes, reserveRequest(spec))
+			f := workflow.ExecuteLocalActivity(rctx, control.ActivityReserveNodes, req)
 			added := workflow.GetSignalChannel(ctx, control.SignalNodesAdded)
 			wait := workflow.NewSelector(ctx)
 			wait.AddFuture(f, func(workflow.Future) {})
@@ -94,14 +103,17 @@ func Job(ctx workflow.Context, in control.JobInput) (control.JobOutput, error) {
 			}
 			stopReserve()
 		} else {
-			err = workflow.ExecuteLocalActivity(lctx, control.ActivityReserveNodes, reserveRequest(spec)).Get(ctx, &resp)
+			err = workflow.ExecuteLocalActivity(lctx, control.ActivityReserveNodes, req).Get(ctx, &resp)
 		}
 		placed.Nodes = resp.Nodes
 	}
 	if err != nil {
+		prog.State = job.StateFailed
+		workflow.SetCurrentDetails(ctx, prog.Details())
 		return end(ctx, spec, placement, job.StateFailed, control.JobOutput{}, unwrapActivity(err))
 	}
 	setState(ctx, job.StateRunning)
+	prog.State = job.StateRunning
 
 	runCtx, stopRun := workflow.WithCancel(ctx)
 	defer stopRun()
@@ -126,6 +138,7 @@ func Job(ctx workflow.Context, in control.JobInput) (control.JobOutput, error) {
 		running++
 		used++
 		actx := workflow.WithActivityOptions(nctx, workflow.ActivityOptions{
+			Summary:             fmt.Sprintf("run calls on node %s, %d at once", n.NodeID, n.Workers),
 			TaskQueue:           n.TaskQueue,
 			StartToCloseTimeout: 7 * 24 * time.Hour,
 			HeartbeatTimeout:    nodeHeartbeat,
@@ -155,6 +168,7 @@ func Job(ctx workflow.Context, in control.JobInput) (control.JobOutput, error) {
 				// node was counted lost.)
 				outcome, outErr = job.StateFailed, unwrapActivity(err)
 			default:
+				prog.Lost++
 				log.Warn("node lost its share of the job", "node", node, "error", err)
 				if nodesLeft--; nodesLeft == 0 && placement == workflow.DefaultVersion {
 					outcome = job.StateFailed
@@ -175,6 +189,7 @@ func Job(ctx workflow.Context, in control.JobInput) (control.JobOutput, error) {
 	if !spec.Detached || uploadWatch {
 		watch := func() {
 			wctx := workflow.WithActivityOptions(runCtx, workflow.ActivityOptions{
+				Summary:             fmt.Sprintf("watch the client's heartbeats (it may be silent %v)", spec.ClientTimeout),
 				TaskQueue:           has.watchQueue(),
 				StartToCloseTimeout: 7 * 24 * time.Hour,
 				HeartbeatTimeout:    10 * time.Second,
@@ -228,6 +243,8 @@ func Job(ctx workflow.Context, in control.JobInput) (control.JobOutput, error) {
 	}
 	starvedSince := time.Time{}
 	for outcome == "" && !cancelled {
+		prog.Working, prog.Used = running, used
+		workflow.SetCurrentDetails(ctx, prog.Details())
 		if placement != workflow.DefaultVersion && running == 0 {
 			// No node works on the job: the cluster is replacing them. Give up if
 			// none comes for a long time.
@@ -250,6 +267,8 @@ func Job(ctx workflow.Context, in control.JobInput) (control.JobOutput, error) {
 	if cancelled {
 		outcome, outErr = job.StateCancelled, ctx.Err()
 	}
+	prog.State, prog.Working, prog.Used = outcome, 0, used
+	workflow.SetCurrentDetails(ctx, prog.Details())
 	return end(ctx, spec, placement, outcome, control.JobOutput{State: outcome, Nodes: used}, outErr)
 }
 
@@ -290,6 +309,7 @@ func end(ctx workflow.Context, spec job.Spec, placement workflow.Version, state 
 		released = workflow.SignalExternalWorkflow(dctx, control.ClusterWorkflowID(req.Cluster), "", control.SignalRelease, control.ReleaseRequest{JobID: spec.ID})
 	}
 	dctx = workflow.WithActivityOptions(dctx, workflow.ActivityOptions{
+		Summary:             fmt.Sprintf("record the job %s and delete its inputs", state),
 		TaskQueue:           control.TaskQueueControl,
 		StartToCloseTimeout: 30 * time.Second,
 		RetryPolicy:         &temporal.RetryPolicy{InitialInterval: time.Second, MaximumAttempts: 5},

@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	sdkpb "go.temporal.io/api/sdk/v1"
+
 	"github.com/stretchr/testify/mock"
 	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/client"
@@ -133,6 +135,27 @@ func TestJobSucceedsWhenANodeDrainsTheQueue(t *testing.T) {
 	if e.st.deleted.Load() != 1 {
 		t.Errorf("inputs deleted %d times; want once", e.st.deleted.Load())
 	}
+	checkProgress(t, e, control.JobProgress{State: job.StateSucceeded, Used: 2}, "Succeeded after running on 2 nodes")
+}
+
+// checkProgress queries a job's progress and its current details.
+func checkProgress(t *testing.T, e env, want control.JobProgress, details string) {
+	t.Helper()
+	v, err := e.QueryWorkflow(control.QueryProgress)
+	if err != nil {
+		t.Fatalf("progress query: %v", err)
+	}
+	var got control.JobProgress
+	if err := v.Get(&got); err != nil || got != want {
+		t.Errorf("progress %+v, %v; want %+v", got, err, want)
+	}
+	if v, err = e.QueryWorkflow("__temporal_workflow_metadata"); err != nil {
+		t.Fatalf("metadata query: %v", err)
+	}
+	var md sdkpb.WorkflowMetadata
+	if err := v.Get(&md); err != nil || md.GetCurrentDetails() != details {
+		t.Errorf("current details %q, %v; want %q", md.GetCurrentDetails(), err, details)
+	}
 }
 
 func TestJobFailsFastOnUserError(t *testing.T) {
@@ -179,6 +202,7 @@ func TestJobFailsWhenEveryNodeIsLost(t *testing.T) {
 	if got := attempts.Load(); got != 6 {
 		t.Errorf("%d node attempts; want 3 per node", got)
 	}
+	checkProgress(t, e, control.JobProgress{State: job.StateFailed, Used: 2, Lost: 2}, "Failed after running on 2 nodes")
 }
 
 func TestJobGoesOnWhenOneNodeIsLost(t *testing.T) {
@@ -194,6 +218,8 @@ func TestJobGoesOnWhenOneNodeIsLost(t *testing.T) {
 	if err := e.GetWorkflowError(); err != nil {
 		t.Fatalf("workflow failed: %v; want success from the node that lived", err)
 	}
+	// a's loss comes after b decided the job.
+	checkProgress(t, e, control.JobProgress{State: job.StateSucceeded, Used: 2}, "Succeeded after running on 2 nodes")
 }
 
 func TestJobWithNoNodes(t *testing.T) {

@@ -1,6 +1,7 @@
 package workflows
 
 import (
+	"fmt"
 	"time"
 
 	"go.temporal.io/sdk/temporal"
@@ -36,12 +37,17 @@ func Node(ctx workflow.Context, in control.NodeInput) error {
 		}
 		return nil
 	}
+	// What Temporal's UI shows as the workflow's current details.
+	say := func(what string) {
+		workflow.SetCurrentDetails(ctx, fmt.Sprintf("%s node %s of %d CPUs: %s", in.Provider, in.Spec.ID, in.Spec.CPUs, what))
+	}
 	deletes := workflow.GetSignalChannel(ctx, control.SignalDeleteNode)
 	resets := workflow.GetSignalChannel(ctx, control.SignalResetNode)
 	registered := workflow.GetSignalChannel(ctx, control.SignalRegistered)
 	var told workflow.Future // the last event told to the cluster
 
 	if !in.Registered {
+		say("creating it")
 		if err := workflow.ExecuteActivity(actx, control.ActivityCreateNode, control.CreateNodeInput{Provider: in.Provider, Spec: in.Spec}).Get(ctx, nil); err != nil {
 			return remove("failed", "create: "+err.Error())
 		}
@@ -56,6 +62,7 @@ func Node(ctx workflow.Context, in control.NodeInput) error {
 		sel.AddReceive(registered, func(ch workflow.ReceiveChannel, _ bool) { ch.Receive(ctx, nil); outcome = "registered" })
 		sel.AddReceive(deletes, func(ch workflow.ReceiveChannel, _ bool) { ch.Receive(ctx, nil); outcome = "delete" })
 		sel.AddFuture(timer, func(workflow.Future) { outcome = "timeout" })
+		say("waiting for its agent to register")
 		sel.Select(ctx)
 		cancelTimer()
 		switch outcome {
@@ -92,6 +99,11 @@ func Node(ctx workflow.Context, in control.NodeInput) error {
 					outcome = "reset-failed"
 				}
 			})
+		}
+		if reset == nil {
+			say("watching its agent")
+		} else {
+			say("resetting its workers")
 		}
 		sel.Select(ctx)
 		switch outcome {

@@ -25,13 +25,13 @@ import (
 	"time"
 
 	"github.com/burla-temporal/burla/auth"
-	"github.com/burla-temporal/burla/devcluster"
 	"github.com/burla-temporal/burla/execfile"
 	"github.com/burla-temporal/burla/provider/docker"
 	burla "github.com/burla-temporal/burla/sdk"
 	"github.com/burla-temporal/burla/store/storeurl"
 	"github.com/burla-temporal/burla/temporalconn"
 	"github.com/burla-temporal/burla/tests/clustertest"
+	"github.com/burla-temporal/burla/tlsdir"
 )
 
 var cube = burla.Func("cube", func(ctx context.Context, x int) (int, error) {
@@ -167,10 +167,10 @@ func TestServerCompose(t *testing.T) {
 	// The servers publish their ports on, and nodes reach them at, this machine's
 	// address on Docker's bridge.
 	host := dockerGateway(t)
-	if err := devcluster.MakeTLS(tlsDir, []string{"temporal", "nats", host}, nil); err != nil {
+	if err := tlsdir.Make(tlsDir, []string{"temporal", "nats", host}, nil); err != nil {
 		t.Fatal(err)
 	}
-	ca := filepath.Join(tlsDir, devcluster.TLSCA)
+	ca := filepath.Join(tlsDir, tlsdir.CA)
 	keysFile := filepath.Join(keysDir, "keys.json")
 	var controlKey, nodeKey, tenantKey string
 	for _, k := range []struct {

@@ -22,8 +22,9 @@ import (
 
 // Functions for TestBadInputs.
 var (
-	// badOutput returns, for input 0, a value JSON cannot encode: a NaN, a channel,
-	// or a value whose MarshalJSON fails; any other input returns 1.
+	// badOutput returns, for inputs 0 to 2 and 4, a value JSON cannot encode
+	// faithfully: a NaN, a channel, a value whose MarshalJSON fails, an integer
+	// past 2^53 in an interface value; any other input returns 1.
 	badOutput = burla.Func("badOutput", func(ctx context.Context, x int) (any, error) {
 		switch x {
 		case 0:
@@ -32,6 +33,8 @@ var (
 			return make(chan int), nil
 		case 2:
 			return failingJSON{}, nil
+		case 4:
+			return map[string]any{"id": uint64(1<<53 + 1)}, nil
 		}
 		return 1, nil
 	})
@@ -104,6 +107,7 @@ func TestBadInputs(t *testing.T) {
 			{0, "unsupported value: NaN"},
 			{1, "unsupported type: chan int"},
 			{2, "failingJSON refuses"},
+			{4, "holds the integer 9007199254740993 in an interface value"},
 		}
 		var first string
 		for _, c := range cases {

@@ -17,7 +17,7 @@ import (
 )
 
 // chromiumPath is Debian's chromium, which `make test` installs with
-// scripts/ensure-chromium.sh.
+// `make chromium`.
 const chromiumPath = "/usr/bin/chromium"
 
 // The dashboard test's job: long enough (dashboardInputs calls of dashboardCall on
@@ -176,7 +176,7 @@ type browser struct {
 func startChromium(t *testing.T) *browser {
 	t.Helper()
 	if _, err := os.Stat(chromiumPath); err != nil {
-		t.Fatalf("%s: %v: install Debian's chromium with scripts/ensure-chromium.sh (as root; `make test` runs it)", chromiumPath, err)
+		t.Fatalf("%s: %v: install Debian's chromium (`make chromium`, as root; `make test` runs it)", chromiumPath, err)
 	}
 	profile, err := os.MkdirTemp("", "burla-chromium-")
 	if err != nil {

@@ -99,7 +99,8 @@ var (
 		time.Sleep(time.Duration(x) * time.Millisecond)
 		return x, nil
 	})
-	floats = burla.Func("floats", func(ctx context.Context, x float64) (float64, error) { return x, nil })
+	floats  = burla.Func("floats", func(ctx context.Context, x float64) (float64, error) { return x, nil })
+	echoAny = burla.Func("echoAny", func(ctx context.Context, x map[string]any) (map[string]any, error) { return x, nil })
 	// clientOnly exists in the caller but not in the worker: the worker's registry
 	// lacks it, as when a function is registered conditionally.
 	clientOnly = registerClientOnly()

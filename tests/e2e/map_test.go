@@ -139,6 +139,20 @@ func TestBadInput(t *testing.T) {
 		}
 		checkHealthy(t)
 	})
+	t.Run("InexactInput", func(t *testing.T) {
+		in := []map[string]any{{"id": 1}, {"id": uint64(1<<53 + 1)}}
+		_, err := burla.RemoteParallelMap(testCtx(t, time.Minute), echoAny, in, opts()...)
+		var be *burla.Error
+		if !errors.As(err, &be) || be.Kind != burla.KindBadInput || be.Index != 1 ||
+			!strings.Contains(err.Error(), "input 1[id] holds the integer 9007199254740993 in an interface value") {
+			t.Fatalf("error %v; want a BadInput error naming input 1's id", err)
+		}
+		out, err := burla.RemoteParallelMap(testCtx(t, time.Minute), echoAny, []map[string]any{{"id": 1 << 53}}, opts()...)
+		if err != nil || len(out) != 1 || out[0]["id"] != float64(1<<53) {
+			t.Errorf("2^53 in an interface value: %v, %v; want it back exactly", out, err)
+		}
+		checkHealthy(t)
+	})
 	t.Run("UnknownFunction", func(t *testing.T) {
 		_, err := burla.RemoteParallelMap(testCtx(t, time.Minute), clientOnly, []int{1}, opts()...)
 		if !burla.IsKind(err, burla.KindUnknownFunction) || !strings.Contains(err.Error(), `"clientOnly"`) {

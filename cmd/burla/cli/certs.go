@@ -7,7 +7,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/burla-temporal/burla/devcluster"
+	"github.com/burla-temporal/burla/tlsdir"
 )
 
 const certsUsage = `usage: burla certs make --dir DIR [--hosts NAME,...] [--client NAME]...
@@ -40,12 +40,12 @@ func (m *Main) certsCommand() *cobra.Command {
 			if dir == "" {
 				return usageErrorf("certs make: give --dir DIR")
 			}
-			if err := devcluster.MakeTLS(dir, hosts, clients); err != nil {
+			if err := tlsdir.Make(dir, hosts, clients); err != nil {
 				return fmt.Errorf("certs make: %w", err)
 			}
 			abs, _ := filepath.Abs(dir)
 			fmt.Fprintf(m.Stderr, "burla certs: %s: CA %s (keep %s safe), servers' certificate %s for %s\n", abs,
-				devcluster.TLSCA, devcluster.TLSCAKey, devcluster.TLSServer, strings.Join(append([]string{"localhost", "127.0.0.1", "::1"}, hosts...), ", "))
+				tlsdir.CA, tlsdir.CAKey, tlsdir.Server, strings.Join(append([]string{"localhost", "127.0.0.1", "::1"}, hosts...), ", "))
 			return nil
 		},
 	}

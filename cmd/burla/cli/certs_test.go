@@ -1,3 +1,5 @@
+//go:build linux
+
 package cli
 
 import (
@@ -10,7 +12,7 @@ import (
 
 	"github.com/spf13/pflag"
 
-	"github.com/burla-temporal/burla/devcluster"
+	"github.com/burla-temporal/burla/tlsdir"
 )
 
 // burla certs make writes what --tls-cert, --tls-key and --tls-client-ca read,
@@ -57,7 +59,7 @@ func TestCertsMakeFeedsTheServerFlags(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, _, err := devcluster.LoadTLS(got); err != nil || got != filepath.Join(dataDir, "tls") {
+	if _, _, err := tlsdir.Load(got); err != nil || got != filepath.Join(dataDir, "tls") {
 		t.Errorf("burla dev --tls made %s: %v", got, err)
 	}
 	if _, err := (&devTLS{make: true, dir: dir}).dirFor(dataDir, "127.0.0.1"); err == nil {

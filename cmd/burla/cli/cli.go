@@ -11,8 +11,8 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"runtime"
 	"strings"
-	"syscall"
 
 	"github.com/spf13/cobra"
 	"go.temporal.io/api/serviceerror"
@@ -281,14 +281,16 @@ func (m *Main) isTerminal() bool {
 	return ok && term.IsTerminal(int(f.Fd()))
 }
 
-// undumpable is the PreRun of the commands that hold the cluster's credentials,
-// in their environment or memory (dev, control-plane, node-agent,
-// container-worker); node agents and container workers run next to users' code.
-// A process that is not dumpable cannot have its /proc/PID/environ or memory read
-// by another of the same user without CAP_SYS_PTRACE.
-func (m *Main) undumpable(*cobra.Command, []string) {
-	if _, _, errno := syscall.RawSyscall(syscall.SYS_PRCTL, syscall.PR_SET_DUMPABLE, 0, 0); errno != 0 {
-		fmt.Fprintf(m.Stderr, "burla: prctl(PR_SET_DUMPABLE): %v\n", errno)
+// linuxOnly is a command this build of burla cannot run: it takes any
+// arguments and fails, saying where it runs.
+func linuxOnly(use, short string) *cobra.Command {
+	return &cobra.Command{
+		Use:                use,
+		Short:              short + " (Linux only)",
+		DisableFlagParsing: true,
+		RunE: func(*cobra.Command, []string) error {
+			return fmt.Errorf("burla %s runs only on Linux, and this burla is built for %s/%s: run it on a Linux machine (or a Linux VM or container) and point BURLA_TEMPORAL_ADDRESS and BURLA_STORE_URL here at it", use, runtime.GOOS, runtime.GOARCH)
+		},
 	}
 }
 

@@ -324,3 +324,18 @@ func TestExitCodes(t *testing.T) {
 		}
 	}
 }
+
+// On a system other than Linux, the commands only a Linux machine runs take any
+// flags and fail, saying where they run.
+func TestLinuxOnlyCommand(t *testing.T) {
+	cmd := linuxOnly("dev", "run a local cluster")
+	cmd.SetArgs([]string{"--nodes", "2", "extra"})
+	cmd.SilenceErrors, cmd.SilenceUsage = true, true
+	err := cmd.Execute()
+	if err == nil || !strings.Contains(err.Error(), "burla dev runs only on Linux, and this burla is built for "+goruntime.GOOS+"/"+goruntime.GOARCH) {
+		t.Errorf("burla dev where it cannot run: %v", err)
+	}
+	if !strings.HasSuffix(cmd.Short, "(Linux only)") {
+		t.Errorf("its help says %q, not that it runs on Linux only", cmd.Short)
+	}
+}

@@ -13,7 +13,7 @@ import (
 
 	"github.com/burla-temporal/burla/auth"
 	"github.com/burla-temporal/burla/dashboard"
-	"github.com/burla-temporal/burla/devcluster"
+	"github.com/burla-temporal/burla/tlsdir"
 )
 
 // With --dashboard-tls-cert and --dashboard-tls-key the control plane's dashboard
@@ -22,10 +22,10 @@ func TestDashboardOverTLS(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	dir := t.TempDir()
-	if err := devcluster.MakeTLS(dir, nil, nil); err != nil {
+	if err := tlsdir.Make(dir, nil, nil); err != nil {
 		t.Fatal(err)
 	}
-	cert, key := filepath.Join(dir, devcluster.TLSServer), filepath.Join(dir, devcluster.TLSServerKey)
+	cert, key := filepath.Join(dir, tlsdir.Server), filepath.Join(dir, tlsdir.ServerKey)
 	log := slog.New(slog.DiscardHandler)
 	if _, err := serveDashboard(ctx, "127.0.0.1:0", cert, "", dashboard.Config{}, log); err == nil {
 		t.Error("a certificate without its key was accepted")
@@ -46,7 +46,7 @@ func TestDashboardOverTLS(t *testing.T) {
 	if !strings.HasPrefix(u, "https://") {
 		t.Fatalf("dashboard URL %s; want https", u)
 	}
-	caPEM, err := os.ReadFile(filepath.Join(dir, devcluster.TLSCA))
+	caPEM, err := os.ReadFile(filepath.Join(dir, tlsdir.CA))
 	if err != nil {
 		t.Fatal(err)
 	}

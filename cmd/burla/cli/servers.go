@@ -1,3 +1,5 @@
+//go:build linux
+
 package cli
 
 import (
@@ -16,6 +18,7 @@ import (
 	"github.com/burla-temporal/burla/devcluster"
 	"github.com/burla-temporal/burla/store/natsstore/natsserver"
 	"github.com/burla-temporal/burla/temporalserver"
+	"github.com/burla-temporal/burla/tlsdir"
 )
 
 // temporalServerCommand is burla temporal-server: the embedded Temporal server
@@ -202,7 +205,7 @@ func (t *devTLS) dirFor(dataDir, host string) (string, error) {
 	if ip := net.ParseIP(host); ip == nil || !ip.IsUnspecified() {
 		hosts = append(hosts, host)
 	}
-	if err := devcluster.MakeTLS(dir, hosts, nil); err != nil {
+	if err := tlsdir.Make(dir, hosts, nil); err != nil {
 		return "", err
 	}
 	return dir, nil
