@@ -6,7 +6,7 @@ GO ?= go
 # race build of the server takes several times the memory and time.
 LIGHT := ./auth/... ./job/... ./control/... ./wire/... ./store/... ./blob/... ./execfile/... ./sdk/... ./workflows/... \
 	./activities/... ./containerworker/... ./tenantbox/... ./nodeagent/... ./runtime/... ./workers/... ./temporalconn/... \
-	./status/... ./dashboard/... ./temporalmetrics/... ./deploy/grafana/... ./gpu/... ./placement/...
+	./status/... ./dashboard/... ./temporalmetrics/... ./deploy/grafana/... ./gpu/... ./placement/... ./ship/...
 HEAVY := ./temporalserver/... ./devcluster/... ./provider/... ./cmd/... ./tests/...
 
 .PHONY: demo test build bench vet workflowcheck fuzz docker chromium qemu deps
@@ -40,7 +40,7 @@ qemu:
 # and the burla command build for every client platform.
 CLIENT_PLATFORMS = darwin/arm64 darwin/amd64 windows/amd64 linux/arm64
 vet:
-	CGO_ENABLED=0 $(GO) vet ./...
+	CGO_ENABLED=0 $(GO) vet ./... ./tests/bench/testdata/shipclient
 	@set -e; for p in $(CLIENT_PLATFORMS); do \
 		echo "vet for $$p"; \
 		GOOS=$${p%/*} GOARCH=$${p#*/} CGO_ENABLED=0 $(GO) vet ./sdk/... ./examples/... ./cmd/burla/...; \

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"slices"
 	"strings"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/burla-temporal/burla/blob"
 	"github.com/burla-temporal/burla/job"
+	"github.com/burla-temporal/burla/ship"
 	"github.com/burla-temporal/burla/store"
 )
 
@@ -69,7 +71,8 @@ type Collector struct {
 // environment too; this catches jobs whose end never ran, and inputs, which it
 // leaves), the large outputs of ended jobs once their client has read every
 // result and ReadGrace has passed, or once Retention has, and programs that no job
-// has run for ProgramTTL (FinishJob marks a program's use, job.UsedKey); from the
+// has run for ProgramTTL (FinishJob marks a program's use, job.UsedKey), and the
+// packs of chunks that no kept program names (package ship); from the
 // store (when Control.Queue is a store.Records), the records of jobs that ended
 // Retention ago. It runs on the control plane, which sees every tenant's.
 func (g *Collector) Collect(ctx context.Context) (Collected, error) {
@@ -85,15 +88,18 @@ func (g *Collector) Collect(ctx context.Context) (Collected, error) {
 	now := c.now()
 	used := map[string]blob.Info{} // program key → its marker: when a job last ran it
 	programs := map[string]blob.Info{}
-	jobs := map[string][]jobBlob{} // job → its blobs
+	packs := map[string]blob.Info{} // the chunks of programs shipped in parts (package ship)
+	jobs := map[string][]jobBlob{}  // job → its blobs
 	for _, info := range infos {
 		switch {
 		case job.IsSharedKey(info.Key):
 			// A tenant's shared files are the tenant's to delete.
 		case strings.HasPrefix(info.Key, "used-"):
 			used[strings.TrimPrefix(info.Key, "used-")] = info
-		case strings.HasPrefix(info.Key, "bin-"):
+		case strings.HasPrefix(info.Key, "bin-"), strings.HasPrefix(info.Key, "man-"):
 			programs[info.Key] = info
+		case strings.HasPrefix(info.Key, "pack-"):
+			packs[info.Key] = info
 		default:
 			if id, kind, ok := job.BlobJob(info.Key); ok {
 				jobs[id] = append(jobs[id], jobBlob{info, kind})
@@ -116,7 +122,11 @@ func (g *Collector) Collect(ctx context.Context) (Collected, error) {
 		}
 		if now.Sub(last) > p.ProgramTTL {
 			del(info)
+			delete(programs, key)
 		}
+	}
+	if err := g.collectPacks(ctx, programs, packs, del); err != nil {
+		errs = append(errs, err)
 	}
 	for key, marker := range used {
 		if _, ok := programs[key]; !ok && now.Sub(marker.Modified) > p.ProgramTTL {
@@ -194,6 +204,54 @@ func (g *Collector) Collect(ctx context.Context) (Collected, error) {
 	return out, nil
 }
 
+// collectPacks deletes the packs that no kept program's manifest names, once they
+// are ProgramTTL old: a pack is written before its manifest, and a pack younger
+// than that may be one whose manifest is on its way. It deletes none when a
+// manifest cannot be read.
+func (g *Collector) collectPacks(ctx context.Context, programs, packs map[string]blob.Info, del func(blob.Info)) error {
+	if len(packs) == 0 {
+		return nil
+	}
+	named := map[string]bool{}
+	for key := range programs {
+		if !strings.HasPrefix(key, "man-") {
+			continue
+		}
+		m, err := readManifest(ctx, g.Control.Blobs, key)
+		if errors.Is(err, blob.ErrNotFound) {
+			continue // deleted since the listing: its packs go in a later round
+		}
+		if err != nil {
+			return fmt.Errorf("read program manifest %s, so no pack is collected: %w", key, err)
+		}
+		tenant := job.BlobTenant(key)
+		for _, d := range m.PackDigests() {
+			named[job.PackKeyFor(tenant, d)] = true
+		}
+	}
+	now, ttl := g.Control.now(), g.Policy.withDefaults().ProgramTTL
+	for key, info := range packs {
+		if !named[key] && now.Sub(info.Modified) > ttl {
+			del(info)
+		}
+	}
+	return nil
+}
+
+// readManifest reads and parses the manifest under key.
+func readManifest(ctx context.Context, blobs blob.Store, key string) (*ship.Manifest, error) {
+	r, err := blobs.Open(ctx, key)
+	if err != nil {
+		return nil, err
+	}
+	defer r.Close()
+	data, err := io.ReadAll(io.LimitReader(r, 64<<20))
+	if err != nil {
+		return nil, err
+	}
+	return ship.ParseManifest(data)
+}
+
 // jobBlob is a blob of one job's, and which of its blobs it is (job.BlobJob).
 type jobBlob struct {
 	info blob.Info
@@ -234,7 +292,7 @@ func (c *Control) markUsed(ctx context.Context, jobID, digest string) error {
 	if digest == "" || c.Blobs == nil {
 		return nil // a command job ships no program
 	}
-	key := job.BinaryKeyFor(job.TenantOf(jobID), digest)
+	key := job.ManifestKeyFor(job.TenantOf(jobID), digest)
 	now := c.now()
 	if last, ok := c.marked.Load(key); ok && now.Sub(last.(time.Time)) < markEvery {
 		return nil

@@ -1,7 +1,10 @@
 package activities_test
 
 import (
+	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"slices"
 	"strings"
 	"testing"
@@ -18,6 +21,7 @@ import (
 	"github.com/burla-temporal/burla/blob/memblob"
 	"github.com/burla-temporal/burla/control"
 	"github.com/burla-temporal/burla/job"
+	"github.com/burla-temporal/burla/ship"
 	"github.com/burla-temporal/burla/store"
 )
 
@@ -197,7 +201,69 @@ func TestFinishJobMarksItsProgramUsed(t *testing.T) {
 	if err := c.FinishJob(ctx, control.FinishInput{JobID: id, State: job.StateSucceeded, Binary: digest}); err != nil {
 		t.Fatal(err)
 	}
-	if ok, err := blobs.Has(ctx, job.UsedKey(job.BinaryKeyFor("acme", digest))); err != nil || !ok {
+	if ok, err := blobs.Has(ctx, job.UsedKey(job.ManifestKeyFor("acme", digest))); err != nil || !ok {
 		t.Errorf("no mark of the program's use: %v, %v", ok, err)
+	}
+}
+
+// A program shipped in chunks keeps its packs, and the packs of the versions its
+// deltas rest on, while it is kept; a pack that no kept program names goes once
+// it is old, and not before: its manifest may be on its way.
+func TestCollectKeepsThePacksOfKeptPrograms(t *testing.T) {
+	ctx := context.Background()
+	now := time.Now()
+	b := &agedBlobs{written: map[string]time.Time{}}
+	s := &ship.Sender{Blobs: b, Tenant: "acme", Dir: t.TempDir()}
+	v1 := bytes.Repeat([]byte("the first version of a program, "), 20000)
+	v2 := append(bytes.Clone(v1[:300000]), append([]byte("a change"), v1[300000:]...)...)
+	v3 := bytes.Repeat([]byte("another program altogether, "), 20000)
+	sha := func(b []byte) string { s := sha256.Sum256(b); return hex.EncodeToString(s[:]) }
+	var packsOf [][]string
+	for _, v := range [][]byte{v1, v2, v3} {
+		before, _ := b.Store.List(ctx, "pack-")
+		if _, err := s.Send(ctx, v, sha(v)); err != nil {
+			t.Fatal(err)
+		}
+		after, _ := b.Store.List(ctx, "pack-")
+		var added []string
+		for _, a := range after {
+			if !slices.ContainsFunc(before, func(x blob.Info) bool { return x.Key == a.Key }) {
+				added = append(added, a.Key)
+			}
+		}
+		if len(added) != 1 {
+			t.Fatalf("a version added packs %q; want one", added)
+		}
+		packsOf = append(packsOf, added)
+	}
+	old := now.Add(-31 * 24 * time.Hour)
+	for key := range b.written {
+		b.written[key] = old
+	}
+	infos, _ := b.Store.List(ctx, "")
+	for _, info := range infos {
+		b.written[info.Key] = old
+	}
+	// v1 is unused, v2 (a delta on v1) was used yesterday, v3 is unused.
+	b.put(t, job.UsedKey(job.ManifestKeyFor("acme", sha(v2))), now.Add(-24*time.Hour))
+	orphanNew := job.PackKeyFor("acme", strings.Repeat("e", 64))
+	b.put(t, orphanNew, now.Add(-time.Hour))
+	c := &activities.Control{Queue: &queue{}, Blobs: b, Now: func() time.Time { return now }, Temporal: &jobsAt{}}
+	if _, err := (&activities.Collector{Control: c}).Collect(ctx); err != nil {
+		t.Fatal(err)
+	}
+	left, _ := b.Store.List(ctx, "")
+	var keys []string
+	for _, info := range left {
+		keys = append(keys, info.Key)
+	}
+	want := []string{
+		job.ManifestKeyFor("acme", sha(v2)), job.UsedKey(job.ManifestKeyFor("acme", sha(v2))),
+		packsOf[0][0], packsOf[1][0], orphanNew,
+	}
+	slices.Sort(keys)
+	slices.Sort(want)
+	if !slices.Equal(keys, want) {
+		t.Errorf("left after the collection:\n%s\nwant:\n%s", strings.Join(keys, "\n"), strings.Join(want, "\n"))
 	}
 }

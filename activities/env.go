@@ -8,6 +8,7 @@ import (
 	"github.com/burla-temporal/burla/blob"
 	"github.com/burla-temporal/burla/control"
 	"github.com/burla-temporal/burla/job"
+	"github.com/burla-temporal/burla/ship"
 )
 
 // Inspector starts a program in worker mode and returns its hello. It is the
@@ -46,11 +47,11 @@ func (e *Env) InspectBinary(ctx context.Context, in control.InspectInput) (contr
 	if !job.ValidDigest(in.Binary) {
 		return control.EnvInfo{}, bad(fmt.Sprintf("binary digest %q is not a SHA-256", in.Binary), nil)
 	}
-	path, err := blob.FetchExecutable(ctx, e.Blobs, job.BinaryKeyFor(in.Tenant, in.Binary), in.Binary, e.Dir)
+	path, err := ship.Fetch(ctx, e.Blobs, in.Tenant, in.Binary, e.Dir)
 	switch {
 	case errors.Is(err, blob.ErrNotFound):
 		return control.EnvInfo{}, bad(fmt.Sprintf("binary %s is not in the blob store", in.Binary[:12]), err)
-	case errors.Is(err, blob.ErrDigestMismatch):
+	case errors.Is(err, blob.ErrDigestMismatch), errors.Is(err, ship.ErrBadManifest):
 		return control.EnvInfo{}, bad(err.Error(), err)
 	case err != nil:
 		return control.EnvInfo{}, err

@@ -22,9 +22,16 @@ var ErrDigestMismatch = errors.New("content does not match its digest")
 // already there is reused. Concurrent fetches of one digest are safe: each writes a
 // temporary file and renames it into place.
 func FetchExecutable(ctx context.Context, s Store, key, digest, dir string) (string, error) {
+	return FetchFile(ctx, s, key, digest, dir, 0o755)
+}
+
+// FetchFile copies the blob under key, whose content has the given SHA-256 (hex)
+// digest, to dir/<digest> with the given mode, verifying the digest on the way,
+// as FetchExecutable does.
+func FetchFile(ctx context.Context, s Store, key, digest, dir string, mode os.FileMode) (string, error) {
 	if !job.ValidDigest(digest) {
 		// The digest names a file under dir: nothing but hex may pass.
-		return "", fmt.Errorf("fetch executable %q: not a SHA-256 hex digest: %w", digest, ErrDigestMismatch)
+		return "", fmt.Errorf("fetch %q: not a SHA-256 hex digest: %w", digest, ErrDigestMismatch)
 	}
 	path := filepath.Join(dir, digest)
 	if _, err := os.Stat(path); err == nil {
@@ -54,7 +61,7 @@ func FetchExecutable(ctx context.Context, s Store, key, digest, dir string) (str
 	if got := hex.EncodeToString(h.Sum(nil)); got != digest {
 		return "", fmt.Errorf("blob %s has digest %s, not %s: %w", key, got[:12], digest[:min(12, len(digest))], ErrDigestMismatch)
 	}
-	if err := os.Chmod(tmp.Name(), 0o755); err != nil {
+	if err := os.Chmod(tmp.Name(), mode); err != nil {
 		return "", err
 	}
 	if err := os.Rename(tmp.Name(), path); err != nil {

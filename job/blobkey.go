@@ -16,11 +16,27 @@ func BinaryKey(digest string) string { return BinaryKeyFor(DefaultTenant, digest
 // BinaryKeyFor is the blob-store key of tenant's executable with the given SHA-256
 // digest. Each tenant ships its own programs, so no tenant can fetch another's by
 // its digest.
-func BinaryKeyFor(tenant, digest string) string {
+func BinaryKeyFor(tenant, digest string) string { return tenantKey("bin-", tenant, digest) }
+
+// ManifestKeyFor is the blob-store key of the manifest of tenant's executable
+// with the given SHA-256 digest, shipped in chunks (package ship). It is the
+// program's key as the collector sees it: a job's use is marked on it.
+func ManifestKeyFor(tenant, digest string) string { return tenantKey("man-", tenant, digest) }
+
+// PackKeyFor is the blob-store key of tenant's pack of executable chunks with
+// the given SHA-256 digest (package ship).
+func PackKeyFor(tenant, digest string) string { return tenantKey("pack-", tenant, digest) }
+
+// programPrefixes are the keys of tenants' programs and their parts, each
+// followed by "<tenant>." and a digest, or by a digest alone for the default
+// tenant.
+var programPrefixes = []string{"bin-", "man-", "pack-"}
+
+func tenantKey(prefix, tenant, digest string) string {
 	if tenant == "" || tenant == DefaultTenant {
-		return "bin-" + digest
+		return prefix + digest
 	}
-	return "bin-" + tenant + "." + digest
+	return prefix + tenant + "." + digest
 }
 
 // EnvKey is the blob-store key of a job's environment variables: a JSON object
@@ -85,7 +101,8 @@ func BlobJob(key string) (jobID, kind string, ok bool) {
 	return "", "", false
 }
 
-// BlobTenant is the tenant whose blob key is: of an executable (BinaryKeyFor), of
+// BlobTenant is the tenant whose blob key is: of an executable (BinaryKeyFor,
+// ManifestKeyFor, PackKeyFor), of
 // a job's environment (EnvKey), of a job's large input or output (InputKey,
 // OutputKey), or of a shared file (SharedKey; a prefix of one that names its
 // tenant too). It is "" for any other key.
@@ -93,7 +110,11 @@ func BlobTenant(key string) string {
 	if tenant, ok := sharedTenant(key); ok {
 		return tenant
 	}
-	if rest, ok := strings.CutPrefix(key, "bin-"); ok {
+	for _, prefix := range programPrefixes {
+		rest, ok := strings.CutPrefix(key, prefix)
+		if !ok {
+			continue
+		}
 		if tenant, _, ok := strings.Cut(rest, "."); ok {
 			if ValidTenant(tenant) {
 				return tenant

@@ -101,15 +101,20 @@ func TestBlobTenant(t *testing.T) {
 	acme, deflt := NewID(now, "acme"), NewID(now, "")
 	digest := strings.Repeat("ab", 32)
 	for key, want := range map[string]string{
-		BinaryKeyFor("acme", digest): "acme",
-		BinaryKey(digest):            DefaultTenant,
-		EnvKey(acme):                 "acme",
-		EnvKey(deflt):                DefaultTenant,
-		"in-" + acme + "-12":         "acme",
-		"out-" + deflt + "-0":        DefaultTenant,
-		"bin-Bad.x":                  "",
-		"env-nonsense":               "",
-		"other":                      "",
+		BinaryKeyFor("acme", digest):      "acme",
+		BinaryKey(digest):                 DefaultTenant,
+		EnvKey(acme):                      "acme",
+		EnvKey(deflt):                     DefaultTenant,
+		"in-" + acme + "-12":              "acme",
+		"out-" + deflt + "-0":             DefaultTenant,
+		"bin-Bad.x":                       "",
+		ManifestKeyFor("acme", digest):    "acme",
+		ManifestKeyFor("", digest):        DefaultTenant,
+		PackKeyFor("acme", digest):        "acme",
+		PackKeyFor(DefaultTenant, digest): DefaultTenant,
+		"pack-Bad.x":                      "",
+		"env-nonsense":                    "",
+		"other":                           "",
 	} {
 		if got := BlobTenant(key); got != want {
 			t.Errorf("BlobTenant(%q) = %q, want %q", key, got, want)

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -26,6 +27,7 @@ import (
 	"github.com/burla-temporal/burla/job"
 	"github.com/burla-temporal/burla/runtime"
 	"github.com/burla-temporal/burla/runtime/process"
+	"github.com/burla-temporal/burla/ship"
 	"github.com/burla-temporal/burla/store"
 	"github.com/burla-temporal/burla/store/storeurl"
 	"github.com/burla-temporal/burla/temporalconn"
@@ -306,10 +308,6 @@ type binCache struct {
 // evict deletes the programs used least recently (by modification time, which
 // get sets on every use; a fetched file's is its fetch) until the cache holds at most max bytes, keeping keep.
 func (c *binCache) evict(keep string) {
-	entries, err := os.ReadDir(c.dir)
-	if err != nil {
-		return
-	}
 	type file struct {
 		path string
 		size int64
@@ -317,14 +315,17 @@ func (c *binCache) evict(keep string) {
 	}
 	var files []file
 	var total int64
-	for _, e := range entries {
-		fi, err := e.Info()
-		if err != nil || !fi.Mode().IsRegular() {
-			continue
+	// The programs, and the packs of chunks they were made from (ship.Fetch).
+	filepath.WalkDir(c.dir, func(path string, e fs.DirEntry, err error) error {
+		if err != nil || e.IsDir() {
+			return nil
 		}
-		files = append(files, file{filepath.Join(c.dir, e.Name()), fi.Size(), fi.ModTime()})
-		total += fi.Size()
-	}
+		if fi, err := e.Info(); err == nil && fi.Mode().IsRegular() {
+			files = append(files, file{path, fi.Size(), fi.ModTime()})
+			total += fi.Size()
+		}
+		return nil
+	})
 	slices.SortFunc(files, func(a, b file) int { return a.used.Compare(b.used) })
 	for _, f := range files {
 		if total <= c.max {
@@ -356,11 +357,11 @@ func (c *binCache) get(ctx context.Context, tenant, digest string) (string, erro
 		return cached, nil
 	}
 	start := now
-	path, err := blob.FetchExecutable(ctx, c.blobs, job.BinaryKeyFor(tenant, digest), digest, c.dir)
+	path, err := ship.Fetch(ctx, c.blobs, tenant, digest, c.dir)
 	switch {
 	case errors.Is(err, blob.ErrNotFound):
 		return "", control.ErrBadBinary.New(fmt.Sprintf("binary %s is not in the blob store", digest[:12]), err)
-	case errors.Is(err, blob.ErrDigestMismatch):
+	case errors.Is(err, blob.ErrDigestMismatch), errors.Is(err, ship.ErrBadManifest):
 		return "", control.ErrBadBinary.New(err.Error(), err)
 	case err != nil:
 		return "", fmt.Errorf("fetch binary %s: %w", digest[:12], err)

@@ -2,15 +2,14 @@ package burla
 
 import (
 	"context"
-	"crypto/sha256"
 	"debug/elf"
 	"encoding/binary"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"runtime"
 	"slices"
 	"sync"
@@ -27,6 +26,7 @@ import (
 	"github.com/burla-temporal/burla/auth"
 	"github.com/burla-temporal/burla/control"
 	"github.com/burla-temporal/burla/job"
+	"github.com/burla-temporal/burla/ship"
 	"github.com/burla-temporal/burla/store"
 	"github.com/burla-temporal/burla/store/storeurl"
 	"github.com/burla-temporal/burla/temporalconn"
@@ -304,16 +304,13 @@ func checkBinary(path string) (string, error) {
 	case archName(machine) != nodePlatform.arch:
 		return bad(fmt.Sprintf("is built for linux/%s; cluster nodes run %s", archName(machine), nodePlatform), nil)
 	}
-	f, err := os.Open(path)
+	// The digest of what the nodes run: the executable without its debug
+	// information, which ship.Strip zeroes.
+	_, digest, err := ship.Digest(path)
 	if err != nil {
-		return "", &Error{Kind: KindBadBinary, Index: -1, Msg: "read executable", Err: err}
+		return "", &Error{Kind: KindBadBinary, Index: -1, Msg: "read executable " + path, Err: err}
 	}
-	defer f.Close()
-	h := sha256.New()
-	if _, err := io.Copy(h, f); err != nil {
-		return "", &Error{Kind: KindBadBinary, Index: -1, Msg: "hash executable " + path, Err: err}
-	}
-	return hex.EncodeToString(h.Sum(nil)), nil
+	return digest, nil
 }
 
 // notELF says what a file that is not ELF is, from its first bytes, and whether
@@ -409,25 +406,37 @@ func (c *Cluster) upload(ctx context.Context, path, digest string) error {
 	}
 }
 
-// put stores the program at path under its digest, unless the store has it.
+// put ships the program at path under its digest, unless the store has it: in
+// chunks, sending only those that the last versions this user shipped lack, and
+// those as deltas where that is smaller (package ship).
 func (c *Cluster) put(ctx context.Context, path, digest string) error {
-	key := job.BinaryKeyFor(c.tenant, digest)
-	has, err := c.st.Has(ctx, key)
-	if err != nil {
-		return fmt.Errorf("burla: look up executable %s: %w", digest[:12], err)
-	}
-	if has {
-		return nil
-	}
-	f, err := os.Open(path)
+	program, d, err := ship.Digest(path)
 	if err != nil {
 		return fmt.Errorf("burla: upload executable: %w", err)
 	}
-	defer f.Close()
-	if err := c.st.Put(ctx, key, f); err != nil {
+	if d != digest {
+		return &Error{Kind: KindBadBinary, Index: -1, Msg: fmt.Sprintf("%s changed while this program ran; run it again", path)}
+	}
+	s := ship.Sender{Blobs: c.st, Tenant: c.tenant, Dir: shippedDir()}
+	sent, err := s.Send(ctx, program, digest)
+	if err != nil {
 		return fmt.Errorf("burla: upload executable %s: %w", path, err)
 	}
+	if l := c.cfg.Logger; l != nil && !sent.Found {
+		l.Debug("burla: program shipped", "program", digest[:12], "bytes", sent.Bytes, "of", len(program),
+			"chunks", sent.Chunks, "new", sent.New, "deltas", sent.Deltas)
+	}
 	return nil
+}
+
+// shippedDir keeps the last programs this user shipped, for the next to send
+// only their changes; "" when the user has no cache directory.
+func shippedDir() string {
+	cache, err := os.UserCacheDir()
+	if err != nil {
+		return ""
+	}
+	return filepath.Join(cache, "burla", "shipped")
 }
 
 // env returns what the program with the given digest can run and, when the job

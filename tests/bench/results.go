@@ -17,10 +17,12 @@ const (
 	rowFirstResult    = "job start to first result, 10 runs of 4 inputs"
 	rowClusterUp      = "cluster up to 2 standby nodes ready, 10 runs"
 	rowTenMillion     = "10 000 000 trivial inputs in one call"
+	rowShipFirst      = "a program's first job over a 20 Mbit/s link"
+	rowShipChange     = "the same program changed by one line, over that link"
 )
 
 // Rows is the table's row names in order.
-var Rows = []string{rowThreeInputs, rowThroughput100k, rowThroughput1M, rowEfficiency, rowManyJobs, rowBytes, rowFirstResult, rowClusterUp, rowTenMillion}
+var Rows = []string{rowThreeInputs, rowThroughput100k, rowThroughput1M, rowEfficiency, rowManyJobs, rowBytes, rowFirstResult, rowClusterUp, rowTenMillion, rowShipFirst, rowShipChange}
 
 // Results is what a run of the benchmarks measured.
 type Results struct {

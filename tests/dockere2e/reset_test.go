@@ -3,10 +3,7 @@ package dockere2e
 import (
 	"bufio"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"fmt"
-	"io"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -22,6 +19,7 @@ import (
 
 	"github.com/burla-temporal/burla/auth"
 	burla "github.com/burla-temporal/burla/sdk"
+	"github.com/burla-temporal/burla/ship"
 	"github.com/burla-temporal/burla/tests/clustertest"
 )
 
@@ -112,18 +110,14 @@ func tryRead(paths ...string) map[string]string {
 	return got
 }
 
-func sha256File(t *testing.T, path string) string {
+// programDigest is the digest the SDK ships the executable at path under.
+func programDigest(t *testing.T, path string) string {
 	t.Helper()
-	f, err := os.Open(path)
+	_, digest, err := ship.Digest(path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer f.Close()
-	h := sha256.New()
-	if _, err := io.Copy(h, f); err != nil {
-		t.Fatal(err)
-	}
-	return hex.EncodeToString(h.Sum(nil))
+	return digest
 }
 
 // otherProgram writes a second program: this test binary with bytes appended, so
@@ -214,7 +208,7 @@ func TestNodeResetBetweenJobs(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	digest1 := sha256File(t, exe)
+	digest1 := programDigest(t, exe)
 	cache := filepath.Join(d.Dir, "data", "nodes", "default-1", "bin")
 	out, err := burla.RemoteParallelMap(ctx, resetLeave, []string{filepath.Join(cache, digest1)}, append(quiet, burla.OnCluster(d.Cluster))...)
 	if err != nil {
@@ -247,7 +241,7 @@ func TestNodeResetBetweenJobs(t *testing.T) {
 
 	// The next job: globex's, with another program.
 	other := otherProgram(t)
-	digest2 := sha256File(t, other)
+	digest2 := programDigest(t, other)
 	got, err := burla.RemoteParallelMap(ctx, resetLook, []resetTrace{first}, append(quiet, burla.OnCluster(globex), burla.Binary(other))...)
 	if err != nil {
 		t.Fatal(err)

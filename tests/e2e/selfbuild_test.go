@@ -136,6 +136,7 @@ func main() {
 	b, _ := os.ReadFile(main)
 	os.WriteFile(main, bytes.Replace(b, []byte(`"%d on %s/%s"`), []byte(`"%d, on %s/%s"`), 1), 0o644)
 	buildARM()
+	before := shippedBlobs(t)
 	out, errOut, err = run(os.Getenv("PATH"))
 	if want := strings.ReplaceAll(want, " on ", ", on "); err != nil || strings.TrimSpace(out) != want {
 		t.Fatalf("the changed program: %v; printed %q; want %s\n%s", err, out, want, errOut)
@@ -145,6 +146,23 @@ func main() {
 	}
 	if n := len(builds()); n != 2 {
 		t.Errorf("%d builds kept after a change; want 2", n)
+	}
+	// The nodes ran the changed build, and only its changes were shipped: the
+	// store gained a pack and a manifest of at most a tenth of its size.
+	var shipped, size int64
+	for key, n := range shippedBlobs(t) {
+		if _, ok := before[key]; !ok {
+			shipped += n
+		}
+	}
+	for _, name := range builds() {
+		if fi, err := os.Stat(name); err == nil && fi.ModTime().After(start) {
+			size = fi.Size()
+		}
+	}
+	t.Logf("the changed build of %d bytes shipped %d bytes", size, shipped)
+	if shipped == 0 || size == 0 || shipped > size/10 {
+		t.Errorf("the changed build of %d bytes shipped %d bytes; want some, at most a tenth", size, shipped)
 	}
 
 	// No toolchain, and no build of these sources yet.
@@ -156,4 +174,21 @@ func main() {
 			t.Errorf("with no Go toolchain: %v, %q; want it to fail saying %q", err, errOut, w)
 		}
 	}
+}
+
+// shippedBlobs are the sizes of the store's programs shipped in chunks, their
+// manifests and packs, by key.
+func shippedBlobs(t *testing.T) map[string]int64 {
+	t.Helper()
+	out := map[string]int64{}
+	for _, prefix := range []string{"man-", "pack-"} {
+		infos, err := dev.Cluster.Store().List(context.Background(), prefix)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, info := range infos {
+			out[info.Key] = info.Size
+		}
+	}
+	return out
 }

@@ -39,12 +39,12 @@ func TestMain(m *testing.M) {
 	}
 	o := clustertest.Options{Nodes: 2, CPUs: 2, Dir: dir}
 	if partition, partitionErr = setUpNetns(dir); partitionErr == nil {
-		o.Host, o.NodeWrapper = partition.hostAddr, partition.wrapper
+		o.Host, o.NodeWrapper = partition.HostAddr, partition.wrapper
 	}
 	cluster, err = clustertest.StartSplit(ctx, o)
 	if err != nil {
 		if partition != nil {
-			partition.remove()
+			partition.Remove()
 		}
 		fmt.Fprintln(os.Stderr, "faults: start cluster:", err)
 		os.Exit(1)
@@ -56,7 +56,7 @@ func TestMain(m *testing.M) {
 		code = 1
 	}
 	if partition != nil {
-		partition.remove()
+		partition.Remove()
 	}
 	if code == 0 && os.Getenv("BURLA_KEEP_CLUSTER") == "" {
 		os.RemoveAll(cluster.Dir)

@@ -22,9 +22,8 @@ import (
 // and Temporal, as a partition does. Nothing is dropped with an error the sender
 // sees: packets vanish at the receiving side's ingress.
 type nodeNetns struct {
-	name, hostIf, nsIf string
-	hostAddr           string
-	wrapper, pidFile   string
+	*clustertest.Netns
+	wrapper, pidFile string
 }
 
 // nodeDisk is the size of each node's disk in the suite.
@@ -36,34 +35,18 @@ var (
 )
 
 func setUpNetns(dir string) (*nodeNetns, error) {
-	pid := os.Getpid()
-	n := &nodeNetns{
-		name:     fmt.Sprintf("burla-faults-%d", pid),
-		hostIf:   fmt.Sprintf("bf%dh", pid%1000000),
-		nsIf:     fmt.Sprintf("bf%dn", pid%1000000),
-		hostAddr: fmt.Sprintf("10.231.%d.1", pid%250+1),
-		wrapper:  filepath.Join(dir, "netns-wrapper"),
-		pidFile:  filepath.Join(dir, "netns-agent.pid"),
+	ns, err := clustertest.NewNetns("faults", "bf", 231)
+	if err != nil {
+		return nil, err
 	}
-	nsAddr := strings.TrimSuffix(n.hostAddr, "1") + "2"
-	for _, step := range [][]string{
-		{"ip", "netns", "add", n.name},
-		{"ip", "link", "add", n.hostIf, "type", "veth", "peer", "name", n.nsIf},
-		{"ip", "link", "set", n.nsIf, "netns", n.name},
-		{"ip", "addr", "add", n.hostAddr + "/30", "dev", n.hostIf},
-		{"ip", "link", "set", n.hostIf, "up"},
-		{"ip", "-n", n.name, "addr", "add", nsAddr + "/30", "dev", n.nsIf},
-		{"ip", "-n", n.name, "link", "set", n.nsIf, "up"},
-		{"ip", "-n", n.name, "link", "set", "lo", "up"},
-	} {
-		if out, err := exec.Command(step[0], step[1:]...).CombinedOutput(); err != nil {
-			n.remove()
-			return nil, fmt.Errorf("%s: %v: %s", strings.Join(step, " "), err, out)
-		}
+	n := &nodeNetns{
+		Netns:   ns,
+		wrapper: filepath.Join(dir, "netns-wrapper"),
+		pidFile: filepath.Join(dir, "netns-agent.pid"),
 	}
 	for _, tool := range []string{"flock", "nsenter", "unshare", "nft"} {
 		if _, err := exec.LookPath(tool); err != nil {
-			n.remove()
+			n.Remove()
 			return nil, fmt.Errorf("the partition needs %s: %w", tool, err)
 		}
 	}
@@ -80,9 +63,9 @@ in=$( (flock 9
 net=
 [ "$in" = yes ] && net="nsenter --net=/run/netns/%[2]s --"
 exec $net unshare --mount --propagation private -- sh -c 'mount -t tmpfs -o size=%[3]s,mode=0755 burla-node-disk "$0" && exec "$@"' "$dir" "$@"
-`, n.pidFile, n.name, nodeDisk)
+`, n.pidFile, n.Name, nodeDisk)
 	if err := os.WriteFile(n.wrapper, []byte(script), 0o755); err != nil {
-		n.remove()
+		n.Remove()
 		return nil, err
 	}
 	return n, nil
@@ -99,12 +82,12 @@ func (n *nodeNetns) agent() (int, bool) {
 		return 0, false
 	}
 	out, err := exec.Command("ip", "netns", "identify", strconv.Itoa(pid)).Output()
-	return pid, err == nil && strings.TrimSpace(string(out)) == n.name
+	return pid, err == nil && strings.TrimSpace(string(out)) == n.Name
 }
 
 // cut drops every packet that arrives on either end of the pair.
 func (n *nodeNetns) cut() error {
-	for _, side := range []struct{ netns, dev string }{{"", n.hostIf}, {n.name, n.nsIf}} {
+	for _, side := range []struct{ netns, dev string }{{"", n.HostIf}, {n.Name, n.NsIf}} {
 		rules := fmt.Sprintf("table netdev burla_cut {\n\tchain in {\n\t\ttype filter hook ingress device %q priority 0; policy drop;\n\t}\n}\n", side.dev)
 		cmd := exec.Command("nft", "-f", "-")
 		if side.netns != "" {
@@ -123,7 +106,7 @@ func (n *nodeNetns) heal() error {
 	var errs []string
 	for _, cmd := range []*exec.Cmd{
 		exec.Command("nft", "delete", "table", "netdev", "burla_cut"),
-		exec.Command("ip", "netns", "exec", n.name, "nft", "delete", "table", "netdev", "burla_cut"),
+		exec.Command("ip", "netns", "exec", n.Name, "nft", "delete", "table", "netdev", "burla_cut"),
 	} {
 		if out, err := cmd.CombinedOutput(); err != nil {
 			errs = append(errs, fmt.Sprintf("%v: %s", err, out))
@@ -139,16 +122,11 @@ func (n *nodeNetns) heal() error {
 // opens within a second.
 func (n *nodeNetns) reaches(addr string) bool {
 	host, port, _ := strings.Cut(addr, ":")
-	return exec.Command("ip", "netns", "exec", n.name, "timeout", "1",
+	return exec.Command("ip", "netns", "exec", n.Name, "timeout", "1",
 		"bash", "-c", fmt.Sprintf("exec 3<>/dev/tcp/%s/%s", host, port)).Run() == nil
 }
 
 // remove deletes the namespace, and with it the pair.
-func (n *nodeNetns) remove() {
-	exec.Command("ip", "link", "del", n.hostIf).Run()
-	exec.Command("ip", "netns", "del", n.name).Run()
-}
-
 // A node cut off from the store and Temporal for 10 s during a 20 000-input job:
 // the job completes with every result exactly once, whether the cluster waits for
 // the node or replaces it.

@@ -35,6 +35,7 @@ import (
 	"github.com/burla-temporal/burla/control"
 	"github.com/burla-temporal/burla/job"
 	burla "github.com/burla-temporal/burla/sdk"
+	"github.com/burla-temporal/burla/ship"
 	"github.com/burla-temporal/burla/store"
 	"github.com/burla-temporal/burla/store/natsstore"
 	"github.com/burla-temporal/burla/tests/clustertest"
@@ -167,6 +168,7 @@ func attack(t *testing.T, k *keyed) {
 	t.Run("chunks naming acme's blobs", func(t *testing.T) { forgeChunks(t, ctx, k, acmeID) })
 	t.Run("signals", func(t *testing.T) { signal(t, ctx, k, acmeID) })
 	t.Run("grants", func(t *testing.T) { forgeGrants(t, ctx, k) })
+	t.Run("acme's program", func(t *testing.T) { readProgram(t, ctx, k) })
 
 	// None of it touched acme's job.
 	open()
@@ -285,6 +287,55 @@ func forgeChunks(t *testing.T, ctx context.Context, k *keyed, acmeID string) {
 	for _, r := range results {
 		if strings.Contains(string(r.Output), acmeSecret) || r.Err == nil || !strings.Contains(r.Err.Message, "refused") {
 			t.Errorf("input %d naming %s: output %q, error %+v; want a refusal", r.Index, keys[r.Index], r.Output, r.Err)
+		}
+	}
+}
+
+// readProgram reads acme's program, shipped in chunks, through evil's store: its
+// manifest and its packs, by their keys and by listing. This program is acme's.
+func readProgram(t *testing.T, ctx context.Context, k *keyed) {
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, digest, err := ship.Digest(exe)
+	if err != nil {
+		t.Fatal(err)
+	}
+	man := job.ManifestKeyFor("acme", digest)
+	r, err := k.acme.Store().Open(ctx, man)
+	if err != nil {
+		t.Fatalf("acme's own manifest, through acme's store: %v", err)
+	}
+	data, err := io.ReadAll(r)
+	r.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := ship.ParseManifest(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keys := []string{man}
+	for _, p := range m.PackDigests() {
+		keys = append(keys, job.PackKeyFor("acme", p))
+	}
+	evil := k.evil.Store()
+	for _, key := range keys {
+		if r, err := evil.Open(ctx, key); err == nil {
+			r.Close()
+			t.Errorf("evil opened acme's %s", key)
+		}
+		if ok, err := evil.Has(ctx, key); err == nil && ok {
+			t.Errorf("evil found acme's %s", key)
+		}
+	}
+	for _, prefix := range []string{"man-acme.", "pack-acme.", "man-", "pack-", ""} {
+		infos, _ := evil.List(ctx, prefix)
+		for _, info := range infos {
+			if job.BlobTenant(info.Key) == "acme" {
+				t.Errorf("evil listed acme's %s under %q", info.Key, prefix)
+			}
 		}
 	}
 }
