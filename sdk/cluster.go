@@ -410,6 +410,12 @@ func (c *Cluster) upload(ctx context.Context, path, digest string) error {
 // chunks, sending only those that the last versions this user shipped lack, and
 // those as deltas where that is smaller (package ship).
 func (c *Cluster) put(ctx context.Context, path, digest string) error {
+	s := ship.Sender{Blobs: c.st, Tenant: c.tenant, Dir: shippedDir()}
+	if ok, err := s.Shipped(ctx, digest); err != nil {
+		return fmt.Errorf("burla: look up executable %s: %w", digest[:12], err)
+	} else if ok {
+		return nil
+	}
 	program, d, err := ship.Digest(path)
 	if err != nil {
 		return fmt.Errorf("burla: upload executable: %w", err)
@@ -417,7 +423,6 @@ func (c *Cluster) put(ctx context.Context, path, digest string) error {
 	if d != digest {
 		return &Error{Kind: KindBadBinary, Index: -1, Msg: fmt.Sprintf("%s changed while this program ran; run it again", path)}
 	}
-	s := ship.Sender{Blobs: c.st, Tenant: c.tenant, Dir: shippedDir()}
 	sent, err := s.Send(ctx, program, digest)
 	if err != nil {
 		return fmt.Errorf("burla: upload executable %s: %w", path, err)

@@ -85,6 +85,25 @@ func (s *Sender) Send(ctx context.Context, program []byte, digest string) (Sent,
 	return sent, nil
 }
 
+// Shipped reports whether the store holds the program with the given digest and
+// Dir keeps it as a base for the next version, so that Send would send nothing
+// and keep nothing new: a program run again unchanged need not be read.
+func (s *Sender) Shipped(ctx context.Context, digest string) (bool, error) {
+	ok, err := s.Blobs.Has(ctx, job.ManifestKeyFor(s.Tenant, digest))
+	if err != nil || !ok {
+		return false, err
+	}
+	if s.Dir == "" {
+		return true, nil
+	}
+	man := filepath.Join(s.Dir, digest+".man")
+	if _, err := os.Stat(filepath.Join(s.Dir, digest+".bin")); err != nil {
+		return false, nil
+	}
+	now := time.Now()
+	return os.Chtimes(man, now, now) == nil, nil
+}
+
 // version is a program sent earlier, with its manifest.
 type version struct {
 	digest  string

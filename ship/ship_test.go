@@ -102,6 +102,24 @@ func TestVersionsSendWhatChanged(t *testing.T) {
 	if again := send(t, s, node, v2); !again.Found || again.Bytes != 0 {
 		t.Errorf("sending the same version again: %+v", again)
 	}
+	// Shipped and kept: Send need not be called, nor the program read.
+	ctx := context.Background()
+	if ok, err := s.Shipped(ctx, digestOf(v2)); !ok || err != nil {
+		t.Errorf("Shipped of a version sent and kept: %v, %v", ok, err)
+	}
+	other := &Sender{Blobs: s.Blobs, Tenant: s.Tenant, Dir: t.TempDir()}
+	if ok, err := other.Shipped(ctx, digestOf(v2)); ok || err != nil {
+		t.Errorf("Shipped for a sender that does not keep it: %v, %v; want false, to keep it", ok, err)
+	}
+	if sent := send(t, other, node, v2); !sent.Found {
+		t.Errorf("another sender's send of a shipped version: %+v", sent)
+	}
+	if ok, _ := other.Shipped(ctx, digestOf(v2)); !ok {
+		t.Error("a version found in the store is not kept as a base")
+	}
+	if ok, err := s.Shipped(ctx, digestOf(program(9, 100))); ok || err != nil {
+		t.Errorf("Shipped of a version never sent: %v, %v", ok, err)
+	}
 }
 
 // A long run of versions edited in the same place never rests on a chain of
