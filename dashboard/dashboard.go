@@ -12,6 +12,9 @@
 //	GET /api/jobs/{id}         one job
 //	GET /api/jobs/{id}/logs    the job's lines from the first, as server-sent events,
 //	                           until the job ends (an "end" event)
+//	POST /api/jobs/{id}/cancel cancels the job, as `burla jobs cancel` does: a
+//	                           tenant's key its own jobs, an admin's any; a
+//	                           request from another site is refused
 package dashboard
 
 import (
@@ -74,10 +77,15 @@ func New(cfg Config) http.Handler {
 	mux.HandleFunc("GET /api/jobs", d.jobs)
 	mux.HandleFunc("GET /api/jobs/{id}", d.job)
 	mux.HandleFunc("GET /api/jobs/{id}/logs", d.logs)
+	mux.HandleFunc("POST /api/jobs/{id}/cancel", d.cancel)
+	var h http.Handler = mux
 	if cfg.Keys != nil {
-		return d.authenticate(mux)
+		h = d.authenticate(h)
 	}
-	return mux
+	// A page of another site cannot make a browser that holds the key's cookie
+	// cancel a job: a request that is not GET or HEAD must come from this
+	// origin (Sec-Fetch-Site, or else Origin, as browsers send them).
+	return http.NewCrossOriginProtection().Handler(h)
 }
 
 // keyCookie holds the API key a browser logged in with.
@@ -135,6 +143,18 @@ func viewer(r *http.Request) string {
 		return t
 	}
 	return status.AllTenants
+}
+
+// mayCancel refuses the request if its key may not cancel jobs: only a tenant's
+// (its own, as maySee checks) and an admin's may, not a node's nor the control
+// plane's.
+func mayCancel(w http.ResponseWriter, r *http.Request) bool {
+	p, ok := r.Context().Value(principalKey{}).(auth.Principal)
+	if ok && p.Role != auth.RoleTenant && p.Role != auth.RoleAdmin {
+		httpError(w, http.StatusForbidden, fmt.Errorf("a %s key cannot cancel jobs", p.Role))
+		return false
+	}
+	return true
 }
 
 // maySee refuses the request if it may not see job id.
@@ -249,6 +269,38 @@ func (d *dashboard) job(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, Job{Job: j, Link: d.link(j.ID)})
+}
+
+// Cancelled is the body of POST /api/jobs/{id}/cancel.
+type Cancelled struct {
+	Job             string `json:"job"`
+	CancelRequested bool   `json:"cancel_requested"`
+}
+
+func (d *dashboard) cancel(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), apiTimeout)
+	defer cancel()
+	id := r.PathValue("id")
+	if !job.ValidID(id) {
+		httpError(w, http.StatusBadRequest, fmt.Errorf("%q is not a job ID", id))
+		return
+	}
+	if !mayCancel(w, r) || !maySee(w, r, id) {
+		return
+	}
+	if _, err := status.GetFor(ctx, d.cfg.Temporal, d.cfg.Store, id, viewer(r)); errors.Is(err, status.ErrNoJob) {
+		httpError(w, http.StatusNotFound, err)
+		return
+	} else if err != nil {
+		httpError(w, http.StatusBadGateway, err)
+		return
+	}
+	if err := d.cfg.Temporal.CancelWorkflow(ctx, id, ""); err != nil {
+		httpError(w, http.StatusBadGateway, fmt.Errorf("cancel job %s: %w", id, err))
+		return
+	}
+	d.cfg.Logger.Info("job cancelled from the dashboard", "job", id, "by", viewer(r))
+	writeJSON(w, Cancelled{Job: id, CancelRequested: true})
 }
 
 // Line is one log line as the dashboard sends it.

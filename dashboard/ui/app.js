@@ -130,6 +130,9 @@ async function refreshJob() {
   $("#job-state").className = "state state-" + j.state;
   const jl = $("#job-link");
   if (j.link) { jl.href = j.link; jl.hidden = false; } else { jl.hidden = true; }
+  const cb = $("#job-cancel");
+  if (cb.dataset.job !== j.id) { cb.dataset.job = j.id; disarm(cb); }
+  cb.hidden = !["Placing", "Running"].includes(j.state);
   const dl = $("#job-details");
   dl.replaceChildren();
   const add = (k, v) => { if (v !== undefined && v !== "") dl.append(el("dt", {}, k), el("dd", { "data-key": k }, v)); };
@@ -142,6 +145,35 @@ async function refreshJob() {
   add("Started", new Date(Date.parse(j.started)).toLocaleString());
   if (j.ended) add("Took", duration(Date.parse(j.ended) - Date.parse(j.started)));
   if (j.error) add("Error", j.error);
+}
+
+// The cancel button asks to be clicked twice, and then posts the request.
+function disarm(cb) {
+  cb.dataset.state = "";
+  cb.disabled = false;
+  cb.textContent = "Cancel job";
+}
+
+async function cancelClicked() {
+  const cb = $("#job-cancel");
+  const id = cb.dataset.job;
+  if (cb.dataset.state !== "armed") {
+    cb.dataset.state = "armed";
+    cb.textContent = "Cancel " + id + "? Click again";
+    setTimeout(() => { if (cb.dataset.state === "armed" && cb.dataset.job === id) disarm(cb); }, 5000);
+    return;
+  }
+  cb.dataset.state = "sent";
+  cb.disabled = true;
+  cb.textContent = "Cancelling…";
+  try {
+    const r = await fetch("api/jobs/" + encodeURIComponent(id) + "/cancel", { method: "POST", cache: "no-store" });
+    const body = await r.json();
+    if (!r.ok) throw new Error(body.error || r.statusText);
+  } catch (err) {
+    disarm(cb);
+    showError(err);
+  }
 }
 
 function appendLines(lines) {
@@ -202,6 +234,7 @@ async function tick() {
   }
 }
 
+$("#job-cancel").addEventListener("click", () => { cancelClicked(); });
 const m = location.hash.match(/job=([a-z0-9-]+)/);
 if (m) select(m[1]);
 tick();

@@ -164,6 +164,55 @@ func TestDashboard(t *testing.T) {
 	}
 }
 
+// TestDashboardCancelsAJob cancels a running job with the job panel's button,
+// which asks to be clicked twice: the job's client gets a Cancelled error, and
+// the panel shows the job Cancelled, with no button.
+func TestDashboardCancelsAJob(t *testing.T) {
+	b := startChromium(t)
+	waitStandby(t, 2)
+	ctx := testCtx(t, 2*time.Minute)
+	j, err := burla.Submit(ctx, nap, []int{60_000, 60_000}, opts()...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := j.ID()
+	ended := make(chan error, 1)
+	go func() {
+		_, err := j.Outputs(ctx)
+		ended <- err
+	}()
+	b.do(t, "open the job in the dashboard", 30*time.Second, chromedp.Navigate(dev.Addrs.Dashboard+"/#job="+id))
+	b.waitFor(t, "the job Running with a cancel button", 20*time.Second, `(id) => {
+		const cb = document.querySelector("#job-cancel");
+		return document.querySelector("#job-state").textContent === "Running" && !cb.hidden && cb.dataset.job === id;
+	}`, id)
+	b.do(t, "click the cancel button once", 10*time.Second, chromedp.Click(chromedp.ID("job-cancel")))
+	armed := b.waitFor(t, "the button asking for a second click", 5*time.Second, `() => {
+		const cb = document.querySelector("#job-cancel");
+		return cb.dataset.state === "armed" && cb.textContent;
+	}`)
+	t.Logf("after one click the button says %q", armed)
+	select {
+	case err := <-ended:
+		t.Fatalf("one click ended the job: %v", err)
+	case <-time.After(time.Second):
+	}
+	clicked := time.Now()
+	b.do(t, "click it again", 10*time.Second, chromedp.Click(chromedp.ID("job-cancel")))
+	select {
+	case err := <-ended:
+		if !burla.IsKind(err, burla.KindCancelled) {
+			t.Errorf("the cancelled job's client got %v; want a Cancelled error", err)
+		}
+		t.Logf("the client saw the job end %v after the second click", time.Since(clicked).Round(time.Millisecond))
+	case <-ctx.Done():
+		t.Fatalf("the job did not end after the cancel:\n%s", b.snapshot())
+	}
+	b.waitFor(t, "the job Cancelled in the panel, with no button", 20*time.Second, `() => {
+		return document.querySelector("#job-state").textContent === "Cancelled" && document.querySelector("#job-cancel").hidden;
+	}`)
+}
+
 // browser is a tab of a headless Chromium that the test started.
 type browser struct {
 	ctx    context.Context
