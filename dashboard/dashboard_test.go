@@ -34,10 +34,10 @@ func TestCancelRefusals(t *testing.T) {
 	acmeJob := job.NewID(time.Now(), "acme")
 	for _, c := range []struct {
 		name, method, path, key string
-		header              map[string]string
-		cookie              bool
-		code                int
-		says                string
+		header                  map[string]string
+		cookie                  bool
+		code                    int
+		says                    string
 	}{
 		{"from another site, with the key's cookie", "POST", "/api/jobs/" + acmeJob + "/cancel", acme,
 			map[string]string{"Sec-Fetch-Site": "cross-site"}, true, http.StatusForbidden, "cross-origin"},
