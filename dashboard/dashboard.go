@@ -11,7 +11,10 @@
 //	                           and, for a job that runs no call, what it waits for
 //	GET /api/jobs/{id}         one job
 //	GET /api/jobs/{id}/logs    the job's lines from the first, as server-sent events,
-//	                           until the job ends (an "end" event)
+//	                           until the job ends (an "end" event); ?input=N, the
+//	                           lines of input N alone. Each event's ID counts the
+//	                           lines so far, so a reconnecting EventSource, which
+//	                           sends the last as Last-Event-ID, resumes after them
 //	POST /api/jobs/{id}/cancel cancels the job, as `burla jobs cancel` does: a
 //	                           tenant's key its own jobs, an admin's any; a
 //	                           request from another site is refused
@@ -325,13 +328,31 @@ func (d *dashboard) logs(w http.ResponseWriter, r *http.Request) {
 	if !maySee(w, r, id) {
 		return
 	}
+	box := &lineBox{ready: make(chan struct{}, 1), input: -1}
+	if q := r.URL.Query().Get("input"); q != "" {
+		n, err := strconv.ParseInt(q, 10, 64)
+		if err != nil || n < 0 {
+			httpError(w, http.StatusBadRequest, fmt.Errorf("input %q is not an input's index", q))
+			return
+		}
+		box.input = n
+	}
+	// The lines an earlier connection of this stream delivered, skipped.
+	var seen, after int64
+	if v := r.Header.Get("Last-Event-ID"); v != "" {
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil || n < 0 {
+			httpError(w, http.StatusBadRequest, fmt.Errorf("Last-Event-ID %q is not a count of lines", v))
+			return
+		}
+		after = n
+	}
 	flusher, ok := w.(http.Flusher)
 	if !ok {
 		httpError(w, http.StatusInternalServerError, errors.New("streaming unsupported"))
 		return
 	}
 	ctx := r.Context()
-	box := &lineBox{ready: make(chan struct{}, 1)}
 	watch, err := d.cfg.Store.WatchLogs(ctx, id, box.put)
 	if err != nil {
 		httpError(w, http.StatusBadGateway, fmt.Errorf("logs of job %s: %w", id, err))
@@ -345,17 +366,27 @@ func (d *dashboard) logs(w http.ResponseWriter, r *http.Request) {
 
 	send := func(event string, v any) bool {
 		b, _ := json.Marshal(v)
-		if _, err := fmt.Fprintf(w, "event: %s\ndata: %s\n\n", event, b); err != nil {
+		id := ""
+		if event == "lines" {
+			id = fmt.Sprintf("id: %d\n", seen)
+		}
+		if _, err := fmt.Fprintf(w, "event: %s\n%sdata: %s\n\n", event, id, b); err != nil {
 			return false
 		}
 		flusher.Flush()
 		return true
 	}
 	drain := func() bool {
-		for lines := box.take(); len(lines) > 0; lines = lines[min(len(lines), maxEventLines):] {
-			if !send("lines", lines[:min(len(lines), maxEventLines)]) {
+		lines := box.take()
+		skip := min(int64(len(lines)), max(0, after-seen))
+		lines, seen = lines[skip:], seen+skip
+		for len(lines) > 0 {
+			n := min(len(lines), maxEventLines)
+			seen += int64(n)
+			if !send("lines", lines[:n]) {
 				return false
 			}
+			lines = lines[n:]
 		}
 		return true
 	}
@@ -406,16 +437,21 @@ func (d *dashboard) logs(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-// lineBox collects lines from a store watch, whose callback must never block.
+// lineBox collects lines from a store watch, whose callback must never block:
+// those of input alone, unless it is -1.
 type lineBox struct {
 	mu    sync.Mutex
 	lines []Line
 	ready chan struct{}
+	input int64
 }
 
 func (b *lineBox) put(batch []store.LogLine) {
 	b.mu.Lock()
 	for _, l := range batch {
+		if b.input >= 0 && l.Index != b.input {
+			continue
+		}
 		b.lines = append(b.lines, Line{Index: l.Index, Stderr: l.Stream == store.Stderr, Text: l.Text})
 	}
 	b.mu.Unlock()

@@ -67,3 +67,27 @@ func TestCancelRefusals(t *testing.T) {
 		})
 	}
 }
+
+// A log stream's filter and resume point are checked before any store is read
+// (this dashboard has none).
+func TestLogsBadRequests(t *testing.T) {
+	h := New(Config{})
+	id := job.NewID(time.Now(), "acme")
+	for _, c := range []struct {
+		query, lastID, says string
+	}{
+		{"?input=-1", "", "is not an input's index"},
+		{"?input=x", "", "is not an input's index"},
+		{"", "ten", "is not a count of lines"},
+	} {
+		r := httptest.NewRequest("GET", "http://dashboard.test/api/jobs/"+id+"/logs"+c.query, nil)
+		if c.lastID != "" {
+			r.Header.Set("Last-Event-ID", c.lastID)
+		}
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, r)
+		if w.Code != http.StatusBadRequest || !strings.Contains(w.Body.String(), c.says) {
+			t.Errorf("logs%s, Last-Event-ID %q: %d %q; want 400 saying %q", c.query, c.lastID, w.Code, w.Body.String(), c.says)
+		}
+	}
+}

@@ -191,23 +191,28 @@ function appendLines(lines) {
 }
 
 function select(id) {
-  if (logSource) logSource.close();
   selected = id;
-  logLines = 0;
   location.hash = "job=" + id;
   $("#job").hidden = false;
   $("#job-id").textContent = id;
-  $("#logs").replaceChildren();
-  $("#log-count").textContent = "";
+  $("#log-input").value = "";
   for (const tr of document.querySelectorAll("tr.job")) tr.classList.toggle("selected", tr.dataset.id === id);
-  logSource = new EventSource("api/jobs/" + encodeURIComponent(id) + "/logs");
-  // The stream always starts from the job's first line, also when EventSource
-  // reconnects after losing it: start the panel over rather than show every line twice.
-  logSource.addEventListener("open", () => {
-    logLines = 0;
-    $("#logs").replaceChildren();
-    $("#log-count").textContent = "";
-  });
+  openLogs();
+  refreshJob().catch(showError);
+}
+
+// openLogs follows the selected job's logs, those of the input in the filter
+// box alone if it holds one. A stream that drops is reopened by EventSource,
+// which sends the last event's ID: the dashboard resumes after the lines it
+// counts, so none shows twice.
+function openLogs() {
+  if (logSource) logSource.close();
+  logLines = 0;
+  $("#logs").replaceChildren();
+  delete $("#logs").dataset.ended;
+  $("#log-count").textContent = "";
+  const input = $("#log-input").value.trim();
+  logSource = new EventSource("api/jobs/" + encodeURIComponent(selected) + "/logs" + (input ? "?input=" + encodeURIComponent(input) : ""));
   logSource.addEventListener("lines", (ev) => appendLines(JSON.parse(ev.data)));
   logSource.addEventListener("end", (ev) => {
     const end = JSON.parse(ev.data);
@@ -215,7 +220,6 @@ function select(id) {
     logSource.close();
     refreshJob().catch(showError);
   });
-  refreshJob().catch(showError);
 }
 
 function showError(err) {
@@ -235,6 +239,7 @@ async function tick() {
 }
 
 $("#job-cancel").addEventListener("click", () => { cancelClicked(); });
+$("#log-input").addEventListener("change", () => { if (selected) openLogs(); });
 const m = location.hash.match(/job=([a-z0-9-]+)/);
 if (m) select(m[1]);
 tick();

@@ -1,18 +1,25 @@
 package e2e
 
 import (
+	"bufio"
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"slices"
+	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/chromedp/chromedp"
 
+	"github.com/burla-temporal/burla/dashboard"
 	burla "github.com/burla-temporal/burla/sdk"
 )
 
@@ -161,6 +168,22 @@ func TestDashboard(t *testing.T) {
 	slices.Sort(want)
 	if !slices.Equal(got, want) {
 		t.Errorf("the logs panel shows %d lines:\n%q\nwant %d:\n%q\n%s", len(got), got, len(want), want, b.snapshot())
+	}
+
+	// The logs of one input alone.
+	only := b.waitFor(t, "the logs panel filtered to input 3", 15*time.Second, `() => {
+		const box = document.querySelector("#log-input");
+		if (box.value !== "3") {
+			box.value = "3";
+			box.dispatchEvent(new Event("change"));
+			return false;
+		}
+		const logs = document.querySelector("#logs");
+		if (!logs.dataset.ended) return false;
+		return [...logs.querySelectorAll(".line")].map((l) => l.textContent);
+	}`).([]any)
+	if len(only) != 1 || only[0] != "[3] dashboard line 3\n" {
+		t.Errorf("the logs panel filtered to input 3 shows %q", only)
 	}
 }
 
@@ -369,4 +392,111 @@ func (l *lockedBuffer) String() string {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.b.String()
+}
+
+// sseEvent is one server-sent event of the dashboard's log stream.
+type sseEvent struct {
+	name, id string
+	lines    []dashboard.Line
+}
+
+// readLogs reads the dashboard's log stream of job id, with the query and
+// Last-Event-ID given, until its "end" event.
+func readLogs(t *testing.T, ctx context.Context, id, query, lastID string) []sseEvent {
+	t.Helper()
+	req, err := http.NewRequestWithContext(ctx, "GET", dev.Addrs.Dashboard+"/api/jobs/"+id+"/logs"+query, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if lastID != "" {
+		req.Header.Set("Last-Event-ID", lastID)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		b, _ := io.ReadAll(resp.Body)
+		t.Fatalf("logs%s: %s: %s", query, resp.Status, b)
+	}
+	var events []sseEvent
+	var ev sseEvent
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(nil, 1<<20)
+	for sc.Scan() {
+		line := sc.Text()
+		switch {
+		case line == "":
+			if ev.name != "" {
+				events = append(events, ev)
+				if ev.name == "end" {
+					return events
+				}
+			}
+			ev = sseEvent{}
+		case strings.HasPrefix(line, "event: "):
+			ev.name = strings.TrimPrefix(line, "event: ")
+		case strings.HasPrefix(line, "id: "):
+			ev.id = strings.TrimPrefix(line, "id: ")
+		case strings.HasPrefix(line, "data: ") && ev.name == "lines":
+			if err := json.Unmarshal([]byte(strings.TrimPrefix(line, "data: ")), &ev.lines); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	t.Fatalf("logs%s ended without an end event: %v", query, sc.Err())
+	return nil
+}
+
+// linesOf are the events' lines, as "[index] text".
+func linesOf(events []sseEvent) []string {
+	var out []string
+	for _, ev := range events {
+		for _, l := range ev.lines {
+			out = append(out, fmt.Sprintf("[%d] %s", l.Index, l.Text))
+		}
+	}
+	return out
+}
+
+// The dashboard's log stream resumes after the lines an earlier connection
+// delivered (EventSource sends the last event's ID on reconnecting), and
+// filters by input.
+func TestDashboardLogsResumeAndFilter(t *testing.T) {
+	ctx := testCtx(t, time.Minute)
+	j, err := burla.Submit(ctx, chatty, []int{0, 1, 2, 3, 4, 5}, opts()...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := j.Outputs(ctx); err != nil {
+		t.Fatal(err)
+	}
+	all := readLogs(t, ctx, j.ID(), "", "")
+	lines := linesOf(all)
+	if len(lines) != 18 {
+		t.Fatalf("the stream has %d lines: %q; want 18", len(lines), lines)
+	}
+	if last := all[len(all)-2]; last.name != "lines" || last.id != "18" {
+		t.Errorf("the last lines event has ID %q; want 18, the count of lines", last.id)
+	}
+	for _, after := range []int{1, 7, 17, 18} {
+		got := linesOf(readLogs(t, ctx, j.ID(), "", strconv.Itoa(after)))
+		if !slices.Equal(got, lines[after:]) {
+			t.Errorf("resumed after %d lines: %q; want %q", after, got, lines[after:])
+		}
+	}
+	var want []string
+	for _, l := range lines {
+		if strings.HasPrefix(l, "[4] ") {
+			want = append(want, l)
+		}
+	}
+	got := readLogs(t, ctx, j.ID(), "?input=4", "")
+	if !slices.Equal(linesOf(got), want) || len(want) != 3 {
+		t.Errorf("input 4's lines: %q; want %q", linesOf(got), want)
+	}
+	if resumed := linesOf(readLogs(t, ctx, j.ID(), "?input=4", "2")); !slices.Equal(resumed, want[2:]) {
+		t.Errorf("input 4's lines resumed after 2: %q; want %q", resumed, want[2:])
+	}
 }
