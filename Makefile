@@ -19,9 +19,13 @@ WORKFLOWCHECK := go.temporal.io/sdk/contrib/tools/workflowcheck@v0.6.0
 # The heavy packages build static (CGO_ENABLED=0): the docker provider's nodes run the
 # burla binary and the test programs FROM scratch. They run one package at a time: each
 # starts whole clusters, and on two cores they would starve each other's heartbeats.
+# What the heavy tests keep (go test -artifacts), such as the dashboard's
+# screenshots in headless Chromium, lands in $(ARTIFACTS)/_artifacts.
+ARTIFACTS ?= $(CURDIR)/test-artifacts
 test: deps vet workflowcheck fuzz docker chromium qemu
 	$(GO) test -race -count=1 $(LIGHT)
-	CGO_ENABLED=0 $(GO) test -p 1 -count=1 -timeout 30m $(HEAVY)
+	mkdir -p $(ARTIFACTS)
+	CGO_ENABLED=0 $(GO) test -p 1 -count=1 -timeout 30m -artifacts -outputdir $(ARTIFACTS) $(HEAVY)
 
 docker:
 	./scripts/ensure-docker.sh

@@ -10,6 +10,7 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -114,6 +115,7 @@ func TestDashboard(t *testing.T) {
 	}`, id).(map[string]any)
 	seenAt := time.UnixMilli(int64(first["at"].(float64)))
 	t.Logf("%v log lines showed %v after the job was submitted", first["lines"], seenAt.Sub(submitted).Round(time.Millisecond))
+	b.screenshot(t, "1-job-running")
 	select {
 	case <-ended:
 		if !seenAt.Before(endedAt) {
@@ -170,6 +172,8 @@ func TestDashboard(t *testing.T) {
 		t.Errorf("the logs panel shows %d lines:\n%q\nwant %d:\n%q\n%s", len(got), got, len(want), want, b.snapshot())
 	}
 
+	b.screenshot(t, "2-job-succeeded")
+
 	// The logs of one input alone.
 	only := b.waitFor(t, "the logs panel filtered to input 3", 15*time.Second, `() => {
 		const box = document.querySelector("#log-input");
@@ -185,6 +189,7 @@ func TestDashboard(t *testing.T) {
 	if len(only) != 1 || only[0] != "[3] dashboard line 3\n" {
 		t.Errorf("the logs panel filtered to input 3 shows %q", only)
 	}
+	b.screenshot(t, "3-logs-of-input-3")
 }
 
 // TestDashboardCancelsAJob cancels a running job with the job panel's button,
@@ -215,6 +220,7 @@ func TestDashboardCancelsAJob(t *testing.T) {
 		return cb.dataset.state === "armed" && cb.textContent;
 	}`)
 	t.Logf("after one click the button says %q", armed)
+	b.screenshot(t, "1-cancel-armed")
 	select {
 	case err := <-ended:
 		t.Fatalf("one click ended the job: %v", err)
@@ -234,6 +240,7 @@ func TestDashboardCancelsAJob(t *testing.T) {
 	b.waitFor(t, "the job Cancelled in the panel, with no button", 20*time.Second, `() => {
 		return document.querySelector("#job-state").textContent === "Cancelled" && document.querySelector("#job-cancel").hidden;
 	}`)
+	b.screenshot(t, "2-cancelled")
 }
 
 // browser is a tab of a headless Chromium that the test started.
@@ -365,6 +372,25 @@ const snapshotJS = `(() => {
 })()`
 
 // snapshot is what the page shows, for failure messages.
+// screenshot keeps a PNG of the whole page as name.png among the test's
+// artifacts (go test -artifacts -outputdir DIR keeps them; make test does).
+func (b *browser) screenshot(t *testing.T, name string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(b.ctx, 10*time.Second)
+	defer cancel()
+	png, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
+	if err != nil {
+		t.Errorf("screenshot %s: %v", name, err)
+		return
+	}
+	path := filepath.Join(t.ArtifactDir(), name+".png")
+	if err := os.WriteFile(path, png, 0o644); err != nil {
+		t.Error(err)
+		return
+	}
+	t.Logf("screenshot: %s", path)
+}
+
 func (b *browser) snapshot() string {
 	ctx, cancel := context.WithTimeout(b.ctx, 5*time.Second)
 	defer cancel()
