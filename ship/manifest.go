@@ -160,6 +160,17 @@ func (r *reader) uint(limit int, what string) int {
 	return int(v)
 }
 
+// count reads a count of items of at least size bytes each, which the bytes
+// left must hold: a corrupt count fails here rather than allocates.
+func (r *reader) count(limit, size int, what string) int {
+	n := r.uint(limit, what)
+	if r.err == nil && n > len(r.b)/size {
+		r.fail("%s %d in %d bytes", what, n, len(r.b))
+		return 0
+	}
+	return n
+}
+
 func (r *reader) manifest() (*Manifest, error) {
 	if string(r.bytes(len(magic))) != magic {
 		return nil, errors.New("not a manifest")
@@ -169,15 +180,15 @@ func (r *reader) manifest() (*Manifest, error) {
 	}
 	m := &Manifest{Size: int64(r.uint(maxProgram, "size"))}
 	copy(m.Digest[:], r.bytes(32))
-	m.Packs = make([][32]byte, r.uint(maxPacks, "pack count"))
+	m.Packs = make([][32]byte, r.count(maxPacks, 32, "pack count"))
 	for i := range m.Packs {
 		copy(m.Packs[i][:], r.bytes(32))
 	}
-	m.File = make([]int, r.uint(maxTable, "chunk count"))
+	m.File = make([]int, r.count(maxTable, 1, "chunk count"))
 	for i := range m.File {
 		m.File[i] = r.uint(maxTable, "chunk")
 	}
-	m.Table = make([]Entry, r.uint(maxTable, "table size"))
+	m.Table = make([]Entry, r.count(maxTable, 32+5, "table size"))
 	for i := range m.Table {
 		e := &m.Table[i]
 		copy(e.ID[:], r.bytes(32))
@@ -193,7 +204,7 @@ func (r *reader) manifest() (*Manifest, error) {
 		default:
 			r.fail("unknown chunk encoding %d", e.Kind)
 		}
-		e.Bases = make([]int, r.uint(maxBases, "base count"))
+		e.Bases = make([]int, r.count(maxBases, 1, "base count"))
 		for j := range e.Bases {
 			e.Bases[j] = r.uint(len(m.Table)-1, "base")
 		}

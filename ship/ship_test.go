@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"math/rand/v2"
@@ -17,6 +18,7 @@ import (
 	"github.com/burla-temporal/burla/blob"
 	"github.com/burla-temporal/burla/blob/memblob"
 	"github.com/burla-temporal/burla/job"
+	"github.com/klauspost/compress/zstd"
 )
 
 func digestOf(b []byte) string { s := sha256.Sum256(b); return hex.EncodeToString(s[:]) }
@@ -319,5 +321,31 @@ func TestOneDirForManyStores(t *testing.T) {
 	}
 	if sent := send(t, b, t.TempDir(), v3); sent.Base != digestOf(v2) || sent.Deltas == 0 {
 		t.Errorf("v3 to b: %+v, want it on b's v2", sent)
+	}
+}
+
+// A manifest whose counts its bytes cannot hold fails at the count, before it
+// allocates for them: a tenant's manifest is read by nodes that serve others.
+func TestManifestCountsAreBounded(t *testing.T) {
+	for _, tail := range [][]byte{
+		binary.AppendUvarint(nil, maxPacks),                                                     // packs
+		append(binary.AppendUvarint(nil, 0), binary.AppendUvarint(nil, maxTable)...),            // chunks of the file
+		append(append(binary.AppendUvarint(nil, 0), 0), binary.AppendUvarint(nil, maxTable)...), // table
+	} {
+		raw := append([]byte(magic), manifestVersion)
+		raw = binary.AppendUvarint(raw, 0)
+		raw = append(raw, make([]byte, 32)...)
+		raw = append(raw, tail...)
+		data := encoder(zstd.SpeedDefault, nil).EncodeAll(raw, nil)
+		var m0, m1 runtime.MemStats
+		runtime.ReadMemStats(&m0)
+		_, err := ParseManifest(data)
+		runtime.ReadMemStats(&m1)
+		if !errors.Is(err, ErrBadManifest) || !strings.Contains(err.Error(), " in ") {
+			t.Errorf("a manifest of %d bytes with a count of %x: %v; want it refused at the count", len(raw), tail, err)
+		}
+		if alloc := m1.TotalAlloc - m0.TotalAlloc; alloc > 1<<20 {
+			t.Errorf("parsing it allocated %d bytes", alloc)
+		}
 	}
 }
