@@ -42,6 +42,25 @@ func FetchFile(ctx context.Context, s Store, key, digest, dir string, mode os.Fi
 		return "", err
 	}
 	defer r.Close()
+	path, err = WriteVerified(dir, digest, mode, func(w io.Writer) error {
+		_, err := io.Copy(w, r)
+		return err
+	})
+	if err != nil {
+		return "", fmt.Errorf("fetch blob %s: %w", key, err)
+	}
+	return path, nil
+}
+
+// WriteVerified writes what write produces to dir/<digest> with the given mode,
+// whole or not at all: into a temporary file, renamed into place only if its
+// content has the given SHA-256 (hex) digest (ErrDigestMismatch if not).
+// Concurrent writers of one digest are safe.
+func WriteVerified(dir, digest string, mode os.FileMode, write func(io.Writer) error) (string, error) {
+	if !job.ValidDigest(digest) {
+		// The digest names a file under dir: nothing but hex may pass.
+		return "", fmt.Errorf("write %q: not a SHA-256 hex digest: %w", digest, ErrDigestMismatch)
+	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return "", err
 	}
@@ -51,19 +70,20 @@ func FetchFile(ctx context.Context, s Store, key, digest, dir string, mode os.Fi
 	}
 	defer os.Remove(tmp.Name())
 	h := sha256.New()
-	_, err = io.Copy(io.MultiWriter(tmp, h), r)
+	err = write(io.MultiWriter(tmp, h))
 	if cerr := tmp.Close(); err == nil {
 		err = cerr
 	}
 	if err != nil {
-		return "", fmt.Errorf("fetch blob %s: %w", key, err)
+		return "", err
 	}
 	if got := hex.EncodeToString(h.Sum(nil)); got != digest {
-		return "", fmt.Errorf("blob %s has digest %s, not %s: %w", key, got[:12], digest[:min(12, len(digest))], ErrDigestMismatch)
+		return "", fmt.Errorf("the content has digest %s, not %s: %w", got[:12], digest[:12], ErrDigestMismatch)
 	}
 	if err := os.Chmod(tmp.Name(), mode); err != nil {
 		return "", err
 	}
+	path := filepath.Join(dir, digest)
 	if err := os.Rename(tmp.Name(), path); err != nil {
 		return "", err
 	}

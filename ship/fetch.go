@@ -136,37 +136,20 @@ func Fetch(ctx context.Context, s blob.Store, tenant, digest, dir string) (strin
 		}
 		return c, nil
 	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return "", err
-	}
-	tmp, err := os.CreateTemp(dir, digest+".tmp*")
+	path, err = blob.WriteVerified(dir, digest, 0o755, func(w io.Writer) error {
+		for _, i := range m.File {
+			c, err := chunk(i, 0)
+			if err != nil {
+				return err
+			}
+			if _, err := w.Write(c); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
 	if err != nil {
-		return "", err
-	}
-	defer os.Remove(tmp.Name())
-	h := sha256.New()
-	w := io.MultiWriter(tmp, h)
-	for _, i := range m.File {
-		c, err := chunk(i, 0)
-		if err == nil {
-			_, err = w.Write(c)
-		}
-		if err != nil {
-			tmp.Close()
-			return "", fmt.Errorf("fetch program %s: %w", digest[:12], err)
-		}
-	}
-	if err := tmp.Close(); err != nil {
-		return "", err
-	}
-	if got := hex.EncodeToString(h.Sum(nil)); got != digest {
-		return "", fmt.Errorf("fetch program %s: its chunks make %s: %w", digest[:12], got[:12], blob.ErrDigestMismatch)
-	}
-	if err := os.Chmod(tmp.Name(), 0o755); err != nil {
-		return "", err
-	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
-		return "", err
+		return "", fmt.Errorf("fetch program %s: %w", digest[:12], err)
 	}
 	return path, nil
 }
